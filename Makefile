@@ -1,0 +1,48 @@
+# The two commands of the README contract: `make demo` and `make test`.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+VENV := .venv
+PY := $(VENV)/bin/python
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.synced: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet 'uv>=0.13'
+	$(UV) sync --locked --quiet
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.synced ## Create the virtualenv with the locked dependencies
+
+.PHONY: fixture
+fixture: ## Build (or reuse the cached) etcd, etcdctl and kube-apiserver from the Go module proxy
+	@for tool in etcd etcdctl kube-apiserver; do e2e/build-tool.sh $$tool >/dev/null; done
+
+.PHONY: lint
+lint: venv ## ruff (lint + format check), mypy --strict, import-linter contracts
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+.PHONY: test
+test: venv fixture lint ## Everything: lint, unit tests and integration tests on a real local control plane
+	$(VENV)/bin/pytest
+
+.PHONY: unit
+unit: venv ## Only the pure unit tests (no control plane)
+	$(VENV)/bin/pytest tests/unit
+
+.PHONY: cluster-up
+cluster-up: venv fixture ## Start a local control plane in the background; writes .cluster/env
+	$(PY) -m e2e.controlplane up --dir .cluster
+
+.PHONY: cluster-down
+cluster-down: venv ## Stop the local control plane and delete its data
+	$(PY) -m e2e.controlplane down --dir .cluster

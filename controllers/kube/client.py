@@ -1,0 +1,277 @@
+"""The one Kubernetes client of a process: raw JSON over the ApiClient's HTTP session.
+
+kubernetes_asyncio loads the configuration (kubeconfig, in-cluster service account, exec plugins, token
+refresh) and owns the connection pool; requests go out as plain JSON so that lists of 20,000 objects are not
+turned into generated model objects and PUT back exactly as they were read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Literal
+
+import aiohttp
+from kubernetes_asyncio import client as k8s_client
+from kubernetes_asyncio import config as k8s_config
+
+JSON = dict[str, Any]
+Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+PatchType = Literal["merge", "strategic", "json", "apply"]
+
+_PATCH_CONTENT_TYPES: dict[PatchType, str] = {
+    "merge": "application/merge-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+    "json": "application/json-patch+json",
+    "apply": "application/apply-patch+yaml",
+}
+_MAX_THROTTLE_RETRIES = 8
+
+
+class ApiError(Exception):
+    """A non-2xx answer from the apiserver, with its Status body."""
+
+    def __init__(self, *, status: int, body: JSON, retry_after: float | None = None) -> None:
+        self.status = status
+        self.body = body
+        self.retry_after = retry_after
+        self.reason: str = str(body.get("reason") or "")
+        super().__init__(f"{status} {self.reason}: {body.get('message', '')}".strip())
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def gone(self) -> bool:
+        return self.status == 410
+
+    @property
+    def already_exists(self) -> bool:
+        return self.status == 409 and self.reason == "AlreadyExists"
+
+
+class RateLimiter:
+    """Client-side QPS limit shared by every request of one client (a token bucket with burst = qps)."""
+
+    def __init__(self, *, qps: float) -> None:
+        self.qps = qps
+        self._tokens = qps
+        self._updated = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        if self.qps <= 0:
+            return
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self._tokens = min(self.qps, self._tokens + (now - self._updated) * self.qps)
+                self._updated = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                await asyncio.sleep((1 - self._tokens) / self.qps)
+
+
+class Kube:
+    """Async access to one cluster. Create with :func:`connect`; close with :meth:`close`."""
+
+    def __init__(self, api_client: k8s_client.ApiClient, *, qps: float = 0.0) -> None:
+        self.api_client = api_client
+        self._configuration = api_client.configuration
+        self._host: str = str(self._configuration.host).rstrip("/")
+        self._session: aiohttp.ClientSession = api_client.rest_client.pool_manager
+        self._limiter = RateLimiter(qps=qps)
+        self.throttled_total = 0
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    async def close(self) -> None:
+        await self.api_client.close()
+
+    async def __aenter__(self) -> Kube:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _headers(self, content_type: str | None) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        auth = await self._configuration.auth_settings()
+        for setting in auth.values():
+            if setting.get("in") == "header" and setting.get("value"):
+                headers[setting["key"]] = setting["value"]
+        return headers
+
+    async def request(
+        self,
+        method: Method,
+        path: str,
+        *,
+        query: Mapping[str, str | int | bool] | None = None,
+        body: JSON | str | None = None,
+        content_type: str | None = None,
+        request_timeout: float = 60.0,
+    ) -> JSON:
+        """One API call; raises :class:`ApiError` on a non-2xx answer. 429s are retried per Retry-After."""
+        url = self._url(path, query)
+        data: bytes | None = None
+        if body is not None:
+            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+            content_type = content_type or "application/json"
+        for attempt in range(_MAX_THROTTLE_RETRIES + 1):
+            await self._limiter.acquire()
+            headers = await self._headers(content_type)
+            async with self._session.request(
+                method, url, data=data, headers=headers, timeout=aiohttp.ClientTimeout(total=request_timeout)
+            ) as response:
+                raw = await response.read()
+                if response.status < 400:
+                    return json.loads(raw) if raw else {}
+                error = _api_error(response.status, raw, response.headers.get("Retry-After"))
+            if error.status == 429 and attempt < _MAX_THROTTLE_RETRIES:
+                self.throttled_total += 1
+                await asyncio.sleep(error.retry_after if error.retry_after is not None else 1.0)
+                continue
+            raise error
+        raise AssertionError("unreachable")
+
+    async def get(self, path: str, *, query: Mapping[str, str | int | bool] | None = None) -> JSON:
+        return await self.request("GET", path, query=query)
+
+    async def create(self, path: str, body: JSON, *, dry_run: bool = False) -> JSON:
+        return await self.request("POST", path, body=body, query=_dry_run(dry_run))
+
+    async def replace(self, path: str, body: JSON, *, dry_run: bool = False) -> JSON:
+        return await self.request("PUT", path, body=body, query=_dry_run(dry_run))
+
+    async def delete(self, path: str, *, query: Mapping[str, str | int | bool] | None = None) -> JSON:
+        return await self.request("DELETE", path, query=query)
+
+    async def patch(
+        self,
+        path: str,
+        body: JSON | list[JSON],
+        *,
+        patch_type: PatchType = "merge",
+        field_manager: str | None = None,
+        force: bool = False,
+        dry_run: bool = False,
+    ) -> JSON:
+        query: dict[str, str | int | bool] = dict(_dry_run(dry_run))
+        if field_manager:
+            query["fieldManager"] = field_manager
+        if force:
+            query["force"] = "true"
+        return await self.request(
+            "PATCH",
+            path,
+            body=json.dumps(body),
+            query=query,
+            content_type=_PATCH_CONTENT_TYPES[patch_type],
+        )
+
+    async def list_pages(
+        self,
+        path: str,
+        *,
+        query: Mapping[str, str | int | bool] | None = None,
+        limit: int = 500,
+    ) -> AsyncIterator[JSON]:
+        """Every page of a list (limit/continue). On 410 for an expired continue token, resume from the token
+        the 410 carries (``inconsistent`` continue), or restart the list when it carries none."""
+        continue_token = ""
+        while True:
+            page_query: dict[str, str | int | bool] = {**(query or {}), "limit": limit}
+            if continue_token:
+                page_query["continue"] = continue_token
+            try:
+                page = await self.get(path, query=page_query)
+            except ApiError as error:
+                if not (error.gone and continue_token):
+                    raise
+                # The 410 offers an "inconsistent continue" token that lists the rest at the newest
+                # revision; without one, restart the list (objects are revisited, never skipped).
+                continue_token = str(error.body.get("metadata", {}).get("continue", ""))
+                continue
+            yield page
+            continue_token = page.get("metadata", {}).get("continue", "")
+            if not continue_token:
+                return
+
+    async def stream_lines(
+        self,
+        path: str,
+        *,
+        query: Mapping[str, str | int | bool],
+        inactivity_timeout: float,
+    ) -> AsyncIterator[JSON]:
+        """Decoded JSON lines of one streaming (watch) request."""
+        url = self._url(path, query)
+        headers = await self._headers(None)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=inactivity_timeout)
+        async with self._session.get(url, headers=headers, timeout=timeout) as response:
+            if response.status >= 400:
+                raise _api_error(response.status, await response.read(), response.headers.get("Retry-After"))
+            async for line in response.content:
+                if line.strip():
+                    yield json.loads(line)
+
+    def _url(self, path: str, query: Mapping[str, str | int | bool] | None) -> str:
+        url = self._host + path
+        if query:
+            url += "?" + urllib.parse.urlencode({k: _query_value(v) for k, v in query.items()})
+        return url
+
+
+def _query_value(value: str | int | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _dry_run(dry_run: bool) -> dict[str, str | int | bool]:
+    return {"dryRun": "All"} if dry_run else {}
+
+
+def _api_error(status: int, raw: bytes, retry_after: str | None) -> ApiError:
+    try:
+        body = json.loads(raw)
+        if not isinstance(body, dict):
+            body = {"message": str(body)}
+    except ValueError:
+        body = {"message": raw[:500].decode(errors="replace")}
+    seconds: float | None = None
+    if retry_after:
+        try:
+            seconds = float(retry_after)
+        except ValueError:
+            seconds = None
+    return ApiError(status=status, body=body, retry_after=seconds)
+
+
+async def connect(*, kubeconfig: str | None = None, context: str | None = None, qps: float = 0.0) -> Kube:
+    """A client from ``kubeconfig``, else in-cluster config inside a pod, else the default kubeconfig."""
+    configuration = k8s_client.Configuration()
+    if kubeconfig is None and "KUBERNETES_SERVICE_HOST" in os.environ:
+        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    else:
+        await k8s_config.load_kube_config(
+            config_file=kubeconfig, context=context, client_configuration=configuration, persist_config=False
+        )
+    # Bounded concurrency is the callers' business; let the pool hold what they ask for.
+    configuration.connection_pool_maxsize = 64
+    return Kube(k8s_client.ApiClient(configuration), qps=qps)

@@ -1,0 +1,96 @@
+"""coordination.k8s.io Leases: reading them, and taking, renewing and releasing one for leader election."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Literal
+
+from controllers.kube import resources, timefmt
+from controllers.kube.client import JSON, ApiError, Kube
+
+LEASES = resources.LEASES
+Outcome = Literal["acquired", "renewed", "held-by-other", "conflict"]
+
+
+def holder(lease: JSON) -> str:
+    return str(lease.get("spec", {}).get("holderIdentity") or "")
+
+
+def expires_at(lease: JSON) -> datetime.datetime | None:
+    """When the current holder's claim runs out (renewTime + leaseDurationSeconds); None when never renewed."""
+    spec = lease.get("spec", {})
+    renewed = timefmt.parse_time(spec.get("renewTime") or spec.get("acquireTime"))
+    if renewed is None:
+        return None
+    return renewed + datetime.timedelta(seconds=float(spec.get("leaseDurationSeconds") or 0))
+
+
+def is_free(lease: JSON, *, now: datetime.datetime) -> bool:
+    """No holder, or the holder's claim has run out."""
+    expiry = expires_at(lease)
+    return not holder(lease) or expiry is None or expiry <= now
+
+
+async def get(kube: Kube, *, namespace: str, name: str) -> JSON | None:
+    try:
+        return await kube.get(LEASES.path(namespace=namespace, name=name))
+    except ApiError as error:
+        if error.not_found:
+            return None
+        raise
+
+
+async def try_acquire_or_renew(
+    kube: Kube, *, namespace: str, name: str, identity: str, duration_seconds: float
+) -> Outcome:
+    """One round of leader election, as client-go's leaderelection does it (optimistic concurrency)."""
+    now = timefmt.now()
+    stamp = timefmt.micro_time(now)
+    lease = await get(kube, namespace=namespace, name=name)
+    spec = {
+        "holderIdentity": identity,
+        "leaseDurationSeconds": max(1, round(duration_seconds)),
+        "renewTime": stamp,
+    }
+    try:
+        if lease is None:
+            body: JSON = {
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {**spec, "acquireTime": stamp, "leaseTransitions": 0},
+            }
+            await kube.create(LEASES.path(namespace=namespace), body)
+            return "acquired"
+        if holder(lease) == identity:
+            lease["spec"].update(spec)
+            await kube.replace(LEASES.path(namespace=namespace, name=name), lease)
+            return "renewed"
+        if not is_free(lease, now=now):
+            return "held-by-other"
+        transitions = int(lease.get("spec", {}).get("leaseTransitions") or 0) + 1
+        lease["spec"] = {
+            **lease.get("spec", {}),
+            **spec,
+            "acquireTime": stamp,
+            "leaseTransitions": transitions,
+        }
+        await kube.replace(LEASES.path(namespace=namespace, name=name), lease)
+        return "acquired"
+    except ApiError as error:
+        if error.conflict:
+            return "conflict"
+        raise
+
+
+async def release(kube: Kube, *, namespace: str, name: str, identity: str) -> None:
+    """Give the Lease up at once so another replica takes over without waiting for it to expire."""
+    lease = await get(kube, namespace=namespace, name=name)
+    if lease is None or holder(lease) != identity:
+        return
+    lease["spec"].update(
+        {"holderIdentity": None, "leaseDurationSeconds": 1, "renewTime": timefmt.micro_time()}
+    )
+    try:
+        await kube.replace(LEASES.path(namespace=namespace, name=name), lease)
+    except ApiError as error:
+        if not (error.conflict or error.not_found):
+            raise

@@ -1,0 +1,168 @@
+"""list → watch, done the way the apiserver expects (after kopf and client-go's reflector).
+
+Three nested layers: retry forever with jittered backoff > list then watch from the list's resourceVersion,
+re-list on 410 Gone > one watch request with bookmarks and an inactivity timeout. Consumers get a ``SYNC``
+event with the full listing after every (re)list, so a re-list never loses a deletion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+from collections.abc import AsyncIterator, Iterable
+from typing import Literal
+
+import aiohttp
+
+from controllers.kube.client import JSON, ApiError, Kube
+from controllers.kube.resources import Resource
+
+log = logging.getLogger(__name__)
+
+EventType = Literal["SYNC", "ADDED", "MODIFIED", "DELETED"]
+
+# The apiserver sends a bookmark about once a minute; silence well beyond that means a dead connection.
+INACTIVITY_TIMEOUT = 70.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WatchEvent:
+    type: EventType
+    object: JSON | None = None
+    objects: tuple[JSON, ...] = ()
+
+
+@dataclasses.dataclass(slots=True)
+class Backoff:
+    """Exponential backoff with full jitter: a random delay in [0, min(cap, base * 2**attempt)]."""
+
+    base: float = 0.5
+    cap: float = 30.0
+    attempt: int = 0
+
+    def next_delay(self) -> float:
+        delay = random.uniform(0, min(self.cap, self.base * 2**self.attempt))
+        self.attempt += 1
+        return delay
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class _Relist(Exception):
+    """The resourceVersion we watch from is gone: list again."""
+
+
+def object_key(obj: JSON) -> str:
+    meta = obj.get("metadata", {})
+    namespace = meta.get("namespace")
+    return f"{namespace}/{meta['name']}" if namespace else str(meta["name"])
+
+
+async def watch(
+    kube: Kube,
+    resource: Resource,
+    *,
+    namespace: str | None = None,
+    label_selector: str | None = None,
+    field_selector: str | None = None,
+    resource_version: str | None = None,
+    inactivity_timeout: float = INACTIVITY_TIMEOUT,
+    backoff: Backoff | None = None,
+) -> AsyncIterator[WatchEvent]:
+    """Events of ``resource`` forever. ``resource_version`` starts by watching from there (no first list)."""
+    backoff = backoff or Backoff()
+    path = resource.path(namespace=namespace)
+    selectors: dict[str, str | int | bool] = {}
+    if label_selector:
+        selectors["labelSelector"] = label_selector
+    if field_selector:
+        selectors["fieldSelector"] = field_selector
+    version = resource_version
+    while True:
+        try:
+            if version is None:
+                objects, version = await _list(kube, path, selectors)
+                backoff.reset()
+                yield WatchEvent("SYNC", objects=tuple(objects))
+            async for event, resume_from in _watch_once(
+                kube, path, selectors, version=version, inactivity_timeout=inactivity_timeout
+            ):
+                version = resume_from
+                backoff.reset()
+                yield event
+        except _Relist:
+            log.info("watch of %s: resourceVersion %s is gone, re-listing", resource.group_resource, version)
+            version = None
+        except (aiohttp.ClientError, TimeoutError, ApiError, ConnectionError) as error:
+            if isinstance(error, ApiError) and error.gone:
+                version = None
+                continue
+            delay = backoff.next_delay()
+            log.warning(
+                "watch of %s failed (%s: %s); retrying in %.1f s",
+                resource.group_resource,
+                type(error).__name__,
+                error,
+                delay,
+            )
+            await asyncio.sleep(delay)
+
+
+async def _list(kube: Kube, path: str, selectors: dict[str, str | int | bool]) -> tuple[list[JSON], str]:
+    objects: list[JSON] = []
+    version = ""
+    async for page in kube.list_pages(path, query=selectors):
+        objects.extend(page.get("items", []))
+        version = page.get("metadata", {}).get("resourceVersion", version)
+    return objects, version
+
+
+async def _watch_once(
+    kube: Kube,
+    path: str,
+    selectors: dict[str, str | int | bool],
+    *,
+    version: str,
+    inactivity_timeout: float,
+) -> AsyncIterator[tuple[WatchEvent, str]]:
+    """One watch request; yields (event, resourceVersion to resume from). Ends when the server closes it."""
+    query: dict[str, str | int | bool] = {
+        **selectors,
+        "watch": True,
+        "allowWatchBookmarks": True,
+        "resourceVersion": version,
+        # The server ends the request after this; spread reconnects of many clients.
+        "timeoutSeconds": random.randint(300, 600),
+    }
+    async for line in kube.stream_lines(path, query=query, inactivity_timeout=inactivity_timeout):
+        kind = line.get("type")
+        obj = line.get("object") or {}
+        if kind == "ERROR":
+            if obj.get("code") == 410:
+                raise _Relist
+            raise ApiError(status=int(obj.get("code") or 500), body=obj)
+        version = obj.get("metadata", {}).get("resourceVersion", version)
+        if kind == "BOOKMARK":
+            continue
+        if kind in ("ADDED", "MODIFIED", "DELETED"):
+            yield WatchEvent(kind, object=obj), version
+
+
+class ObjectStore:
+    """The current objects of a watch, by ``namespace/name``; feed it every event."""
+
+    def __init__(self, objects: Iterable[JSON] = ()) -> None:
+        self.objects: dict[str, JSON] = {object_key(obj): obj for obj in objects}
+
+    def apply(self, event: WatchEvent) -> None:
+        if event.type == "SYNC":
+            self.objects = {object_key(obj): obj for obj in event.objects}
+        elif event.object is not None:
+            key = object_key(event.object)
+            if event.type == "DELETED":
+                self.objects.pop(key, None)
+            else:
+                self.objects[key] = event.object

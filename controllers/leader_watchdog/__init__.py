@@ -1,0 +1,1 @@
+"""leader-health watchdog: stale leaders, stale apiservers and heartbeat loss after a master change."""

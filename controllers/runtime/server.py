@@ -1,0 +1,72 @@
+"""One aiohttp server per process: ``/metrics``, ``/healthz``, ``/readyz`` (and extra JSON routes)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from typing import Any
+
+import prometheus_client
+from aiohttp import web
+
+
+@dataclasses.dataclass
+class Health:
+    """``ready`` once the controller has synced its first state; ``alive`` unless a task is wedged."""
+
+    ready: bool = False
+    alive: bool = True
+    reason: str = "starting"
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host or "0.0.0.0", int(port)
+
+
+def make_app(
+    *,
+    registry: prometheus_client.CollectorRegistry,
+    health: Health,
+    routes: dict[str, Callable[[], Any]] | None = None,
+) -> web.Application:
+    async def metrics(_: web.Request) -> web.Response:
+        body = prometheus_client.generate_latest(registry)
+        return web.Response(body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok" if health.alive else health.reason, status=200 if health.alive else 500)
+
+    async def readyz(_: web.Request) -> web.Response:
+        return web.Response(text="ok" if health.ready else health.reason, status=200 if health.ready else 503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    for path, produce in (routes or {}).items():
+
+        async def handler(_: web.Request, produce: Callable[[], Any] = produce) -> web.Response:
+            return web.Response(
+                text=json.dumps(produce(), indent=2, default=str), content_type="application/json"
+            )
+
+        app.router.add_get(path, handler)
+    return app
+
+
+async def start(
+    *,
+    addresses: set[str],
+    registry: prometheus_client.CollectorRegistry,
+    health: Health,
+    routes: dict[str, Callable[[], Any]] | None = None,
+) -> web.AppRunner:
+    """Serve the app on every address (metrics and probe addresses may differ); '0' addresses are skipped."""
+    runner = web.AppRunner(make_app(registry=registry, health=health, routes=routes), access_log=None)
+    await runner.setup()
+    for address in sorted(a for a in addresses if a not in ("0", "")):
+        host, port = split_address(address)
+        await web.TCPSite(runner, host, port).start()
+    return runner

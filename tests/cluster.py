@@ -1,0 +1,79 @@
+"""Test helpers that shape a cluster on the real control plane: Nodes with versions, readiness, roles.
+
+There is no kubelet in the fixture: a Node is an object the test creates, and its status is whatever the
+test patches through the ``status`` subresource.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterable, Mapping
+
+from controllers.kube import client, resources
+
+NODES = resources.NODES
+CONTROL_PLANE = "node-role.kubernetes.io/control-plane"
+
+
+def node_status(*, version: str, ready: bool = True, address: str = "") -> client.JSON:
+    status: client.JSON = {
+        "nodeInfo": {"kubeletVersion": version},
+        "conditions": [{"type": "Ready", "status": "True" if ready else "False", "reason": "Test"}],
+    }
+    if address:
+        status["addresses"] = [{"type": "InternalIP", "address": address}]
+    return status
+
+
+@dataclasses.dataclass
+class Nodes:
+    """Creates Nodes and deletes every one of them when the test ends (see the ``nodes`` fixture)."""
+
+    kube: client.Kube
+    created: set[str] = dataclasses.field(default_factory=set)
+
+    async def create(
+        self,
+        name: str,
+        *,
+        version: str,
+        master: bool = False,
+        ready: bool = True,
+        labels: Mapping[str, str] | None = None,
+        address: str = "",
+    ) -> client.JSON:
+        all_labels = {**(labels or {}), **({CONTROL_PLANE: ""} if master else {})}
+        await self.kube.create(NODES.path(), {"metadata": {"name": name, "labels": all_labels}})
+        self.created.add(name)
+        return await self.set_status(name, version=version, ready=ready, address=address)
+
+    async def create_many(
+        self, names: Iterable[str], *, version: str, master: bool = False, concurrency: int = 32
+    ) -> None:
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def one(name: str) -> None:
+            async with semaphore:
+                await self.create(name, version=version, master=master)
+
+        await asyncio.gather(*(one(name) for name in names))
+
+    async def set_status(
+        self, name: str, *, version: str, ready: bool = True, address: str = ""
+    ) -> client.JSON:
+        return await self.kube.patch(
+            NODES.path(name=name, subresource="status"),
+            {"status": node_status(version=version, ready=ready, address=address)},
+        )
+
+    async def delete(self, name: str) -> None:
+        try:
+            await self.kube.delete(NODES.path(name=name))
+        except client.ApiError as error:
+            if not error.not_found:
+                raise
+        self.created.discard(name)
+
+    async def delete_all(self) -> None:
+        await asyncio.gather(*(self.delete(name) for name in list(self.created)))

@@ -14,7 +14,8 @@ help: ## List the targets
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet 'uv>=0.13'
-	$(UV) sync --locked --quiet
+	@# Precompiled: kubernetes_asyncio has ~900 modules, and PYTHONDONTWRITEBYTECODE may be set.
+	$(UV) sync --locked --quiet --compile-bytecode
 	@touch $@
 
 .PHONY: venv
@@ -32,7 +33,7 @@ lint: venv ## ruff (lint + format check), mypy --strict, import-linter contracts
 	$(VENV)/bin/lint-imports
 
 .PHONY: test
-test: venv fixture lint ## Everything: lint, unit tests and integration tests on a real local control plane
+test: venv fixture tools lint ## Everything: lint, unit tests and integration tests on a real local control plane
 	$(VENV)/bin/pytest
 
 .PHONY: unit
@@ -46,3 +47,24 @@ cluster-up: venv fixture ## Start a local control plane in the background; write
 .PHONY: cluster-down
 cluster-down: venv ## Stop the local control plane and delete its data
 	$(PY) -m e2e.controlplane down --dir .cluster
+
+.PHONY: bench-tainter
+bench-tainter: venv fixture ## Benchmark: node-tainter taints 1,000 outdated nodes vs a kubectl taint loop
+	$(PY) -m bench.tainter
+
+.PHONY: tools
+tools: ## Build (or reuse the cached) helm and promtool from the Go module proxy (the chart tests use them)
+	@for tool in helm promtool; do e2e/build-tool.sh $$tool >/dev/null; done
+
+.PHONY: chart-lint
+chart-lint: tools ## helm lint + helm template of the chart, with the default and the all-enabled values
+	@helm=$$(e2e/build-tool.sh helm); chart=charts/kube-upgrade-controllers; \
+	for values in "" "-f $$chart/ci/all-enabled-values.yaml" "-f $$chart/ci/directory-mode-values.yaml"; do \
+	  $$helm lint --strict $$chart $$values && $$helm template kuc $$chart $$values >/dev/null; done
+
+.PHONY: promtool
+promtool: venv tools ## promtool check rules + test rules on the chart's alerts (rendered from the chart)
+	@dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; promtool=$$(e2e/build-tool.sh promtool); \
+	$(PY) -m tests.chart_tools "$$dir" >/dev/null && \
+	$$promtool check rules "$$dir/kube-upgrade-controllers.rules.yaml" && \
+	$$promtool test rules "$$dir/kube-upgrade-controllers.tests.yaml"

@@ -1,0 +1,215 @@
+"""The shared runtime as real processes: leader election, /metrics and probes, SIGTERM, --once, bad config."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from controllers.kube import client, leases, resources
+from e2e import controlplane
+from tests import cluster
+
+LEASE_DURATION = 4.0
+RETRY_PERIOD = 0.5
+
+
+def scrape(port: int, path: str = "/metrics") -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def metric(text: str, name: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+@contextlib.contextmanager
+def sample_controller(*args: str, kubeconfig: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    port = controlplane.free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.sample_controller", "--kubeconfig", kubeconfig, "--metrics-bind-address",
+         f"127.0.0.1:{port}", "--health-probe-bind-address", f"127.0.0.1:{port}", "--log-format", "text", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    try:
+        yield process, port
+    finally:
+        if process.poll() is None:
+            process.kill()
+        output, _ = process.communicate(timeout=10)
+        print(
+            f"--- sample-controller on :{port} (exit {process.returncode}) ---\n{output}"
+        )  # shown on failure
+
+
+def wait_until(predicate: object, *, timeout: float, interval: float = 0.05) -> float:
+    """Seconds until ``predicate()`` held; fails the test after ``timeout``."""
+    assert callable(predicate)
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > timeout:
+            pytest.fail(f"condition not met within {timeout} s")
+        time.sleep(interval)
+    return time.monotonic() - started
+
+
+async def test_two_replicas_one_leader_and_fast_takeover_after_kill_9(
+    kubeconfig: str, kube: client.Kube, namespace: str, nodes: cluster.Nodes
+) -> None:
+    label = f"runtime-{uuid.uuid4().hex[:8]}"
+    await nodes.create(f"{label}-m0", version="v1.36.0", master=True, labels={label: ""})
+    flags = (
+        "--leader-elect", f"--namespace={namespace}", f"--lease-duration-seconds={LEASE_DURATION}",
+        "--renew-deadline-seconds=3", f"--retry-period-seconds={RETRY_PERIOD}", "--settle-seconds=0",
+        f"--master-selectors={cluster.CONTROL_PLANE},{label}",
+    )  # fmt: skip
+    with (
+        sample_controller(*flags, kubeconfig=kubeconfig) as (first, first_port),
+        sample_controller(*flags, kubeconfig=kubeconfig) as (second, second_port),
+    ):
+
+        def leaders() -> list[int]:
+            return [
+                port
+                for port in (first_port, second_port)
+                if metric(scrape(port)[1], "sample_controller_leader") == 1
+            ]
+
+        await asyncio.to_thread(wait_until, lambda: len(leaders()) == 1, timeout=30)
+        await asyncio.sleep(2 * RETRY_PERIOD)
+        assert len(leaders()) == 1  # still exactly one
+        leader_port = leaders()[0]
+        leader, follower, follower_port = (
+            (first, second, second_port) if leader_port == first_port else (second, first, first_port)
+        )
+        _, text = scrape(leader_port)
+        assert metric(text, "sample_controller_masters") == 1
+        assert metric(text, "sample_controller_masters_agreed") == 1
+        assert 'sample_controller_agreed_version_info{version="v1.36.0"} 1.0' in text
+        assert scrape(follower_port, "/readyz")[0] == 200
+        lease = await leases.get(kube, namespace=namespace, name="kube-upgrade-controllers-sample-controller")
+        assert lease is not None
+        assert leases.holder(lease)
+
+        os.kill(leader.pid, signal.SIGKILL)
+        takeover = await asyncio.to_thread(
+            wait_until, lambda: metric(scrape(follower_port)[1], "sample_controller_leader") == 1, timeout=30
+        )
+        print(
+            f"\ntakeover after kill -9: {takeover:.2f} s (lease {LEASE_DURATION} s + retry {RETRY_PERIOD} s)"
+        )
+        assert takeover <= LEASE_DURATION + RETRY_PERIOD + 1.0  # one second for the scrape and slow CI
+        assert follower.poll() is None
+        state = await kube.get(
+            resources.CONFIGMAPS.path(
+                namespace=namespace, name="kube-upgrade-controllers-sample-controller-state"
+            )
+        )
+        assert state["data"]["version"] == "v1.36.0"
+
+
+async def test_sigterm_releases_the_lease_at_once(kubeconfig: str, kube: client.Kube, namespace: str) -> None:
+    flags = (
+        "--leader-elect",
+        f"--namespace={namespace}",
+        "--lease-duration-seconds=60",
+        "--retry-period-seconds=0.5",
+    )
+    with sample_controller(*flags, kubeconfig=kubeconfig) as (process, port):
+        await asyncio.to_thread(
+            wait_until, lambda: metric(scrape(port)[1], "sample_controller_leader") == 1, timeout=30
+        )
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(process.wait, 15) == 0
+    lease = await leases.get(kube, namespace=namespace, name="kube-upgrade-controllers-sample-controller")
+    assert lease is not None
+    assert leases.holder(lease) == ""  # released: a successor need not wait 60 s
+
+
+async def test_once_and_dry_run_exit_codes(kubeconfig: str, nodes: cluster.Nodes) -> None:
+    label = f"runtime-{uuid.uuid4().hex[:8]}"
+    selector = f"--master-selectors={cluster.CONTROL_PLANE},{label}"
+    await nodes.create(f"{label}-m0", version="v1.36.0", master=True, labels={label: ""})
+    await nodes.create(f"{label}-m1", version="v1.35.0", master=True, labels={label: ""})
+
+    def once(*extra: str) -> subprocess.CompletedProcess[str]:
+        argv = [
+            sys.executable,
+            "-m",
+            "tests.sample_controller",
+            "--kubeconfig",
+            kubeconfig,
+            "--once",
+            selector,
+            *extra,
+        ]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+    disagreeing = await asyncio.to_thread(once)
+    assert disagreeing.returncode == 1
+    assert "masters disagree" in disagreeing.stdout
+    await nodes.set_status(f"{label}-m1", version="v1.36.0")
+    assert (await asyncio.to_thread(once, "--dry-run")).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "named"),
+    [
+        (["--min-masters=0"], {}, "--min-masters"),
+        (["--settle-seconds=soon"], {}, "--settle-seconds"),
+        (["--version-source=etcd"], {}, "--version-source"),
+        (["--master-selectors=a in (b)"], {}, "--master-selectors"),
+        ([], {"SAMPLE_CONTROLLER_LEADER_ELECT": "maybe"}, "SAMPLE_CONTROLLER_LEADER_ELECT"),
+        (["--no-such-flag"], {}, "--no-such-flag"),
+    ],
+)
+def test_bad_config_exits_2_naming_it_before_any_api_call(
+    argv: list[str], env: dict[str, str], named: str
+) -> None:
+    # The kubeconfig points nowhere: exit 2 proves the check comes before any API call.
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.sample_controller", "--kubeconfig", "/nonexistent/kubeconfig", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+    )
+    assert result.returncode == 2
+    assert named in result.stderr
+
+
+def test_help_lists_every_flag_with_its_env_var() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.sample_controller", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0
+    for flag, env in (
+        ("--kubeconfig", "SAMPLE_CONTROLLER_KUBECONFIG"),
+        ("--settle-seconds", "SAMPLE_CONTROLLER_SETTLE_SECONDS"),
+        ("--leader-elect", "SAMPLE_CONTROLLER_LEADER_ELECT"),
+        ("--workers", "SAMPLE_CONTROLLER_WORKERS"),
+    ):
+        assert flag in result.stdout
+        assert env in result.stdout.replace("\n", "").replace(" ", "")

@@ -25,12 +25,17 @@ venv: $(VENV)/.synced ## Create the virtualenv with the locked dependencies
 fixture: ## Build (or reuse the cached) etcd, etcdctl and kube-apiserver from the Go module proxy
 	@for tool in etcd etcdctl kube-apiserver; do e2e/build-tool.sh $$tool >/dev/null; done
 
+.PHONY: demo
+demo: venv fixture ## A local control plane, a simulated master upgrade, all four controllers reacting (~3 min)
+	$(PY) -m e2e.demo
+
 .PHONY: lint
-lint: venv ## ruff (lint + format check), mypy --strict, import-linter contracts
+lint: venv ## ruff (lint + format check), mypy --strict, import-linter contracts, shellcheck
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/shellcheck -x e2e/build-tool.sh e2e/kind/run.sh .ci/run
 
 .PHONY: test
 test: venv fixture tools lint ## Everything: lint, unit tests and integration tests on a real local control plane
@@ -68,3 +73,11 @@ promtool: venv tools ## promtool check rules + test rules on the chart's alerts 
 	$(PY) -m tests.chart_tools "$$dir" >/dev/null && \
 	$$promtool check rules "$$dir/kube-upgrade-controllers.rules.yaml" && \
 	$$promtool test rules "$$dir/kube-upgrade-controllers.tests.yaml"
+
+.PHONY: bench-agreement
+bench-agreement: venv fixture ## Benchmark: agreement reaction and memory at 5,000 nodes
+	$(PY) -m bench.agreement
+
+.PHONY: bench-uso
+bench-uso: venv fixture ## Benchmark: uso-runner vs kubectl get|replace, kube-storage-version-migrator, a bare PUT loop
+	$(PY) -m bench.uso

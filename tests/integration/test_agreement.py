@@ -11,6 +11,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import prometheus_client
 import pytest
@@ -69,11 +70,10 @@ def run_label() -> str:
     return f"agreement-test-{uuid.uuid4().hex[:8]}"
 
 
-def feed_config(run_label: str, **overrides: object) -> config.BaseConfig:
+def feed_config(run_label: str, **overrides: Any) -> config.BaseConfig:
     selectors = (f"{cluster.CONTROL_PLANE},{run_label}",)
-    return config.BaseConfig(
-        **{"master_selectors": selectors, "min_masters": 3, "settle_seconds": SETTLE, **overrides}
-    )  # type: ignore[arg-type]
+    defaults: dict[str, Any] = {"master_selectors": selectors, "min_masters": 3, "settle_seconds": SETTLE}
+    return config.BaseConfig(**{**defaults, **overrides})
 
 
 async def test_rolling_kubelet_upgrade_reports_one_change_after_the_settle_window(

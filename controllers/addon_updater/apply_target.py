@@ -1,0 +1,349 @@
+"""The ``apply`` target: server-side apply of the bundle, validated by a server-side dry-run first.
+
+Order: resolve every document's resource → dry-run every object → Namespaces and CRDs → wait until the CRDs
+are Established → the rest → prune labelled objects that left the bundle → wait for Deployments and
+DaemonSets to become available. Objects that cannot be dry-run before the Namespaces and CRDs of the same
+bundle exist (custom resources of a new CRD, objects in a new Namespace) are dry-run right after those are
+applied, before anything else changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping, Sequence
+
+from controllers.addon_updater import logic
+from controllers.kube import apply, discovery, resources, watch
+from controllers.kube.client import JSON, ApiError, Kube
+
+log = logging.getLogger(__name__)
+
+DRY_RUN_CONCURRENCY = 8
+CR_NOT_FOUND_RETRIES = 20  # a just-Established CRD may take a moment until its REST endpoint answers
+
+
+class SwitchError(Exception):
+    """The switch could not finish for a reason that may pass (timeouts, apiserver errors): retry later."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Item:
+    manifest: logic.Manifest
+    resource: resources.Resource
+    key: logic.ObjectKey
+    body: logic.JSON
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    release: str
+    field_manager: str
+    default_namespace: str
+    prune: bool
+    crd_timeout_seconds: float
+    health_timeout_seconds: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Result:
+    applied: tuple[logic.ObjectKey, ...]  # in the order applied (or that would be, in dry-run)
+    pruned: tuple[logic.ObjectKey, ...]
+    unavailable: Mapping[logic.ObjectKey, str]
+    workloads: int
+
+
+def label_selector(release: str) -> str:
+    return f"{logic.BUNDLE_LABEL}={release}"
+
+
+def resolve(
+    manifests: Sequence[logic.Manifest],
+    *,
+    served: apply.Discovery,
+    settings: Settings,
+    minor: str,
+    digest: str,
+) -> tuple[Item, ...]:
+    """Each document with its REST resource, identity and labelled body, in apply order. A kind neither
+    served nor defined by a CRD of the bundle is a BundleError."""
+    crds = logic.bundle_crd_kinds(manifests)
+    items = []
+    for manifest in logic.ordered(manifests):
+        found = served.lookup(api_version=manifest.api_version, kind=manifest.kind)
+        resource = (
+            found.resource if found else _crd_resource(crds.get((manifest.group, manifest.kind)), manifest)
+        )
+        if resource is None:
+            raise logic.BundleError(
+                "unknown_kind",
+                f"{manifest.where}: {manifest.api_version} {manifest.kind} is not served by the apiserver "
+                "and no CRD of the bundle defines it",
+            )
+        body = logic.labelled_body(
+            manifest,
+            namespaced=resource.namespaced,
+            default_namespace=settings.default_namespace,
+            release=settings.release,
+            minor=minor,
+            digest=digest,
+        )
+        key = logic.object_key(
+            manifest, namespaced=resource.namespaced, default_namespace=settings.default_namespace
+        )
+        items.append(Item(manifest=manifest, resource=resource, key=key, body=body))
+    return tuple(items)
+
+
+def _crd_resource(crd: JSON | None, manifest: logic.Manifest) -> resources.Resource | None:
+    if crd is None:
+        return None
+    spec = crd["spec"]
+    version = manifest.api_version.rsplit("/", 1)[-1]
+    versions = {str(v.get("name")) for v in spec.get("versions") or [] if v.get("served", True)}
+    if version not in versions:
+        return None
+    return resources.Resource(
+        str(spec["group"]),
+        version,
+        str(spec["names"]["plural"]),
+        namespaced=spec.get("scope") == "Namespaced",
+    )
+
+
+def _rejection(item: Item, error: ApiError) -> logic.BundleError:
+    return logic.BundleError(
+        "dry_run", f"{item.manifest.where}: {item.key} rejected by the apiserver (dry-run): {error}"
+    )
+
+
+def _is_rejection(error: ApiError) -> bool:
+    """A 4xx says the object is wrong; 429 and 5xx say the apiserver is busy or broken (retry later) -- except
+    the 500 that server-side apply answers for a field the schema does not declare."""
+    if error.status == 500:
+        return "failed to create typed patch object" in str(error.body.get("message", ""))
+    return 400 <= error.status < 500 and error.status != 429
+
+
+async def dry_run(
+    kube: Kube, items: Sequence[Item], *, settings: Settings, deferrable: set[logic.ObjectKey]
+) -> list[Item]:
+    """Dry-run every item; returns those that failed only because the bundle's own Namespaces or CRDs do not
+    exist yet (``deferrable``). Any other rejection is a BundleError (the first in bundle order)."""
+    semaphore = asyncio.Semaphore(DRY_RUN_CONCURRENCY)
+
+    async def one(item: Item) -> ApiError | None:
+        async with semaphore:
+            try:
+                await apply.server_side_apply(
+                    kube, item.resource, item.body, field_manager=settings.field_manager, dry_run=True
+                )
+            except ApiError as error:
+                return error
+            return None
+
+    errors = await asyncio.gather(*(one(item) for item in items))
+    deferred: list[Item] = []
+    for item, error in zip(items, errors, strict=True):
+        if error is None:
+            continue
+        if not _is_rejection(error):
+            raise SwitchError(f"dry-run of {item.key}: {error}") from error
+        if item.key not in deferrable:
+            raise _rejection(item, error) from error
+        deferred.append(item)
+    return deferred
+
+
+def deferrable_keys(items: Sequence[Item], manifests: Sequence[logic.Manifest]) -> set[logic.ObjectKey]:
+    """Objects whose dry-run may fail before the bundle's own Namespaces and CRDs are applied."""
+    crd_kinds = set(logic.bundle_crd_kinds(manifests))
+    namespaces = logic.bundle_namespaces(manifests)
+    return {
+        item.key
+        for item in items
+        if (item.key.group, item.key.kind) in crd_kinds
+        or (item.key.namespace and item.key.namespace in namespaces)
+    }
+
+
+async def labelled_objects(
+    kube: Kube, served: apply.Discovery, *, release: str
+) -> tuple[list[logic.LiveObject], dict[tuple[str, str], resources.Resource]]:
+    """Every object of every listable kind carrying this release's bundle label."""
+    listable = served.listable()
+    selector = label_selector(release)
+
+    async def one(item: discovery.ApiResource) -> list[logic.LiveObject]:
+        objects = await apply.list_labelled(kube, item.resource, label_selector=selector)
+        return [logic.live_object(obj, group=item.group, kind=item.kind) for obj in objects]
+
+    found = await asyncio.gather(*(one(item) for item in listable), return_exceptions=True)
+    for item, outcome in zip(listable, found, strict=True):
+        if isinstance(outcome, ApiError):
+            raise SwitchError(f"listing {item.group_resource} to prune: {outcome}") from outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+    by_kind = {(item.group, item.kind): item.resource for item in listable}
+    return [obj for objs in found if isinstance(objs, list) for obj in objs], by_kind
+
+
+async def switch(
+    kube: Kube,
+    manifests: Sequence[logic.Manifest],
+    *,
+    settings: Settings,
+    minor: str,
+    digest: str,
+    dry_run_only: bool,
+    progress: Callable[[str], None] = lambda _: None,
+) -> Result:
+    """Validate against the apiserver, then (unless ``dry_run_only``) apply, prune and wait for health.
+    Raises BundleError before anything changed when the apiserver rejects an object."""
+    served = await apply.discover(kube)
+    items = resolve(manifests, served=served, settings=settings, minor=minor, digest=digest)
+    deferred = await dry_run(kube, items, settings=settings, deferrable=deferrable_keys(items, manifests))
+    progress(f"dry-run passed for {len(items) - len(deferred)} of {len(items)} objects")
+    live, by_kind = await labelled_objects(kube, served, release=settings.release)
+    desired = {item.key for item in items}
+    doomed = logic.prune_set(live=live, desired=desired, release=settings.release) if settings.prune else ()
+    if dry_run_only:
+        return Result(
+            applied=tuple(i.key for i in items),
+            pruned=tuple(o.key for o in doomed),
+            unavailable={},
+            workloads=len(logic.workloads(desired)),
+        )
+
+    applied: list[logic.ObjectKey] = []
+    first = [item for item in items if logic.is_first_phase(item.manifest)]
+    rest = [item for item in items if not logic.is_first_phase(item.manifest)]
+    for item in first:
+        await _apply(kube, item, settings=settings)
+        applied.append(item.key)
+    crd_names = [item.key.name for item in first if (item.key.group, item.key.kind) == logic.CRD_KIND]
+    if crd_names:
+        progress(f"waiting for {len(crd_names)} CRD(s) to be Established")
+        await wait_established(kube, crd_names, seconds=settings.crd_timeout_seconds)
+    if deferred:
+        await dry_run(kube, deferred, settings=settings, deferrable=set())
+    for item in rest:
+        await _apply(kube, item, settings=settings)
+        applied.append(item.key)
+        progress(f"applied {len(applied)}/{len(items)}")
+
+    pruned: list[logic.ObjectKey] = []
+    for obj in doomed:
+        resource = by_kind[(obj.key.group, obj.key.kind)]
+        if await apply.delete(kube, resource, namespace=obj.key.namespace, name=obj.key.name, uid=obj.uid):
+            pruned.append(obj.key)
+            log.info("pruned %s", obj.key)
+    wanted = logic.workloads(desired)
+    progress(f"waiting for {len(wanted)} workload(s) to become available")
+    problems = await wait_available(
+        kube, wanted, release=settings.release, seconds=settings.health_timeout_seconds
+    )
+    return Result(applied=tuple(applied), pruned=tuple(pruned), unavailable=problems, workloads=len(wanted))
+
+
+async def _apply(kube: Kube, item: Item, *, settings: Settings) -> None:
+    for attempt in range(CR_NOT_FOUND_RETRIES + 1):
+        try:
+            await apply.server_side_apply(
+                kube, item.resource, item.body, field_manager=settings.field_manager
+            )
+            return
+        except ApiError as error:
+            if error.not_found and item.resource.group and attempt < CR_NOT_FOUND_RETRIES:
+                await asyncio.sleep(0.25)
+                continue
+            raise SwitchError(f"applying {item.key}: {error}") from error
+
+
+async def wait_established(kube: Kube, names: Sequence[str], *, seconds: float) -> None:
+    pending = set(names)
+    try:
+        async with asyncio.timeout(seconds):
+            async for event in watch.watch(kube, resources.CRDS):
+                objects = event.objects if event.type == "SYNC" else (event.object,) if event.object else ()
+                for obj in objects:
+                    if logic.crd_established(obj):
+                        pending.discard(obj["metadata"]["name"])
+                if not pending:
+                    return
+    except TimeoutError as error:
+        raise SwitchError(
+            f"CRD(s) not Established after {seconds:.0f} s: {', '.join(sorted(pending))}"
+        ) from error
+
+
+WORKLOAD_RESOURCES = {
+    ("apps", "Deployment"): resources.DEPLOYMENTS,
+    ("apps", "DaemonSet"): resources.DAEMONSETS,
+}
+
+
+def _workload_key(obj: JSON, kind: str) -> logic.ObjectKey:
+    meta = obj["metadata"]
+    return logic.ObjectKey(
+        group="apps", kind=kind, namespace=str(meta.get("namespace") or ""), name=meta["name"]
+    )
+
+
+async def wait_available(
+    kube: Kube, wanted: Sequence[logic.ObjectKey], *, release: str, seconds: float
+) -> dict[logic.ObjectKey, str]:
+    """Watch the bundle's Deployments and DaemonSets until all are available or ``seconds`` pass; returns
+    the unavailable ones with the reason (empty: healthy). ``seconds`` 0 looks once."""
+    if not wanted:
+        return {}
+    live: dict[logic.ObjectKey, JSON] = {}
+    changed = asyncio.Event()
+    synced: set[str] = set()
+
+    async def follow(kind: str, resource: resources.Resource) -> None:
+        async for event in watch.watch(kube, resource, label_selector=label_selector(release)):
+            if event.type == "SYNC":
+                for key in [k for k in live if k.kind == kind]:
+                    del live[key]
+                for obj in event.objects:
+                    live[_workload_key({**obj, "kind": kind}, kind)] = {**obj, "kind": kind}
+                synced.add(kind)
+            elif event.object is not None:
+                key = _workload_key(event.object, kind)
+                if event.type == "DELETED":
+                    live.pop(key, None)
+                else:
+                    live[key] = {**event.object, "kind": kind}
+            changed.set()
+
+    kinds = {k.kind for k in wanted}
+    tasks = [
+        asyncio.create_task(follow(kind, resource))
+        for (_, kind), resource in WORKLOAD_RESOURCES.items()
+        if kind in kinds
+    ]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    list_deadline = deadline + 30  # the first listing is awaited even when the timeout is 0
+    try:
+        while True:
+            if synced >= kinds:
+                problems = logic.unavailable(wanted=wanted, live=live)
+                if not problems or loop.time() >= deadline:
+                    return problems
+            elif loop.time() >= list_deadline:
+                raise SwitchError("could not list the bundle's Deployments and DaemonSets")
+            changed.clear()
+            wait = (deadline if synced >= kinds else list_deadline) - loop.time()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), timeout=max(wait, 0.0))
+            for task in tasks:
+                if task.done():
+                    task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

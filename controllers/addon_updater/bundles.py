@@ -1,0 +1,120 @@
+"""Where bundles come from: a directory tree ``<root>/<major.minor>/*.yaml`` or ConfigMaps labelled with the
+minor; and the variables substituted into them."""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+from collections.abc import Mapping
+
+from controllers.addon_updater import logic
+from controllers.kube import resources
+from controllers.kube.client import JSON, ApiError, Kube
+
+
+class SourceError(Exception):
+    """The bundle source or the variables ConfigMap cannot be read (not a problem of the bundle itself)."""
+
+
+# --- directory tree ----------------------------------------------------------------------------------------
+
+
+def _directory_minors(root: pathlib.Path) -> list[str]:
+    try:
+        return [p.name for p in root.iterdir() if p.is_dir() and logic.parse_minor(p.name) is not None]
+    except OSError as error:
+        raise SourceError(f"bundle directory {root}: {error.strerror or error}") from error
+
+
+def _directory_bundle(root: pathlib.Path, minor: str) -> logic.Bundle:
+    folder = root / minor
+    try:
+        names = sorted(p.name for p in folder.iterdir() if p.is_file() and logic.bundle_file_name(p.name))
+        files = tuple(logic.BundleFile(name=name, text=(folder / name).read_text()) for name in names)
+    except (OSError, UnicodeDecodeError) as error:
+        raise SourceError(f"bundle {folder}: {error}") from error
+    return logic.Bundle(minor=minor, source=f"directory {folder}", files=files)
+
+
+# --- ConfigMaps --------------------------------------------------------------------------------------------
+
+
+async def _configmaps(kube: Kube, namespace: str) -> list[JSON]:
+    items: list[JSON] = []
+    path = resources.CONFIGMAPS.path(namespace=namespace)
+    async for page in kube.list_pages(path, query={"labelSelector": logic.CONFIGMAP_MINOR_LABEL}):
+        items.extend(page.get("items") or [])
+    return items
+
+
+def _configmap_bundle(configmaps: list[JSON], *, minor: str, namespace: str) -> logic.Bundle:
+    """All ConfigMaps labelled with ``minor`` make one bundle (a large bundle may be split over several);
+    each key ending in .yaml/.yml/.json is a file. A file name used twice is an error."""
+    chosen = sorted(
+        (
+            cm
+            for cm in configmaps
+            if (cm["metadata"].get("labels") or {}).get(logic.CONFIGMAP_MINOR_LABEL) == minor
+        ),
+        key=lambda cm: str(cm["metadata"]["name"]),
+    )
+    files: dict[str, logic.BundleFile] = {}
+    owner: dict[str, str] = {}
+    for cm in chosen:
+        name = str(cm["metadata"]["name"])
+        for key, text in sorted((cm.get("data") or {}).items()):
+            if not logic.bundle_file_name(key):
+                continue
+            if key in files:
+                raise logic.BundleError(
+                    "duplicate", f"file {key} is in both ConfigMaps {owner[key]} and {name}"
+                )
+            files[key] = logic.BundleFile(name=key, text=str(text))
+            owner[key] = name
+    names = ", ".join(str(cm["metadata"]["name"]) for cm in chosen)
+    return logic.Bundle(minor=minor, source=f"ConfigMap(s) {namespace}/{names}", files=tuple(files.values()))
+
+
+# --- the source, whichever it is ---------------------------------------------------------------------------
+
+
+class Source:
+    """Lists the minors that have a bundle and loads one of them."""
+
+    def __init__(self, *, kube: Kube, kind: str, directory: str, namespace: str) -> None:
+        self.kube = kube
+        self.kind = kind
+        self.directory = pathlib.Path(directory)
+        self.namespace = namespace
+        self._configmaps: list[JSON] = []
+
+    async def minors(self) -> list[str]:
+        if self.kind == "directory":
+            return await asyncio.to_thread(_directory_minors, self.directory)
+        try:
+            self._configmaps = await _configmaps(self.kube, self.namespace)
+        except ApiError as error:
+            raise SourceError(f"listing bundle ConfigMaps in {self.namespace}: {error}") from error
+        labels = (cm["metadata"].get("labels") or {} for cm in self._configmaps)
+        return sorted({str(lb[logic.CONFIGMAP_MINOR_LABEL]) for lb in labels})
+
+    async def load(self, minor: str) -> logic.Bundle:
+        """The bundle of ``minor`` (call :meth:`minors` first: ConfigMaps are read once per round)."""
+        if self.kind == "directory":
+            return await asyncio.to_thread(_directory_bundle, self.directory, minor)
+        return _configmap_bundle(self._configmaps, minor=minor, namespace=self.namespace)
+
+
+async def variables(
+    kube: Kube, *, configured: Mapping[str, str], configmap: str, namespace: str
+) -> dict[str, str]:
+    """The variables: the ConfigMap's keys (when one is configured), overridden by the configured ones."""
+    found: dict[str, str] = {}
+    if configmap:
+        try:
+            obj = await kube.get(resources.CONFIGMAPS.path(namespace=namespace, name=configmap))
+        except ApiError as error:
+            raise SourceError(f"variables ConfigMap {namespace}/{configmap}: {error}") from error
+        found.update({str(k): str(v) for k, v in (obj.get("data") or {}).items()})
+    found.update(configured)
+    return found

@@ -1,0 +1,373 @@
+"""The addon-updater's pure decisions: selection, variables, validation, order, prune set, health, digest."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from controllers.addon_updater import logic
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples" / "bundles"
+VARIABLES = {"CLUSTER_DOMAIN": "cluster.local", "DNS_SERVICE_IP": "10.0.0.10"}
+
+
+def bundle_of(**files: str) -> logic.Bundle:
+    return logic.Bundle(
+        minor="1.36", source="test", files=tuple(logic.BundleFile(name=n, text=t) for n, t in files.items())
+    )
+
+
+def example(minor: str) -> logic.Bundle:
+    folder = EXAMPLES / minor
+    files = tuple(logic.BundleFile(name=p.name, text=p.read_text()) for p in sorted(folder.glob("*.yaml")))
+    return logic.Bundle(minor=minor, source=str(folder), files=files)
+
+
+def parse(text: str) -> tuple[logic.Manifest, ...]:
+    return logic.parse_documents([logic.BundleFile(name="b.yaml", text=text)])
+
+
+def reason_of(text: str) -> str:
+    with pytest.raises(logic.BundleError) as error:
+        parse(text)
+    return error.value.reason
+
+
+# --- selection ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("wanted", "available", "policy", "chosen"),
+    [
+        ((1, 36), ["1.35", "1.36"], "exact", "1.36"),
+        ((1, 37), ["1.35", "1.36"], "exact", None),
+        ((1, 37), ["1.34", "1.36", "1.35"], "nearestLower", "1.36"),
+        ((1, 36), ["1.36", "1.35"], "nearestLower", "1.36"),
+        ((1, 34), ["1.35", "1.36"], "nearestLower", None),
+        ((1, 10), ["1.9", "1.10"], "exact", "1.10"),  # numeric, not lexical
+        ((1, 11), ["1.9", "1.10", "1.2"], "nearestLower", "1.10"),
+        ((1, 36), ["README", "1.36.2", "latest"], "nearestLower", None),
+    ],
+)
+def test_select_bundle(
+    wanted: tuple[int, int], available: list[str], policy: logic.Policy, chosen: str | None
+) -> None:
+    assert logic.select_bundle(wanted=wanted, available=available, policy=policy) == chosen
+
+
+# --- variables ---------------------------------------------------------------------------------------------
+
+
+def test_substitute_known_variables_and_escapes() -> None:
+    text = "domain: ${CLUSTER_DOMAIN}\nliteral: $${CLUSTER_DOMAIN}\nshell: $HOME ${not-a-name}\n"
+    assert logic.substitute(text, variables=VARIABLES, file="f") == (
+        "domain: cluster.local\nliteral: ${CLUSTER_DOMAIN}\nshell: $HOME ${not-a-name}\n"
+    )
+
+
+def test_unknown_variable_is_an_error_naming_it() -> None:
+    with pytest.raises(logic.BundleError) as error:
+        logic.substitute(
+            "a: ${NOPE}\nb: ${CLUSTER_DOMAIN}\nc: ${ALSO_NOPE}", variables=VARIABLES, file="x.yaml"
+        )
+    assert error.value.reason == "variable"
+    assert "x.yaml" in str(error.value)
+    assert "ALSO_NOPE, NOPE" in str(error.value)
+
+
+def test_parse_variables() -> None:
+    assert logic.parse_variables(["A=1", "B_2=x=y", "EMPTY="]) == {"A": "1", "B_2": "x=y", "EMPTY": ""}
+    assert logic.variable_problem(["A=1"]) is None
+    assert logic.variable_problem(["no-equals"]) is not None
+    assert logic.variable_problem(["1BAD=x"]) is not None
+
+
+# --- validation --------------------------------------------------------------------------------------------
+
+
+def test_example_bundles_are_valid() -> None:
+    for minor in ("1.35", "1.36"):
+        manifests = logic.parse_documents(logic.render(example(minor), variables=VARIABLES))
+        assert len(manifests) >= 6
+        for manifest in manifests:
+            if manifest.kind != "CustomResourceDefinition":
+                assert manifest.body["metadata"]["labels"][logic.ADDON_MANAGER_MODE_LABEL]
+
+
+def test_example_bundles_need_their_variables() -> None:
+    with pytest.raises(logic.BundleError) as error:
+        logic.render(example("1.36"), variables={"CLUSTER_DOMAIN": "cluster.local"})
+    assert "DNS_SERVICE_IP" in str(error.value)
+
+
+def test_invalid_yaml() -> None:
+    assert reason_of("kind: ConfigMap\nmetadata: {name: a\n") == "parse"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "apiVersion: v1\nmetadata: {name: a}\n",  # no kind
+        "kind: ConfigMap\nmetadata: {name: a}\n",  # no apiVersion
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n",  # no name
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: a-}\n",
+        "apiVersion: v1\nkind: ConfigMap\n",
+        "- just\n- a list\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, labels: [x]}\n",
+        "apiVersion: v1\nkind: List\nitems: {a: 1}\n",
+    ],
+)
+def test_invalid_documents(text: str) -> None:
+    assert reason_of(text) == "invalid"
+
+
+def test_error_names_file_and_document() -> None:
+    with pytest.raises(logic.BundleError) as error:
+        parse(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nmetadata: {name: b}\n"
+        )
+    assert str(error.value) == "b.yaml document 2: missing kind"
+
+
+def test_duplicate_object() -> None:
+    text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: n}\n---\n" * 2
+    assert reason_of(text) == "duplicate"
+
+
+def test_empty_documents_skipped_and_lists_flattened() -> None:
+    manifests = parse(
+        "---\n# only a comment\n---\napiVersion: v1\nkind: List\nitems:\n"
+        "- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n"
+        "- {apiVersion: v1, kind: ConfigMap, metadata: {name: b}}\n"
+    )
+    assert [m.name for m in manifests] == ["a", "b"]
+
+
+# --- order -------------------------------------------------------------------------------------------------
+
+
+def test_namespaces_then_crds_then_the_rest_in_bundle_order() -> None:
+    manifests = parse(
+        "apiVersion: example.io/v1\nkind: Widget\nmetadata: {name: w}\n---\n"
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\n"
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.example.io}\n---\n"
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: ns}\n"
+    )
+    assert [m.kind for m in logic.ordered(manifests)] == [
+        "Namespace",
+        "CustomResourceDefinition",
+        "Widget",
+        "ConfigMap",
+    ]
+    assert [logic.is_first_phase(m) for m in logic.ordered(manifests)] == [True, True, False, False]
+
+
+def test_bundle_crd_kinds() -> None:
+    manifests = logic.parse_documents(logic.render(example("1.36"), variables=VARIABLES))
+    crds = logic.bundle_crd_kinds(manifests)
+    assert set(crds) == {("dns.addons.example.io", "ForwardZone")}
+
+
+# --- the applied body --------------------------------------------------------------------------------------
+
+
+def test_labelled_body_keeps_bundle_labels_and_adds_the_suite_label() -> None:
+    (manifest,) = parse(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  labels: {addonmanager.kubernetes.io/mode: Reconcile}\n"
+    )
+    body = logic.labelled_body(
+        manifest, namespaced=True, default_namespace="dflt", release="r1", minor="1.36", digest="ab" * 32
+    )
+    assert body["metadata"]["labels"] == {
+        logic.ADDON_MANAGER_MODE_LABEL: "Reconcile",
+        logic.BUNDLE_LABEL: "r1",
+    }
+    assert body["metadata"]["namespace"] == "dflt"
+    assert body["metadata"]["annotations"][logic.DIGEST_ANNOTATION] == "abababababab"
+    assert (
+        "labels" in manifest.body["metadata"]
+        and logic.BUNDLE_LABEL not in manifest.body["metadata"]["labels"]
+    )
+
+
+def test_cluster_scoped_objects_lose_a_namespace() -> None:
+    (manifest,) = parse("apiVersion: v1\nkind: Namespace\nmetadata: {name: a, namespace: x}\n")
+    body = logic.labelled_body(
+        manifest, namespaced=False, default_namespace="d", release="r", minor="1.36", digest="0" * 64
+    )
+    assert "namespace" not in body["metadata"]
+    assert logic.object_key(manifest, namespaced=False, default_namespace="d") == logic.ObjectKey(
+        "", "Namespace", "", "a"
+    )
+
+
+# --- prune -------------------------------------------------------------------------------------------------
+
+
+def live(group: str, kind: str, namespace: str, name: str, labels: dict[str, str]) -> logic.LiveObject:
+    return logic.LiveObject(
+        key=logic.ObjectKey(group, kind, namespace, name), uid=f"uid-{name}", labels=labels
+    )
+
+
+def test_prune_only_labelled_objects_of_this_release_that_left_the_bundle() -> None:
+    ours = {logic.BUNDLE_LABEL: "rel"}
+    kept = live("", "ConfigMap", "kube-system", "coredns", ours)
+    gone = live("", "ConfigMap", "kube-system", "dns-autoscaler", ours)
+    unlabelled = live("", "ConfigMap", "kube-system", "lookalike", {})
+    other_release = live("", "ConfigMap", "kube-system", "theirs", {logic.BUNDLE_LABEL: "other"})
+    crd = live("apiextensions.k8s.io", "CustomResourceDefinition", "", "old.example.io", ours)
+    namespace = live("", "Namespace", "", "old-ns", ours)
+    cluster_role = live("rbac.authorization.k8s.io", "ClusterRole", "", "old-role", ours)
+    doomed = logic.prune_set(
+        live=[namespace, crd, cluster_role, kept, gone, unlabelled, other_release],
+        desired=[kept.key],
+        release="rel",
+    )
+    assert [o.key.name for o in doomed] == ["dns-autoscaler", "old-role", "old.example.io", "old-ns"]
+
+
+def test_prune_nothing_when_everything_is_wanted() -> None:
+    obj = live("apps", "Deployment", "ns", "d", {logic.BUNDLE_LABEL: "rel"})
+    assert logic.prune_set(live=[obj], desired=[obj.key], release="rel") == ()
+
+
+def test_live_object() -> None:
+    obj = logic.live_object(
+        {"metadata": {"name": "n", "namespace": "ns", "uid": "u", "labels": {"a": "b"}}}, group="g", kind="K"
+    )
+    assert obj == logic.LiveObject(key=logic.ObjectKey("g", "K", "ns", "n"), uid="u", labels={"a": "b"})
+
+
+# --- health ------------------------------------------------------------------------------------------------
+
+
+def deployment(*, generation: int = 2, observed: int = 2, replicas: int = 2, **status: int) -> logic.JSON:
+    return {
+        "kind": "Deployment",
+        "metadata": {"generation": generation},
+        "spec": {"replicas": replicas},
+        "status": {"observedGeneration": observed, **status},
+    }
+
+
+def test_deployment_availability() -> None:
+    good = deployment(updatedReplicas=2, replicas=2, availableReplicas=2)
+    assert logic.workload_problem(good) is None
+    assert "observed" in (logic.workload_problem(deployment(observed=1, updatedReplicas=2)) or "")
+    problem = logic.workload_problem(deployment(updatedReplicas=2, availableReplicas=1))
+    assert problem == "1 of 2 replicas available"
+    old_pods = {**good, "status": {**good["status"], "replicas": 3}}
+    assert logic.workload_problem(old_pods) == "old replicas are pending termination"
+    assert (
+        logic.workload_problem({"kind": "Deployment", "metadata": {}, "spec": {}, "status": {}}) is not None
+    )
+
+
+def test_daemonset_availability() -> None:
+    ds: logic.JSON = {
+        "kind": "DaemonSet",
+        "metadata": {"generation": 1},
+        "status": {"observedGeneration": 1, "desiredNumberScheduled": 3, "updatedNumberScheduled": 3},
+    }
+    assert logic.workload_problem(ds) == "0 of 3 pods available"
+    ds["status"]["numberAvailable"] = 3
+    assert logic.workload_problem(ds) is None
+
+
+def test_unavailable_reports_missing_workloads() -> None:
+    key = logic.ObjectKey("apps", "Deployment", "ns", "coredns")
+    assert logic.unavailable(wanted=[key], live={}) == {key: "not found"}
+
+
+def test_workload_keys() -> None:
+    manifests = logic.parse_documents(logic.render(example("1.36"), variables=VARIABLES))
+    assert logic.workload_keys(manifests, default_namespace="d") == (
+        logic.ObjectKey("apps", "Deployment", "kube-system", "coredns"),
+    )
+
+
+def test_crd_established() -> None:
+    assert logic.crd_established({"status": {"conditions": [{"type": "Established", "status": "True"}]}})
+    assert not logic.crd_established({"status": {"conditions": [{"type": "Established", "status": "False"}]}})
+    assert not logic.crd_established({})
+
+
+# --- digest, generations, decisions ------------------------------------------------------------------------
+
+
+def test_digest_depends_on_content_names_and_variables_only() -> None:
+    a = bundle_of(**{"a.yaml": "x", "b.yaml": "y"})
+    reordered = logic.Bundle(minor="1.35", source="elsewhere", files=tuple(reversed(a.files)))
+    assert logic.bundle_digest(a, variables={}) == logic.bundle_digest(reordered, variables={})
+    assert logic.bundle_digest(a, variables={}) != logic.bundle_digest(a, variables={"V": "1"})
+    assert logic.bundle_digest(a, variables={}) != logic.bundle_digest(
+        bundle_of(**{"a.yaml": "x"}), variables={}
+    )
+    renamed = bundle_of(**{"a.yaml": "x", "c.yaml": "y"})
+    assert logic.bundle_digest(a, variables={}) != logic.bundle_digest(renamed, variables={})
+
+
+def test_generation_names() -> None:
+    name = logic.generation_name(minor="1.36", digest="0123456789abcdef" * 4)
+    assert name == "..1.36_0123456789ab"
+    assert logic.parse_generation(name) == ("1.36", "0123456789ab")
+    assert logic.parse_generation("addons") is None
+    stale = logic.stale_generations(
+        ["..1.34_aaaaaaaaaaaa", name, "..1.35_bbbbbbbbbbbb", "addons", "..staging-x"],
+        keep=[name, "..1.35_bbbbbbbbbbbb"],
+    )
+    assert stale == ("..1.34_aaaaaaaaaaaa",)
+
+
+def test_bundle_file_names() -> None:
+    assert logic.bundle_file_name("coredns.yaml")
+    assert logic.bundle_file_name("x.yml") and logic.bundle_file_name("x.json")
+    assert not logic.bundle_file_name("README.md")
+    assert not logic.bundle_file_name(".hidden.yaml")
+
+
+@pytest.mark.parametrize(
+    ("recorded", "version", "target_matches", "action"),
+    [
+        (
+            logic.Recorded(phase="Done", version="v1.36.0", minor="1.36", digest="d"),
+            "v1.36.1",
+            True,
+            "current",
+        ),
+        (logic.Recorded(phase="Done", minor="1.36", digest="d"), "v1.36.0", False, "switch"),
+        (logic.Recorded(phase="Done", minor="1.35", digest="d"), "v1.36.0", True, "switch"),
+        (logic.Recorded(phase="Done", minor="1.36", digest="old"), "v1.36.0", True, "switch"),
+        (logic.Recorded(phase="Failed", minor="1.36", digest="d"), "v1.36.0", True, "switch"),
+        (
+            logic.Recorded(phase="Invalid", version="v1.36.0", failed_digest="d"),
+            "v1.36.0",
+            True,
+            "known-invalid",
+        ),
+        (logic.Recorded(phase="Invalid", version="v1.36.0", failed_digest="d"), "v1.36.1", True, "switch"),
+        (logic.Recorded(), "v1.36.0", True, "switch"),
+    ],
+)
+def test_decide(recorded: logic.Recorded, version: str, target_matches: bool, action: str) -> None:
+    assert (
+        logic.decide(
+            recorded=recorded, version=version, minor="1.36", digest="d", target_matches=target_matches
+        )
+        == action
+    )
+
+
+def test_recorded_from_state() -> None:
+    data = {
+        "phase": "Done",
+        "version": "v1.36.0",
+        "bundleMinor": "1.36",
+        "bundleDigest": "d",
+        "failedDigest": "",
+    }
+    assert logic.Recorded.of(data) == logic.Recorded(
+        phase="Done", version="v1.36.0", minor="1.36", digest="d"
+    )

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import json
@@ -41,7 +42,7 @@ LEASES = resources.LEASES
 WIDGET_GROUP = "demo.kube-upgrade-controllers.io"
 WIDGETS_RESOURCE = resources.Resource(WIDGET_GROUP, "v2", "widgets", namespaced=True)
 CONTROLLERS = ("addon-updater", "uso-runner", "node-tainter", "leader-watchdog")
-LEASE_SECONDS = 6
+LEASE_SECONDS = 10
 
 
 # --- the timeline --------------------------------------------------------------------------------------------
@@ -188,20 +189,28 @@ class Cluster:
             await self.kube.create(resources.ENDPOINTS.path(namespace="default"), body)
 
     async def keep_alive(self) -> None:
-        """Every 2 s: renew every heartbeat and every leader Lease that is not stalled on purpose."""
+        """Every 2 s: renew every leader Lease that is not stalled on purpose, and every node heartbeat."""
         while True:
-            for name in list(self.heartbeats):
-                with contextlib.suppress(client.ApiError):
-                    await self.renew_heartbeat(name)
-            for lease, master in list(self.leaders.items()):
-                if lease not in self.stalled_leaders:
-                    await self._renew(
-                        namespace="kube-system",
-                        name=lease,
-                        holder=f"{master}_{uuid.uuid5(uuid.NAMESPACE_DNS, master)}",
-                        duration=LEASE_SECONDS,
-                    )
+            renewals = [
+                self._renew(
+                    namespace="kube-system",
+                    name=lease,
+                    holder=holder_identity(master),
+                    duration=LEASE_SECONDS,
+                )
+                for lease, master in self.leaders.items()
+                if lease not in self.stalled_leaders
+            ]
+            renewals += [self.renew_heartbeat(name) for name in self.heartbeats]
+            for result in await asyncio.gather(*renewals, return_exceptions=True):
+                if isinstance(result, BaseException) and not isinstance(result, client.ApiError):
+                    raise result
             await asyncio.sleep(2)
+
+
+def holder_identity(master: str) -> str:
+    """``<hostname>_<uuid>``, as the controller-manager and scheduler write it."""
+    return f"{master}_{uuid.uuid5(uuid.NAMESPACE_DNS, master)}"
 
 
 async def create_widgets(kube: client.Kube, *, namespace: str) -> None:
@@ -229,10 +238,8 @@ async def create_widgets(kube: client.Kube, *, namespace: str) -> None:
     await kube.create(resources.CRDS.path(), crd)
     crd_path = resources.CRDS.path(name=f"widgets.{WIDGET_GROUP}")
     for _ in range(100):
-        status = (await kube.get(crd_path)).get("status", {})
-        if any(
-            c.get("type") == "Established" and c.get("status") == "True" for c in status.get("conditions", [])
-        ):
+        conditions = (await kube.get(crd_path)).get("status", {}).get("conditions") or []
+        if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
             break
         await asyncio.sleep(0.1)
     v1 = resources.Resource(WIDGET_GROUP, "v1", "widgets", namespaced=True)
@@ -298,7 +305,8 @@ def controller_flags(name: str, *, plane: controlplane.ControlPlane, widgets_nam
         "--min-masters=3", "--log-format=json",
     ]  # fmt: skip
     specific = {
-        "addon-updater": [f"--bundle-dir={REPO / 'examples' / 'bundles'}", "--target=apply", "--health-timeout-seconds=5"],
+        "addon-updater": [f"--bundle-dir={REPO / 'examples' / 'bundles'}", "--target=apply", "--health-timeout-seconds=5",
+                          "--variables=CLUSTER_DOMAIN=cluster.local,DNS_SERVICE_IP=10.0.0.10"],
         "uso-runner": ["--workers=16"],
         "node-tainter": [f"--taint-key={TAINT_KEY}"],
         "leader-watchdog": [
@@ -359,6 +367,14 @@ async def state(kube: client.Kube, controller: str) -> dict[str, str]:
     return dict(cm.get("data") or {})
 
 
+def widgets_stored_at(plane: controlplane.ControlPlane, version: str) -> int:
+    """How many widgets etcd holds encoded at ``version`` (custom resources are stored as JSON)."""
+    prefix = f"/registry/{WIDGET_GROUP}/widgets/"
+    raw = json.loads(plane.etcdctl("get", prefix, "--prefix", "-w", "json"))
+    marker = f'"apiVersion":"{WIDGET_GROUP}/{version}"'.encode()
+    return sum(1 for kv in raw.get("kvs", []) if marker in base64.b64decode(kv["value"]))
+
+
 async def tainted_workers(kube: client.Kube) -> list[str]:
     page = await kube.get(resources.NODES.path())
     return [
@@ -389,7 +405,7 @@ async def run_scenario(
         keeper = asyncio.create_task(cluster.keep_alive())
         try:
             with controllers(plane, widgets_namespace="demo", logs=logs) as procs:
-                await _story(kube, cluster, timeline, procs)
+                await _story(kube, cluster, timeline, procs, plane)
             return procs
         finally:
             keeper.cancel()
@@ -397,7 +413,13 @@ async def run_scenario(
                 await keeper
 
 
-async def _story(kube: client.Kube, cluster: Cluster, timeline: Timeline, procs: dict[str, Process]) -> None:
+async def _story(
+    kube: client.Kube,
+    cluster: Cluster,
+    timeline: Timeline,
+    procs: dict[str, Process],
+    plane: controlplane.ControlPlane,
+) -> None:
     tainter, watchdog = procs["node-tainter"], procs["leader-watchdog"]
 
     async def agreed(version: str) -> str | None:
@@ -407,12 +429,17 @@ async def _story(kube: client.Kube, cluster: Cluster, timeline: Timeline, procs:
 
     await timeline.wait("agree-old", lambda: agreed(OLD))
 
+    addon, uso = procs["addon-updater"], procs["uso-runner"]
+
     async def addon_at(minor: str) -> str | None:
         data = await state(kube, "addon-updater")
-        if data.get("phase") in ("Done", "Healthy", "Applied") and data.get("version", "").startswith(
-            f"v{minor}"
-        ):
-            return f"addon bundle {minor} active ({data.get('progress', '')})"
+        if data.get("phase") == "Done" and data.get("bundleMinor") == minor:
+            applied = addon.metric("addon_updater_objects_applied_total")
+            pruned = addon.metric("addon_updater_objects_pruned_total")
+            return (
+                f"addon bundle {minor} active, digest {data.get('bundleDigest', '')[:12]} "
+                f"({applied:.0f} objects applied, {pruned:.0f} pruned so far)"
+            )
         return None
 
     await timeline.wait("addon-old", lambda: addon_at("1.35"))
@@ -432,6 +459,7 @@ async def _story(kube: client.Kube, cluster: Cluster, timeline: Timeline, procs:
                 cluster.leaders[lease] = new
         await cluster.remove_node(old)
         await cluster.publish_endpoints()
+        await asyncio.sleep(1)  # one master at a time
         if not timeline.has("disagree"):
             await timeline.wait("disagree", disagreement)
         timeline.say("master", f"master {old} ({OLD}) replaced by {new} ({NEW})")
@@ -441,9 +469,14 @@ async def _story(kube: client.Kube, cluster: Cluster, timeline: Timeline, procs:
 
     async def migrated() -> str | None:
         data = await state(kube, "uso-runner")
-        if data.get("version") == NEW and data.get("phase") in ("Done", "Succeeded"):
-            return f"storage migration done: {data.get('progress', '')}"
-        return None
+        if data.get("version") != NEW or data.get("phase") != "Succeeded":
+            return None
+        at_v2 = widgets_stored_at(plane, "v2")
+        rewritten = uso.metric("uso_runner_objects_total", 'outcome="migrated"')
+        return (
+            f"storage migration done ({data.get('progress', '')}); {rewritten:.0f} objects rewritten "
+            f"since start; etcd holds {at_v2}/{WIDGETS} widgets at v2"
+        )
 
     await timeline.wait("migrated", migrated, within=120)
 

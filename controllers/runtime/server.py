@@ -45,14 +45,18 @@ def make_app(
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    for path, produce in (routes or {}).items():
+    extra = routes if routes is not None else {}
 
-        async def handler(_: web.Request, produce: Callable[[], Any] = produce) -> web.Response:
-            return web.Response(
-                text=json.dumps(produce(), indent=2, default=str), content_type="application/json"
-            )
+    # Looked up per request: a controller registers its routes in ``run``, after the server has started.
+    async def handler(request: web.Request) -> web.Response:
+        produce = extra.get(request.path)
+        if produce is None:
+            raise web.HTTPNotFound()
+        return web.Response(
+            text=json.dumps(produce(), indent=2, default=str), content_type="application/json"
+        )
 
-        app.router.add_get(path, handler)
+    app.router.add_get("/{path:.+}", handler)
     return app
 
 

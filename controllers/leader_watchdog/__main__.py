@@ -1,0 +1,16 @@
+"""``leader-watchdog``: the console script (``python -m controllers.leader_watchdog``)."""
+
+from __future__ import annotations
+
+import sys
+
+from controllers.leader_watchdog import watchdog
+from controllers.runtime import app
+
+
+def run() -> None:
+    sys.exit(app.main(watchdog.LeaderWatchdog()))
+
+
+if __name__ == "__main__":
+    run()

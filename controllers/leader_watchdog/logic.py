@@ -1,0 +1,591 @@
+"""The watchdog's judgement, pure: raw API objects → typed records → a :class:`Snapshot` → findings.
+
+``evaluate(snapshot, now=…, rules=…, history=…)`` is the whole decision. Time is an explicit Unix timestamp
+(staleness is time passing, so the caller re-evaluates on a timer as well as on every watch event), and the
+little the watchdog must remember between evaluations — when the master set last changed, how many nodes
+were NotReady just before, since when each finding has been seen — travels in an immutable :class:`History`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+from controllers.agreement import masters as agreement_masters
+from controllers.agreement import selector, version
+
+Severity = Literal["critical", "warning"]
+Check = Literal[
+    "stale-leader",
+    "leader-missing",
+    "leader-on-unknown-master",
+    "leader-on-notready-master",
+    "leader-version-skew",
+    "stale-apiserver",
+    "stale-endpoint",
+    "nodes-not-ready",
+    "outage-pattern",
+]
+CheckGroup = Literal["leaders", "apiservers", "endpoints", "heartbeats"]
+CHECK_GROUPS: tuple[CheckGroup, ...] = ("leaders", "apiservers", "endpoints", "heartbeats")
+
+# Each check has one severity, so the metrics' label sets are fixed and can be pre-initialised.
+SEVERITY: Mapping[Check, Severity] = {
+    "stale-leader": "critical",
+    "leader-missing": "warning",
+    "leader-on-unknown-master": "critical",
+    "leader-on-notready-master": "warning",
+    "leader-version-skew": "warning",
+    "stale-apiserver": "critical",
+    "stale-endpoint": "critical",
+    "nodes-not-ready": "warning",
+    "outage-pattern": "critical",
+}
+CHECKS: tuple[Check, ...] = tuple(SEVERITY)
+# The Event reason of each check (Kubernetes reasons are CamelCase).
+REASON: Mapping[Check, str] = {
+    "stale-leader": "StaleLeader",
+    "leader-missing": "LeaderLeaseMissing",
+    "leader-on-unknown-master": "LeaderOnUnknownMaster",
+    "leader-on-notready-master": "LeaderOnNotReadyMaster",
+    "leader-version-skew": "LeaderVersionSkew",
+    "stale-apiserver": "StaleApiserver",
+    "stale-endpoint": "StaleEndpoint",
+    "nodes-not-ready": "NodesNotReady",
+    "outage-pattern": "NotReadyAfterMasterChange",
+}
+
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+NAMES_SHOWN = 10  # node names quoted in evidence; the count is always complete
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ref:
+    """The object a finding is about (the Event goes on it)."""
+
+    kind: str
+    name: str
+    namespace: str = ""
+    api_version: str = "v1"
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else f"{self.kind} {self.name}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Finding:
+    check: Check
+    severity: Severity
+    object: str  # what is wrong, as a person reads it: "Lease kube-system/kube-scheduler"
+    evidence: str
+    since: float  # Unix time: when it became true, as far as the evidence tells, else first seen
+    ref: Ref
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.check, self.object)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "severity": self.severity,
+            "object": self.object,
+            "evidence": self.evidence,
+            "since": iso(self.since),
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LeaseRecord:
+    namespace: str
+    name: str
+    holder: str
+    renew_time: float | None  # Unix time of the last renewal (acquireTime when never renewed)
+    duration_seconds: float
+    transitions: int
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def holder_hostname(self) -> str:
+        """client-go identities are ``<hostname>_<uuid>``."""
+        return self.holder.split("_", 1)[0]
+
+    @property
+    def expires_at(self) -> float | None:
+        return None if self.renew_time is None else self.renew_time + self.duration_seconds
+
+    def expired(self, *, now: float) -> bool:
+        expiry = self.expires_at
+        return expiry is None or now > expiry
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NodeRecord:
+    name: str
+    master: bool
+    ready: bool
+    version: str = ""  # as reported by the configured version source ("" when unknown)
+    hostnames: frozenset[str] = frozenset()  # lower-cased: the name, the hostname label, Hostname addresses
+    addresses: frozenset[str] = frozenset()  # InternalIP / ExternalIP
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the watches show at one moment."""
+
+    leaders: Mapping[str, LeaseRecord | None]  # "namespace/name" → the Lease (None: not found)
+    apiservers: Sequence[LeaseRecord]  # kube-apiserver identity Leases
+    heartbeats: Mapping[str, LeaseRecord]  # node name → its heartbeat Lease
+    nodes: Sequence[NodeRecord]
+    endpoint_ips: Sequence[str] | None  # addresses of default/kubernetes (None: not found)
+    agreed_version: str | None = None  # the settled agreed version, when the masters agree
+    checks: frozenset[CheckGroup] = frozenset(CHECK_GROUPS)
+
+    @property
+    def masters(self) -> tuple[NodeRecord, ...]:
+        return tuple(node for node in self.nodes if node.master)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rules:
+    heartbeat_stale_seconds: float = 40.0
+    outage_window_seconds: float = 300.0
+    notready_jump_min: int = 3
+    notready_jump_fraction: float = 0.1
+
+    def jump_threshold(self, workers: int) -> int:
+        return max(self.notready_jump_min, math.ceil(self.notready_jump_fraction * workers), 1)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class History:
+    """What one evaluation hands to the next."""
+
+    masters: frozenset[str] | None = None  # None: no master set seen yet
+    masters_changed_at: float | None = None
+    notready_before_change: int = 0
+    pattern_since: float | None = None
+    since: Mapping[tuple[str, str], float] = dataclasses.field(default_factory=dict)
+    holders: Mapping[str, str] = dataclasses.field(default_factory=dict)  # leader Lease → holder
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Transition:
+    lease: str
+    previous: str
+    holder: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NodeHealth:
+    workers: int
+    not_ready: tuple[str, ...]  # workers NotReady by condition or by a stale heartbeat, sorted
+    condition_not_ready: int
+    heartbeat_stale: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Evaluation:
+    findings: tuple[Finding, ...]
+    history: History
+    transitions: tuple[Transition, ...]
+    nodes: NodeHealth
+    master_set_changed: bool
+
+    @property
+    def critical(self) -> bool:
+        return any(finding.severity == "critical" for finding in self.findings)
+
+
+# --- raw objects → records ----------------------------------------------------------------------------
+
+
+def parse_time(text: object) -> float | None:
+    """A Kubernetes Time/MicroTime as Unix time; None when absent or malformed."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.UTC)
+    return parsed.timestamp()
+
+
+def iso(moment: float | None) -> str | None:
+    if moment is None:
+        return None
+    return datetime.datetime.fromtimestamp(moment, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _number(value: object, default: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        return default
+
+
+def lease_record(raw: Mapping[str, Any]) -> LeaseRecord:
+    meta = raw.get("metadata") or {}
+    spec = raw.get("spec") or {}
+    renewed = parse_time(spec.get("renewTime")) or parse_time(spec.get("acquireTime"))
+    labels = meta.get("labels") or {}
+    return LeaseRecord(
+        namespace=str(meta.get("namespace") or ""),
+        name=str(meta.get("name") or ""),
+        holder=str(spec.get("holderIdentity") or ""),
+        renew_time=renewed,
+        duration_seconds=_number(spec.get("leaseDurationSeconds")),
+        transitions=int(_number(spec.get("leaseTransitions"))),
+        labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, Mapping) else {},
+    )
+
+
+def node_record(
+    raw: Mapping[str, Any], *, selectors: Sequence[selector.Selector], reported_version: str | None = None
+) -> NodeRecord:
+    """``reported_version`` overrides the kubelet version (the apiserver version source)."""
+    meta = raw.get("metadata") or {}
+    name = str(meta.get("name") or "")
+    labels = agreement_masters.node_labels(raw)
+    hostnames = {name.lower()}
+    if labels.get(HOSTNAME_LABEL):
+        hostnames.add(str(labels[HOSTNAME_LABEL]).lower())
+    addresses = set()
+    for address in (raw.get("status") or {}).get("addresses") or []:
+        value = str(address.get("address") or "")
+        if not value:
+            continue
+        if address.get("type") == "Hostname":
+            hostnames.add(value.lower())
+        elif address.get("type") in ("InternalIP", "ExternalIP"):
+            addresses.add(value)
+    return NodeRecord(
+        name=name,
+        master=selector.matches_any(selectors, labels),
+        ready=agreement_masters.node_ready(raw),
+        version=agreement_masters.kubelet_version(raw) if reported_version is None else reported_version,
+        hostnames=frozenset(hostnames),
+        addresses=frozenset(addresses),
+    )
+
+
+def endpoint_ips(raw: Mapping[str, Any]) -> tuple[str, ...]:
+    """Every address (ready or not) of a v1 Endpoints object, sorted, without duplicates."""
+    ips: set[str] = set()
+    for subset in raw.get("subsets") or []:
+        for key in ("addresses", "notReadyAddresses"):
+            ips.update(str(a.get("ip")) for a in subset.get(key) or [] if a.get("ip"))
+    return tuple(sorted(ips))
+
+
+# --- the checks -----------------------------------------------------------------------------------------
+
+
+def _age(now: float, moment: float | None) -> str:
+    return "never" if moment is None else f"{now - moment:.1f}s ago"
+
+
+def _master_of(hostname: str, masters: Iterable[NodeRecord]) -> NodeRecord | None:
+    wanted = hostname.lower()
+    return next((m for m in masters if wanted in m.hostnames), None) if wanted else None
+
+
+def _names(masters: Sequence[NodeRecord]) -> str:
+    return ", ".join(m.name for m in masters) or "none"
+
+
+def check_leader(
+    key: str,
+    lease: LeaseRecord | None,
+    *,
+    masters: Sequence[NodeRecord],
+    agreed_version: str | None,
+    now: float,
+) -> Finding | None:
+    """One leader Lease: present, renewed in time, held from a current Ready master on the agreed version."""
+    namespace, _, name = key.partition("/")
+    ref = Ref(kind="Lease", name=name, namespace=namespace, api_version="coordination.k8s.io/v1")
+
+    def finding(check: Check, evidence: str, since: float = now) -> Finding:
+        return Finding(check, SEVERITY[check], str(ref), evidence, since, ref)
+
+    if lease is None:
+        return finding("leader-missing", "the Lease does not exist: no component has ever led here")
+    if lease.expired(now=now) or not lease.holder:
+        return finding(
+            "stale-leader",
+            f"holder {lease.holder or '<none>'!r} last renewed {_age(now, lease.renew_time)}; "
+            f"leaseDurationSeconds {lease.duration_seconds:g}",
+            lease.expires_at if lease.expires_at is not None else now,
+        )
+    master = _master_of(lease.holder_hostname, masters)
+    if master is None:
+        return finding(
+            "leader-on-unknown-master",
+            f"holder {lease.holder!r}: host {lease.holder_hostname!r} is not a current master "
+            f"(masters: {_names(masters)})",
+        )
+    if not master.ready:
+        return finding(
+            "leader-on-notready-master",
+            f"holder {lease.holder!r} runs on master {master.name}, which is not Ready",
+        )
+    agreed = version.parse_version(agreed_version)
+    runs = version.parse_version(master.version)
+    if agreed is not None and runs is not None and runs.key != agreed.key:
+        return finding(
+            "leader-version-skew",
+            f"holder {lease.holder!r} runs on master {master.name} at {master.version}; the masters agree on {agreed_version}",
+        )
+    return None
+
+
+def check_apiservers(
+    apiservers: Iterable[LeaseRecord], *, masters: Sequence[NodeRecord], now: float
+) -> list[Finding]:
+    """A live kube-apiserver identity Lease whose hostname is no current master is a stale master."""
+    findings = []
+    for lease in apiservers:
+        if lease.expired(now=now):
+            continue  # that apiserver is gone; the apiserver's own GC removes its Lease
+        hostname = lease.labels.get(HOSTNAME_LABEL, "")
+        if _master_of(hostname, masters) is not None:
+            continue
+        ref = Ref(
+            kind="Lease", name=lease.name, namespace=lease.namespace, api_version="coordination.k8s.io/v1"
+        )
+        findings.append(
+            Finding(
+                "stale-apiserver",
+                SEVERITY["stale-apiserver"],
+                str(ref),
+                f"a live kube-apiserver on host {hostname or '<unlabelled>'!r} (renewed {_age(now, lease.renew_time)}) "
+                f"is not a current master (masters: {_names(masters)})",
+                now,
+                ref,
+            )
+        )
+    return findings
+
+
+def check_endpoints(ips: Sequence[str] | None, *, masters: Sequence[NodeRecord], now: float) -> list[Finding]:
+    """Every address of ``default/kubernetes`` must be an address of a current master."""
+    if ips is None:
+        return []
+    known = {address for master in masters for address in master.addresses}
+    ref = Ref(kind="Endpoints", name="kubernetes", namespace="default")
+    return [
+        Finding(
+            "stale-endpoint",
+            SEVERITY["stale-endpoint"],
+            f"{ref} address {ip}",
+            f"clients of the kubernetes Service are sent to {ip}, which no current master has "
+            f"(master addresses: {', '.join(sorted(known)) or 'none'})",
+            now,
+            ref,
+        )
+        for ip in ips
+        if ip not in known
+    ]
+
+
+def node_health(
+    nodes: Iterable[NodeRecord], heartbeats: Mapping[str, LeaseRecord], *, rules: Rules, now: float
+) -> NodeHealth:
+    """Workers (non-masters) NotReady by their Ready condition or by a heartbeat Lease older than the
+    threshold — the node lifecycle controller marks the second kind NotReady only after its grace period."""
+    workers = [node for node in nodes if not node.master]
+    not_ready: list[str] = []
+    by_condition = stale = 0
+    for node in workers:
+        lease = heartbeats.get(node.name)
+        heartbeat_stale = (
+            lease is not None
+            and lease.renew_time is not None
+            and now - lease.renew_time > rules.heartbeat_stale_seconds
+        )
+        by_condition += not node.ready
+        stale += heartbeat_stale
+        if heartbeat_stale or not node.ready:
+            not_ready.append(node.name)
+    return NodeHealth(
+        workers=len(workers),
+        not_ready=tuple(sorted(not_ready)),
+        condition_not_ready=by_condition,
+        heartbeat_stale=stale,
+    )
+
+
+def _quote(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:NAMES_SHOWN])
+    return shown + (f" and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else "")
+
+
+def check_heartbeats(
+    health: NodeHealth, *, history: History, rules: Rules, now: float
+) -> tuple[list[Finding], float | None]:
+    """NotReady workers; a jump of them within the window after the master set changed is the outage
+    pattern (nodes still talking to a removed master). Returns the findings and the pattern's start."""
+    ref = Ref(kind="Namespace", name="kube-node-lease")
+    findings: list[Finding] = []
+    count = len(health.not_ready)
+    if count:
+        findings.append(
+            Finding(
+                "nodes-not-ready",
+                SEVERITY["nodes-not-ready"],
+                "Nodes",
+                f"{count} of {health.workers} worker(s) NotReady ({health.condition_not_ready} by Ready condition, "
+                f"{health.heartbeat_stale} with a heartbeat older than {rules.heartbeat_stale_seconds:g}s): "
+                f"{_quote(health.not_ready)}",
+                now,
+                ref,
+            )
+        )
+    jump = count - history.notready_before_change
+    threshold = rules.jump_threshold(health.workers)
+    changed_at = history.masters_changed_at
+    pattern_since = history.pattern_since if jump >= threshold else None
+    if (
+        pattern_since is None
+        and jump >= threshold
+        and changed_at is not None
+        and now - changed_at <= rules.outage_window_seconds
+    ):
+        pattern_since = now
+    if pattern_since is not None and changed_at is not None:
+        findings.append(
+            Finding(
+                "outage-pattern",
+                SEVERITY["outage-pattern"],
+                "Nodes",
+                f"NotReady workers jumped from {history.notready_before_change} to {count} (threshold +{threshold}) "
+                f"{pattern_since - changed_at:.0f}s after the master set changed to {sorted(history.masters or ())}: "
+                f"nodes may still talk to a removed master; {_quote(health.not_ready)}",
+                pattern_since,
+                ref,
+            )
+        )
+    return findings, pattern_since
+
+
+def transitions(
+    previous: Mapping[str, str], leaders: Mapping[str, LeaseRecord | None]
+) -> tuple[Transition, ...]:
+    """Leader Leases whose holder changed since the last evaluation (a first sight is no transition)."""
+    return tuple(
+        Transition(lease=key, previous=previous[key], holder=lease.holder)
+        for key, lease in sorted(leaders.items())
+        if lease is not None and key in previous and lease.holder != previous[key]
+    )
+
+
+def evaluate(snapshot: Snapshot, *, now: float, rules: Rules, history: History) -> Evaluation:
+    """All checks at ``now``; returns the findings and the history for the next evaluation."""
+    masters = snapshot.masters
+    master_names = frozenset(m.name for m in masters)
+    health = node_health(snapshot.nodes, snapshot.heartbeats, rules=rules, now=now)
+
+    changed = history.masters is not None and master_names != history.masters
+    if changed:
+        in_window = (
+            history.masters_changed_at is not None
+            and now - history.masters_changed_at <= rules.outage_window_seconds
+        )
+        # A replacement is often two changes (one master removed, one added): keep the baseline from the first.
+        baseline = (
+            min(history.notready_before_change, len(health.not_ready)) if in_window else len(health.not_ready)
+        )
+        history = dataclasses.replace(history, masters_changed_at=now, notready_before_change=baseline)
+    history = dataclasses.replace(history, masters=master_names)
+
+    findings: list[Finding] = []
+    if "leaders" in snapshot.checks:
+        for key, lease in sorted(snapshot.leaders.items()):
+            leader = check_leader(
+                key, lease, masters=masters, agreed_version=snapshot.agreed_version, now=now
+            )
+            if leader is not None:
+                findings.append(leader)
+    if "apiservers" in snapshot.checks:
+        findings.extend(check_apiservers(snapshot.apiservers, masters=masters, now=now))
+    if "endpoints" in snapshot.checks:
+        findings.extend(check_endpoints(snapshot.endpoint_ips, masters=masters, now=now))
+    pattern_since = None
+    if "heartbeats" in snapshot.checks:
+        node_findings, pattern_since = check_heartbeats(health, history=history, rules=rules, now=now)
+        findings.extend(node_findings)
+
+    # A finding keeps the earliest "since" it has been seen with, so that /status says how long it has lasted.
+    since = {f.key: min(f.since, history.since.get(f.key, f.since)) for f in findings}
+    findings = [dataclasses.replace(f, since=since[f.key]) for f in findings]
+    holders = {key: lease.holder for key, lease in snapshot.leaders.items() if lease is not None}
+    return Evaluation(
+        findings=tuple(findings),
+        history=dataclasses.replace(history, since=since, holders=holders, pattern_since=pattern_since),
+        transitions=transitions(history.holders, snapshot.leaders),
+        nodes=health,
+        master_set_changed=changed,
+    )
+
+
+def status_json(evaluation: Evaluation, snapshot: Snapshot, *, now: float) -> dict[str, Any]:
+    """The ``/status`` document (and ``--once`` output)."""
+    history = evaluation.history
+    masters = snapshot.masters
+    return {
+        "time": iso(now),
+        "critical": evaluation.critical,
+        "findings": [finding.to_json() for finding in evaluation.findings],
+        "masters": [
+            {"name": m.name, "ready": m.ready, "version": m.version or None, "addresses": sorted(m.addresses)}
+            for m in masters
+        ],
+        "agreedVersion": snapshot.agreed_version,
+        "masterSetChangedAt": iso(history.masters_changed_at),
+        "leaders": [
+            {
+                "lease": key,
+                "holder": lease.holder if lease else None,
+                "renewTime": iso(lease.renew_time) if lease else None,
+                "leaseDurationSeconds": lease.duration_seconds if lease else None,
+                "leaseTransitions": lease.transitions if lease else None,
+            }
+            for key, lease in sorted(snapshot.leaders.items())
+        ],
+        "apiservers": [
+            {
+                "lease": lease.key,
+                "hostname": lease.labels.get(HOSTNAME_LABEL, ""),
+                "live": not lease.expired(now=now),
+                "master": (
+                    found.name
+                    if (found := _master_of(lease.labels.get(HOSTNAME_LABEL, ""), masters))
+                    else None
+                ),
+                "renewTime": iso(lease.renew_time),
+            }
+            for lease in sorted(snapshot.apiservers, key=lambda lease: lease.key)
+        ],
+        "endpoints": list(snapshot.endpoint_ips) if snapshot.endpoint_ips is not None else None,
+        "nodes": {
+            "workers": evaluation.nodes.workers,
+            "notReady": len(evaluation.nodes.not_ready),
+            "notReadyByCondition": evaluation.nodes.condition_not_ready,
+            "heartbeatStale": evaluation.nodes.heartbeat_stale,
+            "notReadyBeforeMasterChange": history.notready_before_change
+            if history.masters_changed_at
+            else None,
+        },
+    }

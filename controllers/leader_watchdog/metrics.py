@@ -1,0 +1,127 @@
+"""The watchdog's metrics (``leader_watchdog_…``); the rest of the package calls ``observe_*`` only.
+
+Labels stay low-cardinality: ``check`` and ``severity`` come from a fixed list, ``lease`` from the
+configured leader Leases. No node, holder or address appears as a label (they are in ``/status``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import prometheus_client
+
+from controllers.leader_watchdog import logic
+
+
+class Metrics:
+    def __init__(
+        self, *, prefix: str, registry: prometheus_client.CollectorRegistry, leader_leases: Iterable[str]
+    ) -> None:
+        self.findings = prometheus_client.Gauge(
+            f"{prefix}_findings",
+            "Findings present now, per check.",
+            ["check", "severity"],
+            registry=registry,
+        )
+        self.raised = prometheus_client.Counter(
+            f"{prefix}_findings_raised_total",
+            "Findings that appeared, per check.",
+            ["check", "severity"],
+            registry=registry,
+        )
+        for check in logic.CHECKS:
+            self.findings.labels(check, logic.SEVERITY[check]).set(0)
+            self.raised.labels(check, logic.SEVERITY[check])
+        self.renewed = prometheus_client.Gauge(
+            f"{prefix}_leader_renew_timestamp_seconds",
+            "Last renewTime of each leader Lease (Unix time; 0 when missing).",
+            ["lease"],
+            registry=registry,
+        )
+        self.duration = prometheus_client.Gauge(
+            f"{prefix}_leader_lease_duration_seconds",
+            "leaseDurationSeconds of each leader Lease.",
+            ["lease"],
+            registry=registry,
+        )
+        self.transitions = prometheus_client.Counter(
+            f"{prefix}_leader_transitions_total",
+            "Holder changes of each leader Lease seen by this process.",
+            ["lease"],
+            registry=registry,
+        )
+        for lease in leader_leases:
+            self.renewed.labels(lease).set(0)
+            self.duration.labels(lease).set(0)
+            self.transitions.labels(lease)
+        self.apiservers = prometheus_client.Gauge(
+            f"{prefix}_apiservers", "Live kube-apiserver identity Leases.", registry=registry
+        )
+        self.endpoint_addresses = prometheus_client.Gauge(
+            f"{prefix}_endpoint_addresses",
+            "Addresses in the default/kubernetes Endpoints.",
+            registry=registry,
+        )
+        self.masters = prometheus_client.Gauge(
+            f"{prefix}_watched_masters", "Master Nodes seen by the watchdog.", registry=registry
+        )
+        self.master_changes = prometheus_client.Counter(
+            f"{prefix}_master_set_changes_total",
+            "Changes of the set of master Nodes seen.",
+            registry=registry,
+        )
+        self.master_changed = prometheus_client.Gauge(
+            f"{prefix}_master_set_last_change_timestamp_seconds",
+            "When the set of master Nodes last changed (Unix time; 0 when not seen to change).",
+            registry=registry,
+        )
+        self.workers = prometheus_client.Gauge(
+            f"{prefix}_worker_nodes", "Non-master Nodes.", registry=registry
+        )
+        self.not_ready = prometheus_client.Gauge(
+            f"{prefix}_worker_nodes_not_ready",
+            "Workers NotReady by their Ready condition or a stale heartbeat Lease.",
+            registry=registry,
+        )
+        self.heartbeat_stale = prometheus_client.Gauge(
+            f"{prefix}_node_heartbeats_stale",
+            "Workers whose heartbeat Lease is older than the threshold.",
+            registry=registry,
+        )
+        self.evaluated = prometheus_client.Gauge(
+            f"{prefix}_last_evaluation_timestamp_seconds",
+            "When the checks last ran (Unix time).",
+            registry=registry,
+        )
+
+
+def observe_evaluation(
+    metrics: Metrics,
+    evaluation: logic.Evaluation,
+    snapshot: logic.Snapshot,
+    *,
+    raised: Iterable[logic.Finding],
+    now: float,
+) -> None:
+    counts = dict.fromkeys(logic.CHECKS, 0)
+    for finding in evaluation.findings:
+        counts[finding.check] += 1
+    for check, count in counts.items():
+        metrics.findings.labels(check, logic.SEVERITY[check]).set(count)
+    for finding in raised:
+        metrics.raised.labels(finding.check, finding.severity).inc()
+    for key, lease in snapshot.leaders.items():
+        metrics.renewed.labels(key).set((lease.renew_time or 0) if lease else 0)
+        metrics.duration.labels(key).set(lease.duration_seconds if lease else 0)
+    for transition in evaluation.transitions:
+        metrics.transitions.labels(transition.lease).inc()
+    metrics.apiservers.set(sum(1 for lease in snapshot.apiservers if not lease.expired(now=now)))
+    metrics.endpoint_addresses.set(len(snapshot.endpoint_ips or ()))
+    metrics.masters.set(len(snapshot.masters))
+    if evaluation.master_set_changed:
+        metrics.master_changes.inc()
+    metrics.master_changed.set(evaluation.history.masters_changed_at or 0)
+    metrics.workers.set(evaluation.nodes.workers)
+    metrics.not_ready.set(len(evaluation.nodes.not_ready))
+    metrics.heartbeat_stale.set(evaluation.nodes.heartbeat_stale)
+    metrics.evaluated.set(now)

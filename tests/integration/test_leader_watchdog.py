@@ -1,0 +1,518 @@
+"""The leader-health watchdog on the real control plane: leaders, live apiservers, endpoints, heartbeats.
+
+Leases are renewed by a test helper (there is no kube-scheduler, no kubelet); time thresholds are small so
+that every scenario takes seconds. Each test reports the latency it measured on stdout (``pytest -s``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+import aiohttp
+import prometheus_client
+
+from controllers.kube import client, events, resources, timefmt
+from controllers.leader_watchdog import logic, watchdog
+from controllers.runtime import app, server
+from controllers.runtime.agreement_feed import AgreementFeed, AgreementMetrics
+from tests import cluster
+
+LEASES = resources.LEASES
+VERSION = "v1.31.4"
+IDENTITY_LABEL = "apiserver.kubernetes.io/identity"
+
+
+# --- helpers ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Renewer:
+    """Renews Leases (``namespace/name`` → holder) every ``interval`` until told to stop some or all."""
+
+    kube: client.Kube
+    interval: float
+    holders: dict[str, str] = dataclasses.field(default_factory=dict)
+    duration: int = 15
+    last_renewed: dict[str, float] = dataclasses.field(default_factory=dict)
+    concurrency: int = 25
+
+    async def create(self, key: str, holder: str, *, labels: dict[str, str] | None = None) -> None:
+        namespace, _, name = key.partition("/")
+        body: client.JSON = {
+            "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
+            "spec": {
+                "holderIdentity": holder,
+                "leaseDurationSeconds": self.duration,
+                "renewTime": timefmt.micro_time(),
+            },
+        }
+        await self.kube.create(LEASES.path(namespace=namespace), body)
+        self.holders[key] = holder
+        self.last_renewed[key] = time.time()
+
+    async def create_many(self, keys: Iterable[str], holder: str = "") -> None:
+        semaphore = asyncio.Semaphore(self.concurrency)
+
+        async def one(key: str) -> None:
+            async with semaphore:
+                await self.create(key, holder or key.partition("/")[2])
+
+        await asyncio.gather(*(one(key) for key in keys))
+
+    def stop(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self.holders.pop(key, None)
+
+    async def renew_once(self) -> None:
+        semaphore = asyncio.Semaphore(self.concurrency)
+
+        async def one(key: str, holder: str) -> None:
+            namespace, _, name = key.partition("/")
+            async with semaphore:
+                stamp = time.time()
+                patch = {"spec": {"holderIdentity": holder, "renewTime": timefmt.micro_time()}}
+                await self.kube.patch(LEASES.path(namespace=namespace, name=name), patch)
+                self.last_renewed[key] = stamp
+
+        await asyncio.gather(*(one(key, holder) for key, holder in list(self.holders.items())))
+
+    async def run(self) -> None:
+        while True:
+            started = time.monotonic()
+            await self.renew_once()
+            await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+
+
+@contextlib.asynccontextmanager
+async def renewing(renewer: Renewer) -> AsyncIterator[Renewer]:
+    task = asyncio.create_task(renewer.run())
+    try:
+        yield renewer
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def make_config(**overrides: Any) -> watchdog.WatchdogConfig:
+    defaults: dict[str, Any] = {
+        "settle_seconds": 0.0,
+        "evaluate_interval_seconds": 0.2,
+        "master_selectors": ("node-role.kubernetes.io/control-plane",),
+    }
+    return watchdog.WatchdogConfig(**{**defaults, **overrides})
+
+
+@contextlib.asynccontextmanager
+async def running(kube: client.Kube, cfg: watchdog.WatchdogConfig) -> AsyncIterator[watchdog.Watchdog]:
+    """The watchdog in this process, as the runtime runs it (agreement feed + watchdog), until synced."""
+    registry = prometheus_client.CollectorRegistry()
+    ctx = app.Context(
+        name="leader-watchdog",
+        config=cfg,
+        kube=kube,
+        registry=registry,
+        health=server.Health(),
+        agreements=AgreementFeed(
+            kube=kube, config=cfg, metrics=AgreementMetrics(prefix="leader_watchdog", registry=registry)
+        ),
+        recorder=events.Recorder(kube=kube, controller="leader-watchdog"),
+    )
+    dog = watchdog.Watchdog(ctx)
+    tasks = [asyncio.create_task(ctx.agreements.run()), asyncio.create_task(dog.run())]
+    try:
+        deadline = time.monotonic() + 20
+        while not ctx.health.ready:
+            for task in tasks:
+                if task.done():
+                    task.result()
+            assert time.monotonic() < deadline, "the watchdog did not sync"
+            await asyncio.sleep(0.05)
+        yield dog
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def findings(dog: watchdog.Watchdog) -> list[dict[str, Any]]:
+    status: dict[str, Any] = dog.ctx.routes["/status"]()
+    return list(status["findings"])
+
+
+def matching(dog: watchdog.Watchdog, check: str, obj: str = "") -> list[dict[str, Any]]:
+    return [f for f in findings(dog) if f["check"] == check and obj in f["object"]]
+
+
+async def wait_for(dog: watchdog.Watchdog, check: str, obj: str = "", *, timeout: float) -> float:
+    """Seconds until a finding ``check`` on an object containing ``obj`` appears (fails after timeout)."""
+    started = time.monotonic()
+    while not matching(dog, check, obj):
+        assert time.monotonic() - started < timeout, (
+            f"no {check} on {obj!r} within {timeout} s: {findings(dog)}"
+        )
+        await asyncio.sleep(0.02)
+    return time.monotonic() - started
+
+
+async def wait_until_gone(dog: watchdog.Watchdog, check: str, obj: str = "", *, timeout: float) -> float:
+    started = time.monotonic()
+    while matching(dog, check, obj):
+        assert time.monotonic() - started < timeout, f"{check} on {obj!r} still there after {timeout} s"
+        await asyncio.sleep(0.02)
+    return time.monotonic() - started
+
+
+def sample(dog: watchdog.Watchdog, name: str, **labels: str) -> float | None:
+    return dog.ctx.registry.get_sample_value(name, labels)
+
+
+async def event_reasons(kube: client.Kube, *, namespace: str, name: str) -> list[str]:
+    listed = await kube.get(
+        resources.EVENTS.path(namespace=namespace), query={"fieldSelector": f"regarding.name={name}"}
+    )
+    return [str(item.get("reason")) for item in listed.get("items", [])]
+
+
+async def wait_for_events(kube: client.Kube, reasons: set[str], *, namespace: str, name: str) -> None:
+    deadline = time.monotonic() + 5
+    while not reasons <= set(seen := await event_reasons(kube, namespace=namespace, name=name)):
+        assert time.monotonic() < deadline, f"Events on {namespace}/{name}: {seen}, expected {reasons}"
+        await asyncio.sleep(0.1)
+
+
+def suffix() -> str:
+    return uuid.uuid4().hex[:6]
+
+
+# --- (1) leader Leases -------------------------------------------------------------------------------------
+
+
+async def test_renewed_leader_is_healthy_and_stale_once_renewals_stop(
+    kube: client.Kube, namespace: str, nodes: cluster.Nodes
+) -> None:
+    master = f"lw-master-{suffix()}"
+    other = f"lw-master-{suffix()}"
+    await nodes.create(master, version=VERSION, master=True)
+    await nodes.create(other, version=VERSION, master=True)
+    key = f"{namespace}/kube-scheduler"
+    renewer = Renewer(kube, interval=0.5, duration=2)
+    await renewer.create(key, f"{master}_{uuid.uuid4()}")
+    cfg = make_config(leader_leases=(key,), checks=("leaders",))
+    async with renewing(renewer), running(kube, cfg) as dog:
+        await asyncio.sleep(3.0)  # longer than leaseDurationSeconds: renewals keep it healthy
+        assert findings(dog) == []
+        assert sample(dog, "leader_watchdog_findings", check="stale-leader", severity="critical") == 0
+        leader = dog.status["leaders"][0]
+        assert leader["lease"] == key and leader["holder"].startswith(master)
+
+        # A new holder is a transition: counted and recorded as an Event.
+        renewer.holders[key] = f"{other}_{uuid.uuid4()}"
+        deadline = time.monotonic() + 5
+        while sample(dog, "leader_watchdog_leader_transitions_total", lease=key) != 1:
+            assert time.monotonic() < deadline, "transition not counted"
+            await asyncio.sleep(0.05)
+
+        renewer.stop([key])
+        await asyncio.sleep(0)
+        last = renewer.last_renewed[key]
+        await wait_for(dog, "stale-leader", key, timeout=2 + 2 + 2)
+        after_last = time.time() - last
+        print(f"\nstale leader reported {after_last:.2f} s after the last renewal (leaseDurationSeconds 2)")
+        assert after_last <= 2 + 2
+        (finding,) = matching(dog, "stale-leader", key)
+        assert finding["severity"] == "critical" and other in finding["evidence"]
+        assert finding["since"] is not None
+        assert sample(dog, "leader_watchdog_findings", check="stale-leader", severity="critical") == 1
+        await wait_for_events(
+            kube, {"LeaderChanged", "StaleLeader"}, namespace=namespace, name="kube-scheduler"
+        )
+
+
+async def test_leader_on_a_deleted_master_is_reported_within_two_seconds(
+    kube: client.Kube, namespace: str, nodes: cluster.Nodes
+) -> None:
+    master = f"lw-master-{suffix()}"
+    await nodes.create(master, version=VERSION, master=True)
+    await nodes.create(f"lw-master-{suffix()}", version=VERSION, master=True)
+    key = f"{namespace}/kube-controller-manager"
+    renewer = Renewer(kube, interval=1.0, duration=15)
+    await renewer.create(key, f"{master}_{uuid.uuid4()}")
+    cfg = make_config(leader_leases=(key,), checks=("leaders",))
+    async with renewing(renewer), running(kube, cfg) as dog:
+        assert findings(dog) == []
+        await nodes.delete(master)
+        elapsed = await wait_for(dog, "leader-on-unknown-master", key, timeout=2.0)
+        print(f"\nleader on unknown master reported {elapsed:.3f} s after the master Node was deleted")
+        (finding,) = findings(dog)
+        assert finding["severity"] == "critical" and master in finding["evidence"]
+
+
+async def test_missing_lease_and_leader_on_a_notready_master_are_warnings(
+    kube: client.Kube, namespace: str, nodes: cluster.Nodes
+) -> None:
+    master = f"lw-master-{suffix()}"
+    await nodes.create(master, version=VERSION, master=True)
+    key = f"{namespace}/kube-scheduler"
+    renewer = Renewer(kube, interval=1.0, duration=15)
+    await renewer.create(key, f"{master}_{uuid.uuid4()}")
+    cfg = make_config(leader_leases=(key, f"{namespace}/absent"), checks=("leaders",))
+    async with renewing(renewer), running(kube, cfg) as dog:
+        assert [(f["check"], f["severity"], f["object"]) for f in findings(dog)] == [
+            ("leader-missing", "warning", f"Lease {namespace}/absent")
+        ]
+        await nodes.set_status(master, version=VERSION, ready=False)
+        await wait_for(dog, "leader-on-notready-master", key, timeout=5)
+        assert dog.status["critical"] is False
+        await nodes.set_status(master, version=VERSION, ready=True)
+        await wait_until_gone(dog, "leader-on-notready-master", key, timeout=5)
+
+
+# --- (2) live apiservers and default/kubernetes --------------------------------------------------------
+
+
+async def test_apiserver_identity_leases_and_kubernetes_endpoints(
+    kube: client.Kube, nodes: cluster.Nodes
+) -> None:
+    hostname = socket.gethostname().lower()
+    extra = f"apiserver-lw-{suffix()}"
+    cfg = make_config(checks=("apiservers", "endpoints"))
+    endpoints_path = resources.ENDPOINTS.path(namespace="default", name="kubernetes")
+    try:
+        async with running(kube, cfg) as dog:
+            # No master Node has the fixture apiserver's hostname yet: it is a stale master.
+            real = [a for a in dog.status["apiservers"] if a["hostname"].lower() == hostname]
+            assert real and real[0]["live"], dog.status["apiservers"]
+            assert matching(dog, "stale-apiserver", real[0]["lease"])
+
+            await nodes.create(hostname, version=VERSION, master=True, address="10.98.0.1")
+            elapsed = await wait_until_gone(dog, "stale-apiserver", timeout=2)
+            print(f"\nreal apiserver recognised {elapsed:.3f} s after its master Node appeared")
+            (recognised,) = [a for a in dog.status["apiservers"] if a["hostname"].lower() == hostname]
+            assert recognised["master"] == hostname
+
+            renewer = Renewer(kube, interval=5, duration=3600)
+            labels = {IDENTITY_LABEL: "kube-apiserver", logic.HOSTNAME_LABEL: "removed-master-1"}
+            await renewer.create(f"kube-system/{extra}", f"{extra}_{uuid.uuid4()}", labels=labels)
+            elapsed = await wait_for(dog, "stale-apiserver", extra, timeout=2)
+            print(f"stale apiserver reported {elapsed:.3f} s after its identity Lease appeared")
+            assert [f["object"] for f in matching(dog, "stale-apiserver")] == [f"Lease kube-system/{extra}"]
+
+            body: client.JSON = {
+                "metadata": {"name": "kubernetes", "namespace": "default"},
+                "subsets": [
+                    {
+                        "addresses": [{"ip": "10.98.0.1"}, {"ip": "10.99.0.7"}],
+                        "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}],
+                    }
+                ],
+            }
+            await kube.create(resources.ENDPOINTS.path(namespace="default"), body)
+            elapsed = await wait_for(dog, "stale-endpoint", "10.99.0.7", timeout=2)
+            print(f"stale endpoint reported {elapsed:.3f} s after it was written")
+            assert [f["object"] for f in matching(dog, "stale-endpoint")] == [
+                "Endpoints default/kubernetes address 10.99.0.7"
+            ]
+            assert dog.status["endpoints"] == ["10.98.0.1", "10.99.0.7"]
+
+            await kube.patch(
+                endpoints_path, {"subsets": [{**body["subsets"][0], "addresses": [{"ip": "10.98.0.1"}]}]}
+            )
+            await wait_until_gone(dog, "stale-endpoint", timeout=2)
+            assert sample(dog, "leader_watchdog_apiservers") == 2
+            await wait_for_events(kube, {"StaleApiserver"}, namespace="kube-system", name=extra)
+    finally:
+        for path in (endpoints_path, LEASES.path(namespace="kube-system", name=extra)):
+            with contextlib.suppress(client.ApiError):
+                await kube.delete(path)
+
+
+# --- (3) node heartbeats -----------------------------------------------------------------------------------
+
+WORKERS = 100
+STOPPED = 40
+HEARTBEAT_STALE = 6.0
+
+
+@contextlib.asynccontextmanager
+async def fleet(
+    kube: client.Kube, namespace: str, nodes: cluster.Nodes
+) -> AsyncIterator[tuple[Renewer, list[str]]]:
+    """100 worker Nodes whose heartbeat Leases (in ``namespace``) a helper renews every second."""
+    group = suffix()
+    names = [f"lw-w-{group}-{i:03d}" for i in range(WORKERS)]
+    await nodes.create_many(names, version=VERSION)
+    renewer = Renewer(kube, interval=1.0, duration=40)
+    await renewer.create_many(f"{namespace}/{name}" for name in names)
+    async with renewing(renewer):
+        yield renewer, names
+
+
+async def wait_for_not_ready(dog: watchdog.Watchdog, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while dog.status["nodes"]["notReady"] < count:
+        assert time.monotonic() < deadline, dog.status["nodes"]
+        await asyncio.sleep(0.1)
+
+
+def heartbeat_config(namespace: str) -> watchdog.WatchdogConfig:
+    return make_config(
+        checks=("heartbeats",),
+        node_lease_namespace=namespace,
+        heartbeat_stale_seconds=HEARTBEAT_STALE,
+        outage_window_seconds=60.0,
+        evaluate_interval_seconds=0.5,
+    )
+
+
+async def test_notready_jump_right_after_a_master_replacement_is_the_outage_pattern(
+    kube: client.Kube, namespace: str, nodes: cluster.Nodes
+) -> None:
+    old, new = f"lw-master-old-{suffix()}", f"lw-master-new-{suffix()}"
+    await nodes.create(old, version=VERSION, master=True)
+    async with (
+        fleet(kube, namespace, nodes) as (renewer, names),
+        running(kube, heartbeat_config(namespace)) as dog,
+    ):
+        assert findings(dog) == []
+        assert dog.status["nodes"]["workers"] == WORKERS
+        await nodes.create(new, version=VERSION, master=True)
+        await nodes.delete(old)
+        replaced = time.monotonic()
+        renewer.stop(f"{namespace}/{name}" for name in names[:STOPPED])
+        elapsed = await wait_for(dog, "outage-pattern", timeout=60)
+        print(
+            f"\noutage pattern reported {elapsed:.2f} s after the master was replaced (heartbeat threshold {HEARTBEAT_STALE} s)"
+        )
+        assert time.monotonic() - replaced < 60
+        await wait_for_not_ready(dog, STOPPED)
+        (pattern,) = matching(dog, "outage-pattern")
+        assert pattern["severity"] == "critical" and f"from 0 to {STOPPED}" in pattern["evidence"]
+        assert dog.status["nodes"]["notReady"] == STOPPED
+        assert sample(dog, "leader_watchdog_findings", check="outage-pattern", severity="critical") == 1
+        # One added, one removed: two changes, or one when both fell into the same evaluation.
+        assert sample(dog, "leader_watchdog_master_set_changes_total") in (1, 2)
+        assert sample(dog, "leader_watchdog_node_heartbeats_stale") == STOPPED
+        assert dog.status["critical"] is True
+
+
+async def test_same_notready_jump_without_master_change_is_plain_notready(
+    kube: client.Kube, namespace: str, nodes: cluster.Nodes
+) -> None:
+    await nodes.create(f"lw-master-{suffix()}", version=VERSION, master=True)
+    async with (
+        fleet(kube, namespace, nodes) as (renewer, names),
+        running(kube, heartbeat_config(namespace)) as dog,
+    ):
+        assert findings(dog) == []
+        renewer.stop(f"{namespace}/{name}" for name in names[:STOPPED])
+        await wait_for_not_ready(dog, STOPPED)
+        await asyncio.sleep(1.5)  # a few more evaluations: the pattern must not appear
+        assert [(f["check"], f["severity"]) for f in findings(dog)] == [("nodes-not-ready", "warning")]
+        assert f"{STOPPED} of {WORKERS} worker(s) NotReady" in findings(dog)[0]["evidence"]
+        assert dog.status["critical"] is False
+
+
+# --- the process: --once and the daemon's HTTP routes ---------------------------------------------------
+
+
+def run_once(kubeconfig: str, *args: str) -> tuple[int, dict[str, Any]]:
+    done = subprocess.run(
+        [sys.executable, "-m", "controllers.leader_watchdog", "--kubeconfig", kubeconfig, "--once", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.returncode, json.loads(done.stdout)
+
+
+async def test_once_prints_the_status_json_and_exits_1_on_a_critical_finding(
+    kube: client.Kube, kubeconfig: str, namespace: str, nodes: cluster.Nodes
+) -> None:
+    master = f"lw-master-{suffix()}"
+    await nodes.create(master, version=VERSION, master=True)
+    renewer = Renewer(kube, interval=1, duration=30)
+    await renewer.create(f"{namespace}/healthy", f"{master}_1")
+    await renewer.create(f"{namespace}/elsewhere", "gone-master_1")
+    args = ("--checks", "leaders", "--master-selectors", "node-role.kubernetes.io/control-plane")
+    code, status = await asyncio.to_thread(
+        run_once, kubeconfig, *args, "--leader-leases", f"{namespace}/healthy"
+    )
+    assert (code, status["findings"], status["critical"]) == (0, [], False)
+    assert status["leaders"][0]["holder"] == f"{master}_1"
+
+    code, status = await asyncio.to_thread(
+        run_once, kubeconfig, *args, "--leader-leases", f"{namespace}/healthy,{namespace}/missing"
+    )
+    assert code == 0  # a missing Lease is a warning
+    assert [f["check"] for f in status["findings"]] == ["leader-missing"]
+
+    code, status = await asyncio.to_thread(
+        run_once, kubeconfig, *args, "--leader-leases", f"{namespace}/elsewhere"
+    )
+    assert code == 1 and status["critical"] is True
+    (finding,) = status["findings"]
+    assert set(finding) == {"check", "severity", "object", "evidence", "since"}
+    assert (finding["check"], finding["object"]) == (
+        "leader-on-unknown-master",
+        f"Lease {namespace}/elsewhere",
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_daemon_serves_status_and_metrics(kubeconfig: str, namespace: str) -> None:
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "controllers.leader_watchdog",
+        "--kubeconfig",
+        kubeconfig,
+        "--checks",
+        "leaders",
+        "--leader-leases",
+        f"{namespace}/kube-scheduler",
+        "--metrics-bind-address",
+        address,
+        "--health-probe-bind-address",
+        address,
+        "--evaluate-interval-seconds",
+        "0.5",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        status: dict[str, Any] = {}
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + 30
+            while not status.get("findings"):
+                assert time.monotonic() < deadline, status
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(f"http://{address}/status") as response:
+                        status = await response.json()
+                await asyncio.sleep(0.2)
+            async with session.get(f"http://{address}/metrics") as response:
+                text = await response.text()
+        assert [f["check"] for f in status["findings"]] == ["leader-missing"]
+        assert 'leader_watchdog_findings{check="leader-missing",severity="warning"} 1.0' in text
+        assert 'leader_watchdog_findings{check="stale-leader",severity="critical"} 0.0' in text
+    finally:
+        process.terminate()
+        assert await asyncio.wait_for(process.wait(), 10) == 0

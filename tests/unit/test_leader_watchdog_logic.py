@@ -1,0 +1,448 @@
+"""The watchdog's pure checks: leaders, live apiservers, the kubernetes endpoints, the outage pattern."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+import pytest
+
+from controllers.agreement import selector
+from controllers.leader_watchdog import logic
+
+NOW = 1_800_000_000.0
+RULES = logic.Rules(
+    heartbeat_stale_seconds=40, outage_window_seconds=300, notready_jump_min=3, notready_jump_fraction=0.1
+)
+SELECTORS = [selector.parse_selector(text) for text in selector.DEFAULT_MASTER_SELECTORS]
+
+
+def master(
+    name: str, *, ready: bool = True, version: str = "v1.31.4", address: str = "10.0.0.1"
+) -> logic.NodeRecord:
+    return logic.NodeRecord(
+        name=name,
+        master=True,
+        ready=ready,
+        version=version,
+        hostnames=frozenset({name}),
+        addresses=frozenset({address}),
+    )
+
+
+def worker(name: str, *, ready: bool = True) -> logic.NodeRecord:
+    return logic.NodeRecord(name=name, master=False, ready=ready, hostnames=frozenset({name}))
+
+
+def lease(
+    name: str,
+    *,
+    holder: str = "m1_1234",
+    age: float = 1.0,
+    duration: float = 15.0,
+    namespace: str = "kube-system",
+    labels: dict[str, str] | None = None,
+    at: float = NOW,
+) -> logic.LeaseRecord:
+    return logic.LeaseRecord(
+        namespace=namespace,
+        name=name,
+        holder=holder,
+        renew_time=at - age,
+        duration_seconds=duration,
+        transitions=0,
+        labels=labels or {},
+    )
+
+
+def shot(
+    *,
+    nodes: Iterable[logic.NodeRecord] = (master("m1"),),
+    leaders: dict[str, logic.LeaseRecord | None] | None = None,
+    apiservers: Iterable[logic.LeaseRecord] = (),
+    heartbeats: dict[str, logic.LeaseRecord] | None = None,
+    endpoint_ips: Iterable[str] | None = None,
+    agreed: str | None = None,
+) -> logic.Snapshot:
+    return logic.Snapshot(
+        leaders=leaders if leaders is not None else {"kube-system/kube-scheduler": lease("kube-scheduler")},
+        apiservers=tuple(apiservers),
+        heartbeats=heartbeats or {},
+        nodes=tuple(nodes),
+        endpoint_ips=None if endpoint_ips is None else tuple(endpoint_ips),
+        agreed_version=agreed,
+    )
+
+
+def checks(snapshot: logic.Snapshot, *, now: float = NOW, history: logic.History | None = None) -> list[str]:
+    evaluation = logic.evaluate(snapshot, now=now, rules=RULES, history=history or logic.History())
+    return [finding.check for finding in evaluation.findings]
+
+
+def test_a_healthy_cluster_has_no_findings() -> None:
+    assert checks(shot(endpoint_ips=["10.0.0.1"], agreed="v1.31.4")) == []
+
+
+@pytest.mark.parametrize(("age", "stale"), [(14.9, False), (15.1, True), (600, True)])
+def test_stale_leader_when_renew_is_older_than_the_lease_duration(age: float, stale: bool) -> None:
+    found = checks(shot(leaders={"kube-system/kube-scheduler": lease("kube-scheduler", age=age)}))
+    assert found == (["stale-leader"] if stale else [])
+
+
+def test_stale_leader_dates_from_the_expiry_and_is_critical() -> None:
+    evaluation = logic.evaluate(
+        shot(leaders={"kube-system/kube-scheduler": lease("kube-scheduler", age=20)}),
+        now=NOW,
+        rules=RULES,
+        history=logic.History(),
+    )
+    (finding,) = evaluation.findings
+    assert finding.severity == "critical" and evaluation.critical
+    assert finding.since == NOW - 5
+    assert finding.object == "Lease kube-system/kube-scheduler"
+    assert "m1_1234" in finding.evidence
+
+
+def test_released_lease_without_holder_is_stale() -> None:
+    assert checks(
+        shot(leaders={"kube-system/kube-scheduler": lease("kube-scheduler", holder="", age=0)})
+    ) == ["stale-leader"]
+
+
+def test_missing_leader_lease_is_a_warning() -> None:
+    evaluation = logic.evaluate(
+        shot(leaders={"kube-system/kube-controller-manager": None}),
+        now=NOW,
+        rules=RULES,
+        history=logic.History(),
+    )
+    assert [(f.check, f.severity) for f in evaluation.findings] == [("leader-missing", "warning")]
+    assert not evaluation.critical
+
+
+def test_holder_on_unknown_master() -> None:
+    leaders: dict[str, logic.LeaseRecord | None] = {
+        "kube-system/kube-scheduler": lease("s", holder="old-master_9f")
+    }
+    assert checks(shot(leaders=leaders)) == ["leader-on-unknown-master"]
+
+
+def test_holder_matches_a_master_by_hostname_label_case_insensitively() -> None:
+    node = dataclasses.replace(
+        master("ip-10-0-0-1.ec2.internal"), hostnames=frozenset({"ip-10-0-0-1", "ip-10-0-0-1.ec2.internal"})
+    )
+    leaders: dict[str, logic.LeaseRecord | None] = {
+        "kube-system/kube-scheduler": lease("s", holder="IP-10-0-0-1_abc")
+    }
+    assert checks(shot(nodes=[node], leaders=leaders)) == []
+
+
+def test_holder_on_a_worker_is_not_on_a_master() -> None:
+    leaders: dict[str, logic.LeaseRecord | None] = {"kube-system/kube-scheduler": lease("s", holder="w1_abc")}
+    assert checks(shot(nodes=[master("m1"), worker("w1")], leaders=leaders)) == ["leader-on-unknown-master"]
+
+
+def test_holder_on_a_notready_master() -> None:
+    assert checks(shot(nodes=[master("m1", ready=False)])) == ["leader-on-notready-master"]
+
+
+def test_holder_master_must_run_the_agreed_version_once_agreed() -> None:
+    nodes = [master("m1", version="v1.30.9"), master("m2", version="v1.31.4")]
+    assert checks(shot(nodes=nodes, agreed="v1.31.4")) == ["leader-version-skew"]
+    assert checks(shot(nodes=nodes, agreed=None)) == []  # no agreement: nothing to compare with
+    assert checks(shot(nodes=nodes, agreed="v1.30.9-eks-1")) == []  # vendor suffixes do not count
+
+
+def test_apiserver_identity_lease_on_a_master_is_recognised() -> None:
+    identity = lease(
+        "apiserver-a", holder="apiserver-a_x", duration=3600, labels={logic.HOSTNAME_LABEL: "m1"}
+    )
+    snapshot = shot(apiservers=[identity])
+    assert checks(snapshot) == []
+    evaluation = logic.evaluate(snapshot, now=NOW, rules=RULES, history=logic.History())
+    status = logic.status_json(evaluation, snapshot, now=NOW)
+    assert status["apiservers"][0]["master"] == "m1" and status["apiservers"][0]["live"]
+
+
+def test_live_apiserver_on_a_removed_master_is_stale() -> None:
+    old = lease("apiserver-b", holder="apiserver-b_x", duration=3600, labels={logic.HOSTNAME_LABEL: "m0"})
+    expired = lease("apiserver-c", age=4000, duration=3600, labels={logic.HOSTNAME_LABEL: "gone"})
+    evaluation = logic.evaluate(
+        shot(apiservers=[old, expired]), now=NOW, rules=RULES, history=logic.History()
+    )
+    assert [(f.check, f.object) for f in evaluation.findings] == [
+        ("stale-apiserver", "Lease kube-system/apiserver-b")
+    ]
+    assert "'m0'" in evaluation.findings[0].evidence
+
+
+def test_endpoint_ip_that_no_master_has_is_stale() -> None:
+    evaluation = logic.evaluate(
+        shot(nodes=[master("m1", address="10.0.0.1")], endpoint_ips=["10.0.0.1", "10.0.0.9"]),
+        now=NOW,
+        rules=RULES,
+        history=logic.History(),
+    )
+    assert [(f.check, f.object) for f in evaluation.findings] == [
+        ("stale-endpoint", "Endpoints default/kubernetes address 10.0.0.9")
+    ]
+    assert evaluation.findings[0].ref == logic.Ref(kind="Endpoints", name="kubernetes", namespace="default")
+
+
+def test_missing_endpoints_are_not_judged() -> None:
+    assert checks(shot(endpoint_ips=None)) == []
+
+
+def test_checks_can_be_turned_off() -> None:
+    snapshot = dataclasses.replace(shot(endpoint_ips=["10.9.9.9"]), checks=frozenset({"leaders"}))
+    assert checks(snapshot) == []
+
+
+# --- node heartbeats and the outage pattern -------------------------------------------------------------
+
+WORKERS = [worker(f"w{i:03d}") for i in range(100)]
+
+
+def fleet(*, masters: Iterable[str], stale: int, at: float) -> tuple[float, logic.Snapshot]:
+    """100 workers at time ``at``; the first ``stale`` stopped renewing their heartbeat a minute ago."""
+    beats = {
+        node.name: lease(
+            node.name, namespace="kube-node-lease", age=60 if i < stale else 1, duration=40, at=at
+        )
+        for i, node in enumerate(WORKERS)
+    }
+    return at, shot(nodes=[*map(master, masters), *WORKERS], heartbeats=beats, leaders={})
+
+
+def run(steps: Iterable[tuple[float, logic.Snapshot]]) -> list[logic.Evaluation]:
+    history = logic.History()
+    out = []
+    for now, snapshot in steps:
+        evaluation = logic.evaluate(snapshot, now=now, rules=RULES, history=history)
+        history = evaluation.history
+        out.append(evaluation)
+    return out
+
+
+def found(evaluation: logic.Evaluation) -> set[str]:
+    return {finding.check for finding in evaluation.findings}
+
+
+def test_stale_heartbeats_and_notready_conditions_count_as_notready() -> None:
+    nodes = [worker("a", ready=False), worker("b", ready=False), worker("c"), worker("d"), worker("e")]
+    beats = {name: lease(name, age=age) for name, age in [("a", 60), ("c", 60), ("d", 5)]}  # e: no Lease
+    health = logic.node_health([master("m1"), *nodes], beats, rules=RULES, now=NOW)
+    assert (health.workers, health.not_ready, health.condition_not_ready, health.heartbeat_stale) == (
+        5,
+        ("a", "b", "c"),
+        2,
+        2,
+    )
+
+
+def test_jump_after_master_replacement_is_the_outage_pattern() -> None:
+    evaluations = run(
+        [
+            fleet(masters=["m1"], stale=0, at=NOW),
+            fleet(masters=["m2"], stale=0, at=NOW + 1),
+            fleet(masters=["m2"], stale=40, at=NOW + 45),
+            fleet(masters=["m2"], stale=40, at=NOW + 400),
+        ]
+    )
+    assert evaluations[1].master_set_changed and found(evaluations[1]) == set()
+    assert found(evaluations[2]) == {"nodes-not-ready", "outage-pattern"}
+    pattern = next(f for f in evaluations[2].findings if f.check == "outage-pattern")
+    assert pattern.severity == "critical" and pattern.since == NOW + 45
+    assert "from 0 to 40" in pattern.evidence
+    # The pattern holds while the nodes stay NotReady, even after the window, with its first "since".
+    later = next(f for f in evaluations[3].findings if f.check == "outage-pattern")
+    assert later.since == NOW + 45
+
+
+def test_same_jump_without_master_change_is_plain_notready() -> None:
+    evaluations = run([fleet(masters=["m1"], stale=0, at=NOW), fleet(masters=["m1"], stale=40, at=NOW + 45)])
+    assert [(f.check, f.severity) for f in evaluations[1].findings] == [("nodes-not-ready", "warning")]
+    assert "40 of 100 worker(s) NotReady" in evaluations[1].findings[0].evidence
+    assert not evaluations[1].critical
+
+
+def test_jump_after_the_window_is_plain_notready() -> None:
+    evaluations = run(
+        [
+            fleet(masters=["m1"], stale=0, at=NOW),
+            fleet(masters=["m2"], stale=0, at=NOW + 1),
+            fleet(masters=["m2"], stale=40, at=NOW + 302),
+        ]
+    )
+    assert found(evaluations[2]) == {"nodes-not-ready"}
+
+
+def test_small_rise_after_master_change_is_not_a_jump() -> None:
+    evaluations = run(
+        [
+            fleet(masters=["m1"], stale=0, at=NOW),
+            fleet(masters=["m2"], stale=0, at=NOW + 1),
+            fleet(masters=["m2"], stale=9, at=NOW + 50),  # threshold: max(3, 10% of 100) = 10
+            fleet(masters=["m2"], stale=10, at=NOW + 51),
+        ]
+    )
+    assert found(evaluations[2]) == {"nodes-not-ready"}
+    assert found(evaluations[3]) == {"nodes-not-ready", "outage-pattern"}
+
+
+def test_already_notready_nodes_are_the_baseline() -> None:
+    evaluations = run(
+        [
+            fleet(masters=["m1"], stale=30, at=NOW),
+            fleet(masters=["m2"], stale=30, at=NOW + 1),
+            fleet(masters=["m2"], stale=35, at=NOW + 45),
+            fleet(masters=["m2"], stale=40, at=NOW + 46),
+        ]
+    )
+    assert found(evaluations[2]) == {"nodes-not-ready"}
+    assert found(evaluations[3]) == {"nodes-not-ready", "outage-pattern"}
+
+
+def test_baseline_is_kept_across_a_two_step_replacement() -> None:
+    """Adding the new master and removing the old one are two changes; the baseline is from before both."""
+    evaluations = run(
+        [
+            fleet(masters=["m1"], stale=0, at=NOW),
+            fleet(masters=["m1", "m2"], stale=0, at=NOW + 1),
+            fleet(masters=["m1", "m2"], stale=40, at=NOW + 45),
+            fleet(masters=["m2"], stale=40, at=NOW + 46),
+            fleet(masters=["m2"], stale=40, at=NOW + 47),
+        ]
+    )
+    assert "outage-pattern" in found(evaluations[2])
+    assert evaluations[3].master_set_changed
+    assert evaluations[4].history.notready_before_change == 0
+    assert "outage-pattern" in found(evaluations[4])
+
+
+def test_pattern_clears_when_nodes_recover() -> None:
+    evaluations = run(
+        [
+            fleet(masters=["m1"], stale=0, at=NOW),
+            fleet(masters=["m2"], stale=0, at=NOW + 1),
+            fleet(masters=["m2"], stale=40, at=NOW + 45),
+            fleet(masters=["m2"], stale=0, at=NOW + 60),
+        ]
+    )
+    assert evaluations[3].findings == ()
+    assert evaluations[3].history.pattern_since is None
+
+
+def test_first_sight_of_masters_is_no_change() -> None:
+    evaluations = run([fleet(masters=["m1"], stale=0, at=NOW)])
+    assert not evaluations[0].master_set_changed
+    assert evaluations[0].history.masters == frozenset({"m1"})
+
+
+# --- transitions, since, parsing ------------------------------------------------------------------------
+
+
+def test_leader_transitions_are_holder_changes() -> None:
+    first = shot(leaders={"kube-system/kube-scheduler": lease("kube-scheduler", holder="m1_a")})
+    second = shot(leaders={"kube-system/kube-scheduler": lease("kube-scheduler", holder="m1_b")})
+    evaluations = run([(NOW, first), (NOW + 1, first), (NOW + 2, second)])
+    assert [e.transitions for e in evaluations] == [
+        (),
+        (),
+        (logic.Transition(lease="kube-system/kube-scheduler", previous="m1_a", holder="m1_b"),),
+    ]
+
+
+def test_since_is_kept_from_the_first_sighting() -> None:
+    leaders: dict[str, logic.LeaseRecord | None] = {
+        "kube-system/kube-scheduler": lease("s", holder="gone_1", duration=3600)
+    }
+    evaluations = run([(NOW, shot(leaders=leaders)), (NOW + 30, shot(leaders=leaders))])
+    assert evaluations[1].findings[0].since == NOW
+    assert evaluations[1].findings[0].to_json()["since"] == logic.iso(NOW)
+
+
+def test_lease_record_parses_a_raw_lease_and_tolerates_junk() -> None:
+    raw = {
+        "metadata": {"name": "kube-scheduler", "namespace": "kube-system", "labels": {"a": "b"}},
+        "spec": {
+            "holderIdentity": "m1_0f3e",
+            "leaseDurationSeconds": 15,
+            "renewTime": "2026-11-22T01:52:12.123456Z",
+            "leaseTransitions": 3,
+        },
+    }
+    record = logic.lease_record(raw)
+    assert (record.key, record.holder_hostname, record.duration_seconds, record.transitions) == (
+        "kube-system/kube-scheduler",
+        "m1",
+        15.0,
+        3,
+    )
+    assert logic.iso(record.renew_time) == "2026-11-22T01:52:12.123456Z"
+    junk = logic.lease_record(
+        {"metadata": {"name": "x"}, "spec": {"renewTime": "yesterday", "leaseDurationSeconds": "?"}}
+    )
+    assert junk.renew_time is None and junk.duration_seconds == 0 and junk.expired(now=NOW)
+
+
+def test_node_record_collects_hostnames_and_addresses() -> None:
+    raw = {
+        "metadata": {
+            "name": "ip-10-0-0-1.ec2.internal",
+            "labels": {"node-role.kubernetes.io/control-plane": "", logic.HOSTNAME_LABEL: "IP-10-0-0-1"},
+        },
+        "status": {
+            "addresses": [
+                {"type": "InternalIP", "address": "10.0.0.1"},
+                {"type": "Hostname", "address": "ip-10-0-0-1"},
+                {"type": "InternalDNS", "address": "ip-10-0-0-1.ec2.internal"},
+            ],
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "nodeInfo": {"kubeletVersion": "v1.31.4"},
+        },
+    }
+    record = logic.node_record(raw, selectors=SELECTORS)
+    assert record.master and record.ready and record.version == "v1.31.4"
+    assert record.hostnames == {"ip-10-0-0-1.ec2.internal", "ip-10-0-0-1"}
+    assert record.addresses == {"10.0.0.1"}
+    assert logic.node_record(raw, selectors=SELECTORS, reported_version="v1.32.0").version == "v1.32.0"
+    assert not logic.node_record({"metadata": {"name": "bare"}}, selectors=SELECTORS).ready
+
+
+def test_endpoint_ips_of_all_subsets() -> None:
+    raw = {
+        "subsets": [
+            {
+                "addresses": [{"ip": "10.0.0.2"}, {"ip": "10.0.0.1"}],
+                "notReadyAddresses": [{"ip": "10.0.0.3"}],
+            },
+            {"addresses": [{"ip": "10.0.0.1"}]},
+        ]
+    }
+    assert logic.endpoint_ips(raw) == ("10.0.0.1", "10.0.0.2", "10.0.0.3")
+    assert logic.endpoint_ips({}) == ()
+
+
+def test_status_json_lists_findings_with_object_evidence_and_since() -> None:
+    snapshot = shot(
+        leaders={"kube-system/kube-scheduler": lease("kube-scheduler", age=100)}, endpoint_ips=["10.0.0.1"]
+    )
+    evaluation = logic.evaluate(snapshot, now=NOW, rules=RULES, history=logic.History())
+    status = logic.status_json(evaluation, snapshot, now=NOW)
+    assert status["critical"] is True
+    assert status["findings"] == [
+        {
+            "check": "stale-leader",
+            "severity": "critical",
+            "object": "Lease kube-system/kube-scheduler",
+            "evidence": "holder 'm1_1234' last renewed 100.0s ago; leaseDurationSeconds 15",
+            "since": logic.iso(NOW - 85),
+        }
+    ]
+    assert status["leaders"][0]["holder"] == "m1_1234"
+    assert status["endpoints"] == ["10.0.0.1"]
+
+
+def test_every_check_has_a_severity_and_a_reason() -> None:
+    assert set(logic.SEVERITY) == set(logic.REASON) == set(logic.CHECKS)

@@ -30,12 +30,13 @@ demo: venv fixture ## A local control plane, a simulated master upgrade, all fou
 	$(PY) -m e2e.demo
 
 .PHONY: lint
-lint: venv ## ruff (lint + format check), mypy --strict, import-linter contracts, shellcheck
+lint: venv ## ruff (lint + format check), mypy --strict, import-linter contracts, shellcheck, hadolint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/shellcheck -x e2e/build-tool.sh e2e/kind/run.sh .ci/run
+	$(VENV)/bin/hadolint images/Dockerfile images/bundle.Dockerfile
 
 .PHONY: test
 test: venv fixture tools lint ## Everything: lint, unit tests and integration tests on a real local control plane

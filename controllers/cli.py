@@ -1,20 +1,36 @@
 """``kube-upgrade-controllers``: commands for people (the controllers have console scripts of their own).
 
 kube-upgrade-controllers agreement --kubeconfig K [--source kubelet|apiserver] [--selector S] [--min-masters N]
+kube-upgrade-controllers status --kubeconfig K [--namespace NS] [--output table|json]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from controllers.agreement import masters, selector
-from controllers.kube import client
+from controllers.kube import client, state
 from controllers.kube import masters as kube_masters
+
+# The suite's controllers, in the order the status table shows them.
+CONTROLLERS = ("addon-updater", "uso-runner", "node-tainter", "leader-watchdog")
+STATUS_COLUMNS = (
+    "CONTROLLER",
+    "NAMESPACE",
+    "STATE CONFIGMAP",
+    "VERSION",
+    "PHASE",
+    "PROGRESS",
+    "UPDATED",
+    "LAST ERROR",
+)
+MISSING = "-"
 
 
 def agreement_json(observation: masters.Observation) -> dict[str, Any]:
@@ -39,6 +55,93 @@ async def _agreement(args: argparse.Namespace) -> int:
     observation = masters.evaluate(statuses, rules=rules)
     print(json.dumps(agreement_json(observation), indent=2))
     return 0 if observation.agreed else 1
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StatusRow:
+    """One controller's state ConfigMap, or a placeholder row for a controller that has none."""
+
+    controller: str
+    namespace: str = ""
+    name: str = ""
+    version: str = ""
+    phase: str = "no state"
+    progress: str = ""
+    updated: str = ""
+    last_error: str = ""
+
+    def cells(self, *, error_width: int) -> tuple[str, ...]:
+        error = " ".join(self.last_error.split())  # one line, whatever the controller wrote
+        if len(error) > error_width:
+            error = error[: error_width - 1] + "…"
+        cells = (self.controller, self.namespace, self.name, self.version, self.phase, self.progress,
+                 self.updated, error)  # fmt: skip
+        return tuple(cell or MISSING for cell in cells)
+
+
+def status_rows(states: Iterable[state.State]) -> list[StatusRow]:
+    """A row per state ConfigMap (the four controllers first, in their order), and a placeholder for each of
+    the four that has none. Values are kept as written ("" when missing)."""
+    by_controller: dict[str, list[StatusRow]] = {name: [] for name in CONTROLLERS}
+    for item in states:
+        controller = _controller_of(item.name)
+        by_controller.setdefault(controller, []).append(
+            StatusRow(
+                controller=controller,
+                namespace=item.namespace,
+                name=item.name,
+                version=item.get("version"),
+                phase=item.get("phase"),
+                progress=item.get("progress"),
+                updated=item.get("updatedAt"),
+                last_error=item.get("lastError"),
+            )
+        )
+    rows: list[StatusRow] = []
+    for controller, found in by_controller.items():
+        rows.extend(sorted(found, key=lambda row: (row.namespace, row.name)) or [StatusRow(controller)])
+    return rows
+
+
+def _controller_of(name: str) -> str:
+    """``<release>-<controller>-state`` → the controller (another one's name: the name without "-state")."""
+    base = name.removesuffix("-state")
+    return next((c for c in CONTROLLERS if base.endswith(f"-{c}") or base == c), base)
+
+
+def format_table(rows: Sequence[StatusRow], *, error_width: int = 80) -> str:
+    table = [STATUS_COLUMNS, *(row.cells(error_width=error_width) for row in rows)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(STATUS_COLUMNS))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in table
+    )
+
+
+def status_json(rows: Sequence[StatusRow]) -> list[dict[str, str]]:
+    return [
+        {
+            "controller": row.controller,
+            "namespace": row.namespace,
+            "name": row.name,
+            "version": row.version,
+            "phase": row.phase,
+            "progress": row.progress,
+            "updatedAt": row.updated,
+            "lastError": row.last_error,
+        }
+        for row in rows
+    ]
+
+
+async def _status(args: argparse.Namespace) -> int:
+    async with await client.connect(kubeconfig=args.kubeconfig) as kube:
+        states = await state.list_all(kube, namespace=args.namespace)
+    rows = status_rows(states)
+    if args.output == "json":
+        print(json.dumps(status_json(rows), indent=2))
+    else:
+        print(format_table(rows))
+    return 0
 
 
 def _selector(text: str) -> str:
@@ -71,16 +174,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     agreement.add_argument("--min-masters", type=int, default=1, help="masters that must exist (default 1)")
     agreement.add_argument("--ignore-ready", action="store_true", help="let NotReady masters agree too")
+    agreement.set_defaults(handler=_agreement)
+    status = commands.add_parser(
+        "status",
+        help="print what each controller last did, from its state ConfigMap",
+        description="Print a table of the four controllers: the last agreed version each acted on, its phase, "
+        "progress, when it last wrote its state, and its last error; read from the state ConfigMaps "
+        "<release>-<controller>-state. A controller without one shows 'no state'. Exit 0, or 1 on an API error.",
+    )
+    status.add_argument("--kubeconfig", help="kubeconfig path (default: in-cluster, else ~/.kube/config)")
+    status.add_argument("--namespace", help="only this namespace (default: all namespaces)")
+    status.add_argument("--output", "-o", choices=("table", "json"), default="table", help="output format")
+    status.set_defaults(handler=_status)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return asyncio.run(_agreement(args))
+        code: int = asyncio.run(args.handler(args))
     except client.ApiError as error:
         print(f"kube-upgrade-controllers: {error}", file=sys.stderr)
         return 1
+    return code
 
 
 def run() -> None:

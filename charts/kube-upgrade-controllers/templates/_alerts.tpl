@@ -1,0 +1,119 @@
+{{/*
+The suite's alerts as a YAML list (kuc.alerts), rendered by prometheusrule.yaml minus prometheusRule.disabled.
+Metrics of several replicas are folded with max by (namespace): a standby replica exports its gauges at
+their initial values, the leader the real ones. Every alert links docs/runbooks/<alert>.md.
+*/}}
+{{- define "kuc.alerts" -}}
+{{- $t := .Values.prometheusRule.thresholds -}}
+{{- $warning := .Values.prometheusRule.severities.warning -}}
+{{- $critical := .Values.prometheusRule.severities.critical -}}
+- alert: KubeUpgradeMastersNotAgreeing
+  expr: max by (namespace) ({__name__=~"(addon_updater|uso_runner|node_tainter|leader_watchdog)_masters_agreed"}) == 0
+  for: {{ $t.mastersDisagree }}
+  labels: {severity: {{ $warning }}}
+  annotations:
+    summary: 'The masters have not agreed on one version for {{ $t.mastersDisagree }}.'
+    description: >-
+      The upgrade controllers in {{ "{{ $labels.namespace }}" }} have seen no agreement of the masters for
+      {{ $t.mastersDisagree }}: a master upgrade is stuck half-way, a master is NotReady or reports an
+      unparseable version, or fewer masters than minMasters exist. Nothing acts until they agree.
+- alert: KubeUpgradeMigrationFailed
+  expr: max by (namespace) (uso_runner_resources{state="failed"}) > 0
+  for: 5m
+  labels: {severity: {{ $warning }}}
+  annotations:
+    summary: 'Storage version migration failed for {{ "{{ $value }}" }} resource(s).'
+    description: >-
+      uso-runner in {{ "{{ $labels.namespace }}" }} finished its last run with {{ "{{ $value }}" }} resource(s)
+      not migrated; their objects stay stored at the old version until a run succeeds.
+- alert: KubeUpgradeMigrationStalled
+  expr: >-
+    max by (namespace) (uso_runner_run_in_progress) == 1
+    unless on (namespace) sum by (namespace) (rate(uso_runner_objects_total[15m])) > 0
+  for: {{ $t.migrationStalled }}
+  labels: {severity: {{ $warning }}}
+  annotations:
+    summary: 'A storage version migration has made no progress for {{ $t.migrationStalled }}.'
+    description: >-
+      uso-runner in {{ "{{ $labels.namespace }}" }} has a run in progress but rewrote no object in the last
+      15 minutes, for {{ $t.migrationStalled }}.
+- alert: KubeUpgradeAddonBundleMissing
+  expr: max by (namespace) (addon_updater_bundle_missing) == 1
+  for: 5m
+  labels: {severity: {{ $warning }}}
+  annotations:
+    summary: 'No add-on bundle exists for the agreed Kubernetes minor.'
+    description: >-
+      addon-updater in {{ "{{ $labels.namespace }}" }} found no bundle for the minor the masters agree on and
+      left the add-ons as they were.
+- alert: KubeUpgradeAddonApplyFailed
+  expr: sum by (namespace) (increase(addon_updater_switches_total{result="failed"}[30m])) > 0
+  labels: {severity: {{ $critical }}}
+  annotations:
+    summary: 'Switching the add-on bundle failed.'
+    description: >-
+      addon-updater in {{ "{{ $labels.namespace }}" }} failed to switch to the add-on bundle of the agreed
+      minor in the last 30 minutes (invalid bundle, rejected by the apiserver, or apply error).
+- alert: KubeUpgradeAddonUnhealthy
+  expr: max by (namespace) (addon_updater_workloads_unavailable) > 0
+  for: {{ $t.addonUnhealthy }}
+  labels: {severity: {{ $critical }}}
+  annotations:
+    summary: '{{ "{{ $value }}" }} add-on workload(s) not available.'
+    description: >-
+      {{ "{{ $value }}" }} Deployment(s)/DaemonSet(s) of the active add-on bundle in
+      {{ "{{ $labels.namespace }}" }} have not been available for {{ $t.addonUnhealthy }}.
+- alert: KubeUpgradeNodesOutdated
+  expr: max by (namespace) (node_tainter_outdated_nodes) > 0
+  for: {{ $t.nodesOutdated }}
+  labels: {severity: {{ $warning }}}
+  annotations:
+    summary: '{{ "{{ $value }}" }} worker node(s) run an older kubelet than the masters.'
+    description: >-
+      {{ "{{ $value }}" }} worker node(s) have stayed below the agreed control-plane version for
+      {{ $t.nodesOutdated }}: the node upgrade is stuck or forgotten.
+- alert: KubeUpgradeKubeletSkewViolation
+  expr: max by (namespace, reason) (node_tainter_skew_policy_violations) > 0
+  for: 15m
+  labels: {severity: {{ $warning }}}
+  annotations:
+    summary: '{{ "{{ $value }}" }} node(s) violate the kubelet version skew policy ({{ "{{ $labels.reason }}" }}).'
+    description: >-
+      {{ "{{ $value }}" }} node(s) run a kubelet more than 3 minors behind the agreed version (too_old) or a
+      newer minor than the masters (too_new). Kubernetes does not support this.
+- alert: KubeUpgradeStaleLeader
+  expr: max by (namespace) (leader_watchdog_findings{check="stale-leader"}) > 0
+  for: {{ $t.staleLeader }}
+  labels: {severity: {{ $critical }}}
+  annotations:
+    summary: 'A leader Lease has not been renewed in time.'
+    description: >-
+      leader-watchdog sees {{ "{{ $value }}" }} leader Lease(s) (kube-controller-manager, kube-scheduler, ...)
+      whose holder stopped renewing: nobody runs that control loop.
+- alert: KubeUpgradeLeaderOnUnknownMaster
+  expr: max by (namespace) (leader_watchdog_findings{check="leader-on-unknown-master"}) > 0
+  for: 5m
+  labels: {severity: {{ $critical }}}
+  annotations:
+    summary: 'A leader Lease is held by a host that is not a current master.'
+    description: >-
+      {{ "{{ $value }}" }} leader Lease(s) are held by a host that is not a current master Node, e.g. a
+      removed master that still runs its control-plane pods.
+- alert: KubeUpgradeStaleApiserver
+  expr: max by (namespace, check) (leader_watchdog_findings{check=~"stale-apiserver|stale-endpoint"}) > 0
+  for: {{ $t.staleApiserver }}
+  labels: {severity: {{ $critical }}}
+  annotations:
+    summary: 'A live apiserver or kubernetes endpoint is not a current master ({{ "{{ $labels.check }}" }}).'
+    description: >-
+      {{ "{{ $value }}" }} kube-apiserver identity Lease(s) or default/kubernetes endpoint address(es) belong to
+      no current master: nodes and clients may still talk to a removed master.
+- alert: KubeUpgradeMassNotReadyAfterMasterChange
+  expr: max by (namespace) (leader_watchdog_findings{check="outage-pattern"}) > 0
+  labels: {severity: {{ $critical }}}
+  annotations:
+    summary: 'Many nodes went NotReady right after the set of masters changed.'
+    description: >-
+      Worker nodes went NotReady shortly after a master was added or removed: the pattern of nodes still
+      talking to a removed master. Their pods will be evicted.
+{{- end -}}

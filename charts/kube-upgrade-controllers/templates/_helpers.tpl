@@ -1,0 +1,168 @@
+{{/*
+Names, labels and the per-controller building blocks. Every define is namespaced "kuc.".
+A controller is passed around as (dict "root" $ "key" "nodeTainter"); "kuc.controller" turns the key into
+its facts (name, script, values).
+*/}}
+
+{{- define "kuc.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "kuc.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "kuc.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels of every object. */}}
+{{- define "kuc.labels" -}}
+helm.sh/chart: {{ include "kuc.chart" . }}
+app.kubernetes.io/name: {{ include "kuc.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: kube-upgrade-controllers
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* The controller keys in a fixed order, with their kebab-case names (= console scripts). */}}
+{{- define "kuc.controllerNames" -}}
+addonUpdater: addon-updater
+usoRunner: uso-runner
+nodeTainter: node-tainter
+leaderWatchdog: leader-watchdog
+{{- end -}}
+
+{{/* Facts about one controller as YAML: name, fullname, values, leaderElect, workload. */}}
+{{- define "kuc.controller" -}}
+{{- $root := .root -}}
+{{- $name := get (include "kuc.controllerNames" . | fromYaml) .key -}}
+{{- $values := get $root.Values .key -}}
+{{- $daemonSet := and (eq .key "addonUpdater") (eq $values.mode "directory") -}}
+name: {{ $name }}
+fullname: {{ printf "%s-%s" (include "kuc.fullname" $root) $name }}
+workload: {{ ternary "DaemonSet" "Deployment" $daemonSet }}
+replicas: {{ ternary 1 $values.replicas $daemonSet }}
+leaderElect: {{ and (not $daemonSet) (gt (int $values.replicas) 1) }}
+{{- end -}}
+
+{{/* Labels of one controller's objects: the common labels + component. */}}
+{{- define "kuc.controllerLabels" -}}
+{{ include "kuc.labels" .root }}
+app.kubernetes.io/component: {{ (include "kuc.controller" . | fromYaml).name }}
+kube-upgrade-controllers.io/controller: {{ (include "kuc.controller" . | fromYaml).name }}
+{{- end -}}
+
+{{/* The selector labels of one controller's pods. */}}
+{{- define "kuc.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "kuc.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ (include "kuc.controller" . | fromYaml).name }}
+{{- end -}}
+
+{{- define "kuc.image" -}}
+{{- $image := .Values.image -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $image.repository $image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $image.repository (default .Chart.AppVersion $image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The config file a controller reads (--config): shared config < own config < what the chart decides. */}}
+{{- define "kuc.configFile" -}}
+{{- $root := .root -}}
+{{- $c := include "kuc.controller" . | fromYaml -}}
+{{- $values := get $root.Values .key -}}
+{{- $owned := dict
+  "namespace" $root.Release.Namespace
+  "release" (include "kuc.fullname" $root)
+  "leaderElect" $c.leaderElect
+  "metricsBindAddress" (printf ":%d" (int $root.Values.ports.metrics))
+  "healthProbeBindAddress" (printf ":%d" (int $root.Values.ports.health)) -}}
+{{- if eq .key "addonUpdater" }}
+{{- $_ := set $owned "target" $values.mode -}}
+{{- if eq $values.mode "directory" }}
+{{- $_ := set $owned "targetDir" (printf "%s/%s" (trimSuffix "/" $values.directory.hostPath) $values.directory.linkName) -}}
+{{- end }}
+{{- if $values.bundles.image }}
+{{- $_ := set $owned "bundleDir" $values.bundles.mountPath -}}
+{{- end }}
+{{- end }}
+{{- mustMergeOverwrite (deepCopy $root.Values.config) (deepCopy $values.config) $owned | toYaml -}}
+{{- end -}}
+
+{{/* Names of the state ConfigMap and the leader Lease the controller writes (see controllers/kube/state.py). */}}
+{{- define "kuc.stateName" -}}
+{{- printf "%s-state" (include "kuc.controller" . | fromYaml).fullname -}}
+{{- end -}}
+
+{{- define "kuc.metadata" -}}
+name: {{ (include "kuc.controller" . | fromYaml).fullname }}
+namespace: {{ .root.Release.Namespace }}
+labels:
+  {{- include "kuc.controllerLabels" . | nindent 2 }}
+{{- end -}}
+
+{{/* Rules every controller needs: read the masters (and their apiserver pods), record Events. */}}
+{{- define "kuc.commonClusterRules" -}}
+- apiGroups: [""]
+  resources: [nodes]
+  verbs: [get, list, watch]
+{{- if eq (get (mustMergeOverwrite (deepCopy .root.Values.config) (get .root.Values .key).config) "versionSource") "apiserver" }}
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch]
+{{- end }}
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- end -}}
+
+{{/* Namespaced rules: the state ConfigMap (not the watchdog's: it writes nothing) and, with leader election,
+     the Lease. create cannot be limited to a name, so it stays in this namespace. */}}
+{{- define "kuc.namespaceRules" -}}
+{{- $c := include "kuc.controller" . | fromYaml -}}
+{{- if ne .key "leaderWatchdog" }}
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [create]
+- apiGroups: [""]
+  resources: [configmaps]
+  resourceNames: [{{ include "kuc.stateName" . }}]
+  verbs: [get, update, patch]
+{{- end }}
+{{- if and (eq .key "addonUpdater") (include "kuc.addonConfigMaps" .) }}
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, list, watch]
+{{- end }}
+{{- if $c.leaderElect }}
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [create]
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  resourceNames: [{{ $c.fullname }}]
+  verbs: [get, update, patch]
+{{- end }}
+{{- end -}}
+
+{{/* Non-empty when addon-updater reads ConfigMaps in its namespace (bundles or variables from ConfigMaps). */}}
+{{- define "kuc.addonConfigMaps" -}}
+{{- $config := mustMergeOverwrite (deepCopy .root.Values.config) (deepCopy .root.Values.addonUpdater.config) -}}
+{{- if or (eq (toString $config.bundleSource) "configmap") $config.variablesConfigmap }}true{{ end -}}
+{{- end -}}

@@ -1,0 +1,58 @@
+{{/*
+What each controller needs beyond the common rules (kuc.commonClusterRules). Keep these minimal: the
+integration tests run every controller with its chart ServiceAccount's token and check what it cannot do.
+*/}}
+
+{{/* Apply mode: the kinds its bundles contain (values: addonUpdater.rbac.rules). Directory mode writes
+     files on the masters, so it needs no more than the common rules. */}}
+{{- define "kuc.rules.addonUpdater" -}}
+{{- $values := .root.Values.addonUpdater -}}
+{{- $config := mustMergeOverwrite (deepCopy .root.Values.config) (deepCopy $values.config) -}}
+{{- if ne $values.mode "directory" }}
+{{- toYaml (concat $values.rbac.rules $values.rbac.extraRules) }}
+{{- /* Pruning finds the objects that left the bundle by their label, in every listable kind. */}}
+{{- if or (not (hasKey $config "prune")) $config.prune }}
+- apiGroups: ["*"]
+  resources: ["*"]
+  verbs: [list]
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Storage version migration reads and writes back every stored object, whatever its kind: get, list and
+     update on everything (no create, delete or patch). Rewriting RBAC objects needs escalate and bind;
+     the stored versions of CRDs are set through their status. */}}
+{{- define "kuc.rules.usoRunner" -}}
+- apiGroups: ["*"]
+  resources: ["*"]
+  verbs: [get, list, update]
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [clusterroles, roles]
+  verbs: [escalate, bind]
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions/status]
+  verbs: [update, patch]
+- apiGroups: [storagemigration.k8s.io]
+  resources: [storageversionmigrations]
+  verbs: [get, list, watch, create, delete]
+{{- end -}}
+
+{{/* Its own taint on Nodes: update with the resourceVersion read (no delete, no Secrets). */}}
+{{- define "kuc.rules.nodeTainter" -}}
+- apiGroups: [""]
+  resources: [nodes]
+  verbs: [update, patch]
+{{- end -}}
+
+{{/* Read-only: leader Leases, apiserver identity Leases, node heartbeats, the kubernetes endpoints. */}}
+{{- define "kuc.rules.leaderWatchdog" -}}
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [endpoints]
+  verbs: [get, list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [get, list, watch]
+{{- end -}}

@@ -1,0 +1,328 @@
+"""The Helm chart offline: helm lint/template, the strict schema, the rendered config files, the alerts.
+
+helm and promtool are the project's own builds (tests/chart_tools.py); nothing here is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+from typing import Any
+
+import prometheus_client
+import pytest
+import yaml
+
+from controllers.addon_updater import metrics as addon_metrics
+from controllers.leader_watchdog import metrics as watchdog_metrics
+from controllers.node_tainter import metrics as tainter_metrics
+from controllers.runtime import agreement_feed, config
+from controllers.uso_runner import metrics as uso_metrics
+from tests import chart_tools as ct
+
+DIRECTORY_MODE = ct.CHART / "ci" / "directory-mode-values.yaml"
+VALUE_FILES: dict[str, list[str | pathlib.Path]] = {
+    "defaults": [],
+    "all-enabled": ["-f", ct.ALL_ENABLED],
+    "directory": ["-f", DIRECTORY_MODE],
+}
+
+
+@pytest.mark.parametrize("values", list(VALUE_FILES))
+def test_helm_lint_passes(values: str) -> None:
+    ct.helm("lint", "--strict", ct.CHART, *VALUE_FILES[values])
+
+
+def kinds(objects: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for obj in objects:
+        counts[obj["kind"]] = counts.get(obj["kind"], 0) + 1
+    return counts
+
+
+def pod_specs(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    specs = [o["spec"]["template"]["spec"] for o in objects if o["kind"] in ("Deployment", "DaemonSet")]
+    return specs + [o["spec"] for o in objects if o["kind"] == "Pod"]
+
+
+def config_file(objects: list[dict[str, Any]], controller: str) -> dict[str, Any]:
+    cm = ct.find(objects, "ConfigMap", f"kuc-kube-upgrade-controllers-{controller}")
+    loaded: dict[str, Any] = yaml.safe_load(cm["data"]["config.yaml"])
+    return loaded
+
+
+def test_defaults_render_three_controllers_without_extras() -> None:
+    objects = ct.template()
+    assert kinds(objects) == {
+        "ServiceAccount": 3, "ClusterRole": 3, "ClusterRoleBinding": 3, "Role": 2, "RoleBinding": 2,
+        "ConfigMap": 3, "Service": 3, "Deployment": 3, "Pod": 1,
+    }  # fmt: skip
+    # addon-updater is off by default; the watchdog writes nothing, so it has no Role.
+    assert not [o for o in objects if "addon-updater" in o["metadata"]["name"]]
+    assert not [o for o in objects if o["kind"] == "Role" and "leader-watchdog" in o["metadata"]["name"]]
+    for controller in ("uso-runner", "node-tainter", "leader-watchdog"):
+        assert config_file(objects, controller)["leaderElect"] is False
+
+
+def test_all_enabled_renders_every_object() -> None:
+    objects = ct.template("-f", ct.ALL_ENABLED)
+    assert kinds(objects) == {
+        "ServiceAccount": 4, "ClusterRole": 4, "ClusterRoleBinding": 4, "Role": 4, "RoleBinding": 4,
+        "ConfigMap": 5, "Service": 4, "Deployment": 4, "PodDisruptionBudget": 4, "ServiceMonitor": 1,
+        "PrometheusRule": 1, "Pod": 1,
+    }  # fmt: skip
+    for controller, _ in ct.CONTROLLERS.values():
+        cfg = config_file(objects, controller)
+        assert cfg["leaderElect"] is True  # replicas 2
+        assert (cfg["namespace"], cfg["release"], cfg["minMasters"]) == (
+            "upgrades",
+            "kuc-kube-upgrade-controllers",
+            3,
+        )
+        role = ct.find(objects, "Role", f"kuc-kube-upgrade-controllers-{controller}")
+        assert {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]} in role[
+            "rules"
+        ]
+    assert ct.find(objects, "ServiceMonitor", "kuc-kube-upgrade-controllers")["metadata"]["labels"][
+        "release"
+    ] == ("kube-prometheus-stack")
+    rule = ct.find(objects, "PrometheusRule", "kuc-kube-upgrade-controllers")
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    addon = ct.find(objects, "Deployment", "kuc-kube-upgrade-controllers-addon-updater")["spec"]["template"][
+        "spec"
+    ]
+    assert {"name": "bundles", "image": {"reference": "registry.example/kube-upgrade-addons:v1.36",
+                                         "pullPolicy": "IfNotPresent"}} in addon["volumes"]  # fmt: skip
+    assert config_file(objects, "addon-updater")["bundleDir"] == "/bundles"
+    # The helm test checks every enabled controller's /readyz.
+    test_pod = ct.find(objects, "Pod", "kuc-kube-upgrade-controllers-test-readyz")
+    assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert sorted(test_pod["spec"]["containers"][0]["args"]) == sorted(
+        f"http://kuc-kube-upgrade-controllers-{c}.upgrades.svc:8081/readyz"
+        for c, _ in ct.CONTROLLERS.values()
+    )
+
+
+def test_dashboard_has_a_panel_per_controller_and_the_sidecar_label() -> None:
+    objects = ct.template("-f", ct.ALL_ENABLED, "--set", "grafanaDashboard.namespace=monitoring")
+    cm = ct.find(objects, "ConfigMap", "kuc-kube-upgrade-controllers-dashboard")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["namespace"] == "monitoring"
+    dashboard = json.loads(cm["data"]["kube-upgrade-controllers.json"])
+    titles = [panel["title"] for panel in dashboard["panels"]]
+    assert {c for c, _ in ct.CONTROLLERS.values()} <= set(titles)
+    for panel in dashboard["panels"]:
+        assert panel["targets"] and all(target["expr"] for target in panel["targets"])
+
+
+def test_directory_mode_is_a_daemonset_on_the_masters() -> None:
+    objects = ct.template("-f", DIRECTORY_MODE)
+    ds = ct.find(objects, "DaemonSet", "kuc-kube-upgrade-controllers-addon-updater")
+    spec = ds["spec"]["template"]["spec"]
+    assert spec["nodeSelector"] == {"node-role.kubernetes.io/control-plane": ""}
+    assert {
+        "name": "addons",
+        "hostPath": {"path": "/etc/kubernetes/addons", "type": "DirectoryOrCreate"},
+    } in spec["volumes"]
+    cfg = config_file(objects, "addon-updater")
+    assert (cfg["target"], cfg["targetDir"], cfg["leaderElect"]) == (
+        "directory",
+        "/etc/kubernetes/addons/active",
+        False,
+    )
+    # It writes files, not API objects: no bundle rules, no list of everything.
+    role = ct.find(objects, "ClusterRole", "kuc-kube-upgrade-controllers-addon-updater")
+    assert all(rule["apiGroups"] in ([""], ["events.k8s.io"]) for rule in role["rules"])
+    assert not [o for o in objects if o["kind"] == "Deployment" and "addon-updater" in o["metadata"]["name"]]
+
+
+@pytest.mark.parametrize("values", list(VALUE_FILES))
+def test_every_pod_is_locked_down(values: str) -> None:
+    for spec in pod_specs(ct.template(*VALUE_FILES[values])):
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert (
+            isinstance(spec["securityContext"]["runAsUser"], int) and spec["securityContext"]["runAsUser"] > 0
+        )
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in spec["containers"]:
+            sc = container["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+            assert container["resources"]["limits"]["memory"]
+
+
+@pytest.mark.parametrize("values", list(VALUE_FILES))
+def test_rendered_config_files_are_accepted_by_the_controllers(values: str, tmp_path: pathlib.Path) -> None:
+    """Each controller loads the config file the chart renders for it (an unknown key would exit 2)."""
+    objects = ct.template(*VALUE_FILES[values])
+    types = ct.config_types()
+    for key, (controller, _) in ct.CONTROLLERS.items():
+        config_type = types[key]
+        assert config_type is not None, f"{controller} has no config dataclass yet"
+        names = [o["metadata"]["name"] for o in objects if o["kind"] == "ConfigMap"]
+        if f"kuc-kube-upgrade-controllers-{controller}" not in names:
+            continue
+        path = tmp_path / f"{controller}.yaml"
+        path.write_text(yaml.safe_dump(config_file(objects, controller)))
+        prefix = config.env_prefix(controller)
+        loaded = config.load(config_type, ["--config", str(path)], prog=controller, prefix=prefix,
+                             description="", environ={})  # fmt: skip
+        assert loaded.namespace == "upgrades"
+
+
+def test_schema_config_sections_match_the_controllers_options() -> None:
+    schema = json.loads((ct.CHART / "values.schema.json").read_text())["properties"]
+    assert schema["config"] == ct.config_schema(config.BaseConfig)
+    for key, config_type in ct.config_types().items():
+        assert config_type is not None, f"{key}: no config dataclass yet"
+        assert schema[key]["properties"]["config"] == ct.config_schema(
+            config_type, owned=ct.chart_owned(key)
+        ), f"values.schema.json {key}.config differs from the options of {config_type.__name__}"
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["--set", "usoRunner.replicas=two"], "usoRunner/replicas"),
+        (["--set-json", 'nodeTainter.config={"settleSeconds": "soon"}'], "settleSeconds"),
+        (["--set", "nodeTainter.replica=2"], "replica"),
+        (["--set", "leaderWatchdog.config.heartbeatStaleSecond=40"], "heartbeatStaleSecond"),
+        (["--set", "addonUpdater.mode=sideways"], "mode"),
+        (["--set", "config.namespace=other"], "namespace"),  # the chart owns it
+        (["--set", "prometheusRule.thresholds.staleLeader=5 minutes"], "staleLeader"),
+    ],
+)
+def test_schema_rejects_wrong_types_and_unknown_keys(args: list[str], complaint: str) -> None:
+    result = ct.helm("template", "kuc", ct.CHART, *args, check=False)
+    assert result.returncode != 0, f"helm accepted {args}"
+    assert "values don't meet the specifications of the schema" in result.stderr
+    assert complaint in result.stderr
+
+
+def test_every_value_is_documented_by_a_comment_starting_with_its_name() -> None:
+    """Every value needs a comment block right above it whose first line is "# <path> -- ...", unless an
+    enclosing key has one (that comment covers its content, e.g. resources or podSecurityContext). A pure
+    grouping key (image:, bundles:) needs none: its children have theirs."""
+    documented: set[str] = set()
+    paths: list[str] = []
+    stack: list[tuple[int, str]] = []
+    comment = ""  # first line of the comment block just above
+    for line in (ct.CHART / "values.yaml").read_text().splitlines():
+        stripped = line.strip()
+        match = re.match(r"^( *)([A-Za-z][\w.-]*):", line)
+        if match:
+            indent, key = len(match.group(1)), match.group(2)
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            path = f"{stack[-1][1]}.{key}" if stack else key
+            if comment.startswith(f"# {path} -- "):
+                documented.add(path)
+            paths.append(path)
+            stack.append((indent, path))
+        comment = (comment or stripped) if stripped.startswith("#") else ""
+    groups = {path.rsplit(".", 1)[0] for path in paths if "." in path}
+    missing = [
+        path
+        for path in paths
+        if path not in documented
+        and path not in groups
+        and not any(path.startswith(f"{d}.") for d in documented)
+    ]
+    assert not missing, f"values without a comment starting with their name: {missing}"
+    assert "addonUpdater.rbac.rules" in documented and "image.repository" in documented
+
+
+def test_every_alert_is_complete_and_has_a_runbook(tmp_path: pathlib.Path) -> None:
+    groups = ct.rules_file(tmp_path / "rules.yaml")["groups"]
+    alerts = [rule for group in groups for rule in group["rules"]]
+    assert len(alerts) == 12
+    cases = {case["alert"] for case in ct.load_yaml(ct.ALERT_CASES)}
+    for rule in alerts:
+        assert rule["labels"]["severity"] in ("warning", "critical")
+        assert {"summary", "description", "runbook_url"} <= set(rule["annotations"])
+        assert rule["annotations"]["runbook_url"].endswith(f"/docs/runbooks/{rule['alert']}.md")
+        runbook = ct.REPO / "docs" / "runbooks" / f"{rule['alert']}.md"
+        assert runbook.is_file(), f"missing {runbook.relative_to(ct.REPO)}"
+        assert rule["alert"] in cases, f"no promtool case for {rule['alert']}"
+
+
+def test_disabled_alerts_are_left_out(tmp_path: pathlib.Path) -> None:
+    objects = ct.template("--set", "prometheusRule.enabled=true", "--set",
+                          "prometheusRule.disabled={KubeUpgradeNodesOutdated}")  # fmt: skip
+    rule = ct.find(objects, "PrometheusRule", "kuc-kube-upgrade-controllers")
+    names = [r["alert"] for r in rule["spec"]["groups"][0]["rules"]]
+    assert "KubeUpgradeNodesOutdated" not in names and len(names) == 11
+
+
+def test_promtool_checks_and_unit_tests_the_alerts(tmp_path: pathlib.Path) -> None:
+    rules, tests = ct.promtool_files(tmp_path)
+    promtool = ct.tool("promtool")
+    checked = ct.run([promtool, "check", "rules", rules])
+    assert "SUCCESS: 12 rules found" in checked.stdout + checked.stderr
+    tested = ct.run([promtool, "test", "rules", tests])
+    assert "SUCCESS" in tested.stdout + tested.stderr
+    # Every alert has at least one firing and one quiet check.
+    for group in yaml.safe_load(tests.read_text())["tests"]:
+        expectations = [bool(check["exp_alerts"]) for check in group["alert_rule_test"]]
+        assert True in expectations and False in expectations, group["name"]
+
+
+def test_promtool_test_fails_when_an_alert_is_broken(tmp_path: pathlib.Path) -> None:
+    """The unit tests can fail: the same tests against a rule with a different threshold fail."""
+    rules, tests = ct.promtool_files(tmp_path)
+    rules.write_text(
+        rules.read_text().replace("(node_tainter_outdated_nodes) > 0", "(node_tainter_outdated_nodes) > 5")
+    )
+    result = ct.run([ct.tool("promtool"), "test", "rules", tests], check=False)
+    assert result.returncode != 0 and "KubeUpgradeNodesOutdated" in result.stdout + result.stderr
+
+
+def exported_samples() -> dict[str, list[dict[str, str]]]:
+    """Every sample the four controllers export at start (their label sets are pre-initialised)."""
+    registry = prometheus_client.CollectorRegistry()
+    addon_metrics.Metrics(registry)
+    tainter_metrics.Metrics(registry)
+    uso_metrics.Metrics(prefix="uso_runner", registry=registry)
+    watchdog_metrics.Metrics(
+        prefix="leader_watchdog", registry=registry, leader_leases=["kube-system/kube-scheduler"]
+    )
+    for prefix in ("addon_updater", "uso_runner", "node_tainter", "leader_watchdog"):
+        agreement_feed.AgreementMetrics(prefix=prefix, registry=registry)
+    samples: dict[str, list[dict[str, str]]] = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append(dict(sample.labels))
+        # A labelled metric without samples yet (e.g. *_info, per-resource counters).
+        samples.setdefault(family.name + ("_total" if family.type == "counter" else ""), [])
+    return samples
+
+
+METRIC = re.compile(r"\b((?:addon_updater|uso_runner|node_tainter|leader_watchdog)_[a-z_]+)(\{[^}]*\})?")
+
+
+def test_alerts_and_dashboard_use_only_metrics_the_controllers_export(tmp_path: pathlib.Path) -> None:
+    samples = exported_samples()
+    groups = ct.rules_file(tmp_path / "rules.yaml")["groups"]
+    exprs = [rule["expr"] for group in groups for rule in group["rules"]]
+    dashboard = json.loads((ct.CHART / "dashboards" / "kube-upgrade-controllers.json").read_text())
+    exprs += [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    for prefix in (
+        "addon_updater",
+        "uso_runner",
+        "node_tainter",
+        "leader_watchdog",
+    ):  # the __name__=~ regexes
+        exprs += [f"{prefix}_masters_agreed", f"{prefix}_masters", f"{prefix}_agreed_version_info"]
+    used = 0
+    for expr in exprs:
+        for name, matchers in METRIC.findall(expr):
+            used += 1
+            assert name in samples, f"{name} (in {expr!r}) is not exported by any controller"
+            for label, value in re.findall(r'(\w+)="([^"]*)"', matchers):
+                if label == "namespace":
+                    continue  # added by the scrape, not the controller
+                assert any(s.get(label) == value for s in samples[name]), (
+                    f"{name}{{{label}={value!r}}} never exported"
+                )
+    assert used > 20

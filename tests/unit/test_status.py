@@ -1,0 +1,71 @@
+"""The status table: rows from state ConfigMaps, placeholders for missing controllers, odd values."""
+
+from __future__ import annotations
+
+from controllers import cli
+from controllers.kube import state
+
+
+def make_state(name: str, namespace: str = "upgrades", **data: str) -> state.State:
+    return state.State(namespace=namespace, name=name, data=data, resource_version="1")
+
+
+def test_every_controller_gets_a_row_in_a_fixed_order() -> None:
+    rows = cli.status_rows(
+        [
+            make_state("kuc-node-tainter-state", version="v1.36.3", phase="done", progress="12/12"),
+            make_state("kuc-addon-updater-state", version="v1.36.3", phase="applied"),
+        ]
+    )
+    assert [row.controller for row in rows] == list(cli.CONTROLLERS)
+    assert rows[0].phase == "applied"
+    assert (rows[1].phase, rows[1].name) == ("no state", "")  # uso-runner wrote nothing yet
+    assert (rows[2].version, rows[2].progress) == ("v1.36.3", "12/12")
+
+
+def test_controller_is_read_from_the_state_name_whatever_the_release() -> None:
+    rows = cli.status_rows(
+        [
+            make_state("prod-kube-upgrade-controllers-uso-runner-state", phase="migrating"),
+            make_state("kube-upgrade-controllers-uso-runner-state", namespace="a", phase="done"),
+            make_state("kuc-sample-controller-state", phase="x"),
+        ]
+    )
+    uso = [row for row in rows if row.controller == "uso-runner"]
+    assert [(row.namespace, row.phase) for row in uso] == [("a", "done"), ("upgrades", "migrating")]
+    assert rows[-1].controller == "kuc-sample-controller"  # not one of the four: listed last, by its name
+
+
+def test_table_has_a_header_and_aligned_columns() -> None:
+    rows = cli.status_rows([make_state("kuc-leader-watchdog-state", version="v1.36.3", phase="watching")])
+    lines = cli.format_table(rows).splitlines()
+    assert lines[0].split() == ["CONTROLLER", "NAMESPACE", "STATE", "CONFIGMAP", "VERSION", "PHASE",
+                                "PROGRESS", "UPDATED", "LAST", "ERROR"]  # fmt: skip
+    assert len(lines) == 1 + 4
+    version_column = lines[0].index("VERSION")
+    assert lines[4][version_column:].startswith("v1.36.3")
+    assert lines[1].split()[:2] == ["addon-updater", "-"]  # missing values show as "-"
+
+
+def test_a_multi_line_or_long_error_stays_on_one_line() -> None:
+    error = "apply failed:\n  " + "x" * 300
+    rows = cli.status_rows([make_state("kuc-addon-updater-state", lastError=error)])
+    table = cli.format_table(rows, error_width=40)
+    assert len(table.splitlines()) == 5
+    cell = table.splitlines()[1].split("  ")[-1]
+    assert cell.startswith("apply failed: xxx") and cell.endswith("…") and len(cell) == 40
+    assert cli.status_json(rows)[0]["lastError"] == error  # JSON keeps it whole
+
+
+def test_json_output_has_every_key() -> None:
+    rows = cli.status_rows([])
+    assert [item["controller"] for item in cli.status_json(rows)] == list(cli.CONTROLLERS)
+    assert set(cli.status_json(rows)[0]) == {
+        "controller", "namespace", "name", "version", "phase", "progress", "updatedAt", "lastError"
+    }  # fmt: skip
+
+
+def test_status_parser_keeps_the_agreement_command() -> None:
+    parser = cli.build_parser()
+    assert parser.parse_args(["status", "--kubeconfig", "k", "-o", "json"]).output == "json"
+    assert parser.parse_args(["agreement", "--min-masters", "3"]).min_masters == 3

@@ -1,0 +1,16 @@
+"""``node-tainter``: the console-script entry point (everything else lives in the package)."""
+
+from __future__ import annotations
+
+import sys
+
+from controllers.node_tainter.controller import NodeTainter
+from controllers.runtime import app
+
+
+def run() -> None:
+    sys.exit(app.main(NodeTainter()))
+
+
+if __name__ == "__main__":
+    run()

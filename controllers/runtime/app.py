@@ -68,6 +68,22 @@ class Context(Generic[C]):
         return await state.update(self.kube, current, changes, controller=self.name)
 
 
+def build_context(*, name: str, config: C, kube: client.Kube) -> Context[C]:
+    """A controller's Context: a fresh metrics registry, the agreement feed, the Event recorder (off in
+    dry-run). The process builds one in ``main``; tests build one in process the same way."""
+    registry = prometheus_client.CollectorRegistry()
+    metrics = AgreementMetrics(prefix=name.replace("-", "_"), registry=registry)
+    return Context(
+        name=name,
+        config=config,
+        kube=kube,
+        registry=registry,
+        health=server.Health(),
+        agreements=AgreementFeed(kube=kube, config=config, metrics=metrics),
+        recorder=events.Recorder(kube=kube, controller=name, enabled=not config.dry_run),
+    )
+
+
 class Controller(Protocol[C]):
     name: str
     description: str
@@ -115,28 +131,15 @@ async def _serve(controller: Controller[Any], cfg: config_module.BaseConfig) -> 
         loop.add_signal_handler(sig, on_signal)
 
     kube = await client.connect(kubeconfig=cfg.kubeconfig or None)
-    registry = prometheus_client.CollectorRegistry()
-    health = server.Health()
-    prefix = controller.name.replace("-", "_")
-    ctx = Context(
-        name=controller.name,
-        config=cfg,
-        kube=kube,
-        registry=registry,
-        health=health,
-        agreements=AgreementFeed(
-            kube=kube, config=cfg, metrics=AgreementMetrics(prefix=prefix, registry=registry)
-        ),
-        recorder=events.Recorder(kube=kube, controller=controller.name, enabled=not cfg.dry_run),
-    )
+    ctx = build_context(name=controller.name, config=cfg, kube=kube)
     runner = None
     try:
         if cfg.once:
             return await controller.once(ctx)
         runner = await server.start(
             addresses={cfg.metrics_bind_address, cfg.health_probe_bind_address},
-            registry=registry,
-            health=health,
+            registry=ctx.registry,
+            health=ctx.health,
             routes=ctx.routes,
         )
         return await _run_daemon(controller, ctx)

@@ -24,13 +24,12 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import prometheus_client
 import pytest
 
 from controllers.addon_updater import controller, directory, logic
 from controllers.agreement import version
-from controllers.kube import client, events, resources
-from controllers.runtime import agreement_feed, app, server
+from controllers.kube import client, resources
+from controllers.runtime import app
 from tests import cluster
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples" / "bundles"
@@ -75,20 +74,7 @@ def make_config(namespace: str, bundle_root: pathlib.Path, **overrides: Any) -> 
 
 
 def make_context(kube: client.Kube, cfg: controller.AddonConfig) -> app.Context[controller.AddonConfig]:
-    registry = prometheus_client.CollectorRegistry()
-    return app.Context(
-        name="addon-updater",
-        config=cfg,
-        kube=kube,
-        registry=registry,
-        health=server.Health(),
-        agreements=agreement_feed.AgreementFeed(
-            kube=kube,
-            config=cfg,
-            metrics=agreement_feed.AgreementMetrics(prefix="addon_updater", registry=registry),
-        ),
-        recorder=events.Recorder(kube=kube, controller="addon-updater", enabled=not cfg.dry_run),
-    )
+    return app.build_context(name="addon-updater", config=cfg, kube=kube)
 
 
 def metric(ctx: app.Context[Any], name: str, **labels: str) -> float | None:

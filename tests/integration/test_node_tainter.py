@@ -18,11 +18,9 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import prometheus_client
-
-from controllers.kube import client, events, resources, state
+from controllers.kube import client, resources, state
 from controllers.node_tainter import controller, logic
-from controllers.runtime import agreement_feed, app, server
+from controllers.runtime import app
 from tests import cluster
 
 NODES = resources.NODES
@@ -43,20 +41,7 @@ def config(namespace: str, **overrides: Any) -> controller.NodeTainterConfig:
 
 
 def context(kube: client.Kube, cfg: controller.NodeTainterConfig) -> Ctx:
-    registry = prometheus_client.CollectorRegistry()
-    return app.Context(
-        name=controller.NAME,
-        config=cfg,
-        kube=kube,
-        registry=registry,
-        health=server.Health(),
-        agreements=agreement_feed.AgreementFeed(
-            kube=kube,
-            config=cfg,
-            metrics=agreement_feed.AgreementMetrics(prefix="node_tainter", registry=registry),
-        ),
-        recorder=events.Recorder(kube=kube, controller=controller.NAME, enabled=not cfg.dry_run),
-    )
+    return app.build_context(name=controller.NAME, config=cfg, kube=kube)
 
 
 @contextlib.asynccontextmanager

@@ -82,3 +82,7 @@ bench-agreement: venv fixture ## Benchmark: agreement reaction and memory at 5,0
 .PHONY: bench-uso
 bench-uso: venv fixture ## Benchmark: uso-runner vs kubectl get|replace, kube-storage-version-migrator, a bare PUT loop
 	$(PY) -m bench.uso
+
+.PHONY: bench
+bench: bench-uso bench-tainter bench-agreement ## Every benchmark, then bench/README.md: one table, figures next to anchors
+	$(PY) -m bench.report

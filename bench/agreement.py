@@ -59,7 +59,9 @@ async def create_nodes(kube: client.Kube, count: int) -> list[str]:
             await kube.create(resources.NODES.path(), {"metadata": {"name": name, "labels": labels}})
             await kube.patch(resources.NODES.path(name=name, subresource="status"), status(OLD))
 
-    jobs = [one(name, True) for name in masters] + [one(f"bench-worker-{i:05d}", False) for i in range(count - 3)]
+    jobs = [one(name, True) for name in masters] + [
+        one(f"bench-worker-{i:05d}", False) for i in range(count - 3)
+    ]
     await asyncio.gather(*jobs)
     return masters
 
@@ -71,6 +73,10 @@ def status(version: str) -> client.JSON:
             "conditions": [{"type": "Ready", "status": "True", "reason": "Bench"}],
         }
     }
+
+
+def start(argv: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def kubectl_poll_seconds(kubeconfig: pathlib.Path) -> float:
@@ -105,7 +111,7 @@ async def run(node_count: int) -> dict[str, object]:
                     "--min-masters=3", f"--metrics-bind-address=127.0.0.1:{port}",
                     f"--health-probe-bind-address=127.0.0.1:{port}",
                 ]  # fmt: skip
-                procs[name] = (subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), port)
+                procs[name] = (start(argv), port)
             try:
                 prefixes = {"uso-runner": "uso_runner", "node-tainter": "node_tainter"}
                 deadline = time.monotonic() + 120
@@ -147,7 +153,9 @@ async def run(node_count: int) -> dict[str, object]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--nodes", type=int, default=5000)
     args = parser.parse_args()
     result = asyncio.run(run(args.nodes))
@@ -155,7 +163,9 @@ def main() -> int:
     (RESULTS / "agreement.json").write_text(json.dumps(result, indent=2) + "\n")
     for row in result["rows"]:  # type: ignore[attr-defined]
         anchor = f"  anchor {row['anchor']}: {row['anchor_value']} s" if row["anchor"] else ""
-        print(f"{row['subject']:<40} {row['value']:>8} {row['unit']:<4} goal {row['goal']:<10} met={row['met']}{anchor}")
+        print(
+            f"{row['subject']:<40} {row['value']:>8} {row['unit']:<4} goal {row['goal']:<10} met={row['met']}{anchor}"
+        )
     return 0
 
 

@@ -1,0 +1,120 @@
+"""Write bench/README.md: one table of every benchmark figure next to its anchor and goal, from results/*.json.
+
+python -m bench.report        (the last step of make bench)
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+from typing import Any
+
+HERE = pathlib.Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+Row = tuple[str, str, str, str, str]  # figure, value, anchor (same run), ratio, goal (met?)
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def uso_rows(data: dict[str, Any]) -> list[Row]:
+    rates, ratios, goals = data["objectsPerSecond"], data["usoRunnerRatioTo"], data["goals"]
+    n = data["objects"]
+    rows: list[Row] = []
+    for anchor, label in (
+        ("ceiling", "bare concurrent PUT loop"),
+        ("migrator", "kube-storage-version-migrator"),
+        ("script", "update-storage-objects.sh method"),
+    ):
+        if anchor not in rates:
+            continue
+        rows.append((
+            f"uso-runner, {n:,} ConfigMaps", f"{rates['uso-runner']} obj/s", f"{label}: {rates[anchor]} obj/s",
+            f"{ratios[anchor]}x", f"≥ {goals[anchor]}x ({_met(ratios[anchor] >= goals[anchor])})",
+        ))  # fmt: skip
+    rss = data.get("rssRun") or {}
+    if rss.get("peakRssMiB") is not None:
+        rows.append((
+            f"uso-runner peak RSS, {rss['objects']:,} objects", f"{rss['peakRssMiB']} MiB", "", "",
+            f"≤ {goals['peakRssMiBAt100k']} MiB ({_met(rss['peakRssMiB'] <= goals['peakRssMiBAt100k'])})",
+        ))  # fmt: skip
+    return rows
+
+
+def tainter_rows(data: dict[str, Any]) -> list[Row]:
+    seconds, speedup = data["seconds"], data["speedup"]
+    n = data["nodes"]
+    anchor = f"kubectl taint loop: {seconds['kubectlTaintLoop']} s"
+    return [
+        (f"node-tainter daemon, {n:,} outdated nodes", f"{seconds['nodeTainterDaemon']} s", anchor,
+         f"{speedup['daemonVsKubectlLoop']}x", f"≥ 20x ({_met(speedup['daemonVsKubectlLoop'] >= 20)})"),
+        (f"node-tainter --once (process start included), {n:,} nodes", f"{seconds['nodeTainterOnce']} s", anchor,
+         f"{speedup['onceVsKubectlLoop']}x", "—"),
+    ]  # fmt: skip
+
+
+def agreement_rows(data: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    for row in data["rows"]:
+        anchor = f"{row['anchor']}: {row['anchor_value']} s" if row.get("anchor") else ""
+        ratio = f"{row['ratio']}x" if row.get("ratio") else ""
+        rows.append(
+            (
+                row["subject"],
+                f"{row['value']} {row['unit']}",
+                anchor,
+                ratio,
+                f"{row['goal']} ({_met(row['met'])})",
+            )
+        )
+    return rows
+
+
+def render() -> str:
+    sections: list[tuple[str, list[Row], str]] = []
+    for name, to_rows in (("uso", uso_rows), ("tainter", tainter_rows), ("agreement", agreement_rows)):
+        data = _load(name)
+        if data is None:
+            continue
+        when = data.get("when") or data.get("date") or ""
+        load = (data.get("machine") or {}).get("load1") or data.get("loadAverage1m")
+        context = f"{name}.json, {when}" + (
+            f", 1-min load {load:.1f} on {data.get('cpus') or (data.get('machine') or {}).get('cpus') or 2} cores"
+            if load
+            else ""
+        )
+        sections.append((name, to_rows(data), context))
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `make bench` (`python -m bench.report`) from `bench/results/*.json`. Every anchor was measured",
+        "in the same run as the figure next to it, on the same real local control plane (etcd + kube-apiserver on",
+        "loopback). These machines have 2 cores shared by the apiserver, etcd and the client, so the apiserver is",
+        "often the bottleneck: ratios against other clients of the same apiserver are bounded by it.",
+        "",
+        "| figure | value | anchor (same run) | ratio | goal |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for _, rows, _ in sections:
+        lines += [f"| {' | '.join(row)} |" for row in rows]
+    lines += ["", "Runs: " + "; ".join(context for _, _, context in sections) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    text = render()
+    (HERE / "README.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

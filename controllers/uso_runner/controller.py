@@ -1,0 +1,391 @@
+"""uso-runner on the shared runtime: on an agreed-version change, migrate what changed, checkpointing as it goes."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import time
+from typing import Any, Literal
+
+from controllers.agreement.version import Version
+from controllers.kube import discovery, events, resources
+from controllers.kube import state as state_module
+from controllers.kube.client import ApiError, Kube
+from controllers.runtime import app, config
+from controllers.uso_runner import logic, migrate
+from controllers.uso_runner import metrics as metrics_module
+
+log = logging.getLogger(__name__)
+NAME = "uso-runner"
+
+
+def _resource_names(values: tuple[str, ...]) -> str | None:
+    bad = [v for v in values if not v or " " in v or v.startswith(".")]
+    return f"not resource names (plural or plural.group): {bad}" if bad else None
+
+
+@dataclasses.dataclass(frozen=True)
+class UsoConfig(config.BaseConfig):
+    trigger: Literal["minor", "any"] = config.option(
+        "minor", "Which agreed-version changes start a run: a new minor (default) or any change."
+    )
+    all_resources: bool = config.option(
+        False, "Migrate every stored resource, not only those whose storageVersionHash changed."
+    )
+    resources: tuple[str, ...] = config.option(
+        [],
+        "Only these resources (plural.group, e.g. configmaps,widgets.example.com); empty: all.",
+        check=_resource_names,
+    )
+    skip_resources: tuple[str, ...] = config.option(
+        list(logic.DEFAULT_SKIP), "Resources never migrated (plural.group).", check=_resource_names
+    )
+    workers: int = config.option(
+        16, "Object writes in flight at once, across all resources.", check=config.positive
+    )
+    resource_workers: int = config.option(4, "Resources migrated at the same time.", check=config.positive)
+    qps: float = config.option(
+        200.0, "Client-side limit of object writes per second (0: no limit).", check=config.non_negative
+    )
+    page_size: int = config.option(500, "Objects per list page.", check=config.positive)
+    max_retries: int = config.option(
+        5,
+        "Retries of a failing write or list (backoff 0.2 s doubling, max 5 s); then the resource fails.",
+        check=config.non_negative,
+    )
+    retry_seconds: float = config.option(
+        300.0, "After a run with failed resources, run again after this long.", check=config.positive
+    )
+
+
+Ctx = app.Context[UsoConfig]
+
+
+@dataclasses.dataclass
+class Report:
+    action: str
+    reason: str
+    target: str = ""
+    results: list[migrate.ResourceResult] = dataclasses.field(default_factory=list)
+    unchanged: list[str] = dataclasses.field(default_factory=list)
+    already_done: list[str] = dataclasses.field(default_factory=list)
+    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    stored_versions: dict[str, str] = dataclasses.field(default_factory=dict)
+    duration_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(result.ok for result in self.results)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "reason": self.reason,
+            "target": self.target,
+            "ok": self.ok,
+            "objectsMigrated": sum(r.migrated for r in self.results),
+            "resources": {r.group_resource: r.as_json() for r in self.results},
+            "failedResources": [r.group_resource for r in self.results if not r.ok],
+            "unchanged": self.unchanged,
+            "alreadyDone": self.already_done,
+            "skipped": [{"resource": name, "why": why} for name, why in self.skipped],
+            "storedVersions": self.stored_versions,
+            "durationSeconds": round(self.duration_seconds, 3),
+        }
+
+
+class UsoRunner:
+    name = NAME
+    description = (
+        "Rewrite stored objects whose storage version changed, once all masters agree on a new version."
+    )
+    config_type = UsoConfig
+
+    def __init__(self) -> None:
+        self._metrics: metrics_module.Metrics | None = None
+
+    def metrics(self, ctx: Ctx) -> metrics_module.Metrics:
+        if self._metrics is None:
+            self._metrics = metrics_module.Metrics(prefix=ctx.metric_prefix, registry=ctx.registry)
+        return self._metrics
+
+    async def run(self, ctx: Ctx) -> None:
+        self.metrics(ctx)
+        ctx.health.ready = True
+        agreements: asyncio.Queue[Version] = asyncio.Queue()
+
+        async def pump() -> None:
+            async for agreement in ctx.agreements.changes():
+                agreements.put_nowait(agreement.version)
+
+        pumping = asyncio.create_task(pump(), name="agreements")
+        agreed: Version | None = None
+        failed = False
+        try:
+            while True:
+                try:
+                    agreed = await asyncio.wait_for(
+                        agreements.get(), timeout=ctx.config.retry_seconds if failed else None
+                    )
+                    while not agreements.empty():  # act on the newest agreement only
+                        agreed = agreements.get_nowait()
+                except TimeoutError:
+                    log.info("retrying the failed resources")
+                if pumping.done():
+                    pumping.result()
+                assert agreed is not None
+                try:
+                    report = await self.reconcile(ctx, agreed)
+                    failed = not report.ok
+                except ApiError as error:
+                    log.error("migration run failed: %s %s", error.status, error.reason)
+                    failed = True
+        finally:
+            pumping.cancel()
+
+    async def once(self, ctx: Ctx) -> int:
+        self.metrics(ctx)
+        observation = await ctx.agreements.now()
+        if observation.version is None:
+            print(json.dumps({"action": "none", "reason": f"masters do not agree: {observation.reason}"}))
+            return app.EXIT_FAILED
+        report = await self.reconcile(ctx, observation.version)
+        print(json.dumps(report.as_json()))
+        return app.EXIT_OK if report.ok else app.EXIT_FAILED
+
+    async def reconcile(self, ctx: Ctx, agreed: Version) -> Report:
+        """Decide against the checkpoint; run (or resume) a migration when due."""
+        cfg = ctx.config
+        metrics = self.metrics(ctx)
+        current = await ctx.read_state()
+        checkpoint = logic.read_checkpoint(current.data)
+        decision = logic.decide(checkpoint=checkpoint, agreed=agreed, mode=cfg.trigger)
+        log.info("masters agree on %s: %s", agreed, decision.reason)
+        if decision.action == "none":
+            return Report(action="none", reason=decision.reason, target=agreed.raw)
+        if decision.action == "start":
+            checkpoint = logic.start_run(checkpoint, target=agreed.raw)
+        discovered, aggregated = await discovery.discover(ctx.kube)
+        plan = logic.plan(
+            discovered=discovered,
+            aggregated=aggregated,
+            checkpoint=checkpoint,
+            skip=cfg.skip_resources,
+            only=cfg.resources,
+            all_resources=cfg.all_resources,
+        )
+        report = Report(
+            action=decision.action,
+            reason=decision.reason,
+            target=checkpoint.run_target,
+            unchanged=[r.group_resource for r in plan.unchanged],
+            already_done=[r.group_resource for r in plan.done],
+            skipped=list(plan.skipped),
+        )
+        run = _Run(ctx=ctx, metrics=metrics, checkpoint=checkpoint, state=current, plan=plan, report=report)
+        await run.execute()
+        return report
+
+
+@dataclasses.dataclass
+class _Run:
+    """One migration run: the plan's resources, the checkpoint written after each, the CRDs' storedVersions."""
+
+    ctx: Ctx
+    metrics: metrics_module.Metrics
+    checkpoint: logic.Checkpoint
+    state: state_module.State
+    plan: logic.Plan
+    report: Report
+
+    def __post_init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._done = 0
+        self._failed = 0
+
+    @property
+    def kube(self) -> Kube:
+        return self.ctx.kube
+
+    def _progress(self) -> str:
+        total = len(self.plan.migrate)
+        return f"{self._done}/{total} resources ({len(self.plan.done)} done before a restart, {self._failed} failed)"
+
+    async def execute(self) -> None:
+        cfg = self.ctx.config
+        started = time.monotonic()
+        pending = [r.group_resource for r in self.plan.migrate]
+        log.info(
+            "run for %s: %d resource(s) to migrate, %d unchanged, %d already done, %d skipped%s",
+            self.checkpoint.run_target,
+            len(pending),
+            len(self.plan.unchanged),
+            len(self.plan.done),
+            len(self.plan.skipped),
+            " (dry run: listing only)" if cfg.dry_run else "",
+        )
+        self.metrics.observe_run_started()
+        self.metrics.observe_resources(pending=len(pending), done=0, failed=0)
+        await self._save({"phase": "Running", "progress": self._progress(), "lastError": ""})
+        await self._event(
+            reason="MigrationStarted",
+            note=f"migrating {len(pending)} resource(s) for {self.checkpoint.run_target}",
+            action="Migrate",
+        )
+        crds = await self._crd_generations()
+        migrator = migrate.Migrator(
+            kube=self.kube,
+            metrics=self.metrics,
+            workers=cfg.workers,
+            page_size=cfg.page_size,
+            max_retries=cfg.max_retries,
+            qps=cfg.qps,
+            dry_run=cfg.dry_run,
+        )
+        slots = asyncio.Semaphore(cfg.resource_workers)
+
+        async def one(res: logic.Discovered) -> None:
+            assert isinstance(res, discovery.ApiResource)
+            async with slots:
+                result = await migrator.migrate(res.resource, group_resource=res.group_resource)
+                self.report.results.append(result)
+                await self._finished(res, result, crds)
+
+        await asyncio.gather(*(one(res) for res in self.plan.migrate))
+        self.report.duration_seconds = time.monotonic() - started
+        await self._conclude()
+
+    async def _finished(
+        self, res: discovery.ApiResource, result: migrate.ResourceResult, crds: dict[str, int]
+    ) -> None:
+        log.info(
+            "%s: %d rewritten, %d conflicts (already rewritten), %d gone, %d failed",
+            res.group_resource,
+            result.migrated,
+            result.conflicts,
+            result.not_found,
+            result.failed,
+        )
+        if not result.ok:
+            self._failed += 1
+        elif not self.ctx.config.dry_run:
+            if res.group_resource in crds:
+                try:
+                    await self._stored_versions(res.group_resource, crds[res.group_resource])
+                except ApiError as error:
+                    result.error = f"storedVersions: {error.status} {error.reason}"
+                    self.report.stored_versions[res.group_resource] = f"failed: {error.status} {error.reason}"
+            if result.ok:
+                self._done += 1
+            else:
+                self._failed += 1
+        async with self._lock:
+            if result.ok and not self.ctx.config.dry_run:
+                self.checkpoint = logic.finish_resource(
+                    self.checkpoint, group_resource=res.group_resource, storage_hash=res.storage_version_hash
+                )
+            total = len(self.plan.migrate)
+            self.metrics.observe_resources(
+                pending=total - self._done - self._failed, done=self._done, failed=self._failed
+            )
+            await self._save({"progress": self._progress()})
+
+    async def _conclude(self) -> None:
+        report = self.report
+        failed = [r for r in report.results if not r.ok]
+        self.metrics.observe_run_finished(duration_seconds=report.duration_seconds, succeeded=not failed)
+        migrated = sum(r.migrated for r in report.results)
+        if self.ctx.config.dry_run:
+            listed = sum(r.listed for r in report.results)
+            log.info(
+                "dry run: %d resource(s) with %d object(s) would be rewritten", len(report.results), listed
+            )
+            return
+        if failed:
+            error = "; ".join(f"{r.group_resource}: {r.error}" for r in failed)[:1000]
+            async with self._lock:
+                await self._save({"phase": "Failed", "lastError": error, "progress": self._progress()})
+            await self._event(
+                reason="MigrationFailed",
+                note=f"{len(failed)} resource(s) failed: {error}",
+                action="Migrate",
+                type="Warning",
+            )
+            log.error("run for %s: %d resource(s) failed", self.checkpoint.run_target, len(failed))
+            return
+        target = self.checkpoint.run_target
+        async with self._lock:
+            self.checkpoint = logic.finish_run(self.checkpoint)
+            await self._save({"phase": "Succeeded", "lastError": "", "progress": self._progress()})
+        await self._event(
+            reason="MigrationSucceeded",
+            note=f"{migrated} object(s) of {len(report.results)} resource(s) rewritten for {target}",
+            action="Migrate",
+        )
+        log.info(
+            "run for %s finished: %d object(s) of %d resource(s) in %.1f s",
+            target,
+            migrated,
+            len(report.results),
+            report.duration_seconds,
+        )
+
+    async def _save(self, changes: dict[str, str]) -> None:
+        self.state = await self.ctx.update_state(
+            self.state, {**logic.checkpoint_data(self.checkpoint), **changes}
+        )
+
+    async def _event(self, *, reason: str, note: str, action: str, type: events.EventType = "Normal") -> None:
+        ref = events.ObjectRef(
+            kind="ConfigMap", name=self.state.name, namespace=self.state.namespace, uid=self.state.uid or ""
+        )
+        await self.ctx.recorder.emit(ref, reason=reason, note=note, action=action, type=type)
+
+    async def _crd_generations(self) -> dict[str, int]:
+        """Generation of every CRD whose resource is migrated, as the run begins."""
+        planned = {r.group_resource for r in self.plan.migrate}
+        generations: dict[str, int] = {}
+        async for page in self.kube.list_pages(resources.CRDS.path()):
+            for crd in page.get("items") or []:
+                name = str(crd.get("metadata", {}).get("name") or "")
+                if name in planned:
+                    generations[name] = int(crd["metadata"].get("generation") or 0)
+        return generations
+
+    async def _stored_versions(self, name: str, generation: int) -> None:
+        """Set the CRD's status.storedVersions to its storage version (skip when the CRD changed)."""
+        path = resources.CRDS.path(name=name)
+        for _ in range(5):
+            crd = await self.kube.get(path)
+            stored, why = logic.stored_versions_update(crd=crd, expected_generation=generation)
+            if stored is None:
+                self.report.stored_versions[name] = f"unchanged: {why}"
+                if "generation changed" in why:
+                    log.warning("%s: storedVersions left alone: %s", name, why)
+                    await self.ctx.recorder.emit(
+                        events.ObjectRef.of(crd),
+                        reason="StoredVersionsSkipped",
+                        note=f"storedVersions left alone: {why}",
+                        action="UpdateStoredVersions",
+                        type="Warning",
+                    )
+                return
+            crd["status"]["storedVersions"] = stored
+            try:
+                await self.kube.replace(resources.CRDS.path(name=name, subresource="status"), crd)
+            except ApiError as error:
+                if error.conflict:
+                    continue
+                raise
+            self.report.stored_versions[name] = f"updated: {why}"
+            log.info("%s: %s", name, why)
+            await self.ctx.recorder.emit(
+                events.ObjectRef.of(crd),
+                reason="StoredVersionsUpdated",
+                note=why,
+                action="UpdateStoredVersions",
+            )
+            return
+        self.report.stored_versions[name] = "unchanged: kept conflicting"

@@ -1,0 +1,238 @@
+"""uso-runner's decisions (pure): when to run, which resources to migrate, what the checkpoint says.
+
+The state ConfigMap holds, besides the common keys:
+- ``storageHashes``: JSON ``{group_resource: storageVersionHash}`` recorded after each successful migration
+  of that resource (kept across runs: an unchanged hash means nothing to rewrite);
+- ``runTarget``: the agreed version of the run in progress ("" when none);
+- ``runDone``: JSON list of the resources that run finished (a restart resumes without redoing them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal, Protocol
+
+from controllers.agreement.version import Version, parse_version
+
+TriggerMode = Literal["minor", "any"]
+Action = Literal["start", "resume", "none"]
+DEFAULT_SKIP = ("events", "events.events.k8s.io")
+REQUIRED_VERBS = frozenset({"list", "update"})
+
+KEY_HASHES = "storageHashes"
+KEY_RUN_TARGET = "runTarget"
+KEY_RUN_DONE = "runDone"
+
+
+class Discovered(Protocol):
+    """What the plan needs of a discovered resource (``controllers.kube.discovery.ApiResource``)."""
+
+    @property
+    def group(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def group_resource(self) -> str: ...
+    @property
+    def verbs(self) -> frozenset[str]: ...
+    @property
+    def storage_version_hash(self) -> str: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """What the state ConfigMap says about past and current runs."""
+
+    version: str = ""  # the last agreed version a run finished for
+    hashes: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    run_target: str = ""  # the run in progress ("" = none)
+    run_done: frozenset[str] = frozenset()
+
+
+def read_checkpoint(data: Mapping[str, str]) -> Checkpoint:
+    """Parse the state's data; anything malformed counts as absent (never raises)."""
+    hashes: dict[str, str] = {}
+    try:
+        raw_hashes = json.loads(data.get(KEY_HASHES) or "{}")
+    except ValueError:
+        raw_hashes = {}
+    if isinstance(raw_hashes, dict):
+        hashes = {str(k): str(v) for k, v in raw_hashes.items() if isinstance(v, str)}
+    try:
+        raw_done = json.loads(data.get(KEY_RUN_DONE) or "[]")
+    except ValueError:
+        raw_done = []
+    done = frozenset(str(item) for item in raw_done) if isinstance(raw_done, list) else frozenset()
+    return Checkpoint(
+        version=str(data.get("version") or ""),
+        hashes=hashes,
+        run_target=str(data.get(KEY_RUN_TARGET) or ""),
+        run_done=done,
+    )
+
+
+def checkpoint_data(checkpoint: Checkpoint) -> dict[str, str]:
+    """The state keys of ``checkpoint`` (deterministic JSON: sorted keys)."""
+    return {
+        "version": checkpoint.version,
+        KEY_HASHES: json.dumps(dict(sorted(checkpoint.hashes.items())), separators=(",", ":")),
+        KEY_RUN_TARGET: checkpoint.run_target,
+        KEY_RUN_DONE: json.dumps(sorted(checkpoint.run_done), separators=(",", ":")),
+    }
+
+
+def finish_resource(checkpoint: Checkpoint, *, group_resource: str, storage_hash: str) -> Checkpoint:
+    """The checkpoint after one resource of the current run was migrated completely."""
+    return dataclasses.replace(
+        checkpoint,
+        hashes={**checkpoint.hashes, group_resource: storage_hash},
+        run_done=checkpoint.run_done | {group_resource},
+    )
+
+
+def start_run(checkpoint: Checkpoint, *, target: str) -> Checkpoint:
+    return dataclasses.replace(checkpoint, run_target=target, run_done=frozenset())
+
+
+def finish_run(checkpoint: Checkpoint) -> Checkpoint:
+    return dataclasses.replace(checkpoint, version=checkpoint.run_target, run_target="", run_done=frozenset())
+
+
+def same_trigger(a: Version, b: Version, *, mode: TriggerMode) -> bool:
+    """Whether ``a`` and ``b`` are the same version for the trigger: same minor (default) or same x.y.z."""
+    return a.key == b.key if mode == "any" else a.minor_key == b.minor_key
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    reason: str
+
+
+def decide(*, checkpoint: Checkpoint, agreed: Version, mode: TriggerMode) -> Decision:
+    """What to do now that the masters agree on ``agreed``."""
+    target = parse_version(checkpoint.run_target)
+    if checkpoint.run_target:
+        if target is not None and same_trigger(target, agreed, mode=mode):
+            return Decision("resume", f"resuming the unfinished run for {checkpoint.run_target}")
+        return Decision(
+            "start", f"the unfinished run for {checkpoint.run_target!r} is superseded by {agreed}"
+        )
+    previous = parse_version(checkpoint.version)
+    if previous is None:
+        if checkpoint.version:
+            return Decision("start", f"recorded version {checkpoint.version!r} is not a version")
+        return Decision("start", "no run recorded yet: migrating every stored resource")
+    if same_trigger(previous, agreed, mode=mode):
+        return Decision(
+            "none", f"already migrated for {previous} ({'version' if mode == 'any' else 'minor'})"
+        )
+    return Decision("start", f"agreed version changed from {previous} to {agreed}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Resources by what happens to them (each a tuple of discovered resources, in discovery order)."""
+
+    migrate: tuple[Discovered, ...]
+    unchanged: tuple[Discovered, ...]  # hash equals the one recorded after the last migration
+    done: tuple[Discovered, ...]  # finished earlier in this same run (resumed after a restart)
+    skipped: tuple[tuple[str, str], ...]  # (group_resource, why)
+
+
+def plan(
+    *,
+    discovered: Sequence[Discovered],
+    aggregated: Iterable[tuple[str, str]],
+    checkpoint: Checkpoint,
+    skip: Iterable[str],
+    only: Iterable[str] = (),
+    all_resources: bool,
+) -> Plan:
+    """Which discovered resources to migrate: stored ones (list+update, not aggregated, not skipped), whose
+    storageVersionHash changed since their last migration or that were never migrated (``all_resources``:
+    every one), minus those this run already finished."""
+    aggregated_set = frozenset(aggregated)
+    skip_set, only_set = frozenset(skip), frozenset(only)
+    migrate: list[Discovered] = []
+    unchanged: list[Discovered] = []
+    done: list[Discovered] = []
+    skipped: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for res in discovered:
+        name = res.group_resource
+        if name in seen:
+            continue
+        seen.add(name)
+        if only_set and name not in only_set:
+            continue
+        if name in skip_set:
+            skipped.append((name, "in the skip list"))
+        elif (res.group, res.version) in aggregated_set:
+            skipped.append((name, "served by an aggregated APIService"))
+        elif not res.verbs >= REQUIRED_VERBS:
+            skipped.append((name, "not stored: no list and update verbs"))
+        elif name in checkpoint.run_done:
+            done.append(res)
+        elif all_resources or checkpoint.hashes.get(name) != res.storage_version_hash:
+            migrate.append(res)
+        else:
+            unchanged.append(res)
+    return Plan(migrate=tuple(migrate), unchanged=tuple(unchanged), done=tuple(done), skipped=tuple(skipped))
+
+
+def stored_versions_update(
+    *, crd: Mapping[str, object], expected_generation: int | None
+) -> tuple[list[str] | None, str]:
+    """The ``status.storedVersions`` to set on a CRD whose objects were all rewritten, or None and why not.
+
+    ``expected_generation`` is the CRD's generation when its migration began: a different one means the CRD
+    (maybe its storage version) changed during the run, so the rewrite proves nothing."""
+    metadata = crd.get("metadata")
+    spec = crd.get("spec")
+    status = crd.get("status")
+    generation = metadata.get("generation") if isinstance(metadata, dict) else None
+    if expected_generation is None or generation != expected_generation:
+        return None, f"generation changed during the run ({expected_generation} -> {generation})"
+    versions = spec.get("versions") if isinstance(spec, dict) else None
+    storage = [
+        str(v.get("name"))
+        for v in versions or []
+        if isinstance(v, dict) and v.get("storage") and v.get("name")
+    ]
+    if len(storage) != 1:
+        return None, "no single storage version"
+    current = status.get("storedVersions") if isinstance(status, dict) else None
+    if current == storage:
+        return None, f"storedVersions already {storage}"
+    return storage, f"storedVersions {current} -> {storage}"
+
+
+def retryable_status(status: int) -> bool:
+    """Errors worth another try: the apiserver or etcd was busy or failing, not the request."""
+    return status == 429 or status >= 500
+
+
+def backoff_seconds(attempt: int, *, base: float = 0.2, cap: float = 5.0) -> float:
+    """Exponential backoff for retry ``attempt`` (0-based), capped."""
+    return float(min(cap, base * (2**attempt)))
+
+
+def error_reason(status: int) -> str:
+    """A bounded label for an error status (metrics and the state's lastError)."""
+    if status == 0:
+        return "connection"
+    if status == 429:
+        return "throttled"
+    if status >= 500:
+        return "server_error"
+    if status in (401, 403):
+        return "forbidden"
+    if status in (400, 422):
+        return "invalid"
+    return "client_error"
+
+
+ERROR_REASONS = ("connection", "throttled", "server_error", "forbidden", "invalid", "client_error")

@@ -1,0 +1,80 @@
+"""uso-runner's metrics (``uso_runner_…``); the rest of the package calls only the observe_* methods."""
+
+from __future__ import annotations
+
+import prometheus_client
+
+from controllers.uso_runner import logic
+
+OUTCOMES = ("migrated", "conflict", "not_found")
+RESOURCE_STATES = ("pending", "done", "failed")
+# Label values of the per-resource counter are bounded: past this many resources, the rest count as "other".
+MAX_RESOURCE_LABELS = 200
+
+
+class Metrics:
+    def __init__(self, *, prefix: str, registry: prometheus_client.CollectorRegistry) -> None:
+        self.objects = prometheus_client.Counter(
+            f"{prefix}_objects_total",
+            "Objects rewritten (migrated), or found rewritten (conflict) or deleted (not_found) meanwhile.",
+            ["resource", "outcome"],
+            registry=registry,
+        )
+        self.errors = prometheus_client.Counter(
+            f"{prefix}_errors_total",
+            "Failed requests by reason (each retry counts; a resource fails when retries run out).",
+            ["reason"],
+            registry=registry,
+        )
+        self.resources = prometheus_client.Gauge(
+            f"{prefix}_resources",
+            "Resources of the current or last run by state.",
+            ["state"],
+            registry=registry,
+        )
+        self.duration = prometheus_client.Gauge(
+            f"{prefix}_run_duration_seconds", "Duration of the last finished run.", registry=registry
+        )
+        self.last_success = prometheus_client.Gauge(
+            f"{prefix}_last_success_timestamp_seconds",
+            "When a run last finished with every resource migrated (Unix time).",
+            registry=registry,
+        )
+        self.in_progress = prometheus_client.Gauge(
+            f"{prefix}_run_in_progress", "1 while a migration run is in progress.", registry=registry
+        )
+        for reason in logic.ERROR_REASONS:
+            self.errors.labels(reason)
+        for state in RESOURCE_STATES:
+            self.resources.labels(state).set(0)
+        self._labelled: set[str] = set()
+
+    def _resource_label(self, group_resource: str) -> str:
+        if group_resource in self._labelled:
+            return group_resource
+        if len(self._labelled) >= MAX_RESOURCE_LABELS:
+            return "other"
+        self._labelled.add(group_resource)
+        return group_resource
+
+    def object_counters(self, group_resource: str) -> dict[str, prometheus_client.Counter]:
+        """The per-outcome counters of one resource (looked up once per resource, not per object)."""
+        label = self._resource_label(group_resource)
+        return {outcome: self.objects.labels(label, outcome) for outcome in OUTCOMES}
+
+    def observe_error(self, reason: str) -> None:
+        self.errors.labels(reason).inc()
+
+    def observe_resources(self, *, pending: int, done: int, failed: int) -> None:
+        self.resources.labels("pending").set(pending)
+        self.resources.labels("done").set(done)
+        self.resources.labels("failed").set(failed)
+
+    def observe_run_started(self) -> None:
+        self.in_progress.set(1)
+
+    def observe_run_finished(self, *, duration_seconds: float, succeeded: bool) -> None:
+        self.in_progress.set(0)
+        self.duration.set(duration_seconds)
+        if succeeded:
+            self.last_success.set_to_current_time()

@@ -1,0 +1,179 @@
+"""The migrator: list a resource page by page and PUT every object back exactly as listed.
+
+A PUT with the listed resourceVersion makes the apiserver re-encode the object at the current storage
+version. 409 means someone rewrote it since the list (so it is stored at the new version already), 404 that
+it is gone: both are done. Other failures are retried with a capped backoff, then counted as failed.
+Nothing here logs object contents: errors are logged by status and reason only (a 422 message may quote
+field values).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+import prometheus_client
+
+from controllers.kube import resources
+from controllers.kube.client import JSON, ApiError, Kube, RateLimiter
+from controllers.uso_runner import logic
+from controllers.uso_runner import metrics as metrics_module
+
+log = logging.getLogger(__name__)
+
+PageHook = Callable[[JSON], Awaitable[None]]
+
+
+@dataclasses.dataclass
+class ResourceResult:
+    group_resource: str
+    listed: int = 0
+    migrated: int = 0
+    conflicts: int = 0
+    not_found: int = 0
+    failed: int = 0
+    error: str = ""  # why the resource failed (status and reason, never object content)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and not self.error
+
+    def as_json(self) -> dict[str, int | str]:
+        result: dict[str, int | str] = {
+            "listed": self.listed,
+            "migrated": self.migrated,
+            "conflicts": self.conflicts,
+            "notFound": self.not_found,
+            "failed": self.failed,
+        }
+        if self.error:
+            result["error"] = self.error
+        return result
+
+
+class _Failed(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+@dataclasses.dataclass
+class Migrator:
+    """Rewrites objects with at most ``workers`` PUTs in flight across every resource it migrates."""
+
+    kube: Kube
+    metrics: metrics_module.Metrics
+    workers: int = 16
+    page_size: int = 500
+    max_retries: int = 5
+    qps: float = 0.0
+    dry_run: bool = False
+    on_page: PageHook | None = None  # test seam: awaited after each page is listed
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    def __post_init__(self) -> None:
+        self._slots = asyncio.Semaphore(self.workers)
+        self._limiter = RateLimiter(qps=self.qps)
+
+    async def migrate(self, resource: resources.Resource, *, group_resource: str) -> ResourceResult:
+        result = ResourceResult(group_resource)
+        counters = self.metrics.object_counters(group_resource)
+        for attempt in range(self.max_retries + 1):
+            try:
+                await self._list_and_put(resource, result, counters)
+                return result
+            except _Failed as failure:
+                self.metrics.observe_error(failure.reason)
+                if failure.reason not in ("server_error", "throttled", "connection") or (
+                    attempt == self.max_retries
+                ):
+                    result.error = f"list: {failure}"
+                    log.warning("%s: listing failed: %s", group_resource, failure)
+                    return result
+                log.info("%s: listing failed (%s); listing again", group_resource, failure)
+                await self.sleep(logic.backoff_seconds(attempt))
+        return result
+
+    async def _list_and_put(
+        self,
+        resource: resources.Resource,
+        result: ResourceResult,
+        counters: dict[str, prometheus_client.Counter],
+    ) -> None:
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            try:
+                async for page in self.kube.list_pages(resource.path(), limit=self.page_size):
+                    api_version = str(page.get("apiVersion") or resource.api_version)
+                    kind = str(page.get("kind") or "").removesuffix("List")
+                    items = page.get("items") or []
+                    result.listed += len(items)
+                    if self.on_page is not None:
+                        await self.on_page(page)
+                    if self.dry_run:
+                        continue
+                    for item in items:
+                        # List items of built-in types lack apiVersion/kind; the PUT needs them.
+                        item.setdefault("apiVersion", api_version)
+                        item.setdefault("kind", kind)
+                        await self._slots.acquire()
+                        task = asyncio.create_task(self._put(resource, item, result, counters))
+                        in_flight.add(task)
+                        task.add_done_callback(self._done(in_flight))
+            except ApiError as error:
+                raise _Failed(logic.error_reason(error.status), f"{error.status} {error.reason}") from None
+            except (aiohttp.ClientError, TimeoutError, OSError) as error:
+                raise _Failed("connection", type(error).__name__) from None
+        finally:
+            if in_flight:
+                await asyncio.gather(*in_flight, return_exceptions=True)
+
+    def _done(self, in_flight: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
+        def release(task: asyncio.Task[None]) -> None:
+            in_flight.discard(task)
+            self._slots.release()
+
+        return release
+
+    async def _put(
+        self,
+        resource: resources.Resource,
+        item: JSON,
+        result: ResourceResult,
+        counters: dict[str, prometheus_client.Counter],
+    ) -> None:
+        metadata = item.get("metadata") or {}
+        path = resource.path(namespace=metadata.get("namespace"), name=str(metadata.get("name") or ""))
+        for attempt in range(self.max_retries + 1):
+            await self._limiter.acquire()
+            try:
+                await self.kube.request("PUT", path, body=item)
+                result.migrated += 1
+                counters["migrated"].inc()
+                return
+            except ApiError as error:
+                if error.conflict:
+                    result.conflicts += 1
+                    counters["conflict"].inc()
+                    return
+                if error.not_found:
+                    result.not_found += 1
+                    counters["not_found"].inc()
+                    return
+                reason, detail = logic.error_reason(error.status), f"{error.status} {error.reason}"
+                retry = logic.retryable_status(error.status)
+            except (aiohttp.ClientError, TimeoutError, OSError) as error:
+                reason, detail, retry = "connection", type(error).__name__, True
+            self.metrics.observe_error(reason)
+            if not retry or attempt == self.max_retries:
+                result.failed += 1
+                if not result.error:
+                    result.error = (
+                        f"object {metadata.get('namespace') or ''}/{metadata.get('name')}: {detail}"
+                    )
+                    log.warning("%s: rewriting an object failed: %s", result.group_resource, result.error)
+                return
+            await self.sleep(logic.backoff_seconds(attempt))

@@ -1,0 +1,228 @@
+"""uso-runner on the real fixture: a CRD's storage switch v1 -> v2, hashes, --all-resources, Secrets in logs."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import uuid
+from typing import Any
+
+from controllers.kube import client, resources, state
+from e2e import controlplane
+from tests import cluster
+from tests.integration import uso_helpers as h
+
+OBJECTS = 2000
+
+
+def stored_objects(plane: controlplane.ControlPlane, prefix: str) -> dict[str, client.JSON]:
+    """The objects under an etcd key prefix, decoded (CRs are stored as JSON)."""
+    raw = json.loads(plane.etcdctl("get", prefix, "--prefix", "-w", "json"))
+    return {
+        base64.b64decode(kv["key"]).decode(): json.loads(base64.b64decode(kv["value"]))
+        for kv in raw.get("kvs") or []
+    }
+
+
+def content(obj: client.JSON) -> tuple[object, ...]:
+    meta = obj["metadata"]
+    return (meta.get("labels"), meta.get("annotations"), obj.get("spec"))
+
+
+async def wait_hash_change(kube: client.Kube, *, group: str, before: str) -> str:
+    for _ in range(300):
+        now = await h.storage_hash(kube, group=group, version="v2", plural="widgets")
+        if now != before:
+            return now
+        await asyncio.sleep(0.1)
+    raise TimeoutError("storageVersionHash did not change")
+
+
+async def wait_writes_stored_as(
+    kube: client.Kube,
+    plane: controlplane.ControlPlane,
+    widgets: resources.Resource,
+    *,
+    namespace: str,
+    api_version: str,
+) -> None:
+    """The CRD handler switches storage after the CRD update, like discovery: wait until a write shows it."""
+    key = f"/registry/{widgets.group}/widgets/{namespace}/probe"
+    at = resources.Resource(widgets.group, api_version.split("/")[-1], widgets.plural, namespaced=True)
+    probe = at.path(namespace=namespace, name="probe")
+    for _ in range(100):
+        await kube.create(at.path(namespace=namespace), h.widget("probe", 0, api_version=api_version))
+        stored = stored_objects(plane, key)[key]["apiVersion"]
+        await kube.delete(probe)
+        if stored == api_version:
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError("the new storage version is not used")
+
+
+async def test_crd_storage_switch_migrates_every_object_once_per_hash_change(
+    kube: client.Kube, namespace: str, nodes: cluster.Nodes, control_plane: controlplane.ControlPlane
+) -> None:
+    group = h.unique_group()
+    widgets = await h.create_crd(kube, group=group, storage="v1")
+    crd_name = f"widgets.{group}"
+    release = f"r{uuid.uuid4().hex[:6]}"
+    await nodes.create(f"m-{release}", version="v1.35.2", master=True)
+
+    async def once() -> dict[str, Any]:
+        return await h.reconcile_now(
+            h.context(kube, namespace=namespace, release=release, argv=["--resources", crd_name])
+        )
+
+    # First run ever, with the CRD still empty: the resource is migrated and its hash recorded.
+    first = await once()
+    assert first["action"] == "start" and first["resources"] == {crd_name: json_result(0)}
+
+    await h.create_many(
+        kube,
+        widgets,
+        (h.widget(f"w{i:05d}", i, api_version=f"{group}/v1") for i in range(OBJECTS)),
+        namespace=namespace,
+    )
+    before = {o["metadata"]["name"]: content(o) for o in await list_all(kube, widgets, namespace)}
+    prefix = f"/registry/{group}/widgets/{namespace}/"
+    assert {o["apiVersion"] for o in stored_objects(control_plane, prefix).values()} == {f"{group}/v1"}
+
+    # Switch the storage version to v2: storedVersions becomes [v1, v2], the discovery hash changes.
+    old_hash = await h.storage_hash(kube, group=group, version="v2", plural="widgets")
+    crd = await kube.get(resources.CRDS.path(name=crd_name))
+    for version in crd["spec"]["versions"]:
+        version["storage"] = version["name"] == "v2"
+    await kube.replace(resources.CRDS.path(name=crd_name), crd)
+    await wait_hash_change(kube, group=group, before=old_hash)
+    await wait_writes_stored_as(kube, control_plane, widgets, namespace=namespace, api_version=f"{group}/v2")
+    crd = await kube.get(resources.CRDS.path(name=crd_name))
+    assert crd["status"]["storedVersions"] == ["v1", "v2"]
+
+    # A new patch of the same minor: nothing happens (default trigger: minor changes).
+    await nodes.set_status(f"m-{release}", version="v1.35.9")
+    assert (await once())["action"] == "none"
+
+    # Masters move to a new minor: every object is rewritten at v2, content unchanged, storedVersions [v2].
+    await nodes.set_status(f"m-{release}", version="v1.36.0")
+    second = await once()
+    assert second["resources"][crd_name]["migrated"] == OBJECTS
+    assert second["resources"][crd_name]["failed"] == 0
+    assert second["storedVersions"][crd_name].startswith("updated")
+    stored = stored_objects(control_plane, prefix)
+    assert len(stored) == OBJECTS
+    assert {o["apiVersion"] for o in stored.values()} == {f"{group}/v2"}
+    crd = await kube.get(resources.CRDS.path(name=crd_name))
+    assert crd["status"]["storedVersions"] == ["v2"]
+    after = {o["metadata"]["name"]: content(o) for o in await list_all(kube, widgets, namespace)}
+    assert after == before
+    assert {o["metadata"]["name"]: content(o) for o in stored.values()} == before
+
+    saved = await state.read(kube, namespace=namespace, name=f"{release}-uso-runner-state")
+    assert saved.get("version") == "v1.36.0" and saved.get("phase") == "Succeeded"
+    assert saved.get("runTarget") == "" and crd_name in json.loads(saved.get("storageHashes"))
+
+    # Another minor with no storageVersionHash change: 0 objects.
+    await nodes.set_status(f"m-{release}", version="v1.37.0")
+    third = await once()
+    assert third["action"] == "start" and third["objectsMigrated"] == 0 and third["unchanged"] == [crd_name]
+    # (--all-resources migrating every object regardless of hashes: the daemon test in test_uso_runner_resume.)
+
+
+def json_result(migrated: int) -> dict[str, int]:
+    return {"listed": migrated, "migrated": migrated, "conflicts": 0, "notFound": 0, "failed": 0}
+
+
+async def list_all(kube: client.Kube, resource: resources.Resource, namespace: str) -> list[client.JSON]:
+    items: list[client.JSON] = []
+    async for page in kube.list_pages(resource.path(namespace=namespace)):
+        items.extend(page["items"])
+    return items
+
+
+async def test_a_secret_value_never_appears_in_the_logs(
+    kube: client.Kube, namespace: str, nodes: cluster.Nodes, control_plane: controlplane.ControlPlane
+) -> None:
+    """Even when the apiserver's error message quotes the Secret (a policy denying its update does)."""
+    value = f"s3cr3t-{uuid.uuid4().hex}"
+    encoded = base64.b64encode(value.encode()).decode()
+    secrets = resources.SECRETS
+    for name in ("plain", "denied"):
+        await kube.create(
+            secrets.path(namespace=namespace),
+            {
+                "metadata": {"name": name, "labels": {"deny": str(name == "denied")}},
+                "stringData": {"v": value},
+            },
+        )
+    policy = f"deny-{namespace}"
+    await kube.create(
+        "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies",
+        {
+            "metadata": {"name": policy},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": [""],
+                            "apiVersions": ["v1"],
+                            "operations": ["UPDATE"],
+                            "resources": ["secrets"],
+                        }
+                    ]
+                },
+                "validations": [
+                    {
+                        "expression": "object.metadata.labels['deny'] != 'True'",
+                        "messageExpression": "'denied: ' + string(object.data['v'])",
+                    }
+                ],
+            },
+        },
+    )
+    await kube.create(
+        "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings",
+        {
+            "metadata": {"name": policy},
+            "spec": {
+                "policyName": policy,
+                "validationActions": ["Deny"],
+                "matchResources": {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+                },
+            },
+        },
+    )
+    try:
+        # The policy is live once a direct update is denied with the Secret's value in the message.
+        path = secrets.path(namespace=namespace, name="denied")
+        denial = ""
+        for _ in range(100):
+            try:
+                await kube.replace(path, await kube.get(path), dry_run=True)
+            except client.ApiError as error:
+                denial = str(error.body.get("message"))
+                break
+            await asyncio.sleep(0.2)
+        assert encoded in denial, "the policy never took effect"
+
+        release = f"r{uuid.uuid4().hex[:6]}"
+        await nodes.create(f"m-{release}", version="v1.35.0", master=True)
+        code, report, logs = await h.run_once_async(
+            str(control_plane.kubeconfig),
+            namespace=namespace,
+            release=release,
+            extra=["--resources=secrets", "--log-level=debug", "--max-retries=1"],
+        )
+        assert code == 1 and report["failedResources"] == ["secrets"], logs
+        assert report["resources"]["secrets"]["failed"] == 1
+        output = logs + json.dumps(report)
+        assert "secrets" in logs and "denied" in output
+        assert value not in output and encoded not in output
+        saved = await state.read(kube, namespace=namespace, name=f"{release}-uso-runner-state")
+        assert encoded not in json.dumps(dict(saved.data)) and saved.get("phase") == "Failed"
+    finally:
+        for kind in ("validatingadmissionpolicybindings", "validatingadmissionpolicies"):
+            await kube.delete(f"/apis/admissionregistration.k8s.io/v1/{kind}/{policy}")

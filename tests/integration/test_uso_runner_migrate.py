@@ -1,0 +1,96 @@
+"""The migrator on the real fixture: an expired continue token mid-list, and a concurrent writer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import prometheus_client
+
+from controllers.kube import client, resources
+from controllers.uso_runner import metrics, migrate
+from e2e import controlplane
+from tests.integration import uso_helpers as h
+
+CM = resources.CONFIGMAPS
+# The fixture runs PodTemplates without a watch cache, so their continued lists are read from etcd and meet
+# its compaction (other resources' continuations are served from the watch cache's snapshots).
+PODTEMPLATES = resources.Resource("", "v1", "podtemplates", namespaced=True)
+
+
+def new_migrator(kube: client.Kube, **kwargs: object) -> migrate.Migrator:
+    registry = prometheus_client.CollectorRegistry()
+    return migrate.Migrator(kube=kube, metrics=metrics.Metrics(prefix="t", registry=registry), **kwargs)  # type: ignore[arg-type]
+
+
+def podtemplate(name: str) -> client.JSON:
+    return {"metadata": {"name": name}, "template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}
+
+
+async def test_expired_continue_token_mid_list_skips_no_object(
+    kube: client.Kube, namespace: str, control_plane: controlplane.ControlPlane
+) -> None:
+    names = {f"pt{i:04d}" for i in range(300)}
+    await h.create_many(kube, PODTEMPLATES, (podtemplate(n) for n in sorted(names)), namespace=namespace)
+    seen: set[str] = set()
+    expired: list[int] = []
+
+    async def compact_after_first_page(page: client.JSON) -> None:
+        seen.update(i["metadata"]["name"] for i in page["items"] if i["metadata"]["namespace"] == namespace)
+        token = page["metadata"].get("continue")
+        if expired or not token:
+            return
+        # A write moves etcd past the list's revision; compacting there expires the continue token.
+        await kube.create(CM.path(namespace=namespace), {"metadata": {"generateName": "bump-"}})
+        status = json.loads(control_plane.etcdctl("endpoint", "status", "-w", "json"))
+        control_plane.etcdctl("compact", str(status[0]["Status"]["header"]["revision"]))
+        try:
+            await kube.get(PODTEMPLATES.path(), query={"limit": 50, "continue": token})
+        except client.ApiError as error:
+            expired.append(error.status)
+
+    migrator = new_migrator(kube, page_size=50, on_page=compact_after_first_page)
+    result = await migrator.migrate(PODTEMPLATES, group_resource="podtemplates")
+    assert expired == [410]  # the token the migrator was about to use had expired
+    assert seen == names
+    assert result.ok and result.migrated + result.conflicts >= len(names)
+
+
+async def test_a_concurrent_writers_changes_all_survive(kube: client.Kube, namespace: str) -> None:
+    names = [f"cm{i:04d}" for i in range(600)]
+    await h.create_many(
+        kube, CM, ({"metadata": {"name": n}, "data": {"w": "0"}} for n in names), namespace=namespace
+    )
+    last: dict[str, str] = {}
+    migrating = asyncio.Event()
+    finished = asyncio.Event()
+    writes_during = 0
+
+    async def writer(mine: list[str]) -> None:
+        nonlocal writes_during
+        round_ = 0
+        while not finished.is_set():
+            round_ += 1
+            for name in mine:
+                value = f"{round_}"
+                await kube.patch(CM.path(namespace=namespace, name=name), {"data": {"w": value}})
+                last[name] = value
+                if migrating.is_set() and not finished.is_set():
+                    writes_during += 1
+                if finished.is_set():
+                    return
+
+    async def on_page(page: client.JSON) -> None:
+        migrating.set()
+
+    writers = [asyncio.create_task(writer(names[i::4])) for i in range(4)]
+    await asyncio.sleep(0.5)  # the writer is busy before the list starts
+    migrator = new_migrator(kube, workers=4, qps=100, on_page=on_page)
+    result = await migrator.migrate(CM, group_resource="configmaps")
+    finished.set()
+    await asyncio.gather(*writers)
+    assert result.ok and result.conflicts > 0 and writes_during > 0
+    async for page in kube.list_pages(CM.path(namespace=namespace)):
+        for item in page["items"]:
+            if item["metadata"]["name"] in last:
+                assert item["data"]["w"] == last[item["metadata"]["name"]], item["metadata"]["name"]

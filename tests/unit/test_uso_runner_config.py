@@ -1,0 +1,64 @@
+"""uso-runner's options and metrics: flags, env, file keys, checks; bounded, pre-initialised metrics."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from controllers.runtime import config
+from controllers.uso_runner import controller, logic, metrics
+
+
+def load(argv: list[str], environ: dict[str, str] | None = None) -> controller.UsoConfig:
+    return config.load(
+        controller.UsoConfig,
+        argv,
+        prog="uso-runner",
+        prefix="USO_RUNNER",
+        description="",
+        environ=environ or {},
+    )
+
+
+def test_defaults() -> None:
+    cfg = load([])
+    assert cfg.trigger == "minor" and not cfg.all_resources and cfg.resources == ()
+    assert cfg.skip_resources == logic.DEFAULT_SKIP
+    assert (cfg.workers, cfg.resource_workers, cfg.page_size, cfg.max_retries) == (16, 4, 500, 5)
+
+
+def test_flags_and_environment() -> None:
+    cfg = load(
+        ["--trigger=any", "--resources=configmaps,widgets.example.com", "--qps=0"],
+        {"USO_RUNNER_ALL_RESOURCES": "true", "USO_RUNNER_WORKERS": "32", "USO_RUNNER_SKIP_RESOURCES": ""},
+    )
+    assert cfg.trigger == "any" and cfg.all_resources and cfg.workers == 32 and cfg.qps == 0
+    assert cfg.resources == ("configmaps", "widgets.example.com") and cfg.skip_resources == ()
+
+
+@pytest.mark.parametrize(
+    "argv", [["--trigger=patch"], ["--workers=0"], ["--qps=-1"], ["--page-size=0"], ["--resources=.bad"]]
+)
+def test_bad_values_are_config_errors(argv: list[str]) -> None:
+    with pytest.raises(config.ConfigError):
+        load(argv)
+
+
+def test_metrics_are_preinitialised_and_bounded() -> None:
+    registry = CollectorRegistry()
+    observed = metrics.Metrics(prefix="uso_runner", registry=registry)
+    for reason in logic.ERROR_REASONS:
+        assert registry.get_sample_value("uso_runner_errors_total", {"reason": reason}) == 0
+    assert registry.get_sample_value("uso_runner_resources", {"state": "pending"}) == 0
+    for i in range(metrics.MAX_RESOURCE_LABELS + 5):
+        observed.object_counters(f"r{i}.example.com")["migrated"].inc()
+    assert (
+        registry.get_sample_value("uso_runner_objects_total", {"resource": "other", "outcome": "migrated"})
+        == 5
+    )
+    observed.observe_run_started()
+    assert registry.get_sample_value("uso_runner_run_in_progress") == 1
+    observed.observe_run_finished(duration_seconds=2.5, succeeded=True)
+    assert registry.get_sample_value("uso_runner_run_in_progress") == 0
+    assert registry.get_sample_value("uso_runner_run_duration_seconds") == 2.5
+    assert (registry.get_sample_value("uso_runner_last_success_timestamp_seconds") or 0) > 0

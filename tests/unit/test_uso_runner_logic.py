@@ -1,0 +1,226 @@
+"""uso-runner's pure decisions: trigger, plan, checkpoint, CRD storedVersions, retry policy."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from controllers.agreement.version import Version, parse_version
+from controllers.kube import discovery
+from controllers.uso_runner import logic
+
+
+def v(text: str) -> Version:
+    parsed = parse_version(text)
+    assert parsed is not None
+    return parsed
+
+
+def res(
+    name: str, group: str = "", *, hash: str = "h1", verbs: str = "list,update,get", version: str = "v1"
+) -> discovery.ApiResource:
+    return discovery.ApiResource(
+        group=group,
+        version=version,
+        name=name,
+        kind=name.title(),
+        namespaced=True,
+        verbs=frozenset(verbs.split(",")),
+        storage_version_hash=hash,
+    )
+
+
+# --- trigger -------------------------------------------------------------------------------------------------
+
+
+def test_first_run_ever_starts() -> None:
+    decision = logic.decide(checkpoint=logic.Checkpoint(), agreed=v("v1.31.0"), mode="minor")
+    assert decision.action == "start"
+
+
+@pytest.mark.parametrize(
+    ("previous", "agreed", "mode", "action"),
+    [
+        ("v1.30.4", "v1.31.0", "minor", "start"),
+        ("v1.31.0", "v1.31.5", "minor", "none"),
+        ("v1.31.0-eks-1", "v1.31.0+k3s1", "any", "none"),
+        ("v1.31.0", "v1.31.5", "any", "start"),
+        ("v1.32.0", "v1.31.9", "minor", "start"),  # a downgrade changes the storage versions too
+        ("garbage", "v1.31.0", "minor", "start"),
+    ],
+)
+def test_trigger(previous: str, agreed: str, mode: logic.TriggerMode, action: str) -> None:
+    decision = logic.decide(checkpoint=logic.Checkpoint(version=previous), agreed=v(agreed), mode=mode)
+    assert decision.action == action
+
+
+def test_unfinished_run_resumes_for_the_same_minor_and_is_superseded_by_another() -> None:
+    running = logic.Checkpoint(version="v1.30.0", run_target="v1.31.0", run_done=frozenset({"pods"}))
+    assert logic.decide(checkpoint=running, agreed=v("v1.31.2"), mode="minor").action == "resume"
+    assert logic.decide(checkpoint=running, agreed=v("v1.31.2"), mode="any").action == "start"
+    assert logic.decide(checkpoint=running, agreed=v("v1.32.0"), mode="minor").action == "start"
+
+
+# --- plan ----------------------------------------------------------------------------------------------------
+
+
+def test_plan_migrates_changed_and_new_hashes_only() -> None:
+    discovered = [
+        res("configmaps", hash="a"),
+        res("secrets", hash="b2"),
+        res("widgets", "example.com", hash="w"),
+    ]
+    checkpoint = logic.Checkpoint(hashes={"configmaps": "a", "secrets": "b1"})
+    plan = logic.plan(
+        discovered=discovered, aggregated=(), checkpoint=checkpoint, skip=(), all_resources=False
+    )
+    assert [r.group_resource for r in plan.migrate] == ["secrets", "widgets.example.com"]
+    assert [r.group_resource for r in plan.unchanged] == ["configmaps"]
+
+
+def test_plan_all_resources_overrides_hashes_but_not_finished_work_of_this_run() -> None:
+    discovered = [res("configmaps", hash="a"), res("secrets", hash="b")]
+    checkpoint = logic.Checkpoint(hashes={"configmaps": "a", "secrets": "b"}, run_done=frozenset({"secrets"}))
+    plan = logic.plan(
+        discovered=discovered, aggregated=(), checkpoint=checkpoint, skip=(), all_resources=True
+    )
+    assert [r.group_resource for r in plan.migrate] == ["configmaps"]
+    assert [r.group_resource for r in plan.done] == ["secrets"]
+
+
+def test_plan_skips_events_aggregated_and_unstorable() -> None:
+    discovered = [
+        res("events"),
+        res("events", "events.k8s.io"),
+        res("pods", "metrics.k8s.io", version="v1beta1", verbs="get,list"),
+        res("widgets", "agg.example.com", version="v1"),
+        res("tokenreviews", "authentication.k8s.io", verbs="create", hash=""),
+        res("pods"),
+    ]
+    plan = logic.plan(
+        discovered=discovered,
+        aggregated={("agg.example.com", "v1")},
+        checkpoint=logic.Checkpoint(),
+        skip=logic.DEFAULT_SKIP,
+        all_resources=True,
+    )
+    assert [r.group_resource for r in plan.migrate] == ["pods"]
+    assert dict(plan.skipped) == {
+        "events": "in the skip list",
+        "events.events.k8s.io": "in the skip list",
+        "pods.metrics.k8s.io": "not stored: no list and update verbs",
+        "widgets.agg.example.com": "served by an aggregated APIService",
+        "tokenreviews.authentication.k8s.io": "not stored: no list and update verbs",
+    }
+
+
+def test_plan_only_list_restricts() -> None:
+    discovered = [res("configmaps"), res("secrets")]
+    plan = logic.plan(
+        discovered=discovered,
+        aggregated=(),
+        checkpoint=logic.Checkpoint(),
+        skip=(),
+        only=["secrets"],
+        all_resources=False,
+    )
+    assert [r.group_resource for r in plan.migrate] == ["secrets"]
+
+
+# --- checkpoint ----------------------------------------------------------------------------------------------
+
+
+def test_checkpoint_round_trip_and_run_lifecycle() -> None:
+    checkpoint = logic.start_run(logic.Checkpoint(version="v1.30.1", hashes={"pods": "x"}), target="v1.31.0")
+    checkpoint = logic.finish_resource(checkpoint, group_resource="secrets", storage_hash="s")
+    assert logic.read_checkpoint(logic.checkpoint_data(checkpoint)) == checkpoint
+    finished = logic.finish_run(checkpoint)
+    assert finished == logic.Checkpoint(version="v1.31.0", hashes={"pods": "x", "secrets": "s"})
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"storageHashes": "not json", "runDone": "{"},
+        {"storageHashes": "[1, 2]", "runDone": '{"a": 1}'},
+        {"storageHashes": '{"pods": 3}', "runDone": "7"},
+        {},
+    ],
+)
+def test_malformed_checkpoint_counts_as_absent(data: dict[str, str]) -> None:
+    checkpoint = logic.read_checkpoint(data)
+    assert checkpoint.hashes == {} and checkpoint.run_done == frozenset()
+
+
+# --- CRD storedVersions --------------------------------------------------------------------------------------
+
+
+def crd(*, generation: int = 3, stored: list[str] | None = None, storage: str = "v2") -> dict[str, object]:
+    return {
+        "metadata": {"name": "widgets.example.com", "generation": generation},
+        "spec": {
+            "versions": [
+                {"name": "v1", "storage": storage == "v1"},
+                {"name": "v2", "storage": storage == "v2"},
+            ]
+        },
+        "status": {"storedVersions": stored if stored is not None else ["v1", "v2"]},
+    }
+
+
+def test_stored_versions_set_to_the_storage_version() -> None:
+    assert logic.stored_versions_update(crd=crd(), expected_generation=3)[0] == ["v2"]
+
+
+def test_stored_versions_left_alone_when_the_crd_changed_or_already_right() -> None:
+    changed, why = logic.stored_versions_update(crd=crd(generation=4), expected_generation=3)
+    assert changed is None and "generation changed" in why
+    assert logic.stored_versions_update(crd=crd(stored=["v2"]), expected_generation=3)[0] is None
+    assert logic.stored_versions_update(crd={"metadata": "odd"}, expected_generation=3)[0] is None
+
+
+# --- retries -------------------------------------------------------------------------------------------------
+
+
+def test_retry_policy() -> None:
+    assert [logic.backoff_seconds(n) for n in range(7)] == [0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
+    assert logic.retryable_status(503) and logic.retryable_status(429)
+    assert not logic.retryable_status(422) and not logic.retryable_status(403)
+    assert {logic.error_reason(s) for s in (0, 429, 500, 403, 422, 418)} == set(logic.ERROR_REASONS)
+
+
+def test_discovery_parsing() -> None:
+    pairs = discovery.preferred_group_versions(
+        core={"versions": ["v1"]},
+        groups={
+            "groups": [{"name": "apps", "preferredVersion": {"version": "v1"}}, {"name": "x", "versions": []}]
+        },
+    )
+    assert pairs == [("", "v1"), ("apps", "v1")]
+    found = discovery.parse_resource_list(
+        group="apps",
+        version="v1",
+        document={
+            "resources": [
+                {
+                    "name": "deployments",
+                    "kind": "Deployment",
+                    "namespaced": True,
+                    "verbs": ["list", "update"],
+                    "storageVersionHash": "8aSe+NMegvE=",
+                },
+                {"name": "deployments/status", "kind": "Deployment", "verbs": ["get"]},
+            ]
+        },
+    )
+    assert [dataclasses.astuple(r) for r in found] == [
+        ("apps", "v1", "deployments", "Deployment", True, frozenset({"list", "update"}), "8aSe+NMegvE=")
+    ]
+    assert discovery.aggregated_group_versions(
+        [
+            {"spec": {"group": "metrics.k8s.io", "version": "v1beta1", "service": {"name": "m"}}},
+            {"spec": {"group": "apps", "version": "v1"}},
+            {},
+        ]
+    ) == {("metrics.k8s.io", "v1beta1")}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import os
 import pathlib
@@ -149,7 +150,14 @@ async def run(node_count: int) -> dict[str, object]:
             "unit": "MiB", "anchor": None, "anchor_value": None, "ratio": None, "goal": f"≤ {RSS_GOAL_MIB:.0f} MiB",
             "met": rss[name] <= RSS_GOAL_MIB,
         })  # fmt: skip
-    return {"nodes": node_count, "machine_cpus": os.cpu_count(), "rows": rows}
+    when = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    return {
+        "when": when,
+        "nodes": node_count,
+        "cpus": os.cpu_count(),
+        "load1": os.getloadavg()[0],
+        "rows": rows,
+    }
 
 
 def main() -> int:

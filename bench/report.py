@@ -85,7 +85,7 @@ def render() -> str:
         if data is None:
             continue
         when = data.get("when") or data.get("date") or ""
-        load = (data.get("machine") or {}).get("load1") or data.get("loadAverage1m")
+        load = (data.get("machine") or {}).get("load1") or data.get("loadAverage1m") or data.get("load1")
         context = f"{name}.json, {when}" + (
             f", 1-min load {load:.1f} on {data.get('cpus') or (data.get('machine') or {}).get('cpus') or 2} cores"
             if load

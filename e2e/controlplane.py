@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import dataclasses
 import os
 import pathlib
@@ -117,6 +118,9 @@ class ControlPlane:
     apiserver_port: int = 0
     etcd: subprocess.Popen[bytes] | None = None
     apiserver: subprocess.Popen[bytes] | None = None
+    # Killed with the thread that started them, so a killed test run leaves no orphans; `make cluster-up`
+    # turns this off: its processes outlive the command on purpose.
+    tied_to_parent: bool = True
 
     @property
     def pki(self) -> pathlib.Path:
@@ -229,7 +233,12 @@ class ControlPlane:
         log = (self.root / f"{name}.log").open("ab")
         with log:
             return subprocess.Popen(
-                argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+                argv,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if self.tied_to_parent else None,
             )
 
     def _wait_ready(self, url: str, *, process: subprocess.Popen[bytes], timeout: float, tls: bool) -> None:
@@ -252,6 +261,12 @@ class ControlPlane:
                 last_error = str(error)
             time.sleep(0.2)
         raise TimeoutError(f"{url} not ready after {timeout:.0f} s: {last_error}")
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the parent thread exits (Linux prctl PR_SET_PDEATHSIG)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
 
 
 def _terminate(process: subprocess.Popen[bytes] | None, *, grace: float = 10.0) -> None:
@@ -316,6 +331,7 @@ def up(state: pathlib.Path) -> int:
         return 0
     down(state, quiet=True)
     plane = build(root=state.resolve())
+    plane.tied_to_parent = False
     plane.start()
     assert plane.etcd is not None and plane.apiserver is not None
     (state / "pids").write_text(f"{plane.apiserver.pid} {plane.etcd.pid}\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import uuid
 
@@ -12,7 +13,8 @@ from e2e import controlplane
 from tests import cluster
 from tests.integration import uso_helpers as h
 
-PER_RESOURCE = 500
+# 3 CRDs x 500 objects in `make test`; USO_RESUME_PER_RESOURCE=6667 runs the 20,000-object variant.
+PER_RESOURCE = int(os.environ.get("USO_RESUME_PER_RESOURCE", "500"))
 
 
 async def test_kill_9_mid_run_then_restart_resumes(

@@ -22,8 +22,8 @@ $(VENV)/.synced: pyproject.toml uv.lock
 venv: $(VENV)/.synced ## Create the virtualenv with the locked dependencies
 
 .PHONY: fixture
-fixture: ## Build (or reuse the cached) etcd, etcdctl and kube-apiserver from the Go module proxy
-	@for tool in etcd etcdctl kube-apiserver; do e2e/build-tool.sh $$tool >/dev/null; done
+fixture: ## Build (or reuse the cached) etcd, etcdctl, kube-apiserver and kube-controller-manager from the Go module proxy
+	@for tool in etcd etcdctl kube-apiserver kube-controller-manager; do e2e/build-tool.sh $$tool >/dev/null; done
 
 .PHONY: demo
 demo: venv fixture ## A local control plane, a simulated master upgrade, all four controllers reacting (~3 min)

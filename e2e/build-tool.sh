@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build one fixture tool from the Go module proxy and cache it by tool and version:
-#   e2e/build-tool.sh kube-apiserver|etcd|etcdctl|helm|promtool|storage-version-migrator
+#   e2e/build-tool.sh kube-apiserver|kube-controller-manager|etcd|etcdctl|helm|promtool|storage-version-migrator
 # Prints the cached binary's path on stdout; progress goes to stderr. Builds only when missing.
 set -euo pipefail
 
@@ -8,12 +8,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=versions.env
 . "$here/versions.env"
 
-tool=${1:?usage: build-tool.sh kube-apiserver|etcd|etcdctl|helm|promtool}
+tool=${1:?usage: build-tool.sh kube-apiserver|kube-controller-manager|etcd|etcdctl|helm|promtool|storage-version-migrator}
 cache=${KUC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kube-upgrade-controllers}
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
 
 case "$tool" in
-  kube-apiserver) version=$KUBE_VERSION ;;
+  kube-apiserver | kube-controller-manager) version=$KUBE_VERSION ;;
   etcd | etcdctl) version=$ETCD_VERSION ;;
   helm) version=$HELM_VERSION ;;
   promtool) version=$PROMTOOL_VERSION ;;
@@ -46,13 +46,13 @@ started=$(date +%s)
 # Each tool is built inside a small wrapper module of its own, so that replace directives the upstream
 # module needs (and that `go install` would ignore) are spelled out here.
 case "$tool" in
-  kube-apiserver)
+  kube-apiserver | kube-controller-manager)
     gomod_path=$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
     minor_patch=${KUBE_VERSION#v1.}
     go_line=$(sed -n 's/^go \(.*\)$/\1/p' "$gomod_path")
     godebug_line=$(sed -n 's/^godebug \(.*\)$/\1/p' "$gomod_path")
     {
-      echo "module fixture/kube-apiserver"
+      echo "module fixture/$tool"
       echo
       echo "go $go_line"
       [ -n "$godebug_line" ] && echo "godebug $godebug_line"
@@ -65,7 +65,7 @@ case "$tool" in
         while read -r mod; do echo "	$mod => $mod v0.$minor_patch"; done
       echo ")"
     } >go.mod
-    pkg=k8s.io/kubernetes/cmd/kube-apiserver
+    pkg=k8s.io/kubernetes/cmd/$tool
     minor=${minor_patch%%.*}
     ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION"
     ldflags+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
@@ -108,9 +108,9 @@ esac
 
 log "resolving modules (first time: downloads a few hundred MB)"
 mod_version=$version
-case "$tool" in kube-apiserver) mod_version=$KUBE_VERSION ;; esac
+case "$tool" in kube-apiserver | kube-controller-manager) mod_version=$KUBE_VERSION ;; esac
 go get -tool "$pkg@$mod_version" >&2
-log "compiling $pkg (2 cores: kube-apiserver takes 5-15 min)"
+log "compiling $pkg (2 cores: kube-apiserver or kube-controller-manager takes 5-15 min)"
 go build -trimpath -ldflags "$ldflags" -o "$out.tmp" "$pkg" >&2
 mv "$out.tmp" "$out"
 log "built in $(($(date +%s) - started)) s -> $out"

@@ -30,6 +30,7 @@ from collections.abc import Iterator
 REPO = pathlib.Path(__file__).resolve().parent.parent
 BUILD_TOOL = REPO / "e2e" / "build-tool.sh"
 ADMIN_USER = "fixture-admin"
+SVM_FEATURE_GATE = "StorageVersionMigrator"
 
 
 def read_versions() -> dict[str, str]:
@@ -118,6 +119,7 @@ class ControlPlane:
     apiserver_port: int = 0
     etcd: subprocess.Popen[bytes] | None = None
     apiserver: subprocess.Popen[bytes] | None = None
+    controller_manager: subprocess.Popen[bytes] | None = None
     # Killed with the thread that started them, so a killed test run leaves no orphans; `make cluster-up`
     # turns this off: its processes outlive the command on purpose.
     tied_to_parent: bool = True
@@ -201,16 +203,52 @@ class ControlPlane:
                 # PodTemplates bypass the watch cache, so their watches meet etcd's compaction directly.
                 "--etcd-compaction-interval=0",
                 "--watch-cache-sizes=podtemplates#0",
+                # StorageVersionMigrations are served, for uso-runner --use-builtin (beta, off by default).
+                f"--feature-gates={SVM_FEATURE_GATE}=true",
+                "--runtime-config=storagemigration.k8s.io/v1beta1=true",
                 f"--cert-dir={self.root / 'apiserver-certs'}",
             ],
         )
         self._wait_ready(f"{self.server}/readyz", process=self.apiserver, timeout=timeout, tls=True)
+
+    def start_controller_manager(self, *, timeout: float = 90.0) -> None:
+        """kube-controller-manager with only the built-in storage version migrator (and the garbage collector,
+        whose informers it needs). Not part of ``start()``: no other test wants controllers running."""
+        port = free_port()
+        self.controller_manager = self._spawn(
+            "kube-controller-manager",
+            [
+                str(tool_path("kube-controller-manager")),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--authentication-kubeconfig={self.kubeconfig}",
+                f"--authorization-kubeconfig={self.kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--cert-dir={self.root / 'controller-manager-certs'}",
+                "--leader-elect=false",
+                "--controllers=garbage-collector-controller,storage-version-migrator-controller",
+                f"--feature-gates={SVM_FEATURE_GATE}=true",
+            ],
+        )
+        # It serves /healthz with a self-signed certificate of its own: checked for liveness, not trust.
+        self._wait_ready(
+            f"https://127.0.0.1:{port}/healthz",
+            process=self.controller_manager,
+            timeout=timeout,
+            tls=True,
+            verify=False,
+        )
+
+    def stop_controller_manager(self) -> None:
+        _terminate(self.controller_manager)
+        self.controller_manager = None
 
     def stop_apiserver(self) -> None:
         _terminate(self.apiserver)
         self.apiserver = None
 
     def stop(self) -> None:
+        self.stop_controller_manager()
         self.stop_apiserver()
         _terminate(self.etcd)
         self.etcd = None
@@ -241,9 +279,15 @@ class ControlPlane:
                 preexec_fn=_die_with_parent if self.tied_to_parent else None,
             )
 
-    def _wait_ready(self, url: str, *, process: subprocess.Popen[bytes], timeout: float, tls: bool) -> None:
+    def _wait_ready(
+        self, url: str, *, process: subprocess.Popen[bytes], timeout: float, tls: bool, verify: bool = True
+    ) -> None:
         context: ssl.SSLContext | None = None
-        if tls:
+        if tls and not verify:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        elif tls:
             context = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
             context.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
         deadline = time.monotonic() + timeout

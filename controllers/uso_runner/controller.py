@@ -14,11 +14,13 @@ from controllers.kube import discovery, events, resources
 from controllers.kube import state as state_module
 from controllers.kube.client import ApiError, Kube
 from controllers.runtime import app, config
+from controllers.uso_runner import builtin as builtin_module
 from controllers.uso_runner import logic, migrate
 from controllers.uso_runner import metrics as metrics_module
 
 log = logging.getLogger(__name__)
 NAME = "uso-runner"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
 
 
 def _resource_names(values: tuple[str, ...]) -> str | None:
@@ -58,6 +60,17 @@ class UsoConfig(config.BaseConfig):
     retry_seconds: float = config.option(
         300.0, "After a run with failed resources, run again after this long.", check=config.positive
     )
+    use_builtin: bool = config.option(
+        False,
+        "Hand each resource to kube-controller-manager's built-in migrator (a StorageVersionMigration of "
+        "storagemigration.k8s.io) instead of rewriting its objects; rewrites them itself when that API is "
+        "not served.",
+    )
+    builtin_timeout_seconds: float = config.option(
+        3600.0,
+        "With --use-builtin: how long one StorageVersionMigration may take before its resource fails.",
+        check=config.positive,
+    )
 
 
 Ctx = app.Context[UsoConfig]
@@ -73,6 +86,7 @@ class Report:
     already_done: list[str] = dataclasses.field(default_factory=list)
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     stored_versions: dict[str, str] = dataclasses.field(default_factory=dict)
+    method: Literal["rewrite", "builtin"] = "rewrite"
     duration_seconds: float = 0.0
 
     @property
@@ -84,6 +98,7 @@ class Report:
             "action": self.action,
             "reason": self.reason,
             "target": self.target,
+            "method": self.method,
             "ok": self.ok,
             "objectsMigrated": sum(r.migrated for r in self.results),
             "resources": {r.group_resource: r.as_json() for r in self.results},
@@ -185,8 +200,40 @@ class UsoRunner:
             skipped=list(plan.skipped),
         )
         run = _Run(ctx=ctx, metrics=metrics, checkpoint=checkpoint, state=current, plan=plan, report=report)
+        if cfg.use_builtin:
+            run.builtin = await self._builtin(run, discovered)
+            report.method = "builtin" if run.builtin else "rewrite"
         await run.execute()
         return report
+
+    async def _builtin(
+        self, run: _Run, discovered: list[discovery.ApiResource]
+    ) -> builtin_module.Builtin | None:
+        """The built-in migrator, or None (with a warning) when storagemigration.k8s.io is not served."""
+        cfg = run.ctx.config
+        version = logic.builtin_version(discovered)
+        if version is None:
+            why = (
+                f"--use-builtin: {logic.SVM_RESOURCE}.{logic.SVM_GROUP} is not served (kube-apiserver needs "
+                f"--runtime-config={logic.SVM_GROUP}/v1beta1=true and the StorageVersionMigrator feature "
+                "gate); rewriting the objects instead"
+            )
+            log.warning("%s", why)
+            await run.event(reason="BuiltinMigrationUnavailable", note=why, action="Migrate", type="Warning")
+            return None
+        labels = {
+            state_module.PART_OF_LABEL: state_module.PART_OF,
+            state_module.CONTROLLER_LABEL: NAME,
+            INSTANCE_LABEL: cfg.release,
+        }
+        return builtin_module.Builtin(
+            kube=run.ctx.kube,
+            version=version,
+            release=cfg.release,
+            labels=labels,
+            timeout=cfg.builtin_timeout_seconds,
+            dry_run=cfg.dry_run,
+        )
 
 
 @dataclasses.dataclass
@@ -199,6 +246,7 @@ class _Run:
     state: state_module.State
     plan: logic.Plan
     report: Report
+    builtin: builtin_module.Builtin | None = None  # --use-builtin with the API served
 
     def __post_init__(self) -> None:
         self._lock = asyncio.Lock()
@@ -218,18 +266,19 @@ class _Run:
         started = time.monotonic()
         pending = [r.group_resource for r in self.plan.migrate]
         log.info(
-            "run for %s: %d resource(s) to migrate, %d unchanged, %d already done, %d skipped%s",
+            "run for %s: %d resource(s) to migrate%s, %d unchanged, %d already done, %d skipped%s",
             self.checkpoint.run_target,
             len(pending),
+            " by StorageVersionMigrations" if self.builtin else "",
             len(self.plan.unchanged),
             len(self.plan.done),
             len(self.plan.skipped),
-            " (dry run: listing only)" if cfg.dry_run else "",
+            " (dry run: nothing written)" if cfg.dry_run else "",
         )
         self.metrics.observe_run_started()
         self.metrics.observe_resources(pending=len(pending), done=0, failed=0)
         await self._save({"phase": "Running", "progress": self._progress(), "lastError": ""})
-        await self._event(
+        await self.event(
             reason="MigrationStarted",
             note=f"migrating {len(pending)} resource(s) for {self.checkpoint.run_target}",
             action="Migrate",
@@ -249,7 +298,10 @@ class _Run:
         async def one(res: logic.Discovered) -> None:
             assert isinstance(res, discovery.ApiResource)
             async with slots:
-                result = await migrator.migrate(res.resource, group_resource=res.group_resource)
+                if self.builtin is not None:
+                    result = await self.builtin.migrate(res, target=self.checkpoint.run_target)
+                else:
+                    result = await migrator.migrate(res.resource, group_resource=res.group_resource)
                 self.report.results.append(result)
                 await self._finished(res, result, crds)
 
@@ -260,14 +312,22 @@ class _Run:
     async def _finished(
         self, res: discovery.ApiResource, result: migrate.ResourceResult, crds: dict[str, int]
     ) -> None:
-        log.info(
-            "%s: %d rewritten, %d conflicts (already rewritten), %d gone, %d failed",
-            res.group_resource,
-            result.migrated,
-            result.conflicts,
-            result.not_found,
-            result.failed,
-        )
+        if result.delegated_to:
+            log.info(
+                "%s: StorageVersionMigration %s %s",
+                res.group_resource,
+                result.delegated_to,
+                f"failed: {result.error}" if result.error else "succeeded",
+            )
+        else:
+            log.info(
+                "%s: %d rewritten, %d conflicts (already rewritten), %d gone, %d failed",
+                res.group_resource,
+                result.migrated,
+                result.conflicts,
+                result.not_found,
+                result.failed,
+            )
         if not result.ok:
             self._failed += 1
         elif not self.ctx.config.dry_run:
@@ -298,6 +358,9 @@ class _Run:
         self.metrics.observe_run_finished(duration_seconds=report.duration_seconds, succeeded=not failed)
         migrated = sum(r.migrated for r in report.results)
         if self.ctx.config.dry_run:
+            if self.builtin is not None:
+                log.info("dry run: %d StorageVersionMigration(s) would be created", len(report.results))
+                return
             listed = sum(r.listed for r in report.results)
             log.info(
                 "dry run: %d resource(s) with %d object(s) would be rewritten", len(report.results), listed
@@ -307,7 +370,7 @@ class _Run:
             error = "; ".join(f"{r.group_resource}: {r.error}" for r in failed)[:1000]
             async with self._lock:
                 await self._save({"phase": "Failed", "lastError": error, "progress": self._progress()})
-            await self._event(
+            await self.event(
                 reason="MigrationFailed",
                 note=f"{len(failed)} resource(s) failed: {error}",
                 action="Migrate",
@@ -319,11 +382,15 @@ class _Run:
         async with self._lock:
             self.checkpoint = logic.finish_run(self.checkpoint)
             await self._save({"phase": "Succeeded", "lastError": "", "progress": self._progress()})
-        await self._event(
-            reason="MigrationSucceeded",
-            note=f"{migrated} object(s) of {len(report.results)} resource(s) rewritten for {target}",
-            action="Migrate",
+        note = (
+            f"{len(report.results)} resource(s) migrated by StorageVersionMigrations for {target}"
+            if self.builtin
+            else f"{migrated} object(s) of {len(report.results)} resource(s) rewritten for {target}"
         )
+        await self.event(reason="MigrationSucceeded", note=note, action="Migrate")
+        if self.builtin is not None:
+            for name in await self.builtin.delete_stale(target=target):
+                log.info("deleted StorageVersionMigration %s of an earlier run", name)
         log.info(
             "run for %s finished: %d object(s) of %d resource(s) in %.1f s",
             target,
@@ -337,7 +404,7 @@ class _Run:
             self.state, {**logic.checkpoint_data(self.checkpoint), **changes}
         )
 
-    async def _event(self, *, reason: str, note: str, action: str, type: events.EventType = "Normal") -> None:
+    async def event(self, *, reason: str, note: str, action: str, type: events.EventType = "Normal") -> None:
         ref = events.ObjectRef(
             kind="ConfigMap", name=self.state.name, namespace=self.state.namespace, uid=self.state.uid or ""
         )

@@ -10,9 +10,10 @@ The state ConfigMap holds, besides the common keys:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from controllers.agreement.version import Version, parse_version
 
@@ -236,3 +237,101 @@ def error_reason(status: int) -> str:
 
 
 ERROR_REASONS = ("connection", "throttled", "server_error", "forbidden", "invalid", "client_error")
+
+
+# --- --use-builtin: StorageVersionMigration objects for kube-controller-manager's migrator -------------------
+
+SVM_GROUP = "storagemigration.k8s.io"
+SVM_RESOURCE = "storageversionmigrations"
+SVM_CREATE_VERBS = frozenset({"create", "get"})
+ANNOTATION_TARGET = "kube-upgrade-controllers.io/run-target"
+ANNOTATION_HASH = "kube-upgrade-controllers.io/storage-version-hash"
+_MAX_NAME = 253
+
+MigrationPhase = Literal["pending", "running", "succeeded", "failed"]
+
+
+def builtin_version(discovered: Iterable[Discovered]) -> str | None:
+    """The version at which ``storageversionmigrations.storagemigration.k8s.io`` can be created, if served."""
+    for res in discovered:
+        if res.group == SVM_GROUP and res.group_resource == f"{SVM_RESOURCE}.{SVM_GROUP}":
+            return res.version if res.verbs >= SVM_CREATE_VERBS else None
+    return None
+
+
+def migration_name(*, release: str, group_resource: str, target: str, storage_hash: str) -> str:
+    """A StorageVersionMigration's name, the same for one resource, run target and storage hash (so a
+    restarted run finds the migration it created), a DNS subdomain of at most 253 characters."""
+    digest = hashlib.sha256(f"{target}\n{group_resource}\n{storage_hash}".encode()).hexdigest()[:10]
+    base = f"{release}-{group_resource}"[: _MAX_NAME - len(digest) - 1].rstrip(".-")
+    return f"{base}-{digest}"
+
+
+def migration_manifest(
+    *,
+    api_version: str,
+    name: str,
+    group: str,
+    resource: str,
+    labels: Mapping[str, str],
+    target: str,
+    storage_hash: str,
+) -> dict[str, Any]:
+    """The StorageVersionMigration asking the built-in migrator to rewrite every object of one resource."""
+    return {
+        "apiVersion": api_version,
+        "kind": "StorageVersionMigration",
+        "metadata": {
+            "name": name,
+            "labels": dict(labels),
+            "annotations": {ANNOTATION_TARGET: target, ANNOTATION_HASH: storage_hash},
+        },
+        "spec": {"resource": {"group": group, "resource": resource}},
+    }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MigrationStatus:
+    phase: MigrationPhase
+    message: str
+
+
+def migration_status(svm: Mapping[str, object]) -> MigrationStatus:
+    """Where a StorageVersionMigration is. Finished means Succeeded or Failed with Running no longer true: the
+    built-in controller turns Running off only after it has set the CRD's storedVersions."""
+    status = svm.get("status")
+    status = status if isinstance(status, dict) else {}
+    conditions = {
+        str(c.get("type")): c for c in status.get("conditions") or [] if isinstance(c, dict) and c.get("type")
+    }
+
+    def true(kind: str) -> bool:
+        return str(conditions.get(kind, {}).get("status")) == "True"
+
+    def message(kind: str) -> str:
+        condition = conditions.get(kind, {})
+        return str(condition.get("message") or condition.get("reason") or kind)
+
+    if true("Running"):
+        return MigrationStatus("running", message("Running"))
+    if true("Failed"):
+        return MigrationStatus("failed", message("Failed"))
+    if true("Succeeded"):
+        return MigrationStatus("succeeded", message("Succeeded"))
+    if not conditions and not status.get("resourceVersion"):
+        return MigrationStatus("pending", "not picked up by a controller yet")
+    return MigrationStatus("running", "waiting for the migration to start")
+
+
+def stale_migrations(items: Iterable[Mapping[str, object]], *, target: str) -> list[str]:
+    """Names of this controller's finished StorageVersionMigrations from runs for another target (the last
+    run's are kept for inspection; unfinished ones are never deleted)."""
+    stale: list[str] = []
+    for svm in items:
+        metadata = svm.get("metadata")
+        metadata = metadata if isinstance(metadata, dict) else {}
+        annotations = metadata.get("annotations") or {}
+        finished = migration_status(svm).phase in ("succeeded", "failed")
+        if finished and annotations.get(ANNOTATION_TARGET) != target and metadata.get("name"):
+            stale.append(str(metadata["name"]))
+    return sorted(stale)

@@ -36,19 +36,25 @@ class ResourceResult:
     not_found: int = 0
     failed: int = 0
     error: str = ""  # why the resource failed (status and reason, never object content)
+    delegated_to: str = ""  # --use-builtin: the StorageVersionMigration that did the rewrite
 
     @property
     def ok(self) -> bool:
         return self.failed == 0 and not self.error
 
     def as_json(self) -> dict[str, int | str]:
-        result: dict[str, int | str] = {
-            "listed": self.listed,
-            "migrated": self.migrated,
-            "conflicts": self.conflicts,
-            "notFound": self.not_found,
-            "failed": self.failed,
-        }
+        # A delegated resource's objects are counted by nobody: the built-in migrator reports no figures.
+        result: dict[str, int | str] = (
+            {"storageVersionMigration": self.delegated_to}
+            if self.delegated_to
+            else {
+                "listed": self.listed,
+                "migrated": self.migrated,
+                "conflicts": self.conflicts,
+                "notFound": self.not_found,
+                "failed": self.failed,
+            }
+        )
         if self.error:
             result["error"] = self.error
         return result

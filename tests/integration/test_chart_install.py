@@ -351,7 +351,7 @@ async def test_watchdog_writes_nothing_but_events(installed: Installed, kube: cl
 
 
 async def test_controllers_cannot_do_what_they_do_not_need(installed: Installed, kube: client.Kube) -> None:
-    # uso-runner rewrites objects: it may update, never create or delete.
+    # uso-runner rewrites objects: it may update, never create or delete (but its StorageVersionMigrations).
     for verb, resource in (
         ("create", "pods"),
         ("delete", "secrets"),
@@ -363,6 +363,10 @@ async def test_controllers_cannot_do_what_they_do_not_need(installed: Installed,
             resource,
         )
     assert await can(installed, kube, "uso-runner", "update", "secrets", namespace="kube-system")
+    for verb in ("create", "get", "delete"):
+        assert await can(
+            installed, kube, "uso-runner", verb, "storageversionmigrations", group="storagemigration.k8s.io"
+        )
     # addon-updater (apply mode) manages the bundle kinds; not nodes, pods or Secrets' contents.
     assert await can(
         installed, kube, "addon-updater", "patch", "deployments", group="apps", namespace="kube-system"

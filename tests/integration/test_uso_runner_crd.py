@@ -16,51 +16,6 @@ from tests.integration import uso_helpers as h
 OBJECTS = 2000
 
 
-def stored_objects(plane: controlplane.ControlPlane, prefix: str) -> dict[str, client.JSON]:
-    """The objects under an etcd key prefix, decoded (CRs are stored as JSON)."""
-    raw = json.loads(plane.etcdctl("get", prefix, "--prefix", "-w", "json"))
-    return {
-        base64.b64decode(kv["key"]).decode(): json.loads(base64.b64decode(kv["value"]))
-        for kv in raw.get("kvs") or []
-    }
-
-
-def content(obj: client.JSON) -> tuple[object, ...]:
-    meta = obj["metadata"]
-    return (meta.get("labels"), meta.get("annotations"), obj.get("spec"))
-
-
-async def wait_hash_change(kube: client.Kube, *, group: str, before: str) -> str:
-    for _ in range(300):
-        now = await h.storage_hash(kube, group=group, version="v2", plural="widgets")
-        if now != before:
-            return now
-        await asyncio.sleep(0.1)
-    raise TimeoutError("storageVersionHash did not change")
-
-
-async def wait_writes_stored_as(
-    kube: client.Kube,
-    plane: controlplane.ControlPlane,
-    widgets: resources.Resource,
-    *,
-    namespace: str,
-    api_version: str,
-) -> None:
-    """The CRD handler switches storage after the CRD update, like discovery: wait until a write shows it."""
-    key = f"/registry/{widgets.group}/widgets/{namespace}/probe"
-    at = resources.Resource(widgets.group, api_version.split("/")[-1], widgets.plural, namespaced=True)
-    probe = at.path(namespace=namespace, name="probe")
-    for _ in range(100):
-        await kube.create(at.path(namespace=namespace), h.widget("probe", 0, api_version=api_version))
-        stored = stored_objects(plane, key)[key]["apiVersion"]
-        await kube.delete(probe)
-        if stored == api_version:
-            return
-        await asyncio.sleep(0.1)
-    raise TimeoutError("the new storage version is not used")
-
-
 async def test_crd_storage_switch_migrates_every_object_once_per_hash_change(
     kube: client.Kube, namespace: str, nodes: cluster.Nodes, control_plane: controlplane.ControlPlane
 ) -> None:
@@ -85,18 +40,12 @@ async def test_crd_storage_switch_migrates_every_object_once_per_hash_change(
         (h.widget(f"w{i:05d}", i, api_version=f"{group}/v1") for i in range(OBJECTS)),
         namespace=namespace,
     )
-    before = {o["metadata"]["name"]: content(o) for o in await list_all(kube, widgets, namespace)}
+    before = {o["metadata"]["name"]: h.content(o) for o in await h.list_all(kube, widgets, namespace)}
     prefix = f"/registry/{group}/widgets/{namespace}/"
-    assert {o["apiVersion"] for o in stored_objects(control_plane, prefix).values()} == {f"{group}/v1"}
+    assert {o["apiVersion"] for o in h.stored_objects(control_plane, prefix).values()} == {f"{group}/v1"}
 
     # Switch the storage version to v2: storedVersions becomes [v1, v2], the discovery hash changes.
-    old_hash = await h.storage_hash(kube, group=group, version="v2", plural="widgets")
-    crd = await kube.get(resources.CRDS.path(name=crd_name))
-    for version in crd["spec"]["versions"]:
-        version["storage"] = version["name"] == "v2"
-    await kube.replace(resources.CRDS.path(name=crd_name), crd)
-    await wait_hash_change(kube, group=group, before=old_hash)
-    await wait_writes_stored_as(kube, control_plane, widgets, namespace=namespace, api_version=f"{group}/v2")
+    await h.switch_storage(kube, control_plane, widgets, namespace=namespace, to="v2")
     crd = await kube.get(resources.CRDS.path(name=crd_name))
     assert crd["status"]["storedVersions"] == ["v1", "v2"]
 
@@ -110,14 +59,14 @@ async def test_crd_storage_switch_migrates_every_object_once_per_hash_change(
     assert second["resources"][crd_name]["migrated"] == OBJECTS
     assert second["resources"][crd_name]["failed"] == 0
     assert second["storedVersions"][crd_name].startswith("updated")
-    stored = stored_objects(control_plane, prefix)
+    stored = h.stored_objects(control_plane, prefix)
     assert len(stored) == OBJECTS
     assert {o["apiVersion"] for o in stored.values()} == {f"{group}/v2"}
     crd = await kube.get(resources.CRDS.path(name=crd_name))
     assert crd["status"]["storedVersions"] == ["v2"]
-    after = {o["metadata"]["name"]: content(o) for o in await list_all(kube, widgets, namespace)}
+    after = {o["metadata"]["name"]: h.content(o) for o in await h.list_all(kube, widgets, namespace)}
     assert after == before
-    assert {o["metadata"]["name"]: content(o) for o in stored.values()} == before
+    assert {o["metadata"]["name"]: h.content(o) for o in stored.values()} == before
 
     saved = await state.read(kube, namespace=namespace, name=f"{release}-uso-runner-state")
     assert saved.get("version") == "v1.36.0" and saved.get("phase") == "Succeeded"
@@ -132,13 +81,6 @@ async def test_crd_storage_switch_migrates_every_object_once_per_hash_change(
 
 def json_result(migrated: int) -> dict[str, int]:
     return {"listed": migrated, "migrated": migrated, "conflicts": 0, "notFound": 0, "failed": 0}
-
-
-async def list_all(kube: client.Kube, resource: resources.Resource, namespace: str) -> list[client.JSON]:
-    items: list[client.JSON] = []
-    async for page in kube.list_pages(resource.path(namespace=namespace)):
-        items.extend(page["items"])
-    return items
 
 
 async def test_a_secret_value_never_appears_in_the_logs(

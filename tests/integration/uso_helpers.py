@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ from typing import Any
 from controllers.kube import client, resources
 from controllers.runtime import app, config
 from controllers.uso_runner import controller
+from e2e import controlplane
 
 CRDS = resources.CRDS
 SCHEMA = {
@@ -97,6 +99,79 @@ def widget(name: str, index: int, *, api_version: str) -> client.JSON:
         "metadata": {"name": name, "labels": {"index": str(index)}, "annotations": {"note": f"n{index}"}},
         "spec": {"size": index, "colour": "blue", "nested": {"list": [index, "x"]}},
     }
+
+
+def stored_objects(plane: controlplane.ControlPlane, prefix: str) -> dict[str, client.JSON]:
+    """The objects under an etcd key prefix, decoded (CRs are stored as JSON)."""
+    raw = json.loads(plane.etcdctl("get", prefix, "--prefix", "-w", "json"))
+    return {
+        base64.b64decode(kv["key"]).decode(): json.loads(base64.b64decode(kv["value"]))
+        for kv in raw.get("kvs") or []
+    }
+
+
+def content(obj: client.JSON) -> tuple[object, ...]:
+    meta = obj["metadata"]
+    return (meta.get("labels"), meta.get("annotations"), obj.get("spec"))
+
+
+async def wait_hash_change(kube: client.Kube, *, group: str, version: str, before: str) -> str:
+    for _ in range(300):
+        now = await storage_hash(kube, group=group, version=version, plural="widgets")
+        if now != before:
+            return now
+        await asyncio.sleep(0.1)
+    raise TimeoutError("storageVersionHash did not change")
+
+
+async def wait_writes_stored_as(
+    kube: client.Kube,
+    plane: controlplane.ControlPlane,
+    widgets: resources.Resource,
+    *,
+    namespace: str,
+    api_version: str,
+) -> None:
+    """The CRD handler switches storage after the CRD update, like discovery: wait until a write shows it."""
+    key = f"/registry/{widgets.group}/widgets/{namespace}/probe"
+    at = resources.Resource(widgets.group, api_version.split("/")[-1], widgets.plural, namespaced=True)
+    probe = at.path(namespace=namespace, name="probe")
+    for _ in range(100):
+        await kube.create(at.path(namespace=namespace), widget("probe", 0, api_version=api_version))
+        stored = stored_objects(plane, key)[key]["apiVersion"]
+        await kube.delete(probe)
+        if stored == api_version:
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError("the new storage version is not used")
+
+
+async def switch_storage(
+    kube: client.Kube,
+    plane: controlplane.ControlPlane,
+    widgets: resources.Resource,
+    *,
+    namespace: str,
+    to: str,
+) -> None:
+    """Make ``to`` the CRD's storage version; return once discovery and a write show it."""
+    crd_path = CRDS.path(name=f"widgets.{widgets.group}")
+    old_hash = await storage_hash(kube, group=widgets.group, version=to, plural="widgets")
+    crd = await kube.get(crd_path)
+    for version in crd["spec"]["versions"]:
+        version["storage"] = version["name"] == to
+    await kube.replace(crd_path, crd)
+    await wait_hash_change(kube, group=widgets.group, version=to, before=old_hash)
+    await wait_writes_stored_as(
+        kube, plane, widgets, namespace=namespace, api_version=f"{widgets.group}/{to}"
+    )
+
+
+async def list_all(kube: client.Kube, resource: resources.Resource, namespace: str) -> list[client.JSON]:
+    items: list[client.JSON] = []
+    async for page in kube.list_pages(resource.path(namespace=namespace)):
+        items.extend(page["items"])
+    return items
 
 
 def runner_argv(kubeconfig: str, *, namespace: str, release: str, extra: Sequence[str] = ()) -> list[str]:

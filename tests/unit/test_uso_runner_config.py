@@ -25,6 +25,7 @@ def test_defaults() -> None:
     assert cfg.trigger == "minor" and not cfg.all_resources and cfg.resources == ()
     assert cfg.skip_resources == logic.DEFAULT_SKIP
     assert (cfg.workers, cfg.resource_workers, cfg.page_size, cfg.max_retries) == (16, 4, 500, 5)
+    assert not cfg.use_builtin and cfg.builtin_timeout_seconds == 3600
 
 
 def test_flags_and_environment() -> None:
@@ -34,10 +35,20 @@ def test_flags_and_environment() -> None:
     )
     assert cfg.trigger == "any" and cfg.all_resources and cfg.workers == 32 and cfg.qps == 0
     assert cfg.resources == ("configmaps", "widgets.example.com") and cfg.skip_resources == ()
+    builtin = load(["--use-builtin"], {"USO_RUNNER_BUILTIN_TIMEOUT_SECONDS": "90"})
+    assert builtin.use_builtin and builtin.builtin_timeout_seconds == 90
 
 
 @pytest.mark.parametrize(
-    "argv", [["--trigger=patch"], ["--workers=0"], ["--qps=-1"], ["--page-size=0"], ["--resources=.bad"]]
+    "argv",
+    [
+        ["--trigger=patch"],
+        ["--workers=0"],
+        ["--qps=-1"],
+        ["--page-size=0"],
+        ["--resources=.bad"],
+        ["--builtin-timeout-seconds=0"],
+    ],
 )
 def test_bad_values_are_config_errors(argv: list[str]) -> None:
     with pytest.raises(config.ConfigError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -224,3 +225,104 @@ def test_discovery_parsing() -> None:
             {},
         ]
     ) == {("metrics.k8s.io", "v1beta1")}
+
+
+# --- --use-builtin -------------------------------------------------------------------------------------------
+
+
+def test_builtin_version_is_the_served_creatable_version_or_none() -> None:
+    svm = res(logic.SVM_RESOURCE, logic.SVM_GROUP, verbs="create,get,list,delete", version="v1beta1")
+    assert logic.builtin_version([res("configmaps"), svm]) == "v1beta1"
+    assert logic.builtin_version([res("configmaps")]) is None
+    read_only = dataclasses.replace(svm, verbs=frozenset({"get", "list"}))
+    assert logic.builtin_version([read_only]) is None
+    assert logic.builtin_version([res(logic.SVM_RESOURCE, "other.example.com", verbs="create,get")]) is None
+
+
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+def test_migration_name_is_stable_per_resource_target_and_hash_and_a_valid_name() -> None:
+    def name(
+        *,
+        release: str = "kuc",
+        group_resource: str = "widgets.example.com",
+        target: str = "v1.36.0",
+        hash: str = "h1",
+    ) -> str:
+        return logic.migration_name(
+            release=release, group_resource=group_resource, target=target, storage_hash=hash
+        )
+
+    assert name() == name()
+    assert name().startswith("kuc-widgets.example.com-")
+    assert len({name(), name(target="v1.37.0"), name(hash="h2"), name(group_resource="configmaps")}) == 4
+    long = name(group_resource="x" * 300 + ".example.com")
+    assert len(long) <= 253 and DNS_SUBDOMAIN.match(long), long
+    assert DNS_SUBDOMAIN.match(name(release="a" * 242 + "-"))
+
+
+def test_migration_manifest_names_the_group_resource_and_the_run() -> None:
+    manifest = logic.migration_manifest(
+        api_version="storagemigration.k8s.io/v1beta1",
+        name="kuc-configmaps-0123456789",
+        group="",
+        resource="configmaps",
+        labels={"app.kubernetes.io/instance": "kuc"},
+        target="v1.36.0",
+        storage_hash="h1",
+    )
+    assert manifest["kind"] == "StorageVersionMigration"
+    assert manifest["spec"] == {"resource": {"group": "", "resource": "configmaps"}}
+    assert manifest["metadata"]["annotations"] == {
+        logic.ANNOTATION_TARGET: "v1.36.0",
+        logic.ANNOTATION_HASH: "h1",
+    }
+
+
+def svm(
+    *conditions: tuple[str, str], resource_version: str = "", target: str = "v1", name: str = "m"
+) -> dict[str, object]:
+    return {
+        "metadata": {"name": name, "annotations": {logic.ANNOTATION_TARGET: target}},
+        "status": {
+            "resourceVersion": resource_version,
+            "conditions": [{"type": t, "status": s, "message": f"{t} says {s}"} for t, s in conditions],
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("conditions", "resource_version", "phase"),
+    [
+        ((), "", "pending"),
+        ((("Running", "True"),), "", "running"),
+        ((("Running", "True"),), "42", "running"),
+        # Succeeded, but the controller has not turned Running off yet (it updates the CRD first).
+        ((("Running", "True"), ("Succeeded", "True")), "42", "running"),
+        ((("Running", "False"), ("Succeeded", "True")), "42", "succeeded"),
+        ((("Running", "False"), ("Failed", "True")), "42", "failed"),
+        ((("Failed", "True"),), "", "failed"),
+        ((("Running", "False"),), "42", "running"),
+    ],
+)
+def test_migration_status(conditions: tuple[tuple[str, str], ...], resource_version: str, phase: str) -> None:
+    assert logic.migration_status(svm(*conditions, resource_version=resource_version)).phase == phase
+
+
+def test_migration_status_of_a_failure_carries_its_message_and_tolerates_junk() -> None:
+    failed = logic.migration_status(svm(("Failed", "True")))
+    assert failed == logic.MigrationStatus("failed", "Failed says True")
+    assert logic.migration_status({"status": "junk"}).phase == "pending"
+    assert logic.migration_status({"status": {"conditions": ["junk", {"type": ""}]}}).phase == "pending"
+
+
+def test_stale_migrations_are_finished_ones_of_other_targets() -> None:
+    items = [
+        svm(("Succeeded", "True"), target="v1.35.0", name="old-done"),
+        svm(("Failed", "True"), target="v1.35.0", name="old-failed"),
+        svm(("Running", "True"), target="v1.35.0", name="old-running"),
+        svm(("Succeeded", "True"), target="v1.36.0", name="current"),
+        svm(target="v1.35.0", name="old-pending"),
+    ]
+    assert logic.stale_migrations(items, target="v1.36.0") == ["old-done", "old-failed"]

@@ -1,0 +1,151 @@
+"""``--use-builtin``: hand each resource to kube-controller-manager's storage version migrator.
+
+One StorageVersionMigration (``storagemigration.k8s.io``) per resource, named after the resource, the run's
+target and the storage hash, so a restarted run finds and follows the one it created instead of starting
+another. The built-in controller rewrites the objects and, for a CRD, sets ``status.storedVersions``; this
+side creates the object and polls its conditions until it finished or ``timeout`` passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+import aiohttp
+
+from controllers.kube import discovery, resources
+from controllers.kube.client import JSON, ApiError, Kube
+from controllers.uso_runner import logic
+from controllers.uso_runner.migrate import ResourceResult
+
+log = logging.getLogger(__name__)
+
+NOT_PICKED_UP = (
+    "no controller picked it up: is kube-controller-manager running its storage-version-migrator-controller "
+    "(feature gate StorageVersionMigrator, with the garbage collector on), and is no other migration of this "
+    "resource in progress?"
+)
+
+
+@dataclasses.dataclass
+class Builtin:
+    """Creates and follows StorageVersionMigrations; at most ``timeout`` seconds per resource."""
+
+    kube: Kube
+    version: str  # the served version of storagemigration.k8s.io
+    release: str
+    labels: Mapping[str, str]
+    timeout: float
+    dry_run: bool = False
+    poll_seconds: float = 1.0
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    clock: Callable[[], float] = time.monotonic
+
+    @property
+    def resource(self) -> resources.Resource:
+        return resources.Resource(logic.SVM_GROUP, self.version, logic.SVM_RESOURCE, namespaced=False)
+
+    async def migrate(self, res: discovery.ApiResource, *, target: str) -> ResourceResult:
+        name = logic.migration_name(
+            release=self.release,
+            group_resource=res.group_resource,
+            target=target,
+            storage_hash=res.storage_version_hash,
+        )
+        result = ResourceResult(res.group_resource, delegated_to=name)
+        manifest = logic.migration_manifest(
+            api_version=f"{logic.SVM_GROUP}/{self.version}",
+            name=name,
+            group=res.group,
+            resource=res.name,
+            labels=self.labels,
+            target=target,
+            storage_hash=res.storage_version_hash,
+        )
+        try:
+            if self.dry_run:
+                await self.kube.create(self.resource.path(), manifest, dry_run=True)
+                return result
+            await self._create(name, manifest)
+            status = await self._follow(name)
+        except ApiError as error:
+            result.error = f"StorageVersionMigration {name}: {error.status} {error.reason}"
+            return result
+        except (aiohttp.ClientError, OSError) as error:
+            result.error = f"StorageVersionMigration {name}: {type(error).__name__}"
+            return result
+        if status.phase != "succeeded":
+            result.error = f"StorageVersionMigration {name}: {status.message}"
+        return result
+
+    async def _create(self, name: str, manifest: JSON) -> None:
+        """Create it; an existing one of the same name is followed, unless it failed: then it is replaced."""
+        path = self.resource.path()
+        try:
+            await self.kube.create(path, manifest)
+            log.info("created StorageVersionMigration %s", name)
+            return
+        except ApiError as error:
+            if not error.already_exists:
+                raise
+        existing = await self.kube.get(self.resource.path(name=name))
+        if logic.migration_status(existing).phase != "failed":
+            log.info("following the existing StorageVersionMigration %s", name)
+            return
+        await self.kube.delete(self.resource.path(name=name))
+        await self._wait_gone(name)
+        await self.kube.create(path, manifest)
+        log.info("re-created StorageVersionMigration %s (the previous one failed)", name)
+
+    async def _wait_gone(self, name: str) -> None:
+        deadline = self.clock() + 60
+        while self.clock() < deadline:
+            try:
+                await self.kube.get(self.resource.path(name=name))
+            except ApiError as error:
+                if error.not_found:
+                    return
+                raise
+            await self.sleep(self.poll_seconds)
+        raise TimeoutError(f"StorageVersionMigration {name} was not deleted")
+
+    async def _follow(self, name: str) -> logic.MigrationStatus:
+        """Poll until it finished or ``timeout`` passed; transient errors are polled through."""
+        deadline = self.clock() + self.timeout
+        status = logic.MigrationStatus("pending", "not read yet")
+        while True:
+            try:
+                status = logic.migration_status(await self.kube.get(self.resource.path(name=name)))
+            except ApiError as error:
+                if error.not_found:
+                    return logic.MigrationStatus("failed", "deleted before it finished")
+                if not logic.retryable_status(error.status):
+                    raise
+            except (aiohttp.ClientError, OSError, TimeoutError) as error:
+                log.info(
+                    "reading StorageVersionMigration %s failed (%s); polling on", name, type(error).__name__
+                )
+            if status.phase in ("succeeded", "failed"):
+                return status
+            if self.clock() >= deadline:
+                why = NOT_PICKED_UP if status.phase == "pending" else f"still running ({status.message})"
+                return logic.MigrationStatus("failed", f"not finished after {self.timeout:g} s: {why}")
+            await self.sleep(self.poll_seconds)
+
+    async def delete_stale(self, *, target: str) -> list[str]:
+        """Delete this release's finished migrations of earlier runs; the names deleted."""
+        selector = ",".join(f"{key}={value}" for key, value in sorted(self.labels.items()))
+        items: list[JSON] = []
+        async for page in self.kube.list_pages(self.resource.path(), query={"labelSelector": selector}):
+            items.extend(page.get("items") or [])
+        stale = logic.stale_migrations(items, target=target)
+        for name in stale:
+            try:
+                await self.kube.delete(self.resource.path(name=name))
+            except ApiError as error:
+                if not error.not_found:
+                    raise
+        return stale

@@ -1,0 +1,109 @@
+"""uso-runner --use-builtin on the real fixture: StorageVersionMigrations for kube-controller-manager's migrator.
+
+The fixture's kube-apiserver serves storagemigration.k8s.io/v1beta1; kube-controller-manager (built from the
+module proxy like the apiserver) runs only its storage-version-migrator and garbage-collector controllers, and
+only inside the test that wants them.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from controllers.kube import client, resources, state
+from controllers.uso_runner import logic
+from e2e import controlplane
+from tests import cluster
+from tests.integration import uso_helpers as h
+
+OBJECTS = 300
+SVMS = resources.Resource(logic.SVM_GROUP, "v1beta1", logic.SVM_RESOURCE, namespaced=False)
+
+
+async def our_migrations(kube: client.Kube, release: str) -> dict[str, client.JSON]:
+    found = await kube.get(SVMS.path(), query={"labelSelector": f"app.kubernetes.io/instance={release}"})
+    return {svm["metadata"]["name"]: svm for svm in found["items"]}
+
+
+async def test_use_builtin_delegates_each_resource_and_follows_it_to_the_end(
+    kube: client.Kube,
+    kubeconfig: str,
+    namespace: str,
+    nodes: cluster.Nodes,
+    control_plane: controlplane.ControlPlane,
+) -> None:
+    group = h.unique_group()
+    crd_name = f"widgets.{group}"
+    widgets = await h.create_crd(kube, group=group, storage="v1")
+    await h.create_many(
+        kube,
+        widgets,
+        (h.widget(f"w{i:04d}", i, api_version=f"{group}/v1") for i in range(OBJECTS)),
+        namespace=namespace,
+    )
+    before = {o["metadata"]["name"]: h.content(o) for o in await h.list_all(kube, widgets, namespace)}
+    await h.switch_storage(kube, control_plane, widgets, namespace=namespace, to="v2")
+    prefix = f"/registry/{group}/widgets/{namespace}/"
+    assert {o["apiVersion"] for o in h.stored_objects(control_plane, prefix).values()} == {f"{group}/v1"}
+
+    release = f"r{uuid.uuid4().hex[:6]}"
+    await nodes.create(f"m-{release}", version="v1.36.0", master=True)
+
+    def once(*extra: str) -> tuple[int, dict[str, Any], str]:
+        return h.run_once(
+            kubeconfig,
+            namespace=namespace,
+            release=release,
+            extra=["--use-builtin", f"--resources={crd_name}", *extra],
+        )
+
+    # --dry-run: the StorageVersionMigration is validated by the apiserver (dryRun=All), none is created.
+    code, report, _ = once("--dry-run")
+    assert (code, report["method"], report["ok"]) == (0, "builtin", True), report
+    assert await our_migrations(kube, release) == {}
+
+    # No kube-controller-manager yet: nobody picks the migration up; the resource fails with a clear reason
+    # after the timeout, and nothing is recorded as done.
+    code, report, logs = once("--builtin-timeout-seconds=3")
+    assert code == 1 and report["failedResources"] == [crd_name], report
+    error = report["resources"][crd_name]["error"]
+    assert "kube-controller-manager" in error and "storage-version-migrator-controller" in error, error
+    name = report["resources"][crd_name]["storageVersionMigration"]
+    pending = await our_migrations(kube, release)
+    assert list(pending) == [name] and not pending[name].get("status", {}).get("conditions")
+    saved = await state.read(kube, namespace=namespace, name=f"{release}-uso-runner-state")
+    assert saved.get("phase") == "Failed" and json.loads(saved.get("runDone")) == []
+    assert {o["apiVersion"] for o in h.stored_objects(control_plane, prefix).values()} == {f"{group}/v1"}
+
+    # With the built-in controller running, the retry follows the same StorageVersionMigration to the end.
+    control_plane.start_controller_manager()
+    try:
+        code, report, logs = once("--builtin-timeout-seconds=120")
+    finally:
+        control_plane.stop_controller_manager()
+    assert code == 0 and report["ok"] and report["method"] == "builtin", (report, logs)
+    assert report["resources"] == {crd_name: {"storageVersionMigration": name}}
+    assert f"following the existing StorageVersionMigration {name}" in logs
+    conditions = {
+        c["type"]: c["status"] for c in (await kube.get(SVMS.path(name=name)))["status"]["conditions"]
+    }
+    assert conditions["Succeeded"] == "True" and conditions.get("Running") != "True", conditions
+
+    # Every object is stored at v2 with its content unchanged; the controller set storedVersions to [v2].
+    stored = h.stored_objects(control_plane, prefix)
+    assert len(stored) == OBJECTS
+    assert {o["apiVersion"] for o in stored.values()} == {f"{group}/v2"}
+    assert {o["metadata"]["name"]: h.content(o) for o in stored.values()} == before
+    crd = await kube.get(resources.CRDS.path(name=crd_name))
+    assert crd["status"]["storedVersions"] == ["v2"]
+    saved = await state.read(kube, namespace=namespace, name=f"{release}-uso-runner-state")
+    assert saved.get("phase") == "Succeeded" and saved.get("version") == "v1.36.0"
+    hashes = json.loads(saved.get("storageHashes"))
+    assert hashes[crd_name] == await h.storage_hash(kube, group=group, version="v2", plural="widgets")
+
+    # The next minor with an unchanged hash creates no migration and deletes the finished one of the last run.
+    await nodes.set_status(f"m-{release}", version="v1.37.0")
+    code, report, _ = once()
+    assert code == 0 and report["unchanged"] == [crd_name] and report["resources"] == {}, report
+    assert await our_migrations(kube, release) == {}

@@ -3,7 +3,7 @@
 One StorageVersionMigration (``storagemigration.k8s.io``) per resource, named after the resource, the run's
 target and the storage hash, so a restarted run finds and follows the one it created instead of starting
 another. The built-in controller rewrites the objects and, for a CRD, sets ``status.storedVersions``; this
-side creates the object and polls its conditions until it finished or ``timeout`` passed.
+side creates the object and watches its conditions until it finished or ``timeout`` passed.
 """
 
 from __future__ import annotations
@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 
 import aiohttp
 
-from controllers.kube import discovery, resources
+from controllers.kube import discovery, resources, watch
 from controllers.kube.client import JSON, ApiError, Kube
 from controllers.uso_runner import logic
 from controllers.uso_runner.migrate import ResourceResult
@@ -32,7 +31,7 @@ NOT_PICKED_UP = (
 
 @dataclasses.dataclass
 class Builtin:
-    """Creates and follows StorageVersionMigrations; at most ``timeout`` seconds per resource."""
+    """Creates StorageVersionMigrations and watches them; at most ``timeout`` seconds per resource."""
 
     kube: Kube
     version: str  # the served version of storagemigration.k8s.io
@@ -40,9 +39,6 @@ class Builtin:
     labels: Mapping[str, str]
     timeout: float
     dry_run: bool = False
-    poll_seconds: float = 1.0
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    clock: Callable[[], float] = time.monotonic
 
     @property
     def resource(self) -> resources.Resource:
@@ -67,7 +63,7 @@ class Builtin:
         )
         try:
             if self.dry_run:
-                await self.kube.create(self.resource.path(), manifest, dry_run=True)
+                await self._validate(manifest)
                 return result
             await self._create(name, manifest)
             status = await self._follow(name)
@@ -80,6 +76,14 @@ class Builtin:
         if status.phase != "succeeded":
             result.error = f"StorageVersionMigration {name}: {status.message}"
         return result
+
+    async def _validate(self, manifest: JSON) -> None:
+        """A server-side dry-run create (an existing one of the same name would be followed: fine too)."""
+        try:
+            await self.kube.create(self.resource.path(), manifest, dry_run=True)
+        except ApiError as error:
+            if not error.already_exists:
+                raise
 
     async def _create(self, name: str, manifest: JSON) -> None:
         """Create it; an existing one of the same name is followed, unless it failed: then it is replaced."""
@@ -95,45 +99,28 @@ class Builtin:
         if logic.migration_status(existing).phase != "failed":
             log.info("following the existing StorageVersionMigration %s", name)
             return
-        await self.kube.delete(self.resource.path(name=name))
-        await self._wait_gone(name)
+        await self.kube.delete(self.resource.path(name=name))  # no finalizers: gone when this returns
         await self.kube.create(path, manifest)
         log.info("re-created StorageVersionMigration %s (the previous one failed)", name)
 
-    async def _wait_gone(self, name: str) -> None:
-        deadline = self.clock() + 60
-        while self.clock() < deadline:
-            try:
-                await self.kube.get(self.resource.path(name=name))
-            except ApiError as error:
-                if error.not_found:
-                    return
-                raise
-            await self.sleep(self.poll_seconds)
-        raise TimeoutError(f"StorageVersionMigration {name} was not deleted")
-
     async def _follow(self, name: str) -> logic.MigrationStatus:
-        """Poll until it finished or ``timeout`` passed; transient errors are polled through."""
-        deadline = self.clock() + self.timeout
+        """Watch it until it finished, or ``timeout`` passed (the watch itself rides out connection errors)."""
         status = logic.MigrationStatus("pending", "not read yet")
-        while True:
-            try:
-                status = logic.migration_status(await self.kube.get(self.resource.path(name=name)))
-            except ApiError as error:
-                if error.not_found:
-                    return logic.MigrationStatus("failed", "deleted before it finished")
-                if not logic.retryable_status(error.status):
-                    raise
-            except (aiohttp.ClientError, OSError, TimeoutError) as error:
-                log.info(
-                    "reading StorageVersionMigration %s failed (%s); polling on", name, type(error).__name__
-                )
-            if status.phase in ("succeeded", "failed"):
-                return status
-            if self.clock() >= deadline:
-                why = NOT_PICKED_UP if status.phase == "pending" else f"still running ({status.message})"
-                return logic.MigrationStatus("failed", f"not finished after {self.timeout:g} s: {why}")
-            await self.sleep(self.poll_seconds)
+        try:
+            async with asyncio.timeout(self.timeout):
+                async for event in watch.watch(
+                    self.kube, self.resource, field_selector=f"metadata.name={name}"
+                ):
+                    current = event.objects[0] if event.type == "SYNC" and event.objects else event.object
+                    if event.type == "DELETED" or current is None:
+                        return logic.MigrationStatus("failed", "deleted before it finished")
+                    status = logic.migration_status(current)
+                    if status.phase in ("succeeded", "failed"):
+                        return status
+        except TimeoutError:
+            why = NOT_PICKED_UP if status.phase == "pending" else f"still running ({status.message})"
+            return logic.MigrationStatus("failed", f"not finished after {self.timeout:g} s: {why}")
+        raise AssertionError("a watch never ends")
 
     async def delete_stale(self, *, target: str) -> list[str]:
         """Delete this release's finished migrations of earlier runs; the names deleted."""

@@ -11,8 +11,8 @@ import json
 import uuid
 from typing import Any
 
-from controllers.kube import client, resources, state
-from controllers.uso_runner import logic
+from controllers.kube import client, discovery, resources, state
+from controllers.uso_runner import builtin, logic
 from e2e import controlplane
 from tests import cluster
 from tests.integration import uso_helpers as h
@@ -75,6 +75,9 @@ async def test_use_builtin_delegates_each_resource_and_follows_it_to_the_end(
     saved = await state.read(kube, namespace=namespace, name=f"{release}-uso-runner-state")
     assert saved.get("phase") == "Failed" and json.loads(saved.get("runDone")) == []
     assert {o["apiVersion"] for o in h.stored_objects(control_plane, prefix).values()} == {f"{group}/v1"}
+    # A dry run now validates against the one that exists (it would follow it).
+    code, report, _ = once("--dry-run")
+    assert code == 0 and report["ok"], report
 
     # With the built-in controller running, the retry follows the same StorageVersionMigration to the end.
     control_plane.start_controller_manager()
@@ -107,3 +110,43 @@ async def test_use_builtin_delegates_each_resource_and_follows_it_to_the_end(
     code, report, _ = once()
     assert code == 0 and report["unchanged"] == [crd_name] and report["resources"] == {}, report
     assert await our_migrations(kube, release) == {}
+
+
+async def test_a_failed_migration_of_the_same_name_is_replaced(kube: client.Kube) -> None:
+    """The built-in controller's Failed verdict (written here through the status subresource, as it writes
+    it) is final for that object: the next attempt deletes it and creates a new one."""
+    release = f"r{uuid.uuid4().hex[:6]}"
+    runner = builtin.Builtin(kube=kube, version="v1beta1", release=release, labels={}, timeout=1)
+    configmaps = discovery.ApiResource(
+        group="", version="v1", name="configmaps", kind="ConfigMap", namespaced=True,
+        verbs=frozenset({"list", "update"}), storage_version_hash="h-test",
+    )  # fmt: skip
+    name = logic.migration_name(
+        release=release, group_resource="configmaps", target="v1.36.0", storage_hash="h-test"
+    )
+    manifest = logic.migration_manifest(
+        api_version="storagemigration.k8s.io/v1beta1", name=name, group="", resource="configmaps",
+        labels={}, target="v1.36.0", storage_hash="h-test",
+    )  # fmt: skip
+    first = await kube.create(SVMS.path(), manifest)
+    first["status"] = {
+        "conditions": [
+            {
+                "type": "Failed",
+                "status": "True",
+                "reason": "StorageVersionMigrationFailed",
+                "message": "simulated",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+            }
+        ]
+    }
+    await kube.replace(SVMS.path(name=name, subresource="status"), first)
+    try:
+        result = await runner.migrate(configmaps, target="v1.36.0")
+        replaced = await kube.get(SVMS.path(name=name))
+        assert replaced["metadata"]["uid"] != first["metadata"]["uid"]
+        assert not replaced.get("status", {}).get("conditions")
+        # No controller runs here: the new one is not picked up within the (1 s) timeout.
+        assert result.delegated_to == name and builtin.NOT_PICKED_UP in result.error, result
+    finally:
+        await kube.delete(SVMS.path(name=name))

@@ -80,6 +80,7 @@ class AgreementFeed:
         self.synced = asyncio.Event()
         self._clock = clock or asyncio.get_running_loop().time
         self._changes: asyncio.Queue[masters.Agreement] = asyncio.Queue()
+        self._pulse = asyncio.Event()  # set (and replaced) after every observation and tick
 
     @property
     def current(self) -> masters.Agreement | None:
@@ -91,6 +92,15 @@ class AgreementFeed:
             self.kube, selectors=self.config.master_selector_list, source=self.config.version_source
         )
         return masters.evaluate(statuses, rules=self.rules)
+
+    async def wait_until(
+        self, predicate: Callable[[masters.Agreement | None], bool]
+    ) -> masters.Agreement | None:
+        """Wait until ``predicate`` holds for the settled agreement in force (None while the masters do not
+        agree); returns that agreement. Needs ``run()`` to be running."""
+        while not predicate(self.current):
+            await self._pulse.wait()
+        return self.current
 
     async def changes(self) -> AsyncIterator[masters.Agreement]:
         while True:
@@ -150,3 +160,5 @@ class AgreementFeed:
             log.info("agreement: all %d master(s) run %s", len(change.masters), change.version)
             self.metrics.changed()
             self._changes.put_nowait(change)
+        pulse, self._pulse = self._pulse, asyncio.Event()
+        pulse.set()

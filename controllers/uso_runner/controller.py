@@ -152,7 +152,7 @@ class UsoRunner:
                     pumping.result()
                 assert agreed is not None
                 try:
-                    report = await self.reconcile(ctx, agreed)
+                    report = await self.reconcile(ctx, agreed, follow_agreement=True)
                     failed = not report.ok
                 except ApiError as error:
                     log.error("migration run failed: %s %s", error.status, error.reason)
@@ -170,8 +170,9 @@ class UsoRunner:
         print(json.dumps(report.as_json()))
         return app.EXIT_OK if report.ok else app.EXIT_FAILED
 
-    async def reconcile(self, ctx: Ctx, agreed: Version) -> Report:
-        """Decide against the checkpoint; run (or resume) a migration when due."""
+    async def reconcile(self, ctx: Ctx, agreed: Version, *, follow_agreement: bool = False) -> Report:
+        """Decide against the checkpoint; run (or resume) a migration when due. ``follow_agreement`` (the
+        daemon, whose agreement feed is live): write only while the masters still agree on ``agreed``."""
         cfg = ctx.config
         metrics = self.metrics(ctx)
         current = await ctx.read_state()
@@ -199,7 +200,15 @@ class UsoRunner:
             already_done=[r.group_resource for r in plan.done],
             skipped=list(plan.skipped),
         )
-        run = _Run(ctx=ctx, metrics=metrics, checkpoint=checkpoint, state=current, plan=plan, report=report)
+        run = _Run(
+            ctx=ctx,
+            metrics=metrics,
+            checkpoint=checkpoint,
+            state=current,
+            plan=plan,
+            report=report,
+            guarded=agreed if follow_agreement else None,
+        )
         if cfg.use_builtin:
             run.builtin = await self._builtin(run, discovered)
             report.method = "builtin" if run.builtin else "rewrite"
@@ -246,10 +255,13 @@ class _Run:
     state: state_module.State
     plan: logic.Plan
     report: Report
+    guarded: Version | None = None  # the daemon's agreed version: writes pause while masters disagree
     builtin: builtin_module.Builtin | None = None  # --use-builtin with the API served
 
     def __post_init__(self) -> None:
         self._lock = asyncio.Lock()
+        self._gate_lock = asyncio.Lock()
+        self._delegated = 0  # StorageVersionMigrations being waited for
         self._done = 0
         self._failed = 0
 
@@ -292,16 +304,28 @@ class _Run:
             max_retries=cfg.max_retries,
             qps=cfg.qps,
             dry_run=cfg.dry_run,
+            gate=self.gate if self.guarded else None,
         )
         slots = asyncio.Semaphore(cfg.resource_workers)
 
         async def one(res: logic.Discovered) -> None:
             assert isinstance(res, discovery.ApiResource)
             async with slots:
-                if self.builtin is not None:
-                    result = await self.builtin.migrate(res, target=self.checkpoint.run_target)
+                try:
+                    await self.gate()
+                except migrate.Stop as stop:
+                    result = migrate.ResourceResult(res.group_resource, error=f"stopped: {stop}")
                 else:
-                    result = await migrator.migrate(res.resource, group_resource=res.group_resource)
+                    if self.builtin is not None:
+                        self._delegated += 1
+                        self.metrics.observe_builtin(running=self._delegated)
+                        try:
+                            result = await self.builtin.migrate(res, target=self.checkpoint.run_target)
+                        finally:
+                            self._delegated -= 1
+                            self.metrics.observe_builtin(running=self._delegated)
+                    else:
+                        result = await migrator.migrate(res.resource, group_resource=res.group_resource)
                 self.report.results.append(result)
                 await self._finished(res, result, crds)
 
@@ -351,6 +375,49 @@ class _Run:
                 pending=total - self._done - self._failed, done=self._done, failed=self._failed
             )
             await self._save({"progress": self._progress()})
+
+    async def gate(self) -> None:
+        """Before each write (and each resource) of a daemon's run: go on while the masters agree on the run's
+        target; wait while they agree on nothing; stop when they settled on another trigger version."""
+        if self.guarded is None or self._verdict() == "go":
+            return
+        async with self._gate_lock:  # one waiter reports the pause; the others queue behind it
+            if self._verdict() == "pause":
+                await self._pause()
+            if self._verdict() == "superseded":
+                current = self.ctx.agreements.current
+                raise migrate.Stop(f"masters now agree on {current.version if current else '?'}")
+
+    def _verdict(self) -> logic.Guard:
+        assert self.guarded is not None
+        current = self.ctx.agreements.current
+        return logic.guard(
+            current=current.version if current else None, target=self.guarded, mode=self.ctx.config.trigger
+        )
+
+    async def _pause(self) -> None:
+        observation = self.ctx.agreements.observation
+        why = observation.reason if observation is not None else "no observation"
+        target = self.checkpoint.run_target
+        log.warning("pausing the run for %s: the masters no longer agree on it (%s)", target, why)
+        self.metrics.observe_paused(True)
+        async with self._lock:
+            await self._save({"phase": "Paused", "progress": self._progress()})
+        await self.event(
+            reason="MigrationPaused",
+            note=f"no writes until the masters agree again on {target}: {why}",
+            action="Migrate",
+            type="Warning",
+        )
+        await self.ctx.agreements.wait_until(lambda agreement: agreement is not None)
+        self.metrics.observe_paused(False)
+        if self._verdict() == "go":
+            log.info("resuming the run for %s: the masters agree on it again", target)
+            async with self._lock:
+                await self._save({"phase": "Running", "progress": self._progress()})
+            await self.event(
+                reason="MigrationResumed", note=f"the masters agree on {target} again", action="Migrate"
+            )
 
     async def _conclude(self) -> None:
         report = self.report

@@ -106,6 +106,18 @@ def same_trigger(a: Version, b: Version, *, mode: TriggerMode) -> bool:
     return a.key == b.key if mode == "any" else a.minor_key == b.minor_key
 
 
+Guard = Literal["go", "pause", "superseded"]
+
+
+def guard(*, current: Version | None, target: Version, mode: TriggerMode) -> Guard:
+    """Whether a daemon's run for ``target`` may write now, given the settled agreement in force (None while
+    the masters do not agree): only while they agree on the same trigger version; a write through an
+    apiserver of another version would undo the migration. Agreement on another one supersedes the run."""
+    if current is None:
+        return "pause"
+    return "go" if same_trigger(current, target, mode=mode) else "superseded"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Decision:
     action: Action

@@ -43,6 +43,16 @@ class Metrics:
         self.in_progress = prometheus_client.Gauge(
             f"{prefix}_run_in_progress", "1 while a migration run is in progress.", registry=registry
         )
+        self.paused = prometheus_client.Gauge(
+            f"{prefix}_run_paused",
+            "1 while a run waits for the masters to agree again on its target version (no writes).",
+            registry=registry,
+        )
+        self.builtin_running = prometheus_client.Gauge(
+            f"{prefix}_builtin_migrations_running",
+            "StorageVersionMigrations (--use-builtin) the current run waits for; their objects are not counted.",
+            registry=registry,
+        )
         for reason in logic.ERROR_REASONS:
             self.errors.labels(reason)
         for state in RESOURCE_STATES:
@@ -73,8 +83,15 @@ class Metrics:
     def observe_run_started(self) -> None:
         self.in_progress.set(1)
 
+    def observe_builtin(self, *, running: int) -> None:
+        self.builtin_running.set(running)
+
+    def observe_paused(self, paused: bool) -> None:
+        self.paused.set(1 if paused else 0)
+
     def observe_run_finished(self, *, duration_seconds: float, succeeded: bool) -> None:
         self.in_progress.set(0)
+        self.paused.set(0)
         self.duration.set(duration_seconds)
         if succeeded:
             self.last_success.set_to_current_time()

@@ -25,6 +25,11 @@ from controllers.uso_runner import metrics as metrics_module
 log = logging.getLogger(__name__)
 
 PageHook = Callable[[JSON], Awaitable[None]]
+Gate = Callable[[], Awaitable[None]]
+
+
+class Stop(Exception):
+    """Raised by the gate: stop this resource now (what is in flight still lands)."""
 
 
 @dataclasses.dataclass
@@ -78,6 +83,7 @@ class Migrator:
     qps: float = 0.0
     dry_run: bool = False
     on_page: PageHook | None = None  # test seam: awaited after each page is listed
+    gate: Gate | None = None  # awaited before each write: may wait, or raise Stop
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     def __post_init__(self) -> None:
@@ -90,6 +96,9 @@ class Migrator:
         for attempt in range(self.max_retries + 1):
             try:
                 await self._list_and_put(resource, result, counters)
+                return result
+            except Stop as stop:
+                result.error = f"stopped: {stop}"
                 return result
             except _Failed as failure:
                 self.metrics.observe_error(failure.reason)
@@ -125,6 +134,8 @@ class Migrator:
                         # List items of built-in types lack apiVersion/kind; the PUT needs them.
                         item.setdefault("apiVersion", api_version)
                         item.setdefault("kind", kind)
+                        if self.gate is not None:
+                            await self.gate()
                         await self._slots.acquire()
                         task = asyncio.create_task(self._put(resource, item, result, counters))
                         in_flight.add(task)

@@ -69,7 +69,12 @@ def test_metrics_are_preinitialised_and_bounded() -> None:
     )
     observed.observe_run_started()
     assert registry.get_sample_value("uso_runner_run_in_progress") == 1
+    observed.observe_paused(True)
+    observed.observe_builtin(running=2)
+    assert registry.get_sample_value("uso_runner_run_paused") == 1
+    assert registry.get_sample_value("uso_runner_builtin_migrations_running") == 2
     observed.observe_run_finished(duration_seconds=2.5, succeeded=True)
     assert registry.get_sample_value("uso_runner_run_in_progress") == 0
+    assert registry.get_sample_value("uso_runner_run_paused") == 0
     assert registry.get_sample_value("uso_runner_run_duration_seconds") == 2.5
     assert (registry.get_sample_value("uso_runner_last_success_timestamp_seconds") or 0) > 0

@@ -63,6 +63,23 @@ def test_unfinished_run_resumes_for_the_same_minor_and_is_superseded_by_another(
     assert logic.decide(checkpoint=running, agreed=v("v1.32.0"), mode="minor").action == "start"
 
 
+@pytest.mark.parametrize(
+    ("current", "mode", "verdict"),
+    [
+        ("v1.36.0", "minor", "go"),
+        ("v1.36.4", "minor", "go"),  # a patch of the same minor: the same storage versions
+        (None, "minor", "pause"),  # the masters do not agree on anything (now)
+        ("v1.35.9", "minor", "superseded"),  # rolled back, settled
+        ("v1.37.0", "minor", "superseded"),
+        ("v1.36.4", "any", "superseded"),
+        ("v1.36.0", "any", "go"),
+    ],
+)
+def test_guard_of_a_running_daemon_run(current: str | None, mode: logic.TriggerMode, verdict: str) -> None:
+    agreed = v(current) if current else None
+    assert logic.guard(current=agreed, target=v("v1.36.0"), mode=mode) == verdict
+
+
 # --- plan ----------------------------------------------------------------------------------------------------
 
 

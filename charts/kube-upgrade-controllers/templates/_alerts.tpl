@@ -30,13 +30,16 @@ their initial values, the leader the real ones. Every alert links docs/runbooks/
   expr: >-
     max by (namespace) (uso_runner_run_in_progress) == 1
     unless on (namespace) sum by (namespace) (rate(uso_runner_objects_total[15m])) > 0
+    unless on (namespace) max by (namespace) (uso_runner_run_paused) == 1
+    unless on (namespace) max by (namespace) (uso_runner_builtin_migrations_running) > 0
   for: {{ $t.migrationStalled }}
   labels: {severity: {{ $warning }}}
   annotations:
     summary: 'A storage version migration has made no progress for {{ $t.migrationStalled }}.'
     description: >-
       uso-runner in {{ "{{ $labels.namespace }}" }} has a run in progress but rewrote no object in the last
-      15 minutes, for {{ $t.migrationStalled }}.
+      15 minutes, for {{ $t.migrationStalled }} (not counting a run paused because the masters stopped
+      agreeing, nor one waiting for StorageVersionMigrations, which --builtin-timeout-seconds bounds).
 - alert: KubeUpgradeAddonBundleMissing
   expr: max by (namespace) (addon_updater_bundle_missing) == 1
   for: 5m

@@ -124,6 +124,8 @@ class Builtin:
 
     async def delete_stale(self, *, target: str) -> list[str]:
         """Delete this release's finished migrations of earlier runs; the names deleted."""
+        if not self.labels:  # no selector would select everybody's
+            return []
         selector = ",".join(f"{key}={value}" for key, value in sorted(self.labels.items()))
         items: list[JSON] = []
         async for page in self.kube.list_pages(self.resource.path(), query={"labelSelector": selector}):

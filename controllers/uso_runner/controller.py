@@ -311,27 +311,31 @@ class _Run:
         async def one(res: logic.Discovered) -> None:
             assert isinstance(res, discovery.ApiResource)
             async with slots:
-                try:
-                    await self.gate()
-                except migrate.Stop as stop:
-                    result = migrate.ResourceResult(res.group_resource, error=f"stopped: {stop}")
-                else:
-                    if self.builtin is not None:
-                        self._delegated += 1
-                        self.metrics.observe_builtin(running=self._delegated)
-                        try:
-                            result = await self.builtin.migrate(res, target=self.checkpoint.run_target)
-                        finally:
-                            self._delegated -= 1
-                            self.metrics.observe_builtin(running=self._delegated)
-                    else:
-                        result = await migrator.migrate(res.resource, group_resource=res.group_resource)
+                result = await self._migrate(res, migrator)
                 self.report.results.append(result)
                 await self._finished(res, result, crds)
 
         await asyncio.gather(*(one(res) for res in self.plan.migrate))
         self.report.duration_seconds = time.monotonic() - started
         await self._conclude()
+
+    async def _migrate(
+        self, res: discovery.ApiResource, migrator: migrate.Migrator
+    ) -> migrate.ResourceResult:
+        """One resource: rewritten here, or handed to a StorageVersionMigration (``--use-builtin``)."""
+        try:
+            await self.gate()
+        except migrate.Stop as stop:
+            return migrate.ResourceResult(res.group_resource, error=f"stopped: {stop}")
+        if self.builtin is None:
+            return await migrator.migrate(res.resource, group_resource=res.group_resource)
+        self._delegated += 1
+        self.metrics.observe_builtin(running=self._delegated)
+        try:
+            return await self.builtin.migrate(res, target=self.checkpoint.run_target)
+        finally:
+            self._delegated -= 1
+            self.metrics.observe_builtin(running=self._delegated)
 
     async def _finished(
         self, res: discovery.ApiResource, result: migrate.ResourceResult, crds: dict[str, int]
@@ -456,8 +460,13 @@ class _Run:
         )
         await self.event(reason="MigrationSucceeded", note=note, action="Migrate")
         if self.builtin is not None:
-            for name in await self.builtin.delete_stale(target=target):
-                log.info("deleted StorageVersionMigration %s of an earlier run", name)
+            try:
+                for name in await self.builtin.delete_stale(target=target):
+                    log.info("deleted StorageVersionMigration %s of an earlier run", name)
+            except ApiError as error:  # housekeeping: the run itself succeeded
+                log.warning(
+                    "deleting earlier StorageVersionMigrations failed: %s %s", error.status, error.reason
+                )
         log.info(
             "run for %s finished: %d object(s) of %d resource(s) in %.1f s",
             target,

@@ -170,10 +170,12 @@ def load_yaml(path: pathlib.Path) -> Any:
     return yaml.safe_load(path.read_text())
 
 
-def rules_file(path: pathlib.Path) -> dict[str, Any]:
-    """Render the chart's PrometheusRule and write its ``spec`` (the rule groups) as a Prometheus rules
-    file, for promtool. Returns the groups."""
-    objects = template("--set", "prometheusRule.enabled=true", "--show-only", "templates/prometheusrule.yaml")
+def rules_file(path: pathlib.Path, *values: str) -> dict[str, Any]:
+    """Render the chart's PrometheusRule (with ``values``: more helm flags) and write its ``spec`` (the rule
+    groups) as a Prometheus rules file, for promtool. Returns the groups."""
+    objects = template(
+        "--set", "prometheusRule.enabled=true", *values, "--show-only", "templates/prometheusrule.yaml"
+    )
     (rule,) = objects
     path.write_text(yaml.safe_dump(rule["spec"], sort_keys=False))
     spec: dict[str, Any] = rule["spec"]

@@ -234,17 +234,23 @@ def test_every_value_is_documented_by_a_comment_starting_with_its_name() -> None
 
 
 def test_every_alert_is_complete_and_has_a_runbook(tmp_path: pathlib.Path) -> None:
-    groups = ct.rules_file(tmp_path / "rules.yaml")["groups"]
+    base = "https://docs.example.com/kuc/runbooks/"
+    groups = ct.rules_file(tmp_path / "rules.yaml", "--set", f"prometheusRule.runbookBaseUrl={base}")[
+        "groups"
+    ]
     alerts = [rule for group in groups for rule in group["rules"]]
     assert len(alerts) == 12
     cases = {case["alert"] for case in ct.load_yaml(ct.ALERT_CASES)}
     for rule in alerts:
         assert rule["labels"]["severity"] in ("warning", "critical")
         assert {"summary", "description", "runbook_url"} <= set(rule["annotations"])
-        assert rule["annotations"]["runbook_url"].endswith(f"/docs/runbooks/{rule['alert']}.md")
+        assert rule["annotations"]["runbook_url"] == f"{base}{rule['alert']}.md"
         runbook = ct.REPO / "docs" / "runbooks" / f"{rule['alert']}.md"
         assert runbook.is_file(), f"missing {runbook.relative_to(ct.REPO)}"
         assert rule["alert"] in cases, f"no promtool case for {rule['alert']}"
+    # By default no runbook_url: the chart cannot know where its user publishes the runbooks.
+    default = ct.rules_file(tmp_path / "default.yaml")["groups"]
+    assert not [rule for group in default for rule in group["rules"] if "runbook_url" in rule["annotations"]]
 
 
 def test_disabled_alerts_are_left_out(tmp_path: pathlib.Path) -> None:

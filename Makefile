@@ -26,7 +26,7 @@ fixture: ## Build (or reuse the cached) etcd, etcdctl, kube-apiserver and kube-c
 	@for tool in etcd etcdctl kube-apiserver kube-controller-manager; do e2e/build-tool.sh $$tool >/dev/null; done
 
 .PHONY: demo
-demo: venv fixture ## A local control plane, a simulated master upgrade, all four controllers reacting (~3 min)
+demo: venv fixture ## A local control plane, a simulated master upgrade, all four controllers reacting (~1 min once the fixture is built)
 	$(PY) -m e2e.demo
 
 .PHONY: lint

@@ -256,7 +256,7 @@ def test_builtin_version_is_the_served_creatable_version_or_none() -> None:
     assert logic.builtin_version([res(logic.SVM_RESOURCE, "other.example.com", verbs="create,get")]) is None
 
 
-DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")  # DNS-1123
 
 
 def test_migration_name_is_stable_per_resource_target_and_hash_and_a_valid_name() -> None:
@@ -274,9 +274,14 @@ def test_migration_name_is_stable_per_resource_target_and_hash_and_a_valid_name(
     assert name() == name()
     assert name().startswith("kuc-widgets.example.com-")
     assert len({name(), name(target="v1.37.0"), name(hash="h2"), name(group_resource="configmaps")}) == 4
-    long = name(group_resource="x" * 300 + ".example.com")
-    assert len(long) <= 253 and DNS_SUBDOMAIN.match(long), long
-    assert DNS_SUBDOMAIN.match(name(release="a" * 242 + "-"))
+    # Cut to 253 characters: where the cut lands on a "." or "-", that separator goes.
+    for cut_on_separator in (
+        name(group_resource="x" * 300 + ".example.com"),
+        name(group_resource="x" * 237 + ".example.com"),  # the cut leaves "xxx."
+        name(release="a" * 241 + "-b"),  # the cut leaves "aaa-"
+        name(release="a" * 240 + "-", group_resource="configmaps"),  # "aaa--configmaps": valid as is
+    ):
+        assert len(cut_on_separator) <= 253 and DNS_SUBDOMAIN.match(cut_on_separator), cut_on_separator
 
 
 def test_migration_manifest_names_the_group_resource_and_the_run() -> None:

@@ -168,17 +168,19 @@ class Cluster:
             )
 
     async def publish_endpoints(self) -> None:
-        """``default/kubernetes`` lists the masters' apiservers (the fixture's own reconciler is off)."""
+        """The ``default/kubernetes`` Service's EndpointSlice lists the masters' apiservers (the fixture's own
+        endpoint reconciler is off)."""
         body: client.JSON = {
-            "metadata": {"name": "kubernetes", "namespace": "default"},
-            "subsets": [
-                {
-                    "addresses": [{"ip": ip} for ip in sorted(self.masters.values())],
-                    "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}],
-                }
-            ],
+            "metadata": {
+                "name": "kubernetes",
+                "namespace": "default",
+                "labels": {"kubernetes.io/service-name": "kubernetes"},
+            },
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [ip]} for ip in sorted(self.masters.values())],
+            "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}],
         }
-        path = resources.ENDPOINTS.path(namespace="default", name="kubernetes")
+        path = resources.ENDPOINT_SLICES.path(namespace="default", name="kubernetes")
         try:
             current = await self.kube.get(path)
             body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
@@ -186,7 +188,7 @@ class Cluster:
         except client.ApiError as error:
             if not error.not_found:
                 raise
-            await self.kube.create(resources.ENDPOINTS.path(namespace="default"), body)
+            await self.kube.create(resources.ENDPOINT_SLICES.path(namespace="default"), body)
 
     async def keep_alive(self) -> None:
         """Every 2 s: renew every leader Lease that is not stalled on purpose, and every node heartbeat."""

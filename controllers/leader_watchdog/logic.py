@@ -144,7 +144,7 @@ class Snapshot:
     apiservers: Sequence[LeaseRecord]  # kube-apiserver identity Leases
     heartbeats: Mapping[str, LeaseRecord]  # node name → its heartbeat Lease
     nodes: Sequence[NodeRecord]
-    endpoint_ips: Sequence[str] | None  # addresses of default/kubernetes (None: not found)
+    endpoint_ips: Sequence[str] | None  # the kubernetes Service's endpoints (None: no EndpointSlice)
     agreed_version: str | None = None  # the settled agreed version, when the masters agree
     checks: frozenset[CheckGroup] = frozenset(CHECK_GROUPS)
 
@@ -280,13 +280,24 @@ def node_record(
     )
 
 
-def endpoint_ips(raw: Mapping[str, Any]) -> tuple[str, ...]:
-    """Every address (ready or not) of a v1 Endpoints object, sorted, without duplicates."""
-    ips: set[str] = set()
-    for subset in raw.get("subsets") or []:
-        for key in ("addresses", "notReadyAddresses"):
-            ips.update(str(a.get("ip")) for a in subset.get(key) or [] if a.get("ip"))
-    return tuple(sorted(ips))
+KUBERNETES_SERVICE = Ref(kind="Service", name="kubernetes", namespace="default")
+KUBERNETES_SLICES = "kubernetes.io/service-name=kubernetes"  # label selector, in the Service's namespace
+
+
+def endpoint_slice_ips(raw: Mapping[str, Any]) -> frozenset[str]:
+    """Every address (ready or not) of one EndpointSlice."""
+    return frozenset(
+        str(address)
+        for endpoint in raw.get("endpoints") or []
+        for address in endpoint.get("addresses") or []
+        if address
+    )
+
+
+def service_endpoint_ips(slices: Iterable[frozenset[str]]) -> tuple[str, ...] | None:
+    """The addresses of a Service's EndpointSlices, sorted, without duplicates (None: no slice at all)."""
+    found = list(slices)
+    return tuple(sorted(frozenset().union(*found))) if found else None
 
 
 # --- the checks -----------------------------------------------------------------------------------------
@@ -380,16 +391,16 @@ def check_apiservers(
 
 
 def check_endpoints(ips: Sequence[str] | None, *, masters: Sequence[NodeRecord], now: float) -> list[Finding]:
-    """Every address of ``default/kubernetes`` must be an address of a current master."""
+    """Every endpoint of the ``default/kubernetes`` Service must be an address of a current master."""
     if ips is None:
         return []
     known = {address for master in masters for address in master.addresses}
-    ref = Ref(kind="Endpoints", name="kubernetes", namespace="default")
+    ref = KUBERNETES_SERVICE
     return [
         Finding(
             "stale-endpoint",
             SEVERITY["stale-endpoint"],
-            f"{ref} address {ip}",
+            f"{ref} endpoint {ip}",
             f"clients of the kubernetes Service are sent to {ip}, which no current master has "
             f"(master addresses: {', '.join(sorted(known)) or 'none'})",
             now,

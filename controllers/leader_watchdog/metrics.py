@@ -59,7 +59,7 @@ class Metrics:
         )
         self.endpoint_addresses = prometheus_client.Gauge(
             f"{prefix}_endpoint_addresses",
-            "Addresses in the default/kubernetes Endpoints.",
+            "Endpoint addresses of the default/kubernetes Service (its EndpointSlices).",
             registry=registry,
         )
         self.masters = prometheus_client.Gauge(

@@ -127,7 +127,9 @@ def streams(cfg: WatchdogConfig) -> dict[str, Stream]:
         )
     if "endpoints" in cfg.checks:
         wanted["endpoints"] = Stream(
-            resources.ENDPOINTS, "default", field_selector="metadata.name=kubernetes"
+            resources.ENDPOINT_SLICES,
+            logic.KUBERNETES_SERVICE.namespace,
+            label_selector=logic.KUBERNETES_SLICES,
         )
     if "heartbeats" in cfg.checks:
         wanted["heartbeats"] = Stream(resources.LEASES, cfg.node_lease_namespace)
@@ -157,13 +159,13 @@ class Records:
         self.selectors = cfg.master_selector_list
         self.nodes: dict[str, logic.NodeRecord] = {}
         self.leases: dict[str, dict[str, logic.LeaseRecord]] = {}
-        self.endpoints: dict[str, tuple[str, ...]] = {}
+        self.endpoints: dict[str, frozenset[str]] = {}  # EndpointSlice key → its addresses
 
     def apply(self, key: str, event: watch.WatchEvent) -> None:
         if key == "nodes":
             _apply(self.nodes, lambda raw: logic.node_record(raw, selectors=self.selectors), event)
         elif key == "endpoints":
-            _apply(self.endpoints, logic.endpoint_ips, event)
+            _apply(self.endpoints, logic.endpoint_slice_ips, event)
         else:
             _apply(self.leases.setdefault(key, {}), logic.lease_record, event)
 
@@ -186,7 +188,7 @@ class Records:
             apiservers=tuple(self.leases.get("apiservers", {}).values()),
             heartbeats={lease.name: lease for lease in self.leases.get("heartbeats", {}).values()},
             nodes=tuple(nodes),
-            endpoint_ips=self.endpoints.get("default/kubernetes"),
+            endpoint_ips=logic.service_endpoint_ips(self.endpoints.values()),
             agreed_version=agreed_version,
             checks=frozenset(c for c in logic.CHECK_GROUPS if c in cfg.checks),
         )

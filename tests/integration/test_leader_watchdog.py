@@ -287,7 +287,7 @@ async def test_apiserver_identity_leases_and_kubernetes_endpoints(
     hostname = socket.gethostname().lower()
     extra = f"apiserver-lw-{suffix()}"
     cfg = make_config(checks=("apiservers", "endpoints"))
-    endpoints_path = resources.ENDPOINTS.path(namespace="default", name="kubernetes")
+    slice_path = resources.ENDPOINT_SLICES.path(namespace="default", name="kubernetes")
     try:
         async with running(kube, cfg) as dog:
             # No master Node has the fixture apiserver's hostname yet: it is a stale master.
@@ -308,31 +308,31 @@ async def test_apiserver_identity_leases_and_kubernetes_endpoints(
             print(f"stale apiserver reported {elapsed:.3f} s after its identity Lease appeared")
             assert [f["object"] for f in matching(dog, "stale-apiserver")] == [f"Lease kube-system/{extra}"]
 
+            # What the apiserver's endpoint reconciler writes (the fixture's is off): a slice of the Service.
             body: client.JSON = {
-                "metadata": {"name": "kubernetes", "namespace": "default"},
-                "subsets": [
-                    {
-                        "addresses": [{"ip": "10.98.0.1"}, {"ip": "10.99.0.7"}],
-                        "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}],
-                    }
-                ],
+                "metadata": {
+                    "name": "kubernetes",
+                    "namespace": "default",
+                    "labels": {"kubernetes.io/service-name": "kubernetes"},
+                },
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": ["10.98.0.1"]}, {"addresses": ["10.99.0.7"]}],
+                "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}],
             }
-            await kube.create(resources.ENDPOINTS.path(namespace="default"), body)
+            await kube.create(resources.ENDPOINT_SLICES.path(namespace="default"), body)
             elapsed = await wait_for(dog, "stale-endpoint", "10.99.0.7", timeout=2)
             print(f"stale endpoint reported {elapsed:.3f} s after it was written")
             assert [f["object"] for f in matching(dog, "stale-endpoint")] == [
-                "Endpoints default/kubernetes address 10.99.0.7"
+                "Service default/kubernetes endpoint 10.99.0.7"
             ]
             assert dog.status["endpoints"] == ["10.98.0.1", "10.99.0.7"]
 
-            await kube.patch(
-                endpoints_path, {"subsets": [{**body["subsets"][0], "addresses": [{"ip": "10.98.0.1"}]}]}
-            )
+            await kube.patch(slice_path, {"endpoints": [{"addresses": ["10.98.0.1"]}]})
             await wait_until_gone(dog, "stale-endpoint", timeout=2)
             assert sample(dog, "leader_watchdog_apiservers") == 2
             await wait_for_events(kube, {"StaleApiserver"}, namespace="kube-system", name=extra)
     finally:
-        for path in (endpoints_path, LEASES.path(namespace="kube-system", name=extra)):
+        for path in (slice_path, LEASES.path(namespace="kube-system", name=extra)):
             with contextlib.suppress(client.ApiError):
                 await kube.delete(path)
 

@@ -71,7 +71,9 @@ def test_streams_follow_the_enabled_checks() -> None:
         "endpoints",
         "heartbeats",
     }
-    assert watchdog.streams(load())["endpoints"].resource == resources.ENDPOINTS
+    slices = watchdog.streams(load())["endpoints"]
+    assert slices.resource == resources.ENDPOINT_SLICES
+    assert slices.query == {"labelSelector": "kubernetes.io/service-name=kubernetes"}
 
 
 def test_records_parse_events_into_a_snapshot() -> None:
@@ -92,22 +94,25 @@ def test_records_parse_events_into_a_snapshot() -> None:
             "renewTime": "2026-11-22T01:00:00.000000Z",
         },
     }
-    endpoints = {
-        "metadata": {"name": "kubernetes", "namespace": "default"},
-        "subsets": [{"addresses": [{"ip": "10.0.0.1"}]}],
-    }
+    ipv4, ipv6 = (
+        {"metadata": {"name": name, "namespace": "default"}, "endpoints": [{"addresses": [address]}]}
+        for name, address in (("kubernetes", "10.0.0.1"), ("kubernetes-v6", "fd00::1"))
+    )
     records.apply("nodes", watch.WatchEvent("SYNC", objects=(master,)))
     records.apply("leader:kube-system/kube-scheduler", watch.WatchEvent("ADDED", object=lease))
-    records.apply("endpoints", watch.WatchEvent("SYNC", objects=(endpoints,)))
+    records.apply("endpoints", watch.WatchEvent("SYNC", objects=(ipv4,)))
+    records.apply("endpoints", watch.WatchEvent("ADDED", object=ipv6))
     shot = records.snapshot(observation=None, agreed_version="v1.31.4")
     assert [m.name for m in shot.masters] == ["m1"]
     scheduler = shot.leaders["kube-system/kube-scheduler"]
     assert scheduler is not None and scheduler.holder == "m1_x"
-    assert shot.endpoint_ips == ("10.0.0.1",)
+    assert shot.endpoint_ips == ("10.0.0.1", "fd00::1")
     records.apply("leader:kube-system/kube-scheduler", watch.WatchEvent("DELETED", object=lease))
     records.apply("nodes", watch.WatchEvent("DELETED", object=master))
+    records.apply("endpoints", watch.WatchEvent("SYNC", objects=()))
     shot = records.snapshot(observation=None, agreed_version=None)
     assert shot.leaders == {"kube-system/kube-scheduler": None} and shot.masters == ()
+    assert shot.endpoint_ips is None  # no slice: not judged
 
 
 def test_apiserver_version_source_takes_master_versions_from_the_agreement() -> None:

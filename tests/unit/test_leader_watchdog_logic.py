@@ -184,9 +184,30 @@ def test_endpoint_ip_that_no_master_has_is_stale() -> None:
         history=logic.History(),
     )
     assert [(f.check, f.object) for f in evaluation.findings] == [
-        ("stale-endpoint", "Endpoints default/kubernetes address 10.0.0.9")
+        ("stale-endpoint", "Service default/kubernetes endpoint 10.0.0.9")
     ]
-    assert evaluation.findings[0].ref == logic.Ref(kind="Endpoints", name="kubernetes", namespace="default")
+    assert evaluation.findings[0].ref == logic.Ref(kind="Service", name="kubernetes", namespace="default")
+
+
+def test_the_kubernetes_service_endpoints_are_every_address_of_its_slices() -> None:
+    dual_stack = [
+        {
+            "endpoints": [
+                {"addresses": ["10.0.0.1"], "conditions": {"ready": True}},
+                {"addresses": ["10.0.0.2"]},
+            ]
+        },
+        {
+            "endpoints": [
+                {"addresses": ["fd00::1"], "conditions": {"ready": False}},
+                {"addresses": ["10.0.0.1"]},
+            ]
+        },
+    ]
+    slices = [logic.endpoint_slice_ips(raw) for raw in dual_stack]
+    assert logic.service_endpoint_ips(slices) == ("10.0.0.1", "10.0.0.2", "fd00::1")
+    assert logic.service_endpoint_ips([logic.endpoint_slice_ips({"endpoints": None})]) == ()
+    assert logic.service_endpoint_ips([]) is None  # no slice: not judged
 
 
 def test_missing_endpoints_are_not_judged() -> None:
@@ -408,20 +429,6 @@ def test_node_record_collects_hostnames_and_addresses() -> None:
     assert record.addresses == {"10.0.0.1"}
     assert logic.node_record(raw, selectors=SELECTORS, reported_version="v1.32.0").version == "v1.32.0"
     assert not logic.node_record({"metadata": {"name": "bare"}}, selectors=SELECTORS).ready
-
-
-def test_endpoint_ips_of_all_subsets() -> None:
-    raw = {
-        "subsets": [
-            {
-                "addresses": [{"ip": "10.0.0.2"}, {"ip": "10.0.0.1"}],
-                "notReadyAddresses": [{"ip": "10.0.0.3"}],
-            },
-            {"addresses": [{"ip": "10.0.0.1"}]},
-        ]
-    }
-    assert logic.endpoint_ips(raw) == ("10.0.0.1", "10.0.0.2", "10.0.0.3")
-    assert logic.endpoint_ips({}) == ()
 
 
 def test_status_json_lists_findings_with_object_evidence_and_since() -> None:

@@ -265,8 +265,8 @@ async def _apply(kube: Kube, item: Item, *, settings: Settings) -> None:
 async def wait_established(kube: Kube, names: Sequence[str], *, seconds: float) -> None:
     pending = set(names)
     try:
-        async with asyncio.timeout(seconds):
-            async for event in watch.watch(kube, resources.CRDS):
+        async with asyncio.timeout(seconds), contextlib.aclosing(watch.watch(kube, resources.CRDS)) as events:
+            async for event in events:
                 objects = event.objects if event.type == "SYNC" else (event.object,) if event.object else ()
                 for obj in objects:
                     if logic.crd_established(obj):

@@ -11,7 +11,7 @@ import asyncio
 import dataclasses
 import logging
 import random
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from typing import Literal
 
 import aiohttp
@@ -71,8 +71,10 @@ async def watch(
     resource_version: str | None = None,
     inactivity_timeout: float = INACTIVITY_TIMEOUT,
     backoff: Backoff | None = None,
-) -> AsyncIterator[WatchEvent]:
-    """Events of ``resource`` forever. ``resource_version`` starts by watching from there (no first list)."""
+) -> AsyncGenerator[WatchEvent]:
+    """Events of ``resource`` forever. ``resource_version`` starts by watching from there (no first list).
+    A consumer that stops early wraps it in ``contextlib.aclosing``: that ends the watch request at once,
+    not at some later garbage collection (after which the connection may already be unusable)."""
     backoff = backoff or Backoff()
     path = resource.path(namespace=namespace)
     selectors: dict[str, str | int | bool] = {}

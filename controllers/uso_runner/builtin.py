@@ -9,6 +9,7 @@ side creates the object and watches its conditions until it finished or ``timeou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Mapping
@@ -107,10 +108,9 @@ class Builtin:
         """Watch it until it finished, or ``timeout`` passed (the watch itself rides out connection errors)."""
         status = logic.MigrationStatus("pending", "not read yet")
         try:
-            async with asyncio.timeout(self.timeout):
-                async for event in watch.watch(
-                    self.kube, self.resource, field_selector=f"metadata.name={name}"
-                ):
+            events = watch.watch(self.kube, self.resource, field_selector=f"metadata.name={name}")
+            async with asyncio.timeout(self.timeout), contextlib.aclosing(events):
+                async for event in events:
                     current = event.objects[0] if event.type == "SYNC" and event.objects else event.object
                     if event.type == "DELETED" or current is None:
                         return logic.MigrationStatus("failed", "deleted before it finished")

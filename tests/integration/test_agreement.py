@@ -218,8 +218,9 @@ async def test_expired_resource_version_relists_without_losing_events(
     events: list[watch.WatchEvent] = []
     store = watch.ObjectStore([before])
     old_version = before["metadata"]["resourceVersion"]
-    async with asyncio.timeout(20):
-        async for event in watch.watch(kube, templates, namespace=namespace, resource_version=old_version):
+    stream = watch.watch(kube, templates, namespace=namespace, resource_version=old_version)
+    async with asyncio.timeout(20), contextlib.aclosing(stream):
+        async for event in stream:
             events.append(event)
             store.apply(event)
             if event.type == "SYNC":

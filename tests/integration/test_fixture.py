@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import pytest
@@ -51,11 +52,12 @@ async def test_watch_receives_events(kube: client.Kube, namespace: str) -> None:
     listed = asyncio.Event()
 
     async def consume() -> None:
-        async for event in watch.watch(kube, CM, namespace=namespace):
-            events.append(event)
-            listed.set()
-            if event.type == "ADDED":
-                return
+        async with contextlib.aclosing(watch.watch(kube, CM, namespace=namespace)) as stream:
+            async for event in stream:
+                events.append(event)
+                listed.set()
+                if event.type == "ADDED":
+                    return  # aclosing ends the watch request now, not at some later garbage collection
 
     task = asyncio.create_task(consume())
     await asyncio.wait_for(listed.wait(), 10)

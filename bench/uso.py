@@ -27,7 +27,6 @@ import os
 import pathlib
 import platform
 import shutil
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -258,9 +257,7 @@ async def run_migrator(plane: controlplane.ControlPlane, kube: client.Kube) -> d
 
 def configmap_puts(plane: controlplane.ControlPlane) -> int:
     """ConfigMap PUTs the apiserver answered with 200, by its own count (``apiserver_request_total``)."""
-    context = ssl.create_default_context(cafile=str(plane.pki / "ca.crt"))
-    context.load_cert_chain(str(plane.pki / "admin.crt"), str(plane.pki / "admin.key"))
-    with urllib.request.urlopen(f"{plane.server}/metrics", context=context, timeout=60) as response:
+    with urllib.request.urlopen(f"{plane.server}/metrics", context=plane.admin_tls(), timeout=60) as response:
         text = response.read().decode()
     wanted = {"verb": "PUT", "resource": "configmaps", "code": "200", "subresource": ""}
     return int(

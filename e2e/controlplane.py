@@ -279,6 +279,12 @@ class ControlPlane:
                 preexec_fn=_die_with_parent if self.tied_to_parent else None,
             )
 
+    def admin_tls(self) -> ssl.SSLContext:
+        """TLS as the admin user, trusting the fixture's CA (for plain HTTPS calls, e.g. ``/metrics``)."""
+        context = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
+        context.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
+        return context
+
     def _wait_ready(
         self, url: str, *, process: subprocess.Popen[bytes], timeout: float, tls: bool, verify: bool = True
     ) -> None:
@@ -288,8 +294,7 @@ class ControlPlane:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         elif tls:
-            context = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
-            context.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
+            context = self.admin_tls()
         deadline = time.monotonic() + timeout
         last_error = ""
         while time.monotonic() < deadline:

@@ -93,8 +93,9 @@ async def test_rolling_kubelet_upgrade_reports_one_change_after_the_settle_windo
 
         loop = asyncio.get_running_loop()
         for name in names:
+            sent = loop.time()  # the settle window starts when the feed sees the patch: after this,
             await nodes.set_status(name, version="v1.36.1-eks-abc")
-            last_patch = loop.time()
+            answered = loop.time()  # and (the watch may deliver it before the patch's answer) around this
             await asyncio.sleep(0.3)
             if name != names[-1]:
                 assert feed.metric("test_masters_agreed") == 0
@@ -105,10 +106,7 @@ async def test_rolling_kubelet_upgrade_reports_one_change_after_the_settle_windo
     assert len(feed.changes) == 2
     assert change.version.raw == "v1.36.1-eks-abc"
     assert change.masters == tuple(names)
-    delay = changed_at - last_patch
-    assert SETTLE - 0.3 <= delay <= SETTLE + 1.0, (
-        delay
-    )  # the last patch is observed a moment after it is sent
+    assert changed_at - sent >= SETTLE and changed_at - answered <= SETTLE + 1.0, (changed_at, sent, answered)
     assert feed.metric("test_agreed_version_info", {"version": "v1.36.1-eks-abc"}) == 1
     assert feed.metric("test_agreed_version_info", {"version": "v1.35.4"}) is None
     assert feed.metric("test_agreement_changes_total") == 2
@@ -141,6 +139,7 @@ async def test_apiserver_source_follows_the_mirror_pods_image_tags(
             assert feed.changes[0][1].version.raw == "v1.35.4"
             loop = asyncio.get_running_loop()
             for name in names:  # kubeadm upgrades the apiserver first; the kubelets stay at 1.35
+                sent = loop.time()
                 await kube.patch(
                     pods.path(namespace="kube-system", name=f"kube-apiserver-{name}"),
                     {
@@ -152,14 +151,14 @@ async def test_apiserver_source_follows_the_mirror_pods_image_tags(
                     },
                     patch_type="strategic",
                 )
-                last_patch = loop.time()
+                answered = loop.time()
                 await asyncio.sleep(0.3)
             await feed.wait_for_changes(2)
             await asyncio.sleep(SETTLE)
             changed_at, change = feed.changes[1]
         assert len(feed.changes) == 2
         assert change.version.raw == "v1.36.0"
-        assert SETTLE <= changed_at - last_patch <= SETTLE + 1.0
+        assert changed_at - sent >= SETTLE and changed_at - answered <= SETTLE + 1.0
     finally:
         for name in names:
             await kube.delete(

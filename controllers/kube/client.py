@@ -13,7 +13,7 @@ import os
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any, Literal
 
 import aiohttp
@@ -224,17 +224,24 @@ class Kube:
         *,
         query: Mapping[str, str | int | bool],
         inactivity_timeout: float,
-    ) -> AsyncIterator[JSON]:
-        """Decoded JSON lines of one streaming (watch) request."""
+    ) -> AsyncGenerator[JSON]:
+        """Decoded JSON lines of one streaming (watch) request (aclose() it to end the request early)."""
         url = self._url(path, query)
         headers = await self._headers(None)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=inactivity_timeout)
         async with self._session.get(url, headers=headers, timeout=timeout) as response:
             if response.status >= 400:
                 raise _api_error(response.status, await response.read(), response.headers.get("Retry-After"))
-            async for line in response.content:
-                if line.strip():
-                    yield json.loads(line)
+            try:
+                async for line in response.content:
+                    if line.strip():
+                        yield json.loads(line)
+            except (GeneratorExit, asyncio.CancelledError):
+                # Left mid-stream (closed or cancelled): the connection cannot be reused, so drop it now.
+                # A graceful TLS close would need the event loop to keep running after its owner is done.
+                if response.connection is not None and response.connection.transport is not None:
+                    response.connection.transport.abort()
+                raise
 
     def _url(self, path: str, query: Mapping[str, str | int | bool] | None) -> str:
         url = self._host + path

@@ -8,10 +8,11 @@ event with the full listing after every (re)list, so a re-list never loses a del
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from typing import Literal
 
 import aiohttp
@@ -89,12 +90,15 @@ async def watch(
                 objects, version = await _list(kube, path, selectors)
                 backoff.reset()
                 yield WatchEvent("SYNC", objects=tuple(objects))
-            async for event, resume_from in _watch_once(
+            # Each level closes the one below it: a consumer's aclose() then ends the request at once.
+            events = _watch_once(
                 kube, path, selectors, version=version, inactivity_timeout=inactivity_timeout
-            ):
-                version = resume_from
-                backoff.reset()
-                yield event
+            )
+            async with contextlib.aclosing(events):
+                async for event, resume_from in events:
+                    version = resume_from
+                    backoff.reset()
+                    yield event
         except _Relist:
             log.info("watch of %s: resourceVersion %s is gone, re-listing", resource.group_resource, version)
             version = None
@@ -129,7 +133,7 @@ async def _watch_once(
     *,
     version: str,
     inactivity_timeout: float,
-) -> AsyncIterator[tuple[WatchEvent, str]]:
+) -> AsyncGenerator[tuple[WatchEvent, str]]:
     """One watch request; yields (event, resourceVersion to resume from). Ends when the server closes it."""
     query: dict[str, str | int | bool] = {
         **selectors,
@@ -139,18 +143,20 @@ async def _watch_once(
         # The server ends the request after this; spread reconnects of many clients.
         "timeoutSeconds": random.randint(300, 600),
     }
-    async for line in kube.stream_lines(path, query=query, inactivity_timeout=inactivity_timeout):
-        kind = line.get("type")
-        obj = line.get("object") or {}
-        if kind == "ERROR":
-            if obj.get("code") == 410:
-                raise _Relist
-            raise ApiError(status=int(obj.get("code") or 500), body=obj)
-        version = obj.get("metadata", {}).get("resourceVersion", version)
-        if kind == "BOOKMARK":
-            continue
-        if kind in ("ADDED", "MODIFIED", "DELETED"):
-            yield WatchEvent(kind, object=obj), version
+    lines = kube.stream_lines(path, query=query, inactivity_timeout=inactivity_timeout)
+    async with contextlib.aclosing(lines):
+        async for line in lines:
+            kind = line.get("type")
+            obj = line.get("object") or {}
+            if kind == "ERROR":
+                if obj.get("code") == 410:
+                    raise _Relist
+                raise ApiError(status=int(obj.get("code") or 500), body=obj)
+            version = obj.get("metadata", {}).get("resourceVersion", version)
+            if kind == "BOOKMARK":
+                continue
+            if kind in ("ADDED", "MODIFIED", "DELETED"):
+                yield WatchEvent(kind, object=obj), version
 
 
 class ObjectStore:

@@ -7,6 +7,7 @@ made again on what is there now, and only our key is edited. Taints that others 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator
@@ -51,18 +52,19 @@ async def list_nodes(kube: Kube, *, policy: logic.Policy) -> list[logic.NodeView
 
 async def node_events(kube: Kube, *, policy: logic.Policy) -> AsyncIterator[NodeEvent]:
     """Every Node, as views: SYNC with all of them after each (re)list, then each change."""
-    async for event in watch.watch(kube, NODES):
-        if event.type == "SYNC":
-            views = (logic.node_view(obj, policy=policy) for obj in event.objects)
-            yield NodeEvent("SYNC", nodes=tuple(v for v in views if v is not None))
-        elif event.object is not None:
-            view = logic.node_view(event.object, policy=policy)
-            if view is None:
-                continue
-            if event.type == "DELETED":
-                yield NodeEvent("DELETED", name=view.name)
-            else:
-                yield NodeEvent(event.type, nodes=(view,))
+    async with contextlib.aclosing(watch.watch(kube, NODES)) as events:
+        async for event in events:
+            if event.type == "SYNC":
+                views = (logic.node_view(obj, policy=policy) for obj in event.objects)
+                yield NodeEvent("SYNC", nodes=tuple(v for v in views if v is not None))
+            elif event.object is not None:
+                view = logic.node_view(event.object, policy=policy)
+                if view is None:
+                    continue
+                if event.type == "DELETED":
+                    yield NodeEvent("DELETED", name=view.name)
+                else:
+                    yield NodeEvent(event.type, nodes=(view,))
 
 
 async def apply_change(

@@ -29,17 +29,25 @@ fixture: ## Build (or reuse the cached) etcd, etcdctl, kube-apiserver and kube-c
 demo: venv fixture ## A local control plane, a simulated master upgrade, all four controllers reacting (~1 min once the fixture is built)
 	$(PY) -m e2e.demo
 
+.PHONY: engine
+engine: ## Make sure a container engine answers (as root on Debian: installs docker.io, starts dockerd)
+	@e2e/engine.sh
+
+.PHONY: image
+image: venv ## Build kube-upgrade-controllers:<chart appVersion> (and :dev) and the example bundle image, offline
+	@UV="$(UV)" e2e/image.sh
+
 .PHONY: lint
 lint: venv ## ruff (lint + format check), mypy --strict, import-linter contracts, shellcheck, hadolint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/shellcheck -x e2e/build-tool.sh e2e/kind/run.sh .ci/run
+	$(VENV)/bin/shellcheck -x e2e/*.sh e2e/kind/*.sh .ci/run
 	$(VENV)/bin/hadolint images/Dockerfile images/bundle.Dockerfile
 
 .PHONY: test
-test: venv fixture tools lint ## Everything: lint, unit tests and integration tests on a real local control plane
+test: venv fixture tools image lint ## Everything: lint, unit tests, integration tests on a real local control plane, the image's checks
 	$(VENV)/bin/pytest
 
 .PHONY: unit
@@ -83,6 +91,10 @@ bench-agreement: venv fixture ## Benchmark: agreement reaction and memory at 5,0
 bench-uso: venv fixture ## Benchmark: uso-runner vs kubectl get|replace, kube-storage-version-migrator, a bare PUT loop
 	$(PY) -m bench.uso
 
+.PHONY: bench-image
+bench-image: venv fixture image ## Benchmark: the image's size and each controller's idle RSS in a container vs from the virtualenv
+	$(PY) -m bench.image
+
 .PHONY: bench
-bench: bench-uso bench-tainter bench-agreement ## Every benchmark, then bench/README.md: one table, figures next to anchors
+bench: bench-uso bench-tainter bench-agreement bench-image ## Every benchmark, then bench/README.md: one table, figures next to anchors
 	$(PY) -m bench.report

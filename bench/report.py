@@ -78,9 +78,26 @@ def agreement_rows(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def image_rows(data: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = [(f"image {data['image']} size", f"{data['imageSizeMiB']} MiB", data["base"], "", "—")]
+    for controller, measured in data["idle"].items():
+        container, host = measured["container"], measured["virtualenv"]
+        rows.append((
+            f"{controller} idle RSS in the container (cgroup {container['cgroupMiB']} MiB)",
+            f"{container['vmRssMiB']} MiB", f"from the virtualenv: {host['vmRssMiB']} MiB",
+            f"{container['vmRssMiB'] / host['vmRssMiB']:.2f}x", "—",
+        ))  # fmt: skip
+    return rows
+
+
 def render() -> str:
     sections: list[tuple[str, list[Row], str]] = []
-    for name, to_rows in (("uso", uso_rows), ("tainter", tainter_rows), ("agreement", agreement_rows)):
+    for name, to_rows in (
+        ("uso", uso_rows),
+        ("tainter", tainter_rows),
+        ("agreement", agreement_rows),
+        ("image", image_rows),
+    ):
         data = _load(name)
         if data is None:
             continue

@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # An example add-on bundle image: one directory per Kubernetes minor (<major.minor>/*.yaml), at the image's
 # root, from examples/bundles/. The chart mounts it read-only as an OCI image volume
 # (addonUpdater.bundles.image) at addonUpdater.bundles.mountPath, which becomes addon-updater's bundleDir.

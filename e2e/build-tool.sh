@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
-# Build one fixture tool from the Go module proxy and cache it by tool and version:
-#   e2e/build-tool.sh kube-apiserver|kube-controller-manager|etcd|etcdctl|helm|promtool|storage-version-migrator
+# Build one tool from the Go module proxy (or, for pause, from the Kubernetes module's C source) and cache it
+# by tool and version:
+#   e2e/build-tool.sh TOOL [VERSION]
+# TOOL is one of
+#   fixture:   kube-apiserver kube-controller-manager etcd etcdctl helm promtool storage-version-migrator
+#   kind:      kind kubeadm kubelet kubectl kube-scheduler kube-proxy etcdutl coredns pause
+#              containerd containerd-shim-runc-v2 ctr runc crictl cni-host-local cni-loopback cni-ptp cni-portmap
+# VERSION defaults to the pin in versions.env (the Kubernetes tools to KUBE_VERSION); coredns and pause have no
+# pin of their own (e2e/kind/node-image.sh asks kubeadm which ones a release wants) and need it.
 # Prints the cached binary's path on stdout; progress goes to stderr. Builds only when missing.
 set -euo pipefail
 
@@ -8,20 +15,29 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=versions.env
 . "$here/versions.env"
 
-tool=${1:?usage: build-tool.sh kube-apiserver|kube-controller-manager|etcd|etcdctl|helm|promtool|storage-version-migrator}
+usage="usage: build-tool.sh TOOL [VERSION] (see the comment at the top of e2e/build-tool.sh)"
+tool=${1:?$usage}
 cache=${KUC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kube-upgrade-controllers}
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
 
+name=$tool
 case "$tool" in
-  kube-apiserver | kube-controller-manager) version=$KUBE_VERSION ;;
-  etcd | etcdctl) version=$ETCD_VERSION ;;
+  kube-apiserver | kube-controller-manager | kube-scheduler | kube-proxy | kubeadm | kubelet | kubectl)
+    version=${2:-$KUBE_VERSION} ;;
+  etcd | etcdctl | etcdutl) version=${2:-$ETCD_VERSION} ;;
   helm) version=$HELM_VERSION ;;
   promtool) version=$PROMTOOL_VERSION ;;
   storage-version-migrator) version=$SVM_VERSION ;;
-  *) echo "build-tool.sh: unknown tool '$tool'" >&2; exit 2 ;;
+  kind) version=${2:-$KIND_VERSION} ;;
+  containerd | containerd-shim-runc-v2 | ctr) version=${2:-$CONTAINERD_VERSION} ;;
+  runc) version=${2:-$RUNC_VERSION} ;;
+  crictl) version=${2:-$CRICTL_VERSION} ;;
+  cni-host-local | cni-loopback | cni-ptp | cni-portmap) version=${2:-$CNI_PLUGINS_VERSION}; name=${tool#cni-} ;;
+  coredns | pause) version=${2:?build-tool.sh $tool needs a VERSION (kubeadm config images list tells which)} ;;
+  *) echo "build-tool.sh: unknown tool '$tool'; $usage" >&2; exit 2 ;;
 esac
 
-out="$cache/bin/$tool-$version/$tool"
+out="$cache/bin/$tool-$version/$name"
 if [ -x "$out" ]; then
   echo "$out"
   exit 0
@@ -36,7 +52,7 @@ if [ -x "$out" ]; then
   exit 0
 fi
 
-log() { printf '[build-tool] %s %s: %s\n' "$tool" "$version" "$*" >&2; }
+log() { printf '[build-tool %s] %s %s: %s\n' "$(date +%T)" "$tool" "$version" "$*" >&2; }
 work="$cache/src/$tool-$version"
 rm -rf "$work"
 mkdir -p "$work" "$(dirname "$out")"
@@ -46,9 +62,10 @@ started=$(date +%s)
 # Each tool is built inside a small wrapper module of its own, so that replace directives the upstream
 # module needs (and that `go install` would ignore) are spelled out here.
 case "$tool" in
-  kube-apiserver | kube-controller-manager)
-    gomod_path=$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
-    minor_patch=${KUBE_VERSION#v1.}
+  kube-apiserver | kube-controller-manager | kube-scheduler | kube-proxy | kubeadm | kubelet | kubectl)
+    info=$(go mod download -json "k8s.io/kubernetes@$version")
+    gomod_path=$(sed -n 's/.*"GoMod": "\(.*\)".*/\1/p' <<<"$info")
+    minor_patch=${version#v1.}
     go_line=$(sed -n 's/^go \(.*\)$/\1/p' "$gomod_path")
     godebug_line=$(sed -n 's/^godebug \(.*\)$/\1/p' "$gomod_path")
     {
@@ -57,7 +74,7 @@ case "$tool" in
       echo "go $go_line"
       [ -n "$godebug_line" ] && echo "godebug $godebug_line"
       echo
-      echo "require k8s.io/kubernetes $KUBE_VERSION"
+      echo "require k8s.io/kubernetes $version"
       echo
       echo "replace ("
       # Every staging module k8s.io/X => ./staging/src/k8s.io/X becomes k8s.io/X v0.<minor>.<patch>.
@@ -67,13 +84,20 @@ case "$tool" in
     } >go.mod
     pkg=k8s.io/kubernetes/cmd/$tool
     minor=${minor_patch%%.*}
-    ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION"
-    ldflags+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
-    ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION"
-    ldflags+=" -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+    # What hack/lib/version.sh stamps, in both version packages. A module zip carries no git metadata: the
+    # tree state is "archive" (Kubernetes' own word for a build from a source archive), the commit is left
+    # empty, and the build date is the tag's time as the module proxy reports it (reproducible).
+    tag_time=$(sed -n 's/.*"Time":[[:space:]]*"\([^"]*\)".*/\1/p' "${gomod_path%.mod}.info")
+    ldflags="-s -w"
+    for var in "gitVersion=$version" gitMajor=1 "gitMinor=$minor" gitTreeState=archive gitCommit= "buildDate=$tag_time"; do
+      ldflags+=" -X k8s.io/component-base/version.$var -X k8s.io/client-go/pkg/version.$var"
+    done
     ;;
-  etcd | etcdctl)
-    if [ "$tool" = etcd ]; then pkg=go.etcd.io/etcd/server/v3; else pkg=go.etcd.io/etcd/etcdctl/v3; fi
+  etcd | etcdctl | etcdutl)
+    case "$tool" in
+      etcd) pkg=go.etcd.io/etcd/server/v3 ;;
+      *) pkg=go.etcd.io/etcd/$tool/v3 ;;
+    esac
     printf 'module fixture/%s\n\ngo 1.26\n' "$tool" >go.mod
     ldflags="-s -w"
     ;;
@@ -104,13 +128,73 @@ case "$tool" in
     go mod edit -require=github.com/modern-go/reflect2@v1.0.2
     ldflags="-s -w"
     ;;
+  kind)
+    pkg=sigs.k8s.io/kind
+    printf 'module fixture/kind\n\ngo 1.26\n' >go.mod
+    ldflags="-s -w"
+    ;;
+  containerd | containerd-shim-runc-v2 | ctr)
+    pkg=github.com/containerd/containerd/v2/cmd/$tool
+    printf 'module fixture/%s\n\ngo 1.26\n' "$tool" >go.mod
+    # The snapshotters kind never selects are left out, as kind's base image does.
+    export GOFLAGS="$GOFLAGS -tags=no_aufs,no_zfs,no_btrfs,no_devmapper,urfave_cli_no_docs"
+    ldflags="-s -w -X github.com/containerd/containerd/v2/version.Version=$version"
+    ldflags+=" -X github.com/containerd/containerd/v2/version.Package=github.com/containerd/containerd/v2"
+    ;;
+  runc)
+    # runc needs cgo (its nsenter is C) and libseccomp for seccomp profiles (RuntimeDefault pods); linked
+    # statically so that the node image needs no libseccomp of a given version.
+    if ! pkg-config --exists libseccomp 2>/dev/null; then
+      if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        log "runc needs libseccomp's headers and static library (Debian: libseccomp-dev) and pkg-config"
+        exit 1
+      fi
+      log "installing Debian's libseccomp-dev and pkg-config (apt-get)"
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libseccomp-dev pkg-config >/dev/null 2>&1 ||
+        { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libseccomp-dev pkg-config >/dev/null; }
+    fi
+    pkg=github.com/opencontainers/runc
+    printf 'module fixture/runc\n\ngo 1.26\n' >go.mod
+    export CGO_ENABLED=1 GOFLAGS="$GOFLAGS -tags=seccomp,netgo,osusergo,urfave_cli_no_docs"
+    ldflags="-s -w -X main.version=${version#v} -extldflags -static"
+    ;;
+  crictl)
+    pkg=sigs.k8s.io/cri-tools/cmd/crictl
+    printf 'module fixture/crictl\n\ngo 1.26\n' >go.mod
+    ldflags="-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$version"
+    ;;
+  cni-host-local | cni-loopback | cni-ptp | cni-portmap)
+    case "$name" in
+      host-local) pkg=github.com/containernetworking/plugins/plugins/ipam/host-local ;;
+      portmap) pkg=github.com/containernetworking/plugins/plugins/meta/portmap ;;
+      *) pkg=github.com/containernetworking/plugins/plugins/main/$name ;;
+    esac
+    printf 'module fixture/%s\n\ngo 1.26\n' "$tool" >go.mod
+    ldflags="-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$version"
+    ;;
+  coredns)
+    # The module's root package is the coredns command, with the default plugin set compiled in.
+    pkg=github.com/coredns/coredns
+    printf 'module fixture/coredns\n\ngo 1.26\n' >go.mod
+    ldflags="-s -w"
+    ;;
+  pause)
+    # The pause container's program is C, in the Kubernetes module (build/pause/linux/pause.c), built
+    # statically as its Makefile does.
+    src=$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+    log "compiling $src/build/pause/linux/pause.c"
+    gcc -Os -Wall -Werror -static -DVERSION="v${version#v}" -o "$out.tmp" "$src/build/pause/linux/pause.c"
+    strip "$out.tmp"
+    mv "$out.tmp" "$out"
+    log "built in $(($(date +%s) - started)) s -> $out"
+    echo "$out"
+    exit 0
+    ;;
 esac
 
-log "resolving modules (first time: downloads a few hundred MB)"
-mod_version=$version
-case "$tool" in kube-apiserver | kube-controller-manager) mod_version=$KUBE_VERSION ;; esac
-go get -tool "$pkg@$mod_version" >&2
-log "compiling $pkg (2 cores: kube-apiserver or kube-controller-manager takes 5-15 min)"
+log "resolving modules (first time: downloads up to a few hundred MB)"
+go get -tool "$pkg@$version" >&2
+log "compiling $pkg (2 cores: a Kubernetes component takes 5-15 min cold, much less once another one is built)"
 go build -trimpath -ldflags "$ldflags" -o "$out.tmp" "$pkg" >&2
 mv "$out.tmp" "$out"
 log "built in $(($(date +%s) - started)) s -> $out"

@@ -112,7 +112,7 @@ async def ensure_monitoring_crds(kube: client.Kube) -> None:
             crd = await kube.get(CRDS.path(name=f"{plural}.monitoring.coreos.com"))
             if any(
                 c["type"] == "Established" and c["status"] == "True"
-                for c in crd.get("status", {}).get("conditions", [])
+                for c in (crd.get("status") or {}).get("conditions") or []
             ):
                 break
             await asyncio.sleep(0.1)

@@ -83,6 +83,22 @@ class RateLimiter:
                 await asyncio.sleep((1 - self._tokens) / self.qps)
 
 
+# What Go's encoding/json escapes in strings besides the JSON minimum (its default, HTML-safe output).
+_GO_ESCAPES = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
+def encode(body: JSON | list[JSON]) -> bytes:
+    """A request body as the apiserver itself writes JSON (Go's encoding/json): compact, UTF-8, ``<>&``
+    escaped, keys in the order they were read. A ``RawExtension`` field, which the apiserver keeps as the bytes
+    it was given and compares byte for byte where it is immutable (ControllerRevision ``data``), then goes back
+    exactly as it came: with Python's default spacing, PUT-ing a ControllerRevision back unchanged is a 422."""
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    # Outside strings JSON has none of these characters, so translating the whole text only touches strings.
+    return text.translate(_GO_ESCAPES).encode()
+
+
 class Kube:
     """Async access to one cluster. Create with :func:`connect`; close with :meth:`close`."""
 
@@ -136,7 +152,7 @@ class Kube:
         url = self._url(path, query)
         data: bytes | None = None
         if body is not None:
-            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+            data = body.encode() if isinstance(body, str) else encode(body)
             content_type = content_type or "application/json"
         for attempt in range(_MAX_THROTTLE_RETRIES + 1):
             await self._limiter.acquire()
@@ -185,7 +201,7 @@ class Kube:
         return await self.request(
             "PATCH",
             path,
-            body=json.dumps(body),
+            body=encode(body).decode(),
             query=query,
             content_type=_PATCH_CONTENT_TYPES[patch_type],
         )

@@ -83,7 +83,10 @@ async def list_all(kube: Kube, *, namespace: str | None = None) -> list[State]:
     async for page in kube.list_pages(
         path, query={"labelSelector": f"{PART_OF_LABEL}={PART_OF},{CONTROLLER_LABEL}"}
     ):
-        items.extend(_state(obj) for obj in page.get("items", []))
+        # The chart's config ConfigMap of a controller has the same labels; only a state's name ends so.
+        items.extend(
+            _state(obj) for obj in page.get("items", []) if obj["metadata"]["name"].endswith("-state")
+        )
     return items
 
 

@@ -35,10 +35,19 @@ async def test_status_shows_each_controller_state(kube: client.Kube, kubeconfig:
         kube, namespace, "uso-runner", version="v1.35.2", phase="failed", progress="3/57",
         lastError="widgets.example.com: 503 Service Unavailable",
     )  # fmt: skip
-    # An unrelated ConfigMap named like a state but without the labels is not shown.
+    # An unrelated ConfigMap named like a state but without the labels is not shown, nor one with the labels
+    # that is no state: the chart's config ConfigMap of a controller carries them too.
     await kube.create(
         f"/api/v1/namespaces/{namespace}/configmaps",
         {"metadata": {"name": "kuc-addon-updater-state"}, "data": {"phase": "fake"}},
+    )
+    labels = {state.PART_OF_LABEL: state.PART_OF, state.CONTROLLER_LABEL: "node-tainter"}
+    await kube.create(
+        f"/api/v1/namespaces/{namespace}/configmaps",
+        {
+            "metadata": {"name": "kuc-kube-upgrade-controllers-node-tainter", "labels": labels},
+            "data": {"config.yaml": "{}"},
+        },
     )
 
     code, out, err = await status("--kubeconfig", kubeconfig, "--namespace", namespace)
@@ -48,6 +57,7 @@ async def test_status_shows_each_controller_state(kube: client.Kube, kubeconfig:
     rows = {line.split()[0]: line for line in lines[1:]}
     assert list(rows) == ["addon-updater", "uso-runner", "node-tainter", "leader-watchdog"]
     assert "no state" in rows["addon-updater"] and "fake" not in out
+    assert len(lines) == 5 and "kuc-kube-upgrade-controllers-node-tainter " not in out
     assert rows["node-tainter"].split()[1:6] == [
         namespace,
         "kuc-node-tainter-state",

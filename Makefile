@@ -10,7 +10,7 @@ export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: help
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet 'uv>=0.13'
@@ -36,6 +36,30 @@ engine: ## Make sure a container engine answers (as root on Debian: installs doc
 .PHONY: image
 image: venv ## Build kube-upgrade-controllers:<chart appVersion> (and :dev) and the example bundle image, offline
 	@UV="$(UV)" e2e/image.sh
+
+.PHONY: kind-up
+kind-up: venv image ## A kind cluster here (3 control planes + 2 workers at the old release, built offline) with the suite installed; writes .kind/env
+	@e2e/kind/cluster.sh up
+	@$(PY) -m e2e.kind.deploy
+
+.PHONY: kind-upgrade
+kind-upgrade: venv ## Roll every control plane to the new release with kubeadm, one at a time
+	@$(PY) -m e2e.kind.upgrade control-planes
+
+.PHONY: kind-upgrade-workers
+kind-upgrade-workers: venv ## Drain, upgrade (kubeadm, kubelet) and uncordon each worker in turn
+	@$(PY) -m e2e.kind.upgrade workers
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster and everything it made (the engine keeps running)
+	@e2e/kind/cluster.sh down
+
+.PHONY: e2e
+e2e: venv image ## kind-up, the rolling-upgrade scenario (e2e/suite), kind-down (also on failure; KEEP=1 keeps the cluster)
+	@status=0; { $(MAKE) --no-print-directory kind-up && \
+	  $(VENV)/bin/pytest e2e/suite -x -s -p no:cacheprovider; } || status=$$?; \
+	if [ "$(KEEP)" = 1 ]; then echo "KEEP=1: the cluster stays up (. .kind/env; make kind-down when done)"; \
+	else e2e/kind/cluster.sh down; fi; exit $$status
 
 .PHONY: lint
 lint: venv ## ruff (lint + format check), mypy --strict, import-linter contracts, shellcheck, hadolint

@@ -1,0 +1,177 @@
+"""Install the suite into the e2e kind cluster as a user would (the second half of ``make kind-up``).
+
+    python -m e2e.kind.deploy
+
+1. loads the image from ``make image`` into every node (``kind load docker-image``; the chart never pulls it);
+2. makes the e2e's add-on bundles (``e2e/kind/bundles/<minor>/``) ConfigMaps labelled with their minor, and
+   a Secret with a random marker that uso-runner's first run rewrites (the e2e suite checks that no
+   controller ever logs it);
+3. ``helm upgrade --install`` release ``kuc`` with every controller (``e2e/kind/values.yaml``,
+   ``config.minMasters`` = the cluster's control planes), and a second release ``kuc-apiserver`` with only the
+   leader-watchdog, reading the masters' versions from their kube-apiserver mirror pods
+   (``versionSource: apiserver``), so both version sources are exercised;
+4. ``helm test`` of both; then waits until every controller's ``/metrics`` (read through the apiserver's
+   service proxy) shows the masters agreed, and prints ``kube-upgrade-controllers status``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import pathlib
+import secrets
+import sys
+
+from kubernetes import client as k8s
+
+from e2e.kind import k8s as cluster
+
+TAG = "kind-deploy"
+IMAGE = "kube-upgrade-controllers"
+BUNDLES = pathlib.Path(__file__).resolve().parent / "bundles"
+VALUES = pathlib.Path(__file__).resolve().parent / "values.yaml"
+MINOR_LABEL = "addons.kube-upgrade-controllers.io/minor"
+APISERVER_RELEASE = "kuc-apiserver"
+SECRET_NAMESPACE, SECRET_NAME = "kuc-e2e", "e2e-marker"
+# (release, controller) pairs the two releases run.
+INSTALLED = [(cluster.RELEASE, c) for c in cluster.CONTROLLERS] + [(APISERVER_RELEASE, "leader-watchdog")]
+
+
+def app_version() -> str:
+    for line in (cluster.CHART / "Chart.yaml").read_text().splitlines():
+        if line.startswith("appVersion:"):
+            return line.split(":", 1)[1].strip().strip('"')
+    raise RuntimeError("no appVersion in Chart.yaml")
+
+
+def load_image() -> None:
+    image = f"{IMAGE}:{app_version()}"
+    cluster.log(TAG, f"loading {image} into every node (kind load docker-image)")
+    cluster.run(["kind", "load", "docker-image", "--name", cluster.CLUSTER, image])
+
+
+def bundle_config_maps() -> None:
+    """One ConfigMap per minor in the release namespace, a key per file, labelled with the minor."""
+    core = cluster.api().core
+    ensure_namespace(cluster.RELEASE_NAMESPACE)
+    for directory in sorted(p for p in BUNDLES.iterdir() if p.is_dir()):
+        minor = directory.name
+        body = k8s.V1ConfigMap(
+            metadata=k8s.V1ObjectMeta(
+                name=f"e2e-addons-{minor.replace('.', '-')}", labels={MINOR_LABEL: minor}
+            ),
+            data={f.name: f.read_text() for f in sorted(directory.glob("*.yaml"))},
+        )
+        try:
+            core.create_namespaced_config_map(cluster.RELEASE_NAMESPACE, body)
+        except k8s.ApiException as error:
+            if error.status != 409:
+                raise
+            core.replace_namespaced_config_map(body.metadata.name, cluster.RELEASE_NAMESPACE, body)
+        cluster.log(TAG, f"bundle {minor}: ConfigMap {body.metadata.name} ({len(body.data)} files)")
+
+
+def marker_secret() -> None:
+    ensure_namespace(SECRET_NAMESPACE)
+    body = k8s.V1Secret(
+        metadata=k8s.V1ObjectMeta(name=SECRET_NAME),
+        string_data={"password": f"kuc-e2e-{secrets.token_hex(12)}"},
+    )
+    try:
+        cluster.api().core.create_namespaced_secret(SECRET_NAMESPACE, body)
+    except k8s.ApiException as error:
+        if error.status != 409:
+            raise
+
+
+def secret_marker() -> str:
+    secret = cluster.api().core.read_namespaced_secret(SECRET_NAME, SECRET_NAMESPACE)
+    return base64.b64decode(secret.data["password"]).decode()
+
+
+def ensure_namespace(name: str) -> None:
+    try:
+        cluster.api().core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
+    except k8s.ApiException as error:
+        if error.status != 409:
+            raise
+
+
+def helm(*args: str, timeout: float = 600.0) -> str:
+    return cluster.run(
+        [cluster.tool("helm"), "--kubeconfig", str(cluster.KUBECONFIG), *args], timeout=timeout
+    )
+
+
+def install(*, control_planes: int) -> None:
+    common = ["--namespace", cluster.RELEASE_NAMESPACE, "--wait", "--timeout", "5m"]
+    masters = f"config.minMasters={control_planes}"
+    cluster.log(
+        TAG, f"helm upgrade --install {cluster.RELEASE}: all four controllers, minMasters {control_planes}"
+    )
+    helm(
+        "upgrade",
+        "--install",
+        cluster.RELEASE,
+        str(cluster.CHART),
+        "-f",
+        str(VALUES),
+        "--set",
+        masters,
+        *common,
+    )
+    cluster.log(
+        TAG, f"helm upgrade --install {APISERVER_RELEASE}: leader-watchdog with versionSource apiserver"
+    )
+    only_watchdog = [
+        "--set", "addonUpdater.enabled=false", "--set", "usoRunner.enabled=false",
+        "--set", "nodeTainter.enabled=false", "--set", "config.versionSource=apiserver",
+    ]  # fmt: skip
+    helm(
+        "upgrade", "--install", APISERVER_RELEASE, str(cluster.CHART), "-f", str(VALUES), "--set", masters,
+        *only_watchdog, *common,
+    )  # fmt: skip
+    for release in (cluster.RELEASE, APISERVER_RELEASE):
+        cluster.log(TAG, f"helm test {release}")
+        helm("test", release, "--namespace", cluster.RELEASE_NAMESPACE, "--timeout", "3m")
+
+
+def wait_agreed(*, version: str, timeout: float = 180.0) -> None:
+    """Every installed controller's leading replica reports, in its metrics, the masters agreed on ``version``."""
+    for release, controller in INSTALLED:
+
+        def agreed(release: str = release, controller: str = controller) -> bool:
+            return cluster.agreed_on(release, controller) == version
+
+        cluster.eventually(
+            agreed, timeout=timeout, what=f"{release} {controller} to report agreement on {version}"
+        )
+        cluster.log(TAG, f"{release} {controller}: masters agreed on {version} (its /metrics)")
+
+
+def status() -> str:
+    return cluster.run(
+        [str(cluster.REPO / ".venv" / "bin" / "kube-upgrade-controllers"), "status",
+         "--kubeconfig", str(cluster.KUBECONFIG), "--namespace", cluster.RELEASE_NAMESPACE],
+    )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.parse_args(argv)
+    control_planes = len(cluster.node_names(control_planes=True))
+    old = cluster.versions()["KIND_OLD_RELEASE"]
+    load_image()
+    bundle_config_maps()
+    marker_secret()
+    install(control_planes=control_planes)
+    wait_agreed(version=old)
+    print(status(), end="")
+    cluster.log(TAG, f"the suite runs: `. .kind/env; kubectl -n {cluster.RELEASE_NAMESPACE} get pods`")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

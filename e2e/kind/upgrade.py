@@ -1,0 +1,147 @@
+"""A rolling kubeadm upgrade of the e2e kind cluster to the new release, node by node, the way kubeadm's own
+upgrade tests do it inside kind (``make kind-upgrade``, ``make kind-upgrade-workers``):
+
+    python -m e2e.kind.upgrade control-planes   # stage, then each control plane in turn
+    python -m e2e.kind.upgrade workers          # each worker in turn: drain, upgrade, uncordon
+    python -m e2e.kind.upgrade stage            # only: the new images and binaries on every node
+
+Staging puts the new release's artifacts (``e2e/kind/artifacts.sh``: kubeadm, kubelet, kubectl and every
+image ``kubeadm config images list`` names) on every node first, images imported into its containerd, since
+the health-check pod and the new kube-proxy can land anywhere and nothing can be pulled. A control plane:
+the new kubeadm, ``kubeadm upgrade apply`` on the first, ``kubeadm upgrade node`` on the others, then its
+kubelet and kubectl replaced and the kubelet restarted; the step ends when its kubelet and its kube-apiserver
+mirror pod report the new release and the Node is Ready. A worker is drained first and uncordoned after.
+Every step prints a timestamped line. The e2e suite calls the same functions one node at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import subprocess
+import sys
+
+from e2e.kind import k8s as cluster
+
+TAG = "kind-upgrade"
+ON_NODE = "/kuc/upgrade"
+# kubeadm's SystemVerification refuses cgroup v1 from 1.35 on; these machines have only cgroup v1.
+IGNORE = "--ignore-preflight-errors=SystemVerification"
+
+
+def new_release() -> str:
+    return cluster.versions()["KIND_NEW_RELEASE"]
+
+
+def artifacts(release: str) -> pathlib.Path:
+    """The release's upgrade artifacts (built or extracted once, cached): bin/ and images/*.tar."""
+    out = subprocess.run(
+        [str(cluster.REPO / "e2e" / "kind" / "artifacts.sh"), release],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    return pathlib.Path(out.stdout.strip().splitlines()[-1])
+
+
+def nodes() -> list[str]:
+    return cluster.node_names(control_planes=True) + cluster.node_names(control_planes=False)
+
+
+def stage(release: str) -> None:
+    """Every node gets the release's binaries under /kuc/upgrade/<release>/ and its images in containerd."""
+    source = artifacts(release)
+    tarballs = sorted((source / "images").glob("*.tar"))
+    for node in nodes():
+        if cluster.node_exec(node, f"cat {ON_NODE}/{release}/staged 2>/dev/null || true").strip() == "yes":
+            cluster.log(TAG, f"{node}: {release} already staged")
+            continue
+        cluster.log(TAG, f"{node}: staging kubeadm, kubelet, kubectl and {len(tarballs)} images of {release}")
+        cluster.node_exec(node, f"mkdir -p {ON_NODE}/{release}")
+        cluster.run(["docker", "cp", f"{source / 'bin'}/.", f"{node}:{ON_NODE}/{release}/"])
+        for tarball in tarballs:
+            cluster.node_exec(node, "ctr -n k8s.io images import --no-unpack -", input=tarball.read_bytes())
+        cluster.node_exec(node, f"echo yes > {ON_NODE}/{release}/staged")
+
+
+def swap(node: str, release: str, *binaries: str) -> None:
+    for binary in binaries:
+        cluster.node_exec(node, f"ln -sf {ON_NODE}/{release}/{binary} /usr/bin/{binary}")
+
+
+def upgrade_control_plane(node: str, release: str, *, first: bool) -> None:
+    """One control plane to ``release``: kubeadm, then its kubelet; waits until it runs the new release."""
+    swap(node, release, "kubeadm")
+    if first:
+        cluster.log(TAG, f"{node}: kubeadm upgrade apply {release} (the first control plane; a few minutes)")
+        cluster.node_exec(node, f"kubeadm upgrade apply {release} --yes {IGNORE}", timeout=1800)
+    else:
+        cluster.log(TAG, f"{node}: kubeadm upgrade node")
+        cluster.node_exec(node, f"kubeadm upgrade node {IGNORE}", timeout=1800)
+    upgrade_kubelet(node, release)
+    cluster.eventually(
+        lambda: cluster.apiserver_versions().get(node) == release,
+        timeout=600,
+        what=f"{node}'s kube-apiserver mirror pod to run {release}",
+    )
+    cluster.log(TAG, f"{node}: kube-apiserver and kubelet at {release}, Ready")
+
+
+def upgrade_kubelet(node: str, release: str) -> None:
+    cluster.log(TAG, f"{node}: kubelet and kubectl {release}, systemctl restart kubelet")
+    swap(node, release, "kubelet", "kubectl")
+    cluster.node_exec(node, f"systemctl restart kubelet && echo {release} > /kind/version")
+
+    def upgraded() -> bool:
+        found = cluster.api().core.read_node(node)
+        return found.status.node_info.kubelet_version == release and cluster.ready(found)
+
+    cluster.eventually(upgraded, timeout=600, what=f"{node}'s kubelet to report {release} and Ready")
+
+
+def upgrade_worker(node: str, release: str) -> None:
+    """Drain, ``kubeadm upgrade node``, the new kubelet, uncordon."""
+    cluster.log(TAG, f"{node}: kubectl drain")
+    cluster.run(
+        ["kubectl", "drain", node, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=300s"],
+        timeout=360,
+    )
+    swap(node, release, "kubeadm")
+    cluster.log(TAG, f"{node}: kubeadm upgrade node")
+    cluster.node_exec(node, f"kubeadm upgrade node {IGNORE}", timeout=900)
+    upgrade_kubelet(node, release)
+    cluster.run(["kubectl", "uncordon", node])
+    cluster.log(TAG, f"{node}: uncordoned, kubelet {release}")
+
+
+def control_planes(release: str) -> None:
+    stage(release)
+    for index, node in enumerate(cluster.node_names(control_planes=True)):
+        upgrade_control_plane(node, release, first=index == 0)
+    cluster.log(TAG, f"every control plane runs {release}")
+
+
+def workers(release: str) -> None:
+    for node in cluster.node_names(control_planes=False):
+        if cluster.kubelet_versions()[node] == release:
+            cluster.log(TAG, f"{node}: already at {release}")
+            continue
+        upgrade_worker(node, release)
+    cluster.log(TAG, f"every worker runs {release}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("step", choices=["stage", "control-planes", "workers"])
+    parser.add_argument(
+        "--release", default=new_release(), help="the release to upgrade to (default: %(default)s)"
+    )
+    args = parser.parse_args(argv)
+    {"stage": stage, "control-planes": control_planes, "workers": workers}[args.step](args.release)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,547 @@
+"""A real rolling control-plane upgrade (kubeadm, old release → new release) and the four controllers reacting.
+
+Stages, in order (each builds on the ones before; ``make e2e`` stops at the first failure):
+1. the suite runs and agrees on the old release (every pod Ready, ``helm test``, metrics, ``status``);
+2. before the upgrade: a CRD's objects stored at v1, then its storage switched to v2; a Deployment over the
+   workers; an add-on look-alike without the bundle label;
+3. the control planes upgraded one by one: while they are mixed, no controller agrees and nothing changes;
+4. the last one upgraded: every controller acts — storage migrated (its leader pod deleted mid-migration),
+   bundle switched and pruned, old workers tainted — and how long each took is recorded;
+5. the workers upgraded one by one: each loses the taint; a new pod prefers the upgraded worker;
+6. no critical watchdog finding during all that; leader Leases on current masters;
+7. a master removed for good: the watchdog reports it, the others hold still;
+8. no controller logged a traceback or the test Secret's data.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import contextlib
+import dataclasses
+import functools
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from e2e.kind import deploy, k8s, upgrade
+from e2e.suite.conftest import Timeline
+
+GROUP, PLURAL, KIND = "e2e.kuc.io", "widgets", "Widget"
+CRD_NAME = f"{PLURAL}.{GROUP}"
+WIDGETS = 500
+NAMESPACE = "kuc-e2e"
+ADDONS = "kuc-e2e-addons"
+TAINT_KEY = "upgrade.kube-upgrade-controllers.io/outdated"
+BUNDLE_LABEL = "addons.kube-upgrade-controllers.io/bundle"
+CRITICAL_REASONS = {
+    "StaleLeader",
+    "LeaderOnUnknownMaster",
+    "StaleApiserver",
+    "StaleEndpoint",
+    "NotReadyAfterMasterChange",
+}
+OLD = k8s.versions()["KIND_OLD_RELEASE"]
+NEW = k8s.versions()["KIND_NEW_RELEASE"]
+
+
+@dataclasses.dataclass
+class Scenario:
+    """What one stage leaves for the next."""
+
+    widget_specs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    hashes_before: dict[str, str] = dataclasses.field(default_factory=dict)
+    uso_state_before: dict[str, str] = dataclasses.field(default_factory=dict)
+    logs: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def scenario() -> Scenario:
+    return Scenario()
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def api() -> k8s.Api:
+    return k8s.api()
+
+
+def all_agreed_on() -> dict[str, str | None]:
+    return {
+        f"{release} {controller}": k8s.agreed_on(release, controller)
+        for release, controller in deploy.INSTALLED
+    }
+
+
+def uso_state() -> dict[str, str]:
+    name = f"{k8s.RELEASE}-kube-upgrade-controllers-uso-runner-state"
+    return dict(api().core.read_namespaced_config_map(name, k8s.RELEASE_NAMESPACE).data or {})
+
+
+def our_taints() -> dict[str, list[str]]:
+    """Our taint's values per node (nodes without it are left out)."""
+    found: dict[str, list[str]] = {}
+    for node in api().core.list_node().items:
+        values = [t.value for t in node.spec.taints or [] if t.key == TAINT_KEY]
+        if values:
+            found[node.metadata.name] = values
+    return found
+
+
+def addon_state() -> tuple[str | None, set[str]]:
+    """(the bundle the settings ConfigMap says, the names of the ConfigMaps in the add-on namespace)."""
+    maps = api().core.list_namespaced_config_map(ADDONS).items
+    settings = next((m for m in maps if m.metadata.name == "addon-settings"), None)
+    return (settings.data or {}).get("bundle") if settings else None, {m.metadata.name for m in maps}
+
+
+def etcd_api_versions() -> Counter[str]:
+    """The apiVersion each stored widget has in etcd, read with etcdctl in a control plane's etcd pod."""
+    node = next(n for n in k8s.node_names(control_planes=True) if k8s.ready(api().core.read_node(n)))
+    pki = "/etc/kubernetes/pki/etcd"
+    output = k8s.run(
+        [
+            "kubectl",
+            "exec",
+            "-n",
+            "kube-system",
+            f"etcd-{node}",
+            "--",
+            "etcdctl",
+            "--endpoints=https://127.0.0.1:2379",
+            f"--cacert={pki}/ca.crt",
+            f"--cert={pki}/healthcheck-client.crt",
+            f"--key={pki}/healthcheck-client.key",
+            "get",
+            f"/registry/{GROUP}/{PLURAL}/",
+            "--prefix",
+            "-w",
+            "json",
+        ],
+    )
+    kvs = json.loads(output).get("kvs") or []
+    return Counter(json.loads(base64.b64decode(kv["value"]))["apiVersion"] for kv in kvs)
+
+
+def storage_hashes() -> dict[str, str]:
+    """``{group_resource: storageVersionHash}`` of what the apiserver stores, as uso-runner selects it: the
+    preferred version of each group, listable and updatable, no subresources, no aggregated APIs, no events."""
+    aggregated = {
+        s["spec"]["group"]
+        for s in json.loads(k8s.run(["kubectl", "get", "apiservices", "-o", "json"]))["items"]
+        if s["spec"].get("service")
+    }
+    versions = ["/api/v1"] + [
+        f"/apis/{g['preferredVersion']['groupVersion']}"
+        for g in json.loads(k8s.run(["kubectl", "get", "--raw", "/apis"]))["groups"]
+        if g["name"] not in aggregated
+    ]
+    hashes: dict[str, str] = {}
+    for path in versions:
+        group = path.split("/")[2] if path.startswith("/apis/") else ""
+        for resource in json.loads(k8s.run(["kubectl", "get", "--raw", path]))["resources"]:
+            name = resource["name"]
+            if (
+                "/" in name
+                or not {"list", "update"} <= set(resource["verbs"])
+                or "storageVersionHash" not in resource
+            ):
+                continue
+            key = f"{name}.{group}" if group else name
+            if key not in ("events", "events.events.k8s.io"):
+                hashes[key] = resource["storageVersionHash"]
+    return hashes
+
+
+def snapshot_logs(scenario: Scenario) -> None:
+    """Every controller container's log so far (pods about to be deleted or drained lose theirs)."""
+    for pod in api().core.list_namespaced_pod(k8s.RELEASE_NAMESPACE).items:
+        if pod.status.phase in ("Running", "Succeeded", "Failed"):
+            for container in pod.spec.containers:
+                key = f"{pod.metadata.name}/{container.name}"
+                with contextlib.suppress(client.ApiException):  # a pod going away
+                    scenario.logs[key] = api().core.read_namespaced_pod_log(
+                        pod.metadata.name, k8s.RELEASE_NAMESPACE, container=container.name
+                    )
+
+
+def watchdog_critical_events(since: float) -> list[str]:
+    """Critical-finding Events the watchdogs wrote after ``since`` (epoch seconds), in every namespace."""
+    found = []
+    for event in client.EventsV1Api(api().raw).list_event_for_all_namespaces().items:
+        when = event.event_time or event.deprecated_last_timestamp or event.metadata.creation_timestamp
+        if event.reason in CRITICAL_REASONS and when and when.timestamp() >= since:
+            found.append(f"{event.reason} on {event.regarding.kind}/{event.regarding.name}: {event.note}")
+    return found
+
+
+def agrees_on(release: str, controller: str, version: str) -> bool:
+    return k8s.agreed_on(release, controller) == version
+
+
+def reports(release: str, check: str) -> bool:
+    """The release's leading watchdog has at least one finding of ``check`` now."""
+    samples = k8s.leader_metrics(release, "leader-watchdog") or {}
+    return (k8s.sample(samples, "leader_watchdog_findings", check=check) or 0) >= 1
+
+
+def watch_reactions(
+    timeline: Timeline,
+    *,
+    trigger: float,
+    checks: Mapping[str, Callable[[], bool]],
+    timeout: float,
+    each_round: Callable[[], None] = lambda: None,
+) -> None:
+    """Polls every check once a second until all hold; records when each first held, after ``trigger``."""
+    pending = dict(checks)
+    deadline = time.monotonic() + timeout
+    while pending:
+        for what, check in list(pending.items()):
+            try:
+                held = check()
+            except (client.ApiException, OSError, RuntimeError):
+                held = False  # an apiserver restarting; try again
+            if held:
+                timeline.reactions[what] = timeline.mark(what) - trigger
+                del pending[what]
+        each_round()
+        assert time.monotonic() < deadline, f"still waiting after {timeout:.0f} s for: {', '.join(pending)}"
+        time.sleep(1)
+
+
+# ------------------------------------------------------------------------------------------------- stages
+
+
+def test_the_suite_runs_and_agrees_on_the_old_release(timeline: Timeline) -> None:
+    assert set(k8s.kubelet_versions().values()) == {OLD}
+    pods = api().core.list_namespaced_pod(k8s.RELEASE_NAMESPACE).items
+    controllers = [
+        p for p in pods if (p.metadata.labels or {}).get("app.kubernetes.io/component") in k8s.CONTROLLERS
+    ]
+    assert len(controllers) == 6  # two releases: 4 controllers (uso-runner twice) + a watchdog
+    for pod in controllers:
+        assert pod.status.phase == "Running", pod.metadata.name
+        assert all(c.ready for c in pod.status.container_statuses), pod.metadata.name
+    k8s.eventually(lambda: set(all_agreed_on().values()) == {OLD}, timeout=120, what=f"agreement on {OLD}")
+    timeline.mark(
+        f"{len(controllers)} controller pods Ready; every controller agrees on {OLD} (kubelet and apiserver sources)"
+    )
+    for release in (k8s.RELEASE, deploy.APISERVER_RELEASE):
+        deploy.helm("test", release, "--namespace", k8s.RELEASE_NAMESPACE, "--timeout", "3m")
+    table = deploy.status()
+    for controller in k8s.CONTROLLERS:
+        assert controller in table
+    timeline.mark(
+        "helm test passed for both releases; `kube-upgrade-controllers status` lists the four controllers"
+    )
+    print(table, flush=True)
+
+
+def test_before_the_upgrade_objects_stored_at_v1_and_a_workload_on_the_workers(
+    timeline: Timeline, scenario: Scenario
+) -> None:
+    core, apps = api().core, api().apps
+    deploy.ensure_namespace(NAMESPACE)
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": CRD_NAME},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {"plural": PLURAL, "singular": "widget", "kind": KIND},
+            "versions": [widget_version("v1", storage=True), widget_version("v2", storage=False)],
+        },
+    }
+    api().extensions.create_custom_resource_definition(crd)
+    k8s.eventually(lambda: established(), timeout=60, what=f"CRD {CRD_NAME} Established")
+
+    def create(index: int) -> None:
+        name = f"widget-{index:04d}"
+        spec = {
+            "size": index,
+            "colour": ["red", "green", "blue"][index % 3],
+            "note": f"stored at v1 #{index}",
+        }
+        body = {"apiVersion": f"{GROUP}/v1", "kind": KIND, "metadata": {"name": name}, "spec": spec}
+        api().custom.create_namespaced_custom_object(GROUP, "v1", NAMESPACE, PLURAL, body)
+        scenario.widget_specs[name] = spec
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(create, range(WIDGETS)))
+    api().extensions.patch_custom_resource_definition(
+        CRD_NAME,
+        {"spec": {"versions": [widget_version("v1", storage=False), widget_version("v2", storage=True)]}},
+    )
+    stored = etcd_api_versions()
+    assert stored == {f"{GROUP}/v1": WIDGETS}, stored
+    timeline.mark(
+        f"CRD {CRD_NAME}: {WIDGETS} objects at v1, storage switched to v2 (etcd still holds {dict(stored)})"
+    )
+
+    # A Deployment spread over the workers, and an add-on look-alike the updater must never prune.
+    spread = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "spread", "namespace": NAMESPACE},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "spread"}},
+            "template": {
+                "metadata": {"labels": {"app": "spread"}},
+                "spec": {
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "kubernetes.io/hostname",
+                            "whenUnsatisfiable": "DoNotSchedule",
+                            "labelSelector": {"matchLabels": {"app": "spread"}},
+                        },
+                    ],
+                    "containers": [{"name": "pause", "image": PAUSE, "imagePullPolicy": "Never"}],
+                },
+            },
+        },
+    }
+    apps.create_namespaced_deployment(NAMESPACE, spread)
+    core.create_namespaced_config_map(ADDONS, {"metadata": {"name": "lookalike"}, "data": {"mine": "yes"}})
+    core.create_namespaced_config_map(
+        NAMESPACE, {"metadata": {"name": "only-in-1-35"}, "data": {"mine": "yes"}}
+    )
+
+    def spread_over_workers() -> bool:
+        pods = core.list_namespaced_pod(NAMESPACE, label_selector="app=spread").items
+        nodes = {p.spec.node_name for p in pods if p.status.phase == "Running"}
+        return nodes == set(k8s.node_names(control_planes=False))
+
+    k8s.eventually(spread_over_workers, timeout=120, what="the spread Deployment on both workers")
+    bundle, names = addon_state()
+    assert bundle == "1.35" and "only-in-1-35" in names
+    assert our_taints() == {}
+    # uso-runner's first run (at the old release) recorded a hash per resource: the upgrade's run is judged by it.
+    k8s.eventually(
+        lambda: uso_state().get("phase") == "Succeeded", timeout=300, what="uso-runner's first run"
+    )
+    scenario.uso_state_before = uso_state()
+    scenario.hashes_before = json.loads(scenario.uso_state_before["storageHashes"])
+    timeline.mark(
+        f"a Deployment on both workers; add-on bundle 1.35 active; no taint; uso-runner done at {OLD}"
+    )
+
+
+PAUSE = "registry.k8s.io/pause:3.10.1"
+
+
+def widget_version(name: str, *, storage: bool) -> dict[str, Any]:
+    schema = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    return {"name": name, "served": True, "storage": storage, "schema": {"openAPIV3Schema": schema}}
+
+
+def established() -> bool:
+    crd = api().extensions.read_custom_resource_definition(CRD_NAME)
+    return any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
+
+
+@pytest.mark.timeout(3600)
+def test_while_the_control_planes_are_mixed_no_controller_acts(
+    timeline: Timeline, scenario: Scenario
+) -> None:
+    upgrade.stage(NEW)
+    timeline.mark(f"{NEW} staged on every node (images imported, binaries in place)")
+    control_planes = k8s.node_names(control_planes=True)
+    for index, node in enumerate(control_planes[:-1]):
+        upgrade.upgrade_control_plane(node, NEW, first=index == 0)
+        timeline.mark(f"{node} upgraded to {NEW}: control planes now {mixed_versions()}")
+        k8s.eventually(
+            lambda: set(all_agreed_on().values()) == {None},
+            timeout=120,
+            what="every controller to see disagreement",
+        )
+        time.sleep(15)  # longer than the settle window: a controller that acted would have by now
+        assert set(all_agreed_on().values()) == {None}
+        assert our_taints() == {}
+        assert uso_state()["version"] == OLD and not uso_state().get("runTarget")
+        assert etcd_api_versions() == {f"{GROUP}/v1": WIDGETS}
+        assert addon_state()[0] == "1.35"
+        timeline.mark("mixed masters: every *_masters_agreed is 0; no taint, no migration, bundle still 1.35")
+
+
+def mixed_versions() -> str:
+    kubelets, apiservers = k8s.kubelet_versions(), k8s.apiserver_versions()
+    return ", ".join(
+        f"{n} kubelet {kubelets[n]} apiserver {apiservers.get(n)}"
+        for n in k8s.node_names(control_planes=True)
+    )
+
+
+@pytest.mark.timeout(3600)
+def test_once_all_control_planes_agree_every_controller_acts(timeline: Timeline, scenario: Scenario) -> None:
+    last = k8s.node_names(control_planes=True)[-1]
+    upgrade.upgrade_control_plane(last, NEW, first=False)
+    trigger = timeline.mark(f"{last} upgraded: every control plane runs {NEW} (kubelets and kube-apiservers)")
+    workers = k8s.node_names(control_planes=False)
+    killed: list[str] = []
+
+    def kill_uso_leader_mid_migration() -> None:
+        """Once the leader has rewritten some widgets but not all, delete its pod."""
+        if killed:
+            return
+        samples = k8s.leader_metrics(k8s.RELEASE, "uso-runner")
+        migrated = samples and k8s.sample(
+            samples, "uso_runner_objects_total", resource=CRD_NAME, outcome="migrated"
+        )
+        if migrated and 0 < migrated < WIDGETS:
+            leader = next(
+                p.metadata.name
+                for p in k8s.controller_pods(k8s.RELEASE, "uso-runner")
+                if k8s.sample(k8s.pod_metrics(p.metadata.name), "uso_runner_leader") == 1
+            )
+            snapshot_logs(scenario)
+            api().core.delete_namespaced_pod(leader, k8s.RELEASE_NAMESPACE)
+            killed.append(leader)
+            timeline.mark(f"uso-runner: leader pod {leader} deleted after {migrated:.0f}/{WIDGETS} widgets")
+
+    checks: dict[str, Callable[[], bool]] = {
+        f"{release} {controller} agrees on {NEW}": functools.partial(agrees_on, release, controller, NEW)
+        for release, controller in deploy.INSTALLED
+    }
+    checks["node-tainter: both workers tainted"] = lambda: our_taints() == {w: [OLD] for w in workers}
+    checks["addon-updater: bundle 1.36 applied, only-in-1-35 pruned"] = lambda: (
+        addon_state() == ("1.36", {"addon-settings", "only-in-1-36", "lookalike", "kube-root-ca.crt"})
+    )
+    checks["uso-runner: storage migration succeeded"] = lambda: (
+        (uso_state().get("version"), uso_state().get("phase")) == (NEW, "Succeeded")
+    )
+    watch_reactions(
+        timeline, trigger=trigger, checks=checks, timeout=900, each_round=kill_uso_leader_mid_migration
+    )
+
+    assert killed, "the migration ended before the test could delete the uso-runner leader mid-way"
+    stored = etcd_api_versions()
+    assert stored == {f"{GROUP}/v2": WIDGETS}, stored
+    crd = api().extensions.read_custom_resource_definition(CRD_NAME)
+    assert crd.status.stored_versions == ["v2"]
+    items = api().custom.list_namespaced_custom_object(GROUP, "v2", NAMESPACE, PLURAL)["items"]
+    assert {
+        w["metadata"]["name"]: w["spec"] for w in items
+    } == scenario.widget_specs  # nothing lost or altered
+    timeline.mark(f"etcd holds {WIDGETS}/{WIDGETS} widgets at v2, storedVersions [v2], every spec unchanged")
+
+    # Only what changed was migrated: the resources whose discovery hash differs from the one recorded at the
+    # old release (or that had none: the widgets, and resources new in this release).
+    after = json.loads(uso_state()["storageHashes"])
+    migrated = {r for r, h in after.items() if scenario.hashes_before.get(r) != h}
+    expected = {r for r, h in storage_hashes().items() if scenario.hashes_before.get(r) != h}
+    assert CRD_NAME in migrated
+    assert migrated == expected
+    builtins = sorted(migrated - {CRD_NAME})
+    timeline.facts[f"built-in resources migrated ({OLD} -> {NEW} hash changes)"] = (
+        ", ".join(builtins) or "none"
+    )
+    timeline.mark(
+        f"uso-runner migrated {sorted(migrated)}; the other {len(after) - len(migrated)} resources untouched"
+    )
+
+    assert k8s.api().core.read_namespaced_config_map("lookalike", ADDONS).data == {"mine": "yes"}
+    assert k8s.api().core.read_namespaced_config_map("only-in-1-35", NAMESPACE).data == {"mine": "yes"}
+    timeline.mark("addon-updater: unlabelled look-alikes untouched")
+
+
+@pytest.mark.timeout(3600)
+def test_workers_upgraded_one_by_one_lose_the_taint(timeline: Timeline, scenario: Scenario) -> None:
+    first, second = k8s.node_names(control_planes=False)
+    snapshot_logs(scenario)
+    upgrade.upgrade_worker(first, NEW)
+    trigger = timeline.mark(f"{first} upgraded to {NEW}")
+    watch_reactions(
+        timeline,
+        trigger=trigger,
+        timeout=120,
+        checks={f"node-tainter: taint removed from {first}": lambda: our_taints() == {second: [OLD]}},
+    )
+    pod = {
+        "metadata": {"name": "prefers-upgraded", "namespace": NAMESPACE},
+        "spec": {"containers": [{"name": "pause", "image": PAUSE, "imagePullPolicy": "Never"}]},
+    }
+    api().core.create_namespaced_pod(NAMESPACE, pod)
+    node = k8s.eventually(
+        lambda: api().core.read_namespaced_pod("prefers-upgraded", NAMESPACE).spec.node_name,
+        timeout=60,
+        what="the new pod to be scheduled",
+    )
+    assert node == first, f"scheduled on {node}, which still carries {TAINT_KEY}"
+    timeline.mark(f"a new pod went to the upgraded {first}, not to the tainted {second}")
+
+    snapshot_logs(scenario)
+    upgrade.upgrade_worker(second, NEW)
+    trigger = timeline.mark(f"{second} upgraded to {NEW}")
+    watch_reactions(
+        timeline,
+        trigger=trigger,
+        timeout=120,
+        checks={f"node-tainter: taint removed from {second}": lambda: our_taints() == {}},
+    )
+
+    def spread_available() -> bool:
+        return bool(api().apps.read_namespaced_deployment("spread", NAMESPACE).status.available_replicas == 2)
+
+    k8s.eventually(spread_available, timeout=180, what="the spread Deployment available again")
+    timeline.mark("every node runs the new release; no taint left; the workload is available")
+
+
+def test_the_watchdogs_raised_no_critical_finding_and_leaders_run_on_current_masters(
+    timeline: Timeline, scenario: Scenario
+) -> None:
+    started = time.time() - (time.monotonic() - timeline.started)
+    assert watchdog_critical_events(started) == []
+    masters = set(k8s.node_names(control_planes=True))
+    for lease in ("kube-controller-manager", "kube-scheduler"):
+        holder = api().coordination.read_namespaced_lease(lease, "kube-system").spec.holder_identity
+        assert holder.split("_")[0] in masters, f"{lease} held by {holder}"
+    timeline.mark(
+        "no critical watchdog Event during the whole upgrade; leader Leases held by current masters"
+    )
+
+
+@pytest.mark.timeout(900)
+def test_a_master_removed_for_good_is_reported_and_nothing_else_acts(
+    timeline: Timeline, scenario: Scenario
+) -> None:
+    victim = k8s.node_names(control_planes=True)[-1]
+    taints, uso, addons = our_taints(), uso_state(), addon_state()
+    k8s.run(["docker", "stop", victim])
+    api().core.delete_node(victim)
+    trigger = timeline.mark(f"master {victim} stopped and its Node deleted, as an operator removes a master")
+    checks = {
+        f"{release} leader-watchdog: stale-apiserver reported": functools.partial(
+            reports, release, "stale-apiserver"
+        )
+        for release in (k8s.RELEASE, deploy.APISERVER_RELEASE)
+    }
+    watch_reactions(timeline, trigger=trigger, checks=checks, timeout=300)
+    assert any(e.startswith("StaleApiserver") for e in watchdog_critical_events(time.time() - 600))
+
+    others = [(r, c) for r, c in deploy.INSTALLED if c != "leader-watchdog"]
+    k8s.eventually(
+        lambda: {k8s.agreed_on(r, c) for r, c in others} == {None}, timeout=120, what="disagreement"
+    )
+    time.sleep(15)
+    assert (our_taints(), uso_state(), addon_state()) == (taints, uso, addons)
+    timeline.mark("2 masters left (minMasters 3): no agreement; no taint, migration or bundle change")
+
+
+def test_no_controller_logged_a_traceback_or_the_secret(timeline: Timeline, scenario: Scenario) -> None:
+    snapshot_logs(scenario)
+    marker = deploy.secret_marker()
+    encoded = base64.b64encode(marker.encode()).decode()
+    for pod, text in scenario.logs.items():
+        assert "Traceback" not in text, f"{pod} logged a traceback"
+        assert marker not in text and encoded not in text, f"{pod} logged the Secret's data"
+    timeline.mark(f"{len(scenario.logs)} controller logs read: no traceback, no Secret data")

@@ -74,7 +74,9 @@ def run(argv: list[str], *, check: bool = True, timeout: float = 600.0, input: b
     if argv[0] == "kind" and environment.get("KUC_KIND_DOCKER_SHIM"):
         # kind execs `docker ... --privileged`, which this engine refuses: the shim adjusts (cluster.sh says why).
         environment["PATH"] = f"{environment['KUC_KIND_DOCKER_SHIM']}:{environment['PATH']}"
-    result = subprocess.run(argv, env=environment, capture_output=True, timeout=timeout, input=input, check=False)
+    result = subprocess.run(
+        argv, env=environment, capture_output=True, timeout=timeout, input=input, check=False
+    )
     if check and result.returncode != 0:
         raise RuntimeError(f"{shlex.join(argv)} exited {result.returncode}: {result.stderr.decode()[-2000:]}")
     return result.stdout.decode()

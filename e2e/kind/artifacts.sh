@@ -54,7 +54,7 @@ done
 docker exec "$box" bash -euc '
   containerd >/dev/null 2>&1 &
   for _ in $(seq 1 50); do ctr version >/dev/null 2>&1 && break; sleep 0.2; done
-  ctr version >/dev/null
+  ctr version >/dev/null 2>&1 || { echo "containerd did not start in the build container" >&2; exit 1; }
 '
 while read -r ref; do
   repo=${ref%:*}

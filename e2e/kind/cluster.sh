@@ -82,10 +82,10 @@ kind_config() {
   minor=${minor%%.*}
   local kubeadm_api=kubeadm.k8s.io/v1beta3 etcd_args
   # kind writes kubeadm's v1beta3 API below 1.36 and v1beta4 from 1.36 (extraArgs became a list).
-  etcd_args=$'        heartbeat-interval: "500"\n        election-timeout: "5000"'
+  etcd_args=$'          heartbeat-interval: "500"\n          election-timeout: "5000"'
   if [ "$minor" -ge 36 ]; then
     kubeadm_api=kubeadm.k8s.io/v1beta4
-    etcd_args=$'        - name: heartbeat-interval\n          value: "500"\n        - name: election-timeout\n          value: "5000"'
+    etcd_args=$'          - name: heartbeat-interval\n            value: "500"\n          - name: election-timeout\n            value: "5000"'
   fi
   cat <<YAML
 # written by e2e/kind/cluster.sh

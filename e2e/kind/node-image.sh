@@ -230,7 +230,7 @@ docker exec -i "$builder" bash -euc '
   # the node unpacks on first use, as kind does).
   containerd >/var/log/kuc-import-containerd.log 2>&1 &
   for _ in $(seq 1 50); do ctr version >/dev/null 2>&1 && break; sleep 0.2; done
-  ctr version >/dev/null
+  ctr version >/dev/null 2>&1 || { echo "containerd did not start in the build container" >&2; exit 1; }
 ' _ "$release" "$pause_image"
 for ref in "${wanted[@]}"; do
   repo=${ref%:*}

@@ -133,8 +133,16 @@ ensure_network() {
 # host route; host-local hands out the addresses), a route to every other node's podCIDR through that node,
 # forwarding on, and masquerading of pod traffic leaving the pod range (DNS through the engine, the host).
 wire_pod_network() {
-  local names name cidr ip i
-  mapfile -t names < <(k get nodes -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}')
+  local names name cidr ip i expected
+  # kind returns once every kubeadm join returned; a kubelet may register its Node a little later.
+  expected=$(docker ps --filter "label=io.x-k8s.kind.cluster=$cluster" --format '{{.Label "io.x-k8s.kind.role"}}' |
+    grep -c -e '^control-plane$' -e '^worker$')
+  for i in $(seq 1 300); do
+    mapfile -t names < <(k get nodes -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}')
+    [ "${#names[@]}" -ge "$expected" ] && break
+    [ "$i" = 300 ] && die "only ${#names[@]} of $expected nodes registered within 300 s"
+    sleep 1
+  done
   declare -A cidr_of ip_of
   for name in "${names[@]}"; do
     for i in $(seq 1 120); do

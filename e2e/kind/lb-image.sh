@@ -30,9 +30,9 @@ if have_image "$image"; then
 fi
 
 tools_rootfs=$(rootfs_image tools-rootfs iptables,conntrack,ipset,kmod,python3,python3-yaml)
-ctx=$KUC_KIND_CACHE/context/lb
-rm -rf "$ctx"
-mkdir -p "$ctx"
+mkdir -p "$KUC_KIND_CACHE"
+ctx=$(mktemp -d "$KUC_KIND_CACHE/work.XXXXXX")
+trap 'rm -rf "$ctx"' EXIT
 cp "$kind_dir/envoy_standin.py" "$ctx/envoy"
 chmod 0755 "$ctx/envoy"
 cat >"$ctx/Dockerfile" <<DOCKERFILE

@@ -72,8 +72,11 @@ kind_module=$(cd "$KUC_KIND_CACHE" && GOTOOLCHAIN=local GOFLAGS=-mod=mod go mod 
 node_rootfs=$(rootfs_image node-rootfs \
   systemd,conntrack,iptables,nftables,iproute2,ethtool,kmod,libseccomp2,pigz,ca-certificates,curl,jq,procps,iputils-ping)
 
-ctx=$KUC_KIND_CACHE/context/node-base
-rm -rf "$ctx"
+# Build contexts live in a directory of this run's own, removed at the end.
+builder=kuc-kind-build-${release//./-}
+work=$(mktemp -d "$KUC_KIND_CACHE/work.XXXXXX")
+trap 'docker rm -f "$builder" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+ctx=$work/node-base
 mkdir -p "$ctx/bin" "$ctx/cni"
 # kind's base image files, with the modes its Dockerfile gives them (the module cache is read-only).
 cp -r "$kind_module/images/base/files" "$ctx/files"
@@ -126,8 +129,7 @@ fi
 # --- the control-plane images, saved as tarballs (the upgrade artifacts) ---------------------------------
 static_rootfs() {
   # A distroless-like root for static binaries: users, /tmp, CA certificates, and a PATH.
-  local ctx=$KUC_KIND_CACHE/context/static ref key
-  rm -rf "$ctx"
+  local ctx=$work/static ref key
   mkdir -p "$ctx/root/etc/ssl/certs" "$ctx/root/tmp"
   chmod 1777 "$ctx/root/tmp"
   printf 'root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' \
@@ -152,8 +154,7 @@ for ref in "${wanted[@]}"; do
   tarball=$artifacts/images/$name.tar
   [ -f "$tarball" ] && continue
   [ -n "$static_base" ] || static_base=$(static_rootfs)
-  ctx=$KUC_KIND_CACHE/context/$release/$name
-  rm -rf "$ctx"
+  ctx=$work/$name
   mkdir -p "$ctx"
   case "$name" in
     kube-apiserver | kube-controller-manager | kube-scheduler)
@@ -211,9 +212,7 @@ for t in kubeadm kubelet kubectl; do
 done
 
 # --- the node image: base + binaries + preloaded images, committed --------------------------------------
-builder=kuc-kind-build-${release//./-}
 docker rm -f "$builder" >/dev/null 2>&1 || true
-trap 'docker rm -f "$builder" >/dev/null 2>&1 || true' EXIT
 log "assembling $image in container $builder"
 docker run -d --name "$builder" --label "$kuc_label=builder" --entrypoint sleep "$node_base" infinity >/dev/null
 for t in kubeadm kubelet kubectl; do

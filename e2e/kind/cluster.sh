@@ -6,11 +6,12 @@
 # Defaults: KIND_CONTROL_PLANES (3), KIND_WORKERS (2), the release KIND_OLD_RELEASE from versions.env.
 #
 # `up` makes sure of the engine (e2e/engine.sh), kind, kubectl, the node image (e2e/kind/node-image.sh: the
-# engine's kindest/node image, or one built offline) and, with more than one control plane, kind's load
-# balancer image (e2e/kind/lb-image.sh); creates the cluster kuc-e2e on its own docker network with the pod
-# and service ranges below; wires pod networking itself (kind's default CNI, kindnetd, is not available
-# offline): each node gets a static CNI configuration (ptp + host-local on its podCIDR) and routes to the
-# other nodes' podCIDRs; then waits until every node is Ready and CoreDNS and kube-proxy run, and writes
+# engine's kindest/node image, or one built offline) and, with more than one control plane and a locally
+# built node image, a stand-in for kind's load balancer image (e2e/kind/lb-image.sh); creates the cluster
+# kuc-e2e on its own docker network with the pod and service ranges below; wires pod networking itself
+# (kind's default CNI, kindnetd, is not available offline): each node gets a static CNI configuration (ptp
+# + host-local on its podCIDR) and routes to the other nodes' podCIDRs; then waits until every node is Ready
+# and CoreDNS and kube-proxy run, runs `check` (unless --no-check), and writes
 #   .kind/kubeconfig   the cluster's admin kubeconfig
 #   .kind/env          KUBECONFIG, PATH (kubectl, kind), KIND_CLUSTER_NAME, KUC_KIND_* (`. .kind/env`)
 # An existing cluster of that name is reused (the networking and the waits are idempotent).
@@ -237,9 +238,17 @@ cmd_up() {
   kubectl_bin=$(tool kubectl "$release")
   local image lb
   image=$("$kind_dir/node-image.sh" "$release")
+  # kind's load balancer (more than one control plane): with a locally built node image (no registry) the
+  # stand-in of lb-image.sh; with upstream's node image kind pulls upstream's envoy as usual, unless the
+  # engine has it. KUC_KIND_LB_STANDIN=always builds the stand-in regardless.
   if [ "$control_planes" -gt 1 ]; then
-    lb=$("$kind_dir/lb-image.sh")
-    log "load balancer image: $lb"
+    if [ "${KUC_KIND_LB_STANDIN:-auto}" = always ] ||
+      [ "$(docker image inspect -f '{{index .Config.Labels "io.kube-upgrade-controllers.built-locally"}}' "$image")" = true ]; then
+      lb=$("$kind_dir/lb-image.sh")
+      log "load balancer image: $lb"
+    else
+      log "upstream node image: kind provides its own load balancer image"
+    fi
   fi
   setup_shim "$image"
   mkdir -p "$state_dir"

@@ -365,9 +365,12 @@ cmd_down() {
   local names
   if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
     real_docker=$(command -v docker)
-    kind_bin=$(tool kind)
     log "deleting cluster $cluster"
-    kind_cmd delete cluster --name "$cluster" >/dev/null 2>&1 || true
+    # kind when it is built; the containers carry kind's cluster label either way (removed below).
+    kind_bin=$(tool kind 2>/dev/null) || kind_bin=
+    if [ -n "$kind_bin" ]; then
+      kind_cmd delete cluster --name "$cluster" >/dev/null 2>&1 || true
+    fi
     # Anything kind left behind (a half-created cluster), and our own build containers.
     mapfile -t names < <(nodes_of_cluster)
     if [ "${#names[@]}" -gt 0 ]; then

@@ -29,7 +29,8 @@ import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 
-from controllers.kube import client, resources, timefmt
+from controllers.kube import client, resources
+from controllers.structs import times
 from e2e import controlplane
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -99,7 +100,7 @@ def node_body(name: str, *, master: bool, address: str) -> client.JSON:
 
 
 def node_status(*, version: str, address: str) -> client.JSON:
-    stamp = timefmt.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = times.now().strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "status": {
             "nodeInfo": {"kubeletVersion": version},
@@ -157,7 +158,7 @@ class Cluster:
 
     async def _renew(self, *, namespace: str, name: str, holder: str, duration: int) -> None:
         path = LEASES.path(namespace=namespace, name=name)
-        spec = {"holderIdentity": holder, "leaseDurationSeconds": duration, "renewTime": timefmt.micro_time()}
+        spec = {"holderIdentity": holder, "leaseDurationSeconds": duration, "renewTime": times.micro_time()}
         try:
             await self.kube.patch(path, {"spec": spec})
         except client.ApiError as error:

@@ -20,9 +20,9 @@ from controllers.addon_updater import apply_target, bundles, directory, logic
 from controllers.addon_updater import metrics as metrics_module
 from controllers.agreement import masters
 from controllers.agreement import version as version_module
-from controllers.kube import events
 from controllers.kube.client import ApiError
 from controllers.runtime import app, config
+from controllers.structs import refs
 
 log = logging.getLogger(__name__)
 
@@ -415,7 +415,7 @@ class Updater:
         if self.ctx.recorder.enabled:
             with contextlib.suppress(ApiError):
                 uid = (await self.ctx.read_state()).uid or ""
-        ref = events.ObjectRef(
+        ref = refs.ObjectRef(
             kind="ConfigMap", name=self.ctx.state_name, namespace=self.cfg.namespace, uid=uid
         )
         await self.ctx.recorder.emit(

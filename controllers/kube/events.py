@@ -9,32 +9,13 @@ import secrets
 import socket
 from typing import Literal
 
-from controllers.kube import resources, timefmt
+from controllers.kube import resources
 from controllers.kube.client import JSON, ApiError, Kube
+from controllers.structs import refs, times
 
 log = logging.getLogger(__name__)
 
 EventType = Literal["Normal", "Warning"]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ObjectRef:
-    kind: str
-    name: str
-    namespace: str = ""
-    api_version: str = "v1"
-    uid: str = ""
-
-    @classmethod
-    def of(cls, obj: JSON) -> ObjectRef:
-        meta = obj.get("metadata", {})
-        return cls(
-            kind=str(obj.get("kind", "")),
-            name=str(meta.get("name", "")),
-            namespace=str(meta.get("namespace") or ""),
-            api_version=str(obj.get("apiVersion", "v1")),
-            uid=str(meta.get("uid") or ""),
-        )
 
 
 @dataclasses.dataclass
@@ -50,7 +31,7 @@ class Recorder:
     )
 
     async def emit(
-        self, ref: ObjectRef, *, reason: str, note: str, type: EventType = "Normal", action: str
+        self, ref: refs.ObjectRef, *, reason: str, note: str, type: EventType = "Normal", action: str
     ) -> None:
         if not self.enabled:
             return
@@ -64,7 +45,7 @@ class Recorder:
             "apiVersion": "events.k8s.io/v1",
             "kind": "Event",
             "metadata": {"name": f"{ref.name}.{secrets.token_hex(8)}", "namespace": namespace},
-            "eventTime": timefmt.micro_time(),
+            "eventTime": times.micro_time(),
             "reportingController": f"kube-upgrade-controllers.io/{self.controller}",
             "reportingInstance": self.instance[:128],
             "action": action[:128],

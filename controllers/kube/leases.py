@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-import datetime
 from typing import Literal
 
-from controllers.kube import resources, timefmt
+from controllers.kube import resources
 from controllers.kube.client import JSON, ApiError, Kube
+from controllers.structs import leases as lease_bodies
+from controllers.structs import times
 
 LEASES = resources.LEASES
 Outcome = Literal["acquired", "renewed", "held-by-other", "conflict"]
 
 
-def holder(lease: JSON) -> str:
-    return str(lease.get("spec", {}).get("holderIdentity") or "")
-
-
-def expires_at(lease: JSON) -> datetime.datetime | None:
-    """When the current holder's claim runs out (renewTime + leaseDurationSeconds); None when never renewed."""
-    spec = lease.get("spec", {})
-    renewed = timefmt.parse_time(spec.get("renewTime") or spec.get("acquireTime"))
-    if renewed is None:
-        return None
-    return renewed + datetime.timedelta(seconds=float(spec.get("leaseDurationSeconds") or 0))
-
-
-def is_free(lease: JSON, *, now: datetime.datetime) -> bool:
+def is_free(lease: JSON, *, now: float) -> bool:
     """No holder, or the holder's claim has run out."""
-    expiry = expires_at(lease)
-    return not holder(lease) or expiry is None or expiry <= now
+    renewed, duration = lease_bodies.renewed_at(lease), lease_bodies.duration_seconds(lease)
+    return not lease_bodies.holder(lease) or lease_bodies.expired(renewed, duration, now=now)
 
 
 async def get(kube: Kube, *, namespace: str, name: str) -> JSON | None:
@@ -44,8 +32,8 @@ async def try_acquire_or_renew(
     kube: Kube, *, namespace: str, name: str, identity: str, duration_seconds: float
 ) -> Outcome:
     """One round of leader election, as client-go's leaderelection does it (optimistic concurrency)."""
-    now = timefmt.now()
-    stamp = timefmt.micro_time(now)
+    now = times.now()
+    stamp = times.micro_time(now)
     lease = await get(kube, namespace=namespace, name=name)
     spec = {
         "holderIdentity": identity,
@@ -60,11 +48,11 @@ async def try_acquire_or_renew(
             }
             await kube.create(LEASES.path(namespace=namespace), body)
             return "acquired"
-        if holder(lease) == identity:
+        if lease_bodies.holder(lease) == identity:
             lease["spec"].update(spec)
             await kube.replace(LEASES.path(namespace=namespace, name=name), lease)
             return "renewed"
-        if not is_free(lease, now=now):
+        if not is_free(lease, now=now.timestamp()):
             return "held-by-other"
         transitions = int(lease.get("spec", {}).get("leaseTransitions") or 0) + 1
         lease["spec"] = {
@@ -84,11 +72,9 @@ async def try_acquire_or_renew(
 async def release(kube: Kube, *, namespace: str, name: str, identity: str) -> None:
     """Give the Lease up at once so another replica takes over without waiting for it to expire."""
     lease = await get(kube, namespace=namespace, name=name)
-    if lease is None or holder(lease) != identity:
+    if lease is None or lease_bodies.holder(lease) != identity:
         return
-    lease["spec"].update(
-        {"holderIdentity": None, "leaseDurationSeconds": 1, "renewTime": timefmt.micro_time()}
-    )
+    lease["spec"].update({"holderIdentity": None, "leaseDurationSeconds": 1, "renewTime": times.micro_time()})
     try:
         await kube.replace(LEASES.path(namespace=namespace, name=name), lease)
     except ApiError as error:

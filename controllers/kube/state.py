@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from controllers.kube import resources, timefmt
+from controllers.kube import resources
 from controllers.kube.client import JSON, ApiError, Kube
+from controllers.structs import times
 
 PART_OF_LABEL = "app.kubernetes.io/part-of"
 PART_OF = "kube-upgrade-controllers"
@@ -55,7 +56,7 @@ async def write(kube: Kube, state: State, data: Mapping[str, str], *, controller
             "namespace": state.namespace,
             "labels": {PART_OF_LABEL: PART_OF, CONTROLLER_LABEL: controller},
         },
-        "data": {**dict(data), "updatedAt": timefmt.micro_time()},
+        "data": {**dict(data), "updatedAt": times.micro_time()},
     }
     if state.resource_version is None:
         created = await kube.create(resources.CONFIGMAPS.path(namespace=state.namespace), body)

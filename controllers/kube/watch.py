@@ -19,6 +19,7 @@ import aiohttp
 
 from controllers.kube.client import JSON, ApiError, Kube
 from controllers.kube.resources import Resource
+from controllers.structs import refs
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,6 @@ class Backoff:
 
 class _Relist(Exception):
     """The resourceVersion we watch from is gone: list again."""
-
-
-def object_key(obj: JSON) -> str:
-    meta = obj.get("metadata", {})
-    namespace = meta.get("namespace")
-    return f"{namespace}/{meta['name']}" if namespace else str(meta["name"])
 
 
 async def watch(
@@ -163,13 +158,13 @@ class ObjectStore:
     """The current objects of a watch, by ``namespace/name``; feed it every event."""
 
     def __init__(self, objects: Iterable[JSON] = ()) -> None:
-        self.objects: dict[str, JSON] = {object_key(obj): obj for obj in objects}
+        self.objects: dict[str, JSON] = {refs.object_key(obj): obj for obj in objects}
 
     def apply(self, event: WatchEvent) -> None:
         if event.type == "SYNC":
-            self.objects = {object_key(obj): obj for obj in event.objects}
+            self.objects = {refs.object_key(obj): obj for obj in event.objects}
         elif event.object is not None:
-            key = object_key(event.object)
+            key = refs.object_key(event.object)
             if event.type == "DELETED":
                 self.objects.pop(key, None)
             else:

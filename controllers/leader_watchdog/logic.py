@@ -9,13 +9,13 @@ were NotReady just before, since when each finding has been seen — travels in 
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from controllers.agreement import masters as agreement_masters
 from controllers.agreement import selector, version
+from controllers.structs import leases, refs, times
 
 Severity = Literal["critical", "warning"]
 Check = Literal[
@@ -63,26 +63,13 @@ NAMES_SHOWN = 10  # node names quoted in evidence; the count is always complete
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Ref:
-    """The object a finding is about (the Event goes on it)."""
-
-    kind: str
-    name: str
-    namespace: str = ""
-    api_version: str = "v1"
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else f"{self.kind} {self.name}"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class Finding:
     check: Check
     severity: Severity
     object: str  # what is wrong, as a person reads it: "Lease kube-system/kube-scheduler"
     evidence: str
     since: float  # Unix time: when it became true, as far as the evidence tells, else first seen
-    ref: Ref
+    ref: refs.ObjectRef
 
     @property
     def key(self) -> tuple[str, str]:
@@ -94,7 +81,7 @@ class Finding:
             "severity": self.severity,
             "object": self.object,
             "evidence": self.evidence,
-            "since": iso(self.since),
+            "since": times.iso(self.since),
         }
 
 
@@ -119,11 +106,10 @@ class LeaseRecord:
 
     @property
     def expires_at(self) -> float | None:
-        return None if self.renew_time is None else self.renew_time + self.duration_seconds
+        return leases.expires_at(self.renew_time, self.duration_seconds)
 
     def expired(self, *, now: float) -> bool:
-        expiry = self.expires_at
-        return expiry is None or now > expiry
+        return leases.expired(self.renew_time, self.duration_seconds, now=now)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -207,46 +193,16 @@ class Evaluation:
 # --- raw objects → records ----------------------------------------------------------------------------
 
 
-def parse_time(text: object) -> float | None:
-    """A Kubernetes Time/MicroTime as Unix time; None when absent or malformed."""
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.UTC)
-    return parsed.timestamp()
-
-
-def iso(moment: float | None) -> str | None:
-    if moment is None:
-        return None
-    return datetime.datetime.fromtimestamp(moment, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _number(value: object, default: float = 0.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return default
-    try:
-        return float(value)
-    except ValueError:
-        return default
-
-
 def lease_record(raw: Mapping[str, Any]) -> LeaseRecord:
     meta = raw.get("metadata") or {}
-    spec = raw.get("spec") or {}
-    renewed = parse_time(spec.get("renewTime")) or parse_time(spec.get("acquireTime"))
     labels = meta.get("labels") or {}
     return LeaseRecord(
         namespace=str(meta.get("namespace") or ""),
         name=str(meta.get("name") or ""),
-        holder=str(spec.get("holderIdentity") or ""),
-        renew_time=renewed,
-        duration_seconds=_number(spec.get("leaseDurationSeconds")),
-        transitions=int(_number(spec.get("leaseTransitions"))),
+        holder=leases.holder(raw),
+        renew_time=leases.renewed_at(raw),
+        duration_seconds=leases.duration_seconds(raw),
+        transitions=leases.transitions(raw),
         labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, Mapping) else {},
     )
 
@@ -280,7 +236,7 @@ def node_record(
     )
 
 
-KUBERNETES_SERVICE = Ref(kind="Service", name="kubernetes", namespace="default")
+KUBERNETES_SERVICE = refs.ObjectRef(kind="Service", name="kubernetes", namespace="default")
 KUBERNETES_SLICES = "kubernetes.io/service-name=kubernetes"  # label selector, in the Service's namespace
 
 
@@ -326,7 +282,7 @@ def check_leader(
 ) -> Finding | None:
     """One leader Lease: present, renewed in time, held from a current Ready master on the agreed version."""
     namespace, _, name = key.partition("/")
-    ref = Ref(kind="Lease", name=name, namespace=namespace, api_version="coordination.k8s.io/v1")
+    ref = refs.ObjectRef(kind="Lease", name=name, namespace=namespace, api_version="coordination.k8s.io/v1")
 
     def finding(check: Check, evidence: str, since: float = now) -> Finding:
         return Finding(check, SEVERITY[check], str(ref), evidence, since, ref)
@@ -373,7 +329,7 @@ def check_apiservers(
         hostname = lease.labels.get(HOSTNAME_LABEL, "")
         if _master_of(hostname, masters) is not None:
             continue
-        ref = Ref(
+        ref = refs.ObjectRef(
             kind="Lease", name=lease.name, namespace=lease.namespace, api_version="coordination.k8s.io/v1"
         )
         findings.append(
@@ -448,7 +404,7 @@ def check_heartbeats(
 ) -> tuple[list[Finding], float | None]:
     """NotReady workers; a jump of them within the window after the master set changed is the outage
     pattern (nodes still talking to a removed master). Returns the findings and the pattern's start."""
-    ref = Ref(kind="Namespace", name="kube-node-lease")
+    ref = refs.ObjectRef(kind="Namespace", name="kube-node-lease")
     findings: list[Finding] = []
     count = len(health.not_ready)
     if count:
@@ -556,7 +512,7 @@ def status_json(evaluation: Evaluation, snapshot: Snapshot, *, now: float) -> di
     history = evaluation.history
     masters = snapshot.masters
     return {
-        "time": iso(now),
+        "time": times.iso(now),
         "critical": evaluation.critical,
         "findings": [finding.to_json() for finding in evaluation.findings],
         "masters": [
@@ -564,12 +520,12 @@ def status_json(evaluation: Evaluation, snapshot: Snapshot, *, now: float) -> di
             for m in masters
         ],
         "agreedVersion": snapshot.agreed_version,
-        "masterSetChangedAt": iso(history.masters_changed_at),
+        "masterSetChangedAt": times.iso(history.masters_changed_at),
         "leaders": [
             {
                 "lease": key,
                 "holder": lease.holder if lease else None,
-                "renewTime": iso(lease.renew_time) if lease else None,
+                "renewTime": times.iso(lease.renew_time) if lease else None,
                 "leaseDurationSeconds": lease.duration_seconds if lease else None,
                 "leaseTransitions": lease.transitions if lease else None,
             }
@@ -585,7 +541,7 @@ def status_json(evaluation: Evaluation, snapshot: Snapshot, *, now: float) -> di
                     if (found := _master_of(lease.labels.get(HOSTNAME_LABEL, ""), masters))
                     else None
                 ),
-                "renewTime": iso(lease.renew_time),
+                "renewTime": times.iso(lease.renew_time),
             }
             for lease in sorted(snapshot.apiservers, key=lambda lease: lease.key)
         ],

@@ -22,6 +22,7 @@ from controllers.kube.client import JSON, Kube
 from controllers.leader_watchdog import logic
 from controllers.leader_watchdog import metrics as metrics_module
 from controllers.runtime import app, config
+from controllers.structs import refs
 
 log = logging.getLogger(__name__)
 
@@ -142,12 +143,12 @@ T = TypeVar("T")
 def _apply(target: dict[str, T], parse: Callable[[JSON], T], event: watch.WatchEvent) -> None:
     if event.type == "SYNC":
         target.clear()
-        target.update({watch.object_key(obj): parse(obj) for obj in event.objects})
+        target.update({refs.object_key(obj): parse(obj) for obj in event.objects})
     elif event.object is not None:
         if event.type == "DELETED":
-            target.pop(watch.object_key(event.object), None)
+            target.pop(refs.object_key(event.object), None)
         else:
-            target[watch.object_key(event.object)] = parse(event.object)
+            target[refs.object_key(event.object)] = parse(event.object)
 
 
 class Records:
@@ -210,7 +211,7 @@ class Watchdog:
         self.records = Records(self.cfg)
         self.history = logic.History()
         self.findings: dict[tuple[str, str], logic.Finding] = {}
-        self.events: asyncio.Queue[tuple[events.ObjectRef, dict[str, Any]]] = asyncio.Queue()
+        self.events: asyncio.Queue[tuple[refs.ObjectRef, dict[str, Any]]] = asyncio.Queue()
         self.emit_events = True
         self.status: dict[str, Any] = {"time": None, "critical": False, "findings": [], "reason": "starting"}
         ctx.routes["/status"] = lambda: self.status
@@ -263,7 +264,7 @@ class Watchdog:
         for change in evaluation.transitions:
             log.info("leader of %s changed from %r to %r", change.lease, change.previous, change.holder)
             namespace, _, name = change.lease.partition("/")
-            ref = logic.Ref(
+            ref = refs.ObjectRef(
                 kind="Lease", name=name, namespace=namespace, api_version="coordination.k8s.io/v1"
             )
             self._event(
@@ -274,14 +275,9 @@ class Watchdog:
             )
         return evaluation
 
-    def _event(self, ref: logic.Ref, *, reason: str, note: str, type: events.EventType) -> None:
-        target = events.ObjectRef(
-            kind=ref.kind, name=ref.name, namespace=ref.namespace, api_version=ref.api_version
-        )
+    def _event(self, ref: refs.ObjectRef, *, reason: str, note: str, type: events.EventType) -> None:
         if self.emit_events:  # not in --once: a one-shot check reports on stdout only
-            self.events.put_nowait(
-                (target, {"reason": reason, "note": note, "type": type, "action": "Observe"})
-            )
+            self.events.put_nowait((ref, {"reason": reason, "note": note, "type": type, "action": "Observe"}))
 
     async def run(self) -> None:
         """Watch and evaluate until cancelled."""

@@ -17,6 +17,7 @@ from controllers.agreement import version
 from controllers.kube import events, resources, watch
 from controllers.kube.client import JSON, ApiError, Kube
 from controllers.node_tainter import logic
+from controllers.structs import refs
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ async def record(recorder: events.Recorder, node: logic.NodeView, change: logic.
     else:
         note = f"{why}: removed taint {', '.join(map(str, change.previous))}"
     await recorder.emit(
-        events.ObjectRef(kind="Node", name=node.name, uid=node.uid),
+        refs.ObjectRef(kind="Node", name=node.name, uid=node.uid),
         reason=reason,
         note=note,
         action=change.action.capitalize(),

@@ -14,6 +14,7 @@ from controllers.kube import discovery, events, resources
 from controllers.kube import state as state_module
 from controllers.kube.client import ApiError, Kube
 from controllers.runtime import app, config
+from controllers.structs import refs
 from controllers.uso_runner import builtin as builtin_module
 from controllers.uso_runner import logic, migrate
 from controllers.uso_runner import metrics as metrics_module
@@ -481,7 +482,7 @@ class _Run:
         )
 
     async def event(self, *, reason: str, note: str, action: str, type: events.EventType = "Normal") -> None:
-        ref = events.ObjectRef(
+        ref = refs.ObjectRef(
             kind="ConfigMap", name=self.state.name, namespace=self.state.namespace, uid=self.state.uid or ""
         )
         await self.ctx.recorder.emit(ref, reason=reason, note=note, action=action, type=type)
@@ -508,7 +509,7 @@ class _Run:
                 if "generation changed" in why:
                     log.warning("%s: storedVersions left alone: %s", name, why)
                     await self.ctx.recorder.emit(
-                        events.ObjectRef.of(crd),
+                        refs.ObjectRef.of(crd),
                         reason="StoredVersionsSkipped",
                         note=f"storedVersions left alone: {why}",
                         action="UpdateStoredVersions",
@@ -525,7 +526,7 @@ class _Run:
             self.report.stored_versions[name] = f"updated: {why}"
             log.info("%s: %s", name, why)
             await self.ctx.recorder.emit(
-                events.ObjectRef.of(crd),
+                refs.ObjectRef.of(crd),
                 reason="StoredVersionsUpdated",
                 note=why,
                 action="UpdateStoredVersions",

@@ -21,10 +21,11 @@ from typing import Any
 import aiohttp
 import prometheus_client
 
-from controllers.kube import client, events, resources, timefmt
+from controllers.kube import client, events, resources
 from controllers.leader_watchdog import logic, watchdog
 from controllers.runtime import app, server
 from controllers.runtime.agreement_feed import AgreementFeed, AgreementMetrics
+from controllers.structs import times
 from tests import cluster
 
 LEASES = resources.LEASES
@@ -53,7 +54,7 @@ class Renewer:
             "spec": {
                 "holderIdentity": holder,
                 "leaseDurationSeconds": self.duration,
-                "renewTime": timefmt.micro_time(),
+                "renewTime": times.micro_time(),
             },
         }
         await self.kube.create(LEASES.path(namespace=namespace), body)
@@ -80,7 +81,7 @@ class Renewer:
             namespace, _, name = key.partition("/")
             async with semaphore:
                 stamp = time.time()
-                patch = {"spec": {"holderIdentity": holder, "renewTime": timefmt.micro_time()}}
+                patch = {"spec": {"holderIdentity": holder, "renewTime": times.micro_time()}}
                 await self.kube.patch(LEASES.path(namespace=namespace, name=name), patch)
                 self.last_renewed[key] = stamp
 

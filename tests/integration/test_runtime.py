@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from controllers.kube import client, leases, resources
+from controllers.structs import leases as lease_bodies
 from e2e import controlplane
 from tests import cluster
 
@@ -108,7 +109,7 @@ async def test_two_replicas_one_leader_and_fast_takeover_after_kill_9(
         assert scrape(follower_port, "/readyz")[0] == 200
         lease = await leases.get(kube, namespace=namespace, name="kube-upgrade-controllers-sample-controller")
         assert lease is not None
-        assert leases.holder(lease)
+        assert lease_bodies.holder(lease)
 
         os.kill(leader.pid, signal.SIGKILL)
         takeover = await asyncio.to_thread(
@@ -142,7 +143,7 @@ async def test_sigterm_releases_the_lease_at_once(kubeconfig: str, kube: client.
         assert await asyncio.to_thread(process.wait, 15) == 0
     lease = await leases.get(kube, namespace=namespace, name="kube-upgrade-controllers-sample-controller")
     assert lease is not None
-    assert leases.holder(lease) == ""  # released: a successor need not wait 60 s
+    assert lease_bodies.holder(lease) == ""  # released: a successor need not wait 60 s
 
 
 async def test_once_and_dry_run_exit_codes(kubeconfig: str, nodes: cluster.Nodes) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from controllers.agreement import selector
 from controllers.leader_watchdog import logic
+from controllers.structs import refs, times
 
 NOW = 1_800_000_000.0
 RULES = logic.Rules(
@@ -186,7 +187,9 @@ def test_endpoint_ip_that_no_master_has_is_stale() -> None:
     assert [(f.check, f.object) for f in evaluation.findings] == [
         ("stale-endpoint", "Service default/kubernetes endpoint 10.0.0.9")
     ]
-    assert evaluation.findings[0].ref == logic.Ref(kind="Service", name="kubernetes", namespace="default")
+    assert evaluation.findings[0].ref == refs.ObjectRef(
+        kind="Service", name="kubernetes", namespace="default"
+    )
 
 
 def test_the_kubernetes_service_endpoints_are_every_address_of_its_slices() -> None:
@@ -380,7 +383,7 @@ def test_since_is_kept_from_the_first_sighting() -> None:
     }
     evaluations = run([(NOW, shot(leaders=leaders)), (NOW + 30, shot(leaders=leaders))])
     assert evaluations[1].findings[0].since == NOW
-    assert evaluations[1].findings[0].to_json()["since"] == logic.iso(NOW)
+    assert evaluations[1].findings[0].to_json()["since"] == times.iso(NOW)
 
 
 def test_lease_record_parses_a_raw_lease_and_tolerates_junk() -> None:
@@ -400,7 +403,7 @@ def test_lease_record_parses_a_raw_lease_and_tolerates_junk() -> None:
         15.0,
         3,
     )
-    assert logic.iso(record.renew_time) == "2026-11-22T01:52:12.123456Z"
+    assert times.iso(record.renew_time) == "2026-11-22T01:52:12.123456Z"
     junk = logic.lease_record(
         {"metadata": {"name": "x"}, "spec": {"renewTime": "yesterday", "leaseDurationSeconds": "?"}}
     )
@@ -444,7 +447,7 @@ def test_status_json_lists_findings_with_object_evidence_and_since() -> None:
             "severity": "critical",
             "object": "Lease kube-system/kube-scheduler",
             "evidence": "holder 'm1_1234' last renewed 100.0s ago; leaseDurationSeconds 15",
-            "since": logic.iso(NOW - 85),
+            "since": times.iso(NOW - 85),
         }
     ]
     assert status["leaders"][0]["holder"] == "m1_1234"

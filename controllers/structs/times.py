@@ -1,4 +1,4 @@
-"""Kubernetes timestamps (RFC 3339 ``Time`` and ``MicroTime``)."""
+"""Kubernetes timestamps (RFC 3339 ``Time`` and ``MicroTime``) and Unix time."""
 
 from __future__ import annotations
 
@@ -14,12 +14,19 @@ def micro_time(moment: datetime.datetime | None = None) -> str:
     return (moment or now()).astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def parse_time(text: object) -> datetime.datetime | None:
-    """A Kubernetes Time or MicroTime; None when absent or malformed."""
+def parse_time(text: object) -> float | None:
+    """A Kubernetes Time or MicroTime as Unix time; None when absent or malformed."""
     if not isinstance(text, str) or not text:
         return None
     try:
         parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)).timestamp()
+
+
+def iso(moment: float | None) -> str | None:
+    """Unix time as a MicroTime string (None stays None)."""
+    if moment is None:
+        return None
+    return micro_time(datetime.datetime.fromtimestamp(moment, datetime.UTC))

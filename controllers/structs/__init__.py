@@ -1,0 +1,1 @@
+"""Pure helpers on Kubernetes objects shared by every layer: times, Lease expiry, object references."""

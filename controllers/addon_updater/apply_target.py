@@ -16,13 +16,14 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 
 from controllers.addon_updater import logic
-from controllers.kube import apply, discovery, resources, watch
+from controllers.kube import apply, discovery, resources, retry, watch
 from controllers.kube.client import JSON, ApiError, Kube
 
 log = logging.getLogger(__name__)
 
 DRY_RUN_CONCURRENCY = 8
-CR_NOT_FOUND_RETRIES = 20  # a just-Established CRD may take a moment until its REST endpoint answers
+# A just-Established CRD may take a moment until its REST endpoint answers: 404s are tried again for a few s.
+NEW_KIND = retry.Policy(base=0.05, cap=0.5, attempts=20, on=frozenset({"not_found"}))
 
 
 class SwitchError(Exception):
@@ -119,14 +120,6 @@ def _rejection(item: Item, error: ApiError) -> logic.BundleError:
     )
 
 
-def _is_rejection(error: ApiError) -> bool:
-    """A 4xx says the object is wrong; 429 and 5xx say the apiserver is busy or broken (retry later) -- except
-    the 500 that server-side apply answers for a field the schema does not declare."""
-    if error.status == 500:
-        return "failed to create typed patch object" in str(error.body.get("message", ""))
-    return 400 <= error.status < 500 and error.status != 429
-
-
 async def dry_run(
     kube: Kube, items: Sequence[Item], *, settings: Settings, deferrable: set[logic.ObjectKey]
 ) -> list[Item]:
@@ -149,7 +142,7 @@ async def dry_run(
     for item, error in zip(items, errors, strict=True):
         if error is None:
             continue
-        if not _is_rejection(error):
+        if retry.classify(error) in retry.TRANSIENT:  # the apiserver is busy or broken: retry later
             raise SwitchError(f"dry-run of {item.key}: {error}") from error
         if item.key not in deferrable:
             raise _rejection(item, error) from error
@@ -249,17 +242,15 @@ async def switch(
 
 
 async def _apply(kube: Kube, item: Item, *, settings: Settings) -> None:
-    for attempt in range(CR_NOT_FOUND_RETRIES + 1):
-        try:
-            await apply.server_side_apply(
+    try:
+        await retry.call(
+            lambda: apply.server_side_apply(
                 kube, item.resource, item.body, field_manager=settings.field_manager
-            )
-            return
-        except ApiError as error:
-            if error.not_found and item.resource.group and attempt < CR_NOT_FOUND_RETRIES:
-                await asyncio.sleep(0.25)
-                continue
-            raise SwitchError(f"applying {item.key}: {error}") from error
+            ),
+            policy=NEW_KIND if item.resource.group else retry.Policy(attempts=0),
+        )
+    except ApiError as error:
+        raise SwitchError(f"applying {item.key}: {error}") from error
 
 
 async def wait_established(kube: Kube, names: Sequence[str], *, seconds: float) -> None:

@@ -13,12 +13,15 @@ import os
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any, Literal
 
 import aiohttp
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
+
+from controllers.kube import retry
+from controllers.kube.retry import ApiError as ApiError  # raised by every request; callers catch it here
 
 JSON = dict[str, Any]
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -30,34 +33,6 @@ _PATCH_CONTENT_TYPES: dict[PatchType, str] = {
     "json": "application/json-patch+json",
     "apply": "application/apply-patch+yaml",
 }
-_MAX_THROTTLE_RETRIES = 8
-
-
-class ApiError(Exception):
-    """A non-2xx answer from the apiserver, with its Status body."""
-
-    def __init__(self, *, status: int, body: JSON, retry_after: float | None = None) -> None:
-        self.status = status
-        self.body = body
-        self.retry_after = retry_after
-        self.reason: str = str(body.get("reason") or "")
-        super().__init__(f"{status} {self.reason}: {body.get('message', '')}".strip())
-
-    @property
-    def conflict(self) -> bool:
-        return self.status == 409
-
-    @property
-    def not_found(self) -> bool:
-        return self.status == 404
-
-    @property
-    def gone(self) -> bool:
-        return self.status == 410
-
-    @property
-    def already_exists(self) -> bool:
-        return self.status == 409 and self.reason == "AlreadyExists"
 
 
 class RateLimiter:
@@ -113,7 +88,6 @@ class Kube:
             # of a small PUT), so look once here instead.
             self._session._trust_env = False
         self._limiter = RateLimiter(qps=qps)
-        self.throttled_total = 0
 
     @property
     def host(self) -> str:
@@ -147,14 +121,18 @@ class Kube:
         body: JSON | str | None = None,
         content_type: str | None = None,
         request_timeout: float = 60.0,
+        policy: retry.Policy = retry.THROTTLED,
+        on_error: Callable[[retry.Reason, BaseException], None] | None = None,
     ) -> JSON:
-        """One API call; raises :class:`ApiError` on a non-2xx answer. 429s are retried per Retry-After."""
+        """One API call; raises :class:`ApiError` on a non-2xx answer. ``policy`` says which failures are
+        tried again (by default only 429s, as long as Retry-After asks)."""
         url = self._url(path, query)
         data: bytes | None = None
         if body is not None:
             data = body.encode() if isinstance(body, str) else encode(body)
             content_type = content_type or "application/json"
-        for attempt in range(_MAX_THROTTLE_RETRIES + 1):
+
+        async def attempt() -> JSON:
             await self._limiter.acquire()
             headers = await self._headers(content_type)
             async with self._session.request(
@@ -163,13 +141,9 @@ class Kube:
                 raw = await response.read()
                 if response.status < 400:
                     return json.loads(raw) if raw else {}
-                error = _api_error(response.status, raw, response.headers.get("Retry-After"))
-            if error.status == 429 and attempt < _MAX_THROTTLE_RETRIES:
-                self.throttled_total += 1
-                await asyncio.sleep(error.retry_after if error.retry_after is not None else 1.0)
-                continue
-            raise error
-        raise AssertionError("unreachable")
+                raise _api_error(response.status, raw, response.headers.get("Retry-After"))
+
+        return await retry.call(attempt, policy=policy, on_error=on_error)
 
     async def get(self, path: str, *, query: Mapping[str, str | int | bool] | None = None) -> JSON:
         return await self.request("GET", path, query=query)

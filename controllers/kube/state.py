@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from controllers.kube import resources
+from controllers.kube import resources, retry
 from controllers.kube.client import JSON, ApiError, Kube
 from controllers.structs import times
 
@@ -67,14 +67,19 @@ async def write(kube: Kube, state: State, data: Mapping[str, str], *, controller
 
 
 async def update(kube: Kube, state: State, changes: Mapping[str, str], *, controller: str) -> State:
-    """Merge ``changes`` into the state, re-reading and retrying on conflict (last writer of a key wins)."""
-    while True:
+    """Merge ``changes`` into the state, reading it again after a conflict (last writer of a key wins)."""
+    current = state
+
+    async def attempt() -> State:
+        nonlocal current
         try:
-            return await write(kube, state, {**state.data, **changes}, controller=controller)
+            return await write(kube, current, {**current.data, **changes}, controller=controller)
         except ApiError as error:
-            if not (error.conflict or (error.already_exists and state.resource_version is None)):
-                raise
-            state = await read(kube, namespace=state.namespace, name=state.name)
+            if error.conflict:  # someone wrote it since (or created it, when it was missing)
+                current = await read(kube, namespace=state.namespace, name=state.name)
+            raise
+
+    return await retry.call(attempt, policy=retry.CONFLICTS)
 
 
 async def list_all(kube: Kube, *, namespace: str | None = None) -> list[State]:

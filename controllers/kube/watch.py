@@ -15,8 +15,7 @@ import random
 from collections.abc import AsyncGenerator, Iterable
 from typing import Literal
 
-import aiohttp
-
+from controllers.kube import retry
 from controllers.kube.client import JSON, ApiError, Kube
 from controllers.kube.resources import Resource
 from controllers.structs import refs
@@ -36,23 +35,6 @@ class WatchEvent:
     objects: tuple[JSON, ...] = ()
 
 
-@dataclasses.dataclass(slots=True)
-class Backoff:
-    """Exponential backoff with full jitter: a random delay in [0, min(cap, base * 2**attempt)]."""
-
-    base: float = 0.5
-    cap: float = 30.0
-    attempt: int = 0
-
-    def next_delay(self) -> float:
-        delay = random.uniform(0, min(self.cap, self.base * 2**self.attempt))
-        self.attempt += 1
-        return delay
-
-    def reset(self) -> None:
-        self.attempt = 0
-
-
 class _Relist(Exception):
     """The resourceVersion we watch from is gone: list again."""
 
@@ -66,12 +48,12 @@ async def watch(
     field_selector: str | None = None,
     resource_version: str | None = None,
     inactivity_timeout: float = INACTIVITY_TIMEOUT,
-    backoff: Backoff | None = None,
+    backoff: retry.Backoff | None = None,
 ) -> AsyncGenerator[WatchEvent]:
     """Events of ``resource`` forever. ``resource_version`` starts by watching from there (no first list).
     A consumer that stops early wraps it in ``contextlib.aclosing``: that ends the watch request at once,
     not at some later garbage collection (after which the connection may already be unusable)."""
-    backoff = backoff or Backoff()
+    backoff = backoff or retry.Backoff()
     path = resource.path(namespace=namespace)
     selectors: dict[str, str | int | bool] = {}
     if label_selector:
@@ -97,8 +79,11 @@ async def watch(
         except _Relist:
             log.info("watch of %s: resourceVersion %s is gone, re-listing", resource.group_resource, version)
             version = None
-        except (aiohttp.ClientError, TimeoutError, ApiError, ConnectionError) as error:
-            if isinstance(error, ApiError) and error.gone:
+        except Exception as error:
+            reason = retry.classify(error)
+            if reason is None:
+                raise
+            if reason == "gone":
                 version = None
                 continue
             delay = backoff.next_delay()

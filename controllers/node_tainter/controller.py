@@ -12,11 +12,10 @@ import contextlib
 import dataclasses
 import json
 import logging
-import random
 from typing import Any, Literal
 
 from controllers.agreement import selector, version
-from controllers.kube import state
+from controllers.kube import retry, state
 from controllers.node_tainter import effects, logic, metrics
 from controllers.runtime import app, config
 
@@ -32,7 +31,8 @@ DEBOUNCE_SECONDS = 0.05
 # While changes are in flight their completions wake the loop; re-plan less often then (a plan of 5,000
 # nodes costs tens of milliseconds).
 BUSY_DEBOUNCE_SECONDS = 0.5
-RETRY_CAP_SECONDS = 60.0
+# A node whose change failed is tried again after 2 s, 4 s, … up to a minute (jittered).
+NODE_RETRY = retry.Policy(base=2.0, cap=60.0)
 EVENT_CONCURRENCY = 4
 
 
@@ -344,7 +344,7 @@ class Daemon:
                     self._remember(result.node)
             else:
                 failures = self.retry_at.get(change.node, (0, 0.0))[0] + 1
-                delay = min(RETRY_CAP_SECONDS, 2.0**failures) * random.uniform(0.5, 1.0)
+                delay = NODE_RETRY.delay(failures - 1)
                 self.retry_at[change.node] = (failures, self._loop.time() + delay)
         finally:
             self.in_flight.discard(change.node)

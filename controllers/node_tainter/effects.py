@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Literal
 
 from controllers.agreement import version
-from controllers.kube import events, resources, watch
+from controllers.kube import events, resources, retry, watch
 from controllers.kube.client import JSON, ApiError, Kube
 from controllers.node_tainter import logic
 from controllers.structs import refs
@@ -22,7 +22,6 @@ from controllers.structs import refs
 log = logging.getLogger(__name__)
 
 NODES = resources.NODES
-MAX_CONFLICTS = 10
 
 Outcome = Literal["applied", "gone", "moot", "redecided"]
 
@@ -69,47 +68,43 @@ async def node_events(kube: Kube, *, policy: logic.Policy) -> AsyncIterator[Node
 
 
 async def apply_change(
-    kube: Kube,
-    node: logic.NodeView,
-    change: logic.Change,
-    *,
-    agreed: version.Version,
-    policy: logic.Policy,
-    max_conflicts: int = MAX_CONFLICTS,
+    kube: Kube, node: logic.NodeView, change: logic.Change, *, agreed: version.Version, policy: logic.Policy
 ) -> Result:
     """Make ``node`` carry ``change.taint`` under our key. Raises ApiError when the apiserver refuses for
-    another reason than a conflict, or after ``max_conflicts`` conflicts in a row."""
+    another reason than a conflict, or after too many conflicts in a row (``retry.CONFLICTS``)."""
     path = NODES.path(name=node.name)
     current, conflicts = node, 0
-    while True:
+
+    async def attempt() -> Result:
+        nonlocal current
+        if conflicts:  # refused with 409: read the node again and decide again on what is there now
+            log.debug("node %s changed under us (409); reading it again", node.name)
+            fresh = logic.node_view(await kube.get(path), policy=policy)
+            if fresh is None:
+                return Result("gone", conflicts)
+            current = fresh
+            if logic.desired_taint(current, agreed=agreed, policy=policy) != change.taint:
+                return Result("redecided", conflicts, current)
+            if logic.change_for(current, change.taint) is None:
+                return Result("moot", conflicts, current)
         taints = logic.edit_taints(current.taints, key=policy.taint_key, taint=change.taint)
         body: JSON = {
             "metadata": {"resourceVersion": current.resource_version},
             "spec": {"taints": taints or None},
         }
-        try:
-            written = await kube.patch(path, body)
-            return Result("applied", conflicts, logic.node_view(written, policy=policy))
-        except ApiError as error:
-            if error.not_found:
-                return Result("gone", conflicts)
-            if not error.conflict or conflicts >= max_conflicts:
-                raise
-        conflicts += 1
-        log.debug("node %s changed under us (409); reading it again", node.name)
-        try:
-            fresh = logic.node_view(await kube.get(path), policy=policy)
-        except ApiError as error:
-            if error.not_found:
-                return Result("gone", conflicts)
-            raise
-        if fresh is None:
+        written = await kube.patch(path, body)
+        return Result("applied", conflicts, logic.node_view(written, policy=policy))
+
+    def count(reason: retry.Reason, _: BaseException) -> None:
+        nonlocal conflicts
+        conflicts += reason == "conflict"
+
+    try:
+        return await retry.call(attempt, policy=retry.CONFLICTS, on_error=count)
+    except ApiError as error:
+        if error.not_found:
             return Result("gone", conflicts)
-        current = fresh
-        if logic.desired_taint(current, agreed=agreed, policy=policy) != change.taint:
-            return Result("redecided", conflicts, current)
-        if logic.change_for(current, change.taint) is None:
-            return Result("moot", conflicts, current)
+        raise
 
 
 async def record(recorder: events.Recorder, node: logic.NodeView, change: logic.Change, *, why: str) -> None:

@@ -14,9 +14,7 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 
-import aiohttp
-
-from controllers.kube import discovery, resources, watch
+from controllers.kube import discovery, resources, retry, watch
 from controllers.kube.client import JSON, ApiError, Kube
 from controllers.uso_runner import logic
 from controllers.uso_runner.migrate import ResourceResult
@@ -68,11 +66,10 @@ class Builtin:
                 return result
             await self._create(name, manifest)
             status = await self._follow(name)
-        except ApiError as error:
-            result.error = f"StorageVersionMigration {name}: {error.status} {error.reason}"
-            return result
-        except (aiohttp.ClientError, OSError) as error:
-            result.error = f"StorageVersionMigration {name}: {type(error).__name__}"
+        except Exception as error:
+            if retry.classify(error) is None:
+                raise
+            result.error = f"StorageVersionMigration {name}: {retry.describe(error)}"
             return result
         if status.phase != "succeeded":
             result.error = f"StorageVersionMigration {name}: {status.message}"

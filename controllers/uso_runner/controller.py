@@ -10,9 +10,9 @@ import time
 from typing import Any, Literal
 
 from controllers.agreement.version import Version
-from controllers.kube import discovery, events, resources
+from controllers.kube import discovery, events, resources, retry
 from controllers.kube import state as state_module
-from controllers.kube.client import ApiError, Kube
+from controllers.kube.client import JSON, ApiError, Kube
 from controllers.runtime import app, config
 from controllers.structs import refs
 from controllers.uso_runner import builtin as builtin_module
@@ -501,29 +501,24 @@ class _Run:
     async def _stored_versions(self, name: str, generation: int) -> None:
         """Set the CRD's status.storedVersions to its storage version (skip when the CRD changed)."""
         path = resources.CRDS.path(name=name)
-        for _ in range(5):
+
+        async def attempt() -> tuple[JSON, str, bool]:
             crd = await self.kube.get(path)
             stored, why = logic.stored_versions_update(crd=crd, expected_generation=generation)
-            if stored is None:
-                self.report.stored_versions[name] = f"unchanged: {why}"
-                if "generation changed" in why:
-                    log.warning("%s: storedVersions left alone: %s", name, why)
-                    await self.ctx.recorder.emit(
-                        refs.ObjectRef.of(crd),
-                        reason="StoredVersionsSkipped",
-                        note=f"storedVersions left alone: {why}",
-                        action="UpdateStoredVersions",
-                        type="Warning",
-                    )
-                return
-            crd["status"]["storedVersions"] = stored
-            try:
+            if stored is not None:
+                crd["status"]["storedVersions"] = stored
                 await self.kube.replace(resources.CRDS.path(name=name, subresource="status"), crd)
-            except ApiError as error:
-                if error.conflict:
-                    continue
+            return crd, why, stored is not None
+
+        try:
+            crd, why, updated = await retry.call(attempt, policy=retry.CONFLICTS)
+        except ApiError as error:
+            if not error.conflict:
                 raise
-            self.report.stored_versions[name] = f"updated: {why}"
+            self.report.stored_versions[name] = "unchanged: kept conflicting"
+            return
+        self.report.stored_versions[name] = f"{'updated' if updated else 'unchanged'}: {why}"
+        if updated:
             log.info("%s: %s", name, why)
             await self.ctx.recorder.emit(
                 refs.ObjectRef.of(crd),
@@ -531,5 +526,12 @@ class _Run:
                 note=why,
                 action="UpdateStoredVersions",
             )
-            return
-        self.report.stored_versions[name] = "unchanged: kept conflicting"
+        elif "generation changed" in why:
+            log.warning("%s: storedVersions left alone: %s", name, why)
+            await self.ctx.recorder.emit(
+                refs.ObjectRef.of(crd),
+                reason="StoredVersionsSkipped",
+                note=f"storedVersions left alone: {why}",
+                action="UpdateStoredVersions",
+                type="Warning",
+            )

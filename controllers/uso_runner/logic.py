@@ -223,34 +223,6 @@ def stored_versions_update(
     return storage, f"storedVersions {current} -> {storage}"
 
 
-def retryable_status(status: int) -> bool:
-    """Errors worth another try: the apiserver or etcd was busy or failing, not the request."""
-    return status == 429 or status >= 500
-
-
-def backoff_seconds(attempt: int, *, base: float = 0.2, cap: float = 5.0) -> float:
-    """Exponential backoff for retry ``attempt`` (0-based), capped."""
-    return float(min(cap, base * (2**attempt)))
-
-
-def error_reason(status: int) -> str:
-    """A bounded label for an error status (metrics and the state's lastError)."""
-    if status == 0:
-        return "connection"
-    if status == 429:
-        return "throttled"
-    if status >= 500:
-        return "server_error"
-    if status in (401, 403):
-        return "forbidden"
-    if status in (400, 422):
-        return "invalid"
-    return "client_error"
-
-
-ERROR_REASONS = ("connection", "throttled", "server_error", "forbidden", "invalid", "client_error")
-
-
 # --- --use-builtin: StorageVersionMigration objects for kube-controller-manager's migrator -------------------
 
 SVM_GROUP = "storagemigration.k8s.io"

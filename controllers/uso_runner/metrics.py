@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import prometheus_client
 
-from controllers.uso_runner import logic
-
 OUTCOMES = ("migrated", "conflict", "not_found")
+# The reasons (kube.retry.classify) a failed request can have here: conflicts and 404s end a rewrite.
+ERROR_REASONS = ("connection", "throttled", "server_error", "forbidden", "invalid", "client_error")
 RESOURCE_STATES = ("pending", "done", "failed")
 # Label values of the per-resource counter are bounded: past this many resources, the rest count as "other".
 MAX_RESOURCE_LABELS = 200
@@ -53,7 +53,7 @@ class Metrics:
             "StorageVersionMigrations (--use-builtin) the current run waits for; their objects are not counted.",
             registry=registry,
         )
-        for reason in logic.ERROR_REASONS:
+        for reason in ERROR_REASONS:
             self.errors.labels(reason)
         for state in RESOURCE_STATES:
             self.resources.labels(state).set(0)

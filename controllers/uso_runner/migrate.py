@@ -2,7 +2,7 @@
 
 A PUT with the listed resourceVersion makes the apiserver re-encode the object at the current storage
 version. 409 means someone rewrote it since the list (so it is stored at the new version already), 404 that
-it is gone: both are done. Other failures are retried with a capped backoff, then counted as failed.
+it is gone: both are done. Transient failures are retried (``kube.retry``), then counted as failed.
 Nothing here logs object contents: errors are logged by status and reason only (a 422 message may quote
 field values).
 """
@@ -14,12 +14,10 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 
-import aiohttp
 import prometheus_client
 
-from controllers.kube import resources
-from controllers.kube.client import JSON, ApiError, Kube, RateLimiter
-from controllers.uso_runner import logic
+from controllers.kube import resources, retry
+from controllers.kube.client import JSON, Kube, RateLimiter
 from controllers.uso_runner import metrics as metrics_module
 
 log = logging.getLogger(__name__)
@@ -65,12 +63,6 @@ class ResourceResult:
         return result
 
 
-class _Failed(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-
-
 @dataclasses.dataclass
 class Migrator:
     """Rewrites objects with at most ``workers`` PUTs in flight across every resource it migrates."""
@@ -84,32 +76,33 @@ class Migrator:
     dry_run: bool = False
     on_page: PageHook | None = None  # test seam: awaited after each page is listed
     gate: Gate | None = None  # awaited before each write: may wait, or raise Stop
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     def __post_init__(self) -> None:
         self._slots = asyncio.Semaphore(self.workers)
         self._limiter = RateLimiter(qps=self.qps)
+        self._policy = retry.Policy(base=0.2, cap=5.0, attempts=self.max_retries)
+
+    def _count(self, reason: retry.Reason, _: BaseException) -> None:
+        if reason not in ("conflict", "not_found"):  # those are how a rewrite ends, not errors
+            self.metrics.observe_error(reason)
 
     async def migrate(self, resource: resources.Resource, *, group_resource: str) -> ResourceResult:
+        """List and rewrite every object; a failing list is listed again (transient failures only)."""
         result = ResourceResult(group_resource)
         counters = self.metrics.object_counters(group_resource)
-        for attempt in range(self.max_retries + 1):
-            try:
-                await self._list_and_put(resource, result, counters)
-                return result
-            except Stop as stop:
-                result.error = f"stopped: {stop}"
-                return result
-            except _Failed as failure:
-                self.metrics.observe_error(failure.reason)
-                if failure.reason not in ("server_error", "throttled", "connection") or (
-                    attempt == self.max_retries
-                ):
-                    result.error = f"list: {failure}"
-                    log.warning("%s: listing failed: %s", group_resource, failure)
-                    return result
-                log.info("%s: listing failed (%s); listing again", group_resource, failure)
-                await self.sleep(logic.backoff_seconds(attempt))
+        try:
+            await retry.call(
+                lambda: self._list_and_put(resource, result, counters),
+                policy=self._policy,
+                on_error=self._count,
+            )
+        except Stop as stop:
+            result.error = f"stopped: {stop}"
+        except Exception as error:
+            if retry.classify(error) is None:
+                raise
+            result.error = f"list: {retry.describe(error)}"
+            log.warning("%s: listing failed: %s", group_resource, result.error)
         return result
 
     async def _list_and_put(
@@ -120,30 +113,25 @@ class Migrator:
     ) -> None:
         in_flight: set[asyncio.Task[None]] = set()
         try:
-            try:
-                async for page in self.kube.list_pages(resource.path(), limit=self.page_size):
-                    api_version = str(page.get("apiVersion") or resource.api_version)
-                    kind = str(page.get("kind") or "").removesuffix("List")
-                    items = page.get("items") or []
-                    result.listed += len(items)
-                    if self.on_page is not None:
-                        await self.on_page(page)
-                    if self.dry_run:
-                        continue
-                    for item in items:
-                        # List items of built-in types lack apiVersion/kind; the PUT needs them.
-                        item.setdefault("apiVersion", api_version)
-                        item.setdefault("kind", kind)
-                        if self.gate is not None:
-                            await self.gate()
-                        await self._slots.acquire()
-                        task = asyncio.create_task(self._put(resource, item, result, counters))
-                        in_flight.add(task)
-                        task.add_done_callback(self._done(in_flight))
-            except ApiError as error:
-                raise _Failed(logic.error_reason(error.status), f"{error.status} {error.reason}") from None
-            except (aiohttp.ClientError, TimeoutError, OSError) as error:
-                raise _Failed("connection", type(error).__name__) from None
+            async for page in self.kube.list_pages(resource.path(), limit=self.page_size):
+                api_version = str(page.get("apiVersion") or resource.api_version)
+                kind = str(page.get("kind") or "").removesuffix("List")
+                items = page.get("items") or []
+                result.listed += len(items)
+                if self.on_page is not None:
+                    await self.on_page(page)
+                if self.dry_run:
+                    continue
+                for item in items:
+                    # List items of built-in types lack apiVersion/kind; the PUT needs them.
+                    item.setdefault("apiVersion", api_version)
+                    item.setdefault("kind", kind)
+                    if self.gate is not None:
+                        await self.gate()
+                    await self._slots.acquire()
+                    task = asyncio.create_task(self._put(resource, item, result, counters))
+                    in_flight.add(task)
+                    task.add_done_callback(self._done(in_flight))
         finally:
             if in_flight:
                 await asyncio.gather(*in_flight, return_exceptions=True)
@@ -164,33 +152,25 @@ class Migrator:
     ) -> None:
         metadata = item.get("metadata") or {}
         path = resource.path(namespace=metadata.get("namespace"), name=str(metadata.get("name") or ""))
-        for attempt in range(self.max_retries + 1):
-            await self._limiter.acquire()
-            try:
-                await self.kube.request("PUT", path, body=item)
-                result.migrated += 1
-                counters["migrated"].inc()
-                return
-            except ApiError as error:
-                if error.conflict:
-                    result.conflicts += 1
-                    counters["conflict"].inc()
-                    return
-                if error.not_found:
-                    result.not_found += 1
-                    counters["not_found"].inc()
-                    return
-                reason, detail = logic.error_reason(error.status), f"{error.status} {error.reason}"
-                retry = logic.retryable_status(error.status)
-            except (aiohttp.ClientError, TimeoutError, OSError) as error:
-                reason, detail, retry = "connection", type(error).__name__, True
-            self.metrics.observe_error(reason)
-            if not retry or attempt == self.max_retries:
+        await self._limiter.acquire()
+        try:
+            await self.kube.request("PUT", path, body=item, policy=self._policy, on_error=self._count)
+        except Exception as error:
+            reason = retry.classify(error)
+            if reason == "conflict":
+                result.conflicts += 1
+                counters["conflict"].inc()
+            elif reason == "not_found":
+                result.not_found += 1
+                counters["not_found"].inc()
+            elif reason is None:
+                raise
+            else:
                 result.failed += 1
                 if not result.error:
-                    result.error = (
-                        f"object {metadata.get('namespace') or ''}/{metadata.get('name')}: {detail}"
-                    )
+                    name = f"{metadata.get('namespace') or ''}/{metadata.get('name')}"
+                    result.error = f"object {name}: {retry.describe(error)}"
                     log.warning("%s: rewriting an object failed: %s", result.group_resource, result.error)
-                return
-            await self.sleep(logic.backoff_seconds(attempt))
+            return
+        result.migrated += 1
+        counters["migrated"].inc()

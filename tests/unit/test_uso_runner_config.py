@@ -58,7 +58,7 @@ def test_bad_values_are_config_errors(argv: list[str]) -> None:
 def test_metrics_are_preinitialised_and_bounded() -> None:
     registry = CollectorRegistry()
     observed = metrics.Metrics(prefix="uso_runner", registry=registry)
-    for reason in logic.ERROR_REASONS:
+    for reason in metrics.ERROR_REASONS:
         assert registry.get_sample_value("uso_runner_errors_total", {"reason": reason}) == 0
     assert registry.get_sample_value("uso_runner_resources", {"state": "pending"}) == 0
     for i in range(metrics.MAX_RESOURCE_LABELS + 5):

@@ -198,16 +198,6 @@ def test_stored_versions_left_alone_when_the_crd_changed_or_already_right() -> N
     assert logic.stored_versions_update(crd={"metadata": "odd"}, expected_generation=3)[0] is None
 
 
-# --- retries -------------------------------------------------------------------------------------------------
-
-
-def test_retry_policy() -> None:
-    assert [logic.backoff_seconds(n) for n in range(7)] == [0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
-    assert logic.retryable_status(503) and logic.retryable_status(429)
-    assert not logic.retryable_status(422) and not logic.retryable_status(403)
-    assert {logic.error_reason(s) for s in (0, 429, 500, 403, 422, 418)} == set(logic.ERROR_REASONS)
-
-
 def test_discovery_parsing() -> None:
     pairs = discovery.preferred_group_versions(
         core={"versions": ["v1"]},

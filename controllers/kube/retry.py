@@ -1,0 +1,165 @@
+"""One error classifier and one retry policy for every API call (after kopf's ``api.request`` and the
+storage-version-migrator's ``interpret()``).
+
+``classify`` names what went wrong (a bounded label for logs and metrics); a :class:`Policy` says which
+kinds are worth another try and how long to wait: exponential backoff with full jitter, or exactly what the
+apiserver asked for in ``Retry-After``. :func:`call` is the one retry loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, TypeVar
+
+import aiohttp
+
+T = TypeVar("T")
+
+Reason = Literal[
+    "conflict",
+    "not_found",
+    "gone",
+    "throttled",
+    "server_error",
+    "connection",
+    "forbidden",
+    "invalid",
+    "client_error",
+]
+# The apiserver or the network was busy or failing, not the request: another try may succeed.
+TRANSIENT: frozenset[Reason] = frozenset({"throttled", "server_error", "connection"})
+
+
+class ApiError(Exception):
+    """A non-2xx answer from the apiserver, with its Status body."""
+
+    def __init__(self, *, status: int, body: dict[str, Any], retry_after: float | None = None) -> None:
+        self.status = status
+        self.body = body
+        self.retry_after = retry_after
+        self.reason: str = str(body.get("reason") or "")
+        super().__init__(f"{status} {self.reason}: {body.get('message', '')}".strip())
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def gone(self) -> bool:
+        return self.status == 410
+
+    @property
+    def already_exists(self) -> bool:
+        return self.status == 409 and self.reason == "AlreadyExists"
+
+
+def classify(error: BaseException) -> Reason | None:
+    """What kind of failure ``error`` is; None when it is neither an API answer nor a connection problem
+    (a bug: let it propagate)."""
+    if isinstance(error, ApiError):
+        return status_reason(error.status, message=str(error.body.get("message", "")))
+    if isinstance(error, aiohttp.ClientError | TimeoutError | OSError):
+        return "connection"
+    return None
+
+
+def status_reason(status: int, *, message: str = "") -> Reason:
+    if status == 409:
+        return "conflict"
+    if status == 404:
+        return "not_found"
+    if status == 410:
+        return "gone"
+    if status == 429:
+        return "throttled"
+    # Server-side apply answers 500 for a field the schema does not declare: the object is wrong, not the
+    # server (the apiserver gives no other sign of it than this message).
+    if status == 500 and "failed to create typed patch object" in message:
+        return "invalid"
+    if status >= 500:
+        return "server_error"
+    if status in (401, 403):
+        return "forbidden"
+    if status in (400, 422):
+        return "invalid"
+    return "client_error"
+
+
+def describe(error: BaseException) -> str:
+    """A short description without the response message (a 422 message may quote Secret data)."""
+    if isinstance(error, ApiError):
+        return f"{error.status} {error.reason}".strip()
+    return type(error).__name__
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Policy:
+    """Retry the ``on`` kinds of failure at most ``attempts`` times (None: forever); wait a random delay in
+    [0, min(cap, base * 2**attempt)] between tries, or what ``Retry-After`` asks for."""
+
+    base: float = 0.5
+    cap: float = 30.0
+    attempts: int | None = None
+    on: frozenset[Reason] = TRANSIENT
+
+    def delay(self, attempt: int, *, retry_after: float | None = None) -> float:
+        if retry_after is not None:
+            return retry_after
+        return random.uniform(0, min(self.cap, self.base * 2**attempt))
+
+    def retries(self, reason: Reason, *, attempt: int) -> bool:
+        return reason in self.on and (self.attempts is None or attempt < self.attempts)
+
+
+# What every request does by itself: wait as long as the apiserver's priority and fairness asks.
+THROTTLED = Policy(base=1.0, attempts=8, on=frozenset({"throttled"}))
+# Read-modify-write after a 409: read again and decide again at once (client-go's RetryOnConflict).
+CONFLICTS = Policy(base=0.01, cap=0.5, attempts=10, on=frozenset({"conflict"}))
+
+
+@dataclasses.dataclass(slots=True)
+class Backoff:
+    """A policy's delays for a loop that keeps its own count (a watch: reset after every success)."""
+
+    policy: Policy = Policy()
+    attempt: int = 0
+
+    def next_delay(self) -> float:
+        delay = self.policy.delay(self.attempt)
+        self.attempt += 1
+        return delay
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+async def call(
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    policy: Policy,
+    on_error: Callable[[Reason, BaseException], None] | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> T:
+    """``await attempt()`` until it succeeds or fails in a way ``policy`` does not retry (then raises);
+    ``on_error`` sees every classified failure, retried or not."""
+    tries = 0
+    while True:
+        try:
+            return await attempt()
+        except Exception as error:
+            reason = classify(error)
+            if reason is None:
+                raise
+            if on_error is not None:
+                on_error(reason, error)
+            if not policy.retries(reason, attempt=tries):
+                raise
+            await sleep(policy.delay(tries, retry_after=getattr(error, "retry_after", None)))
+            tries += 1

@@ -63,7 +63,7 @@ def label_selector(release: str) -> str:
 def resolve(
     manifests: Sequence[logic.Manifest],
     *,
-    served: apply.Discovery,
+    served: discovery.Discovery,
     settings: Settings,
     minor: str,
     digest: str,
@@ -163,7 +163,7 @@ def deferrable_keys(items: Sequence[Item], manifests: Sequence[logic.Manifest]) 
 
 
 async def labelled_objects(
-    kube: Kube, served: apply.Discovery, *, release: str
+    kube: Kube, served: discovery.Discovery, *, release: str
 ) -> tuple[list[logic.LiveObject], dict[tuple[str, str], resources.Resource]]:
     """Every object of every listable kind carrying this release's bundle label."""
     listable = served.listable()
@@ -195,7 +195,7 @@ async def switch(
 ) -> Result:
     """Validate against the apiserver, then (unless ``dry_run_only``) apply, prune and wait for health.
     Raises BundleError before anything changed when the apiserver rejects an object."""
-    served = await apply.discover(kube)
+    served = await discovery.discover(kube)
     items = resolve(manifests, served=served, settings=settings, minor=minor, digest=digest)
     deferred = await dry_run(kube, items, settings=settings, deferrable=deferrable_keys(items, manifests))
     progress(f"dry-run passed for {len(items) - len(deferred)} of {len(items)} objects")

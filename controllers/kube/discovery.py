@@ -1,6 +1,7 @@
-"""API discovery: which resources the apiserver serves, at which preferred version, with which storage hash.
+"""API discovery, the one round of it every controller uses: which resources the apiserver serves, at which
+versions (and which is its group's preferred one), with which kind, verbs and storage hash.
 
-Per group-version discovery documents (``/api/v1``, ``/apis/<group>/<preferred>``) carry
+Per group-version discovery documents (``/api/v1``, ``/apis/<group>/<version>``) carry
 ``storageVersionHash`` for every resource the apiserver stores itself; APIServices with ``spec.service`` name
 the group-versions served by an aggregated apiserver instead. The parsing functions are pure.
 """
@@ -9,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from controllers.kube import resources
-from controllers.kube.client import JSON, ApiError, Kube
+from controllers.kube import resources, retry
+from controllers.kube.client import JSON, Kube
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -81,24 +85,68 @@ def aggregated_group_versions(apiservices: Iterable[Mapping[str, Any]]) -> froze
     )
 
 
-async def discover(kube: Kube) -> tuple[list[ApiResource], frozenset[tuple[str, str]]]:
-    """Every resource of every preferred group-version, and the aggregated group-versions."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Discovery:
+    """What the apiserver serves, from one round of discovery."""
+
+    resources: tuple[ApiResource, ...]  # every served version of every resource
+    preferred: frozenset[tuple[str, str]]  # (group, version) pairs that are their group's preferred version
+
+    def lookup(self, *, api_version: str, kind: str) -> ApiResource | None:
+        for item in self.resources:
+            if item.resource.api_version == api_version and item.kind == kind:
+                return item
+        return None
+
+    def at_preferred_versions(self) -> tuple[ApiResource, ...]:
+        return tuple(item for item in self.resources if (item.group, item.version) in self.preferred)
+
+    def listable(self) -> tuple[ApiResource, ...]:
+        """One version per group and kind (the preferred one when served there) that can be listed and
+        deleted: enough to find every object once."""
+        chosen: dict[tuple[str, str], ApiResource] = {}
+        for item in self.resources:
+            if not {"list", "delete"} <= item.verbs:
+                continue
+            key = (item.group, item.kind)
+            if key not in chosen or (
+                (item.group, item.version) in self.preferred
+                and (chosen[key].group, chosen[key].version) not in self.preferred
+            ):
+                chosen[key] = item
+        return tuple(chosen.values())
+
+
+async def discover(kube: Kube) -> Discovery:
+    """Every resource (no subresources) of every served group version, not only the preferred ones (a
+    bundle may name any served version). A group version whose server is missing or down (an aggregated
+    API: 404, 5xx) is skipped with a warning: it is not ours to migrate or apply to anyway."""
     core, groups = await asyncio.gather(kube.get("/api"), kube.get("/apis"))
-    pairs = preferred_group_versions(core=core, groups=groups)
+    group_versions = [("", str(version)) for version in core.get("versions") or []]
+    for group in groups.get("groups") or []:
+        group_versions.extend((str(group["name"]), str(v["version"])) for v in group.get("versions") or [])
 
     async def one(group: str, version: str) -> list[ApiResource]:
         path = f"/apis/{group}/{version}" if group else f"/api/{version}"
         try:
             document = await kube.get(path)
-        except ApiError as error:
-            # An aggregated API whose backend is down answers 503: it is not ours to migrate anyway.
-            if error.status in (404, 503):
-                return []
-            raise
+        except Exception as error:
+            if retry.classify(error) not in ("not_found", "server_error"):
+                raise
+            log.warning("discovery of %s failed: %s", path, error)
+            return []
         return parse_resource_list(group=group, version=version, document=document)
 
-    lists = await asyncio.gather(*(one(group, version) for group, version in pairs))
+    results = await asyncio.gather(*(one(group, version) for group, version in group_versions))
+    return Discovery(
+        resources=tuple(item for found in results for item in found),
+        preferred=frozenset(preferred_group_versions(core=core, groups=groups)),
+    )
+
+
+async def aggregated(kube: Kube) -> frozenset[tuple[str, str]]:
+    """The group versions served by an aggregated apiserver (from the APIServices)."""
     apiservices: list[JSON] = []
     async for page in kube.list_pages(resources.APISERVICES.path()):
         apiservices.extend(page.get("items") or [])
-    return [res for found in lists for res in found], aggregated_group_versions(apiservices)
+    return aggregated_group_versions(apiservices)

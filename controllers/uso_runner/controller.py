@@ -184,7 +184,10 @@ class UsoRunner:
             return Report(action="none", reason=decision.reason, target=agreed.raw)
         if decision.action == "start":
             checkpoint = logic.start_run(checkpoint, target=agreed.raw)
-        discovered, aggregated = await discovery.discover(ctx.kube)
+        served, aggregated = await asyncio.gather(
+            discovery.discover(ctx.kube), discovery.aggregated(ctx.kube)
+        )
+        discovered = served.at_preferred_versions()
         plan = logic.plan(
             discovered=discovered,
             aggregated=aggregated,
@@ -217,7 +220,7 @@ class UsoRunner:
         return report
 
     async def _builtin(
-        self, run: _Run, discovered: list[discovery.ApiResource]
+        self, run: _Run, discovered: tuple[discovery.ApiResource, ...]
     ) -> builtin_module.Builtin | None:
         """The built-in migrator, or None (with a warning) when storagemigration.k8s.io is not served."""
         cfg = run.ctx.config

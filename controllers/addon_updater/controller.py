@@ -121,7 +121,7 @@ class Updater:
     def __init__(self, ctx: app.Context[AddonConfig]) -> None:
         self.ctx = ctx
         self.cfg = ctx.config
-        self.metrics = metrics_module.Metrics(ctx.registry)
+        self.metrics = metrics_module.Metrics(ctx.exporter)
         self.source = bundles.Source(
             kube=ctx.kube,
             kind=self.cfg.bundle_source,

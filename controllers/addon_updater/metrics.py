@@ -2,62 +2,43 @@
 
 from __future__ import annotations
 
-import prometheus_client
-
 from controllers.addon_updater import logic
+from controllers.runtime import metrics
 
-PREFIX = "addon_updater"
 RESULTS = ("success", "failed")
 
 
 class Metrics:
-    def __init__(self, registry: prometheus_client.CollectorRegistry) -> None:
-        self.bundle_info = prometheus_client.Gauge(
-            f"{PREFIX}_bundle_info",
+    def __init__(self, exporter: metrics.Exporter) -> None:
+        gauge, counter = exporter.gauge, exporter.counter
+        self.bundle_info = gauge(
+            "bundle_info",
             "The active add-on bundle (value 1): its minor and content digest.",
-            ["minor", "digest"],
-            registry=registry,
+            "minor",
+            "digest",
         )
-        self.bundle_missing = prometheus_client.Gauge(
-            f"{PREFIX}_bundle_missing",
-            "1 while no bundle fits the agreed minor (nothing was changed), else 0.",
-            registry=registry,
+        self.bundle_missing = gauge(
+            "bundle_missing", "1 while no bundle fits the agreed minor (nothing was changed), else 0."
         )
-        self.switches = prometheus_client.Counter(
-            f"{PREFIX}_switches_total",
-            "Bundle switches attempted, by result.",
-            ["result"],
-            registry=registry,
+        self.switches = counter("switches_total", "Bundle switches attempted, by result.", "result")
+        self.last_switch = gauge(
+            "last_switch_timestamp_seconds", "When the last successful bundle switch finished (Unix time)."
         )
-        self.last_switch = prometheus_client.Gauge(
-            f"{PREFIX}_last_switch_timestamp_seconds",
-            "When the last successful bundle switch finished (Unix time).",
-            registry=registry,
-        )
-        self.applied = prometheus_client.Counter(
-            f"{PREFIX}_objects_applied_total", "Objects applied (server-side apply).", registry=registry
-        )
-        self.pruned = prometheus_client.Counter(
-            f"{PREFIX}_objects_pruned_total",
+        self.applied = counter("objects_applied_total", "Objects applied (server-side apply).")
+        self.pruned = counter(
+            "objects_pruned_total",
             "Objects deleted because they carry the bundle label but are not in the new bundle.",
-            registry=registry,
         )
-        self.validation_failures = prometheus_client.Counter(
-            f"{PREFIX}_validation_failures_total",
-            "Bundles rejected before switching, by reason.",
-            ["reason"],
-            registry=registry,
+        self.validation_failures = counter(
+            "validation_failures_total", "Bundles rejected before switching, by reason.", "reason"
         )
-        self.healthy = prometheus_client.Gauge(
-            f"{PREFIX}_bundle_healthy",
+        self.healthy = gauge(
+            "bundle_healthy",
             "1 when every Deployment and DaemonSet of the active bundle is available, 0 when not, "
             "-1 when unknown (directory target, or nothing applied yet).",
-            registry=registry,
         )
-        self.unavailable = prometheus_client.Gauge(
-            f"{PREFIX}_workloads_unavailable",
-            "Deployments and DaemonSets of the active bundle that are not available.",
-            registry=registry,
+        self.unavailable = gauge(
+            "workloads_unavailable", "Deployments and DaemonSets of the active bundle that are not available."
         )
         for result in RESULTS:
             self.switches.labels(result)

@@ -8,91 +8,53 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import prometheus_client
-
 from controllers.leader_watchdog import logic
+from controllers.runtime import metrics
 
 
 class Metrics:
-    def __init__(
-        self, *, prefix: str, registry: prometheus_client.CollectorRegistry, leader_leases: Iterable[str]
-    ) -> None:
-        self.findings = prometheus_client.Gauge(
-            f"{prefix}_findings",
-            "Findings present now, per check.",
-            ["check", "severity"],
-            registry=registry,
-        )
-        self.raised = prometheus_client.Counter(
-            f"{prefix}_findings_raised_total",
-            "Findings that appeared, per check.",
-            ["check", "severity"],
-            registry=registry,
+    def __init__(self, exporter: metrics.Exporter, *, leader_leases: Iterable[str]) -> None:
+        gauge, counter = exporter.gauge, exporter.counter
+        self.findings = gauge("findings", "Findings present now, per check.", "check", "severity")
+        self.raised = counter(
+            "findings_raised_total", "Findings that appeared, per check.", "check", "severity"
         )
         for check in logic.CHECKS:
             self.findings.labels(check, logic.SEVERITY[check]).set(0)
             self.raised.labels(check, logic.SEVERITY[check])
-        self.renewed = prometheus_client.Gauge(
-            f"{prefix}_leader_renew_timestamp_seconds",
+        self.renewed = gauge(
+            "leader_renew_timestamp_seconds",
             "Last renewTime of each leader Lease (Unix time; 0 when missing).",
-            ["lease"],
-            registry=registry,
+            "lease",
         )
-        self.duration = prometheus_client.Gauge(
-            f"{prefix}_leader_lease_duration_seconds",
-            "leaseDurationSeconds of each leader Lease.",
-            ["lease"],
-            registry=registry,
+        self.duration = gauge(
+            "leader_lease_duration_seconds", "leaseDurationSeconds of each leader Lease.", "lease"
         )
-        self.transitions = prometheus_client.Counter(
-            f"{prefix}_leader_transitions_total",
-            "Holder changes of each leader Lease seen by this process.",
-            ["lease"],
-            registry=registry,
+        self.transitions = counter(
+            "leader_transitions_total", "Holder changes of each leader Lease seen by this process.", "lease"
         )
         for lease in leader_leases:
             self.renewed.labels(lease).set(0)
             self.duration.labels(lease).set(0)
             self.transitions.labels(lease)
-        self.apiservers = prometheus_client.Gauge(
-            f"{prefix}_apiservers", "Live kube-apiserver identity Leases.", registry=registry
+        self.apiservers = gauge("apiservers", "Live kube-apiserver identity Leases.")
+        self.endpoint_addresses = gauge(
+            "endpoint_addresses", "Endpoint addresses of the default/kubernetes Service (its EndpointSlices)."
         )
-        self.endpoint_addresses = prometheus_client.Gauge(
-            f"{prefix}_endpoint_addresses",
-            "Endpoint addresses of the default/kubernetes Service (its EndpointSlices).",
-            registry=registry,
-        )
-        self.masters = prometheus_client.Gauge(
-            f"{prefix}_watched_masters", "Master Nodes seen by the watchdog.", registry=registry
-        )
-        self.master_changes = prometheus_client.Counter(
-            f"{prefix}_master_set_changes_total",
-            "Changes of the set of master Nodes seen.",
-            registry=registry,
-        )
-        self.master_changed = prometheus_client.Gauge(
-            f"{prefix}_master_set_last_change_timestamp_seconds",
+        self.masters = gauge("watched_masters", "Master Nodes seen by the watchdog.")
+        self.master_changes = counter("master_set_changes_total", "Changes of the set of master Nodes seen.")
+        self.master_changed = gauge(
+            "master_set_last_change_timestamp_seconds",
             "When the set of master Nodes last changed (Unix time; 0 when not seen to change).",
-            registry=registry,
         )
-        self.workers = prometheus_client.Gauge(
-            f"{prefix}_worker_nodes", "Non-master Nodes.", registry=registry
+        self.workers = gauge("worker_nodes", "Non-master Nodes.")
+        self.not_ready = gauge(
+            "worker_nodes_not_ready", "Workers NotReady by their Ready condition or a stale heartbeat Lease."
         )
-        self.not_ready = prometheus_client.Gauge(
-            f"{prefix}_worker_nodes_not_ready",
-            "Workers NotReady by their Ready condition or a stale heartbeat Lease.",
-            registry=registry,
+        self.heartbeat_stale = gauge(
+            "node_heartbeats_stale", "Workers whose heartbeat Lease is older than the threshold."
         )
-        self.heartbeat_stale = prometheus_client.Gauge(
-            f"{prefix}_node_heartbeats_stale",
-            "Workers whose heartbeat Lease is older than the threshold.",
-            registry=registry,
-        )
-        self.evaluated = prometheus_client.Gauge(
-            f"{prefix}_last_evaluation_timestamp_seconds",
-            "When the checks last ran (Unix time).",
-            registry=registry,
-        )
+        self.evaluated = gauge("last_evaluation_timestamp_seconds", "When the checks last ran (Unix time).")
 
 
 def observe_evaluation(

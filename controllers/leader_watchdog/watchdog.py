@@ -204,8 +204,7 @@ class Watchdog:
         self.clock = clock
         self.streams = streams(self.cfg)
         self.metrics = metrics_module.Metrics(
-            prefix=ctx.metric_prefix,
-            registry=ctx.registry,
+            ctx.exporter,
             leader_leases=self.cfg.leader_leases if "leaders" in self.cfg.checks else (),
         )
         self.records = Records(self.cfg)

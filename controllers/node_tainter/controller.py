@@ -141,7 +141,7 @@ class Tainter:
     def __init__(self, ctx: app.Context[NodeTainterConfig]) -> None:
         self.ctx = ctx
         self.policy = ctx.config.policy
-        self.metrics = metrics.Metrics(ctx.registry)
+        self.metrics = metrics.Metrics(ctx.exporter)
         self.last_error = ""
         self._state: state.State | None = None
         self._written: dict[str, str] = {}

@@ -2,62 +2,49 @@
 
 from __future__ import annotations
 
-import prometheus_client
-
 from controllers.node_tainter import logic
+from controllers.runtime import metrics
 
-PREFIX = "node_tainter"
 OUTCOMES = ("applied", "failed")
 SKEW_REASONS = ("too_old", "too_new")
 
 
 class Metrics:
-    def __init__(self, registry: prometheus_client.CollectorRegistry) -> None:
-        self.outdated = prometheus_client.Gauge(
-            f"{PREFIX}_outdated_nodes",
+    def __init__(self, exporter: metrics.Exporter) -> None:
+        gauge, counter = exporter.gauge, exporter.counter
+        self.outdated = gauge(
+            "outdated_nodes",
             "Workers whose kubelet is below the agreed control-plane version (0 without an agreement).",
-            registry=registry,
         )
-        self.tainted = prometheus_client.Gauge(
-            f"{PREFIX}_tainted_nodes", "Nodes carrying the node-tainter taint now.", registry=registry
+        self.tainted = gauge("tainted_nodes", "Nodes carrying the node-tainter taint now.")
+        self.waiting = gauge(
+            "waiting_nodes", "Outdated workers left untainted because of the NoSchedule cap."
         )
-        self.waiting = prometheus_client.Gauge(
-            f"{PREFIX}_waiting_nodes",
-            "Outdated workers left untainted because of the NoSchedule cap.",
-            registry=registry,
+        self.pending = gauge(
+            "pending_changes", "Nodes whose taint must still change (in dry-run: the changes it would make)."
         )
-        self.pending = prometheus_client.Gauge(
-            f"{PREFIX}_pending_changes",
-            "Nodes whose taint must still change (in dry-run: the changes it would make).",
-            registry=registry,
+        self.unknown = gauge(
+            "unknown_version_nodes", "Nodes whose kubelet version cannot be parsed (never tainted)."
         )
-        self.unknown = prometheus_client.Gauge(
-            f"{PREFIX}_unknown_version_nodes",
-            "Nodes whose kubelet version cannot be parsed (never tainted).",
-            registry=registry,
-        )
-        self.skew = prometheus_client.Gauge(
-            f"{PREFIX}_skew_policy_violations",
+        self.skew = gauge(
+            "skew_policy_violations",
             "Nodes outside the version skew policy: kubelet more than 3 minors behind the agreed version "
             "(too_old) or on a newer minor (too_new).",
-            ["reason"],
-            registry=registry,
+            "reason",
         )
-        self.operations = prometheus_client.Counter(
-            f"{PREFIX}_operations_total",
+        self.operations = counter(
+            "operations_total",
             "Taint changes made on nodes, by operation (taint, untaint, update) and outcome.",
-            ["operation", "outcome"],
-            registry=registry,
+            "operation",
+            "outcome",
         )
-        self.conflicts = prometheus_client.Counter(
-            f"{PREFIX}_conflicts_total",
+        self.conflicts = counter(
+            "conflicts_total",
             "Node updates refused with 409 Conflict (someone else wrote the node); re-read and retried.",
-            registry=registry,
         )
-        self.last_reconcile = prometheus_client.Gauge(
-            f"{PREFIX}_last_reconcile_timestamp_seconds",
+        self.last_reconcile = gauge(
+            "last_reconcile_timestamp_seconds",
             "When node-tainter last had every node as the plan wants it (Unix time).",
-            registry=registry,
         )
         for reason in SKEW_REASONS:
             self.skew.labels(reason)

@@ -7,11 +7,10 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
-import prometheus_client
-
 from controllers.agreement import masters
 from controllers.kube import masters as kube_masters
 from controllers.kube.client import Kube
+from controllers.runtime import metrics
 from controllers.runtime.config import BaseConfig
 
 log = logging.getLogger(__name__)
@@ -20,26 +19,15 @@ log = logging.getLogger(__name__)
 class AgreementMetrics:
     """``<prefix>_masters``, ``<prefix>_masters_agreed``, ``<prefix>_agreed_version_info`` and friends."""
 
-    def __init__(self, *, prefix: str, registry: prometheus_client.CollectorRegistry) -> None:
-        self.masters = prometheus_client.Gauge(f"{prefix}_masters", "Master nodes found.", registry=registry)
-        self.unknown = prometheus_client.Gauge(
-            f"{prefix}_masters_unknown_version", "Masters whose version cannot be parsed.", registry=registry
-        )
-        self.agreed = prometheus_client.Gauge(
-            f"{prefix}_masters_agreed",
-            "1 when all masters agree on one version (settled), else 0.",
-            registry=registry,
-        )
-        self.version_info = prometheus_client.Gauge(
-            f"{prefix}_agreed_version_info", "The agreed version (value 1).", ["version"], registry=registry
-        )
-        self.changes = prometheus_client.Counter(
-            f"{prefix}_agreement_changes_total", "Changes of the agreed version seen.", registry=registry
-        )
-        self.last_change = prometheus_client.Gauge(
-            f"{prefix}_agreement_last_change_timestamp_seconds",
-            "When the agreed version last changed (Unix time).",
-            registry=registry,
+    def __init__(self, exporter: metrics.Exporter) -> None:
+        gauge, counter = exporter.gauge, exporter.counter
+        self.masters = gauge("masters", "Master nodes found.")
+        self.unknown = gauge("masters_unknown_version", "Masters whose version cannot be parsed.")
+        self.agreed = gauge("masters_agreed", "1 when all masters agree on one version (settled), else 0.")
+        self.version_info = gauge("agreed_version_info", "The agreed version (value 1).", "version")
+        self.changes = counter("agreement_changes_total", "Changes of the agreed version seen.")
+        self.last_change = gauge(
+            "agreement_last_change_timestamp_seconds", "When the agreed version last changed (Unix time)."
         )
         self._version = ""
 

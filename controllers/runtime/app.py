@@ -24,7 +24,7 @@ import prometheus_client
 
 from controllers.kube import client, events, leases, state
 from controllers.runtime import config as config_module
-from controllers.runtime import logs, server
+from controllers.runtime import logs, metrics, server
 from controllers.runtime.agreement_feed import AgreementFeed, AgreementMetrics
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,10 @@ class Context(Generic[C]):
         return self.name.replace("-", "_")
 
     @property
+    def exporter(self) -> metrics.Exporter:
+        return metrics.Exporter(prefix=self.metric_prefix, registry=self.registry)
+
+    @property
     def state_name(self) -> str:
         return state.state_name(release=self.config.release, controller=self.name)
 
@@ -72,14 +76,14 @@ def build_context(*, name: str, config: C, kube: client.Kube) -> Context[C]:
     """A controller's Context: a fresh metrics registry, the agreement feed, the Event recorder (off in
     dry-run). The process builds one in ``main``; tests build one in process the same way."""
     registry = prometheus_client.CollectorRegistry()
-    metrics = AgreementMetrics(prefix=name.replace("-", "_"), registry=registry)
+    exporter = metrics.Exporter(prefix=name.replace("-", "_"), registry=registry)
     return Context(
         name=name,
         config=config,
         kube=kube,
         registry=registry,
         health=server.Health(),
-        agreements=AgreementFeed(kube=kube, config=config, metrics=metrics),
+        agreements=AgreementFeed(kube=kube, config=config, metrics=AgreementMetrics(exporter)),
         recorder=events.Recorder(kube=kube, controller=name, enabled=not config.dry_run),
     )
 
@@ -162,11 +166,7 @@ async def _serve(controller: Controller[Any], cfg: config_module.BaseConfig) -> 
 async def _run_daemon(controller: Controller[Any], ctx: Context[Any]) -> int:
     cfg = ctx.config
     identity = f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4()}"
-    is_leader = prometheus_client.Gauge(
-        f"{ctx.metric_prefix}_leader",
-        "1 while this replica leads (always 1 without --leader-elect).",
-        registry=ctx.registry,
-    )
+    is_leader = ctx.exporter.gauge("leader", "1 while this replica leads (always 1 without --leader-elect).")
     lease_name = f"{cfg.release}-{controller.name}"
     if cfg.leader_elect:
         ctx.health.ready, ctx.health.reason = True, "waiting for leadership"

@@ -124,7 +124,7 @@ class UsoRunner:
 
     def metrics(self, ctx: Ctx) -> metrics_module.Metrics:
         if self._metrics is None:
-            self._metrics = metrics_module.Metrics(prefix=ctx.metric_prefix, registry=ctx.registry)
+            self._metrics = metrics_module.Metrics(ctx.exporter)
         return self._metrics
 
     async def run(self, ctx: Ctx) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import prometheus_client
 
+from controllers.runtime import metrics
+
 OUTCOMES = ("migrated", "conflict", "not_found")
 # The reasons (kube.retry.classify) a failed request can have here: conflicts and 404s end a rewrite.
 ERROR_REASONS = ("connection", "throttled", "server_error", "forbidden", "invalid", "client_error")
@@ -13,45 +15,33 @@ MAX_RESOURCE_LABELS = 200
 
 
 class Metrics:
-    def __init__(self, *, prefix: str, registry: prometheus_client.CollectorRegistry) -> None:
-        self.objects = prometheus_client.Counter(
-            f"{prefix}_objects_total",
+    def __init__(self, exporter: metrics.Exporter) -> None:
+        gauge, counter = exporter.gauge, exporter.counter
+        self.objects = counter(
+            "objects_total",
             "Objects rewritten (migrated), or found rewritten (conflict) or deleted (not_found) meanwhile.",
-            ["resource", "outcome"],
-            registry=registry,
+            "resource",
+            "outcome",
         )
-        self.errors = prometheus_client.Counter(
-            f"{prefix}_errors_total",
+        self.errors = counter(
+            "errors_total",
             "Failed requests by reason (each retry counts; a resource fails when retries run out).",
-            ["reason"],
-            registry=registry,
+            "reason",
         )
-        self.resources = prometheus_client.Gauge(
-            f"{prefix}_resources",
-            "Resources of the current or last run by state.",
-            ["state"],
-            registry=registry,
-        )
-        self.duration = prometheus_client.Gauge(
-            f"{prefix}_run_duration_seconds", "Duration of the last finished run.", registry=registry
-        )
-        self.last_success = prometheus_client.Gauge(
-            f"{prefix}_last_success_timestamp_seconds",
+        self.resources = gauge("resources", "Resources of the current or last run by state.", "state")
+        self.duration = gauge("run_duration_seconds", "Duration of the last finished run.")
+        self.last_success = gauge(
+            "last_success_timestamp_seconds",
             "When a run last finished with every resource migrated (Unix time).",
-            registry=registry,
         )
-        self.in_progress = prometheus_client.Gauge(
-            f"{prefix}_run_in_progress", "1 while a migration run is in progress.", registry=registry
-        )
-        self.paused = prometheus_client.Gauge(
-            f"{prefix}_run_paused",
+        self.in_progress = gauge("run_in_progress", "1 while a migration run is in progress.")
+        self.paused = gauge(
+            "run_paused",
             "1 while a run waits for the masters to agree again on its target version (no writes).",
-            registry=registry,
         )
-        self.builtin_running = prometheus_client.Gauge(
-            f"{prefix}_builtin_migrations_running",
+        self.builtin_running = gauge(
+            "builtin_migrations_running",
             "StorageVersionMigrations (--use-builtin) the current run waits for; their objects are not counted.",
-            registry=registry,
         )
         for reason in ERROR_REASONS:
             self.errors.labels(reason)

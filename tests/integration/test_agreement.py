@@ -18,7 +18,7 @@ import pytest
 
 from controllers.agreement import masters
 from controllers.kube import client, resources, watch
-from controllers.runtime import agreement_feed, config
+from controllers.runtime import agreement_feed, config, metrics
 from e2e import controlplane
 from tests import cluster
 
@@ -46,7 +46,9 @@ class Feed:
 async def running_feed(kube: client.Kube, cfg: config.BaseConfig) -> AsyncIterator[Feed]:
     registry = prometheus_client.CollectorRegistry()
     feed = agreement_feed.AgreementFeed(
-        kube=kube, config=cfg, metrics=agreement_feed.AgreementMetrics(prefix="test", registry=registry)
+        kube=kube,
+        config=cfg,
+        metrics=agreement_feed.AgreementMetrics(metrics.Exporter(prefix="test", registry=registry)),
     )
     result = Feed(feed=feed, registry=registry, changes=[])
     loop = asyncio.get_running_loop()

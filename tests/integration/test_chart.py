@@ -17,7 +17,7 @@ import yaml
 from controllers.addon_updater import metrics as addon_metrics
 from controllers.leader_watchdog import metrics as watchdog_metrics
 from controllers.node_tainter import metrics as tainter_metrics
-from controllers.runtime import agreement_feed, config
+from controllers.runtime import agreement_feed, config, metrics
 from controllers.uso_runner import metrics as uso_metrics
 from tests import chart_tools as ct
 
@@ -287,14 +287,16 @@ def test_promtool_test_fails_when_an_alert_is_broken(tmp_path: pathlib.Path) -> 
 def exported_samples() -> dict[str, list[dict[str, str]]]:
     """Every sample the four controllers export at start (their label sets are pre-initialised)."""
     registry = prometheus_client.CollectorRegistry()
-    addon_metrics.Metrics(registry)
-    tainter_metrics.Metrics(registry)
-    uso_metrics.Metrics(prefix="uso_runner", registry=registry)
-    watchdog_metrics.Metrics(
-        prefix="leader_watchdog", registry=registry, leader_leases=["kube-system/kube-scheduler"]
-    )
+
+    def exporter(prefix: str) -> metrics.Exporter:
+        return metrics.Exporter(prefix=prefix, registry=registry)
+
+    addon_metrics.Metrics(exporter("addon_updater"))
+    tainter_metrics.Metrics(exporter("node_tainter"))
+    uso_metrics.Metrics(exporter("uso_runner"))
+    watchdog_metrics.Metrics(exporter("leader_watchdog"), leader_leases=["kube-system/kube-scheduler"])
     for prefix in ("addon_updater", "uso_runner", "node_tainter", "leader_watchdog"):
-        agreement_feed.AgreementMetrics(prefix=prefix, registry=registry)
+        agreement_feed.AgreementMetrics(exporter(prefix))
     samples: dict[str, list[dict[str, str]]] = {}
     for family in registry.collect():
         for sample in family.samples:

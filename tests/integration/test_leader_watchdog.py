@@ -23,7 +23,7 @@ import prometheus_client
 
 from controllers.kube import client, events, resources
 from controllers.leader_watchdog import logic, watchdog
-from controllers.runtime import app, server
+from controllers.runtime import app, metrics, server
 from controllers.runtime.agreement_feed import AgreementFeed, AgreementMetrics
 from controllers.structs import times
 from tests import cluster
@@ -125,7 +125,9 @@ async def running(kube: client.Kube, cfg: watchdog.WatchdogConfig) -> AsyncItera
         registry=registry,
         health=server.Health(),
         agreements=AgreementFeed(
-            kube=kube, config=cfg, metrics=AgreementMetrics(prefix="leader_watchdog", registry=registry)
+            kube=kube,
+            config=cfg,
+            metrics=AgreementMetrics(metrics.Exporter(prefix="leader_watchdog", registry=registry)),
         ),
         recorder=events.Recorder(kube=kube, controller="leader-watchdog"),
     )

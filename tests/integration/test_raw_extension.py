@@ -7,6 +7,7 @@ from __future__ import annotations
 import prometheus_client
 
 from controllers.kube import client, resources
+from controllers.runtime import metrics as runtime_metrics
 from controllers.uso_runner import metrics, migrate
 
 REVISIONS = resources.Resource("apps", "v1", "controllerrevisions", namespaced=True)
@@ -26,7 +27,7 @@ async def test_a_controller_revision_is_put_back_unchanged(kube: client.Kube, na
     replaced = await kube.replace(REVISIONS.path(namespace=namespace, name="rev-1"), listed)
     assert replaced["data"] == listed["data"]
 
-    registry = prometheus_client.CollectorRegistry()
-    migrator = migrate.Migrator(kube=kube, metrics=metrics.Metrics(prefix="t", registry=registry))
+    exporter = runtime_metrics.Exporter(prefix="t", registry=prometheus_client.CollectorRegistry())
+    migrator = migrate.Migrator(kube=kube, metrics=metrics.Metrics(exporter))
     result = await migrator.migrate(REVISIONS, group_resource="controllerrevisions.apps")
     assert result.ok and result.failed == 0

@@ -8,6 +8,7 @@ import json
 import prometheus_client
 
 from controllers.kube import client, resources
+from controllers.runtime import metrics as runtime_metrics
 from controllers.uso_runner import metrics, migrate
 from e2e import controlplane
 from tests.integration import uso_helpers as h
@@ -19,8 +20,8 @@ PODTEMPLATES = resources.Resource("", "v1", "podtemplates", namespaced=True)
 
 
 def new_migrator(kube: client.Kube, **kwargs: object) -> migrate.Migrator:
-    registry = prometheus_client.CollectorRegistry()
-    return migrate.Migrator(kube=kube, metrics=metrics.Metrics(prefix="t", registry=registry), **kwargs)  # type: ignore[arg-type]
+    exporter = runtime_metrics.Exporter(prefix="t", registry=prometheus_client.CollectorRegistry())
+    return migrate.Migrator(kube=kube, metrics=metrics.Metrics(exporter), **kwargs)  # type: ignore[arg-type]
 
 
 def podtemplate(name: str) -> client.JSON:

@@ -6,6 +6,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from controllers.runtime import config
+from controllers.runtime import metrics as runtime_metrics
 from controllers.uso_runner import controller, logic, metrics
 
 
@@ -57,7 +58,7 @@ def test_bad_values_are_config_errors(argv: list[str]) -> None:
 
 def test_metrics_are_preinitialised_and_bounded() -> None:
     registry = CollectorRegistry()
-    observed = metrics.Metrics(prefix="uso_runner", registry=registry)
+    observed = metrics.Metrics(runtime_metrics.Exporter(prefix="uso_runner", registry=registry))
     for reason in metrics.ERROR_REASONS:
         assert registry.get_sample_value("uso_runner_errors_total", {"reason": reason}) == 0
     assert registry.get_sample_value("uso_runner_resources", {"state": "pending"}) == 0

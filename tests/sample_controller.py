@@ -8,10 +8,10 @@ It records each agreed version in its state ConfigMap; ``--once`` prints the agr
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
+from typing import Any
 
-from controllers.runtime import app, config
+from controllers.runtime import app, config, reconciler
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,26 +20,32 @@ class SampleConfig(config.BaseConfig):
     workers: int = config.option(4, "A positive integer option.", check=config.positive)
 
 
-class Sample:
+class Sample(reconciler.Reconciler[SampleConfig]):
     name = "sample-controller"
     description = "Records every agreed version in its state ConfigMap."
     config_type = SampleConfig
 
-    async def run(self, ctx: app.Context[SampleConfig]) -> None:
-        ctx.health.ready = True
-        async for agreement in ctx.agreements.changes():
-            current = await ctx.read_state()
-            seen = current.get("seen")
-            await ctx.update_state(
-                current,
-                {"version": agreement.version.raw, "seen": f"{seen},{agreement.version.raw}".strip(",")},
-            )
+    def wakes(self) -> reconciler.Wakes:
+        return reconciler.Wakes(agreement=True)
 
-    async def once(self, ctx: app.Context[SampleConfig]) -> int:
-        observation = await ctx.agreements.now()
-        print(json.dumps({"agreed": observation.agreed, "reason": observation.reason}))
-        return 0 if observation.agreed else 1
+    async def sync(self) -> reconciler.Synced:
+        agreement = self.ctx.agreements.current
+        if agreement is None:
+            return reconciler.Synced(ok=False)
+        current = await self.ctx.read_state()
+        seen = current.get("seen").split(",") if current.get("seen") else []
+        if agreement.version.raw not in seen[-1:]:
+            changes = {"version": agreement.version.raw, "seen": ",".join([*seen, agreement.version.raw])}
+            await self.ctx.update_state(current, changes)
+        return reconciler.Synced()
+
+    def status(self) -> dict[str, Any]:
+        observation = self.ctx.agreements.observation
+        return {
+            "agreed": bool(observation and observation.agreed),
+            "reason": reconciler.no_agreement(self.ctx),
+        }
 
 
 if __name__ == "__main__":
-    sys.exit(app.main(Sample()))
+    sys.exit(app.main(Sample))

@@ -9,7 +9,7 @@ from controllers.runtime import app
 
 
 def run() -> None:
-    sys.exit(app.main(controller.AddonUpdater()))
+    sys.exit(app.main(controller.AddonUpdater))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
@@ -22,8 +23,9 @@ from controllers.kube.client import JSON, ApiError, Kube
 log = logging.getLogger(__name__)
 
 DRY_RUN_CONCURRENCY = 8
-# A just-Established CRD may take a moment until its REST endpoint answers: 404s are tried again for a few s.
-NEW_KIND = retry.Policy(base=0.05, cap=0.5, attempts=20, on=frozenset({"not_found"}))
+# A just-Established CRD may take a moment until its REST endpoint answers (404) and server-side apply
+# knows its new schema (a 500 "field not declared in schema", classified invalid): tried again for a few s.
+NEW_KIND = retry.Policy(base=0.05, cap=0.5, attempts=20, on=frozenset({"not_found", "invalid"}))
 
 
 class SwitchError(Exception):
@@ -121,7 +123,12 @@ def _rejection(item: Item, error: ApiError) -> logic.BundleError:
 
 
 async def dry_run(
-    kube: Kube, items: Sequence[Item], *, settings: Settings, deferrable: set[logic.ObjectKey]
+    kube: Kube,
+    items: Sequence[Item],
+    *,
+    settings: Settings,
+    deferrable: set[logic.ObjectKey],
+    policy: retry.Policy = retry.ONCE,
 ) -> list[Item]:
     """Dry-run every item; returns those that failed only because the bundle's own Namespaces or CRDs do not
     exist yet (``deferrable``). Any other rejection is a BundleError (the first in bundle order)."""
@@ -130,8 +137,11 @@ async def dry_run(
     async def one(item: Item) -> ApiError | None:
         async with semaphore:
             try:
-                await apply.server_side_apply(
-                    kube, item.resource, item.body, field_manager=settings.field_manager, dry_run=True
+                await retry.call(
+                    lambda: apply.server_side_apply(
+                        kube, item.resource, item.body, field_manager=settings.field_manager, dry_run=True
+                    ),
+                    policy=policy,
                 )
             except ApiError as error:
                 return error
@@ -221,7 +231,7 @@ async def switch(
         progress(f"waiting for {len(crd_names)} CRD(s) to be Established")
         await wait_established(kube, crd_names, seconds=settings.crd_timeout_seconds)
     if deferred:
-        await dry_run(kube, deferred, settings=settings, deferrable=set())
+        await dry_run(kube, deferred, settings=settings, deferrable=set(), policy=NEW_KIND)
     for item in rest:
         await _apply(kube, item, settings=settings)
         applied.append(item.key)
@@ -247,7 +257,7 @@ async def _apply(kube: Kube, item: Item, *, settings: Settings) -> None:
             lambda: apply.server_side_apply(
                 kube, item.resource, item.body, field_manager=settings.field_manager
             ),
-            policy=NEW_KIND if item.resource.group else retry.Policy(attempts=0),
+            policy=NEW_KIND if item.resource.group else retry.ONCE,
         )
     except ApiError as error:
         raise SwitchError(f"applying {item.key}: {error}") from error
@@ -256,7 +266,8 @@ async def _apply(kube: Kube, item: Item, *, settings: Settings) -> None:
 async def wait_established(kube: Kube, names: Sequence[str], *, seconds: float) -> None:
     pending = set(names)
     try:
-        async with asyncio.timeout(seconds), contextlib.aclosing(watch.watch(kube, resources.CRDS)) as events:
+        events = watch.watch(kube, watch.Stream(resources.CRDS))
+        async with asyncio.timeout(seconds), contextlib.aclosing(events):
             async for event in events:
                 objects = event.objects if event.type == "SYNC" else (event.object,) if event.object else ()
                 for obj in objects:
@@ -270,17 +281,7 @@ async def wait_established(kube: Kube, names: Sequence[str], *, seconds: float) 
         ) from error
 
 
-WORKLOAD_RESOURCES = {
-    ("apps", "Deployment"): resources.DEPLOYMENTS,
-    ("apps", "DaemonSet"): resources.DAEMONSETS,
-}
-
-
-def _workload_key(obj: JSON, kind: str) -> logic.ObjectKey:
-    meta = obj["metadata"]
-    return logic.ObjectKey(
-        group="apps", kind=kind, namespace=str(meta.get("namespace") or ""), name=meta["name"]
-    )
+WORKLOAD_RESOURCES = {"Deployment": resources.DEPLOYMENTS, "DaemonSet": resources.DAEMONSETS}
 
 
 async def wait_available(
@@ -290,51 +291,45 @@ async def wait_available(
     the unavailable ones with the reason (empty: healthy). ``seconds`` 0 looks once."""
     if not wanted:
         return {}
-    live: dict[logic.ObjectKey, JSON] = {}
-    changed = asyncio.Event()
-    synced: set[str] = set()
-
-    async def follow(kind: str, resource: resources.Resource) -> None:
-        async for event in watch.watch(kube, resource, label_selector=label_selector(release)):
-            if event.type == "SYNC":
-                for key in [k for k in live if k.kind == kind]:
-                    del live[key]
-                for obj in event.objects:
-                    live[_workload_key({**obj, "kind": kind}, kind)] = {**obj, "kind": kind}
-                synced.add(kind)
-            elif event.object is not None:
-                key = _workload_key(event.object, kind)
-                if event.type == "DELETED":
-                    live.pop(key, None)
-                else:
-                    live[key] = {**event.object, "kind": kind}
-            changed.set()
-
-    kinds = {k.kind for k in wanted}
-    tasks = [
-        asyncio.create_task(follow(kind, resource))
-        for (_, kind), resource in WORKLOAD_RESOURCES.items()
-        if kind in kinds
+    kinds = sorted({key.kind for key in wanted})
+    stores = [
+        watch.Store(
+            watch.Stream(WORKLOAD_RESOURCES[kind], label_selector=label_selector(release)),
+            functools.partial(_with_kind, kind=kind),
+        )
+        for kind in kinds
     ]
+    changed = asyncio.Event()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     list_deadline = deadline + 30  # the first listing is awaited even when the timeout is 0
-    try:
-        while True:
-            if synced >= kinds:
-                problems = logic.unavailable(wanted=wanted, live=live)
-                if not problems or loop.time() >= deadline:
-                    return problems
-            elif loop.time() >= list_deadline:
-                raise SwitchError("could not list the bundle's Deployments and DaemonSets")
-            changed.clear()
-            wait = (deadline if synced >= kinds else list_deadline) - loop.time()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), timeout=max(wait, 0.0))
-            for task in tasks:
-                if task.done():
-                    task.result()
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    async with asyncio.TaskGroup() as group:
+        follows = [group.create_task(watch.follow(kube, store, changed=changed.set)) for store in stores]
+        try:
+            while True:
+                synced = all(store.synced for store in stores)
+                if synced:
+                    live = {_workload_key(obj): obj for store in stores for obj in store.items.values()}
+                    problems = logic.unavailable(wanted=wanted, live=live)
+                    if not problems or loop.time() >= deadline:
+                        return problems
+                elif loop.time() >= list_deadline:
+                    raise SwitchError("could not list the bundle's Deployments and DaemonSets")
+                changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(
+                        max((deadline if synced else list_deadline) - loop.time(), 0.0)
+                    ):
+                        await changed.wait()
+        finally:
+            for task in follows:
+                task.cancel()
+
+
+def _with_kind(obj: JSON, *, kind: str) -> JSON:
+    return {**obj, "kind": kind}  # list items carry no kind
+
+
+def _workload_key(obj: JSON) -> logic.ObjectKey:
+    meta = obj["metadata"]
+    return logic.ObjectKey("apps", str(obj["kind"]), str(meta.get("namespace") or ""), str(meta["name"]))

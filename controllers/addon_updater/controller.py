@@ -1,8 +1,10 @@
-"""addon-updater: once all masters agree on a minor, switch the add-on bundle to that minor's bundle.
+"""addon-updater's sync: once all masters agree on a minor, bring the add-on bundle to that minor's bundle.
 
-One round (``reconcile``): pick the bundle → substitute variables → validate every document → (apply
-target) dry-run every object on the apiserver → switch the target → record the result. Any validation
-failure changes nothing; the reason goes to the log, an Event on the state ConfigMap, the state and a metric.
+One round (``reconcile``): gather the facts (the bundles there are, the one that fits, the variables, what
+the state and the target show), let ``logic.decide`` choose, then act on its decision: report a missing or
+invalid bundle, refresh the health of the current one, or switch the target (the apply target validates
+every object with a server-side dry-run first). Any validation failure changes nothing; the reason goes to
+the log, an Event on the state ConfigMap, the state and a metric.
 """
 
 from __future__ import annotations
@@ -10,25 +12,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import pathlib
-from collections.abc import AsyncIterator, Mapping
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from controllers.addon_updater import apply_target, bundles, directory, logic
 from controllers.addon_updater import metrics as metrics_module
-from controllers.agreement import masters
 from controllers.agreement import version as version_module
 from controllers.kube.client import ApiError
-from controllers.runtime import app, config
+from controllers.runtime import config, context, reconciler
 from controllers.structs import refs
 
 log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
-class AddonConfig(config.BaseConfig):
+class AddonUpdaterConfig(config.BaseConfig):
     bundle_source: Literal["directory", "configmap"] = config.option(
         "directory",
         "Where bundles come from: a directory tree <bundleDir>/<major.minor>/*.yaml, or ConfigMaps labelled "
@@ -86,11 +86,13 @@ class AddonConfig(config.BaseConfig):
     )
 
 
-Result = Literal["switched", "current", "missing", "invalid", "failed", "planned"]
+Result = Literal["switched", "current", "missing", "invalid", "failed", "planned", "no-agreement"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
+    """What one round did (``/status``, ``--once``, the daemon's log)."""
+
     result: Result
     message: str
     minor: str = ""
@@ -115,11 +117,16 @@ class Outcome:
         }
 
 
-class Updater:
-    """The effects of one controller process (its Context, metrics and bundle source)."""
+class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
+    name = "addon-updater"
+    description = (
+        "Switch the cluster's add-on bundle to the one made for the Kubernetes minor all masters agree on: "
+        "validated first, never half-applied, reversible."
+    )
+    config_type = AddonUpdaterConfig
 
-    def __init__(self, ctx: app.Context[AddonConfig]) -> None:
-        self.ctx = ctx
+    def __init__(self, ctx: context.Context[AddonUpdaterConfig]) -> None:
+        super().__init__(ctx)
         self.cfg = ctx.config
         self.metrics = metrics_module.Metrics(ctx.exporter)
         self.source = bundles.Source(
@@ -130,10 +137,29 @@ class Updater:
         )
         self.last: Outcome | None = None
         self.lock = asyncio.Lock()
-        ctx.routes["/status"] = self.status
 
-    def status(self) -> dict[str, object]:
-        return {"lastOutcome": self.last.summary() if self.last else None}
+    def wakes(self) -> reconciler.Wakes:
+        """The agreement, and every resync period (a changed bundle is applied, health refreshed)."""
+        return reconciler.Wakes(agreement=True, every=self.cfg.resync_seconds or None)
+
+    def status(self) -> dict[str, Any]:
+        """The last round (``result``, ``message``, ``minor``, ``digest``, ``applied``, …)."""
+        return self.last.summary() if self.last else {"result": "none", "message": "no round yet"}
+
+    async def sync(self) -> reconciler.Synced:
+        agreement = self.ctx.agreements.current
+        if agreement is None:
+            self.last = Outcome("no-agreement", reconciler.no_agreement(self.ctx))
+            return reconciler.Synced(ok=False)
+        previous = self.last
+        outcome = await self.reconcile(agreement.version)
+        if previous is None or (outcome.result, outcome.minor, outcome.digest) != (
+            previous.result,
+            previous.minor,
+            previous.digest,
+        ):
+            log.info("agreed %s: %s", agreement.version, outcome.message)
+        return reconciler.Synced(ok=outcome.ok)
 
     async def reconcile(self, agreed: version_module.Version) -> Outcome:
         """Bring the target to the bundle of the agreed version's minor (one round; never raises for a bad
@@ -154,51 +180,52 @@ class Updater:
     async def _reconcile(self, agreed: version_module.Version) -> Outcome:
         cfg = self.cfg
         state = await self.ctx.read_state()
-        minor = self._choose(await self.source.minors(), agreed)
-        if minor is None:
-            return await self._missing(agreed)
-        self.metrics.observe_missing(False)
-        try:
-            bundle = await self.source.load(minor)
-        except logic.BundleError as error:
-            unreadable = logic.Bundle(minor=minor, source=self._source_text(), files=())
-            return await self._invalid(agreed, unreadable, error, digest="")
+        minor = logic.select_bundle(
+            wanted=agreed.minor_key, available=await self.source.minors(), policy=cfg.selection
+        )
+        bundle: logic.Bundle | logic.BundleError | None = None
+        if minor is not None:
+            try:
+                bundle = await self.source.load(minor)
+            except logic.BundleError as error:
+                bundle = error
         variables = await bundles.variables(
             self.ctx.kube,
             configured=logic.parse_variables(cfg.variables),
             configmap=cfg.variables_config_map,
             namespace=cfg.namespace,
         )
-        digest = logic.bundle_digest(bundle, variables=variables)
-        action = logic.decide(
+        generation = None
+        if cfg.target == "directory":
+            generation = await asyncio.to_thread(directory.current_generation, pathlib.Path(cfg.target_dir))
+        decision = logic.decide(
+            bundle=bundle,
+            minor=minor or "",
+            variables=variables,
             recorded=logic.Recorded.of(state.data),
             version=agreed.raw,
-            minor=minor,
-            digest=digest,
-            target_matches=self._target_matches(minor, digest),
+            target=cfg.target,
+            generation=generation,
         )
-        if action == "known-invalid":
-            return Outcome("invalid", state.get("lastError"), minor=minor, digest=digest)
+        if decision.action == "missing":
+            return await self._missing(agreed)
+        self.metrics.observe_missing(False)
+        assert decision.bundle is not None
+        if decision.action == "known-invalid":
+            return Outcome(
+                "invalid", state.get("lastError"), minor=decision.bundle.minor, digest=decision.digest
+            )
+        if decision.action == "invalid":
+            assert decision.error is not None
+            return await self._invalid(agreed, decision, decision.error)
+        if decision.action == "current":
+            return await self._current(agreed, decision)
         try:
-            files = logic.render(bundle, variables=variables)
-            manifests = logic.parse_documents(files)
-            if action == "current":
-                return await self._current(agreed, manifests, minor=minor, digest=digest)
             if cfg.target == "directory":
-                return await self._switch_directory(agreed, bundle, files, manifests, digest=digest)
-            return await self._switch_apply(agreed, bundle, manifests, digest=digest)
-        except logic.BundleError as error:
-            return await self._invalid(agreed, bundle, error, digest=digest)
-
-    def _choose(self, available: list[str], agreed: version_module.Version) -> str | None:
-        return logic.select_bundle(wanted=agreed.minor_key, available=available, policy=self.cfg.selection)
-
-    def _target_matches(self, minor: str, digest: str) -> bool:
-        if self.cfg.target != "directory":
-            return True
-        return directory.current_generation(pathlib.Path(self.cfg.target_dir)) == logic.generation_name(
-            minor=minor, digest=digest
-        )
+                return await self._switch_directory(agreed, decision)
+            return await self._switch_apply(agreed, decision)
+        except logic.BundleError as error:  # the apiserver rejected an object in its dry-run
+            return await self._invalid(agreed, decision, error)
 
     # --- outcomes ----------------------------------------------------------------------------------------
 
@@ -219,9 +246,11 @@ class Updater:
         return Outcome("missing", message)
 
     async def _invalid(
-        self, agreed: version_module.Version, bundle: logic.Bundle, error: logic.BundleError, *, digest: str
+        self, agreed: version_module.Version, decision: logic.Decision, error: logic.BundleError
     ) -> Outcome:
-        message = f"bundle {bundle.minor} from {bundle.source} is invalid ({error.reason}): {error}; nothing changed"
+        assert decision.bundle is not None
+        minor, source = decision.bundle.minor, decision.bundle.source or self._source_text()
+        message = f"bundle {minor} from {source} is invalid ({error.reason}): {error}; nothing changed"
         log.error("%s", message)
         self.metrics.observe_invalid(error.reason)
         await self._event("BundleInvalid", message, warning=True)
@@ -230,11 +259,11 @@ class Updater:
                 "version": agreed.raw,
                 "phase": "Invalid",
                 "lastError": message,
-                "failedDigest": digest,
+                "failedDigest": decision.digest,
                 "progress": "",
             }
         )
-        return Outcome("invalid", message, minor=bundle.minor, digest=digest)
+        return Outcome("invalid", message, minor=minor, digest=decision.digest)
 
     async def _failed(self, agreed: version_module.Version, message: str) -> Outcome:
         log.error("%s", message)
@@ -246,19 +275,14 @@ class Updater:
             log.warning("could not record the failure in the state ConfigMap: %s", error)
         return Outcome("failed", message)
 
-    async def _current(
-        self,
-        agreed: version_module.Version,
-        manifests: tuple[logic.Manifest, ...],
-        *,
-        minor: str,
-        digest: str,
-    ) -> Outcome:
+    async def _current(self, agreed: version_module.Version, decision: logic.Decision) -> Outcome:
         """The bundle is in place: refresh the metrics (health at a glance, no waiting)."""
-        self.metrics.observe_active(minor=minor, digest=digest)
+        assert decision.bundle is not None
+        minor = decision.bundle.minor
+        self.metrics.observe_active(minor=minor, digest=decision.digest)
         unavailable: dict[logic.ObjectKey, str] = {}
         if self.cfg.target == "apply":
-            wanted = logic.workload_keys(manifests, default_namespace=self.cfg.default_namespace)
+            wanted = logic.workload_keys(decision.manifests, default_namespace=self.cfg.default_namespace)
             unavailable = await apply_target.wait_available(
                 self.ctx.kube, wanted, release=self.cfg.release, seconds=0.0
             )
@@ -270,45 +294,33 @@ class Updater:
             "current",
             f"bundle {minor} is already in place",
             minor=minor,
-            digest=digest,
+            digest=decision.digest,
             unavailable=unavailable,
         )
 
-    async def _switch_directory(
-        self,
-        agreed: version_module.Version,
-        bundle: logic.Bundle,
-        files: tuple[logic.BundleFile, ...],
-        manifests: tuple[logic.Manifest, ...],
-        *,
-        digest: str,
-    ) -> Outcome:
+    async def _switch_directory(self, agreed: version_module.Version, decision: logic.Decision) -> Outcome:
+        bundle, files, manifests = decision.bundle, decision.files, decision.manifests
+        assert bundle is not None
         target = pathlib.Path(self.cfg.target_dir)
         if self.cfg.dry_run:
             message = f"dry-run: would switch {target} to bundle {bundle.minor} ({len(files)} files, {len(manifests)} objects)"
             log.info("%s", message)
-            return Outcome("planned", message, minor=bundle.minor, digest=digest)
+            return Outcome("planned", message, minor=bundle.minor, digest=decision.digest)
         await self._record(
             {"version": agreed.raw, "phase": "Switching", "progress": f"writing {len(files)} files"}
         )
         generation = await asyncio.to_thread(
-            directory.install, target, files=files, minor=bundle.minor, digest=digest
+            directory.install, target, files=files, minor=bundle.minor, digest=decision.digest
         )
         message = (
             f"switched {target} to bundle {bundle.minor} from {bundle.source} "
             f"({len(files)} files, {len(manifests)} objects, {generation})"
         )
-        return await self._switched(agreed, bundle, message, digest=digest, applied=len(manifests), pruned=0)
+        return await self._switched(agreed, decision, message, applied=len(manifests), pruned=0)
 
-    async def _switch_apply(
-        self,
-        agreed: version_module.Version,
-        bundle: logic.Bundle,
-        manifests: tuple[logic.Manifest, ...],
-        *,
-        digest: str,
-    ) -> Outcome:
-        cfg = self.cfg
+    async def _switch_apply(self, agreed: version_module.Version, decision: logic.Decision) -> Outcome:
+        cfg, bundle = self.cfg, decision.bundle
+        assert bundle is not None
         settings = apply_target.Settings(
             release=cfg.release,
             field_manager=cfg.field_manager,
@@ -317,15 +329,14 @@ class Updater:
             crd_timeout_seconds=cfg.crd_timeout_seconds,
             health_timeout_seconds=cfg.health_timeout_seconds,
         )
-        if not cfg.dry_run:
-            await self._record({"version": agreed.raw, "phase": "Switching", "progress": "validating"})
+        await self._record({"version": agreed.raw, "phase": "Switching", "progress": "validating"})
         progress: list[str] = []
         result = await apply_target.switch(
             self.ctx.kube,
-            manifests,
+            decision.manifests,
             settings=settings,
             minor=bundle.minor,
-            digest=digest,
+            digest=decision.digest,
             dry_run_only=cfg.dry_run,
             progress=progress.append,
         )
@@ -339,7 +350,7 @@ class Updater:
                 "planned",
                 message,
                 minor=bundle.minor,
-                digest=digest,
+                digest=decision.digest,
                 applied=result.applied,
                 pruned=result.pruned,
             )
@@ -349,7 +360,7 @@ class Updater:
             f"{pruned}"
         )
         outcome = await self._switched(
-            agreed, bundle, message, digest=digest, applied=len(result.applied), pruned=len(result.pruned)
+            agreed, decision, message, applied=len(result.applied), pruned=len(result.pruned)
         )
         self.metrics.observe_health(unavailable=len(result.unavailable))
         await self._health_event(result.unavailable, workloads=result.workloads, minor=bundle.minor)
@@ -361,16 +372,17 @@ class Updater:
     async def _switched(
         self,
         agreed: version_module.Version,
-        bundle: logic.Bundle,
+        decision: logic.Decision,
         message: str,
         *,
-        digest: str,
         applied: int,
         pruned: int,
     ) -> Outcome:
+        bundle = decision.bundle
+        assert bundle is not None
         log.info("%s", message)
         self.metrics.observe_switched(applied=applied, pruned=pruned)
-        self.metrics.observe_active(minor=bundle.minor, digest=digest)
+        self.metrics.observe_active(minor=bundle.minor, digest=decision.digest)
         await self._event("BundleSwitched", message)
         await self._record(
             {
@@ -380,12 +392,12 @@ class Updater:
                 "lastError": "",
                 "failedDigest": "",
                 "bundleMinor": bundle.minor,
-                "bundleDigest": digest,
+                "bundleDigest": decision.digest,
                 "bundleSource": bundle.source,
                 "target": self.cfg.target,
             }
         )
-        return Outcome("switched", message, minor=bundle.minor, digest=digest)
+        return Outcome("switched", message, minor=bundle.minor, digest=decision.digest)
 
     # --- health ------------------------------------------------------------------------------------------
 
@@ -426,49 +438,3 @@ class Updater:
         if self.cfg.bundle_source == "directory":
             return f"directory {self.cfg.bundle_dir}"
         return f"ConfigMaps in {self.cfg.bundle_namespace or self.cfg.namespace}"
-
-
-async def _agreements_or_resync(
-    ctx: app.Context[AddonConfig],
-) -> AsyncIterator[tuple[version_module.Version, bool]]:
-    """Each new agreement, and every resync period the agreement in force (flagged as a resync)."""
-    changes = ctx.agreements.changes()
-    period = ctx.config.resync_seconds or None
-    # One pending read survives the resync timeouts: cancelling it would end the changes generator.
-    pending: asyncio.Future[masters.Agreement] | None = None
-    while True:
-        pending = pending or asyncio.ensure_future(anext(changes))
-        done, _ = await asyncio.wait({pending}, timeout=period)
-        if not done:
-            if ctx.agreements.current is not None:
-                yield ctx.agreements.current.version, True
-            continue
-        agreement, pending = pending.result(), None
-        yield agreement.version, False
-
-
-class AddonUpdater:
-    name = "addon-updater"
-    description = (
-        "Switch the cluster's add-on bundle to the one made for the Kubernetes minor all masters agree on: "
-        "validated first, never half-applied, reversible."
-    )
-    config_type = AddonConfig
-
-    async def run(self, ctx: app.Context[AddonConfig]) -> None:
-        updater = Updater(ctx)
-        ctx.health.ready, ctx.health.reason = True, "waiting for the masters to agree"
-        async for agreed, resync in _agreements_or_resync(ctx):
-            outcome = await updater.reconcile(agreed)
-            if not resync or outcome.result not in ("current", "invalid"):
-                log.info("agreed %s: %s", agreed, outcome.message)
-
-    async def once(self, ctx: app.Context[AddonConfig]) -> int:
-        observation = await ctx.agreements.now()
-        if not observation.agreed or observation.version is None:
-            log.error("masters do not agree: %s", observation.reason)
-            print(json.dumps({"result": "no-agreement", "message": observation.reason}))
-            return app.EXIT_FAILED
-        outcome = await Updater(ctx).reconcile(observation.version)
-        print(json.dumps(outcome.summary(), indent=2))
-        return app.EXIT_OK if outcome.ok else app.EXIT_FAILED

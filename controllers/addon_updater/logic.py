@@ -461,9 +461,9 @@ def bundle_file_name(name: str) -> bool:
     return name.endswith(BUNDLE_FILE_SUFFIXES) and not name.startswith(".")
 
 
-# --- whether to act ----------------------------------------------------------------------------------------
+# --- the decision of a round ----------------------------------------------------------------------------
 
-Action = Literal["switch", "current", "known-invalid"]
+Action = Literal["missing", "invalid", "known-invalid", "current", "switch"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -487,11 +487,44 @@ class Recorded:
         )
 
 
-def decide(*, recorded: Recorded, version: str, minor: str, digest: str, target_matches: bool) -> Action:
-    """Switch unless the same bundle content is already in place, or was already found invalid for this
-    agreed version (reported once; a changed bundle, variable or version is tried again)."""
-    if recorded.phase == "Done" and recorded.minor == minor and recorded.digest == digest and target_matches:
-        return "current"
-    if recorded.phase == "Invalid" and recorded.failed_digest == digest and recorded.version == version:
-        return "known-invalid"
-    return "switch"
+@dataclasses.dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    bundle: Bundle | None = None
+    digest: str = ""
+    files: tuple[BundleFile, ...] = ()  # rendered (variables substituted)
+    manifests: tuple[Manifest, ...] = ()
+    error: BundleError | None = None  # why it is invalid
+
+
+def decide(
+    *,
+    bundle: Bundle | BundleError | None,
+    minor: str,
+    variables: Mapping[str, str],
+    recorded: Recorded,
+    version: str,
+    target: Literal["apply", "directory"],
+    generation: str | None,
+) -> Decision:
+    """The whole decision of one round, in this order: no bundle fits the agreed minor (``bundle`` None) →
+    missing; it cannot be read → invalid; the same content is in place (and, for the directory target, the
+    directory shows it: ``generation``) → current; it was found invalid for this agreed version already →
+    known-invalid (reported once; a changed bundle, variable or version is tried again); it does not render
+    or parse → invalid; else switch."""
+    if bundle is None:
+        return Decision("missing")
+    if isinstance(bundle, BundleError):
+        return Decision("invalid", Bundle(minor=minor, source="", files=()), error=bundle)
+    digest = bundle_digest(bundle, variables=variables)
+    in_place = target == "apply" or generation == generation_name(minor=bundle.minor, digest=digest)
+    action: Action = "switch"
+    if recorded.phase == "Done" and (recorded.minor, recorded.digest) == (bundle.minor, digest) and in_place:
+        action = "current"
+    elif recorded.phase == "Invalid" and recorded.failed_digest == digest and recorded.version == version:
+        return Decision("known-invalid", bundle, digest)
+    try:
+        files = render(bundle, variables=variables)
+        return Decision(action, bundle, digest, files=files, manifests=parse_documents(files))
+    except BundleError as error:
+        return Decision("invalid", bundle, digest, error=error)

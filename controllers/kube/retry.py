@@ -118,6 +118,8 @@ class Policy:
         return reason in self.on and (self.attempts is None or attempt < self.attempts)
 
 
+# One try, no retry.
+ONCE = Policy(attempts=0)
 # What every request does by itself: wait as long as the apiserver's priority and fairness asks.
 THROTTLED = Policy(base=1.0, attempts=8, on=frozenset({"throttled"}))
 # Read-modify-write after a 409: read again and decide again at once (client-go's RetryOnConflict).

@@ -12,8 +12,8 @@ import contextlib
 import dataclasses
 import logging
 import random
-from collections.abc import AsyncGenerator, Iterable
-from typing import Literal
+from collections.abc import AsyncGenerator, Callable
+from typing import Any, Generic, Literal, TypeVar
 
 from controllers.kube import retry
 from controllers.kube.client import JSON, ApiError, Kube
@@ -23,6 +23,7 @@ from controllers.structs import refs
 log = logging.getLogger(__name__)
 
 EventType = Literal["SYNC", "ADDED", "MODIFIED", "DELETED"]
+T = TypeVar("T")
 
 # The apiserver sends a bookmark about once a minute; silence well beyond that means a dead connection.
 INACTIVITY_TIMEOUT = 70.0
@@ -41,25 +42,17 @@ class _Relist(Exception):
 
 async def watch(
     kube: Kube,
-    resource: Resource,
+    stream: Stream,
     *,
-    namespace: str | None = None,
-    label_selector: str | None = None,
-    field_selector: str | None = None,
     resource_version: str | None = None,
     inactivity_timeout: float = INACTIVITY_TIMEOUT,
     backoff: retry.Backoff | None = None,
 ) -> AsyncGenerator[WatchEvent]:
-    """Events of ``resource`` forever. ``resource_version`` starts by watching from there (no first list).
+    """Events of ``stream`` forever. ``resource_version`` starts by watching from there (no first list).
     A consumer that stops early wraps it in ``contextlib.aclosing``: that ends the watch request at once,
     not at some later garbage collection (after which the connection may already be unusable)."""
     backoff = backoff or retry.Backoff()
-    path = resource.path(namespace=namespace)
-    selectors: dict[str, str | int | bool] = {}
-    if label_selector:
-        selectors["labelSelector"] = label_selector
-    if field_selector:
-        selectors["fieldSelector"] = field_selector
+    resource, path, selectors = stream.resource, stream.path, stream.query
     version = resource_version
     while True:
         try:
@@ -139,18 +132,93 @@ async def _watch_once(
                 yield WatchEvent(kind, object=obj), version
 
 
-class ObjectStore:
-    """The current objects of a watch, by ``namespace/name``; feed it every event."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Stream:
+    """What one watch follows: a resource, optionally in one namespace and narrowed by selectors."""
 
-    def __init__(self, objects: Iterable[JSON] = ()) -> None:
-        self.objects: dict[str, JSON] = {refs.object_key(obj): obj for obj in objects}
+    resource: Resource
+    namespace: str | None = None
+    label_selector: str | None = None
+    field_selector: str | None = None
+
+    @property
+    def path(self) -> str:
+        return self.resource.path(namespace=self.namespace)
+
+    @property
+    def query(self) -> dict[str, str | int | bool]:
+        query: dict[str, str | int | bool] = {}
+        if self.label_selector:
+            query["labelSelector"] = self.label_selector
+        if self.field_selector:
+            query["fieldSelector"] = self.field_selector
+        return query
+
+
+def as_is(obj: JSON) -> JSON:
+    return obj
+
+
+class Store(Generic[T]):
+    """The current objects of one :class:`Stream` by ``namespace/name``, each parsed once when it arrives
+    (objects that parse to None are left out). Fed by :func:`follow` or :func:`list_into`, and by its
+    controller after a write of its own (:meth:`remember`): an event never replaces a newer version."""
+
+    def __init__(self, stream: Stream, parse: Callable[[JSON], T | None]) -> None:
+        self.stream = stream
+        self.parse = parse
+        self.items: dict[str, T] = {}
+        self.synced = False  # listed at least once
+        self._versions: dict[str, str] = {}
 
     def apply(self, event: WatchEvent) -> None:
         if event.type == "SYNC":
-            self.objects = {refs.object_key(obj): obj for obj in event.objects}
-        elif event.object is not None:
+            self.items, self._versions = {}, {}
+            for obj in event.objects:
+                self.remember(obj)
+            self.synced = True
+        elif event.type == "DELETED" and event.object is not None:
             key = refs.object_key(event.object)
-            if event.type == "DELETED":
-                self.objects.pop(key, None)
-            else:
-                self.objects[key] = event.object
+            self.items.pop(key, None)
+            self._versions.pop(key, None)
+        elif event.object is not None:
+            self.remember(event.object)
+
+    def remember(self, obj: JSON) -> T | None:
+        """Keep ``obj`` unless a newer version of it is known; returns what the store holds for it now."""
+        key = refs.object_key(obj)
+        version = str(obj.get("metadata", {}).get("resourceVersion") or "")
+        if key in self._versions and not _newer(version, than=self._versions[key]):
+            return self.items.get(key)
+        parsed = self.parse(obj)
+        if parsed is None:
+            self.items.pop(key, None)
+            self._versions.pop(key, None)
+        else:
+            self.items[key] = parsed
+            self._versions[key] = version
+        return parsed
+
+
+def _newer(candidate: str, *, than: str) -> bool:
+    """Whether resourceVersion ``candidate`` is at least as new. They are etcd revisions (integers) on every
+    real apiserver; when either is not, the one received last wins."""
+    try:
+        return int(candidate) >= int(than)
+    except ValueError:
+        return True
+
+
+async def follow(kube: Kube, store: Store[Any], *, changed: Callable[[], None]) -> None:
+    """Keep ``store`` current until cancelled; ``changed()`` after every event."""
+    events = watch(kube, store.stream)
+    async with contextlib.aclosing(events):
+        async for event in events:
+            store.apply(event)
+            changed()
+
+
+async def list_into(kube: Kube, store: Store[Any]) -> None:
+    """One list (``--once``): the store as a watch's first SYNC would leave it."""
+    objects, _ = await _list(kube, store.stream.path, store.stream.query)
+    store.apply(WatchEvent("SYNC", objects=tuple(objects)))

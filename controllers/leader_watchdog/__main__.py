@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from controllers.leader_watchdog import watchdog
+from controllers.leader_watchdog import controller
 from controllers.runtime import app
 
 
 def run() -> None:
-    sys.exit(app.main(watchdog.LeaderWatchdog()))
+    sys.exit(app.main(controller.LeaderWatchdog))
 
 
 if __name__ == "__main__":

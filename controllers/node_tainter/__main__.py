@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from controllers.node_tainter.controller import NodeTainter
+from controllers.node_tainter import controller
 from controllers.runtime import app
 
 
 def run() -> None:
-    sys.exit(app.main(NodeTainter()))
+    sys.exit(app.main(controller.NodeTainter))
 
 
 if __name__ == "__main__":

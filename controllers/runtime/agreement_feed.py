@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 from controllers.agreement import masters
 from controllers.kube import masters as kube_masters
+from controllers.kube import watch
 from controllers.kube.client import Kube
 from controllers.runtime import metrics
 from controllers.runtime.config import BaseConfig
 
 log = logging.getLogger(__name__)
+
+Listener = Callable[[masters.Agreement | None], None]
 
 
 class AgreementMetrics:
@@ -49,7 +52,8 @@ class AgreementMetrics:
 
 
 class AgreementFeed:
-    """Feeds master statuses through :class:`masters.Tracker`; ``changes()`` yields each new agreement."""
+    """Feeds master statuses through :class:`masters.Tracker`. Every listener hears each change of the
+    settled agreement in force (a broadcast: any number of controllers may listen)."""
 
     def __init__(
         self,
@@ -65,21 +69,30 @@ class AgreementFeed:
         self.rules = config.agreement_rules
         self.tracker = masters.Tracker(settle_seconds=self.rules.settle_seconds)
         self.observation: masters.Observation | None = None
-        self.synced = asyncio.Event()
+        self.synced = asyncio.Event()  # set once the masters were observed
         self._clock = clock or asyncio.get_running_loop().time
-        self._changes: asyncio.Queue[masters.Agreement] = asyncio.Queue()
+        self._listeners: list[Listener] = []
+        self._in_force: masters.Agreement | None = None  # what the listeners last heard of
         self._pulse = asyncio.Event()  # set (and replaced) after every observation and tick
 
     @property
     def current(self) -> masters.Agreement | None:
         return self.tracker.current
 
+    def listen(self, listener: Listener) -> None:
+        """``listener(change)`` runs whenever the agreement in force changes (appears, goes, moves);
+        ``change`` is the agreement when its version is new (reported once), else None."""
+        self._listeners.append(listener)
+
     async def now(self) -> masters.Observation:
-        """The agreement right now, from one list (``--once``; no settle window)."""
+        """The agreement right now, from one list (``--once``: the settle window is 0 then, so it is in
+        force at once)."""
         statuses = await kube_masters.current_masters(
             self.kube, selectors=self.config.master_selector_list, source=self.config.version_source
         )
-        return masters.evaluate(statuses, rules=self.rules)
+        observation = masters.evaluate(statuses, rules=self.rules)
+        self._observe(observation)
+        return observation
 
     async def wait_until(
         self, predicate: Callable[[masters.Agreement | None], bool]
@@ -90,44 +103,27 @@ class AgreementFeed:
             await self._pulse.wait()
         return self.current
 
-    async def changes(self) -> AsyncIterator[masters.Agreement]:
-        while True:
-            yield await self._changes.get()
-
     async def run(self) -> None:
         """Watch forever (cancel to stop)."""
-        statuses: asyncio.Queue[tuple[masters.MasterStatus, ...]] = asyncio.Queue()
-
-        async def pump() -> None:
-            async for snapshot in kube_masters.watch_masters(
-                self.kube, selectors=self.config.master_selector_list, source=self.config.version_source
-            ):
-                await statuses.put(snapshot)
-
-        pumping = asyncio.create_task(pump(), name="watch masters")
-        getter: asyncio.Task[tuple[masters.MasterStatus, ...]] | None = None
-        try:
+        selectors, source = self.config.master_selector_list, self.config.version_source
+        stores = kube_masters.stores(selectors=selectors, source=source)
+        changed = asyncio.Event()
+        async with asyncio.TaskGroup() as group:
+            for store in stores:
+                group.create_task(watch.follow(self.kube, store, changed=changed.set))
             while True:
                 deadline = self.tracker.deadline()
                 timeout = None if deadline is None else max(0.0, deadline - self._clock())
-                getter = getter or asyncio.create_task(statuses.get())
-                done, _ = await asyncio.wait(
-                    {getter, pumping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                )
-                if pumping in done:
-                    pumping.result()  # raises what ended the watch
-                    raise RuntimeError("the master watch ended")
-                if getter not in done:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await changed.wait()
+                if not changed.is_set():
                     self._report(self.tracker.tick(now=self._clock()))
                     continue
-                snapshot, getter = getter.result(), None
-                self._observe(masters.evaluate(snapshot, rules=self.rules))
-        finally:
-            for task in (pumping, getter):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                changed.clear()
+                if all(store.synced for store in stores):  # report only once every watch has listed
+                    statuses = kube_masters.statuses(stores, selectors=selectors, source=source)
+                    self._observe(masters.evaluate(statuses, rules=self.rules))
 
     def _observe(self, observation: masters.Observation) -> None:
         if observation.reason != (self.observation.reason if self.observation else None):
@@ -142,11 +138,14 @@ class AgreementFeed:
         self.synced.set()
 
     def _report(self, change: masters.Agreement | None) -> None:
+        previous, self._in_force = self._in_force, self.tracker.current
         if self.observation is not None:
             self.metrics.observe(self.observation, self.tracker)
         if change is not None:
             log.info("agreement: all %d master(s) run %s", len(change.masters), change.version)
             self.metrics.changed()
-            self._changes.put_nowait(change)
+        if change is not None or self._in_force != previous:
+            for listener in self._listeners:
+                listener(change)
         pulse, self._pulse = self._pulse, asyncio.Event()
         pulse.set()

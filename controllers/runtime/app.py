@@ -1,125 +1,99 @@
 """The life of a controller process: config → logging → client → metrics/health → leadership → work.
 
-A controller is a :class:`Controller`: its name, its config dataclass, and two coroutines — ``run`` (the
-daemon, until cancelled) and ``once`` (``--once``: reconcile against the agreement now, return an exit
-code). Everything else — flags, env, exit code 2 on bad config, JSON logs, the one ApiClient, /metrics,
-/healthz, /readyz, the Lease, SIGTERM, "any task ends → the process ends" — lives here, once.
+A controller is a :class:`reconciler.Reconciler` subclass. Everything around it — flags, env, exit code 2
+on bad config, JSON logs, the one ApiClient, /metrics, /healthz, /readyz, /status, the Lease, SIGTERM,
+"any task ends → the process ends" — lives here, once. ``main`` runs one controller (its console script);
+``main_combined`` runs several in one process: one client and one server, each controller still with its
+own config, agreement feed, state ConfigMap, Lease and metric prefix.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
 import socket
 import sys
 import uuid
-from collections.abc import Callable, Sequence
-from typing import Any, Generic, Protocol, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import prometheus_client
 
-from controllers.kube import client, events, leases, state
+from controllers.kube import client, leases
 from controllers.runtime import config as config_module
-from controllers.runtime import logs, metrics, server
-from controllers.runtime.agreement_feed import AgreementFeed, AgreementMetrics
+from controllers.runtime import context, logs, reconciler, server
 
 log = logging.getLogger(__name__)
 
-C = TypeVar("C", bound=config_module.BaseConfig)
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+Controller = type[reconciler.Reconciler[Any]]
+COMBINED = "kube-upgrade-controllers"  # the name of a combined process (its env prefix, its logs)
 
 
 class LostLeadership(Exception):
     pass
 
 
-@dataclasses.dataclass
-class Context(Generic[C]):
-    """What a controller gets: its config, the client, the agreement feed, metrics, health, Events."""
-
-    name: str
-    config: C
-    kube: client.Kube
-    registry: prometheus_client.CollectorRegistry
-    health: server.Health
-    agreements: AgreementFeed
-    recorder: events.Recorder
-    routes: dict[str, Callable[[], Any]] = dataclasses.field(default_factory=dict)
-
-    @property
-    def metric_prefix(self) -> str:
-        return self.name.replace("-", "_")
-
-    @property
-    def exporter(self) -> metrics.Exporter:
-        return metrics.Exporter(prefix=self.metric_prefix, registry=self.registry)
-
-    @property
-    def state_name(self) -> str:
-        return state.state_name(release=self.config.release, controller=self.name)
-
-    async def read_state(self) -> state.State:
-        return await state.read(self.kube, namespace=self.config.namespace, name=self.state_name)
-
-    async def update_state(self, current: state.State, changes: dict[str, str]) -> state.State:
-        """Merge ``changes`` into the state ConfigMap (not in dry-run: then ``current`` comes back)."""
-        if self.config.dry_run:
-            return current
-        return await state.update(self.kube, current, changes, controller=self.name)
-
-
-def build_context(*, name: str, config: C, kube: client.Kube) -> Context[C]:
-    """A controller's Context: a fresh metrics registry, the agreement feed, the Event recorder (off in
-    dry-run). The process builds one in ``main``; tests build one in process the same way."""
-    registry = prometheus_client.CollectorRegistry()
-    exporter = metrics.Exporter(prefix=name.replace("-", "_"), registry=registry)
-    return Context(
-        name=name,
-        config=config,
-        kube=kube,
-        registry=registry,
-        health=server.Health(),
-        agreements=AgreementFeed(kube=kube, config=config, metrics=AgreementMetrics(exporter)),
-        recorder=events.Recorder(kube=kube, controller=name, enabled=not config.dry_run),
+def load(controller: Controller, argv: Sequence[str]) -> config_module.BaseConfig:
+    """The controller's config from ``argv``, its environment variables and its config file."""
+    return config_module.load(
+        controller.config_type,
+        argv,
+        prog=controller.name,
+        prefix=config_module.env_prefix(controller.name),
+        description=controller.description,
     )
 
 
-class Controller(Protocol[C]):
-    name: str
-    description: str
-    config_type: type[C]
-
-    async def run(self, ctx: Context[C]) -> None: ...
-
-    async def once(self, ctx: Context[C]) -> int: ...
-
-
-def main(controller: Controller[Any], argv: Sequence[str] | None = None) -> int:
+def main(controller: Controller, argv: Sequence[str] | None = None) -> int:
     """Console-script entry point: returns the exit code."""
-    prefix = config_module.env_prefix(controller.name)
     try:
-        cfg = config_module.load(
-            controller.config_type,
-            sys.argv[1:] if argv is None else argv,
-            prog=controller.name,
-            prefix=prefix,
-            description=controller.description,
-        )
+        cfg = load(controller, sys.argv[1:] if argv is None else argv)
     except config_module.ConfigError as error:
         print(f"{controller.name}: configuration error: {error}", file=sys.stderr)
-        return EXIT_CONFIG
+        return reconciler.EXIT_CONFIG
     logs.setup(controller=controller.name, fmt=cfg.log_format, level=cfg.log_level)
+    return _run([(controller, cfg)], process=cfg)
+
+
+def main_combined(controllers: Sequence[Controller], argv: Sequence[str]) -> int:
+    """Several controllers in one process. ``argv`` holds options every controller has (they apply to each);
+    each controller reads the rest from its own environment variables and config file (``<PREFIX>_CONFIG``).
+    The process's own settings (client, bind addresses, logs) come from ``argv`` and ``KUBE_UPGRADE_CONTROLLERS_*``."""
     try:
-        return asyncio.run(_serve(controller, cfg))
+        process = config_module.load(
+            config_module.BaseConfig,
+            argv,
+            prog=f"{COMBINED} run",
+            prefix=config_module.env_prefix(COMBINED),
+            description=main_combined.__doc__ or "",
+        )
+        if process.config:
+            raise config_module.ConfigError(
+                "--config: each controller reads its own file from <PREFIX>_CONFIG"
+            )
+        chosen = [(controller, load(controller, argv)) for controller in controllers]
+    except config_module.ConfigError as error:
+        print(f"{COMBINED} run: configuration error: {error}", file=sys.stderr)
+        return reconciler.EXIT_CONFIG
+    logs.setup(controller=COMBINED, fmt=process.log_format, level=process.log_level)
+    return _run(chosen, process=process)
+
+
+def _run(
+    chosen: Sequence[tuple[Controller, config_module.BaseConfig]], *, process: config_module.BaseConfig
+) -> int:
+    try:
+        return asyncio.run(_serve(chosen, process=process))
     except KeyboardInterrupt:
-        return EXIT_OK
+        return reconciler.EXIT_OK
 
 
-async def _serve(controller: Controller[Any], cfg: config_module.BaseConfig) -> int:
+async def _serve(
+    chosen: Sequence[tuple[Controller, config_module.BaseConfig]], *, process: config_module.BaseConfig
+) -> int:
     main_task = asyncio.current_task()
     assert main_task is not None
     loop = asyncio.get_running_loop()
@@ -134,36 +108,51 @@ async def _serve(controller: Controller[Any], cfg: config_module.BaseConfig) -> 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
 
-    kube = await client.connect(kubeconfig=cfg.kubeconfig or None)
-    ctx = build_context(name=controller.name, config=cfg, kube=kube)
+    kube = await client.connect(kubeconfig=process.kubeconfig or None)
+    registry = prometheus_client.CollectorRegistry()  # one per process: the prefixes keep them apart
+    running = [
+        controller(context.build(name=controller.name, config=cfg, kube=kube, registry=registry))
+        for controller, cfg in chosen
+    ]
     runner = None
     try:
-        if cfg.once:
-            return await controller.once(ctx)
+        if process.once:
+            return max([await reconciler.once(each) for each in running])
         runner = await server.start(
-            addresses={cfg.metrics_bind_address, cfg.health_probe_bind_address},
-            registry=ctx.registry,
-            health=ctx.health,
-            routes=ctx.routes,
+            addresses={process.metrics_bind_address, process.health_probe_bind_address},
+            registry=registry,
+            health={each.name: each.ctx.health for each in running},
+            routes=routes(running),
         )
-        return await _run_daemon(controller, ctx)
+        return await supervise({asyncio.create_task(_life(each), name=each.name) for each in running})
     except asyncio.CancelledError:
         if stopping:
-            return EXIT_OK
+            return reconciler.EXIT_OK
         raise
     except LostLeadership as error:
         log.error("%s", error)
-        return EXIT_FAILED
+        return reconciler.EXIT_FAILED
     except Exception:
-        log.exception("%s failed", controller.name)
-        return EXIT_FAILED
+        log.exception("stopping after a failure")
+        return reconciler.EXIT_FAILED
     finally:
         if runner is not None:
             await runner.cleanup()
         await kube.close()
 
 
-async def _run_daemon(controller: Controller[Any], ctx: Context[Any]) -> int:
+def routes(running: Sequence[reconciler.Reconciler[Any]]) -> dict[str, Any]:
+    """``/status/<name>`` per controller; ``/status`` is the one controller's, or all of them by name."""
+    found: dict[str, Any] = {f"/status/{each.name}": each.status for each in running}
+    found["/status"] = (
+        running[0].status if len(running) == 1 else lambda: {each.name: each.status() for each in running}
+    )
+    return found
+
+
+async def _life(controller: reconciler.Reconciler[Any]) -> int:
+    """One controller: its Lease (with --leader-elect), then its agreement feed and its skeleton."""
+    ctx = controller.ctx
     cfg = ctx.config
     identity = f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4()}"
     is_leader = ctx.exporter.gauge("leader", "1 while this replica leads (always 1 without --leader-elect).")
@@ -174,13 +163,12 @@ async def _run_daemon(controller: Controller[Any], ctx: Context[Any]) -> int:
         log.info("became leader of %s/%s as %s", cfg.namespace, lease_name, identity)
     is_leader.set(1)
     tasks = {
-        asyncio.create_task(ctx.agreements.run(), name="agreement"),
-        asyncio.create_task(controller.run(ctx), name=controller.name),
+        asyncio.create_task(ctx.agreements.run(), name=f"{controller.name} agreement"),
+        asyncio.create_task(reconciler.run(controller), name=controller.name),
     }
     if cfg.leader_elect:
-        tasks.add(
-            asyncio.create_task(_keep_lease(ctx, lease_name=lease_name, identity=identity), name="lease")
-        )
+        keep = _keep_lease(ctx, lease_name=lease_name, identity=identity)
+        tasks.add(asyncio.create_task(keep, name=f"{controller.name} lease"))
     try:
         return await supervise(tasks)
     finally:
@@ -190,7 +178,7 @@ async def _run_daemon(controller: Controller[Any], ctx: Context[Any]) -> int:
                 await asyncio.shield(
                     leases.release(ctx.kube, namespace=cfg.namespace, name=lease_name, identity=identity)
                 )
-                log.info("released leadership")
+                log.info("released leadership of %s/%s", cfg.namespace, lease_name)
 
 
 async def supervise(tasks: set[asyncio.Task[Any]]) -> int:
@@ -206,10 +194,10 @@ async def supervise(tasks: set[asyncio.Task[Any]]) -> int:
         if not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
         log.error("task %s ended; stopping the process", task.get_name())
-    return EXIT_FAILED
+    return reconciler.EXIT_FAILED
 
 
-async def _acquire(ctx: Context[Any], *, lease_name: str, identity: str) -> None:
+async def _acquire(ctx: context.Context[Any], *, lease_name: str, identity: str) -> None:
     cfg = ctx.config
     while True:
         outcome = await _lease_round(ctx, lease_name=lease_name, identity=identity)
@@ -218,7 +206,7 @@ async def _acquire(ctx: Context[Any], *, lease_name: str, identity: str) -> None
         await asyncio.sleep(cfg.retry_period_seconds)
 
 
-async def _keep_lease(ctx: Context[Any], *, lease_name: str, identity: str) -> None:
+async def _keep_lease(ctx: context.Context[Any], *, lease_name: str, identity: str) -> None:
     """Renew every retry period; give up (raise) when no renewal succeeded within the renew deadline."""
     cfg = ctx.config
     loop = asyncio.get_running_loop()
@@ -240,7 +228,7 @@ async def _keep_lease(ctx: Context[Any], *, lease_name: str, identity: str) -> N
             )
 
 
-async def _lease_round(ctx: Context[Any], *, lease_name: str, identity: str) -> leases.Outcome:
+async def _lease_round(ctx: context.Context[Any], *, lease_name: str, identity: str) -> leases.Outcome:
     cfg = ctx.config
     try:
         return await leases.try_acquire_or_renew(

@@ -1,10 +1,11 @@
-"""One aiohttp server per process: ``/metrics``, ``/healthz``, ``/readyz`` (and extra JSON routes)."""
+"""One aiohttp server per process: ``/metrics``, ``/healthz``, ``/readyz`` (and extra JSON routes); with
+several controllers in the process, ready and alive mean every one of them is."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import prometheus_client
@@ -13,7 +14,7 @@ from aiohttp import web
 
 @dataclasses.dataclass
 class Health:
-    """``ready`` once the controller has synced its first state; ``alive`` unless a task is wedged."""
+    """``ready`` once the controller has observed the cluster; ``alive`` unless a task is wedged."""
 
     ready: bool = False
     alive: bool = True
@@ -25,10 +26,15 @@ def split_address(address: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port)
 
 
+def _probe(health: Mapping[str, Health], *, ok: Callable[[Health], bool], failing: int) -> web.Response:
+    reasons = [f"{name}: {h.reason}" for name, h in health.items() if not ok(h)]
+    return web.Response(text="; ".join(reasons) or "ok", status=failing if reasons else 200)
+
+
 def make_app(
     *,
     registry: prometheus_client.CollectorRegistry,
-    health: Health,
+    health: Mapping[str, Health],
     routes: dict[str, Callable[[], Any]] | None = None,
 ) -> web.Application:
     async def metrics(_: web.Request) -> web.Response:
@@ -36,10 +42,10 @@ def make_app(
         return web.Response(body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
 
     async def healthz(_: web.Request) -> web.Response:
-        return web.Response(text="ok" if health.alive else health.reason, status=200 if health.alive else 500)
+        return _probe(health, ok=lambda h: h.alive, failing=500)
 
     async def readyz(_: web.Request) -> web.Response:
-        return web.Response(text="ok" if health.ready else health.reason, status=200 if health.ready else 503)
+        return _probe(health, ok=lambda h: h.ready, failing=503)
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
@@ -47,7 +53,6 @@ def make_app(
     app.router.add_get("/readyz", readyz)
     extra = routes if routes is not None else {}
 
-    # Looked up per request: a controller registers its routes in ``run``, after the server has started.
     async def handler(request: web.Request) -> web.Response:
         produce = extra.get(request.path)
         if produce is None:
@@ -64,7 +69,7 @@ async def start(
     *,
     addresses: set[str],
     registry: prometheus_client.CollectorRegistry,
-    health: Health,
+    health: Mapping[str, Health],
     routes: dict[str, Callable[[], Any]] | None = None,
 ) -> web.AppRunner:
     """Serve the app on every address (metrics and probe addresses may differ); '0' addresses are skipped."""

@@ -9,7 +9,7 @@ from controllers.uso_runner import controller
 
 
 def run() -> None:
-    sys.exit(app.main(controller.UsoRunner()))
+    sys.exit(app.main(controller.UsoRunner))
 
 
 if __name__ == "__main__":

@@ -105,7 +105,9 @@ class Builtin:
         """Watch it until it finished, or ``timeout`` passed (the watch itself rides out connection errors)."""
         status = logic.MigrationStatus("pending", "not read yet")
         try:
-            events = watch.watch(self.kube, self.resource, field_selector=f"metadata.name={name}")
+            events = watch.watch(
+                self.kube, watch.Stream(self.resource, field_selector=f"metadata.name={name}")
+            )
             async with asyncio.timeout(self.timeout), contextlib.aclosing(events):
                 async for event in events:
                     current = event.objects[0] if event.type == "SYNC" and event.objects else event.object

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import time
 from typing import Any, Literal
@@ -13,7 +12,7 @@ from controllers.agreement.version import Version
 from controllers.kube import discovery, events, resources, retry
 from controllers.kube import state as state_module
 from controllers.kube.client import JSON, ApiError, Kube
-from controllers.runtime import app, config
+from controllers.runtime import config, context, reconciler
 from controllers.structs import refs
 from controllers.uso_runner import builtin as builtin_module
 from controllers.uso_runner import logic, migrate
@@ -30,7 +29,7 @@ def _resource_names(values: tuple[str, ...]) -> str | None:
 
 
 @dataclasses.dataclass(frozen=True)
-class UsoConfig(config.BaseConfig):
+class UsoRunnerConfig(config.BaseConfig):
     trigger: Literal["minor", "any"] = config.option(
         "minor", "Which agreed-version changes start a run: a new minor (default) or any change."
     )
@@ -74,7 +73,7 @@ class UsoConfig(config.BaseConfig):
     )
 
 
-Ctx = app.Context[UsoConfig]
+Ctx = context.Context[UsoRunnerConfig]
 
 
 @dataclasses.dataclass
@@ -112,70 +111,45 @@ class Report:
         }
 
 
-class UsoRunner:
+class UsoRunner(reconciler.Reconciler[UsoRunnerConfig]):
     name = NAME
     description = (
         "Rewrite stored objects whose storage version changed, once all masters agree on a new version."
     )
-    config_type = UsoConfig
+    config_type = UsoRunnerConfig
 
-    def __init__(self) -> None:
-        self._metrics: metrics_module.Metrics | None = None
+    def __init__(self, ctx: Ctx) -> None:
+        super().__init__(ctx)
+        self.metrics = metrics_module.Metrics(ctx.exporter)
+        self.last: dict[str, Any] = {"action": "none", "reason": "no run yet"}
 
-    def metrics(self, ctx: Ctx) -> metrics_module.Metrics:
-        if self._metrics is None:
-            self._metrics = metrics_module.Metrics(ctx.exporter)
-        return self._metrics
+    def wakes(self) -> reconciler.Wakes:
+        return reconciler.Wakes(agreement=True)
 
-    async def run(self, ctx: Ctx) -> None:
-        self.metrics(ctx)
-        ctx.health.ready = True
-        agreements: asyncio.Queue[Version] = asyncio.Queue()
+    def status(self) -> dict[str, Any]:
+        """The last run's report (or why there was none)."""
+        return self.last
 
-        async def pump() -> None:
-            async for agreement in ctx.agreements.changes():
-                agreements.put_nowait(agreement.version)
-
-        pumping = asyncio.create_task(pump(), name="agreements")
-        agreed: Version | None = None
-        failed = False
+    async def sync(self) -> reconciler.Synced:
+        """Run (or resume) a migration for the agreement in force when due; a failed run is tried again
+        after ``retrySeconds``."""
+        agreement = self.ctx.agreements.current
+        if agreement is None:
+            self.last = {"action": "none", "reason": reconciler.no_agreement(self.ctx)}
+            return reconciler.Synced(ok=False)
         try:
-            while True:
-                try:
-                    agreed = await asyncio.wait_for(
-                        agreements.get(), timeout=ctx.config.retry_seconds if failed else None
-                    )
-                    while not agreements.empty():  # act on the newest agreement only
-                        agreed = agreements.get_nowait()
-                except TimeoutError:
-                    log.info("retrying the failed resources")
-                if pumping.done():
-                    pumping.result()
-                assert agreed is not None
-                try:
-                    report = await self.reconcile(ctx, agreed, follow_agreement=True)
-                    failed = not report.ok
-                except ApiError as error:
-                    log.error("migration run failed: %s %s", error.status, error.reason)
-                    failed = True
-        finally:
-            pumping.cancel()
+            report = await self.reconcile(agreement.version, follow_agreement=not self.ctx.config.once)
+        except ApiError as error:
+            log.error("migration run failed: %s %s", error.status, error.reason)
+            self.last = {"action": "none", "reason": f"migration run failed: {error.status} {error.reason}"}
+            return reconciler.Synced(ok=False, again_in=self.ctx.config.retry_seconds)
+        self.last = report.as_json()
+        return reconciler.Synced(ok=report.ok, again_in=None if report.ok else self.ctx.config.retry_seconds)
 
-    async def once(self, ctx: Ctx) -> int:
-        self.metrics(ctx)
-        observation = await ctx.agreements.now()
-        if observation.version is None:
-            print(json.dumps({"action": "none", "reason": f"masters do not agree: {observation.reason}"}))
-            return app.EXIT_FAILED
-        report = await self.reconcile(ctx, observation.version)
-        print(json.dumps(report.as_json()))
-        return app.EXIT_OK if report.ok else app.EXIT_FAILED
-
-    async def reconcile(self, ctx: Ctx, agreed: Version, *, follow_agreement: bool = False) -> Report:
+    async def reconcile(self, agreed: Version, *, follow_agreement: bool = False) -> Report:
         """Decide against the checkpoint; run (or resume) a migration when due. ``follow_agreement`` (the
         daemon, whose agreement feed is live): write only while the masters still agree on ``agreed``."""
-        cfg = ctx.config
-        metrics = self.metrics(ctx)
+        ctx, cfg, metrics = self.ctx, self.ctx.config, self.metrics
         current = await ctx.read_state()
         checkpoint = logic.read_checkpoint(current.data)
         decision = logic.decide(checkpoint=checkpoint, agreed=agreed, mode=cfg.trigger)

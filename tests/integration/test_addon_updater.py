@@ -29,8 +29,7 @@ import pytest
 from controllers.addon_updater import controller, directory, logic
 from controllers.agreement import version
 from controllers.kube import client, resources
-from controllers.runtime import app
-from tests import cluster
+from tests import cluster, harness
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples" / "bundles"
 CM = resources.CONFIGMAPS
@@ -59,7 +58,7 @@ def bundle_root(tmp_path: pathlib.Path, namespace: str) -> pathlib.Path:
     return root
 
 
-def make_config(namespace: str, bundle_root: pathlib.Path, **overrides: Any) -> controller.AddonConfig:
+def make_config(namespace: str, bundle_root: pathlib.Path, **overrides: Any) -> controller.AddonUpdaterConfig:
     values: dict[str, Any] = {
         "namespace": namespace,
         "release": f"t{uuid.uuid4().hex[:8]}",
@@ -70,25 +69,26 @@ def make_config(namespace: str, bundle_root: pathlib.Path, **overrides: Any) -> 
         "settle_seconds": 0.2,
         **overrides,
     }
-    return controller.AddonConfig(**values)
+    return controller.AddonUpdaterConfig(**values)
 
 
-def make_context(kube: client.Kube, cfg: controller.AddonConfig) -> app.Context[controller.AddonConfig]:
-    return app.build_context(name="addon-updater", config=cfg, kube=kube)
+def make_updater(kube: client.Kube, cfg: controller.AddonUpdaterConfig) -> controller.AddonUpdater:
+    return harness.build(controller.AddonUpdater, kube, cfg)
 
 
-def metric(ctx: app.Context[Any], name: str, **labels: str) -> float | None:
-    return ctx.registry.get_sample_value(name, labels)
+metric = harness.metric
 
 
-async def state_of(ctx: app.Context[Any]) -> dict[str, str]:
-    return dict((await ctx.read_state()).data)
+async def state_of(updater: controller.AddonUpdater) -> dict[str, str]:
+    return dict((await updater.ctx.read_state()).data)
 
 
-async def event_reasons(kube: client.Kube, ctx: app.Context[Any]) -> list[tuple[str, str]]:
-    page = await kube.get(resources.EVENTS.path(namespace=ctx.config.namespace))
+async def event_reasons(kube: client.Kube, updater: controller.AddonUpdater) -> list[tuple[str, str]]:
+    page = await kube.get(resources.EVENTS.path(namespace=updater.ctx.config.namespace))
     return [
-        (e["reason"], e["note"]) for e in page.get("items", []) if e["regarding"]["name"] == ctx.state_name
+        (e["reason"], e["note"])
+        for e in page.get("items", [])
+        if e["regarding"]["name"] == updater.ctx.state_name
     ]
 
 
@@ -151,32 +151,20 @@ async def mark_available(kube: client.Kube, namespace: str, name: str, *, genera
     )
 
 
-@contextlib.asynccontextmanager
-async def daemon(ctx: app.Context[controller.AddonConfig]) -> AsyncIterator[None]:
-    """The controller as its process runs it: the agreement feed and the controller's run()."""
-    tasks = [
-        asyncio.create_task(ctx.agreements.run()),
-        asyncio.create_task(controller.AddonUpdater().run(ctx)),
-    ]
-    try:
-        yield
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def wait_for_switch(ctx: app.Context[Any], *, minor: str, version: str, timeout: float = 60) -> Any:
+async def wait_for_switch(
+    updater: controller.AddonUpdater, *, minor: str, version: str, timeout: float = 60
+) -> dict[str, Any]:
     """Waits until the running controller finished a round that left ``minor`` in place for ``version``;
-    returns that round's outcome (from the /status route)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            data = await state_of(ctx)
-            last = ctx.routes["/status"]()["lastOutcome"] if "/status" in ctx.routes else None
-            if data.get("version") == version and last and last["minor"] == minor:
-                assert data["bundleMinor"] == minor and data["phase"] == "Done", data
-                return last
-            await asyncio.sleep(0.1)
+    returns that round's outcome (its /status)."""
+
+    async def switched() -> bool:
+        data = await state_of(updater)
+        return data.get("version") == version and updater.status()["minor"] == minor
+
+    await harness.eventually(switched, timeout=timeout, interval=0.1, what=f"bundle {minor} for {version}")
+    data = await state_of(updater)
+    assert data["bundleMinor"] == minor and data["phase"] == "Done", data
+    return updater.status()
 
 
 # --- apply target, driven by the agreement ------------------------------------------------------------------
@@ -187,7 +175,6 @@ async def test_agreement_switches_bundles_up_and_back_down(
 ) -> None:
     run_label = f"addon-test-{uuid.uuid4().hex[:8]}"
     cfg = make_config(namespace, bundle_root, master_selectors=(f"{cluster.CONTROL_PLANE},{run_label}",))
-    ctx = make_context(kube, cfg)
     other = f"{namespace}-other"[:63]
     await kube.create(resources.NAMESPACES.path(), {"metadata": {"name": other}})
     # Look-alikes without the bundle label: the 1.35-only object's name elsewhere, and its data here.
@@ -204,10 +191,13 @@ async def test_agreement_switches_bundles_up_and_back_down(
     await nodes.create(f"{run_label}-m1", version="v1.35.2", master=True, labels={run_label: ""})
     await nodes.create(f"{run_label}-m2", version="v1.35.2", master=True, labels={run_label: ""})
 
-    async with daemon(ctx), fake_controller_manager(kube, namespace):
-        first = await wait_for_switch(ctx, minor="1.35", version="v1.35.2")
+    async with (
+        harness.running(controller.AddonUpdater, kube, cfg) as updater,
+        fake_controller_manager(kube, namespace),
+    ):
+        first = await wait_for_switch(updater, minor="1.35", version="v1.35.2")
         assert first["result"] == "switched"
-        assert (await state_of(ctx))["health"] == "Healthy"
+        assert (await state_of(updater))["health"] == "Healthy"
         order = first["applied"]
         assert order.index(f"CustomResourceDefinition.apiextensions.k8s.io {CRD_NAME}") < order.index(
             f"ForwardZone.dns.addons.example.io {namespace}/corp"
@@ -219,10 +209,10 @@ async def test_agreement_switches_bundles_up_and_back_down(
         # One master upgraded: no agreement, nothing happens; both upgraded: switch to 1.36.
         await nodes.set_status(f"{run_label}-m1", version="v1.36.0")
         await asyncio.sleep(0.5)
-        assert (await state_of(ctx))["bundleMinor"] == "1.35"
+        assert (await state_of(updater))["bundleMinor"] == "1.35"
         await nodes.set_status(f"{run_label}-m2", version="v1.36.0")
-        outcome = await wait_for_switch(ctx, minor="1.36", version="v1.36.0")
-        data = await state_of(ctx)
+        outcome = await wait_for_switch(updater, minor="1.36", version="v1.36.0")
+        data = await state_of(updater)
         assert data["health"] == "Healthy"
         assert outcome["pruned"] == [f"ConfigMap {namespace}/dns-autoscaler"]
         assert await get_or_none(kube, CM.path(namespace=namespace, name="dns-autoscaler")) is None
@@ -245,27 +235,27 @@ async def test_agreement_switches_bundles_up_and_back_down(
             assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
 
         digest = data["bundleDigest"]
-        assert metric(ctx, "addon_updater_bundle_info", minor="1.36", digest=digest[:12]) == 1
-        assert metric(ctx, "addon_updater_bundle_info", minor="1.35", digest=first["digest"][:12]) is None
-        assert metric(ctx, "addon_updater_switches_total", result="success") == 2
-        assert metric(ctx, "addon_updater_objects_pruned_total") == 1
-        assert metric(ctx, "addon_updater_objects_applied_total") == 7 + 7
-        assert metric(ctx, "addon_updater_bundle_healthy") == 1
-        assert (metric(ctx, "addon_updater_last_switch_timestamp_seconds") or 0) > time.time() - 60
-        reasons = [reason for reason, _ in await event_reasons(kube, ctx)]
+        assert metric(updater, "addon_updater_bundle_info", minor="1.36", digest=digest[:12]) == 1
+        assert metric(updater, "addon_updater_bundle_info", minor="1.35", digest=first["digest"][:12]) is None
+        assert metric(updater, "addon_updater_switches_total", result="success") == 2
+        assert metric(updater, "addon_updater_objects_pruned_total") == 1
+        assert metric(updater, "addon_updater_objects_applied_total") == 7 + 7
+        assert metric(updater, "addon_updater_bundle_healthy") == 1
+        assert (metric(updater, "addon_updater_last_switch_timestamp_seconds") or 0) > time.time() - 60
+        reasons = [reason for reason, _ in await event_reasons(kube, updater)]
         assert reasons.count("BundleSwitched") == 2
 
         # Masters roll back to 1.35: the 1.35 bundle comes back, the 1.36-only PDB goes.
         for name in (f"{run_label}-m1", f"{run_label}-m2"):
             await nodes.set_status(name, version="v1.35.3")
-        await wait_for_switch(ctx, minor="1.35", version="v1.35.3")
+        await wait_for_switch(updater, minor="1.35", version="v1.35.3")
         assert await get_or_none(kube, PDBS.path(namespace=namespace, name="coredns")) is None
         assert await kube.get(CM.path(namespace=namespace, name="dns-autoscaler"))
         zone = await kube.get(FORWARDZONES.path(namespace=namespace, name="corp"))
         assert "maxConcurrent" not in zone["spec"]
         deployment = await kube.get(resources.DEPLOYMENTS.path(namespace=namespace, name="coredns"))
         assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":v1.12.0")
-        assert metric(ctx, "addon_updater_switches_total", result="success") == 3
+        assert metric(updater, "addon_updater_switches_total", result="success") == 3
 
 
 async def test_resync_applies_a_changed_bundle_without_an_agreement_change(
@@ -281,38 +271,36 @@ async def test_resync_applies_a_changed_bundle_without_an_agreement_change(
         resync_seconds=0.3,
         master_selectors=(f"{cluster.CONTROL_PLANE},{run_label}",),
     )
-    ctx = make_context(kube, cfg)
     await nodes.create(f"{run_label}-m1", version="v1.36.0", master=True, labels={run_label: ""})
-    async with daemon(ctx):
-        await wait_for_switch(ctx, minor="1.36", version="v1.36.0")
-        digest = (await state_of(ctx))["bundleDigest"]
+    async with harness.running(controller.AddonUpdater, kube, cfg) as updater:
+        await wait_for_switch(updater, minor="1.36", version="v1.36.0")
+        digest = (await state_of(updater))["bundleDigest"]
         await asyncio.sleep(1)  # a few resync rounds: the same content is not switched again
-        assert metric(ctx, "addon_updater_switches_total", result="success") == 1
+        assert metric(updater, "addon_updater_switches_total", result="success") == 1
         corefile = bundle_root / "1.36" / "coredns.yaml"
         corefile.write_text(corefile.read_text().replace("cache 30", "cache 60"))
         async with asyncio.timeout(20):
-            while (await state_of(ctx))["bundleDigest"] == digest:
+            while (await state_of(updater))["bundleDigest"] == digest:
                 await asyncio.sleep(0.1)
         assert "cache 60" in directory.listing(target)["coredns.yaml"]
-        assert metric(ctx, "addon_updater_switches_total", result="success") == 2
+        assert metric(updater, "addon_updater_switches_total", result="success") == 2
 
 
 async def test_unavailable_deployment_is_reported_unhealthy_after_the_timeout(
     kube: client.Kube, namespace: str, bundle_root: pathlib.Path
 ) -> None:
     cfg = make_config(namespace, bundle_root, health_timeout_seconds=1.5)
-    ctx = make_context(kube, cfg)
-    updater = controller.Updater(ctx)
+    updater = make_updater(kube, cfg)
     started = time.monotonic()
     outcome = await updater.reconcile(v("v1.36.0"))
     assert outcome.result == "switched"
     assert time.monotonic() - started >= 1.5
     key = logic.ObjectKey("apps", "Deployment", namespace, "coredns")
     assert outcome.unavailable == {key: "the controller has not observed the latest spec"}
-    assert metric(ctx, "addon_updater_bundle_healthy") == 0
-    assert metric(ctx, "addon_updater_workloads_unavailable") == 1
-    assert (await state_of(ctx))["health"] == "Unhealthy"
-    notes = [note for reason, note in await event_reasons(kube, ctx) if reason == "BundleUnhealthy"]
+    assert metric(updater, "addon_updater_bundle_healthy") == 0
+    assert metric(updater, "addon_updater_workloads_unavailable") == 1
+    assert (await state_of(updater))["health"] == "Unhealthy"
+    notes = [note for reason, note in await event_reasons(kube, updater) if reason == "BundleUnhealthy"]
     assert len(notes) == 1 and f"Deployment.apps {namespace}/coredns" in notes[0]
 
     # The deployment controller catches up: the next round (resync) sees it available, nothing re-applied.
@@ -320,8 +308,8 @@ async def test_unavailable_deployment_is_reported_unhealthy_after_the_timeout(
     await mark_available(kube, namespace, "coredns", generation=deployment["metadata"]["generation"])
     again = await updater.reconcile(v("v1.36.0"))
     assert again.result == "current" and again.unavailable == {}
-    assert metric(ctx, "addon_updater_bundle_healthy") == 1
-    assert metric(ctx, "addon_updater_switches_total", result="success") == 1
+    assert metric(updater, "addon_updater_bundle_healthy") == 1
+    assert metric(updater, "addon_updater_switches_total", result="success") == 1
 
 
 # --- validation failures change nothing ---------------------------------------------------------------------
@@ -354,11 +342,11 @@ async def test_invalid_bundle_changes_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     target = tmp_path / "addons"
-    apply_ctx = make_context(kube, make_config(namespace, bundle_root, health_timeout_seconds=0.0))
-    directory_ctx = make_context(
+    apply_updater = make_updater(kube, make_config(namespace, bundle_root, health_timeout_seconds=0.0))
+    directory_updater = make_updater(
         kube, make_config(namespace, bundle_root, target="directory", target_dir=str(target))
     )
-    updaters = {ctx.config.target: controller.Updater(ctx) for ctx in (apply_ctx, directory_ctx)}
+    updaters = {each.ctx.config.target: each for each in (apply_updater, directory_updater)}
     for updater in updaters.values():
         assert (await updater.reconcile(v("v1.35.0"))).result == "switched"
     before_cluster = await snapshot(kube, namespace)
@@ -367,7 +355,7 @@ async def test_invalid_bundle_changes_nothing(
 
     reason = EXPECTED_REASON[case]
     for mode in ("apply", "directory") if case != "dry-run-rejected" else ("apply",):
-        ctx = apply_ctx if mode == "apply" else directory_ctx
+        updater = apply_updater if mode == "apply" else directory_updater
         caplog.clear()
         with caplog.at_level(logging.ERROR):
             outcome = await updaters[mode].reconcile(v("v1.36.0"))
@@ -376,29 +364,31 @@ async def test_invalid_bundle_changes_nothing(
         assert any(
             "is invalid" in r.getMessage() and "nothing changed" in r.getMessage() for r in caplog.records
         )
-        assert metric(ctx, "addon_updater_validation_failures_total", reason=reason) == 1
-        assert metric(ctx, "addon_updater_switches_total", result="failed") == 1
-        notes = [note for r, note in await event_reasons(kube, ctx) if r == "BundleInvalid"]
+        assert metric(updater, "addon_updater_validation_failures_total", reason=reason) == 1
+        assert metric(updater, "addon_updater_switches_total", result="failed") == 1
+        notes = [note for r, note in await event_reasons(kube, updater) if r == "BundleInvalid"]
         assert len(notes) == 1 and f"({reason})" in notes[0]
-        state = await state_of(ctx)
+        state = await state_of(updater)
         assert state["phase"] == "Invalid" and state["bundleMinor"] == "1.35"
         assert state["lastError"] == outcome.message
         assert await snapshot(kube, namespace) == before_cluster
         assert directory.listing(target) == before_files
-        assert metric(ctx, "addon_updater_bundle_info", minor="1.35", digest=state["bundleDigest"][:12]) == 1
+        assert (
+            metric(updater, "addon_updater_bundle_info", minor="1.35", digest=state["bundleDigest"][:12]) == 1
+        )
 
     if case == "dry-run-rejected":
         assert "coredns.yaml document 4" in outcome.message and "QUIC" in outcome.message
     # Reported once: the same broken bundle for the same version is not retried on every resync.
     again = await updaters["apply"].reconcile(v("v1.36.0"))
     assert again.result == "invalid"
-    assert len([r for r, _ in await event_reasons(kube, apply_ctx) if r == "BundleInvalid"]) == 1
+    assert len([r for r, _ in await event_reasons(kube, apply_updater) if r == "BundleInvalid"]) == 1
 
 
 # --- directory target ---------------------------------------------------------------------------------------
 
 
-def rendered(root: pathlib.Path, minor: str, cfg: controller.AddonConfig) -> dict[str, str]:
+def rendered(root: pathlib.Path, minor: str, cfg: controller.AddonUpdaterConfig) -> dict[str, str]:
     files = tuple(
         logic.BundleFile(name=p.name, text=p.read_text()) for p in sorted((root / minor).glob("*.yaml"))
     )
@@ -447,8 +437,7 @@ async def test_directory_switch_is_atomic_for_a_concurrent_reader(
     target.mkdir(parents=True)
     (target / "old-addon.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: before}\n")
     cfg = make_config(namespace, bundle_root, target="directory", target_dir=str(target))
-    ctx = make_context(kube, cfg)
-    updater = controller.Updater(ctx)
+    updater = make_updater(kube, cfg)
     bundles = {minor: rendered(bundle_root, minor, cfg) for minor in ("1.35", "1.36")}
     bundles["before"] = {"old-addon.yaml": (target / "old-addon.yaml").read_text()}
     assert (await updater.reconcile(v("v1.35.0"))).result == "switched"
@@ -473,7 +462,7 @@ async def test_directory_switch_is_atomic_for_a_concurrent_reader(
     generations = [n for n in siblings if logic.parse_generation(n)]
     assert len(generations) == 2 and os.readlink(target) in generations
     assert any(n.startswith("..adopted-addons-") for n in siblings)
-    assert metric(ctx, "addon_updater_switches_total", result="success") == switches + 1
+    assert metric(updater, "addon_updater_switches_total", result="success") == switches + 1
 
 
 async def test_missing_bundle_changes_nothing_and_nearest_lower_picks_the_closest(
@@ -483,12 +472,11 @@ async def test_missing_bundle_changes_nothing_and_nearest_lower_picks_the_closes
     shutil.copy(bundle_root / "1.35" / "dns-autoscaler.yaml", bundle_root / "1.33")
     target = tmp_path / "addons"
     cfg = make_config(namespace, bundle_root, target="directory", target_dir=str(target))
-    strict = make_context(kube, cfg)
-    strict_updater = controller.Updater(strict)
-    assert (await strict_updater.reconcile(v("v1.35.0"))).result == "switched"
+    strict = make_updater(kube, cfg)
+    assert (await strict.reconcile(v("v1.35.0"))).result == "switched"
     before = directory.listing(target), os.readlink(target)
 
-    outcome = await strict_updater.reconcile(v("v1.37.1"))
+    outcome = await strict.reconcile(v("v1.37.1"))
     assert outcome.result == "missing"
     assert (directory.listing(target), os.readlink(target)) == before
     assert metric(strict, "addon_updater_bundle_missing") == 1
@@ -496,13 +484,12 @@ async def test_missing_bundle_changes_nothing_and_nearest_lower_picks_the_closes
     assert state["phase"] == "BundleMissing" and state["bundleMinor"] == "1.35"
     assert [r for r, _ in await event_reasons(kube, strict)].count("BundleMissing") == 1
 
-    lenient = make_context(kube, dataclasses.replace(cfg, selection="nearestLower"))
-    lenient_updater = controller.Updater(lenient)
-    outcome = await lenient_updater.reconcile(v("v1.37.1"))
+    lenient = make_updater(kube, dataclasses.replace(cfg, selection="nearestLower"))
+    outcome = await lenient.reconcile(v("v1.37.1"))
     assert outcome.result == "switched" and outcome.minor == "1.36"
     assert directory.listing(target) == rendered(bundle_root, "1.36", cfg)
     assert metric(lenient, "addon_updater_bundle_missing") == 0
-    outcome = await lenient_updater.reconcile(v("v1.34.0"))
+    outcome = await lenient.reconcile(v("v1.34.0"))
     assert outcome.result == "switched" and outcome.minor == "1.33"
 
 
@@ -536,14 +523,14 @@ async def test_bundles_from_configmaps(kube: client.Kube, namespace: str, tmp_pa
         variables=("DNS_SERVICE_IP=10.0.0.99",),
         variables_config_map="addon-vars",
     )
-    ctx = make_context(kube, cfg)
-    outcome = await controller.Updater(ctx).reconcile(v("v1.36.2"))
+    updater = make_updater(kube, cfg)
+    outcome = await updater.reconcile(v("v1.36.2"))
     assert outcome.result == "switched", outcome.message
     shown = directory.listing(target)
     assert sorted(shown) == sorted(f.name for f in (EXAMPLES / "1.36").glob("*.yaml"))
     assert "kubernetes corp.local in-addr.arpa" in shown["coredns.yaml"]
     assert "clusterIP: 10.0.0.99" in shown["coredns.yaml"]
-    assert (await state_of(ctx))["bundleSource"].startswith(
+    assert (await state_of(updater))["bundleSource"].startswith(
         f"ConfigMap(s) {namespace}/addons-1-36-0, addons-1-36-1"
     )
 
@@ -552,23 +539,23 @@ async def test_dry_run_validates_and_plans_but_changes_nothing(
     kube: client.Kube, namespace: str, bundle_root: pathlib.Path
 ) -> None:
     cfg = make_config(namespace, bundle_root, health_timeout_seconds=0.0)
-    ctx = make_context(kube, cfg)
-    assert (await controller.Updater(ctx).reconcile(v("v1.35.0"))).result == "switched"
-    before, state_before = await snapshot(kube, namespace), await state_of(ctx)
-    events_before = await event_reasons(kube, ctx)
+    updater = make_updater(kube, cfg)
+    assert (await updater.reconcile(v("v1.35.0"))).result == "switched"
+    before, state_before = await snapshot(kube, namespace), await state_of(updater)
+    events_before = await event_reasons(kube, updater)
 
-    dry_run = controller.Updater(make_context(kube, dataclasses.replace(cfg, dry_run=True)))
+    dry_run = make_updater(kube, dataclasses.replace(cfg, dry_run=True))
     outcome = await dry_run.reconcile(v("v1.36.0"))
     assert outcome.result == "planned", outcome.message
     assert [str(k) for k in outcome.pruned] == [f"ConfigMap {namespace}/dns-autoscaler"]
     assert logic.ObjectKey("policy", "PodDisruptionBudget", namespace, "coredns") in outcome.applied
     assert await snapshot(kube, namespace) == before
-    assert await state_of(ctx) == state_before
-    assert await event_reasons(kube, ctx) == events_before
+    assert await state_of(updater) == state_before
+    assert await event_reasons(kube, updater) == events_before
 
     break_bundle(bundle_root, "dry-run-rejected")  # the server-side dry-run still runs in --dry-run
     assert (await dry_run.reconcile(v("v1.36.0"))).result == "invalid"
-    assert await state_of(ctx) == state_before
+    assert await state_of(updater) == state_before
 
 
 async def test_bundle_with_its_own_namespace(
@@ -581,8 +568,8 @@ async def test_bundle_with_its_own_namespace(
         f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: ingress-config, namespace: {own}}}\n"
         f"data: {{proxy-body-size: 8m}}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: {own}}}\n"
     )
-    ctx = make_context(kube, make_config(namespace, tmp_path))
-    outcome = await controller.Updater(ctx).reconcile(v("v1.36.0"))
+    updater = make_updater(kube, make_config(namespace, tmp_path))
+    outcome = await updater.reconcile(v("v1.36.0"))
     assert outcome.result == "switched", outcome.message
     assert [str(k) for k in outcome.applied] == [f"Namespace {own}", f"ConfigMap {own}/ingress-config"]
     assert (await kube.get(CM.path(namespace=own, name="ingress-config")))["data"] == {

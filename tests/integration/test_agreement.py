@@ -53,17 +53,17 @@ async def running_feed(kube: client.Kube, cfg: config.BaseConfig) -> AsyncIterat
     result = Feed(feed=feed, registry=registry, changes=[])
     loop = asyncio.get_running_loop()
 
-    async def collect() -> None:
-        async for change in feed.changes():
+    def collect(change: masters.Agreement | None) -> None:
+        if change is not None:
             result.changes.append((loop.time(), change))
 
-    tasks = [asyncio.create_task(feed.run()), asyncio.create_task(collect())]
+    feed.listen(collect)
+    task = asyncio.create_task(feed.run())
     try:
         yield result
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 @pytest.fixture
@@ -217,9 +217,10 @@ async def test_expired_resource_version_relists_without_losing_events(
 
     # A watcher that last saw "before" at its resourceVersion, now compacted away: 410 Gone.
     events: list[watch.WatchEvent] = []
-    store = watch.ObjectStore([before])
+    store = watch.Store(watch.Stream(templates, namespace), watch.as_is)
+    store.remember(before)
     old_version = before["metadata"]["resourceVersion"]
-    stream = watch.watch(kube, templates, namespace=namespace, resource_version=old_version)
+    stream = watch.watch(kube, store.stream, resource_version=old_version)
     async with asyncio.timeout(20), contextlib.aclosing(stream):
         async for event in stream:
             events.append(event)
@@ -230,7 +231,7 @@ async def test_expired_resource_version_relists_without_losing_events(
                 break
     assert [e.type for e in events] == ["SYNC", "ADDED"]  # the 410 led to a fresh list, not to silence
     # The deletion it missed is not lost (the SYNC replaced its store); nothing else is either.
-    assert sorted(store.objects) == sorted(
+    assert sorted(store.items) == sorted(
         [f"{namespace}/missed-{i}" for i in range(5)] + [f"{namespace}/after"]
     )
 

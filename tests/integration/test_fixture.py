@@ -52,7 +52,7 @@ async def test_watch_receives_events(kube: client.Kube, namespace: str) -> None:
     listed = asyncio.Event()
 
     async def consume() -> None:
-        async with contextlib.aclosing(watch.watch(kube, CM, namespace=namespace)) as stream:
+        async with contextlib.aclosing(watch.watch(kube, watch.Stream(CM, namespace))) as stream:
             async for event in stream:
                 events.append(event)
                 listed.set()

@@ -19,14 +19,11 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import aiohttp
-import prometheus_client
 
-from controllers.kube import client, events, resources
-from controllers.leader_watchdog import logic, watchdog
-from controllers.runtime import app, metrics, server
-from controllers.runtime.agreement_feed import AgreementFeed, AgreementMetrics
+from controllers.kube import client, resources
+from controllers.leader_watchdog import controller, logic
 from controllers.structs import times
-from tests import cluster
+from tests import cluster, harness
 
 LEASES = resources.LEASES
 VERSION = "v1.31.4"
@@ -105,59 +102,30 @@ async def renewing(renewer: Renewer) -> AsyncIterator[Renewer]:
             await task
 
 
-def make_config(**overrides: Any) -> watchdog.WatchdogConfig:
+def make_config(**overrides: Any) -> controller.LeaderWatchdogConfig:
     defaults: dict[str, Any] = {
         "settle_seconds": 0.0,
         "evaluate_interval_seconds": 0.2,
         "master_selectors": ("node-role.kubernetes.io/control-plane",),
     }
-    return watchdog.WatchdogConfig(**{**defaults, **overrides})
+    return controller.LeaderWatchdogConfig(**{**defaults, **overrides})
 
 
-@contextlib.asynccontextmanager
-async def running(kube: client.Kube, cfg: watchdog.WatchdogConfig) -> AsyncIterator[watchdog.Watchdog]:
-    """The watchdog in this process, as the runtime runs it (agreement feed + watchdog), until synced."""
-    registry = prometheus_client.CollectorRegistry()
-    ctx = app.Context(
-        name="leader-watchdog",
-        config=cfg,
-        kube=kube,
-        registry=registry,
-        health=server.Health(),
-        agreements=AgreementFeed(
-            kube=kube,
-            config=cfg,
-            metrics=AgreementMetrics(metrics.Exporter(prefix="leader_watchdog", registry=registry)),
-        ),
-        recorder=events.Recorder(kube=kube, controller="leader-watchdog"),
-    )
-    dog = watchdog.Watchdog(ctx)
-    tasks = [asyncio.create_task(ctx.agreements.run()), asyncio.create_task(dog.run())]
-    try:
-        deadline = time.monotonic() + 20
-        while not ctx.health.ready:
-            for task in tasks:
-                if task.done():
-                    task.result()
-            assert time.monotonic() < deadline, "the watchdog did not sync"
-            await asyncio.sleep(0.05)
-        yield dog
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+def running(
+    kube: client.Kube, cfg: controller.LeaderWatchdogConfig
+) -> contextlib.AbstractAsyncContextManager[controller.LeaderWatchdog]:
+    return harness.running(controller.LeaderWatchdog, kube, cfg)
 
 
-def findings(dog: watchdog.Watchdog) -> list[dict[str, Any]]:
-    status: dict[str, Any] = dog.ctx.routes["/status"]()
-    return list(status["findings"])
+def findings(dog: controller.LeaderWatchdog) -> list[dict[str, Any]]:
+    return list(dog.status()["findings"])
 
 
-def matching(dog: watchdog.Watchdog, check: str, obj: str = "") -> list[dict[str, Any]]:
+def matching(dog: controller.LeaderWatchdog, check: str, obj: str = "") -> list[dict[str, Any]]:
     return [f for f in findings(dog) if f["check"] == check and obj in f["object"]]
 
 
-async def wait_for(dog: watchdog.Watchdog, check: str, obj: str = "", *, timeout: float) -> float:
+async def wait_for(dog: controller.LeaderWatchdog, check: str, obj: str = "", *, timeout: float) -> float:
     """Seconds until a finding ``check`` on an object containing ``obj`` appears (fails after timeout)."""
     started = time.monotonic()
     while not matching(dog, check, obj):
@@ -168,7 +136,9 @@ async def wait_for(dog: watchdog.Watchdog, check: str, obj: str = "", *, timeout
     return time.monotonic() - started
 
 
-async def wait_until_gone(dog: watchdog.Watchdog, check: str, obj: str = "", *, timeout: float) -> float:
+async def wait_until_gone(
+    dog: controller.LeaderWatchdog, check: str, obj: str = "", *, timeout: float
+) -> float:
     started = time.monotonic()
     while matching(dog, check, obj):
         assert time.monotonic() - started < timeout, f"{check} on {obj!r} still there after {timeout} s"
@@ -176,8 +146,8 @@ async def wait_until_gone(dog: watchdog.Watchdog, check: str, obj: str = "", *, 
     return time.monotonic() - started
 
 
-def sample(dog: watchdog.Watchdog, name: str, **labels: str) -> float | None:
-    return dog.ctx.registry.get_sample_value(name, labels)
+def sample(dog: controller.LeaderWatchdog, name: str, **labels: str) -> float | None:
+    return harness.metric(dog, name, **labels)
 
 
 async def event_reasons(kube: client.Kube, *, namespace: str, name: str) -> list[str]:
@@ -216,7 +186,7 @@ async def test_renewed_leader_is_healthy_and_stale_once_renewals_stop(
         await asyncio.sleep(3.0)  # longer than leaseDurationSeconds: renewals keep it healthy
         assert findings(dog) == []
         assert sample(dog, "leader_watchdog_findings", check="stale-leader", severity="critical") == 0
-        leader = dog.status["leaders"][0]
+        leader = dog.status()["leaders"][0]
         assert leader["lease"] == key and leader["holder"].startswith(master)
 
         # A new holder is a transition: counted and recorded as an Event.
@@ -276,7 +246,7 @@ async def test_missing_lease_and_leader_on_a_notready_master_are_warnings(
         ]
         await nodes.set_status(master, version=VERSION, ready=False)
         await wait_for(dog, "leader-on-notready-master", key, timeout=5)
-        assert dog.status["critical"] is False
+        assert dog.status()["critical"] is False
         await nodes.set_status(master, version=VERSION, ready=True)
         await wait_until_gone(dog, "leader-on-notready-master", key, timeout=5)
 
@@ -294,14 +264,14 @@ async def test_apiserver_identity_leases_and_kubernetes_endpoints(
     try:
         async with running(kube, cfg) as dog:
             # No master Node has the fixture apiserver's hostname yet: it is a stale master.
-            real = [a for a in dog.status["apiservers"] if a["hostname"].lower() == hostname]
-            assert real and real[0]["live"], dog.status["apiservers"]
+            real = [a for a in dog.status()["apiservers"] if a["hostname"].lower() == hostname]
+            assert real and real[0]["live"], dog.status()["apiservers"]
             assert matching(dog, "stale-apiserver", real[0]["lease"])
 
             await nodes.create(hostname, version=VERSION, master=True, address="10.98.0.1")
             elapsed = await wait_until_gone(dog, "stale-apiserver", timeout=2)
             print(f"\nreal apiserver recognised {elapsed:.3f} s after its master Node appeared")
-            (recognised,) = [a for a in dog.status["apiservers"] if a["hostname"].lower() == hostname]
+            (recognised,) = [a for a in dog.status()["apiservers"] if a["hostname"].lower() == hostname]
             assert recognised["master"] == hostname
 
             renewer = Renewer(kube, interval=5, duration=3600)
@@ -328,7 +298,7 @@ async def test_apiserver_identity_leases_and_kubernetes_endpoints(
             assert [f["object"] for f in matching(dog, "stale-endpoint")] == [
                 "Service default/kubernetes endpoint 10.99.0.7"
             ]
-            assert dog.status["endpoints"] == ["10.98.0.1", "10.99.0.7"]
+            assert dog.status()["endpoints"] == ["10.98.0.1", "10.99.0.7"]
 
             await kube.patch(slice_path, {"endpoints": [{"addresses": ["10.98.0.1"]}]})
             await wait_until_gone(dog, "stale-endpoint", timeout=2)
@@ -361,14 +331,14 @@ async def fleet(
         yield renewer, names
 
 
-async def wait_for_not_ready(dog: watchdog.Watchdog, count: int) -> None:
+async def wait_for_not_ready(dog: controller.LeaderWatchdog, count: int) -> None:
     deadline = time.monotonic() + 60
-    while dog.status["nodes"]["notReady"] < count:
-        assert time.monotonic() < deadline, dog.status["nodes"]
+    while dog.status()["nodes"]["notReady"] < count:
+        assert time.monotonic() < deadline, dog.status()["nodes"]
         await asyncio.sleep(0.1)
 
 
-def heartbeat_config(namespace: str) -> watchdog.WatchdogConfig:
+def heartbeat_config(namespace: str) -> controller.LeaderWatchdogConfig:
     return make_config(
         checks=("heartbeats",),
         node_lease_namespace=namespace,
@@ -388,7 +358,7 @@ async def test_notready_jump_right_after_a_master_replacement_is_the_outage_patt
         running(kube, heartbeat_config(namespace)) as dog,
     ):
         assert findings(dog) == []
-        assert dog.status["nodes"]["workers"] == WORKERS
+        assert dog.status()["nodes"]["workers"] == WORKERS
         await nodes.create(new, version=VERSION, master=True)
         await nodes.delete(old)
         replaced = time.monotonic()
@@ -401,12 +371,12 @@ async def test_notready_jump_right_after_a_master_replacement_is_the_outage_patt
         await wait_for_not_ready(dog, STOPPED)
         (pattern,) = matching(dog, "outage-pattern")
         assert pattern["severity"] == "critical" and f"from 0 to {STOPPED}" in pattern["evidence"]
-        assert dog.status["nodes"]["notReady"] == STOPPED
+        assert dog.status()["nodes"]["notReady"] == STOPPED
         assert sample(dog, "leader_watchdog_findings", check="outage-pattern", severity="critical") == 1
         # One added, one removed: two changes, or one when both fell into the same evaluation.
         assert sample(dog, "leader_watchdog_master_set_changes_total") in (1, 2)
         assert sample(dog, "leader_watchdog_node_heartbeats_stale") == STOPPED
-        assert dog.status["critical"] is True
+        assert dog.status()["critical"] is True
 
 
 async def test_same_notready_jump_without_master_change_is_plain_notready(
@@ -423,7 +393,7 @@ async def test_same_notready_jump_without_master_change_is_plain_notready(
         await asyncio.sleep(1.5)  # a few more evaluations: the pattern must not appear
         assert [(f["check"], f["severity"]) for f in findings(dog)] == [("nodes-not-ready", "warning")]
         assert f"{STOPPED} of {WORKERS} worker(s) NotReady" in findings(dog)[0]["evidence"]
-        assert dog.status["critical"] is False
+        assert dog.status()["critical"] is False
 
 
 # --- the process: --once and the daemon's HTTP routes ---------------------------------------------------

@@ -1,31 +1,26 @@
 """node-tainter against the real control plane: the acceptance list of its issue.
 
-The daemon runs in-process (the shared runtime's Context, agreement feed and controller task, exactly as the
-console script wires them) so that the tests can read its metrics; ``--once`` runs as a real process.
+The daemon runs in process (``tests.harness``: its agreement feed and the shared skeleton, as the console
+script runs them) so that the tests can read its metrics; ``--once`` runs as a real process.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import random
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from controllers.kube import client, resources, state
 from controllers.node_tainter import controller, logic
-from controllers.runtime import app
-from tests import cluster
+from tests import cluster, harness
 
 NODES = resources.NODES
 KEY = logic.DEFAULT_TAINT_KEY
-Ctx = app.Context[controller.NodeTainterConfig]
 
 
 def config(namespace: str, **overrides: Any) -> controller.NodeTainterConfig:
@@ -40,30 +35,8 @@ def config(namespace: str, **overrides: Any) -> controller.NodeTainterConfig:
     return controller.NodeTainterConfig(**values)
 
 
-def context(kube: client.Kube, cfg: controller.NodeTainterConfig) -> Ctx:
-    return app.build_context(name=controller.NAME, config=cfg, kube=kube)
-
-
-@contextlib.asynccontextmanager
-async def running(kube: client.Kube, cfg: controller.NodeTainterConfig) -> AsyncIterator[Ctx]:
-    """The daemon and its agreement feed, as ``app`` runs them; fails the test if either dies."""
-    ctx = context(kube, cfg)
-    tasks = {
-        asyncio.create_task(ctx.agreements.run(), name="agreement"),
-        asyncio.create_task(controller.NodeTainter().run(ctx), name="node-tainter"),
-    }
-    try:
-        yield ctx
-        for task in tasks:
-            assert not task.done(), task.exception() if not task.cancelled() else "cancelled"
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def metric(ctx: Ctx, name: str, **labels: str) -> float:
-    return ctx.registry.get_sample_value(name, labels) or 0.0
+def metric(tainter: controller.NodeTainter, name: str, **labels: str) -> float:
+    return harness.metric(tainter, name, **labels) or 0.0
 
 
 async def all_nodes(kube: client.Kube) -> dict[str, client.JSON]:
@@ -81,20 +54,13 @@ def our_taints(node: client.JSON) -> list[dict[str, str]]:
     return [t for t in taints(node) if t["key"] == KEY]
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], *, timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what or check}"
-        await asyncio.sleep(0.1)
-
-
 async def set_versions(nodes: cluster.Nodes, names: list[str], version: str) -> None:
     await asyncio.gather(*(nodes.set_status(name, version=version) for name in names))
 
 
-async def settled(ctx: Ctx, version: str) -> bool:
+async def settled(tainter: controller.NodeTainter, version: str) -> bool:
     """The daemon has acted on ``version`` and has nothing left to do."""
-    current = await ctx.read_state()
+    current = await tainter.ctx.read_state()
     return current.get("version") == version and current.get("phase") in ("Done", "Waiting")
 
 
@@ -118,8 +84,8 @@ async def test_masters_move_up_then_workers_are_tainted_until_replaced_or_upgrad
     kube: client.Kube, nodes: cluster.Nodes, namespace: str
 ) -> None:
     masters, workers = await fleet(nodes, "up")
-    async with running(kube, config(namespace)) as ctx:
-        await eventually(lambda: settled(ctx, "v1.35.2"), what="agreement on v1.35.2")
+    async with harness.running(controller.NodeTainter, kube, config(namespace)) as tainter:
+        await harness.eventually(lambda: settled(tainter, "v1.35.2"), what="agreement on v1.35.2")
         assert not any(our_taints(n) for n in (await all_nodes(kube)).values())
 
         await set_versions(nodes, masters, "v1.36.1")
@@ -128,17 +94,17 @@ async def test_masters_move_up_then_workers_are_tainted_until_replaced_or_upgrad
             found = await all_nodes(kube)
             return all(our_taints(found[w]) for w in workers)
 
-        await eventually(all_workers_tainted, what="50 tainted workers")
+        await harness.eventually(all_workers_tainted, what="50 tainted workers")
         found = await all_nodes(kube)
         for worker in workers:
             assert our_taints(found[worker]) == [
                 {"key": KEY, "value": "v1.35.2", "effect": "PreferNoSchedule"}
             ]
         assert not any(our_taints(found[m]) for m in masters)
-        await eventually(lambda: settled(ctx, "v1.36.1"), what="state Done")
-        assert metric(ctx, "node_tainter_outdated_nodes") == 50
-        assert metric(ctx, "node_tainter_tainted_nodes") == 50
-        assert metric(ctx, "node_tainter_operations_total", operation="taint", outcome="applied") == 50
+        await harness.eventually(lambda: settled(tainter, "v1.36.1"), what="state Done")
+        assert metric(tainter, "node_tainter_outdated_nodes") == 50
+        assert metric(tainter, "node_tainter_tainted_nodes") == 50
+        assert metric(tainter, "node_tainter_operations_total", operation="taint", outcome="applied") == 50
 
         # A surge upgrade: 10 workers replaced by new v1.36 Nodes, the other 40 upgraded in place.
         replaced, upgraded = workers[:10], workers[10:]
@@ -149,19 +115,19 @@ async def test_masters_move_up_then_workers_are_tainted_until_replaced_or_upgrad
         async def none_tainted() -> bool:
             return not any(our_taints(n) for n in (await all_nodes(kube)).values())
 
-        await eventually(none_tainted, what="every taint removed")
-        await eventually(lambda: settled(ctx, "v1.36.1"), what="state Done")
-        assert metric(ctx, "node_tainter_operations_total", operation="untaint", outcome="applied") == 40
-        assert metric(ctx, "node_tainter_outdated_nodes") == 0
-        assert metric(ctx, "node_tainter_tainted_nodes") == 0
-        current = await ctx.read_state()
+        await harness.eventually(none_tainted, what="every taint removed")
+        await harness.eventually(lambda: settled(tainter, "v1.36.1"), what="state Done")
+        assert metric(tainter, "node_tainter_operations_total", operation="untaint", outcome="applied") == 40
+        assert metric(tainter, "node_tainter_outdated_nodes") == 0
+        assert metric(tainter, "node_tainter_tainted_nodes") == 0
+        current = await tainter.ctx.read_state()
         assert current.get("progress") == "0/0 outdated workers tainted"
         assert current.get("lastError") == ""
 
         async def all_events_recorded() -> bool:  # Events are recorded in the background
             return sum(map(len, (await events_by_node(kube)).values())) >= 90
 
-        await eventually(all_events_recorded, what="90 Events")
+        await harness.eventually(all_events_recorded, what="90 Events")
     recorded = await events_by_node(kube)
     assert all(recorded[w] == ["Tainted"] for w in replaced)
     assert all(recorded[w] == ["Tainted", "Untainted"] for w in upgraded)
@@ -233,20 +199,22 @@ async def test_a_concurrent_writer_keeps_every_change_and_conflicts_are_counted(
     found = await all_nodes(kube)
     initial = {w: {t["key"] for t in taints(found[w])} for w in workers}  # the apiserver's not-ready taint
     assert all(initial.values())
-    async with running(kube, config(namespace, concurrency=4)) as ctx:
-        await eventually(lambda: settled(ctx, "v1.35.2"), what="agreement on v1.35.2")
+    async with harness.running(controller.NodeTainter, kube, config(namespace, concurrency=4)) as tainter:
+        await harness.eventually(lambda: settled(tainter, "v1.35.2"), what="agreement on v1.35.2")
         writing = asyncio.create_task(writer.run())
         try:
             await asyncio.sleep(0.5)
             await set_versions(nodes, masters, "v1.36.1")
-            await eventually(lambda: settled(ctx, "v1.36.1"), what="all tainted")
+            await harness.eventually(lambda: settled(tainter, "v1.36.1"), what="all tainted")
             await set_versions(nodes, workers[:25], "v1.36.1")  # and untaint half of them while it writes
-            await eventually(lambda: ok(metric(ctx, "node_tainter_tainted_nodes") == 25), what="25 untainted")
+            await harness.eventually(
+                lambda: metric(tainter, "node_tainter_tainted_nodes") == 25, what="25 untainted"
+            )
         finally:
             writer.stop.set()
             await writing
-        await eventually(lambda: settled(ctx, "v1.36.1"), what="settled after the writer stopped")
-        conflicts = metric(ctx, "node_tainter_conflicts_total")
+        await harness.eventually(lambda: settled(tainter, "v1.36.1"), what="settled after the writer stopped")
+        conflicts = metric(tainter, "node_tainter_conflicts_total")
 
     found = await all_nodes(kube)
     for i, worker in enumerate(workers):
@@ -258,10 +226,6 @@ async def test_a_concurrent_writer_keeps_every_change_and_conflicts_are_counted(
     print(f"writer made {writer.writes} writes; node-tainter retried {conflicts:.0f} conflicts")
 
 
-async def ok(value: bool) -> bool:
-    return value
-
-
 async def test_disagreeing_masters_change_nothing(
     kube: client.Kube, nodes: cluster.Nodes, namespace: str
 ) -> None:
@@ -271,14 +235,16 @@ async def test_disagreeing_masters_change_nothing(
     stale = {"key": KEY, "value": "v1.34.0", "effect": "PreferNoSchedule"}
     await kube.patch(NODES.path(name="dis-worker-00"), {"spec": {"taints": [stale]}})
     before = await resource_versions(kube)
-    async with running(kube, config(namespace)) as ctx:
-        await eventually(lambda: ok(metric(ctx, "node_tainter_tainted_nodes") == 1), what="a first plan")
-        await asyncio.sleep(3 * ctx.config.settle_seconds + 0.5)
-        assert ctx.agreements.current is None
-        assert metric(ctx, "node_tainter_pending_changes") == 0
+    async with harness.running(controller.NodeTainter, kube, config(namespace)) as tainter:
+        await harness.eventually(
+            lambda: metric(tainter, "node_tainter_tainted_nodes") == 1, what="a first plan"
+        )
+        await asyncio.sleep(3 * tainter.ctx.config.settle_seconds + 0.5)
+        assert tainter.ctx.agreements.current is None
+        assert metric(tainter, "node_tainter_pending_changes") == 0
         after = await resource_versions(kube)
         assert after == before
-        assert (await ctx.read_state()).resource_version is None
+        assert (await tainter.ctx.read_state()).resource_version is None
 
 
 async def test_exclude_selector_and_the_no_schedule_cap(
@@ -294,9 +260,9 @@ async def test_exclude_selector_and_the_no_schedule_cap(
     cfg = config(
         namespace, taint_effect="NoSchedule", exclude_selector="pool=gpu", max_unschedulable_fraction=0.3
     )
-    async with running(kube, cfg) as ctx:
+    async with harness.running(controller.NodeTainter, kube, cfg) as tainter:
         # 11 schedulable workers: floor(0.3 * 11) = 3 may be made unschedulable, the oldest kubelet first.
-        await eventually(lambda: settled(ctx, "v1.36.1"), what="a settled plan")
+        await harness.eventually(lambda: settled(tainter, "v1.36.1"), what="a settled plan")
         found = await all_nodes(kube)
         tainted = sorted(name for name, node in found.items() if our_taints(node))
         assert tainted == ["cap-worker-00", "cap-worker-01", "cap-worker-old"]
@@ -305,8 +271,8 @@ async def test_exclude_selector_and_the_no_schedule_cap(
             "value": "v1.34.0",
             "effect": "NoSchedule",
         }
-        assert metric(ctx, "node_tainter_waiting_nodes") == 6
-        state_now = await ctx.read_state()
+        assert metric(tainter, "node_tainter_waiting_nodes") == 6
+        state_now = await tainter.ctx.read_state()
         assert state_now.get("phase") == "Waiting"
         assert state_now.get("progress") == "3/3 outdated workers tainted, 6 waiting for the NoSchedule cap"
 
@@ -318,8 +284,8 @@ async def test_exclude_selector_and_the_no_schedule_cap(
             now = sorted(name for name, node in found.items() if our_taints(node))
             return now == ["cap-worker-00", "cap-worker-01", "cap-worker-02"]
 
-        await eventually(slot_moved, what="the freed slot to be used")
-        await eventually(lambda: ok(metric(ctx, "node_tainter_waiting_nodes") == 5), what="5 waiting")
+        await harness.eventually(slot_moved, what="the freed slot to be used")
+        await harness.eventually(lambda: metric(tainter, "node_tainter_waiting_nodes") == 5, what="5 waiting")
 
 
 async def test_dry_run_changes_nothing(
@@ -331,13 +297,13 @@ async def test_dry_run_changes_nothing(
     stale = {"key": KEY, "value": "v1.35.2", "effect": "PreferNoSchedule"}
     await kube.patch(NODES.path(name="dry-upgraded"), {"spec": {"taints": [stale]}})
     before = await resource_versions(kube)
-    async with running(kube, config(namespace, dry_run=True)) as ctx:
-        await eventually(lambda: ok(metric(ctx, "node_tainter_pending_changes") == 5), what="a plan")
+    async with harness.running(controller.NodeTainter, kube, config(namespace, dry_run=True)) as tainter:
+        await harness.eventually(lambda: metric(tainter, "node_tainter_pending_changes") == 5, what="a plan")
         await asyncio.sleep(0.5)
-        assert metric(ctx, "node_tainter_pending_changes") == 5
+        assert metric(tainter, "node_tainter_pending_changes") == 5
     after = await resource_versions(kube)
     assert after == before
-    state_name = state.state_name(release=ctx.config.release, controller=controller.NAME)
+    state_name = state.state_name(release=tainter.ctx.config.release, controller=controller.NAME)
     assert (await state.read(kube, namespace=namespace, name=state_name)).resource_version is None
     assert not any(n.startswith("dry-") for n in await events_by_node(kube))
 

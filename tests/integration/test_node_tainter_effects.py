@@ -37,12 +37,14 @@ async def test_a_stale_write_is_refused_then_redone_on_the_fresh_node(
         THEIRS,
         {"key": logic.DEFAULT_TAINT_KEY, "value": "v1.35.2", "effect": "PreferNoSchedule"},
     ]
-    assert result.node is not None and result.node.resource_version == node["metadata"]["resourceVersion"]
+    assert result.node is not None and result.node["metadata"] == node["metadata"]
+    written = logic.node_view(result.node, policy=POLICY)
+    assert written is not None
 
     # Untainting leaves their taint alone too.
-    untaint = logic.change_for(result.node, None)
+    untaint = logic.change_for(written, None)
     assert untaint is not None
-    result = await effects.apply_change(kube, result.node, untaint, agreed=AGREED, policy=POLICY)
+    result = await effects.apply_change(kube, written, untaint, agreed=AGREED, policy=POLICY)
     assert (result.outcome, result.conflicts) == ("applied", 0)
     assert (await kube.get(NODES.path(name="fx-stale")))["spec"]["taints"] == [THEIRS]
 

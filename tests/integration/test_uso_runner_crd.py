@@ -27,7 +27,7 @@ async def test_crd_storage_switch_migrates_every_object_once_per_hash_change(
 
     async def once() -> dict[str, Any]:
         return await h.reconcile_now(
-            h.context(kube, namespace=namespace, release=release, argv=["--resources", crd_name])
+            h.runner(kube, namespace=namespace, release=release, argv=["--resources", crd_name])
         )
 
     # First run ever, with the CRD still empty: the resource is migrated and its hash recorded.

@@ -13,9 +13,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from controllers.kube import client, resources
-from controllers.runtime import app, config
+from controllers.runtime import config
 from controllers.uso_runner import controller
 from e2e import controlplane
+from tests import harness
 
 CRDS = resources.CRDS
 SCHEMA = {
@@ -217,24 +218,23 @@ async def run_once_async(
     )
 
 
-def context(
+def runner(
     kube: client.Kube, *, namespace: str, release: str, argv: Sequence[str] = ()
-) -> app.Context[controller.UsoConfig]:
-    """An in-process uso-runner Context on the test's client (what ``app.main`` builds for the process)."""
+) -> controller.UsoRunner:
+    """An in-process uso-runner on the test's client (what ``app.main`` builds for the process)."""
     cfg = config.load(
-        controller.UsoConfig,
+        controller.UsoRunnerConfig,
         [f"--namespace={namespace}", f"--release={release}", "--qps=0", *argv],
         prog=controller.NAME,
         prefix=config.env_prefix(controller.NAME),
         description="",
         environ={},
     )
-    return app.build_context(name=controller.NAME, config=cfg, kube=kube)
+    return harness.build(controller.UsoRunner, kube, cfg)
 
 
-async def reconcile_now(ctx: app.Context[controller.UsoConfig]) -> dict[str, Any]:
+async def reconcile_now(uso: controller.UsoRunner) -> dict[str, Any]:
     """What ``--once`` does, in process: the agreement now, then reconcile; the report as JSON."""
-    observation = await ctx.agreements.now()
+    observation = await uso.ctx.agreements.now()
     assert observation.version is not None, observation.reason
-    report = await controller.UsoRunner().reconcile(ctx, observation.version)
-    return report.as_json()
+    return (await uso.reconcile(observation.version)).as_json()

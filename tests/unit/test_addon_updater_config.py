@@ -12,9 +12,9 @@ from controllers.runtime import config
 PREFIX = "ADDON_UPDATER"
 
 
-def load(argv: list[str], environ: dict[str, str] | None = None) -> controller.AddonConfig:
+def load(argv: list[str], environ: dict[str, str] | None = None) -> controller.AddonUpdaterConfig:
     return config.load(
-        controller.AddonConfig,
+        controller.AddonUpdaterConfig,
         argv,
         prog="addon-updater",
         prefix=PREFIX,
@@ -61,7 +61,9 @@ def test_bad_values_are_config_errors(argv: list[str]) -> None:
 
 
 def test_every_option_has_help() -> None:
-    parser = config.build_parser(controller.AddonConfig, prog="addon-updater", prefix=PREFIX, description="")
+    parser = config.build_parser(
+        controller.AddonUpdaterConfig, prog="addon-updater", prefix=PREFIX, description=""
+    )
     for action in parser._actions:
         if action.dest != "help":
             assert action.help and not action.help.startswith(" ["), action.dest

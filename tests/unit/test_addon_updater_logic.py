@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+from typing import Any
 
 import pytest
 
@@ -328,36 +329,66 @@ def test_bundle_file_names() -> None:
     assert not logic.bundle_file_name(".hidden.yaml")
 
 
+BUNDLE = example("1.36")
+D = logic.bundle_digest(BUNDLE, variables=VARIABLES)
+
+
 @pytest.mark.parametrize(
-    ("recorded", "version", "target_matches", "action"),
+    ("recorded", "version", "in_place", "action"),
     [
-        (
-            logic.Recorded(phase="Done", version="v1.36.0", minor="1.36", digest="d"),
-            "v1.36.1",
-            True,
-            "current",
-        ),
-        (logic.Recorded(phase="Done", minor="1.36", digest="d"), "v1.36.0", False, "switch"),
-        (logic.Recorded(phase="Done", minor="1.35", digest="d"), "v1.36.0", True, "switch"),
+        (logic.Recorded(phase="Done", version="v1.36.0", minor="1.36", digest=D), "v1.36.1", True, "current"),
+        (logic.Recorded(phase="Done", minor="1.36", digest=D), "v1.36.0", False, "switch"),
+        (logic.Recorded(phase="Done", minor="1.35", digest=D), "v1.36.0", True, "switch"),
         (logic.Recorded(phase="Done", minor="1.36", digest="old"), "v1.36.0", True, "switch"),
-        (logic.Recorded(phase="Failed", minor="1.36", digest="d"), "v1.36.0", True, "switch"),
+        (logic.Recorded(phase="Failed", minor="1.36", digest=D), "v1.36.0", True, "switch"),
         (
-            logic.Recorded(phase="Invalid", version="v1.36.0", failed_digest="d"),
+            logic.Recorded(phase="Invalid", version="v1.36.0", failed_digest=D),
             "v1.36.0",
             True,
             "known-invalid",
         ),
-        (logic.Recorded(phase="Invalid", version="v1.36.0", failed_digest="d"), "v1.36.1", True, "switch"),
+        (logic.Recorded(phase="Invalid", version="v1.36.0", failed_digest=D), "v1.36.1", True, "switch"),
         (logic.Recorded(), "v1.36.0", True, "switch"),
     ],
 )
-def test_decide(recorded: logic.Recorded, version: str, target_matches: bool, action: str) -> None:
-    assert (
-        logic.decide(
-            recorded=recorded, version=version, minor="1.36", digest="d", target_matches=target_matches
+def test_decide(recorded: logic.Recorded, version: str, in_place: bool, action: str) -> None:
+    """``in_place``: the target shows the bundle (apply: always; directory: its generation is linked)."""
+    generation = logic.generation_name(minor="1.36", digest=D)
+    placements = [("apply", None), ("directory", generation)] if in_place else [("directory", None)]
+    for target, linked in placements:
+        decision = logic.decide(
+            bundle=BUNDLE,
+            minor="1.36",
+            variables=VARIABLES,
+            recorded=recorded,
+            version=version,
+            target=target,  # type: ignore[arg-type]
+            generation=linked,
         )
-        == action
+        assert decision.action == action
+        assert decision.digest == D
+        if action in ("current", "switch"):
+            assert decision.manifests and len(decision.files) == len(BUNDLE.files)
+
+
+def test_decide_missing_unreadable_and_unrenderable_bundles() -> None:
+    common: dict[str, Any] = {
+        "recorded": logic.Recorded(),
+        "version": "v1.36.0",
+        "target": "apply",
+        "generation": None,
+    }
+    assert logic.decide(bundle=None, minor="", variables={}, **common).action == "missing"
+    unreadable = logic.BundleError("parse", "cannot read")
+    decision = logic.decide(bundle=unreadable, minor="1.36", variables={}, **common)
+    assert (decision.action, decision.error, decision.bundle and decision.bundle.minor) == (
+        "invalid",
+        unreadable,
+        "1.36",
     )
+    decision = logic.decide(bundle=BUNDLE, minor="1.36", variables={}, **common)  # its variables are missing
+    assert decision.action == "invalid" and decision.error is not None and decision.error.reason == "variable"
+    assert decision.digest == logic.bundle_digest(BUNDLE, variables={})
 
 
 def test_recorded_from_state() -> None:

@@ -6,15 +6,15 @@ import pytest
 
 from controllers.agreement import masters as agreement_masters
 from controllers.kube import resources, watch
-from controllers.leader_watchdog import watchdog
+from controllers.leader_watchdog import controller
 from controllers.runtime import config
 
 PREFIX = "LEADER_WATCHDOG"
 
 
-def load(*argv: str, environ: dict[str, str] | None = None) -> watchdog.WatchdogConfig:
+def load(*argv: str, environ: dict[str, str] | None = None) -> controller.LeaderWatchdogConfig:
     return config.load(
-        watchdog.WatchdogConfig,
+        controller.LeaderWatchdogConfig,
         argv,
         prog="leader-watchdog",
         prefix=PREFIX,
@@ -60,10 +60,10 @@ def test_bad_values_are_config_errors(argv: list[str], message: str) -> None:
 
 def test_streams_follow_the_enabled_checks() -> None:
     cfg = load("--checks", "leaders", "--leader-leases", "ns/a,ns/b")
-    streams = watchdog.streams(cfg)
-    assert set(streams) == {"nodes", "leader:ns/a", "leader:ns/b"}
-    assert streams["leader:ns/a"].query == {"fieldSelector": "metadata.name=a"}
-    assert set(watchdog.streams(load())) == {
+    stores = controller.stores(cfg)
+    assert set(stores) == {"nodes", "leader:ns/a", "leader:ns/b"}
+    assert stores["leader:ns/a"].stream.query == {"fieldSelector": "metadata.name=a"}
+    assert set(controller.stores(load())) == {
         "nodes",
         "leader:kube-system/kube-controller-manager",
         "leader:kube-system/kube-scheduler",
@@ -71,14 +71,14 @@ def test_streams_follow_the_enabled_checks() -> None:
         "endpoints",
         "heartbeats",
     }
-    slices = watchdog.streams(load())["endpoints"]
+    slices = controller.stores(load())["endpoints"].stream
     assert slices.resource == resources.ENDPOINT_SLICES
     assert slices.query == {"labelSelector": "kubernetes.io/service-name=kubernetes"}
 
 
-def test_records_parse_events_into_a_snapshot() -> None:
+def test_stores_parse_events_into_a_snapshot() -> None:
     cfg = load("--leader-leases", "kube-system/kube-scheduler")
-    records = watchdog.Records(cfg)
+    stores = controller.stores(cfg)
     master = {
         "metadata": {"name": "m1", "labels": {"node-role.kubernetes.io/control-plane": ""}},
         "status": {
@@ -98,35 +98,39 @@ def test_records_parse_events_into_a_snapshot() -> None:
         {"metadata": {"name": name, "namespace": "default"}, "endpoints": [{"addresses": [address]}]}
         for name, address in (("kubernetes", "10.0.0.1"), ("kubernetes-v6", "fd00::1"))
     )
-    records.apply("nodes", watch.WatchEvent("SYNC", objects=(master,)))
-    records.apply("leader:kube-system/kube-scheduler", watch.WatchEvent("ADDED", object=lease))
-    records.apply("endpoints", watch.WatchEvent("SYNC", objects=(ipv4,)))
-    records.apply("endpoints", watch.WatchEvent("ADDED", object=ipv6))
-    shot = records.snapshot(observation=None, agreed_version="v1.31.4")
+    stores["nodes"].apply(watch.WatchEvent("SYNC", objects=(master,)))
+    stores["leader:kube-system/kube-scheduler"].apply(watch.WatchEvent("ADDED", object=lease))
+    stores["endpoints"].apply(watch.WatchEvent("SYNC", objects=(ipv4,)))
+    stores["endpoints"].apply(watch.WatchEvent("ADDED", object=ipv6))
+    shot = controller.snapshot(cfg, stores, observation=None, agreed_version="v1.31.4")
     assert [m.name for m in shot.masters] == ["m1"]
     scheduler = shot.leaders["kube-system/kube-scheduler"]
     assert scheduler is not None and scheduler.holder == "m1_x"
     assert shot.endpoint_ips == ("10.0.0.1", "fd00::1")
-    records.apply("leader:kube-system/kube-scheduler", watch.WatchEvent("DELETED", object=lease))
-    records.apply("nodes", watch.WatchEvent("DELETED", object=master))
-    records.apply("endpoints", watch.WatchEvent("SYNC", objects=()))
-    shot = records.snapshot(observation=None, agreed_version=None)
+    stores["leader:kube-system/kube-scheduler"].apply(watch.WatchEvent("DELETED", object=lease))
+    stores["nodes"].apply(watch.WatchEvent("DELETED", object=master))
+    stores["endpoints"].apply(watch.WatchEvent("SYNC", objects=()))
+    shot = controller.snapshot(cfg, stores, observation=None, agreed_version=None)
     assert shot.leaders == {"kube-system/kube-scheduler": None} and shot.masters == ()
     assert shot.endpoint_ips is None  # no slice: not judged
 
 
 def test_apiserver_version_source_takes_master_versions_from_the_agreement() -> None:
-    records = watchdog.Records(load("--version-source", "apiserver"))
+    cfg = load("--version-source", "apiserver")
+    stores = controller.stores(cfg)
     node = {
         "metadata": {"name": "m1", "labels": {"node-role.kubernetes.io/control-plane": ""}},
         "status": {"nodeInfo": {"kubeletVersion": "v1.30.0"}},
     }
-    records.apply("nodes", watch.WatchEvent("SYNC", objects=(node,)))
+    stores["nodes"].apply(watch.WatchEvent("SYNC", objects=(node,)))
     observation = agreement_masters.Observation(
         masters=(agreement_masters.MasterStatus(name="m1", reported="v1.31.4", version=None, ready=True),),
         version=None,
     )
-    assert [m.version for m in records.snapshot(observation=observation, agreed_version=None).masters] == [
-        "v1.31.4"
-    ]
-    assert [m.version for m in records.snapshot(observation=None, agreed_version=None).masters] == [""]
+    assert [
+        m.version
+        for m in controller.snapshot(cfg, stores, observation=observation, agreed_version=None).masters
+    ] == ["v1.31.4"]
+    assert [
+        m.version for m in controller.snapshot(cfg, stores, observation=None, agreed_version=None).masters
+    ] == [""]

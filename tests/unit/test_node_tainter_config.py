@@ -70,11 +70,3 @@ def test_every_option_has_help() -> None:
     for action in parser._actions:
         if action.option_strings and action.dest != "help":
             assert action.help and not action.help.startswith(" ["), action.dest
-
-
-@pytest.mark.parametrize(
-    ("candidate", "than", "newer"),
-    [("10", "9", True), ("9", "10", False), ("10", "10", True), ("abc", "10", True), ("10", "", True)],
-)
-def test_the_daemon_keeps_the_newest_node_it_has_seen(candidate: str, than: str, newer: bool) -> None:
-    assert controller._newer(candidate, than=than) is newer

@@ -10,9 +10,9 @@ from controllers.runtime import metrics as runtime_metrics
 from controllers.uso_runner import controller, logic, metrics
 
 
-def load(argv: list[str], environ: dict[str, str] | None = None) -> controller.UsoConfig:
+def load(argv: list[str], environ: dict[str, str] | None = None) -> controller.UsoRunnerConfig:
     return config.load(
-        controller.UsoConfig,
+        controller.UsoRunnerConfig,
         argv,
         prog="uso-runner",
         prefix="USO_RUNNER",

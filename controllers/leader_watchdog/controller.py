@@ -1,0 +1,271 @@
+"""The watchdog's sync: evaluate the watched Leases, Nodes and ``default/kubernetes``; report.
+
+It observes only. The one thing it writes is Events (Warning when a finding appears, Normal when it
+clears or a leader changes). It syncs after every burst of watch events and on a timer, because
+staleness is time passing, not an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from controllers.agreement import masters as agreement_masters
+from controllers.kube import events, resources, watch
+from controllers.leader_watchdog import logic
+from controllers.leader_watchdog import metrics as metrics_module
+from controllers.runtime import config, context, reconciler
+from controllers.structs import refs
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LEADER_LEASES = ("kube-system/kube-controller-manager", "kube-system/kube-scheduler")
+APISERVER_IDENTITY_SELECTOR = "apiserver.kubernetes.io/identity=kube-apiserver"
+# Watch events come in floods (every heartbeat): evaluate at most this often, on everything so far.
+MIN_GAP = 0.2
+
+
+def _lease_keys(values: tuple[str, ...]) -> str | None:
+    for value in values:
+        namespace, slash, name = value.partition("/")
+        if not (slash and namespace and name) or "/" in name:
+            return f"{value!r} is not NAMESPACE/NAME"
+    return None
+
+
+def _check_groups(values: tuple[str, ...]) -> str | None:
+    unknown = sorted(set(values) - set(logic.CHECK_GROUPS))
+    return (
+        f"unknown check(s) {', '.join(unknown)} (known: {', '.join(logic.CHECK_GROUPS)})" if unknown else None
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaderWatchdogConfig(config.BaseConfig):
+    leader_leases: tuple[str, ...] = config.option(
+        list(DEFAULT_LEADER_LEASES), "Leader Leases to watch, as NAMESPACE/NAME.", check=_lease_keys
+    )
+    checks: tuple[str, ...] = config.option(
+        list(logic.CHECK_GROUPS),
+        f"Checks to run: any of {', '.join(logic.CHECK_GROUPS)} (turn off apiservers and endpoints where "
+        "masters are not Nodes, e.g. managed control planes).",
+        check=_check_groups,
+    )
+    apiserver_namespace: str = config.option(
+        "kube-system", "Namespace of the kube-apiserver identity Leases."
+    )
+    apiserver_selector: str = config.option(
+        APISERVER_IDENTITY_SELECTOR,
+        "Label selector of the kube-apiserver identity Leases.",
+        check=config.label_selector,
+    )
+    node_lease_namespace: str = config.option("kube-node-lease", "Namespace of the node heartbeat Leases.")
+    heartbeat_stale_seconds: float = config.option(
+        40.0, "A node whose heartbeat Lease is older than this counts as NotReady.", check=config.positive
+    )
+    outage_window_seconds: float = config.option(
+        300.0,
+        "A jump of NotReady workers within this long after the master set changed is the outage pattern.",
+        check=config.positive,
+    )
+    notready_jump_min: int = config.option(
+        3, "Smallest rise of NotReady workers that counts as a jump.", check=config.positive
+    )
+    notready_jump_fraction: float = config.option(
+        0.1,
+        "Rise of NotReady workers, as a fraction of all workers, that counts as a jump (the larger wins).",
+        check=config.fraction,
+    )
+    evaluate_interval_seconds: float = config.option(
+        5.0, "Re-evaluate at least this often, even without watch events.", check=config.positive
+    )
+
+    @property
+    def rules(self) -> logic.Rules:
+        return logic.Rules(
+            heartbeat_stale_seconds=self.heartbeat_stale_seconds,
+            outage_window_seconds=self.outage_window_seconds,
+            notready_jump_min=self.notready_jump_min,
+            notready_jump_fraction=self.notready_jump_fraction,
+        )
+
+
+class LeaderWatchdog(reconciler.Reconciler[LeaderWatchdogConfig]):
+    """The stores of what it watches, the history, the last evaluation and its ``/status``."""
+
+    name = "leader-watchdog"
+    description = (
+        "Watches leader Leases, kube-apiserver identity Leases, the default/kubernetes endpoints and node "
+        "heartbeats; reports stale leaders, stale masters and nodes going NotReady after a master change. "
+        "It observes only: it writes nothing but Events."
+    )
+    config_type = LeaderWatchdogConfig
+
+    def __init__(
+        self, ctx: context.Context[LeaderWatchdogConfig], *, clock: Callable[[], float] = time.time
+    ) -> None:
+        super().__init__(ctx)
+        self.cfg = ctx.config
+        self.clock = clock
+        self.metrics = metrics_module.Metrics(
+            ctx.exporter, leader_leases=self.cfg.leader_leases if "leaders" in self.cfg.checks else ()
+        )
+        self.stores = stores(self.cfg)
+        self.history = logic.History()
+        self.findings: dict[tuple[str, str], logic.Finding] = {}
+        self.events: asyncio.Queue[tuple[refs.ObjectRef, dict[str, Any]]] = asyncio.Queue()
+        self._sender: asyncio.Task[None] | None = None
+        self.last: dict[str, Any] = {"time": None, "critical": False, "findings": [], "reason": "starting"}
+
+    def wakes(self) -> reconciler.Wakes:
+        every = self.cfg.evaluate_interval_seconds
+        return reconciler.Wakes(stores=tuple(self.stores.values()), every=every, pace=MIN_GAP)
+
+    def status(self) -> dict[str, Any]:
+        return self.last
+
+    async def sync(self) -> reconciler.Synced:
+        """Run every check now; update metrics, ``/status``, logs and (unless ``--once``) Events."""
+        if self._sender is None and not self.cfg.once:  # one sender: /status never waits on the API
+            self._sender = self.spawn(self._send_events(), wake=False)
+        now = self.clock()
+        agreement = self.ctx.agreements.current
+        shot = snapshot(
+            self.cfg,
+            self.stores,
+            observation=self.ctx.agreements.observation,
+            agreed_version=agreement.version.raw if agreement else None,
+        )
+        evaluation = logic.evaluate(shot, now=now, rules=self.cfg.rules, history=self.history)
+        self.history = evaluation.history
+        current = {finding.key: finding for finding in evaluation.findings}
+        raised = [finding for key, finding in current.items() if key not in self.findings]
+        cleared = [finding for key, finding in self.findings.items() if key not in current]
+        self.findings = current
+        self.last = logic.status_json(evaluation, shot, now=now)
+        metrics_module.observe_evaluation(self.metrics, evaluation, shot, raised=raised, now=now)
+        self._report(evaluation, raised=raised, cleared=cleared, masters=shot.masters)
+        return reconciler.Synced(ok=not evaluation.critical)
+
+    def _report(
+        self,
+        evaluation: logic.Evaluation,
+        *,
+        raised: list[logic.Finding],
+        cleared: list[logic.Finding],
+        masters: tuple[logic.NodeRecord, ...],
+    ) -> None:
+        if evaluation.master_set_changed:
+            log.info("master set changed to %s", sorted(m.name for m in masters))
+        for finding in raised:
+            log.warning(
+                "%s: %s: %s",
+                finding.check,
+                finding.object,
+                finding.evidence,
+                extra={"finding": finding.to_json()},
+            )
+            self._event(
+                finding.ref,
+                reason=logic.REASON[finding.check],
+                note=f"{finding.object}: {finding.evidence}",
+                type="Warning",
+            )
+        for finding in cleared:
+            log.info("cleared %s: %s", finding.check, finding.object)
+            self._event(
+                finding.ref,
+                reason=f"{logic.REASON[finding.check]}Cleared",
+                note=f"{finding.object}: cleared",
+                type="Normal",
+            )
+        for change in evaluation.transitions:
+            log.info("leader of %s changed from %r to %r", change.lease, change.previous, change.holder)
+            namespace, _, name = change.lease.partition("/")
+            ref = refs.ObjectRef(
+                kind="Lease", name=name, namespace=namespace, api_version="coordination.k8s.io/v1"
+            )
+            self._event(
+                ref,
+                reason="LeaderChanged",
+                note=f"leader changed from {change.previous!r} to {change.holder!r}",
+                type="Normal",
+            )
+
+    def _event(self, ref: refs.ObjectRef, *, reason: str, note: str, type: events.EventType) -> None:
+        if not self.cfg.once:  # a one-shot check reports on stdout only
+            self.events.put_nowait((ref, {"reason": reason, "note": note, "type": type, "action": "Observe"}))
+
+    async def _send_events(self) -> None:
+        while True:
+            ref, kwargs = await self.events.get()
+            await self.ctx.recorder.emit(ref, **kwargs)
+
+
+def stores(cfg: LeaderWatchdogConfig) -> dict[str, watch.Store[Any]]:
+    """What to watch, by key, each parsed into its record; only what the enabled checks need (Nodes always:
+    masters come from them)."""
+    selectors = cfg.master_selector_list
+    found: dict[str, watch.Store[Any]] = {
+        "nodes": watch.Store(
+            watch.Stream(resources.NODES), lambda raw: logic.node_record(raw, selectors=selectors)
+        )
+    }
+    if "leaders" in cfg.checks:
+        for key in cfg.leader_leases:
+            namespace, _, name = key.partition("/")
+            stream = watch.Stream(resources.LEASES, namespace, field_selector=f"metadata.name={name}")
+            found[f"leader:{key}"] = watch.Store(stream, logic.lease_record)
+    if "apiservers" in cfg.checks:
+        stream = watch.Stream(
+            resources.LEASES, cfg.apiserver_namespace, label_selector=cfg.apiserver_selector
+        )
+        found["apiservers"] = watch.Store(stream, logic.lease_record)
+    if "endpoints" in cfg.checks:
+        service = logic.KUBERNETES_SERVICE
+        stream = watch.Stream(
+            resources.ENDPOINT_SLICES, service.namespace, label_selector=logic.KUBERNETES_SLICES
+        )
+        found["endpoints"] = watch.Store(stream, logic.endpoint_slice_ips)
+    if "heartbeats" in cfg.checks:
+        found["heartbeats"] = watch.Store(
+            watch.Stream(resources.LEASES, cfg.node_lease_namespace), logic.lease_record
+        )
+    return found
+
+
+def snapshot(
+    cfg: LeaderWatchdogConfig,
+    found: dict[str, watch.Store[Any]],
+    *,
+    observation: agreement_masters.Observation | None,
+    agreed_version: str | None,
+) -> logic.Snapshot:
+    """What the stores show now, as the checks take it."""
+    nodes: list[logic.NodeRecord] = sorted(found["nodes"].items.values(), key=lambda node: node.name)
+    if cfg.version_source == "apiserver":
+        reported = {m.name: m.reported for m in observation.masters} if observation else {}
+        nodes = [
+            dataclasses.replace(node, version=reported.get(node.name, "")) if node.master else node
+            for node in nodes
+        ]
+    leaders: dict[str, logic.LeaseRecord | None] = {}
+    if "leaders" in cfg.checks:
+        leaders = {key: found[f"leader:{key}"].items.get(key) for key in cfg.leader_leases}
+    empty: dict[str, Any] = {}
+    heartbeats = found["heartbeats"].items if "heartbeats" in found else empty
+    return logic.Snapshot(
+        leaders=leaders,
+        apiservers=tuple(found["apiservers"].items.values()) if "apiservers" in found else (),
+        heartbeats={lease.name: lease for lease in heartbeats.values()},
+        nodes=tuple(nodes),
+        endpoint_ips=logic.service_endpoint_ips(found["endpoints"].items.values())
+        if "endpoints" in found
+        else None,
+        agreed_version=agreed_version,
+        checks=frozenset(c for c in logic.CHECK_GROUPS if c in cfg.checks),
+    )

@@ -1,0 +1,74 @@
+"""What a controller gets from the runtime: its config, the client, the agreement feed, metrics, health,
+Events, its state ConfigMap, and a way to wake its loop."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import prometheus_client
+
+from controllers.kube import client, events, state
+from controllers.runtime import config as config_module
+from controllers.runtime import metrics, server
+from controllers.runtime.agreement_feed import AgreementFeed, AgreementMetrics
+
+C = TypeVar("C", bound=config_module.BaseConfig)
+
+
+@dataclasses.dataclass
+class Context(Generic[C]):
+    name: str
+    config: C
+    kube: client.Kube
+    registry: prometheus_client.CollectorRegistry
+    health: server.Health
+    agreements: AgreementFeed
+    recorder: events.Recorder
+    routes: dict[str, Callable[[], Any]] = dataclasses.field(default_factory=dict)
+    # Set by whatever should make the controller sync again: a watch event, the agreement, its own work.
+    changed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
+    def wake(self) -> None:
+        self.changed.set()
+
+    @property
+    def metric_prefix(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def exporter(self) -> metrics.Exporter:
+        return metrics.Exporter(prefix=self.metric_prefix, registry=self.registry)
+
+    @property
+    def state_name(self) -> str:
+        return state.state_name(release=self.config.release, controller=self.name)
+
+    async def read_state(self) -> state.State:
+        return await state.read(self.kube, namespace=self.config.namespace, name=self.state_name)
+
+    async def update_state(self, current: state.State, changes: dict[str, str]) -> state.State:
+        """Merge ``changes`` into the state ConfigMap (not in dry-run: then ``current`` comes back)."""
+        if self.config.dry_run:
+            return current
+        return await state.update(self.kube, current, changes, controller=self.name)
+
+
+def build(
+    *, name: str, config: C, kube: client.Kube, registry: prometheus_client.CollectorRegistry | None = None
+) -> Context[C]:
+    """A controller's Context: a metrics registry (its own unless one is shared), the agreement feed, the
+    Event recorder (off in dry-run). The process builds one per controller; tests build one the same way."""
+    registry = registry or prometheus_client.CollectorRegistry()
+    exporter = metrics.Exporter(prefix=name.replace("-", "_"), registry=registry)
+    return Context(
+        name=name,
+        config=config,
+        kube=kube,
+        registry=registry,
+        health=server.Health(),
+        agreements=AgreementFeed(kube=kube, config=config, metrics=AgreementMetrics(exporter)),
+        recorder=events.Recorder(kube=kube, controller=name, enabled=not config.dry_run),
+    )

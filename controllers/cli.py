@@ -1,7 +1,9 @@
-"""``kube-upgrade-controllers``: commands for people (the controllers have console scripts of their own).
+"""``kube-upgrade-controllers``: commands for people, and the controllers combined in one process (each
+also has a console script of its own).
 
 kube-upgrade-controllers agreement --kubeconfig K [--source kubelet|apiserver] [--selector S] [--min-masters N]
 kube-upgrade-controllers status --kubeconfig K [--namespace NS] [--output table|json]
+kube-upgrade-controllers run [NAME ...] [options every controller has]
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from controllers import registry
 from controllers.agreement import masters, selector
 from controllers.kube import client, state
 from controllers.kube import masters as kube_masters
+from controllers.runtime import app
 
-# The suite's controllers, in the order the status table shows them.
-CONTROLLERS = ("addon-updater", "uso-runner", "node-tainter", "leader-watchdog")
 STATUS_COLUMNS = (
     "CONTROLLER",
     "NAMESPACE",
@@ -82,7 +84,7 @@ class StatusRow:
 def status_rows(states: Iterable[state.State]) -> list[StatusRow]:
     """A row per state ConfigMap (the four controllers first, in their order), and a placeholder for each of
     the four that has none. Values are kept as written ("" when missing)."""
-    by_controller: dict[str, list[StatusRow]] = {name: [] for name in CONTROLLERS}
+    by_controller: dict[str, list[StatusRow]] = {name: [] for name in registry.NAMES}
     for item in states:
         controller = _controller_of(item.name)
         by_controller.setdefault(controller, []).append(
@@ -106,7 +108,7 @@ def status_rows(states: Iterable[state.State]) -> list[StatusRow]:
 def _controller_of(name: str) -> str:
     """``<release>-<controller>-state`` → the controller (another one's name: the name without "-state")."""
     base = name.removesuffix("-state")
-    return next((c for c in CONTROLLERS if base.endswith(f"-{c}") or base == c), base)
+    return next((c for c in registry.NAMES if base.endswith(f"-{c}") or base == c), base)
 
 
 def format_table(rows: Sequence[StatusRow], *, error_width: int = 80) -> str:
@@ -178,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser(
         "status",
         help="print what each controller last did, from its state ConfigMap",
-        description="Print a table of the four controllers: the last agreed version each acted on, its phase, "
+        description="Print a table of the controllers: the last agreed version each acted on, its phase, "
         "progress, when it last wrote its state, and its last error; read from the state ConfigMaps "
         "<release>-<controller>-state. A controller without one shows 'no state'. Exit 0, or 1 on an API error.",
     )
@@ -186,11 +188,35 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--namespace", help="only this namespace (default: all namespaces)")
     status.add_argument("--output", "-o", choices=("table", "json"), default="table", help="output format")
     status.set_defaults(handler=_status)
+    run = commands.add_parser(
+        "run",
+        add_help=False,  # --help goes on to the options every controller has
+        help="run several controllers in one process (default: all of them)",
+        description=COMBINED_HELP,
+    )
+    run.add_argument("names", nargs="*", metavar="NAME")
     return parser
 
 
+COMBINED_HELP = (
+    f"Run the named controllers ({', '.join(registry.NAMES)}; default: all) in one process: one API client "
+    "and one metrics/health server (/metrics, /healthz, /readyz, /status, /status/NAME), each controller with "
+    "its own agreement, state ConfigMap, Lease and metric prefix. The options below apply to every one of "
+    "them; each reads the rest from its environment variables (<CONTROLLER>_...) and its config file "
+    "(<CONTROLLER>_CONFIG). The process's own options also come from KUBE_UPGRADE_CONTROLLERS_*."
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, rest = build_parser().parse_known_args(argv)
+    if args.command == "run":
+        try:
+            chosen = [registry.find(name).controller for name in args.names or registry.NAMES]
+        except KeyError as error:
+            build_parser().error(str(error.args[0]))
+        return app.main_combined(chosen, rest, description=COMBINED_HELP)
+    if rest:
+        build_parser().error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         code: int = asyncio.run(args.handler(args))
     except client.ApiError as error:

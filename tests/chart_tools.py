@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
 import pathlib
-import pkgutil
 import re
 import subprocess
 import typing
@@ -21,6 +19,7 @@ from typing import Any, Literal
 import pytest
 import yaml
 
+from controllers import registry
 from controllers.runtime import config
 from e2e import controlplane
 
@@ -28,13 +27,8 @@ REPO = controlplane.REPO
 CHART = REPO / "charts" / "kube-upgrade-controllers"
 ALL_ENABLED = CHART / "ci" / "all-enabled-values.yaml"
 
-# Controller values key → (console script = controller name, package).
-CONTROLLERS: Mapping[str, tuple[str, str]] = {
-    "addonUpdater": ("addon-updater", "addon_updater"),
-    "usoRunner": ("uso-runner", "uso_runner"),
-    "nodeTainter": ("node-tainter", "node_tainter"),
-    "leaderWatchdog": ("leader-watchdog", "leader_watchdog"),
-}
+# Controller values key → its controller name (console script, resource names).
+CONTROLLERS: Mapping[str, str] = {entry.values_key: entry.name for entry in registry.CONTROLLERS}
 # Options the chart decides itself (rendered into every config file); users cannot set them in values.
 CHART_OWNED = frozenset(
     {
@@ -103,23 +97,9 @@ def find(objects: Sequence[dict[str, Any]], kind: str, name: str) -> dict[str, A
 # --- the controllers' config types (for the schema and the config files the chart renders) -----------------
 
 
-def config_types() -> dict[str, type[config.BaseConfig] | None]:
-    """Values key → the controller's config dataclass (found in its package), None when not written yet."""
-    found: dict[str, type[config.BaseConfig] | None] = {}
-    for key, (_, package) in CONTROLLERS.items():
-        found[key] = None
-        module = importlib.import_module(f"controllers.{package}")
-        for info in pkgutil.iter_modules(module.__path__):
-            sub = importlib.import_module(f"controllers.{package}.{info.name}")
-            for value in vars(sub).values():
-                if (
-                    isinstance(value, type)
-                    and issubclass(value, config.BaseConfig)
-                    and value is not config.BaseConfig
-                    and value.__module__ == sub.__name__
-                ):
-                    found[key] = value
-    return found
+def config_types() -> dict[str, type[config.BaseConfig]]:
+    """Values key → the controller's config dataclass."""
+    return {entry.values_key: entry.controller.config_type for entry in registry.CONTROLLERS}
 
 
 def yaml_key(name: str) -> str:

@@ -2,7 +2,7 @@
 
 ``running`` starts a controller as the runtime does (its agreement feed and the shared skeleton; no Lease,
 no HTTP server) so that a test can read its metrics, state and ``/status``; ``eventually`` polls a condition
-with a deadline.
+with a deadline; ``scrape`` and ``sample`` read a controller process's HTTP server.
 """
 
 from __future__ import annotations
@@ -10,12 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, NamedTuple, TypeVar
 
 from controllers.kube import client
 from controllers.runtime import config, context, reconciler
+from e2e import controlplane
 
 R = TypeVar("R", bound=reconciler.Reconciler[Any])
 
@@ -77,3 +81,49 @@ async def eventually(
             f"timed out after {timeout} s waiting for {what or check}"
         )
         await asyncio.sleep(interval)
+
+
+def scrape(port: int, path: str = "/metrics") -> tuple[int, str]:
+    """GET ``path`` from a controller process on localhost: (status, body); (0, "") when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def sample(text: str, name: str) -> float | None:
+    """The value of the first sample of ``name`` in Prometheus text."""
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+class Served(NamedTuple):
+    process: subprocess.Popen[str]
+    port: int  # of /metrics, /healthz, /readyz and /status
+
+
+@contextlib.contextmanager
+def serve(*argv: str, env: dict[str, str] | None = None) -> Iterator[Served]:
+    """A controller process (``argv``) serving on a free localhost port; killed at the end, its output then
+    printed (pytest shows it when the test failed)."""
+    port = controlplane.free_port()
+    bind = f"127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [*argv, f"--metrics-bind-address={bind}", f"--health-probe-bind-address={bind}", "--log-format=text"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        yield Served(process, port)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        output, _ = process.communicate(timeout=10)
+        print(f"--- {' '.join(argv[:3])} on :{port} (exit {process.returncode}) ---\n{output}")

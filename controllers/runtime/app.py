@@ -58,17 +58,18 @@ def main(controller: Controller, argv: Sequence[str] | None = None) -> int:
     return _run([(controller, cfg)], process=cfg)
 
 
-def main_combined(controllers: Sequence[Controller], argv: Sequence[str]) -> int:
+def main_combined(controllers: Sequence[Controller], argv: Sequence[str], *, description: str) -> int:
     """Several controllers in one process. ``argv`` holds options every controller has (they apply to each);
     each controller reads the rest from its own environment variables and config file (``<PREFIX>_CONFIG``).
-    The process's own settings (client, bind addresses, logs) come from ``argv`` and ``KUBE_UPGRADE_CONTROLLERS_*``."""
+    The process's own settings (client, bind addresses, logs) come from ``argv`` and
+    ``KUBE_UPGRADE_CONTROLLERS_*``."""
     try:
         process = config_module.load(
             config_module.BaseConfig,
             argv,
             prog=f"{COMBINED} run",
             prefix=config_module.env_prefix(COMBINED),
-            description=main_combined.__doc__ or "",
+            description=description,
         )
         if process.config:
             raise config_module.ConfigError(

@@ -20,7 +20,7 @@ from controllers.agreement import masters
 from controllers.kube import client, resources, watch
 from controllers.runtime import agreement_feed, config, metrics
 from e2e import controlplane
-from tests import cluster
+from tests import cluster, harness
 
 SETTLE = 1.5
 
@@ -37,9 +37,7 @@ class Feed:
         return self.registry.get_sample_value(name, labels or {})
 
     async def wait_for_changes(self, count: int, *, timeout: float = 20) -> None:
-        async with asyncio.timeout(timeout):
-            while len(self.changes) < count:
-                await asyncio.sleep(0.02)
+        await harness.eventually(lambda: len(self.changes) >= count, timeout=timeout, interval=0.02)
 
 
 @contextlib.asynccontextmanager
@@ -250,12 +248,11 @@ async def test_apiserver_restart_mid_watch_reports_the_same_agreement_once(
         control_plane.start_apiserver()
         # Events flow again after the restart: a master's withdrawal is seen...
         await nodes.set_status(names[0], version="v1.36.0", ready=False)
-        async with asyncio.timeout(45):
-            while feed.feed.current is not None:
-                await asyncio.sleep(0.05)
-            await nodes.set_status(names[0], version="v1.36.0", ready=True)
-            while feed.feed.current is None:
-                await asyncio.sleep(0.05)
+        await harness.eventually(lambda: feed.feed.current is None, timeout=45, what="the withdrawal")
+        await nodes.set_status(names[0], version="v1.36.0", ready=True)
+        await harness.eventually(
+            lambda: feed.feed.current is not None, timeout=45, what="the agreement again"
+        )
         await asyncio.sleep(1)
     # ...and the same agreement, in force again, is not reported as a change a second time.
     assert [change.version.raw for _, change in feed.changes] == ["v1.36.0"]

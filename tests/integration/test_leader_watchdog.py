@@ -127,23 +127,19 @@ def matching(dog: controller.LeaderWatchdog, check: str, obj: str = "") -> list[
 
 async def wait_for(dog: controller.LeaderWatchdog, check: str, obj: str = "", *, timeout: float) -> float:
     """Seconds until a finding ``check`` on an object containing ``obj`` appears (fails after timeout)."""
-    started = time.monotonic()
-    while not matching(dog, check, obj):
-        assert time.monotonic() - started < timeout, (
-            f"no {check} on {obj!r} within {timeout} s: {findings(dog)}"
-        )
-        await asyncio.sleep(0.02)
-    return time.monotonic() - started
+    what = f"{check} on {obj!r} (findings: {findings(dog)})"
+    return await harness.eventually(
+        lambda: bool(matching(dog, check, obj)), timeout=timeout, interval=0.02, what=what
+    )
 
 
 async def wait_until_gone(
     dog: controller.LeaderWatchdog, check: str, obj: str = "", *, timeout: float
 ) -> float:
-    started = time.monotonic()
-    while matching(dog, check, obj):
-        assert time.monotonic() - started < timeout, f"{check} on {obj!r} still there after {timeout} s"
-        await asyncio.sleep(0.02)
-    return time.monotonic() - started
+    what = f"{check} on {obj!r} to clear"
+    return await harness.eventually(
+        lambda: not matching(dog, check, obj), timeout=timeout, interval=0.02, what=what
+    )
 
 
 def sample(dog: controller.LeaderWatchdog, name: str, **labels: str) -> float | None:
@@ -158,10 +154,12 @@ async def event_reasons(kube: client.Kube, *, namespace: str, name: str) -> list
 
 
 async def wait_for_events(kube: client.Kube, reasons: set[str], *, namespace: str, name: str) -> None:
-    deadline = time.monotonic() + 5
-    while not reasons <= set(seen := await event_reasons(kube, namespace=namespace, name=name)):
-        assert time.monotonic() < deadline, f"Events on {namespace}/{name}: {seen}, expected {reasons}"
-        await asyncio.sleep(0.1)
+    async def recorded() -> bool:
+        return reasons <= set(await event_reasons(kube, namespace=namespace, name=name))
+
+    await harness.eventually(
+        recorded, timeout=5, interval=0.1, what=f"Events {reasons} on {namespace}/{name}"
+    )
 
 
 def suffix() -> str:
@@ -332,10 +330,9 @@ async def fleet(
 
 
 async def wait_for_not_ready(dog: controller.LeaderWatchdog, count: int) -> None:
-    deadline = time.monotonic() + 60
-    while dog.status()["nodes"]["notReady"] < count:
-        assert time.monotonic() < deadline, dog.status()["nodes"]
-        await asyncio.sleep(0.1)
+    await harness.eventually(
+        lambda: dog.status()["nodes"]["notReady"] >= count, timeout=60, interval=0.1, what=f"{count} NotReady"
+    )
 
 
 def heartbeat_config(namespace: str) -> controller.LeaderWatchdogConfig:

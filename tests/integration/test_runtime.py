@@ -8,69 +8,20 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
 from controllers.kube import client, leases, resources
 from controllers.structs import leases as lease_bodies
-from e2e import controlplane
-from tests import cluster
+from tests import cluster, harness
 
 LEASE_DURATION = 4.0
 RETRY_PERIOD = 0.5
 
 
-def scrape(port: int, path: str = "/metrics") -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-    except OSError:
-        return 0, ""
-
-
-def metric(text: str, name: str) -> float | None:
-    for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    return None
-
-
-@contextlib.contextmanager
-def sample_controller(*args: str, kubeconfig: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    port = controlplane.free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.sample_controller", "--kubeconfig", kubeconfig, "--metrics-bind-address",
-         f"127.0.0.1:{port}", "--health-probe-bind-address", f"127.0.0.1:{port}", "--log-format", "text", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
-    try:
-        yield process, port
-    finally:
-        if process.poll() is None:
-            process.kill()
-        output, _ = process.communicate(timeout=10)
-        print(
-            f"--- sample-controller on :{port} (exit {process.returncode}) ---\n{output}"
-        )  # shown on failure
-
-
-def wait_until(predicate: object, *, timeout: float, interval: float = 0.05) -> float:
-    """Seconds until ``predicate()`` held; fails the test after ``timeout``."""
-    assert callable(predicate)
-    started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > timeout:
-            pytest.fail(f"condition not met within {timeout} s")
-        time.sleep(interval)
-    return time.monotonic() - started
+def sample_controller(*args: str, kubeconfig: str) -> contextlib.AbstractContextManager[harness.Served]:
+    return harness.serve(sys.executable, "-m", "tests.sample_controller", "--kubeconfig", kubeconfig, *args)
 
 
 async def test_two_replicas_one_leader_and_fast_takeover_after_kill_9(
@@ -92,28 +43,29 @@ async def test_two_replicas_one_leader_and_fast_takeover_after_kill_9(
             return [
                 port
                 for port in (first_port, second_port)
-                if metric(scrape(port)[1], "sample_controller_leader") == 1
+                if harness.sample(harness.scrape(port)[1], "sample_controller_leader") == 1
             ]
 
-        await asyncio.to_thread(wait_until, lambda: len(leaders()) == 1, timeout=30)
+        await harness.eventually(lambda: len(leaders()) == 1, timeout=30)
         await asyncio.sleep(2 * RETRY_PERIOD)
         assert len(leaders()) == 1  # still exactly one
         leader_port = leaders()[0]
         leader, follower, follower_port = (
             (first, second, second_port) if leader_port == first_port else (second, first, first_port)
         )
-        _, text = scrape(leader_port)
-        assert metric(text, "sample_controller_masters") == 1
-        assert metric(text, "sample_controller_masters_agreed") == 1
+        _, text = harness.scrape(leader_port)
+        assert harness.sample(text, "sample_controller_masters") == 1
+        assert harness.sample(text, "sample_controller_masters_agreed") == 1
         assert 'sample_controller_agreed_version_info{version="v1.36.0"} 1.0' in text
-        assert scrape(follower_port, "/readyz")[0] == 200
+        assert harness.scrape(follower_port, "/readyz")[0] == 200
         lease = await leases.get(kube, namespace=namespace, name="kube-upgrade-controllers-sample-controller")
         assert lease is not None
         assert lease_bodies.holder(lease)
 
         os.kill(leader.pid, signal.SIGKILL)
-        takeover = await asyncio.to_thread(
-            wait_until, lambda: metric(scrape(follower_port)[1], "sample_controller_leader") == 1, timeout=30
+        takeover = await harness.eventually(
+            lambda: harness.sample(harness.scrape(follower_port)[1], "sample_controller_leader") == 1,
+            timeout=30,
         )
         print(
             f"\ntakeover after kill -9: {takeover:.2f} s (lease {LEASE_DURATION} s + retry {RETRY_PERIOD} s)"
@@ -136,8 +88,8 @@ async def test_sigterm_releases_the_lease_at_once(kubeconfig: str, kube: client.
         "--retry-period-seconds=0.5",
     )
     with sample_controller(*flags, kubeconfig=kubeconfig) as (process, port):
-        await asyncio.to_thread(
-            wait_until, lambda: metric(scrape(port)[1], "sample_controller_leader") == 1, timeout=30
+        await harness.eventually(
+            lambda: harness.sample(harness.scrape(port)[1], "sample_controller_leader") == 1, timeout=30
         )
         process.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(process.wait, 15) == 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controllers import cli
+from controllers import cli, registry
 from controllers.kube import state
 
 
@@ -17,7 +17,7 @@ def test_every_controller_gets_a_row_in_a_fixed_order() -> None:
             make_state("kuc-addon-updater-state", version="v1.36.3", phase="applied"),
         ]
     )
-    assert [row.controller for row in rows] == list(cli.CONTROLLERS)
+    assert [row.controller for row in rows] == list(registry.NAMES)
     assert rows[0].phase == "applied"
     assert (rows[1].phase, rows[1].name) == ("no state", "")  # uso-runner wrote nothing yet
     assert (rows[2].version, rows[2].progress) == ("v1.36.3", "12/12")
@@ -59,7 +59,7 @@ def test_a_multi_line_or_long_error_stays_on_one_line() -> None:
 
 def test_json_output_has_every_key() -> None:
     rows = cli.status_rows([])
-    assert [item["controller"] for item in cli.status_json(rows)] == list(cli.CONTROLLERS)
+    assert [item["controller"] for item in cli.status_json(rows)] == list(registry.NAMES)
     assert set(cli.status_json(rows)[0]) == {
         "controller", "namespace", "name", "version", "phase", "progress", "updatedAt", "lastError"
     }  # fmt: skip

@@ -32,8 +32,7 @@ from typing import Any
 
 from controllers.kube import client, resources, state
 from controllers.node_tainter import logic
-from e2e import controlplane
-from tests import cluster
+from e2e import cluster, controlplane
 
 NODES = resources.NODES
 KEY = logic.DEFAULT_TAINT_KEY

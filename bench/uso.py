@@ -39,8 +39,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from controllers.kube import client, resources
-from e2e import controlplane
-from tests import cluster
+from e2e import cluster, controlplane
 
 CM = resources.CONFIGMAPS
 NAMESPACE = "bench-uso"

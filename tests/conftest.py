@@ -9,8 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from controllers.kube import client, resources
-from e2e import controlplane
-from tests import cluster
+from e2e import cluster, controlplane
 
 
 @pytest.fixture(scope="session")

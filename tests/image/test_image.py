@@ -18,8 +18,7 @@ from typing import Any
 import pytest
 
 from controllers.kube import client, resources
-from e2e import containers, controlplane
-from tests import cluster
+from e2e import cluster, containers, controlplane
 
 NODES = resources.NODES
 TAINT_KEY = "upgrade.kube-upgrade-controllers.io/outdated"

@@ -29,7 +29,8 @@ import pytest
 from controllers.addon_updater import controller, directory, logic
 from controllers.agreement import version
 from controllers.kube import client, resources
-from tests import cluster, harness
+from e2e import cluster
+from tests import harness
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples" / "bundles"
 CM = resources.CONFIGMAPS

@@ -19,8 +19,8 @@ import pytest
 from controllers.agreement import masters
 from controllers.kube import client, resources, watch
 from controllers.runtime import agreement_feed, config, metrics
-from e2e import controlplane
-from tests import cluster, harness
+from e2e import cluster, controlplane
+from tests import harness
 
 SETTLE = 1.5
 

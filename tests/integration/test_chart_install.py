@@ -21,9 +21,8 @@ import pytest
 import yaml
 
 from controllers.kube import client, resources
-from e2e import controlplane
+from e2e import cluster, controlplane
 from tests import chart_tools as ct
-from tests import cluster
 
 BIN = pathlib.Path(sys.executable).parent
 CRDS = resources.CRDS

@@ -14,7 +14,8 @@ import uuid
 from controllers.kube import client, leases, resources
 from controllers.node_tainter import logic as tainter_logic
 from controllers.structs import leases as lease_bodies
-from tests import cluster, harness
+from e2e import cluster
+from tests import harness
 
 COMMAND = str(pathlib.Path(sys.executable).parent / "kube-upgrade-controllers")
 

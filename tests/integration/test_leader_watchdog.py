@@ -23,7 +23,8 @@ import aiohttp
 from controllers.kube import client, resources
 from controllers.leader_watchdog import controller, logic
 from controllers.structs import times
-from tests import cluster, harness
+from e2e import cluster
+from tests import harness
 
 LEASES = resources.LEASES
 VERSION = "v1.31.4"

@@ -17,7 +17,8 @@ from typing import Any
 
 from controllers.kube import client, resources, state
 from controllers.node_tainter import controller, logic
-from tests import cluster, harness
+from e2e import cluster
+from tests import harness
 
 NODES = resources.NODES
 KEY = logic.DEFAULT_TAINT_KEY

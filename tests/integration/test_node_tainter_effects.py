@@ -6,7 +6,7 @@ from __future__ import annotations
 from controllers.agreement import selector, version
 from controllers.kube import client, resources
 from controllers.node_tainter import effects, logic
-from tests import cluster
+from e2e import cluster
 
 NODES = resources.NODES
 POLICY = logic.Policy(master_selectors=(selector.parse_selector("node-role.kubernetes.io/control-plane"),))

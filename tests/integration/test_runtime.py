@@ -14,7 +14,8 @@ import pytest
 
 from controllers.kube import client, leases, resources
 from controllers.structs import leases as lease_bodies
-from tests import cluster, harness
+from e2e import cluster
+from tests import harness
 
 LEASE_DURATION = 4.0
 RETRY_PERIOD = 0.5

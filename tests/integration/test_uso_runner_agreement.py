@@ -13,8 +13,7 @@ import uuid
 from collections.abc import Callable
 
 from controllers.kube import client, resources, state
-from e2e import controlplane
-from tests import cluster
+from e2e import cluster, controlplane
 from tests.integration import uso_helpers as h
 
 OBJECTS = 400

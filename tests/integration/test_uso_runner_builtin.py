@@ -13,8 +13,7 @@ from typing import Any
 
 from controllers.kube import client, discovery, resources, state
 from controllers.uso_runner import builtin, logic
-from e2e import controlplane
-from tests import cluster
+from e2e import cluster, controlplane
 from tests.integration import uso_helpers as h
 
 OBJECTS = 300

@@ -9,8 +9,7 @@ import subprocess
 import uuid
 
 from controllers.kube import client, resources, state
-from e2e import controlplane
-from tests import cluster
+from e2e import cluster, controlplane
 from tests.integration import uso_helpers as h
 
 # 3 CRDs x 500 objects in `make test`; USO_RESUME_PER_RESOURCE=6667 runs the 20,000-object variant.

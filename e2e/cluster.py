@@ -1,7 +1,8 @@
-"""Test helpers that shape a cluster on the real control plane: Nodes with versions, readiness, roles.
+"""Shaping a cluster on the local control plane, for the tests and the benchmarks: Nodes with versions,
+readiness, roles.
 
-There is no kubelet in the fixture: a Node is an object the test creates, and its status is whatever the
-test patches through the ``status`` subresource.
+There is no kubelet in the fixture: a Node is an object the caller creates, and its status is whatever the
+caller patches through the ``status`` subresource.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def node_status(*, version: str, ready: bool = True, address: str = "") -> clien
 
 @dataclasses.dataclass
 class Nodes:
-    """Creates Nodes and deletes every one of them when the test ends (see the ``nodes`` fixture)."""
+    """Creates Nodes and deletes every one of them at the end (the tests' ``nodes`` fixture, the benchmarks)."""
 
     kube: client.Kube
     created: set[str] = dataclasses.field(default_factory=set)

@@ -119,6 +119,10 @@ bench-uso: venv fixture ## Benchmark: uso-runner vs kubectl get|replace, kube-st
 bench-image: venv fixture image ## Benchmark: the image's size and each controller's idle RSS in a container vs from the virtualenv
 	$(PY) -m bench.image
 
+.PHONY: bench-combined
+bench-combined: venv fixture ## Benchmark: idle RSS of the four controllers as four processes vs one combined process
+	$(PY) -m bench.combined
+
 .PHONY: bench
-bench: bench-uso bench-tainter bench-agreement bench-image ## Every benchmark, then bench/README.md: one table, figures next to anchors
+bench: bench-uso bench-tainter bench-agreement bench-image bench-combined ## Every benchmark, then bench/README.md: one table, figures next to anchors
 	$(PY) -m bench.report

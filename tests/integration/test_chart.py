@@ -22,10 +22,12 @@ from controllers.uso_runner import metrics as uso_metrics
 from tests import chart_tools as ct
 
 DIRECTORY_MODE = ct.CHART / "ci" / "directory-mode-values.yaml"
+COMBINED = ct.CHART / "ci" / "combined-values.yaml"
 VALUE_FILES: dict[str, list[str | pathlib.Path]] = {
     "defaults": [],
     "all-enabled": ["-f", ct.ALL_ENABLED],
     "directory": ["-f", DIRECTORY_MODE],
+    "combined": ["-f", COMBINED],
 }
 
 
@@ -101,6 +103,43 @@ def test_all_enabled_renders_every_object() -> None:
     assert sorted(test_pod["spec"]["containers"][0]["args"]) == sorted(
         f"http://kuc-kube-upgrade-controllers-{c}.upgrades.svc:8081/readyz" for c in ct.CONTROLLERS.values()
     )
+
+
+def test_combined_is_one_deployment_bound_to_every_controllers_roles() -> None:
+    objects = ct.template(
+        "-f", ct.ALL_ENABLED, "--set", "combined.enabled=true", "--set", "combined.replicas=2"
+    )
+    assert kinds(objects) == {
+        "ServiceAccount": 1, "ClusterRole": 4, "ClusterRoleBinding": 4, "Role": 4, "RoleBinding": 4,
+        "ConfigMap": 5, "Service": 1, "Deployment": 1, "PodDisruptionBudget": 1, "ServiceMonitor": 1,
+        "PrometheusRule": 1, "Pod": 1,
+    }  # fmt: skip
+    combined = "kuc-kube-upgrade-controllers-combined"
+    for binding in (o for o in objects if o["kind"] in ("ClusterRoleBinding", "RoleBinding")):
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": combined, "namespace": "upgrades"}]
+    pod = ct.find(objects, "Deployment", combined)["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == combined
+    (container,) = pod["containers"]
+    assert container["command"] == ["kube-upgrade-controllers"]
+    assert container["args"][0] == "run"
+    assert sorted(container["args"][1:5]) == sorted(ct.CONTROLLERS.values())
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    for controller in ct.CONTROLLERS.values():
+        path = f"/etc/kube-upgrade-controllers/{controller}"
+        assert env[f"{config.env_prefix(controller)}_CONFIG"] == f"{path}/config.yaml"
+        assert path in mounts
+        # The replicas of the combined Deployment decide leader election for every controller in it.
+        assert config_file(objects, controller)["leaderElect"] is True
+    test_pod = ct.find(objects, "Pod", "kuc-kube-upgrade-controllers-test-readyz")
+    assert test_pod["spec"]["containers"][0]["args"] == [f"http://{combined}.upgrades.svc:8081/readyz"]
+    # Directory mode stays a DaemonSet of its own; the others are combined.
+    objects = ct.template("-f", DIRECTORY_MODE, "--set", "combined.enabled=true")
+    assert ct.find(objects, "DaemonSet", "kuc-kube-upgrade-controllers-addon-updater")
+    args = ct.find(objects, "Deployment", combined)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "addon-updater" not in args and "node-tainter" in args
+    # Off by default: nothing combined.
+    assert not [o for o in ct.template() if "combined" in o["metadata"]["name"]]
 
 
 def test_dashboard_has_a_panel_per_controller_and_the_sidecar_label() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import pathlib
 import shutil
 import sys
@@ -21,6 +22,7 @@ import pytest
 import yaml
 
 from controllers.kube import client, resources
+from controllers.runtime import config
 from e2e import cluster, controlplane
 from tests import chart_tools as ct
 
@@ -384,3 +386,53 @@ async def test_controllers_cannot_do_what_they_do_not_need(installed: Installed,
     assert not await can(
         installed, kube, "node-tainter", "update", "configmaps", namespace="kube-system", name=own
     )
+
+
+async def test_combined_runs_the_controllers_with_one_service_account(
+    control_plane: controlplane.ControlPlane,
+    kube: client.Kube,
+    agreed_cluster: tuple[str, str],
+    tmp_path: pathlib.Path,
+) -> None:
+    """combined.enabled: one ServiceAccount bound to every controller's roles runs them in one process."""
+    setup = Installed(control_plane, tmp_path)
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({**INSTALL_VALUES, "combined": {"enabled": True, "replicas": 2}}))
+    setup.helm(
+        "install", setup.release, ct.CHART, "--namespace", setup.namespace, "--create-namespace", "-f", values
+    )
+    try:
+        kubeconfig = await token_kubeconfig(setup, kube, "combined")
+        names = ("uso-runner", "node-tainter", "leader-watchdog")
+        env = {
+            f"{config.env_prefix(name)}_CONFIG": str(await installed_config(setup, kube, name))
+            for name in names
+        }
+        process = await asyncio.create_subprocess_exec(
+            str(BIN / "kube-upgrade-controllers"), "run", *names, "--kubeconfig", str(kubeconfig), "--once",
+            "--log-format", "text",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, **env},
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(process.communicate(), timeout=240)
+        assert "forbidden" not in err.decode().lower(), err.decode()
+        assert process.returncode in (0, 1), out.decode() + err.decode()  # 1: the watchdog's critical finding
+        _, worker = agreed_cluster
+        taints = (await kube.get(resources.NODES.path(name=worker)))["spec"].get("taints", [])
+        assert TAINT_KEY in [t["key"] for t in taints]
+        state = await kube.get(
+            resources.CONFIGMAPS.path(namespace=setup.namespace, name=f"{setup.name('uso-runner')}-state")
+        )
+        assert state["data"]["version"] == MASTER_VERSION
+        # Its Leases (two replicas: leader election), each controller's own; no per-controller accounts.
+        for name in ("addon-updater", *names):
+            lease = setup.name(name)
+            assert await can(setup, kube, "combined", "update", "leases", group="coordination.k8s.io",
+                             namespace=setup.namespace, name=lease), name  # fmt: skip
+        accounts = await kube.get(
+            resources.Resource("", "v1", "serviceaccounts", namespaced=True).path(namespace=setup.namespace)
+        )
+        assert [a["metadata"]["name"] for a in accounts["items"] if a["metadata"]["name"] != "default"] == [
+            setup.name("combined")
+        ]
+    finally:
+        setup.helm("uninstall", setup.release, "--namespace", setup.namespace, check=False)

@@ -46,17 +46,37 @@ nodeTainter: node-tainter
 leaderWatchdog: leader-watchdog
 {{- end -}}
 
-{{/* Facts about one controller as YAML: name, fullname, values, leaderElect, workload. */}}
+{{/* Facts about one controller as YAML: name, fullname, workload (Deployment, DaemonSet, or Combined: in the
+     one combined Deployment), serviceAccount, replicas, leaderElect. */}}
 {{- define "kuc.controller" -}}
 {{- $root := .root -}}
 {{- $name := get (include "kuc.controllerNames" . | fromYaml) .key -}}
 {{- $values := get $root.Values .key -}}
 {{- $daemonSet := and (eq .key "addonUpdater") (eq $values.mode "directory") -}}
+{{- $combined := and $root.Values.combined.enabled (not $daemonSet) -}}
+{{- $fullname := printf "%s-%s" (include "kuc.fullname" $root) $name -}}
+{{- $replicas := 1 -}}
+{{- if $combined }}{{ $replicas = $root.Values.combined.replicas }}{{ else if not $daemonSet }}{{ $replicas = $values.replicas }}{{ end -}}
 name: {{ $name }}
-fullname: {{ printf "%s-%s" (include "kuc.fullname" $root) $name }}
-workload: {{ ternary "DaemonSet" "Deployment" $daemonSet }}
-replicas: {{ ternary 1 $values.replicas $daemonSet }}
-leaderElect: {{ and (not $daemonSet) (gt (int $values.replicas) 1) }}
+fullname: {{ $fullname }}
+workload: {{ ternary "DaemonSet" (ternary "Combined" "Deployment" $combined) $daemonSet }}
+serviceAccount: {{ ternary (include "kuc.combinedName" $root) $fullname $combined }}
+replicas: {{ $replicas }}
+leaderElect: {{ gt (int $replicas) 1 }}
+{{- end -}}
+
+{{/* The combined Deployment (combined.enabled): its name, and the controllers that run in it. */}}
+{{- define "kuc.combinedName" -}}
+{{- printf "%s-combined" (include "kuc.fullname" .) -}}
+{{- end -}}
+
+{{- define "kuc.combinedControllers" -}}
+{{- range $key, $name := include "kuc.controllerNames" . | fromYaml }}
+{{- $c := include "kuc.controller" (dict "root" $ "key" $key) | fromYaml }}
+{{- if and (get $.Values $key).enabled (eq $c.workload "Combined") }}
+- {{ $key }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{/* Labels of one controller's objects: the common labels + component. */}}

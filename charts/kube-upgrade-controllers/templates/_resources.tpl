@@ -5,6 +5,7 @@ under templates/<controller>/ that includes it (gated by <controller>.enabled).
 
 {{- define "kuc.serviceAccount" -}}
 {{- $values := get .root.Values .key -}}
+{{- if ne (include "kuc.controller" . | fromYaml).workload "Combined" -}}
 apiVersion: v1
 kind: ServiceAccount
 metadata:
@@ -14,6 +15,7 @@ metadata:
     {{- toYaml . | nindent 4 }}
   {{- end }}
 automountServiceAccountToken: true
+{{- end -}}
 {{- end -}}
 
 {{- define "kuc.clusterRole" -}}
@@ -42,7 +44,7 @@ roleRef:
   name: {{ $c.fullname }}
 subjects:
   - kind: ServiceAccount
-    name: {{ $c.fullname }}
+    name: {{ $c.serviceAccount }}
     namespace: {{ .root.Release.Namespace }}
 {{- end -}}
 
@@ -70,7 +72,7 @@ roleRef:
   name: {{ $c.fullname }}
 subjects:
   - kind: ServiceAccount
-    name: {{ $c.fullname }}
+    name: {{ $c.serviceAccount }}
     namespace: {{ .root.Release.Namespace }}
 {{- end -}}
 {{- end -}}
@@ -86,6 +88,7 @@ data:
 {{- end -}}
 
 {{- define "kuc.service" -}}
+{{- if ne (include "kuc.controller" . | fromYaml).workload "Combined" -}}
 apiVersion: v1
 kind: Service
 metadata:
@@ -103,6 +106,7 @@ spec:
       port: {{ .root.Values.ports.health }}
       targetPort: health
       protocol: TCP
+{{- end -}}
 {{- end -}}
 
 {{- define "kuc.podDisruptionBudget" -}}

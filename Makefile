@@ -97,7 +97,8 @@ tools: ## Build (or reuse the cached) helm and promtool from the Go module proxy
 .PHONY: chart-lint
 chart-lint: tools ## helm lint + helm template of the chart, with the default and the all-enabled values
 	@helm=$$(e2e/build-tool.sh helm); chart=charts/kube-upgrade-controllers; \
-	for values in "" "-f $$chart/ci/all-enabled-values.yaml" "-f $$chart/ci/directory-mode-values.yaml"; do \
+	for values in "" "-f $$chart/ci/all-enabled-values.yaml" "-f $$chart/ci/directory-mode-values.yaml" \
+	  "-f $$chart/ci/combined-values.yaml"; do \
 	  $$helm lint --strict $$chart $$values && $$helm template kuc $$chart $$values >/dev/null; done
 
 .PHONY: promtool

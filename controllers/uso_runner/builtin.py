@@ -13,10 +13,12 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Mapping
+from typing import ClassVar
 
 from controllers.kube import discovery, resources, retry, watch
 from controllers.kube.client import JSON, ApiError, Kube
 from controllers.uso_runner import logic
+from controllers.uso_runner import metrics as metrics_module
 from controllers.uso_runner.migrate import ResourceResult
 
 log = logging.getLogger(__name__)
@@ -33,17 +35,29 @@ class Builtin:
     """Creates StorageVersionMigrations and watches them; at most ``timeout`` seconds per resource."""
 
     kube: Kube
+    metrics: metrics_module.Metrics
     version: str  # the served version of storagemigration.k8s.io
     release: str
     labels: Mapping[str, str]
     timeout: float
     dry_run: bool = False
+    name: ClassVar[str] = "builtin"
+    _waiting: int = dataclasses.field(default=0, init=False)  # migrations being followed now
+
+    async def migrate(self, res: discovery.ApiResource, *, target: str) -> ResourceResult:
+        self._waiting += 1
+        self.metrics.observe_builtin(running=self._waiting)
+        try:
+            return await self._migrate(res, target=target)
+        finally:
+            self._waiting -= 1
+            self.metrics.observe_builtin(running=self._waiting)
 
     @property
     def resource(self) -> resources.Resource:
         return resources.Resource(logic.SVM_GROUP, self.version, logic.SVM_RESOURCE, namespaced=False)
 
-    async def migrate(self, res: discovery.ApiResource, *, target: str) -> ResourceResult:
+    async def _migrate(self, res: discovery.ApiResource, *, target: str) -> ResourceResult:
         name = logic.migration_name(
             release=self.release,
             group_resource=res.group_resource,
@@ -121,8 +135,8 @@ class Builtin:
             return logic.MigrationStatus("failed", f"not finished after {self.timeout:g} s: {why}")
         raise AssertionError("a watch never ends")
 
-    async def delete_stale(self, *, target: str) -> list[str]:
-        """Delete this release's finished migrations of earlier runs; the names deleted."""
+    async def tidy(self, *, target: str) -> list[str]:
+        """After a successful run: delete this release's finished migrations of earlier runs; the names."""
         if not self.labels:  # no selector would select everybody's
             return []
         selector = ",".join(f"{key}={value}" for key, value in sorted(self.labels.items()))

@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 from controllers.agreement.version import Version
 from controllers.kube import discovery, events, resources, retry
@@ -86,7 +86,7 @@ class Report:
     already_done: list[str] = dataclasses.field(default_factory=list)
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     stored_versions: dict[str, str] = dataclasses.field(default_factory=dict)
-    method: Literal["rewrite", "builtin"] = "rewrite"
+    method: str = "rewrite"
     duration_seconds: float = 0.0
 
     @property
@@ -187,19 +187,32 @@ class UsoRunner(reconciler.Reconciler[UsoRunnerConfig]):
             report=report,
             guarded=agreed if follow_agreement else None,
         )
-        if cfg.use_builtin:
-            run.builtin = await self._builtin(run, discovered)
-            report.method = "builtin" if run.builtin else "rewrite"
+        run.method = await self._method(run, discovered)
+        report.method = run.method.name
         await run.execute()
         return report
 
-    async def _builtin(
-        self, run: _Run, discovered: tuple[discovery.ApiResource, ...]
-    ) -> builtin_module.Builtin | None:
-        """The built-in migrator, or None (with a warning) when storagemigration.k8s.io is not served."""
-        cfg = run.ctx.config
-        version = logic.builtin_version(discovered)
-        if version is None:
+    async def _method(self, run: _Run, discovered: tuple[discovery.ApiResource, ...]) -> Method:
+        """How this run migrates, chosen once: rewriting every object itself, or (``--use-builtin``, when
+        storagemigration.k8s.io is served) one StorageVersionMigration per resource."""
+        cfg = self.ctx.config
+        version = logic.builtin_version(discovered) if cfg.use_builtin else None
+        if version is not None:
+            labels = {
+                state_module.PART_OF_LABEL: state_module.PART_OF,
+                state_module.CONTROLLER_LABEL: NAME,
+                INSTANCE_LABEL: cfg.release,
+            }
+            return builtin_module.Builtin(
+                kube=self.ctx.kube,
+                metrics=self.metrics,
+                version=version,
+                release=cfg.release,
+                labels=labels,
+                timeout=cfg.builtin_timeout_seconds,
+                dry_run=cfg.dry_run,
+            )
+        if cfg.use_builtin:
             why = (
                 f"--use-builtin: {logic.SVM_RESOURCE}.{logic.SVM_GROUP} is not served (kube-apiserver needs "
                 f"--runtime-config={logic.SVM_GROUP}/v1beta1=true and the StorageVersionMigrator feature "
@@ -207,20 +220,26 @@ class UsoRunner(reconciler.Reconciler[UsoRunnerConfig]):
             )
             log.warning("%s", why)
             await run.event(reason="BuiltinMigrationUnavailable", note=why, action="Migrate", type="Warning")
-            return None
-        labels = {
-            state_module.PART_OF_LABEL: state_module.PART_OF,
-            state_module.CONTROLLER_LABEL: NAME,
-            INSTANCE_LABEL: cfg.release,
-        }
-        return builtin_module.Builtin(
-            kube=run.ctx.kube,
-            version=version,
-            release=cfg.release,
-            labels=labels,
-            timeout=cfg.builtin_timeout_seconds,
+        return migrate.Migrator(
+            kube=self.ctx.kube,
+            metrics=self.metrics,
+            workers=cfg.workers,
+            page_size=cfg.page_size,
+            max_retries=cfg.max_retries,
+            qps=cfg.qps,
             dry_run=cfg.dry_run,
+            gate=run.gate if run.guarded else None,
         )
+
+
+class Method(Protocol):
+    """A way to migrate one resource (``migrate.Migrator``, ``builtin.Builtin``)."""
+
+    name: ClassVar[str]
+
+    async def migrate(self, res: discovery.ApiResource, *, target: str) -> migrate.ResourceResult: ...
+
+    async def tidy(self, *, target: str) -> list[str]: ...
 
 
 @dataclasses.dataclass
@@ -234,12 +253,11 @@ class _Run:
     plan: logic.Plan
     report: Report
     guarded: Version | None = None  # the daemon's agreed version: writes pause while masters disagree
-    builtin: builtin_module.Builtin | None = None  # --use-builtin with the API served
+    method: Method | None = None
 
     def __post_init__(self) -> None:
         self._lock = asyncio.Lock()
         self._gate_lock = asyncio.Lock()
-        self._delegated = 0  # StorageVersionMigrations being waited for
         self._done = 0
         self._failed = 0
 
@@ -252,14 +270,15 @@ class _Run:
         return f"{self._done}/{total} resources ({len(self.plan.done)} done before a restart, {self._failed} failed)"
 
     async def execute(self) -> None:
-        cfg = self.ctx.config
+        cfg, method = self.ctx.config, self.method
+        assert method is not None
         started = time.monotonic()
         pending = [r.group_resource for r in self.plan.migrate]
         log.info(
-            "run for %s: %d resource(s) to migrate%s, %d unchanged, %d already done, %d skipped%s",
+            "run for %s: %d resource(s) to migrate (%s), %d unchanged, %d already done, %d skipped%s",
             self.checkpoint.run_target,
             len(pending),
-            " by StorageVersionMigrations" if self.builtin else "",
+            method.name,
             len(self.plan.unchanged),
             len(self.plan.done),
             len(self.plan.skipped),
@@ -274,46 +293,22 @@ class _Run:
             action="Migrate",
         )
         crds = await self._crd_generations()
-        migrator = migrate.Migrator(
-            kube=self.kube,
-            metrics=self.metrics,
-            workers=cfg.workers,
-            page_size=cfg.page_size,
-            max_retries=cfg.max_retries,
-            qps=cfg.qps,
-            dry_run=cfg.dry_run,
-            gate=self.gate if self.guarded else None,
-        )
         slots = asyncio.Semaphore(cfg.resource_workers)
 
         async def one(res: logic.Discovered) -> None:
-            assert isinstance(res, discovery.ApiResource)
+            assert isinstance(res, discovery.ApiResource) and method is not None
             async with slots:
-                result = await self._migrate(res, migrator)
+                try:
+                    await self.gate()
+                    result = await method.migrate(res, target=self.checkpoint.run_target)
+                except migrate.Stop as stop:
+                    result = migrate.ResourceResult(res.group_resource, error=f"stopped: {stop}")
                 self.report.results.append(result)
                 await self._finished(res, result, crds)
 
         await asyncio.gather(*(one(res) for res in self.plan.migrate))
         self.report.duration_seconds = time.monotonic() - started
         await self._conclude()
-
-    async def _migrate(
-        self, res: discovery.ApiResource, migrator: migrate.Migrator
-    ) -> migrate.ResourceResult:
-        """One resource: rewritten here, or handed to a StorageVersionMigration (``--use-builtin``)."""
-        try:
-            await self.gate()
-        except migrate.Stop as stop:
-            return migrate.ResourceResult(res.group_resource, error=f"stopped: {stop}")
-        if self.builtin is None:
-            return await migrator.migrate(res.resource, group_resource=res.group_resource)
-        self._delegated += 1
-        self.metrics.observe_builtin(running=self._delegated)
-        try:
-            return await self.builtin.migrate(res, target=self.checkpoint.run_target)
-        finally:
-            self._delegated -= 1
-            self.metrics.observe_builtin(running=self._delegated)
 
     async def _finished(
         self, res: discovery.ApiResource, result: migrate.ResourceResult, crds: dict[str, int]
@@ -402,56 +397,34 @@ class _Run:
             )
 
     async def _conclude(self) -> None:
-        report = self.report
-        failed = [r for r in report.results if not r.ok]
-        self.metrics.observe_run_finished(duration_seconds=report.duration_seconds, succeeded=not failed)
-        migrated = sum(r.migrated for r in report.results)
-        if self.ctx.config.dry_run:
-            if self.builtin is not None:
-                log.info("dry run: %d StorageVersionMigration(s) would be created", len(report.results))
-                return
-            listed = sum(r.listed for r in report.results)
-            log.info(
-                "dry run: %d resource(s) with %d object(s) would be rewritten", len(report.results), listed
-            )
+        report, target, method = self.report, self.checkpoint.run_target, self.method
+        assert method is not None
+        end = logic.conclude(
+            results=report.results, target=target, method=method.name, dry_run=self.ctx.config.dry_run
+        )
+        self.metrics.observe_run_finished(
+            duration_seconds=report.duration_seconds, succeeded=end.phase == "Succeeded"
+        )
+        if not end.phase:
+            log.info("%s", end.note)
             return
-        if failed:
-            error = "; ".join(f"{r.group_resource}: {r.error}" for r in failed)[:1000]
-            async with self._lock:
-                await self._save({"phase": "Failed", "lastError": error, "progress": self._progress()})
-            await self.event(
-                reason="MigrationFailed",
-                note=f"{len(failed)} resource(s) failed: {error}",
-                action="Migrate",
-                type="Warning",
-            )
-            log.error("run for %s: %d resource(s) failed", self.checkpoint.run_target, len(failed))
-            return
-        target = self.checkpoint.run_target
         async with self._lock:
-            self.checkpoint = logic.finish_run(self.checkpoint)
-            await self._save({"phase": "Succeeded", "lastError": "", "progress": self._progress()})
-        note = (
-            f"{len(report.results)} resource(s) migrated by StorageVersionMigrations for {target}"
-            if self.builtin
-            else f"{migrated} object(s) of {len(report.results)} resource(s) rewritten for {target}"
+            if end.phase == "Succeeded":
+                self.checkpoint = logic.finish_run(self.checkpoint)
+            await self._save({"phase": end.phase, "lastError": end.last_error, "progress": self._progress()})
+        failed = end.phase == "Failed"
+        await self.event(
+            reason=end.reason, note=end.note, action="Migrate", type="Warning" if failed else "Normal"
         )
-        await self.event(reason="MigrationSucceeded", note=note, action="Migrate")
-        if self.builtin is not None:
-            try:
-                for name in await self.builtin.delete_stale(target=target):
-                    log.info("deleted StorageVersionMigration %s of an earlier run", name)
-            except ApiError as error:  # housekeeping: the run itself succeeded
-                log.warning(
-                    "deleting earlier StorageVersionMigrations failed: %s %s", error.status, error.reason
-                )
-        log.info(
-            "run for %s finished: %d object(s) of %d resource(s) in %.1f s",
-            target,
-            migrated,
-            len(report.results),
-            report.duration_seconds,
-        )
+        if failed:
+            log.error("run for %s: %s", target, end.note)
+            return
+        try:
+            for name in await method.tidy(target=target):
+                log.info("deleted StorageVersionMigration %s of an earlier run", name)
+        except ApiError as error:  # housekeeping: the run itself succeeded
+            log.warning("deleting earlier StorageVersionMigrations failed: %s %s", error.status, error.reason)
+        log.info("run for %s finished in %.1f s: %s", target, report.duration_seconds, end.note)
 
     async def _save(self, changes: dict[str, str]) -> None:
         self.state = await self.ctx.update_state(

@@ -223,6 +223,52 @@ def stored_versions_update(
     return storage, f"storedVersions {current} -> {storage}"
 
 
+class Result(Protocol):
+    """What the conclusion needs of one resource's result (``migrate.ResourceResult``)."""
+
+    @property
+    def group_resource(self) -> str: ...
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def error(self) -> str: ...
+    @property
+    def migrated(self) -> int: ...
+    @property
+    def listed(self) -> int: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Conclusion:
+    """How a run ends: the phase to record ("" for a dry run: nothing is recorded), the Event, the log."""
+
+    phase: Literal["Succeeded", "Failed", ""]
+    reason: str
+    note: str
+    last_error: str = ""
+
+
+def conclude(*, results: Sequence[Result], target: str, method: str, dry_run: bool) -> Conclusion:
+    """The end of a run: failed when any resource failed (the run is tried again later), else succeeded."""
+    failed = [r for r in results if not r.ok]
+    migrated = sum(r.migrated for r in results)
+    if dry_run:
+        would = (
+            f"{len(results)} StorageVersionMigration(s) would be created"
+            if method == "builtin"
+            else f"{len(results)} resource(s) with {sum(r.listed for r in results)} object(s) would be rewritten"
+        )
+        return Conclusion("", "", f"dry run: {would}")
+    if failed:
+        error = "; ".join(f"{r.group_resource}: {r.error}" for r in failed)[:1000]
+        return Conclusion("Failed", "MigrationFailed", f"{len(failed)} resource(s) failed: {error}", error)
+    if method == "builtin":
+        note = f"{len(results)} resource(s) migrated by StorageVersionMigrations for {target}"
+    else:
+        note = f"{migrated} object(s) of {len(results)} resource(s) rewritten for {target}"
+    return Conclusion("Succeeded", "MigrationSucceeded", note)
+
+
 # --- --use-builtin: StorageVersionMigration objects for kube-controller-manager's migrator -------------------
 
 SVM_GROUP = "storagemigration.k8s.io"

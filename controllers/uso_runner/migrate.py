@@ -13,10 +13,11 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
+from typing import ClassVar
 
 import prometheus_client
 
-from controllers.kube import resources, retry
+from controllers.kube import discovery, resources, retry
 from controllers.kube.client import JSON, Kube, RateLimiter
 from controllers.uso_runner import metrics as metrics_module
 
@@ -86,8 +87,11 @@ class Migrator:
         if reason not in ("conflict", "not_found"):  # those are how a rewrite ends, not errors
             self.metrics.observe_error(reason)
 
-    async def migrate(self, resource: resources.Resource, *, group_resource: str) -> ResourceResult:
+    name: ClassVar[str] = "rewrite"
+
+    async def migrate(self, res: discovery.ApiResource, *, target: str) -> ResourceResult:
         """List and rewrite every object; a failing list is listed again (transient failures only)."""
+        resource, group_resource = res.resource, res.group_resource
         result = ResourceResult(group_resource)
         counters = self.metrics.object_counters(group_resource)
         try:
@@ -104,6 +108,10 @@ class Migrator:
             result.error = f"list: {retry.describe(error)}"
             log.warning("%s: listing failed: %s", group_resource, result.error)
         return result
+
+    async def tidy(self, *, target: str) -> list[str]:
+        """After a successful run: nothing to clean up."""
+        return []
 
     async def _list_and_put(
         self,

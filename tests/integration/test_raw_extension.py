@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import prometheus_client
 
-from controllers.kube import client, resources
+from controllers.kube import client, discovery, resources
 from controllers.runtime import metrics as runtime_metrics
 from controllers.uso_runner import metrics, migrate
 
@@ -29,5 +29,9 @@ async def test_a_controller_revision_is_put_back_unchanged(kube: client.Kube, na
 
     exporter = runtime_metrics.Exporter(prefix="t", registry=prometheus_client.CollectorRegistry())
     migrator = migrate.Migrator(kube=kube, metrics=metrics.Metrics(exporter))
-    result = await migrator.migrate(REVISIONS, group_resource="controllerrevisions.apps")
+    revisions = discovery.ApiResource(
+        group="apps", version="v1", name="controllerrevisions", kind="ControllerRevision", namespaced=True,
+        verbs=frozenset({"list", "update"}), storage_version_hash="",
+    )  # fmt: skip
+    result = await migrator.migrate(revisions, target="v1.36.0")
     assert result.ok and result.failed == 0

@@ -11,8 +11,11 @@ import json
 import uuid
 from typing import Any
 
+import prometheus_client
+
 from controllers.kube import client, discovery, resources, state
-from controllers.uso_runner import builtin, logic
+from controllers.runtime import metrics as runtime_metrics
+from controllers.uso_runner import builtin, logic, metrics
 from e2e import cluster, controlplane
 from tests.integration import uso_helpers as h
 
@@ -115,7 +118,10 @@ async def test_a_failed_migration_of_the_same_name_is_replaced(kube: client.Kube
     """The built-in controller's Failed verdict (written here through the status subresource, as it writes
     it) is final for that object: the next attempt deletes it and creates a new one."""
     release = f"r{uuid.uuid4().hex[:6]}"
-    runner = builtin.Builtin(kube=kube, version="v1beta1", release=release, labels={}, timeout=1)
+    exporter = runtime_metrics.Exporter(prefix="t", registry=prometheus_client.CollectorRegistry())
+    runner = builtin.Builtin(
+        kube=kube, metrics=metrics.Metrics(exporter), version="v1beta1", release=release, labels={}, timeout=1
+    )
     configmaps = discovery.ApiResource(
         group="", version="v1", name="configmaps", kind="ConfigMap", namespaced=True,
         verbs=frozenset({"list", "update"}), storage_version_hash="h-test",

@@ -7,7 +7,7 @@ import json
 
 import prometheus_client
 
-from controllers.kube import client, resources
+from controllers.kube import client, discovery, resources
 from controllers.runtime import metrics as runtime_metrics
 from controllers.uso_runner import metrics, migrate
 from e2e import controlplane
@@ -17,6 +17,13 @@ CM = resources.CONFIGMAPS
 # The fixture runs PodTemplates without a watch cache, so their continued lists are read from etcd and meet
 # its compaction (other resources' continuations are served from the watch cache's snapshots).
 PODTEMPLATES = resources.Resource("", "v1", "podtemplates", namespaced=True)
+
+
+def discovered(resource: resources.Resource, kind: str) -> discovery.ApiResource:
+    return discovery.ApiResource(
+        group=resource.group, version=resource.version, name=resource.plural, kind=kind, namespaced=True,
+        verbs=frozenset({"list", "update"}), storage_version_hash="",
+    )  # fmt: skip
 
 
 def new_migrator(kube: client.Kube, **kwargs: object) -> migrate.Migrator:
@@ -51,7 +58,7 @@ async def test_expired_continue_token_mid_list_skips_no_object(
             expired.append(error.status)
 
     migrator = new_migrator(kube, page_size=50, on_page=compact_after_first_page)
-    result = await migrator.migrate(PODTEMPLATES, group_resource="podtemplates")
+    result = await migrator.migrate(discovered(PODTEMPLATES, "PodTemplate"), target="v1.36.0")
     assert expired == [410]  # the token the migrator was about to use had expired
     assert seen == names
     assert result.ok and result.migrated + result.conflicts >= len(names)
@@ -87,7 +94,7 @@ async def test_a_concurrent_writers_changes_all_survive(kube: client.Kube, names
     writers = [asyncio.create_task(writer(names[i::4])) for i in range(4)]
     await asyncio.sleep(0.5)  # the writer is busy before the list starts
     migrator = new_migrator(kube, workers=4, qps=100, on_page=on_page)
-    result = await migrator.migrate(CM, group_resource="configmaps")
+    result = await migrator.migrate(discovered(CM, "ConfigMap"), target="v1.36.0")
     finished.set()
     await asyncio.gather(*writers)
     assert result.ok and result.conflicts > 0 and writes_during > 0

@@ -120,19 +120,8 @@ def format_table(rows: Sequence[StatusRow], *, error_width: int = 80) -> str:
 
 
 def status_json(rows: Sequence[StatusRow]) -> list[dict[str, str]]:
-    return [
-        {
-            "controller": row.controller,
-            "namespace": row.namespace,
-            "name": row.name,
-            "version": row.version,
-            "phase": row.phase,
-            "progress": row.progress,
-            "updatedAt": row.updated,
-            "lastError": row.last_error,
-        }
-        for row in rows
-    ]
+    keys = {"updated": "updatedAt", "last_error": "lastError"}  # the others are spelled alike
+    return [{keys.get(k, k): v for k, v in dataclasses.asdict(row).items()} for row in rows]
 
 
 async def _status(args: argparse.Namespace) -> int:

@@ -180,7 +180,7 @@ async def labelled_objects(
     selector = label_selector(release)
 
     async def one(item: discovery.ApiResource) -> list[logic.LiveObject]:
-        objects = await apply.list_labelled(kube, item.resource, label_selector=selector)
+        objects = await kube.list_items(item.resource.path(), query={"labelSelector": selector})
         return [logic.live_object(obj, group=item.group, kind=item.kind) for obj in objects]
 
     found = await asyncio.gather(*(one(item) for item in listable), return_exceptions=True)

@@ -39,14 +39,6 @@ def _directory_bundle(root: pathlib.Path, minor: str) -> logic.Bundle:
 # --- ConfigMaps --------------------------------------------------------------------------------------------
 
 
-async def _configmaps(kube: Kube, namespace: str) -> list[JSON]:
-    items: list[JSON] = []
-    path = resources.CONFIGMAPS.path(namespace=namespace)
-    async for page in kube.list_pages(path, query={"labelSelector": logic.CONFIGMAP_MINOR_LABEL}):
-        items.extend(page.get("items") or [])
-    return items
-
-
 def _configmap_bundle(configmaps: list[JSON], *, minor: str, namespace: str) -> logic.Bundle:
     """All ConfigMaps labelled with ``minor`` make one bundle (a large bundle may be split over several);
     each key ending in .yaml/.yml/.json is a file. A file name used twice is an error."""
@@ -92,7 +84,10 @@ class Source:
         if self.kind == "directory":
             return await asyncio.to_thread(_directory_minors, self.directory)
         try:
-            self._configmaps = await _configmaps(self.kube, self.namespace)
+            path = resources.CONFIGMAPS.path(namespace=self.namespace)
+            self._configmaps = await self.kube.list_items(
+                path, query={"labelSelector": logic.CONFIGMAP_MINOR_LABEL}
+            )
         except ApiError as error:
             raise SourceError(f"listing bundle ConfigMaps in {self.namespace}: {error}") from error
         labels = (cm["metadata"].get("labels") or {} for cm in self._configmaps)

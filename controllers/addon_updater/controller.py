@@ -10,7 +10,6 @@ the log, an Event on the state ConfigMap, the state and a metric.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import pathlib
@@ -22,7 +21,6 @@ from controllers.addon_updater import metrics as metrics_module
 from controllers.agreement import version as version_module
 from controllers.kube.client import ApiError
 from controllers.runtime import config, context, reconciler
-from controllers.structs import refs
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +252,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
         log.error("%s", message)
         self.metrics.observe_invalid(error.reason)
         await self._event("BundleInvalid", message, warning=True)
-        await self._record(
+        await self.ctx.record(
             {
                 "version": agreed.raw,
                 "phase": "Invalid",
@@ -270,7 +268,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
         self.metrics.observe_failed()
         await self._event("SwitchFailed", message, warning=True)
         try:
-            await self._record({"version": agreed.raw, "phase": "Failed", "lastError": message})
+            await self.ctx.record({"version": agreed.raw, "phase": "Failed", "lastError": message})
         except ApiError as error:  # the apiserver may be what failed; the next round records it
             log.warning("could not record the failure in the state ConfigMap: %s", error)
         return Outcome("failed", message)
@@ -306,7 +304,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
             message = f"dry-run: would switch {target} to bundle {bundle.minor} ({len(files)} files, {len(manifests)} objects)"
             log.info("%s", message)
             return Outcome("planned", message, minor=bundle.minor, digest=decision.digest)
-        await self._record(
+        await self.ctx.record(
             {"version": agreed.raw, "phase": "Switching", "progress": f"writing {len(files)} files"}
         )
         generation = await asyncio.to_thread(
@@ -329,7 +327,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
             crd_timeout_seconds=cfg.crd_timeout_seconds,
             health_timeout_seconds=cfg.health_timeout_seconds,
         )
-        await self._record({"version": agreed.raw, "phase": "Switching", "progress": "validating"})
+        await self.ctx.record({"version": agreed.raw, "phase": "Switching", "progress": "validating"})
         progress: list[str] = []
         result = await apply_target.switch(
             self.ctx.kube,
@@ -364,7 +362,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
         )
         self.metrics.observe_health(unavailable=len(result.unavailable))
         await self._health_event(result.unavailable, workloads=result.workloads, minor=bundle.minor)
-        await self._record({"health": "Unhealthy" if result.unavailable else "Healthy"})
+        await self.ctx.record({"health": "Unhealthy" if result.unavailable else "Healthy"})
         return dataclasses.replace(
             outcome, applied=result.applied, pruned=result.pruned, unavailable=dict(result.unavailable)
         )
@@ -384,7 +382,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
         self.metrics.observe_switched(applied=applied, pruned=pruned)
         self.metrics.observe_active(minor=bundle.minor, digest=decision.digest)
         await self._event("BundleSwitched", message)
-        await self._record(
+        await self.ctx.record(
             {
                 "version": agreed.raw,
                 "phase": "Done",
@@ -416,23 +414,8 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
             warning=True,
         )
 
-    # --- state and Events --------------------------------------------------------------------------------
-
-    async def _record(self, changes: dict[str, str]) -> None:
-        await self.ctx.update_state(await self.ctx.read_state(), changes)
-
     async def _event(self, reason: str, note: str, *, warning: bool = False) -> None:
-        """An Event on the state ConfigMap (never fails: Events are best effort)."""
-        uid = ""
-        if self.ctx.recorder.enabled:
-            with contextlib.suppress(ApiError):
-                uid = (await self.ctx.read_state()).uid or ""
-        ref = refs.ObjectRef(
-            kind="ConfigMap", name=self.ctx.state_name, namespace=self.cfg.namespace, uid=uid
-        )
-        await self.ctx.recorder.emit(
-            ref, reason=reason, note=note, type="Warning" if warning else "Normal", action="SwitchBundle"
-        )
+        await self.ctx.event(reason, note, action="SwitchBundle", warning=warning)
 
     def _source_text(self) -> str:
         if self.cfg.bundle_source == "directory":

@@ -11,7 +11,7 @@ _VERSION = re.compile(
 )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True, order=True)
 class Version:
     """A parsed version. Equality and ordering use (major, minor, patch) only; ``raw`` is for display."""
 
@@ -32,18 +32,6 @@ class Version:
     def minor_text(self) -> str:
         """``1.36``: how bundles and logs name a minor."""
         return f"{self.major}.{self.minor}"
-
-    def __lt__(self, other: Version) -> bool:
-        return self.key < other.key
-
-    def __le__(self, other: Version) -> bool:
-        return self.key <= other.key
-
-    def __gt__(self, other: Version) -> bool:
-        return self.key > other.key
-
-    def __ge__(self, other: Version) -> bool:
-        return self.key >= other.key
 
     def __str__(self) -> str:
         return self.raw

@@ -3,12 +3,8 @@ kind by label, delete by UID precondition. Used by the addon-updater's apply tar
 
 from __future__ import annotations
 
-import logging
-
 from controllers.kube import resources
 from controllers.kube.client import JSON, ApiError, Kube
-
-log = logging.getLogger(__name__)
 
 
 def object_path(resource: resources.Resource, body: JSON) -> str:
@@ -29,14 +25,6 @@ async def server_side_apply(
         force=True,
         dry_run=dry_run,
     )
-
-
-async def list_labelled(kube: Kube, resource: resources.Resource, *, label_selector: str) -> list[JSON]:
-    """Every object of ``resource`` in all namespaces matching ``label_selector``."""
-    items: list[JSON] = []
-    async for page in kube.list_pages(resource.path(), query={"labelSelector": label_selector}):
-        items.extend(page.get("items") or [])
-    return items
 
 
 async def delete(kube: Kube, resource: resources.Resource, *, namespace: str, name: str, uid: str) -> bool:

@@ -213,6 +213,12 @@ class Kube:
             if not continue_token:
                 return
 
+    async def list_items(
+        self, path: str, *, query: Mapping[str, str | int | bool] | None = None
+    ) -> list[JSON]:
+        """Every item of a list, all pages."""
+        return [item async for page in self.list_pages(path, query=query) for item in page.get("items") or []]
+
     async def stream_lines(
         self,
         path: str,

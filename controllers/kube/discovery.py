@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from controllers.kube import resources, retry
-from controllers.kube.client import JSON, Kube
+from controllers.kube.client import Kube
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,4 @@ async def discover(kube: Kube) -> Discovery:
 
 async def aggregated(kube: Kube) -> frozenset[tuple[str, str]]:
     """The group versions served by an aggregated apiserver (from the APIServices)."""
-    apiservices: list[JSON] = []
-    async for page in kube.list_pages(resources.APISERVICES.path()):
-        apiservices.extend(page.get("items") or [])
-    return aggregated_group_versions(apiservices)
+    return aggregated_group_versions(await kube.list_items(resources.APISERVICES.path()))

@@ -9,7 +9,6 @@ from controllers.kube.client import JSON, ApiError, Kube
 from controllers.structs import leases as lease_bodies
 from controllers.structs import times
 
-LEASES = resources.LEASES
 Outcome = Literal["acquired", "renewed", "held-by-other", "conflict"]
 
 
@@ -21,7 +20,7 @@ def is_free(lease: JSON, *, now: float) -> bool:
 
 async def get(kube: Kube, *, namespace: str, name: str) -> JSON | None:
     try:
-        return await kube.get(LEASES.path(namespace=namespace, name=name))
+        return await kube.get(resources.LEASES.path(namespace=namespace, name=name))
     except ApiError as error:
         if error.not_found:
             return None
@@ -46,11 +45,11 @@ async def try_acquire_or_renew(
                 "metadata": {"name": name, "namespace": namespace},
                 "spec": {**spec, "acquireTime": stamp, "leaseTransitions": 0},
             }
-            await kube.create(LEASES.path(namespace=namespace), body)
+            await kube.create(resources.LEASES.path(namespace=namespace), body)
             return "acquired"
         if lease_bodies.holder(lease) == identity:
             lease["spec"].update(spec)
-            await kube.replace(LEASES.path(namespace=namespace, name=name), lease)
+            await kube.replace(resources.LEASES.path(namespace=namespace, name=name), lease)
             return "renewed"
         if not is_free(lease, now=now.timestamp()):
             return "held-by-other"
@@ -61,7 +60,7 @@ async def try_acquire_or_renew(
             "acquireTime": stamp,
             "leaseTransitions": transitions,
         }
-        await kube.replace(LEASES.path(namespace=namespace, name=name), lease)
+        await kube.replace(resources.LEASES.path(namespace=namespace, name=name), lease)
         return "acquired"
     except ApiError as error:
         if error.conflict:
@@ -76,7 +75,7 @@ async def release(kube: Kube, *, namespace: str, name: str, identity: str) -> No
         return
     lease["spec"].update({"holderIdentity": None, "leaseDurationSeconds": 1, "renewTime": times.micro_time()})
     try:
-        await kube.replace(LEASES.path(namespace=namespace, name=name), lease)
+        await kube.replace(resources.LEASES.path(namespace=namespace, name=name), lease)
     except ApiError as error:
         if not (error.conflict or error.not_found):
             raise

@@ -84,16 +84,10 @@ async def update(kube: Kube, state: State, changes: Mapping[str, str], *, contro
 
 async def list_all(kube: Kube, *, namespace: str | None = None) -> list[State]:
     """Every controller state ConfigMap of the suite (for the status command)."""
-    path = resources.CONFIGMAPS.path(namespace=namespace)
-    items: list[State] = []
-    async for page in kube.list_pages(
-        path, query={"labelSelector": f"{PART_OF_LABEL}={PART_OF},{CONTROLLER_LABEL}"}
-    ):
-        # The chart's config ConfigMap of a controller has the same labels; only a state's name ends so.
-        items.extend(
-            _state(obj) for obj in page.get("items", []) if obj["metadata"]["name"].endswith("-state")
-        )
-    return items
+    query = {"labelSelector": f"{PART_OF_LABEL}={PART_OF},{CONTROLLER_LABEL}"}
+    found = await kube.list_items(resources.CONFIGMAPS.path(namespace=namespace), query=query)
+    # The chart's config ConfigMap of a controller has the same labels; only a state's name ends so.
+    return [_state(obj) for obj in found if obj["metadata"]["name"].endswith("-state")]
 
 
 def _state(obj: JSON) -> State:

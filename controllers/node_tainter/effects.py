@@ -20,7 +20,6 @@ from controllers.structs import refs
 
 log = logging.getLogger(__name__)
 
-NODES = resources.NODES
 
 Outcome = Literal["applied", "gone", "moot", "redecided"]
 
@@ -40,7 +39,7 @@ async def apply_change(
 ) -> Result:
     """Make ``node`` carry ``change.taint`` under our key. Raises ApiError when the apiserver refuses for
     another reason than a conflict, or after too many conflicts in a row (``retry.CONFLICTS``)."""
-    path = NODES.path(name=node.name)
+    path = resources.NODES.path(name=node.name)
     current, conflicts = node, 0
 
     async def attempt() -> Result:

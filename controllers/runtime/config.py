@@ -316,18 +316,3 @@ def _raise_config_error(message: str) -> typing.NoReturn:
 def env_prefix(prog: str) -> str:
     """``node-tainter`` → ``NODE_TAINTER``."""
     return prog.upper().replace("-", "_")
-
-
-__all__ = [
-    "BaseConfig",
-    "ConfigError",
-    "bind_address",
-    "build_parser",
-    "env_prefix",
-    "fraction",
-    "label_selector",
-    "load",
-    "non_negative",
-    "option",
-    "positive",
-]

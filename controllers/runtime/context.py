@@ -4,6 +4,7 @@ Events, its state ConfigMap, and a way to wake its loop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -14,6 +15,7 @@ from controllers.kube import client, events, state
 from controllers.runtime import config as config_module
 from controllers.runtime import metrics, server
 from controllers.runtime.agreement_feed import AgreementFeed, AgreementMetrics
+from controllers.structs import refs
 
 C = TypeVar("C", bound=config_module.BaseConfig)
 
@@ -54,6 +56,22 @@ class Context(Generic[C]):
         if self.config.dry_run:
             return current
         return await state.update(self.kube, current, changes, controller=self.name)
+
+    async def record(self, changes: dict[str, str]) -> state.State:
+        """Merge ``changes`` into the state ConfigMap as it is now."""
+        return await self.update_state(await self.read_state(), changes)
+
+    async def event(self, reason: str, note: str, *, action: str, warning: bool = False) -> None:
+        """An Event on the state ConfigMap, where a controller reports what it did to the cluster as a
+        whole (best effort: an Event never fails a controller; none in dry-run)."""
+        uid = ""
+        if self.recorder.enabled:
+            with contextlib.suppress(client.ApiError):
+                uid = (await self.read_state()).uid or ""
+        ref = refs.ObjectRef(kind="ConfigMap", name=self.state_name, namespace=self.config.namespace, uid=uid)
+        await self.recorder.emit(
+            ref, reason=reason, note=note, action=action, type="Warning" if warning else "Normal"
+        )
 
 
 def build(

@@ -19,7 +19,6 @@ from controllers.kube import discovery, resources, retry, watch
 from controllers.kube.client import JSON, ApiError, Kube
 from controllers.uso_runner import logic
 from controllers.uso_runner import metrics as metrics_module
-from controllers.uso_runner.migrate import ResourceResult
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ class Builtin:
     name: ClassVar[str] = "builtin"
     _waiting: int = dataclasses.field(default=0, init=False)  # migrations being followed now
 
-    async def migrate(self, res: discovery.ApiResource, *, target: str) -> ResourceResult:
+    async def migrate(self, res: discovery.ApiResource, *, target: str) -> logic.ResourceResult:
         self._waiting += 1
         self.metrics.observe_builtin(running=self._waiting)
         try:
@@ -57,14 +56,14 @@ class Builtin:
     def resource(self) -> resources.Resource:
         return resources.Resource(logic.SVM_GROUP, self.version, logic.SVM_RESOURCE, namespaced=False)
 
-    async def _migrate(self, res: discovery.ApiResource, *, target: str) -> ResourceResult:
+    async def _migrate(self, res: discovery.ApiResource, *, target: str) -> logic.ResourceResult:
         name = logic.migration_name(
             release=self.release,
             group_resource=res.group_resource,
             target=target,
             storage_hash=res.storage_version_hash,
         )
-        result = ResourceResult(res.group_resource, delegated_to=name)
+        result = logic.ResourceResult(res.group_resource, delegated_to=name)
         manifest = logic.migration_manifest(
             api_version=f"{logic.SVM_GROUP}/{self.version}",
             name=name,
@@ -140,9 +139,7 @@ class Builtin:
         if not self.labels:  # no selector would select everybody's
             return []
         selector = ",".join(f"{key}={value}" for key, value in sorted(self.labels.items()))
-        items: list[JSON] = []
-        async for page in self.kube.list_pages(self.resource.path(), query={"labelSelector": selector}):
-            items.extend(page.get("items") or [])
+        items = await self.kube.list_items(self.resource.path(), query={"labelSelector": selector})
         stale = logic.stale_migrations(items, target=target)
         for name in stale:
             try:

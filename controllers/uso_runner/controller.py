@@ -6,10 +6,10 @@ import asyncio
 import dataclasses
 import logging
 import time
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, Literal
 
 from controllers.agreement.version import Version
-from controllers.kube import discovery, events, resources, retry
+from controllers.kube import discovery, resources, retry
 from controllers.kube import state as state_module
 from controllers.kube.client import JSON, ApiError, Kube
 from controllers.runtime import config, context, reconciler
@@ -81,7 +81,7 @@ class Report:
     action: str
     reason: str
     target: str = ""
-    results: list[migrate.ResourceResult] = dataclasses.field(default_factory=list)
+    results: list[logic.ResourceResult] = dataclasses.field(default_factory=list)
     unchanged: list[str] = dataclasses.field(default_factory=list)
     already_done: list[str] = dataclasses.field(default_factory=list)
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
@@ -192,7 +192,9 @@ class UsoRunner(reconciler.Reconciler[UsoRunnerConfig]):
         await run.execute()
         return report
 
-    async def _method(self, run: _Run, discovered: tuple[discovery.ApiResource, ...]) -> Method:
+    async def _method(
+        self, run: _Run, discovered: tuple[discovery.ApiResource, ...]
+    ) -> migrate.Migrator | builtin_module.Builtin:
         """How this run migrates, chosen once: rewriting every object itself, or (``--use-builtin``, when
         storagemigration.k8s.io is served) one StorageVersionMigration per resource."""
         cfg = self.ctx.config
@@ -219,7 +221,7 @@ class UsoRunner(reconciler.Reconciler[UsoRunnerConfig]):
                 "gate); rewriting the objects instead"
             )
             log.warning("%s", why)
-            await run.event(reason="BuiltinMigrationUnavailable", note=why, action="Migrate", type="Warning")
+            await self.ctx.event("BuiltinMigrationUnavailable", why, action="Migrate", warning=True)
         return migrate.Migrator(
             kube=self.ctx.kube,
             metrics=self.metrics,
@@ -230,16 +232,6 @@ class UsoRunner(reconciler.Reconciler[UsoRunnerConfig]):
             dry_run=cfg.dry_run,
             gate=run.gate if run.guarded else None,
         )
-
-
-class Method(Protocol):
-    """A way to migrate one resource (``migrate.Migrator``, ``builtin.Builtin``)."""
-
-    name: ClassVar[str]
-
-    async def migrate(self, res: discovery.ApiResource, *, target: str) -> migrate.ResourceResult: ...
-
-    async def tidy(self, *, target: str) -> list[str]: ...
 
 
 @dataclasses.dataclass
@@ -253,7 +245,7 @@ class _Run:
     plan: logic.Plan
     report: Report
     guarded: Version | None = None  # the daemon's agreed version: writes pause while masters disagree
-    method: Method | None = None
+    method: migrate.Migrator | builtin_module.Builtin | None = None
 
     def __post_init__(self) -> None:
         self._lock = asyncio.Lock()
@@ -287,11 +279,8 @@ class _Run:
         self.metrics.observe_run_started()
         self.metrics.observe_resources(pending=len(pending), done=0, failed=0)
         await self._save({"phase": "Running", "progress": self._progress(), "lastError": ""})
-        await self.event(
-            reason="MigrationStarted",
-            note=f"migrating {len(pending)} resource(s) for {self.checkpoint.run_target}",
-            action="Migrate",
-        )
+        note = f"migrating {len(pending)} resource(s) for {self.checkpoint.run_target}"
+        await self.ctx.event("MigrationStarted", note, action="Migrate")
         crds = await self._crd_generations()
         slots = asyncio.Semaphore(cfg.resource_workers)
 
@@ -302,7 +291,7 @@ class _Run:
                     await self.gate()
                     result = await method.migrate(res, target=self.checkpoint.run_target)
                 except migrate.Stop as stop:
-                    result = migrate.ResourceResult(res.group_resource, error=f"stopped: {stop}")
+                    result = logic.ResourceResult(res.group_resource, error=f"stopped: {stop}")
                 self.report.results.append(result)
                 await self._finished(res, result, crds)
 
@@ -311,7 +300,7 @@ class _Run:
         await self._conclude()
 
     async def _finished(
-        self, res: discovery.ApiResource, result: migrate.ResourceResult, crds: dict[str, int]
+        self, res: discovery.ApiResource, result: logic.ResourceResult, crds: dict[str, int]
     ) -> None:
         if result.delegated_to:
             log.info(
@@ -380,21 +369,15 @@ class _Run:
         self.metrics.observe_paused(True)
         async with self._lock:
             await self._save({"phase": "Paused", "progress": self._progress()})
-        await self.event(
-            reason="MigrationPaused",
-            note=f"no writes until the masters agree again on {target}: {why}",
-            action="Migrate",
-            type="Warning",
-        )
+        note = f"no writes until the masters agree again on {target}: {why}"
+        await self.ctx.event("MigrationPaused", note, action="Migrate", warning=True)
         await self.ctx.agreements.wait_until(lambda agreement: agreement is not None)
         self.metrics.observe_paused(False)
         if self._verdict() == "go":
             log.info("resuming the run for %s: the masters agree on it again", target)
             async with self._lock:
                 await self._save({"phase": "Running", "progress": self._progress()})
-            await self.event(
-                reason="MigrationResumed", note=f"the masters agree on {target} again", action="Migrate"
-            )
+            await self.ctx.event("MigrationResumed", f"the masters agree on {target} again", action="Migrate")
 
     async def _conclude(self) -> None:
         report, target, method = self.report, self.checkpoint.run_target, self.method
@@ -413,9 +396,7 @@ class _Run:
                 self.checkpoint = logic.finish_run(self.checkpoint)
             await self._save({"phase": end.phase, "lastError": end.last_error, "progress": self._progress()})
         failed = end.phase == "Failed"
-        await self.event(
-            reason=end.reason, note=end.note, action="Migrate", type="Warning" if failed else "Normal"
-        )
+        await self.ctx.event(end.reason, end.note, action="Migrate", warning=failed)
         if failed:
             log.error("run for %s: %s", target, end.note)
             return
@@ -431,22 +412,14 @@ class _Run:
             self.state, {**logic.checkpoint_data(self.checkpoint), **changes}
         )
 
-    async def event(self, *, reason: str, note: str, action: str, type: events.EventType = "Normal") -> None:
-        ref = refs.ObjectRef(
-            kind="ConfigMap", name=self.state.name, namespace=self.state.namespace, uid=self.state.uid or ""
-        )
-        await self.ctx.recorder.emit(ref, reason=reason, note=note, action=action, type=type)
-
     async def _crd_generations(self) -> dict[str, int]:
         """Generation of every CRD whose resource is migrated, as the run begins."""
         planned = {r.group_resource for r in self.plan.migrate}
-        generations: dict[str, int] = {}
-        async for page in self.kube.list_pages(resources.CRDS.path()):
-            for crd in page.get("items") or []:
-                name = str(crd.get("metadata", {}).get("name") or "")
-                if name in planned:
-                    generations[name] = int(crd["metadata"].get("generation") or 0)
-        return generations
+        return {
+            crd["metadata"]["name"]: int(crd["metadata"].get("generation") or 0)
+            for crd in await self.kube.list_items(resources.CRDS.path())
+            if crd["metadata"]["name"] in planned
+        }
 
     async def _stored_versions(self, name: str, generation: int) -> None:
         """Set the CRD's status.storedVersions to its storage version (skip when the CRD changed)."""

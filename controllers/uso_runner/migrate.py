@@ -19,6 +19,7 @@ import prometheus_client
 
 from controllers.kube import discovery, resources, retry
 from controllers.kube.client import JSON, Kube, RateLimiter
+from controllers.uso_runner import logic
 from controllers.uso_runner import metrics as metrics_module
 
 log = logging.getLogger(__name__)
@@ -29,39 +30,6 @@ Gate = Callable[[], Awaitable[None]]
 
 class Stop(Exception):
     """Raised by the gate: stop this resource now (what is in flight still lands)."""
-
-
-@dataclasses.dataclass
-class ResourceResult:
-    group_resource: str
-    listed: int = 0
-    migrated: int = 0
-    conflicts: int = 0
-    not_found: int = 0
-    failed: int = 0
-    error: str = ""  # why the resource failed (status and reason, never object content)
-    delegated_to: str = ""  # --use-builtin: the StorageVersionMigration that did the rewrite
-
-    @property
-    def ok(self) -> bool:
-        return self.failed == 0 and not self.error
-
-    def as_json(self) -> dict[str, int | str]:
-        # A delegated resource's objects are counted by nobody: the built-in migrator reports no figures.
-        result: dict[str, int | str] = (
-            {"storageVersionMigration": self.delegated_to}
-            if self.delegated_to
-            else {
-                "listed": self.listed,
-                "migrated": self.migrated,
-                "conflicts": self.conflicts,
-                "notFound": self.not_found,
-                "failed": self.failed,
-            }
-        )
-        if self.error:
-            result["error"] = self.error
-        return result
 
 
 @dataclasses.dataclass
@@ -89,10 +57,10 @@ class Migrator:
 
     name: ClassVar[str] = "rewrite"
 
-    async def migrate(self, res: discovery.ApiResource, *, target: str) -> ResourceResult:
+    async def migrate(self, res: discovery.ApiResource, *, target: str) -> logic.ResourceResult:
         """List and rewrite every object; a failing list is listed again (transient failures only)."""
         resource, group_resource = res.resource, res.group_resource
-        result = ResourceResult(group_resource)
+        result = logic.ResourceResult(group_resource)
         counters = self.metrics.object_counters(group_resource)
         try:
             await retry.call(
@@ -116,7 +84,7 @@ class Migrator:
     async def _list_and_put(
         self,
         resource: resources.Resource,
-        result: ResourceResult,
+        result: logic.ResourceResult,
         counters: dict[str, prometheus_client.Counter],
     ) -> None:
         in_flight: set[asyncio.Task[None]] = set()
@@ -155,7 +123,7 @@ class Migrator:
         self,
         resource: resources.Resource,
         item: JSON,
-        result: ResourceResult,
+        result: logic.ResourceResult,
         counters: dict[str, prometheus_client.Counter],
     ) -> None:
         metadata = item.get("metadata") or {}

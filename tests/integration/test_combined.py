@@ -18,6 +18,7 @@ from e2e import cluster
 from tests import harness
 
 COMMAND = str(pathlib.Path(sys.executable).parent / "kube-upgrade-controllers")
+METRICS = ("leader", "masters_agreed")
 
 
 def env(tmp_path: pathlib.Path, label: str) -> dict[str, str]:
@@ -49,10 +50,15 @@ async def test_two_controllers_in_one_process(
         port,
     ):
         await harness.eventually(lambda: harness.scrape(port, "/readyz")[0] == 200, what="/readyz")
-        _, text = harness.scrape(port)
-        for prefix in ("node_tainter", "leader_watchdog"):  # one server, every controller's metrics
-            assert harness.sample(text, f"{prefix}_leader") == 1
-            assert harness.sample(text, f"{prefix}_masters_agreed") == 1
+
+        def leading_and_agreed() -> bool:  # one server, every controller's metrics
+            text = harness.scrape(port)[1]
+            names = [
+                f"{prefix}_{metric}" for prefix in ("node_tainter", "leader_watchdog") for metric in METRICS
+            ]
+            return all(harness.sample(text, name) == 1 for name in names)
+
+        await harness.eventually(leading_and_agreed, what="both controllers leading, the masters agreed")
 
         # node-tainter acts with the options of its own config file.
         async def tainted() -> bool:

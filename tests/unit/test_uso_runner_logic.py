@@ -340,24 +340,18 @@ def test_stale_migrations_are_finished_ones_of_other_targets() -> None:
     assert logic.stale_migrations(items, target="v1.36.0") == ["old-done", "old-failed"]
 
 
-@dataclasses.dataclass
-class Done:
-    group_resource: str
-    ok: bool = True
-    error: str = ""
-    migrated: int = 0
-    listed: int = 0
-
-
 def test_conclusion_of_a_run() -> None:
-    results = [Done("configmaps", migrated=3, listed=3), Done("widgets.example.io", migrated=2, listed=4)]
+    results = [
+        logic.ResourceResult("configmaps", migrated=3, listed=3),
+        logic.ResourceResult("widgets.example.io", migrated=2, listed=4, conflicts=2),
+    ]
     end = logic.conclude(results=results, target="v1.36.0", method="rewrite", dry_run=False)
     assert (end.phase, end.reason, end.last_error) == ("Succeeded", "MigrationSucceeded", "")
     assert end.note == "5 object(s) of 2 resource(s) rewritten for v1.36.0"
     builtin = logic.conclude(results=results, target="v1.36.0", method="builtin", dry_run=False)
     assert builtin.note == "2 resource(s) migrated by StorageVersionMigrations for v1.36.0"
     failed = logic.conclude(
-        results=[*results, Done("secrets", ok=False, error="403 Forbidden")], target="v1.36.0", method="rewrite",
+        results=[*results, logic.ResourceResult("secrets", error="403 Forbidden")], target="v1.36.0", method="rewrite",
         dry_run=False,
     )  # fmt: skip
     assert (failed.phase, failed.reason, failed.last_error) == (

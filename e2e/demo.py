@@ -29,6 +29,7 @@ import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 
+from controllers import registry
 from controllers.kube import client, resources
 from controllers.structs import times
 from e2e import controlplane
@@ -42,7 +43,6 @@ TAINT_KEY = "upgrade.kube-upgrade-controllers.io/outdated"
 LEASES = resources.LEASES
 WIDGET_GROUP = "demo.kube-upgrade-controllers.io"
 WIDGETS_RESOURCE = resources.Resource(WIDGET_GROUP, "v2", "widgets", namespaced=True)
-CONTROLLERS = ("addon-updater", "uso-runner", "node-tainter", "leader-watchdog")
 LEASE_SECONDS = 10
 
 
@@ -328,7 +328,7 @@ def controllers(
     bin_dir = pathlib.Path(sys.executable).parent
     started: dict[str, Process] = {}
     try:
-        for name in CONTROLLERS:
+        for name in registry.NAMES:
             port = controlplane.free_port()
             log = logs / f"{name}.log"
             argv = [

@@ -16,8 +16,9 @@ import pathlib
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from controllers.addon_updater import apply_target, bundles, directory, logic
+from controllers.addon_updater import logic
 from controllers.addon_updater import metrics as metrics_module
+from controllers.addon_updater.effects import apply_target, bundles, directory
 from controllers.agreement import version as version_module
 from controllers.kube.client import ApiError
 from controllers.runtime import config, context, reconciler

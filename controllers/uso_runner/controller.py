@@ -14,9 +14,10 @@ from controllers.kube import state as state_module
 from controllers.kube.client import JSON, ApiError, Kube
 from controllers.runtime import config, context, reconciler
 from controllers.structs import refs
-from controllers.uso_runner import builtin as builtin_module
-from controllers.uso_runner import logic, migrate
+from controllers.uso_runner import logic
 from controllers.uso_runner import metrics as metrics_module
+from controllers.uso_runner.effects import builtin as builtin_module
+from controllers.uso_runner.effects import migrate
 
 log = logging.getLogger(__name__)
 NAME = "uso-runner"

@@ -26,7 +26,8 @@ from typing import Any
 
 import pytest
 
-from controllers.addon_updater import controller, directory, logic
+from controllers.addon_updater import controller, logic
+from controllers.addon_updater.effects import directory
 from controllers.agreement import version
 from controllers.kube import client, resources
 from e2e import cluster

@@ -8,7 +8,8 @@ import prometheus_client
 
 from controllers.kube import client, discovery, resources
 from controllers.runtime import metrics as runtime_metrics
-from controllers.uso_runner import metrics, migrate
+from controllers.uso_runner import metrics
+from controllers.uso_runner.effects import migrate
 
 REVISIONS = resources.Resource("apps", "v1", "controllerrevisions", namespaced=True)
 # As kube-controller-manager writes a DaemonSet's revision: compact, keys as Go orders them, "&" escaped.

@@ -15,7 +15,8 @@ import prometheus_client
 
 from controllers.kube import client, discovery, resources, state
 from controllers.runtime import metrics as runtime_metrics
-from controllers.uso_runner import builtin, logic, metrics
+from controllers.uso_runner import logic, metrics
+from controllers.uso_runner.effects import builtin
 from e2e import cluster, controlplane
 from tests.integration import uso_helpers as h
 

@@ -9,7 +9,8 @@ import prometheus_client
 
 from controllers.kube import client, discovery, resources
 from controllers.runtime import metrics as runtime_metrics
-from controllers.uso_runner import metrics, migrate
+from controllers.uso_runner import metrics
+from controllers.uso_runner.effects import migrate
 from e2e import controlplane
 from tests.integration import uso_helpers as h
 

@@ -6,7 +6,8 @@ import pathlib
 
 import pytest
 
-from controllers.addon_updater import bundles, logic
+from controllers.addon_updater import logic
+from controllers.addon_updater.effects import bundles
 
 
 def test_directory_tree(tmp_path: pathlib.Path) -> None:

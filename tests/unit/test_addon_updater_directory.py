@@ -12,7 +12,8 @@ import shutil
 import threading
 from collections.abc import Callable
 
-from controllers.addon_updater import directory, logic
+from controllers.addon_updater import logic
+from controllers.addon_updater.effects import directory
 
 
 def files_of(tag: str, names: tuple[str, ...]) -> tuple[logic.BundleFile, ...]:

@@ -25,7 +25,9 @@ def test_every_controller_package_has_the_same_files() -> None:
     root = pathlib.Path(registry.__file__).parent
     for entry in registry.CONTROLLERS:
         files = {path.name for path in (root / entry.package).glob("*.py")}
-        assert {"__init__.py", "__main__.py", "controller.py", "logic.py", "metrics.py"} <= files, entry.name
+        shape = {"__init__.py", "__main__.py", "controller.py", "logic.py", "metrics.py"}
+        assert shape <= files, entry.name
+        assert files - shape <= {"effects.py"}, entry.name  # the rest is its effects: a module, or a package
         assert entry.controller.__module__ == f"controllers.{entry.package}.controller"
         assert entry.values_key == entry.package.split("_")[0] + entry.package.split("_")[1].capitalize()
         assert entry.controller.config_type.__name__ == entry.controller.__name__ + "Config"

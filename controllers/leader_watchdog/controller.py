@@ -15,11 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 from controllers.agreement import masters as agreement_masters
-from controllers.kube import events, resources, watch
+from controllers.kube import resources, watch
 from controllers.leader_watchdog import logic
 from controllers.leader_watchdog import metrics as metrics_module
 from controllers.runtime import config, context, reconciler
-from controllers.structs import refs
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +116,7 @@ class LeaderWatchdog(reconciler.Reconciler[LeaderWatchdogConfig]):
         self.stores = stores(self.cfg)
         self.history = logic.History()
         self.findings: dict[tuple[str, str], logic.Finding] = {}
-        self.events: asyncio.Queue[tuple[refs.ObjectRef, dict[str, Any]]] = asyncio.Queue()
+        self.events: asyncio.Queue[logic.Notice] = asyncio.Queue()
         self._sender: asyncio.Task[None] | None = None
         self.last: dict[str, Any] = {"time": None, "critical": False, "findings": [], "reason": "starting"}
 
@@ -148,19 +147,14 @@ class LeaderWatchdog(reconciler.Reconciler[LeaderWatchdogConfig]):
         self.findings = current
         self.last = logic.status_json(evaluation, shot, now=now)
         metrics_module.observe_evaluation(self.metrics, evaluation, shot, raised=raised, now=now)
-        self._report(evaluation, raised=raised, cleared=cleared, masters=shot.masters)
+        if evaluation.master_set_changed:
+            log.info("master set changed to %s", sorted(m.name for m in shot.masters))
+        self._report(evaluation, raised=raised, cleared=cleared)
         return reconciler.Synced(ok=not evaluation.critical)
 
     def _report(
-        self,
-        evaluation: logic.Evaluation,
-        *,
-        raised: list[logic.Finding],
-        cleared: list[logic.Finding],
-        masters: tuple[logic.NodeRecord, ...],
+        self, evaluation: logic.Evaluation, *, raised: list[logic.Finding], cleared: list[logic.Finding]
     ) -> None:
-        if evaluation.master_set_changed:
-            log.info("master set changed to %s", sorted(m.name for m in masters))
         for finding in raised:
             log.warning(
                 "%s: %s: %s",
@@ -169,41 +163,22 @@ class LeaderWatchdog(reconciler.Reconciler[LeaderWatchdogConfig]):
                 finding.evidence,
                 extra={"finding": finding.to_json()},
             )
-            self._event(
-                finding.ref,
-                reason=logic.REASON[finding.check],
-                note=f"{finding.object}: {finding.evidence}",
-                type="Warning",
-            )
-        for finding in cleared:
-            log.info("cleared %s: %s", finding.check, finding.object)
-            self._event(
-                finding.ref,
-                reason=f"{logic.REASON[finding.check]}Cleared",
-                note=f"{finding.object}: cleared",
-                type="Normal",
-            )
-        for change in evaluation.transitions:
-            log.info("leader of %s changed from %r to %r", change.lease, change.previous, change.holder)
-            namespace, _, name = change.lease.partition("/")
-            ref = refs.ObjectRef(
-                kind="Lease", name=name, namespace=namespace, api_version="coordination.k8s.io/v1"
-            )
-            self._event(
-                ref,
-                reason="LeaderChanged",
-                note=f"leader changed from {change.previous!r} to {change.holder!r}",
-                type="Normal",
-            )
-
-    def _event(self, ref: refs.ObjectRef, *, reason: str, note: str, type: events.EventType) -> None:
-        if not self.cfg.once:  # a one-shot check reports on stdout only
-            self.events.put_nowait((ref, {"reason": reason, "note": note, "type": type, "action": "Observe"}))
+        for notice in logic.notices(raised=raised, cleared=cleared, transitions=evaluation.transitions):
+            if not notice.warning:
+                log.info("%s on %s: %s", notice.reason, notice.ref, notice.note)
+            if not self.cfg.once:  # a one-shot check reports on stdout only
+                self.events.put_nowait(notice)
 
     async def _send_events(self) -> None:
         while True:
-            ref, kwargs = await self.events.get()
-            await self.ctx.recorder.emit(ref, **kwargs)
+            notice = await self.events.get()
+            await self.ctx.recorder.emit(
+                notice.ref,
+                reason=notice.reason,
+                note=notice.note,
+                type="Warning" if notice.warning else "Normal",
+                action="Observe",
+            )
 
 
 def stores(cfg: LeaderWatchdogConfig) -> dict[str, watch.Store[Any]]:

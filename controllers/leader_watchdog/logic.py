@@ -507,6 +507,33 @@ def evaluate(snapshot: Snapshot, *, now: float, rules: Rules, history: History) 
     )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Notice:
+    """An Event to record about what changed since the last evaluation."""
+
+    ref: refs.ObjectRef
+    reason: str
+    note: str
+    warning: bool = False
+
+
+def notices(
+    *, raised: Iterable[Finding], cleared: Iterable[Finding], transitions: Iterable[Transition]
+) -> list[Notice]:
+    """A Warning per finding that appeared; a Normal Event per finding that cleared and per leader change."""
+    found = [Notice(f.ref, REASON[f.check], f"{f.object}: {f.evidence}", warning=True) for f in raised]
+    found += [Notice(f.ref, f"{REASON[f.check]}Cleared", f"{f.object}: cleared") for f in cleared]
+    for change in transitions:
+        namespace, _, name = change.lease.partition("/")
+        lease = refs.ObjectRef(
+            kind="Lease", name=name, namespace=namespace, api_version="coordination.k8s.io/v1"
+        )
+        found.append(
+            Notice(lease, "LeaderChanged", f"leader changed from {change.previous!r} to {change.holder!r}")
+        )
+    return found
+
+
 def status_json(evaluation: Evaluation, snapshot: Snapshot, *, now: float) -> dict[str, Any]:
     """The ``/status`` document (and ``--once`` output)."""
     history = evaluation.history

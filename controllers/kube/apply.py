@@ -1,5 +1,5 @@
-"""Server-side apply of arbitrary objects: apply with a field manager (dry-run first), list objects of any
-kind by label, delete by UID precondition. Used by the addon-updater's apply target."""
+"""Server-side apply of arbitrary objects with a field manager (dry-run first), and delete by UID
+precondition. Used by the addon-updater's apply target."""
 
 from __future__ import annotations
 
@@ -7,18 +7,14 @@ from controllers.kube import resources
 from controllers.kube.client import JSON, ApiError, Kube
 
 
-def object_path(resource: resources.Resource, body: JSON) -> str:
-    metadata = body["metadata"]
-    namespace = metadata.get("namespace") if resource.namespaced else None
-    return resource.path(namespace=namespace, name=metadata["name"])
-
-
 async def server_side_apply(
     kube: Kube, resource: resources.Resource, body: JSON, *, field_manager: str, dry_run: bool = False
 ) -> JSON:
     """PATCH application/apply-patch+yaml with ``force`` (this manager owns what it applies)."""
+    metadata = body["metadata"]
+    namespace = metadata.get("namespace") if resource.namespaced else None
     return await kube.patch(
-        object_path(resource, body),
+        resource.path(namespace=namespace, name=metadata["name"]),
         body,
         patch_type="apply",
         field_manager=field_manager,

@@ -37,7 +37,6 @@ class Resource:
 NODES = Resource("", "v1", "nodes", namespaced=False)
 PODS = Resource("", "v1", "pods", namespaced=True)
 CONFIGMAPS = Resource("", "v1", "configmaps", namespaced=True)
-SECRETS = Resource("", "v1", "secrets", namespaced=True)
 NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)
 ENDPOINT_SLICES = Resource("discovery.k8s.io", "v1", "endpointslices", namespaced=True)
 EVENTS = Resource("events.k8s.io", "v1", "events", namespaced=True)

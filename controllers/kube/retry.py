@@ -70,26 +70,18 @@ def classify(error: BaseException) -> Reason | None:
     return None
 
 
+_BY_STATUS: dict[int, Reason] = {
+    400: "invalid", 401: "forbidden", 403: "forbidden", 404: "not_found", 409: "conflict", 410: "gone",
+    422: "invalid", 429: "throttled",
+}  # fmt: skip
+
+
 def status_reason(status: int, *, message: str = "") -> Reason:
-    if status == 409:
-        return "conflict"
-    if status == 404:
-        return "not_found"
-    if status == 410:
-        return "gone"
-    if status == 429:
-        return "throttled"
     # Server-side apply answers 500 for a field the schema does not declare: the object is wrong, not the
     # server (the apiserver gives no other sign of it than this message).
     if status == 500 and "failed to create typed patch object" in message:
         return "invalid"
-    if status >= 500:
-        return "server_error"
-    if status in (401, 403):
-        return "forbidden"
-    if status in (400, 422):
-        return "invalid"
-    return "client_error"
+    return "server_error" if status >= 500 else _BY_STATUS.get(status, "client_error")
 
 
 def describe(error: BaseException) -> str:

@@ -21,11 +21,6 @@ class Health:
     reason: str = "starting"
 
 
-def split_address(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host or "0.0.0.0", int(port)
-
-
 def _probe(health: Mapping[str, Health], *, ok: Callable[[Health], bool], failing: int) -> web.Response:
     reasons = [f"{name}: {h.reason}" for name, h in health.items() if not ok(h)]
     return web.Response(text="; ".join(reasons) or "ok", status=failing if reasons else 200)
@@ -76,6 +71,6 @@ async def start(
     runner = web.AppRunner(make_app(registry=registry, health=health, routes=routes), access_log=None)
     await runner.setup()
     for address in sorted(a for a in addresses if a not in ("0", "")):
-        host, port = split_address(address)
-        await web.TCPSite(runner, host, port).start()
+        host, _, port = address.rpartition(":")
+        await web.TCPSite(runner, host or "0.0.0.0", int(port)).start()
     return runner

@@ -88,7 +88,7 @@ async def test_a_secret_value_never_appears_in_the_logs(
     """Even when the apiserver's error message quotes the Secret (a policy denying its update does)."""
     value = f"s3cr3t-{uuid.uuid4().hex}"
     encoded = base64.b64encode(value.encode()).decode()
-    secrets = resources.SECRETS
+    secrets = resources.Resource("", "v1", "secrets", namespaced=True)
     for name in ("plain", "blocked"):
         await kube.create(
             secrets.path(namespace=namespace),

@@ -281,9 +281,11 @@ async def test_resync_applies_a_changed_bundle_without_an_agreement_change(
         assert metric(updater, "addon_updater_switches_total", result="success") == 1
         corefile = bundle_root / "1.36" / "coredns.yaml"
         corefile.write_text(corefile.read_text().replace("cache 30", "cache 60"))
-        async with asyncio.timeout(20):
-            while (await state_of(updater))["bundleDigest"] == digest:
-                await asyncio.sleep(0.1)
+
+        async def switched_again() -> bool:
+            return (await state_of(updater))["bundleDigest"] != digest
+
+        await harness.eventually(switched_again, timeout=20, interval=0.1, what="the changed bundle")
         assert "cache 60" in directory.listing(target)["coredns.yaml"]
         assert metric(updater, "addon_updater_switches_total", result="success") == 2
 

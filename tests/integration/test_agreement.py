@@ -183,9 +183,9 @@ async def test_a_broken_master_withdraws_agreement(
             await nodes.delete(names[1])
         else:
             await nodes.set_status(names[1], version="v1.36.banana")
-        async with asyncio.timeout(10):
-            while feed.feed.current is not None:
-                await asyncio.sleep(0.02)
+        await harness.eventually(
+            lambda: feed.feed.current is None, timeout=10, interval=0.02, what="withdrawn"
+        )
         assert feed.metric("test_masters_agreed") == 0
         assert feed.feed.observation is not None
         assert not feed.feed.observation.agreed

@@ -25,6 +25,7 @@ from controllers.kube import client, resources
 from controllers.runtime import config
 from e2e import cluster, controlplane
 from tests import chart_tools as ct
+from tests.integration import uso_helpers
 
 BIN = pathlib.Path(sys.executable).parent
 CRDS = resources.CRDS
@@ -109,14 +110,7 @@ async def ensure_monitoring_crds(kube: client.Kube) -> None:
             if not error.already_exists:
                 raise
     for plural in MONITORING_KINDS:  # served once Established (the apiserver's own controller sets it)
-        for _ in range(100):
-            crd = await kube.get(CRDS.path(name=f"{plural}.monitoring.coreos.com"))
-            if any(
-                c["type"] == "Established" and c["status"] == "True"
-                for c in (crd.get("status") or {}).get("conditions") or []
-            ):
-                break
-            await asyncio.sleep(0.1)
+        await uso_helpers.established(kube, f"{plural}.monitoring.coreos.com")
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-import aiohttp
-
 from controllers.kube import client, resources
 from controllers.leader_watchdog import controller, logic
 from controllers.structs import times
@@ -190,10 +188,11 @@ async def test_renewed_leader_is_healthy_and_stale_once_renewals_stop(
 
         # A new holder is a transition: counted and recorded as an Event.
         renewer.holders[key] = f"{other}_{uuid.uuid4()}"
-        deadline = time.monotonic() + 5
-        while sample(dog, "leader_watchdog_leader_transitions_total", lease=key) != 1:
-            assert time.monotonic() < deadline, "transition not counted"
-            await asyncio.sleep(0.05)
+        await harness.eventually(
+            lambda: sample(dog, "leader_watchdog_leader_transitions_total", lease=key) == 1,
+            timeout=5,
+            what="the transition counted",
+        )
 
         renewer.stop([key])
         await asyncio.sleep(0)
@@ -441,49 +440,20 @@ async def test_once_prints_the_status_json_and_exits_1_on_a_critical_finding(
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_daemon_serves_status_and_metrics(kubeconfig: str, namespace: str) -> None:
-    port = free_port()
-    address = f"127.0.0.1:{port}"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "controllers.leader_watchdog",
-        "--kubeconfig",
-        kubeconfig,
-        "--checks",
-        "leaders",
-        "--leader-leases",
-        f"{namespace}/kube-scheduler",
-        "--metrics-bind-address",
-        address,
-        "--health-probe-bind-address",
-        address,
-        "--evaluate-interval-seconds",
-        "0.5",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        status: dict[str, Any] = {}
-        async with aiohttp.ClientSession() as session:
-            deadline = time.monotonic() + 30
-            while not status.get("findings"):
-                assert time.monotonic() < deadline, status
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with session.get(f"http://{address}/status") as response:
-                        status = await response.json()
-                await asyncio.sleep(0.2)
-            async with session.get(f"http://{address}/metrics") as response:
-                text = await response.text()
+    argv = [sys.executable, "-m", "controllers.leader_watchdog", "--kubeconfig", kubeconfig, "--checks", "leaders",
+            "--leader-leases", f"{namespace}/kube-scheduler", "--evaluate-interval-seconds", "0.5"]  # fmt: skip
+    with harness.serve(*argv) as (process, port):
+
+        def found() -> bool:
+            code, body = harness.scrape(port, "/status")
+            return code == 200 and bool(json.loads(body).get("findings"))
+
+        await harness.eventually(found, timeout=30, interval=0.2, what="a finding on /status")
+        status = json.loads(harness.scrape(port, "/status")[1])
+        text = harness.scrape(port)[1]
         assert [f["check"] for f in status["findings"]] == ["leader-missing"]
         assert 'leader_watchdog_findings{check="leader-missing",severity="warning"} 1.0' in text
         assert 'leader_watchdog_findings{check="stale-leader",severity="critical"} 0.0' in text
-    finally:
         process.terminate()
-        assert await asyncio.wait_for(process.wait(), 10) == 0
+        assert process.wait(10) == 0

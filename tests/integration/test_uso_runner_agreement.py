@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from controllers.kube import client, resources, state
 from e2e import cluster, controlplane
+from tests import harness
 from tests.integration import uso_helpers as h
 
 OBJECTS = 400
@@ -43,21 +44,16 @@ async def test_masters_leaving_the_agreement_pause_the_run_and_a_new_minor_super
     for master in (one, two):
         await nodes.create(master, version="v1.36.0", master=True)
 
-    async def until(what: str, check: Callable[[state.State], bool]) -> state.State:
-        for _ in range(600):
-            saved = await state.read(kube, namespace=namespace, name=state_name)
-            if check(saved):
-                return saved
+    async def until(what: str, check: Callable[[state.State], bool]) -> None:
+        async def holds() -> bool:
             assert process.returncode is None, "the daemon exited"
-            await asyncio.sleep(0.1)
-        raise TimeoutError(what)
+            return check(await state.read(kube, namespace=namespace, name=state_name))
+
+        await harness.eventually(holds, timeout=60, interval=0.1, what=what)
 
     async def until_stored(version: str, at_least: int) -> None:
-        for _ in range(600):
-            if stored_as(version) >= at_least:
-                return
-            await asyncio.sleep(0.1)
-        raise TimeoutError(f"{at_least} objects stored as {version}")
+        what = f"{at_least} objects stored as {version}"
+        await harness.eventually(lambda: stored_as(version) >= at_least, timeout=60, interval=0.1, what=what)
 
     async def no_writes_while_paused(version: str) -> None:
         await until("paused", lambda s: s.get("phase") == "Paused")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import uuid
@@ -10,6 +9,7 @@ from typing import Any
 
 from controllers.kube import client, resources, state
 from e2e import cluster, controlplane
+from tests import harness
 from tests.integration import uso_helpers as h
 
 OBJECTS = 2000
@@ -140,14 +140,18 @@ async def test_a_secret_value_never_appears_in_the_logs(
         # The policy is live once a direct update is denied with the Secret's value in the message.
         path = secrets.path(namespace=namespace, name="blocked")
         denial = ""
-        for _ in range(100):
+
+        async def denied() -> bool:
+            nonlocal denial
             try:
                 await kube.replace(path, await kube.get(path), dry_run=True)
             except client.ApiError as error:
                 denial = str(error.body.get("message"))
-                break
-            await asyncio.sleep(0.2)
-        assert encoded in denial, "the policy never took effect"
+                return True
+            return False
+
+        await harness.eventually(denied, timeout=20, interval=0.2, what="the policy to take effect")
+        assert encoded in denial
 
         release = f"r{uuid.uuid4().hex[:6]}"
         await nodes.create(f"m-{release}", version="v1.35.0", master=True)

@@ -10,6 +10,7 @@ import uuid
 
 from controllers.kube import client, resources, state
 from e2e import cluster, controlplane
+from tests import harness
 from tests.integration import uso_helpers as h
 
 # 3 CRDs x 500 objects in `make test`; USO_RESUME_PER_RESOURCE=6667 runs the 20,000-object variant.
@@ -45,12 +46,13 @@ async def test_kill_9_mid_run_then_restart_resumes(
     )
     try:
         done_at_kill: list[str] = []
-        for _ in range(1200):
+
+        async def some_done() -> bool:
             saved = await state.read(kube, namespace=namespace, name=state_name)
-            done_at_kill = json.loads(saved.get("runDone") or "[]")
-            if done_at_kill or process.returncode is not None:
-                break
-            await asyncio.sleep(0.1)
+            done_at_kill[:] = json.loads(saved.get("runDone") or "[]")
+            return bool(done_at_kill) or process.returncode is not None
+
+        await harness.eventually(some_done, timeout=120, interval=0.1, what="a first resource done")
     finally:
         if process.returncode is None:
             process.kill()  # SIGKILL: no cleanup, no final state write
@@ -101,13 +103,13 @@ async def test_daemon_runs_on_start_and_again_on_a_new_minor_all_resources(
     )
 
     async def wait_for(version: str) -> state.State:
-        for _ in range(900):
-            saved = await state.read(kube, namespace=namespace, name=state_name)
-            if saved.get("version") == version and saved.get("phase") == "Succeeded":
-                return saved
+        async def finished() -> bool:
             assert process.returncode is None, "the daemon exited"
-            await asyncio.sleep(0.1)
-        raise TimeoutError(f"no finished run for {version}")
+            saved = await state.read(kube, namespace=namespace, name=state_name)
+            return saved.get("version") == version and saved.get("phase") == "Succeeded"
+
+        await harness.eventually(finished, timeout=90, interval=0.1, what=f"a finished run for {version}")
+        return await state.read(kube, namespace=namespace, name=state_name)
 
     process = await asyncio.create_subprocess_exec(
         *argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=h.clean_env()

@@ -49,27 +49,34 @@ async def create_crd(kube: client.Kube, *, group: str, storage: str = "v1") -> r
         },
     }
     await kube.create(CRDS.path(), body)
-    for _ in range(300):
-        crd = await kube.get(CRDS.path(name=f"widgets.{group}"))
-        conditions = {c["type"]: c["status"] for c in crd.get("status", {}).get("conditions") or []}
-        if conditions.get("Established") == "True":
-            break
-        await asyncio.sleep(0.1)
+    await established(kube, f"widgets.{group}")
     widgets = resources.Resource(group, "v1", "widgets", namespaced=True)
     await wait_listable(kube, widgets)
     return widgets
 
 
+async def established(kube: client.Kube, name: str) -> None:
+    """Until the CRD ``name`` is Established (a just-created one may report conditions: null)."""
+
+    async def done() -> bool:
+        crd = await kube.get(CRDS.path(name=name))
+        conditions = (crd.get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+    await harness.eventually(done, timeout=30, interval=0.1, what=f"CRD {name} Established")
+
+
 async def wait_listable(kube: client.Kube, resource: resources.Resource) -> None:
-    for _ in range(300):
+    async def listable() -> bool:
         try:
             await kube.get(resource.path(), query={"limit": 1})
-            return
         except client.ApiError as error:
             if not error.not_found:
                 raise
-        await asyncio.sleep(0.1)
-    raise TimeoutError(f"{resource.group_resource} not served")
+            return False
+        return True
+
+    await harness.eventually(listable, timeout=30, interval=0.1, what=f"{resource.group_resource} served")
 
 
 async def storage_hash(kube: client.Kube, *, group: str, version: str, plural: str) -> str:
@@ -117,12 +124,11 @@ def content(obj: client.JSON) -> tuple[object, ...]:
 
 
 async def wait_hash_change(kube: client.Kube, *, group: str, version: str, before: str) -> str:
-    for _ in range(300):
-        now = await storage_hash(kube, group=group, version=version, plural="widgets")
-        if now != before:
-            return now
-        await asyncio.sleep(0.1)
-    raise TimeoutError("storageVersionHash did not change")
+    async def changed() -> bool:
+        return await storage_hash(kube, group=group, version=version, plural="widgets") != before
+
+    await harness.eventually(changed, timeout=30, interval=0.1, what="a new storageVersionHash")
+    return await storage_hash(kube, group=group, version=version, plural="widgets")
 
 
 async def wait_writes_stored_as(
@@ -137,14 +143,14 @@ async def wait_writes_stored_as(
     key = f"/registry/{widgets.group}/widgets/{namespace}/probe"
     at = resources.Resource(widgets.group, api_version.split("/")[-1], widgets.plural, namespaced=True)
     probe = at.path(namespace=namespace, name="probe")
-    for _ in range(100):
+
+    async def used() -> bool:
         await kube.create(at.path(namespace=namespace), widget("probe", 0, api_version=api_version))
         stored = stored_objects(plane, key)[key]["apiVersion"]
         await kube.delete(probe)
-        if stored == api_version:
-            return
-        await asyncio.sleep(0.1)
-    raise TimeoutError("the new storage version is not used")
+        return bool(stored == api_version)
+
+    await harness.eventually(used, timeout=10, interval=0.1, what=f"writes stored as {api_version}")
 
 
 async def switch_storage(

@@ -63,6 +63,13 @@ class LeaderWatchdogConfig(config.BaseConfig):
         check=config.label_selector,
     )
     node_lease_namespace: str = config.option("kube-node-lease", "Namespace of the node heartbeat Leases.")
+    leader_failover_seconds: float = config.option(
+        15.0,
+        "A leader Lease may be expired, or held by nobody, this long before it is a stale leader: a failover "
+        "(a restarted or upgraded control plane; the next candidate takes the Lease within its retry period, "
+        "2 s by default) is not one.",
+        check=config.non_negative,
+    )
     heartbeat_stale_seconds: float = config.option(
         40.0, "A node whose heartbeat Lease is older than this counts as NotReady.", check=config.positive
     )
@@ -86,6 +93,7 @@ class LeaderWatchdogConfig(config.BaseConfig):
     @property
     def rules(self) -> logic.Rules:
         return logic.Rules(
+            leader_failover_seconds=self.leader_failover_seconds,
             heartbeat_stale_seconds=self.heartbeat_stale_seconds,
             outage_window_seconds=self.outage_window_seconds,
             notready_jump_min=self.notready_jump_min,

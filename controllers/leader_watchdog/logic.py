@@ -111,6 +111,14 @@ class LeaseRecord:
     def expired(self, *, now: float) -> bool:
         return leases.expired(self.renew_time, self.duration_seconds, now=now)
 
+    def leaderless_for(self, *, now: float) -> float | None:
+        """Seconds nobody has led by this Lease: since it was released (no holder), or since the holder's
+        claim ran out; ``inf`` when it carries no time; None while it is held."""
+        if self.holder and not self.expired(now=now):
+            return None
+        since = self.expires_at if self.holder else self.renew_time
+        return math.inf if since is None else max(0.0, now - since)
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class NodeRecord:
@@ -141,6 +149,9 @@ class Snapshot:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Rules:
+    # A failover leaves a Lease expired (or released) for a moment: the next candidate takes it at its next
+    # retry (every 2 s by default). Only a longer gap is a stale leader.
+    leader_failover_seconds: float = 15.0
     heartbeat_stale_seconds: float = 40.0
     outage_window_seconds: float = 300.0
     notready_jump_min: int = 3
@@ -278,9 +289,11 @@ def check_leader(
     *,
     masters: Sequence[NodeRecord],
     agreed_version: str | None,
+    failover_seconds: float,
     now: float,
 ) -> Finding | None:
-    """One leader Lease: present, renewed in time, held from a current Ready master on the agreed version."""
+    """One leader Lease: present, led (a leaderless gap up to ``failover_seconds`` is a failover), held from a
+    current Ready master on the agreed version."""
     namespace, _, name = key.partition("/")
     ref = refs.ObjectRef(kind="Lease", name=name, namespace=namespace, api_version="coordination.k8s.io/v1")
 
@@ -289,13 +302,16 @@ def check_leader(
 
     if lease is None:
         return finding("leader-missing", "the Lease does not exist: no component has ever led here")
-    if lease.expired(now=now) or not lease.holder:
+    leaderless = lease.leaderless_for(now=now)
+    if leaderless is not None and leaderless > failover_seconds:
         return finding(
             "stale-leader",
             f"holder {lease.holder or '<none>'!r} last renewed {_age(now, lease.renew_time)}; "
             f"leaseDurationSeconds {lease.duration_seconds:g}",
-            lease.expires_at if lease.expires_at is not None else now,
+            now - leaderless if math.isfinite(leaderless) else now,
         )
+    if leaderless is not None:
+        return None  # a failover under way: whoever takes the Lease next is checked then
     master = _master_of(lease.holder_hostname, masters)
     if master is None:
         return finding(
@@ -481,7 +497,12 @@ def evaluate(snapshot: Snapshot, *, now: float, rules: Rules, history: History) 
     if "leaders" in snapshot.checks:
         for key, lease in sorted(snapshot.leaders.items()):
             leader = check_leader(
-                key, lease, masters=masters, agreed_version=snapshot.agreed_version, now=now
+                key,
+                lease,
+                masters=masters,
+                agreed_version=snapshot.agreed_version,
+                failover_seconds=rules.leader_failover_seconds,
+                now=now,
             )
             if leader is not None:
                 findings.append(leader)

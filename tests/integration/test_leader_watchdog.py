@@ -178,7 +178,7 @@ async def test_renewed_leader_is_healthy_and_stale_once_renewals_stop(
     key = f"{namespace}/kube-scheduler"
     renewer = Renewer(kube, interval=0.5, duration=2)
     await renewer.create(key, f"{master}_{uuid.uuid4()}")
-    cfg = make_config(leader_leases=(key,), checks=("leaders",))
+    cfg = make_config(leader_leases=(key,), checks=("leaders",), leader_failover_seconds=0.5)
     async with renewing(renewer), running(kube, cfg) as dog:
         await asyncio.sleep(3.0)  # longer than leaseDurationSeconds: renewals keep it healthy
         assert findings(dog) == []
@@ -197,10 +197,12 @@ async def test_renewed_leader_is_healthy_and_stale_once_renewals_stop(
         renewer.stop([key])
         await asyncio.sleep(0)
         last = renewer.last_renewed[key]
-        await wait_for(dog, "stale-leader", key, timeout=2 + 2 + 2)
+        await wait_for(dog, "stale-leader", key, timeout=2 + 0.5 + 2 + 2)
         after_last = time.time() - last
-        print(f"\nstale leader reported {after_last:.2f} s after the last renewal (leaseDurationSeconds 2)")
-        assert after_last <= 2 + 2
+        print(
+            f"\nstale leader reported {after_last:.2f} s after the last renewal (lease 2 s, failover 0.5 s)"
+        )
+        assert 2 + 0.5 <= after_last <= 2 + 0.5 + 2
         (finding,) = matching(dog, "stale-leader", key)
         assert finding["severity"] == "critical" and other in finding["evidence"]
         assert finding["since"] is not None

@@ -84,30 +84,49 @@ def test_a_healthy_cluster_has_no_findings() -> None:
     assert checks(shot(endpoint_ips=["10.0.0.1"], agreed="v1.31.4")) == []
 
 
-@pytest.mark.parametrize(("age", "stale"), [(14.9, False), (15.1, True), (600, True)])
-def test_stale_leader_when_renew_is_older_than_the_lease_duration(age: float, stale: bool) -> None:
+# leaseDurationSeconds 15 and RULES' failover grace of 15 s: stale once the claim ran out more than 15 s ago.
+@pytest.mark.parametrize(
+    ("age", "stale"), [(14.9, False), (15.1, False), (29.9, False), (30.1, True), (600, True)]
+)
+def test_stale_leader_when_nobody_led_for_longer_than_a_failover(age: float, stale: bool) -> None:
     found = checks(shot(leaders={"kube-system/kube-scheduler": lease("kube-scheduler", age=age)}))
     assert found == (["stale-leader"] if stale else [])
 
 
 def test_stale_leader_dates_from_the_expiry_and_is_critical() -> None:
     evaluation = logic.evaluate(
-        shot(leaders={"kube-system/kube-scheduler": lease("kube-scheduler", age=20)}),
+        shot(leaders={"kube-system/kube-scheduler": lease("kube-scheduler", age=40)}),
         now=NOW,
         rules=RULES,
         history=logic.History(),
     )
     (finding,) = evaluation.findings
     assert finding.severity == "critical" and evaluation.critical
-    assert finding.since == NOW - 5
+    assert finding.since == NOW - 25
     assert finding.object == "Lease kube-system/kube-scheduler"
     assert "m1_1234" in finding.evidence
 
 
-def test_released_lease_without_holder_is_stale() -> None:
-    assert checks(
-        shot(leaders={"kube-system/kube-scheduler": lease("kube-scheduler", holder="", age=0)})
-    ) == ["stale-leader"]
+@pytest.mark.parametrize(("released_ago", "stale"), [(0.0, False), (14.0, False), (16.0, True)])
+def test_a_released_lease_is_stale_once_nobody_took_it_for_longer_than_a_failover(
+    released_ago: float, stale: bool
+) -> None:
+    released = lease("kube-scheduler", holder="", age=released_ago, duration=1)  # as client-go releases it
+    assert checks(shot(leaders={"kube-system/kube-scheduler": released})) == (
+        ["stale-leader"] if stale else []
+    )
+
+
+def test_during_a_failover_the_run_out_holder_is_not_judged() -> None:
+    """A holder whose claim ran out seconds ago is on its way out (a restarting control plane): neither a
+    stale leader yet nor a leader on an unknown master."""
+    gone = lease("kube-scheduler", holder="old-master_1", age=20)
+    assert checks(shot(leaders={"kube-system/kube-scheduler": gone})) == []
+
+
+def test_a_lease_with_no_time_at_all_is_stale_at_once() -> None:
+    timeless = dataclasses.replace(lease("kube-scheduler"), renew_time=None)
+    assert checks(shot(leaders={"kube-system/kube-scheduler": timeless})) == ["stale-leader"]
 
 
 def test_missing_leader_lease_is_a_warning() -> None:

@@ -19,6 +19,7 @@ import base64
 import concurrent.futures
 import contextlib
 import dataclasses
+import datetime
 import functools
 import json
 import time
@@ -172,12 +173,21 @@ def snapshot_logs(scenario: Scenario) -> None:
 
 
 def watchdog_critical_events(since: float) -> list[str]:
-    """Critical-finding Events the watchdogs wrote after ``since`` (epoch seconds), in every namespace."""
+    """Critical-finding Events the watchdogs wrote after ``since`` (epoch seconds), in every namespace. Read as
+    JSON: the official client's Event model rejects Events without an eventTime (core/v1-style ones)."""
     found = []
-    for event in client.EventsV1Api(api().raw).list_event_for_all_namespaces().items:
-        when = event.event_time or event.deprecated_last_timestamp or event.metadata.creation_timestamp
-        if event.reason in CRITICAL_REASONS and when and when.timestamp() >= since:
-            found.append(f"{event.reason} on {event.regarding.kind}/{event.regarding.name}: {event.note}")
+    for event in json.loads(k8s.run(["kubectl", "get", "events.events.k8s.io", "-A", "-o", "json"]))["items"]:
+        stamp = (
+            event.get("eventTime")
+            or event.get("deprecatedLastTimestamp")
+            or event["metadata"]["creationTimestamp"]
+        )
+        when = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+        if event.get("reason") in CRITICAL_REASONS and when >= since:
+            regarding = event.get("regarding") or {}
+            found.append(
+                f"{event['reason']} on {regarding.get('kind')}/{regarding.get('name')}: {event.get('note')}"
+            )
     return found
 
 

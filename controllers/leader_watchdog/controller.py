@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from controllers.agreement import masters as agreement_masters
-from controllers.kube import resources, watch
+from controllers.kube import resources, retry, watch
 from controllers.leader_watchdog import logic
 from controllers.leader_watchdog import metrics as metrics_module
 from controllers.runtime import config, context, reconciler
@@ -26,6 +26,8 @@ DEFAULT_LEADER_LEASES = ("kube-system/kube-controller-manager", "kube-system/kub
 APISERVER_IDENTITY_SELECTOR = "apiserver.kubernetes.io/identity=kube-apiserver"
 # Watch events come in floods (every heartbeat): evaluate at most this often, on everything so far.
 MIN_GAP = 0.2
+# When a finding cannot be confirmed by a fresh read (the API does not answer), try again this soon.
+CONFIRM_RETRY = 2.0
 
 
 def _lease_keys(values: tuple[str, ...]) -> str | None:
@@ -139,7 +141,27 @@ class LeaderWatchdog(reconciler.Reconciler[LeaderWatchdogConfig]):
         """Run every check now; update metrics, ``/status``, logs and (unless ``--once``) Events."""
         if self._sender is None and not self.cfg.once:  # one sender: /status never waits on the API
             self._sender = self.spawn(self._send_events(), wake=False)
+        shot, evaluation = self._evaluate()
+        if not self.cfg.once and logic.needs_confirmation(evaluation.findings, known=self.findings):
+            # A watch served by an apiserver whose etcd is restarting (every control plane's, in a kubeadm
+            # upgrade) can lag tens of seconds: then Leases look unrenewed. Re-read before raising.
+            if not await self._reread():
+                return reconciler.Synced(ok=not self.last["critical"], again_in=CONFIRM_RETRY)
+            shot, evaluation = self._evaluate()
+        self.history = evaluation.history
+        current = {finding.key: finding for finding in evaluation.findings}
+        raised = [finding for key, finding in current.items() if key not in self.findings]
+        cleared = [finding for key, finding in self.findings.items() if key not in current]
+        self.findings = current
         now = self.clock()
+        self.last = logic.status_json(evaluation, shot, now=now)
+        metrics_module.observe_evaluation(self.metrics, evaluation, shot, raised=raised, now=now)
+        if evaluation.master_set_changed:
+            log.info("master set changed to %s", sorted(m.name for m in shot.masters))
+        self._report(evaluation, raised=raised, cleared=cleared)
+        return reconciler.Synced(ok=not evaluation.critical)
+
+    def _evaluate(self) -> tuple[logic.Snapshot, logic.Evaluation]:
         agreement = self.ctx.agreements.current
         shot = snapshot(
             self.cfg,
@@ -147,18 +169,19 @@ class LeaderWatchdog(reconciler.Reconciler[LeaderWatchdogConfig]):
             observation=self.ctx.agreements.observation,
             agreed_version=agreement.version.raw if agreement else None,
         )
-        evaluation = logic.evaluate(shot, now=now, rules=self.cfg.rules, history=self.history)
-        self.history = evaluation.history
-        current = {finding.key: finding for finding in evaluation.findings}
-        raised = [finding for key, finding in current.items() if key not in self.findings]
-        cleared = [finding for key, finding in self.findings.items() if key not in current]
-        self.findings = current
-        self.last = logic.status_json(evaluation, shot, now=now)
-        metrics_module.observe_evaluation(self.metrics, evaluation, shot, raised=raised, now=now)
-        if evaluation.master_set_changed:
-            log.info("master set changed to %s", sorted(m.name for m in shot.masters))
-        self._report(evaluation, raised=raised, cleared=cleared)
-        return reconciler.Synced(ok=not evaluation.critical)
+        return shot, logic.evaluate(shot, now=self.clock(), rules=self.cfg.rules, history=self.history)
+
+    async def _reread(self) -> bool:
+        """Every store from a fresh (consistent) list; False when the API cannot answer now."""
+        try:
+            for store in self.stores.values():
+                await watch.list_into(self.ctx.kube, store)
+        except Exception as error:
+            if retry.classify(error) is None:
+                raise
+            log.warning("cannot confirm a finding with a fresh read now: %s", retry.describe(error))
+            return False
+        return True
 
     def _report(
         self, evaluation: logic.Evaluation, *, raised: list[logic.Finding], cleared: list[logic.Finding]

@@ -45,6 +45,17 @@ SEVERITY: Mapping[Check, Severity] = {
     "outage-pattern": "critical",
 }
 CHECKS: tuple[Check, ...] = tuple(SEVERITY)
+# Checks whose findings rest on time passing without an update (a Lease not renewed, a heartbeat not seen):
+# what a lagging watch also looks like. The controller confirms a new one with a fresh read before raising it.
+SILENCE_BASED: frozenset[Check] = frozenset({"stale-leader", "nodes-not-ready", "outage-pattern"})
+
+
+def needs_confirmation(findings: Iterable[Finding], *, known: Iterable[tuple[str, str]]) -> bool:
+    """Whether ``findings`` holds a silence-based finding that is not among the ``known`` ones yet."""
+    seen = set(known)
+    return any(f.check in SILENCE_BASED and f.key not in seen for f in findings)
+
+
 # The Event reason of each check (Kubernetes reasons are CamelCase).
 REASON: Mapping[Check, str] = {
     "stale-leader": "StaleLeader",

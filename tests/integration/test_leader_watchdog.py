@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime
 import json
 import socket
 import subprocess
@@ -18,7 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from controllers.kube import client, resources
+from controllers.kube import client, resources, watch
 from controllers.leader_watchdog import controller, logic
 from controllers.structs import times
 from e2e import cluster
@@ -209,6 +210,40 @@ async def test_renewed_leader_is_healthy_and_stale_once_renewals_stop(
         assert sample(dog, "leader_watchdog_findings", check="stale-leader", severity="critical") == 1
         await wait_for_events(
             kube, {"LeaderChanged", "StaleLeader"}, namespace=namespace, name="kube-scheduler"
+        )
+
+
+async def test_a_lagging_watch_is_not_taken_for_a_stale_leader(
+    kube: client.Kube, namespace: str, nodes: cluster.Nodes
+) -> None:
+    """Seen on a real kind cluster during a kubeadm upgrade: a watch served by an apiserver whose etcd was
+    restarting delivered nothing for 30-50 s, so renewed Leases looked stale. A fresh read confirms first."""
+    master = f"lw-master-{suffix()}"
+    await nodes.create(master, version=VERSION, master=True)
+    key = f"{namespace}/kube-scheduler"
+    renewer = Renewer(kube, interval=0.5, duration=2)
+    await renewer.create(key, f"{master}_{uuid.uuid4()}")
+    cfg = make_config(leader_leases=(key,), checks=("leaders",), leader_failover_seconds=0.5)
+    async with renewing(renewer), running(kube, cfg) as dog:
+        # What the lagging watch shows: the Lease as it was 10 s ago, and no renewal since (a resourceVersion
+        # above any real one, so that the live watch's events do not replace it).
+        lagging = await kube.get(LEASES.path(namespace=namespace, name="kube-scheduler"))
+        lagging["spec"]["renewTime"] = times.micro_time(
+            datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=10)
+        )
+        lagging["metadata"]["resourceVersion"] = str(2**62)
+        store = dog.stores[f"leader:{key}"]
+        store.apply(watch.WatchEvent("MODIFIED", object=lagging))
+        await harness.eventually(
+            lambda: store.items[key].renew_time is not None and time.time() - store.items[key].renew_time < 3,
+            timeout=5,
+            what="the fresh read to replace the lagging view",
+        )
+        await asyncio.sleep(1.0)  # a few more evaluations (every 0.2 s)
+        assert matching(dog, "stale-leader", key) == []
+        assert (
+            sample(dog, "leader_watchdog_findings_raised_total", check="stale-leader", severity="critical")
+            == 0
         )
 
 

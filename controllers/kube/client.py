@@ -63,6 +63,12 @@ class RateLimiter:
                 await asyncio.sleep((1 - self._tokens) / self.qps)
 
 
+# A TCP connect to an apiserver takes milliseconds. The kubernetes Service keeps a removed master's address
+# for a while after it is gone (its endpoint lease runs out, then kube-proxy syncs), and a connect to it gets
+# no answer at all: give up soon and retry, likely on a live one (on a real kind cluster a 30 s limit made
+# the watchdog see a master's removal 30 s late).
+CONNECT_TIMEOUT = 5.0
+
 # What Go's encoding/json escapes in strings besides the JSON minimum (its default, HTML-safe output).
 _GO_ESCAPES = str.maketrans(
     {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
@@ -141,7 +147,11 @@ class Kube:
             await self._limiter.acquire()
             headers = await self._headers(content_type)
             async with self._session.request(
-                method, url, data=data, headers=headers, timeout=aiohttp.ClientTimeout(total=request_timeout)
+                method,
+                url,
+                data=data,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=request_timeout, sock_connect=CONNECT_TIMEOUT),
             ) as response:
                 raw = await response.read()
                 if response.status < 400:
@@ -229,7 +239,9 @@ class Kube:
         """Decoded JSON lines of one streaming (watch) request (aclose() it to end the request early)."""
         url = self._url(path, query)
         headers = await self._headers(None)
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=inactivity_timeout)
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=CONNECT_TIMEOUT, sock_read=inactivity_timeout
+        )
         async with self._session.get(url, headers=headers, timeout=timeout) as response:
             if response.status >= 400:
                 raise _api_error(response.status, await response.read(), response.headers.get("Retry-After"))

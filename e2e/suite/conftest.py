@@ -8,6 +8,8 @@ scenario, since every later stage builds on the ones before.
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import threading
 import time
 from collections.abc import Iterator
 
@@ -40,10 +42,53 @@ class Timeline:
         )
 
 
+@dataclasses.dataclass
+class MemorySampler:
+    """The cluster's node containers' memory (as ``docker stats`` counts it), sampled in the background."""
+
+    peak_mib: float = 0.0
+    peak_after: str = ""
+    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    def sample(self) -> float:
+        selector = f"label=io.x-k8s.kind.cluster={k8s.CLUSTER}"
+        ids = subprocess.run(
+            ["docker", "ps", "-q", "--filter", selector], capture_output=True, text=True, check=False
+        ).stdout.split()
+        if not ids:
+            return 0.0
+        stats = subprocess.run(
+            ["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", *ids],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.splitlines()
+        return sum(mib(line.split("/")[0].strip()) for line in stats if "/" in line)
+
+    def run(self, timeline: Timeline) -> None:
+        while not self.stop.wait(5.0):
+            total = self.sample()
+            if total > self.peak_mib:
+                self.peak_mib, self.peak_after = total, timeline.lines[-1] if timeline.lines else "the start"
+
+
+def mib(text: str) -> float:
+    """``553.7MiB`` → 553.7."""
+    for unit, factor in (("GiB", 1024.0), ("MiB", 1.0), ("KiB", 1 / 1024), ("B", 1 / 1024 / 1024)):
+        if text.endswith(unit):
+            return float(text.removesuffix(unit)) * factor
+    return 0.0
+
+
 @pytest.fixture(scope="session")
 def timeline() -> Iterator[Timeline]:
     if not k8s.KUBECONFIG.exists():
         pytest.fail("no kind cluster: run `make kind-up` first (or `make e2e`, which does)")
     line = Timeline()
+    memory = MemorySampler()
+    threading.Thread(target=memory.run, args=(line,), name="memory", daemon=True).start()
     yield line
+    memory.stop.set()
+    peak = f"{memory.peak_mib / 1024:.2f} GiB, after {memory.peak_after}"
+    line.facts["the cluster's memory at its peak (docker stats, every node)"] = peak
     print(line.summary(), flush=True)

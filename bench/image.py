@@ -35,6 +35,7 @@ RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "image.json"
 CONTROLLERS = ("addon-updater", "uso-runner", "node-tainter", "leader-watchdog")
 BUNDLES = controlplane.REPO / "examples" / "bundles"
 BUNDLES_IN_CONTAINER = "/bundles"
+BASE = "python:3.11-slim-bookworm"
 
 
 def controller_flags(controller: str, *, metrics_port: int, health_port: int, bundle_dir: str) -> list[str]:
@@ -141,31 +142,13 @@ def from_virtualenv(kubeconfig: pathlib.Path, controller: str, *, idle: float) -
 
 
 def image_size_mib(image: str) -> float:
-    result = subprocess.run(
-        ["docker", "image", "inspect", "--format", "{{.Size}}", image],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return round(int(result.stdout) / 1024 / 1024, 1)
+    return round(int(containers.inspect(image, "{{.Size}}")) / 1024 / 1024, 1)
 
 
 def base_image_description() -> str:
     """Which base the image was built on: upstream's or the local stand-in (its label says so)."""
-    result = subprocess.run(
-        [
-            "docker",
-            "image",
-            "inspect",
-            "--format",
-            '{{index .Config.Labels "org.opencontainers.image.description"}}',
-            "python:3.11-slim-bookworm",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return result.stdout.strip() or "python:3.11-slim-bookworm"
+    label = '{{index .Config.Labels "org.opencontainers.image.description"}}'
+    return containers.inspect(BASE, label) or BASE
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,10 +31,11 @@ def console_scripts() -> list[str]:
     return sorted(project["scripts"])
 
 
-def require_image(image: str = IMAGE) -> str:
-    """The image's id; a clear error when it was not built (``make image``) or no engine answers."""
+def inspect(image: str, template: str) -> str:
+    """One field of ``docker image inspect`` (a Go template); a clear error when the engine lacks the image
+    (``make image`` builds ours) or no engine answers."""
     result = subprocess.run(
-        ["docker", "image", "inspect", "--format", "{{.Id}}", image],
+        ["docker", "image", "inspect", "--format", template, image],
         capture_output=True,
         text=True,
         check=False,
@@ -44,6 +45,11 @@ def require_image(image: str = IMAGE) -> str:
             f"{image} is not in the local engine ({result.stderr.strip()}): run `make image`"
         )
     return result.stdout.strip()
+
+
+def require_image(image: str = IMAGE) -> str:
+    """The image's id."""
+    return inspect(image, "{{.Id}}")
 
 
 def write_inline_kubeconfig(plane: controlplane.ControlPlane, path: pathlib.Path) -> pathlib.Path:

@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from e2e import controlplane
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 STATE = REPO / ".kind"
 KUBECONFIG = STATE / "kubeconfig"
@@ -47,12 +49,7 @@ def log(tag: str, message: str) -> None:
 
 def versions() -> dict[str, str]:
     """The pins of ``e2e/versions.env``."""
-    pins: dict[str, str] = {}
-    for line in (REPO / "e2e" / "versions.env").read_text().splitlines():
-        if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            pins[key.strip()] = value.strip()
-    return pins
+    return controlplane.read_versions()
 
 
 def env() -> dict[str, str]:

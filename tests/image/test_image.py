@@ -46,13 +46,7 @@ def test_every_console_script_answers_help_read_only_as_nonroot(image: str, scri
 
 
 def test_the_image_declares_a_numeric_non_root_user(image: str) -> None:
-    result = subprocess.run(
-        ["docker", "image", "inspect", "--format", "{{json .Config}}", image],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    config = json.loads(result.stdout)
+    config = json.loads(containers.inspect(image, "{{json .Config}}"))
     assert config["User"] == "65532:65532"  # numeric: runAsNonRoot can verify it
     id_output = subprocess.run(
         ["docker", "run", "--rm", containers.IMAGE, "id", "-u"], capture_output=True, text=True, check=True

@@ -73,5 +73,7 @@ build --build-arg "PYTHON_IMAGE=$base" -f images/Dockerfile -t "$image:$version"
 log "docker build $bundles:$version (and :dev) from images/bundle.Dockerfile"
 build -f images/bundle.Dockerfile -t "$bundles:$version" -t "$bundles:dev" .
 
+# The image a rebuild replaced is left untagged: remove it (the build stage's layers stay, as the cache).
+docker image prune --force --filter "label=org.opencontainers.image.title=$image" >/dev/null
 size=$(docker image inspect --format '{{.Size}}' "$image:$version" | numfmt --to=iec)
 log "done: $image:$version ($size), $bundles:$version"

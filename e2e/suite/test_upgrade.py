@@ -39,7 +39,8 @@ WIDGETS = 500
 NAMESPACE = "kuc-e2e"
 ADDONS = "kuc-e2e-addons"
 TAINT_KEY = "upgrade.kube-upgrade-controllers.io/outdated"
-BUNDLE_LABEL = "addons.kube-upgrade-controllers.io/bundle"
+# The pause image every node has from its node image (never pulled): the e2e workloads run it.
+PAUSE = "registry.k8s.io/pause:3.10.1"
 CRITICAL_REASONS = {
     "StaleLeader",
     "LeaderOnUnknownMaster",
@@ -57,7 +58,6 @@ class Scenario:
 
     widget_specs: dict[str, Any] = dataclasses.field(default_factory=dict)
     hashes_before: dict[str, str] = dataclasses.field(default_factory=dict)
-    uso_state_before: dict[str, str] = dataclasses.field(default_factory=dict)
     logs: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
@@ -106,26 +106,11 @@ def etcd_api_versions() -> Counter[str]:
     """The apiVersion each stored widget has in etcd, read with etcdctl in a control plane's etcd pod."""
     node = next(n for n in k8s.node_names(control_planes=True) if k8s.ready(api().core.read_node(n)))
     pki = "/etc/kubernetes/pki/etcd"
-    output = k8s.run(
-        [
-            "kubectl",
-            "exec",
-            "-n",
-            "kube-system",
-            f"etcd-{node}",
-            "--",
-            "etcdctl",
-            "--endpoints=https://127.0.0.1:2379",
-            f"--cacert={pki}/ca.crt",
-            f"--cert={pki}/healthcheck-client.crt",
-            f"--key={pki}/healthcheck-client.key",
-            "get",
-            f"/registry/{GROUP}/{PLURAL}/",
-            "--prefix",
-            "-w",
-            "json",
-        ],
+    etcdctl = (
+        f"etcdctl --endpoints=https://127.0.0.1:2379 --cacert={pki}/ca.crt --cert={pki}/healthcheck-client.crt "
+        f"--key={pki}/healthcheck-client.key get /registry/{GROUP}/{PLURAL}/ --prefix -w json"
     )
+    output = k8s.run(["kubectl", "exec", "-n", "kube-system", f"etcd-{node}", "--", *etcdctl.split()])
     kvs = json.loads(output).get("kvs") or []
     return Counter(json.loads(base64.b64decode(kv["value"]))["apiVersion"] for kv in kvs)
 
@@ -245,12 +230,17 @@ def test_the_suite_runs_and_agrees_on_the_old_release(timeline: Timeline) -> Non
     )
     for release in (k8s.RELEASE, deploy.APISERVER_RELEASE):
         deploy.helm("test", release, "--namespace", k8s.RELEASE_NAMESPACE, "--timeout", "3m")
-    table = deploy.status()
-    for controller in k8s.CONTROLLERS:
-        assert controller in table
-    timeline.mark(
-        "helm test passed for both releases; `kube-upgrade-controllers status` lists the four controllers"
+    # uso-runner's first run (at the old release) rewrites every stored resource once; it records a hash per
+    # resource, by which the upgrade's run is judged later.
+    k8s.eventually(
+        lambda: uso_state().get("phase") == "Succeeded", timeout=300, what="uso-runner's first run"
     )
+    table = deploy.status()
+    rows = {line.split()[0]: line.split() for line in table.splitlines()[1:]}
+    assert list(rows) == list(k8s.CONTROLLERS)  # one row each: no config ConfigMap taken for a state
+    for controller in ("addon-updater", "uso-runner", "node-tainter"):  # the watchdog keeps no state
+        assert rows[controller][3] == OLD, rows[controller]
+    timeline.mark(f"helm test passed for both releases; `status`: every controller's state at {OLD}")
     print(table, flush=True)
 
 
@@ -335,18 +325,8 @@ def test_before_the_upgrade_objects_stored_at_v1_and_a_workload_on_the_workers(
     bundle, names = addon_state()
     assert bundle == "1.35" and "only-in-1-35" in names
     assert our_taints() == {}
-    # uso-runner's first run (at the old release) recorded a hash per resource: the upgrade's run is judged by it.
-    k8s.eventually(
-        lambda: uso_state().get("phase") == "Succeeded", timeout=300, what="uso-runner's first run"
-    )
-    scenario.uso_state_before = uso_state()
-    scenario.hashes_before = json.loads(scenario.uso_state_before["storageHashes"])
-    timeline.mark(
-        f"a Deployment on both workers; add-on bundle 1.35 active; no taint; uso-runner done at {OLD}"
-    )
-
-
-PAUSE = "registry.k8s.io/pause:3.10.1"
+    scenario.hashes_before = json.loads(uso_state()["storageHashes"])
+    timeline.mark("a Deployment on both workers; add-on bundle 1.35 active; no taint")
 
 
 def widget_version(name: str, *, storage: bool) -> dict[str, Any]:
@@ -467,15 +447,15 @@ def test_once_all_control_planes_agree_every_controller_acts(timeline: Timeline,
 @pytest.mark.timeout(3600)
 def test_workers_upgraded_one_by_one_lose_the_taint(timeline: Timeline, scenario: Scenario) -> None:
     first, second = k8s.node_names(control_planes=False)
-    snapshot_logs(scenario)
-    upgrade.upgrade_worker(first, NEW)
-    trigger = timeline.mark(f"{first} upgraded to {NEW}")
-    watch_reactions(
-        timeline,
-        trigger=trigger,
-        timeout=120,
-        checks={f"node-tainter: taint removed from {first}": lambda: our_taints() == {second: [OLD]}},
-    )
+
+    def upgrade_worker(node: str, *, tainted_after: dict[str, list[str]]) -> None:
+        snapshot_logs(scenario)  # a drain deletes the controller pods on the node, and their logs
+        upgrade.upgrade_worker(node, NEW)
+        trigger = timeline.mark(f"{node} upgraded to {NEW}")
+        removed = {f"node-tainter: taint removed from {node}": lambda: our_taints() == tainted_after}
+        watch_reactions(timeline, trigger=trigger, timeout=120, checks=removed)
+
+    upgrade_worker(first, tainted_after={second: [OLD]})
     pod = {
         "metadata": {"name": "prefers-upgraded", "namespace": NAMESPACE},
         "spec": {"containers": [{"name": "pause", "image": PAUSE, "imagePullPolicy": "Never"}]},
@@ -488,16 +468,7 @@ def test_workers_upgraded_one_by_one_lose_the_taint(timeline: Timeline, scenario
     )
     assert node == first, f"scheduled on {node}, which still carries {TAINT_KEY}"
     timeline.mark(f"a new pod went to the upgraded {first}, not to the tainted {second}")
-
-    snapshot_logs(scenario)
-    upgrade.upgrade_worker(second, NEW)
-    trigger = timeline.mark(f"{second} upgraded to {NEW}")
-    watch_reactions(
-        timeline,
-        trigger=trigger,
-        timeout=120,
-        checks={f"node-tainter: taint removed from {second}": lambda: our_taints() == {}},
-    )
+    upgrade_worker(second, tainted_after={})
 
     def spread_available() -> bool:
         return bool(api().apps.read_namespaced_deployment("spread", NAMESPACE).status.available_replicas == 2)

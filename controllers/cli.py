@@ -22,16 +22,8 @@ from controllers.kube import client, state
 from controllers.kube import masters as kube_masters
 from controllers.runtime import app
 
-STATUS_COLUMNS = (
-    "CONTROLLER",
-    "NAMESPACE",
-    "STATE CONFIGMAP",
-    "VERSION",
-    "PHASE",
-    "PROGRESS",
-    "UPDATED",
-    "LAST ERROR",
-)
+STATUS_COLUMNS = ("CONTROLLER", "NAMESPACE", "STATE CONFIGMAP", "VERSION", "PHASE", "PROGRESS", "UPDATED",
+                  "LAST ERROR")  # fmt: skip
 MISSING = "-"
 
 

@@ -152,11 +152,8 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
             return reconciler.Synced(ok=False)
         previous = self.last
         outcome = await self.reconcile(agreement.version)
-        if previous is None or (outcome.result, outcome.minor, outcome.digest) != (
-            previous.result,
-            previous.minor,
-            previous.digest,
-        ):
+        gist = (outcome.result, outcome.minor, outcome.digest)
+        if previous is None or gist != (previous.result, previous.minor, previous.digest):
             log.info("agreed %s: %s", agreement.version, outcome.message)
         return reconciler.Synced(ok=outcome.ok)
 

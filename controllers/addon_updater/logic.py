@@ -10,21 +10,14 @@ import dataclasses
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 
 JSON = dict[str, Any]
 Policy = Literal["exact", "nearestLower"]
 FailureReason = Literal["variable", "parse", "invalid", "duplicate", "unknown_kind", "dry_run"]
-FAILURE_REASONS: tuple[FailureReason, ...] = (
-    "variable",
-    "parse",
-    "invalid",
-    "duplicate",
-    "unknown_kind",
-    "dry_run",
-)
+FAILURE_REASONS: tuple[FailureReason, ...] = get_args(FailureReason)
 
 # Every object the apply target owns carries this label (value: the release), and only such objects are
 # ever pruned.

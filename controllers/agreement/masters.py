@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from controllers.agreement.selector import Selector, matches_any
 from controllers.agreement.version import Version, image_tag, parse_version
 
 VersionSource = Literal["kubelet", "apiserver"]
-VERSION_SOURCES = ("kubelet", "apiserver")
+VERSION_SOURCES: tuple[VersionSource, ...] = get_args(VersionSource)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

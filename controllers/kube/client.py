@@ -8,6 +8,7 @@ turned into generated model objects and PUT back exactly as they were read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import importlib.machinery
 import importlib.util
@@ -285,12 +286,9 @@ def _api_error(status: int, raw: bytes, retry_after: str | None) -> ApiError:
             body = {"message": str(body)}
     except ValueError:
         body = {"message": raw[:500].decode(errors="replace")}
-    seconds: float | None = None
-    if retry_after:
-        try:
-            seconds = float(retry_after)
-        except ValueError:
-            seconds = None
+    seconds = None
+    with contextlib.suppress(ValueError):
+        seconds = float(retry_after or "")  # absent or an HTTP date: the policy's own backoff
     return ApiError(status=status, body=body, retry_after=seconds)
 
 

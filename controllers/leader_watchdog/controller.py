@@ -155,7 +155,7 @@ class LeaderWatchdog(reconciler.Reconciler[LeaderWatchdogConfig]):
         self.findings = current
         now = self.clock()
         self.last = logic.status_json(evaluation, shot, now=now)
-        metrics_module.observe_evaluation(self.metrics, evaluation, shot, raised=raised, now=now)
+        self.metrics.observe_evaluation(evaluation, shot, raised=raised, now=now)
         if evaluation.master_set_changed:
             log.info("master set changed to %s", sorted(m.name for m in shot.masters))
         self._report(evaluation, raised=raised, cleared=cleared)
@@ -186,14 +186,8 @@ class LeaderWatchdog(reconciler.Reconciler[LeaderWatchdogConfig]):
     def _report(
         self, evaluation: logic.Evaluation, *, raised: list[logic.Finding], cleared: list[logic.Finding]
     ) -> None:
-        for finding in raised:
-            log.warning(
-                "%s: %s: %s",
-                finding.check,
-                finding.object,
-                finding.evidence,
-                extra={"finding": finding.to_json()},
-            )
+        for f in raised:
+            log.warning("%s: %s: %s", f.check, f.object, f.evidence, extra={"finding": f.to_json()})
         for notice in logic.notices(raised=raised, cleared=cleared, transitions=evaluation.transitions):
             if not notice.warning:
                 log.info("%s on %s: %s", notice.reason, notice.ref, notice.note)

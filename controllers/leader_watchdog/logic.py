@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from controllers.agreement import masters as agreement_masters
 from controllers.agreement import selector, version
@@ -30,20 +30,23 @@ Check = Literal[
     "outage-pattern",
 ]
 CheckGroup = Literal["leaders", "apiservers", "endpoints", "heartbeats"]
-CHECK_GROUPS: tuple[CheckGroup, ...] = ("leaders", "apiservers", "endpoints", "heartbeats")
+CHECK_GROUPS: tuple[CheckGroup, ...] = get_args(CheckGroup)
 
-# Each check has one severity, so the metrics' label sets are fixed and can be pre-initialised.
-SEVERITY: Mapping[Check, Severity] = {
-    "stale-leader": "critical",
-    "leader-missing": "warning",
-    "leader-on-unknown-master": "critical",
-    "leader-on-notready-master": "warning",
-    "leader-version-skew": "warning",
-    "stale-apiserver": "critical",
-    "stale-endpoint": "critical",
-    "nodes-not-ready": "warning",
-    "outage-pattern": "critical",
+# Each check has one severity (so the metrics' label sets are fixed and can be pre-initialised) and one
+# Event reason (Kubernetes reasons are CamelCase).
+_KINDS: Mapping[Check, tuple[Severity, str]] = {
+    "stale-leader": ("critical", "StaleLeader"),
+    "leader-missing": ("warning", "LeaderLeaseMissing"),
+    "leader-on-unknown-master": ("critical", "LeaderOnUnknownMaster"),
+    "leader-on-notready-master": ("warning", "LeaderOnNotReadyMaster"),
+    "leader-version-skew": ("warning", "LeaderVersionSkew"),
+    "stale-apiserver": ("critical", "StaleApiserver"),
+    "stale-endpoint": ("critical", "StaleEndpoint"),
+    "nodes-not-ready": ("warning", "NodesNotReady"),
+    "outage-pattern": ("critical", "NotReadyAfterMasterChange"),
 }
+SEVERITY: Mapping[Check, Severity] = {check: severity for check, (severity, _) in _KINDS.items()}
+REASON: Mapping[Check, str] = {check: reason for check, (_, reason) in _KINDS.items()}
 CHECKS: tuple[Check, ...] = tuple(SEVERITY)
 # Checks whose findings rest on time passing without an update (a Lease not renewed, a heartbeat not seen):
 # what a lagging watch also looks like. The controller confirms a new one with a fresh read before raising it.
@@ -56,19 +59,6 @@ def needs_confirmation(findings: Iterable[Finding], *, known: Iterable[tuple[str
     return any(f.check in SILENCE_BASED and f.key not in seen for f in findings)
 
 
-# The Event reason of each check (Kubernetes reasons are CamelCase).
-REASON: Mapping[Check, str] = {
-    "stale-leader": "StaleLeader",
-    "leader-missing": "LeaderLeaseMissing",
-    "leader-on-unknown-master": "LeaderOnUnknownMaster",
-    "leader-on-notready-master": "LeaderOnNotReadyMaster",
-    "leader-version-skew": "LeaderVersionSkew",
-    "stale-apiserver": "StaleApiserver",
-    "stale-endpoint": "StaleEndpoint",
-    "nodes-not-ready": "NodesNotReady",
-    "outage-pattern": "NotReadyAfterMasterChange",
-}
-
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 NAMES_SHOWN = 10  # node names quoted in evidence; the count is always complete
 
@@ -76,11 +66,14 @@ NAMES_SHOWN = 10  # node names quoted in evidence; the count is always complete
 @dataclasses.dataclass(frozen=True, slots=True)
 class Finding:
     check: Check
-    severity: Severity
     object: str  # what is wrong, as a person reads it: "Lease kube-system/kube-scheduler"
     evidence: str
     since: float  # Unix time: when it became true, as far as the evidence tells, else first seen
     ref: refs.ObjectRef
+
+    @property
+    def severity(self) -> Severity:
+        return SEVERITY[self.check]
 
     @property
     def key(self) -> tuple[str, str]:
@@ -281,6 +274,12 @@ def service_endpoint_ips(slices: Iterable[frozenset[str]]) -> tuple[str, ...] | 
 # --- the checks -----------------------------------------------------------------------------------------
 
 
+def lease_ref(key: str) -> refs.ObjectRef:
+    """The Lease ``namespace/name``."""
+    namespace, _, name = key.partition("/")
+    return refs.ObjectRef(kind="Lease", name=name, namespace=namespace, api_version="coordination.k8s.io/v1")
+
+
 def _age(now: float, moment: float | None) -> str:
     return "never" if moment is None else f"{now - moment:.1f}s ago"
 
@@ -305,11 +304,10 @@ def check_leader(
 ) -> Finding | None:
     """One leader Lease: present, led (a leaderless gap up to ``failover_seconds`` is a failover), held from a
     current Ready master on the agreed version."""
-    namespace, _, name = key.partition("/")
-    ref = refs.ObjectRef(kind="Lease", name=name, namespace=namespace, api_version="coordination.k8s.io/v1")
+    ref = lease_ref(key)
 
     def finding(check: Check, evidence: str, since: float = now) -> Finding:
-        return Finding(check, SEVERITY[check], str(ref), evidence, since, ref)
+        return Finding(check, str(ref), evidence, since, ref)
 
     if lease is None:
         return finding("leader-missing", "the Lease does not exist: no component has ever led here")
@@ -356,13 +354,10 @@ def check_apiservers(
         hostname = lease.labels.get(HOSTNAME_LABEL, "")
         if _master_of(hostname, masters) is not None:
             continue
-        ref = refs.ObjectRef(
-            kind="Lease", name=lease.name, namespace=lease.namespace, api_version="coordination.k8s.io/v1"
-        )
+        ref = lease_ref(lease.key)
         findings.append(
             Finding(
                 "stale-apiserver",
-                SEVERITY["stale-apiserver"],
                 str(ref),
                 f"a live kube-apiserver on host {hostname or '<unlabelled>'!r} (renewed {_age(now, lease.renew_time)}) "
                 f"is not a current master (masters: {_names(masters)})",
@@ -382,7 +377,6 @@ def check_endpoints(ips: Sequence[str] | None, *, masters: Sequence[NodeRecord],
     return [
         Finding(
             "stale-endpoint",
-            SEVERITY["stale-endpoint"],
             f"{ref} endpoint {ip}",
             f"clients of the kubernetes Service are sent to {ip}, which no current master has "
             f"(master addresses: {', '.join(sorted(known)) or 'none'})",
@@ -438,7 +432,6 @@ def check_heartbeats(
         findings.append(
             Finding(
                 "nodes-not-ready",
-                SEVERITY["nodes-not-ready"],
                 "Nodes",
                 f"{count} of {health.workers} worker(s) NotReady ({health.condition_not_ready} by Ready condition, "
                 f"{health.heartbeat_stale} with a heartbeat older than {rules.heartbeat_stale_seconds:g}s): "
@@ -462,7 +455,6 @@ def check_heartbeats(
         findings.append(
             Finding(
                 "outage-pattern",
-                SEVERITY["outage-pattern"],
                 "Nodes",
                 f"NotReady workers jumped from {history.notready_before_change} to {count} (threshold +{threshold}) "
                 f"{pattern_since - changed_at:.0f}s after the master set changed to {sorted(history.masters or ())}: "
@@ -555,14 +547,10 @@ def notices(
     """A Warning per finding that appeared; a Normal Event per finding that cleared and per leader change."""
     found = [Notice(f.ref, REASON[f.check], f"{f.object}: {f.evidence}", warning=True) for f in raised]
     found += [Notice(f.ref, f"{REASON[f.check]}Cleared", f"{f.object}: cleared") for f in cleared]
-    for change in transitions:
-        namespace, _, name = change.lease.partition("/")
-        lease = refs.ObjectRef(
-            kind="Lease", name=name, namespace=namespace, api_version="coordination.k8s.io/v1"
-        )
-        found.append(
-            Notice(lease, "LeaderChanged", f"leader changed from {change.previous!r} to {change.holder!r}")
-        )
+    found += [
+        Notice(lease_ref(c.lease), "LeaderChanged", f"leader changed from {c.previous!r} to {c.holder!r}")
+        for c in transitions
+    ]
     return found
 
 

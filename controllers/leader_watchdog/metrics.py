@@ -56,34 +56,33 @@ class Metrics:
         )
         self.evaluated = gauge("last_evaluation_timestamp_seconds", "When the checks last ran (Unix time).")
 
-
-def observe_evaluation(
-    metrics: Metrics,
-    evaluation: logic.Evaluation,
-    snapshot: logic.Snapshot,
-    *,
-    raised: Iterable[logic.Finding],
-    now: float,
-) -> None:
-    counts = dict.fromkeys(logic.CHECKS, 0)
-    for finding in evaluation.findings:
-        counts[finding.check] += 1
-    for check, count in counts.items():
-        metrics.findings.labels(check, logic.SEVERITY[check]).set(count)
-    for finding in raised:
-        metrics.raised.labels(finding.check, finding.severity).inc()
-    for key, lease in snapshot.leaders.items():
-        metrics.renewed.labels(key).set((lease.renew_time or 0) if lease else 0)
-        metrics.duration.labels(key).set(lease.duration_seconds if lease else 0)
-    for transition in evaluation.transitions:
-        metrics.transitions.labels(transition.lease).inc()
-    metrics.apiservers.set(sum(1 for lease in snapshot.apiservers if not lease.expired(now=now)))
-    metrics.endpoint_addresses.set(len(snapshot.endpoint_ips or ()))
-    metrics.masters.set(len(snapshot.masters))
-    if evaluation.master_set_changed:
-        metrics.master_changes.inc()
-    metrics.master_changed.set(evaluation.history.masters_changed_at or 0)
-    metrics.workers.set(evaluation.nodes.workers)
-    metrics.not_ready.set(len(evaluation.nodes.not_ready))
-    metrics.heartbeat_stale.set(evaluation.nodes.heartbeat_stale)
-    metrics.evaluated.set(now)
+    def observe_evaluation(
+        self,
+        evaluation: logic.Evaluation,
+        snapshot: logic.Snapshot,
+        *,
+        raised: Iterable[logic.Finding],
+        now: float,
+    ) -> None:
+        counts = dict.fromkeys(logic.CHECKS, 0)
+        for finding in evaluation.findings:
+            counts[finding.check] += 1
+        for check, count in counts.items():
+            self.findings.labels(check, logic.SEVERITY[check]).set(count)
+        for finding in raised:
+            self.raised.labels(finding.check, finding.severity).inc()
+        for key, lease in snapshot.leaders.items():
+            self.renewed.labels(key).set((lease.renew_time or 0) if lease else 0)
+            self.duration.labels(key).set(lease.duration_seconds if lease else 0)
+        for transition in evaluation.transitions:
+            self.transitions.labels(transition.lease).inc()
+        self.apiservers.set(sum(1 for lease in snapshot.apiservers if not lease.expired(now=now)))
+        self.endpoint_addresses.set(len(snapshot.endpoint_ips or ()))
+        self.masters.set(len(snapshot.masters))
+        if evaluation.master_set_changed:
+            self.master_changes.inc()
+        self.master_changed.set(evaluation.history.masters_changed_at or 0)
+        self.workers.set(evaluation.nodes.workers)
+        self.not_ready.set(len(evaluation.nodes.not_ready))
+        self.heartbeat_stale.set(evaluation.nodes.heartbeat_stale)
+        self.evaluated.set(now)

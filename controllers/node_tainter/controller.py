@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 from controllers.agreement import selector, version
 from controllers.kube import resources, retry, state, watch
-from controllers.node_tainter import effects, logic, metrics
+from controllers.node_tainter import effects, logic
+from controllers.node_tainter import metrics as metrics_module
 from controllers.runtime import config, context, reconciler
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
     def __init__(self, ctx: context.Context[NodeTainterConfig]) -> None:
         super().__init__(ctx)
         self.policy = ctx.config.policy
-        self.metrics = metrics.Metrics(ctx.exporter)
+        self.metrics = metrics_module.Metrics(ctx.exporter)
         self.nodes = watch.Store(
             watch.Stream(resources.NODES), lambda obj: logic.node_view(obj, policy=self.policy)
         )
@@ -108,7 +109,7 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
         if self.ctx.config.once:  # the report shows what was planned; the state and metrics what is now
             await asyncio.gather(*started)
             plan = logic.plan(self.nodes.items.values(), agreed=agreed, policy=self.policy)
-        metrics.observe_plan(self.metrics, plan, in_flight=len(self.in_flight))
+        self.metrics.observe_plan(plan, in_flight=len(self.in_flight))
         try:
             await self._write_state(plan, pending=len(self.in_flight))
         except Exception as error:  # the state is a report; failing to write it must not stop the work
@@ -162,7 +163,7 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
                     self.ctx.kube, node, change, agreed=agreed, policy=self.policy
                 )
         except Exception as error:  # an API refusal, a dropped connection
-            metrics.observe_operation(self.metrics, change.action, ok=False)
+            self.metrics.observe_operation(change.action, ok=False)
             self.last_error = f"{change.action} {change.node}: {error}"
             log.warning("could not %s node %s: %s", change.action, change.node, error)
             self.failed.add(change.node)
@@ -174,10 +175,10 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
             self.in_flight.discard(change.node)
         self.failed.discard(change.node)
         self.retry_at.pop(change.node, None)
-        metrics.observe_conflicts(self.metrics, result.conflicts)
+        self.metrics.observe_conflicts(result.conflicts)
         view = self.nodes.remember(result.node) if result.node is not None else None
         if result.outcome == "applied":
-            metrics.observe_operation(self.metrics, change.action, ok=True)
+            self.metrics.observe_operation(change.action, ok=True)
             why = logic.explain(view or node, agreed=agreed)
             log.info("%s node %s (%s): %s", change.action, change.node, change.taint or "no taint", why)
             # Events are a report, recorded in the background as client-go's recorder does: the next

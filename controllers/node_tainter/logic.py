@@ -13,15 +13,15 @@ import dataclasses
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from controllers.agreement import selector, version
 
 DEFAULT_TAINT_KEY = "upgrade.kube-upgrade-controllers.io/outdated"
 Effect = Literal["PreferNoSchedule", "NoSchedule"]
-EFFECTS: tuple[Effect, ...] = ("PreferNoSchedule", "NoSchedule")
+EFFECTS: tuple[Effect, ...] = get_args(Effect)
 Action = Literal["taint", "untaint", "update"]
-ACTIONS: tuple[Action, ...] = ("taint", "untaint", "update")
+ACTIONS: tuple[Action, ...] = get_args(Action)
 # The version skew policy: a kubelet may be up to 3 minors older than the apiserver, never newer.
 MAX_SKEW_MINORS = 3
 

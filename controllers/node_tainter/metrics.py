@@ -1,4 +1,4 @@
-"""node-tainter's metrics; the rest of the package calls the ``observe_*`` functions, never prometheus_client."""
+"""node-tainter's metrics; the rest of the package calls its ``observe_*`` methods, never prometheus_client."""
 
 from __future__ import annotations
 
@@ -52,23 +52,20 @@ class Metrics:
             for outcome in OUTCOMES:
                 self.operations.labels(operation, outcome)
 
+    def observe_plan(self, plan: logic.Plan, *, in_flight: int = 0) -> None:
+        self.outdated.set(plan.outdated)
+        self.tainted.set(plan.tainted)
+        self.waiting.set(len(plan.waiting))
+        self.pending.set(len(plan.changes))
+        self.unknown.set(len(plan.unknown))
+        self.skew.labels("too_old").set(plan.too_old)
+        self.skew.labels("too_new").set(plan.too_new)
+        if not plan.changes and not in_flight and plan.agreed is not None:
+            self.last_reconcile.set_to_current_time()
 
-def observe_plan(metrics: Metrics, plan: logic.Plan, *, in_flight: int = 0) -> None:
-    metrics.outdated.set(plan.outdated)
-    metrics.tainted.set(plan.tainted)
-    metrics.waiting.set(len(plan.waiting))
-    metrics.pending.set(len(plan.changes))
-    metrics.unknown.set(len(plan.unknown))
-    metrics.skew.labels("too_old").set(plan.too_old)
-    metrics.skew.labels("too_new").set(plan.too_new)
-    if not plan.changes and not in_flight and plan.agreed is not None:
-        metrics.last_reconcile.set_to_current_time()
+    def observe_operation(self, action: logic.Action, *, ok: bool) -> None:
+        self.operations.labels(action, "applied" if ok else "failed").inc()
 
-
-def observe_operation(metrics: Metrics, action: logic.Action, *, ok: bool) -> None:
-    metrics.operations.labels(action, "applied" if ok else "failed").inc()
-
-
-def observe_conflicts(metrics: Metrics, count: int) -> None:
-    if count:
-        metrics.conflicts.inc(count)
+    def observe_conflicts(self, count: int) -> None:
+        if count:
+            self.conflicts.inc(count)

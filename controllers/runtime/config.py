@@ -152,6 +152,10 @@ def _env(prefix: str, name: str) -> str:
     return f"{prefix}_{name.upper()}"
 
 
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
 def _convert(field: dataclasses.Field[Any], hint: Any, raw: Any, where: str) -> Any:
     """Turn ``raw`` (YAML value or string) into the field's type; ConfigError names ``where`` on failure."""
     origin = typing.get_origin(hint)
@@ -164,17 +168,8 @@ def _convert(field: dataclasses.Field[Any], hint: Any, raw: Any, where: str) -> 
         elif hint is bool:
             if isinstance(raw, bool):
                 value = raw
-            elif isinstance(raw, str) and raw.lower() in (
-                "true",
-                "1",
-                "yes",
-                "on",
-                "false",
-                "0",
-                "no",
-                "off",
-            ):
-                value = raw.lower() in ("true", "1", "yes", "on")
+            elif isinstance(raw, str) and raw.lower() in _TRUE + _FALSE:
+                value = raw.lower() in _TRUE
             else:
                 raise ConfigError(f"{where}: {raw!r} is not a boolean (true/false)")
         elif hint is int:

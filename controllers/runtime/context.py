@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import prometheus_client
 
@@ -29,7 +28,6 @@ class Context(Generic[C]):
     health: server.Health
     agreements: AgreementFeed
     recorder: events.Recorder
-    routes: dict[str, Callable[[], Any]] = dataclasses.field(default_factory=dict)
     # Set by whatever should make the controller sync again: a watch event, the agreement, its own work.
     changed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 

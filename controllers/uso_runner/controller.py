@@ -303,22 +303,7 @@ class _Run:
     async def _finished(
         self, res: discovery.ApiResource, result: logic.ResourceResult, crds: dict[str, int]
     ) -> None:
-        if result.delegated_to:
-            log.info(
-                "%s: StorageVersionMigration %s %s",
-                res.group_resource,
-                result.delegated_to,
-                f"failed: {result.error}" if result.error else "succeeded",
-            )
-        else:
-            log.info(
-                "%s: %d rewritten, %d conflicts (already rewritten), %d gone, %d failed",
-                res.group_resource,
-                result.migrated,
-                result.conflicts,
-                result.not_found,
-                result.failed,
-            )
+        log.info("%s: %s", res.group_resource, result.summary())
         if not result.ok:
             self._failed += 1
         elif not self.ctx.config.dry_run:
@@ -442,20 +427,13 @@ class _Run:
             self.report.stored_versions[name] = "unchanged: kept conflicting"
             return
         self.report.stored_versions[name] = f"{'updated' if updated else 'unchanged'}: {why}"
-        if updated:
-            log.info("%s: %s", name, why)
+        if updated or "generation changed" in why:  # else: already right, or nothing to say
+            note = why if updated else f"storedVersions left alone: {why}"
+            log.log(logging.INFO if updated else logging.WARNING, "%s: %s", name, note)
             await self.ctx.recorder.emit(
                 refs.ObjectRef.of(crd),
-                reason="StoredVersionsUpdated",
-                note=why,
+                reason="StoredVersionsUpdated" if updated else "StoredVersionsSkipped",
+                note=note,
                 action="UpdateStoredVersions",
-            )
-        elif "generation changed" in why:
-            log.warning("%s: storedVersions left alone: %s", name, why)
-            await self.ctx.recorder.emit(
-                refs.ObjectRef.of(crd),
-                reason="StoredVersionsSkipped",
-                note=f"storedVersions left alone: {why}",
-                action="UpdateStoredVersions",
-                type="Warning",
+                type="Normal" if updated else "Warning",
             )

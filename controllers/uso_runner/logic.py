@@ -240,6 +240,16 @@ class ResourceResult:
     def ok(self) -> bool:
         return self.failed == 0 and not self.error
 
+    def summary(self) -> str:
+        """One line for the log."""
+        if self.delegated_to:
+            ended = f"failed: {self.error}" if self.error else "succeeded"
+            return f"StorageVersionMigration {self.delegated_to} {ended}"
+        return (
+            f"{self.migrated} rewritten, {self.conflicts} conflicts (already rewritten), {self.not_found} gone, "
+            f"{self.failed} failed"
+        )
+
     def as_json(self) -> dict[str, int | str]:
         # A delegated resource's objects are counted by nobody: the built-in migrator reports no figures.
         result: dict[str, int | str] = (

@@ -27,11 +27,10 @@ from typing import Any
 import pytest
 
 from controllers.addon_updater import controller, logic
-from controllers.addon_updater.effects import directory
 from controllers.agreement import version
 from controllers.kube import client, resources
 from e2e import cluster
-from tests import harness
+from tests import addon_dir, harness
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples" / "bundles"
 CM = resources.CONFIGMAPS
@@ -286,7 +285,7 @@ async def test_resync_applies_a_changed_bundle_without_an_agreement_change(
             return (await state_of(updater))["bundleDigest"] != digest
 
         await harness.eventually(switched_again, timeout=20, interval=0.1, what="the changed bundle")
-        assert "cache 60" in directory.listing(target)["coredns.yaml"]
+        assert "cache 60" in addon_dir.listing(target)["coredns.yaml"]
         assert metric(updater, "addon_updater_switches_total", result="success") == 2
 
 
@@ -354,7 +353,7 @@ async def test_invalid_bundle_changes_nothing(
     for updater in updaters.values():
         assert (await updater.reconcile(v("v1.35.0"))).result == "switched"
     before_cluster = await snapshot(kube, namespace)
-    before_files = directory.listing(target)
+    before_files = addon_dir.listing(target)
     break_bundle(bundle_root, case)
 
     reason = EXPECTED_REASON[case]
@@ -376,7 +375,7 @@ async def test_invalid_bundle_changes_nothing(
         assert state["phase"] == "Invalid" and state["bundleMinor"] == "1.35"
         assert state["lastError"] == outcome.message
         assert await snapshot(kube, namespace) == before_cluster
-        assert directory.listing(target) == before_files
+        assert addon_dir.listing(target) == before_files
         assert (
             metric(updater, "addon_updater_bundle_info", minor="1.35", digest=state["bundleDigest"][:12]) == 1
         )
@@ -413,7 +412,7 @@ class Reader:
     def run(self) -> None:
         while not self.stop.is_set():
             try:
-                files = directory.listing(self.target)
+                files = addon_dir.listing(self.target)
             except FileNotFoundError:
                 continue  # the very first switch adopts a plain directory: an instant without one
             matches = [minor for minor, expected in self.bundles.items() if files == expected]
@@ -460,7 +459,7 @@ async def test_directory_switch_is_atomic_for_a_concurrent_reader(
     assert switches >= 10
     assert reader.seen["1.35"] > 10 and reader.seen["1.36"] > 10
     # The mode labels of kube-addon-manager are in the files as the bundle wrote them.
-    assert "addonmanager.kubernetes.io/mode: EnsureExists" in directory.listing(target)["coredns.yaml"]
+    assert "addonmanager.kubernetes.io/mode: EnsureExists" in addon_dir.listing(target)["coredns.yaml"]
     # Only the current and the previous generation are kept; the adopted directory is kept aside.
     siblings = sorted(p.name for p in target.parent.iterdir())
     generations = [n for n in siblings if logic.parse_generation(n)]
@@ -478,11 +477,11 @@ async def test_missing_bundle_changes_nothing_and_nearest_lower_picks_the_closes
     cfg = make_config(namespace, bundle_root, target="directory", target_dir=str(target))
     strict = make_updater(kube, cfg)
     assert (await strict.reconcile(v("v1.35.0"))).result == "switched"
-    before = directory.listing(target), os.readlink(target)
+    before = addon_dir.listing(target), os.readlink(target)
 
     outcome = await strict.reconcile(v("v1.37.1"))
     assert outcome.result == "missing"
-    assert (directory.listing(target), os.readlink(target)) == before
+    assert (addon_dir.listing(target), os.readlink(target)) == before
     assert metric(strict, "addon_updater_bundle_missing") == 1
     state = await state_of(strict)
     assert state["phase"] == "BundleMissing" and state["bundleMinor"] == "1.35"
@@ -491,7 +490,7 @@ async def test_missing_bundle_changes_nothing_and_nearest_lower_picks_the_closes
     lenient = make_updater(kube, dataclasses.replace(cfg, selection="nearestLower"))
     outcome = await lenient.reconcile(v("v1.37.1"))
     assert outcome.result == "switched" and outcome.minor == "1.36"
-    assert directory.listing(target) == rendered(bundle_root, "1.36", cfg)
+    assert addon_dir.listing(target) == rendered(bundle_root, "1.36", cfg)
     assert metric(lenient, "addon_updater_bundle_missing") == 0
     outcome = await lenient.reconcile(v("v1.34.0"))
     assert outcome.result == "switched" and outcome.minor == "1.33"
@@ -530,7 +529,7 @@ async def test_bundles_from_configmaps(kube: client.Kube, namespace: str, tmp_pa
     updater = make_updater(kube, cfg)
     outcome = await updater.reconcile(v("v1.36.2"))
     assert outcome.result == "switched", outcome.message
-    shown = directory.listing(target)
+    shown = addon_dir.listing(target)
     assert sorted(shown) == sorted(f.name for f in (EXAMPLES / "1.36").glob("*.yaml"))
     assert "kubernetes corp.local in-addr.arpa" in shown["coredns.yaml"]
     assert "clusterIP: 10.0.0.99" in shown["coredns.yaml"]
@@ -609,4 +608,4 @@ async def test_once_console_script(
     real = await asyncio.to_thread(run)
     assert real.returncode == 0, real.stderr
     assert json.loads(real.stdout)["minor"] == "1.36"
-    assert "coredns-pdb.yaml" in directory.listing(target)
+    assert "coredns-pdb.yaml" in addon_dir.listing(target)

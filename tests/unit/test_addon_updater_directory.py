@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from controllers.addon_updater import logic
 from controllers.addon_updater.effects import directory
+from tests import addon_dir
 
 
 def files_of(tag: str, names: tuple[str, ...]) -> tuple[logic.BundleFile, ...]:
@@ -37,7 +38,7 @@ def hammer(
         nonlocal good
         while not stop.is_set():
             try:
-                seen = directory.listing(target)
+                seen = addon_dir.listing(target)
             except FileNotFoundError:
                 continue
             if seen in EXPECTED.values():
@@ -89,7 +90,7 @@ def test_install_is_idempotent_keeps_previous_and_adopts_a_plain_directory(tmp_p
     first = directory.install(target, files=A, minor="1.35", digest="a" * 64)
     assert first == "..1.35_aaaaaaaaaaaa"
     assert directory.current_generation(target) == first
-    assert directory.listing(target) == EXPECTED["a"]
+    assert addon_dir.listing(target) == EXPECTED["a"]
     adopted = [p for p in tmp_path.iterdir() if p.name.startswith("..adopted-addons-")]
     assert len(adopted) == 1 and (adopted[0] / "legacy.yaml").exists()
 

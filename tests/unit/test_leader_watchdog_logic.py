@@ -479,11 +479,11 @@ def test_every_check_has_a_severity_and_a_reason() -> None:
 
 def test_notices_say_what_appeared_cleared_and_changed_hands() -> None:
     node_ref = refs.ObjectRef(kind="Namespace", name="kube-node-lease")
-    raised = logic.Finding("nodes-not-ready", "warning", "Nodes", "3 of 10 NotReady", NOW, node_ref)
+    raised = logic.Finding("nodes-not-ready", "Nodes", "3 of 10 NotReady", NOW, node_ref)
     lease = refs.ObjectRef(
         kind="Lease", name="kube-scheduler", namespace="kube-system", api_version="coordination.k8s.io/v1"
     )
-    cleared = logic.Finding("stale-leader", "critical", str(lease), "old", NOW, lease)
+    cleared = logic.Finding("stale-leader", str(lease), "old", NOW, lease)
     moved = logic.Transition(lease="kube-system/kube-scheduler", previous="m1_a", holder="m2_b")
     found = logic.notices(raised=[raised], cleared=[cleared], transitions=[moved])
     assert found == [

@@ -108,11 +108,9 @@ def _crd_resource(crd: JSON | None, manifest: logic.Manifest) -> resources.Resou
     versions = {str(v.get("name")) for v in spec.get("versions") or [] if v.get("served", True)}
     if version not in versions:
         return None
+    namespaced = spec.get("scope") == "Namespaced"
     return resources.Resource(
-        str(spec["group"]),
-        version,
-        str(spec["names"]["plural"]),
-        namespaced=spec.get("scope") == "Namespaced",
+        str(spec["group"]), version, str(spec["names"]["plural"]), namespaced=namespaced
     )
 
 

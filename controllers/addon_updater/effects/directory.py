@@ -30,20 +30,6 @@ def current_generation(target: pathlib.Path) -> str | None:
     return name if logic.parse_generation(name) is not None else None
 
 
-def listing(target: pathlib.Path) -> dict[str, str]:
-    """The files the target shows now (name → text), read through one directory handle."""
-    fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        result = {}
-        for name in sorted(os.listdir(fd)):
-            file_fd = os.open(name, os.O_RDONLY, dir_fd=fd)
-            with os.fdopen(file_fd) as handle:
-                result[name] = handle.read()
-        return result
-    finally:
-        os.close(fd)
-
-
 def install(target: pathlib.Path, *, files: Iterable[logic.BundleFile], minor: str, digest: str) -> str:
     """Make ``target`` show exactly ``files``; returns the generation directory name. Idempotent."""
     parent = target.parent

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from controllers import registry
 from e2e import controlplane
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -32,7 +33,7 @@ RELEASE_NAMESPACE = "kube-upgrade"
 RELEASE = "kuc"
 CHART = REPO / "charts" / "kube-upgrade-controllers"
 CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
-CONTROLLERS = ("addon-updater", "uso-runner", "node-tainter", "leader-watchdog")
+CONTROLLERS = registry.NAMES
 
 T = TypeVar("T")
 _started = time.monotonic()

@@ -20,6 +20,7 @@ import argparse
 import pathlib
 import subprocess
 import sys
+import time
 
 from e2e.kind import k8s as cluster
 
@@ -84,7 +85,65 @@ def upgrade_control_plane(node: str, release: str, *, first: bool) -> None:
         timeout=600,
         what=f"{node}'s kube-apiserver mirror pod to run {release}",
     )
-    cluster.log(TAG, f"{node}: kube-apiserver and kubelet at {release}, Ready")
+    waited = wait_serving(node)
+    cluster.log(
+        TAG, f"{node}: kube-apiserver and kubelet at {release}, Ready (serving steadily after {waited:.0f} s)"
+    )
+
+
+# How long a control plane's kube-apiserver must look settled before the next step goes on.
+STEADY_SECONDS = 10.0
+
+
+def wait_serving(node: str, *, steady: float = STEADY_SECONDS) -> float:
+    """Wait until the node's kube-apiserver has been settled for ``steady`` seconds: one Ready pod sandbox with
+    the same container running in it, which lets the admin list Nodes. Returns the seconds waited.
+
+    Seen here after a kubelet upgrade: the new kubelet starts the static pod afresh in a new sandbox while the
+    old kube-apiserver still holds port 6443 (the new container exits: address already in use), and swaps
+    them seconds or a minute later; a freshly started kube-apiserver then answers 403 to RBAC-authorized users
+    until its caches sync. Through the load balancer any client may land on it (``kubectl drain`` failed so)."""
+    started = time.monotonic()
+    seen: tuple[str, float] = ("", started)
+
+    def settled() -> bool:
+        nonlocal seen
+        container = serving_container(node)
+        if container != seen[0] or not container:
+            seen = (container, time.monotonic())
+            return False
+        return time.monotonic() - seen[1] >= steady and authorizes(node)
+
+    cluster.eventually(settled, timeout=600, interval=2, what=f"{node}'s kube-apiserver to serve steadily")
+    return time.monotonic() - started
+
+
+def serving_container(node: str) -> str:
+    """The running kube-apiserver container of the node's one Ready kube-apiserver pod sandbox ("" while
+    there is not exactly one of each)."""
+    try:
+        pods = cluster.node_exec(node, "crictl pods --name kube-apiserver --state ready -q").split()
+        if len(pods) != 1:
+            return ""
+        running = cluster.node_exec(
+            node, f"crictl ps --name kube-apiserver --state running -q --pod {pods[0]}"
+        )
+    except RuntimeError:  # the runtime is busy restarting: not settled
+        return ""
+    return running.split()[0] if len(running.split()) == 1 else ""
+
+
+def authorizes(node: str) -> bool:
+    """Whether the node's own kube-apiserver lets the admin list Nodes."""
+    address = next(
+        a.address for a in cluster.api().core.read_node(node).status.addresses if a.type == "InternalIP"
+    )
+    own = f"kubectl --kubeconfig /etc/kubernetes/admin.conf --server https://{address}:6443 get nodes -o name"
+    try:
+        cluster.node_exec(node, own, timeout=30)
+    except RuntimeError:
+        return False
+    return True
 
 
 def upgrade_kubelet(node: str, release: str) -> None:
@@ -100,7 +159,10 @@ def upgrade_kubelet(node: str, release: str) -> None:
 
 
 def upgrade_worker(node: str, release: str) -> None:
-    """Drain, ``kubeadm upgrade node``, the new kubelet, uncordon."""
+    """Drain, ``kubeadm upgrade node``, the new kubelet, uncordon (once every control plane serves steadily:
+    a kube-apiserver restarted moments ago would refuse the drain)."""
+    for control_plane in cluster.node_names(control_planes=True):
+        wait_serving(control_plane, steady=4.0)
     cluster.log(TAG, f"{node}: kubectl drain")
     cluster.run(
         ["kubectl", "drain", node, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=300s"],

@@ -70,8 +70,9 @@ def swap(node: str, release: str, *binaries: str) -> None:
         cluster.node_exec(node, f"ln -sf {ON_NODE}/{release}/{binary} /usr/bin/{binary}")
 
 
-def upgrade_control_plane(node: str, release: str, *, first: bool) -> None:
-    """One control plane to ``release``: kubeadm, then its kubelet; waits until it runs the new release."""
+def upgrade_control_plane(node: str, release: str, *, first: bool, settle: bool = True) -> None:
+    """One control plane to ``release``: kubeadm, then its kubelet; waits until it runs the new release and
+    (``settle``) its kube-apiserver serves steadily."""
     swap(node, release, "kubeadm")
     if first:
         cluster.log(TAG, f"{node}: kubeadm upgrade apply {release} (the first control plane; a few minutes)")
@@ -85,6 +86,9 @@ def upgrade_control_plane(node: str, release: str, *, first: bool) -> None:
         timeout=600,
         what=f"{node}'s kube-apiserver mirror pod to run {release}",
     )
+    if not settle:
+        cluster.log(TAG, f"{node}: kube-apiserver and kubelet at {release}, Ready")
+        return
     waited = wait_serving(node)
     cluster.log(
         TAG, f"{node}: kube-apiserver and kubelet at {release}, Ready (serving steadily after {waited:.0f} s)"

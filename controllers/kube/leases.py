@@ -53,7 +53,7 @@ async def try_acquire_or_renew(
             return "renewed"
         if not is_free(lease, now=now.timestamp()):
             return "held-by-other"
-        transitions = int(lease.get("spec", {}).get("leaseTransitions") or 0) + 1
+        transitions = lease_bodies.transitions(lease) + 1
         lease["spec"] = {
             **lease.get("spec", {}),
             **spec,

@@ -9,14 +9,15 @@ import time
 from typing import Any, Literal
 
 from controllers.agreement.version import Version
-from controllers.kube import discovery, resources, retry
+from controllers.kube import discovery
 from controllers.kube import state as state_module
-from controllers.kube.client import JSON, ApiError, Kube
+from controllers.kube.client import ApiError
 from controllers.runtime import config, context, reconciler
 from controllers.structs import refs
 from controllers.uso_runner import logic
 from controllers.uso_runner import metrics as metrics_module
 from controllers.uso_runner.effects import builtin as builtin_module
+from controllers.uso_runner.effects import crds as crds_module
 from controllers.uso_runner.effects import migrate
 
 log = logging.getLogger(__name__)
@@ -254,10 +255,6 @@ class _Run:
         self._done = 0
         self._failed = 0
 
-    @property
-    def kube(self) -> Kube:
-        return self.ctx.kube
-
     def _progress(self) -> str:
         total = len(self.plan.migrate)
         return f"{self._done}/{total} resources ({len(self.plan.done)} done before a restart, {self._failed} failed)"
@@ -282,7 +279,7 @@ class _Run:
         await self._save({"phase": "Running", "progress": self._progress(), "lastError": ""})
         note = f"migrating {len(pending)} resource(s) for {self.checkpoint.run_target}"
         await self.ctx.event("MigrationStarted", note, action="Migrate")
-        crds = await self._crd_generations()
+        crds = await crds_module.generations(self.ctx.kube, (r.group_resource for r in self.plan.migrate))
         slots = asyncio.Semaphore(cfg.resource_workers)
 
         async def one(res: logic.Discovered) -> None:
@@ -398,34 +395,13 @@ class _Run:
             self.state, {**logic.checkpoint_data(self.checkpoint), **changes}
         )
 
-    async def _crd_generations(self) -> dict[str, int]:
-        """Generation of every CRD whose resource is migrated, as the run begins."""
-        planned = {r.group_resource for r in self.plan.migrate}
-        return {
-            crd["metadata"]["name"]: int(crd["metadata"].get("generation") or 0)
-            for crd in await self.kube.list_items(resources.CRDS.path())
-            if crd["metadata"]["name"] in planned
-        }
-
     async def _stored_versions(self, name: str, generation: int) -> None:
         """Set the CRD's status.storedVersions to its storage version (skip when the CRD changed)."""
-        path = resources.CRDS.path(name=name)
-
-        async def attempt() -> tuple[JSON, str, bool]:
-            crd = await self.kube.get(path)
-            stored, why = logic.stored_versions_update(crd=crd, expected_generation=generation)
-            if stored is not None:
-                crd["status"]["storedVersions"] = stored
-                await self.kube.replace(resources.CRDS.path(name=name, subresource="status"), crd)
-            return crd, why, stored is not None
-
-        try:
-            crd, why, updated = await retry.call(attempt, policy=retry.CONFLICTS)
-        except ApiError as error:
-            if not error.conflict:
-                raise
+        trimmed = await crds_module.trim_stored_versions(self.ctx.kube, name, generation=generation)
+        if trimmed is None:
             self.report.stored_versions[name] = "unchanged: kept conflicting"
             return
+        crd, why, updated = trimmed
         self.report.stored_versions[name] = f"{'updated' if updated else 'unchanged'}: {why}"
         if updated or "generation changed" in why:  # else: already right, or nothing to say
             note = why if updated else f"storedVersions left alone: {why}"

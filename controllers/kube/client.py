@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 JSON = dict[str, Any]
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 PatchType = Literal["merge", "strategic", "json", "apply"]
+QueryValue = str | int | bool
+Query = Mapping[str, QueryValue]  # query parameters of a request
 
 _PATCH_CONTENT_TYPES: dict[PatchType, str] = {
     "merge": "application/merge-patch+json",
@@ -129,7 +131,7 @@ class Kube:
         method: Method,
         path: str,
         *,
-        query: Mapping[str, str | int | bool] | None = None,
+        query: Query | None = None,
         body: JSON | str | None = None,
         content_type: str | None = None,
         request_timeout: float = 60.0,
@@ -161,7 +163,7 @@ class Kube:
 
         return await retry.call(attempt, policy=policy, on_error=on_error)
 
-    async def get(self, path: str, *, query: Mapping[str, str | int | bool] | None = None) -> JSON:
+    async def get(self, path: str, *, query: Query | None = None) -> JSON:
         return await self.request("GET", path, query=query)
 
     async def create(self, path: str, body: JSON, *, dry_run: bool = False) -> JSON:
@@ -170,7 +172,7 @@ class Kube:
     async def replace(self, path: str, body: JSON, *, dry_run: bool = False) -> JSON:
         return await self.request("PUT", path, body=body, query=_dry_run(dry_run))
 
-    async def delete(self, path: str, *, query: Mapping[str, str | int | bool] | None = None) -> JSON:
+    async def delete(self, path: str, *, query: Query | None = None) -> JSON:
         return await self.request("DELETE", path, query=query)
 
     async def patch(
@@ -183,7 +185,7 @@ class Kube:
         force: bool = False,
         dry_run: bool = False,
     ) -> JSON:
-        query: dict[str, str | int | bool] = dict(_dry_run(dry_run))
+        query: dict[str, QueryValue] = dict(_dry_run(dry_run))
         if field_manager:
             query["fieldManager"] = field_manager
         if force:
@@ -197,17 +199,13 @@ class Kube:
         )
 
     async def list_pages(
-        self,
-        path: str,
-        *,
-        query: Mapping[str, str | int | bool] | None = None,
-        limit: int = 500,
+        self, path: str, *, query: Query | None = None, limit: int = 500
     ) -> AsyncIterator[JSON]:
         """Every page of a list (limit/continue). On 410 for an expired continue token, resume from the token
         the 410 carries (``inconsistent`` continue), or restart the list when it carries none."""
         continue_token = ""
         while True:
-            page_query: dict[str, str | int | bool] = {**(query or {}), "limit": limit}
+            page_query: dict[str, QueryValue] = {**(query or {}), "limit": limit}
             if continue_token:
                 page_query["continue"] = continue_token
             try:
@@ -224,18 +222,12 @@ class Kube:
             if not continue_token:
                 return
 
-    async def list_items(
-        self, path: str, *, query: Mapping[str, str | int | bool] | None = None
-    ) -> list[JSON]:
+    async def list_items(self, path: str, *, query: Query | None = None) -> list[JSON]:
         """Every item of a list, all pages."""
         return [item async for page in self.list_pages(path, query=query) for item in page.get("items") or []]
 
     async def stream_lines(
-        self,
-        path: str,
-        *,
-        query: Mapping[str, str | int | bool],
-        inactivity_timeout: float,
+        self, path: str, *, query: Query, inactivity_timeout: float
     ) -> AsyncGenerator[JSON]:
         """Decoded JSON lines of one streaming (watch) request (aclose() it to end the request early)."""
         url = self._url(path, query)
@@ -257,7 +249,7 @@ class Kube:
                     response.connection.transport.abort()
                 raise
 
-    def _url(self, path: str, query: Mapping[str, str | int | bool] | None) -> str:
+    def _url(self, path: str, query: Query | None) -> str:
         url = self._host + path
         if query:
             url += "?" + urllib.parse.urlencode({k: _query_value(v) for k, v in query.items()})
@@ -275,7 +267,7 @@ def _query_value(value: str | int | bool) -> str:
     return str(value)
 
 
-def _dry_run(dry_run: bool) -> dict[str, str | int | bool]:
+def _dry_run(dry_run: bool) -> dict[str, QueryValue]:
     return {"dryRun": "All"} if dry_run else {}
 
 

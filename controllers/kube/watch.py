@@ -16,7 +16,7 @@ from collections.abc import AsyncGenerator, Callable
 from typing import Any, Generic, Literal, TypeVar
 
 from controllers.kube import retry
-from controllers.kube.client import JSON, ApiError, Kube
+from controllers.kube.client import JSON, ApiError, Kube, QueryValue
 from controllers.kube.resources import Resource
 from controllers.structs import refs
 
@@ -90,7 +90,7 @@ async def watch(
             await asyncio.sleep(delay)
 
 
-async def _list(kube: Kube, path: str, selectors: dict[str, str | int | bool]) -> tuple[list[JSON], str]:
+async def _list(kube: Kube, path: str, selectors: dict[str, QueryValue]) -> tuple[list[JSON], str]:
     objects: list[JSON] = []
     version = ""
     async for page in kube.list_pages(path, query=selectors):
@@ -102,13 +102,13 @@ async def _list(kube: Kube, path: str, selectors: dict[str, str | int | bool]) -
 async def _watch_once(
     kube: Kube,
     path: str,
-    selectors: dict[str, str | int | bool],
+    selectors: dict[str, QueryValue],
     *,
     version: str,
     inactivity_timeout: float,
 ) -> AsyncGenerator[tuple[WatchEvent, str]]:
     """One watch request; yields (event, resourceVersion to resume from). Ends when the server closes it."""
-    query: dict[str, str | int | bool] = {
+    query: dict[str, QueryValue] = {
         **selectors,
         "watch": True,
         "allowWatchBookmarks": True,
@@ -146,8 +146,8 @@ class Stream:
         return self.resource.path(namespace=self.namespace)
 
     @property
-    def query(self) -> dict[str, str | int | bool]:
-        query: dict[str, str | int | bool] = {}
+    def query(self) -> dict[str, QueryValue]:
+        query: dict[str, QueryValue] = {}
         if self.label_selector:
             query["labelSelector"] = self.label_selector
         if self.field_selector:

@@ -94,13 +94,8 @@ class LeaderWatchdogConfig(config.BaseConfig):
 
     @property
     def rules(self) -> logic.Rules:
-        return logic.Rules(
-            leader_failover_seconds=self.leader_failover_seconds,
-            heartbeat_stale_seconds=self.heartbeat_stale_seconds,
-            outage_window_seconds=self.outage_window_seconds,
-            notready_jump_min=self.notready_jump_min,
-            notready_jump_fraction=self.notready_jump_fraction,
-        )
+        """The rules are the options of the same names."""
+        return logic.Rules(**{f.name: getattr(self, f.name) for f in dataclasses.fields(logic.Rules)})
 
 
 class LeaderWatchdog(reconciler.Reconciler[LeaderWatchdogConfig]):
@@ -253,19 +248,18 @@ def snapshot(
             dataclasses.replace(node, version=reported.get(node.name, "")) if node.master else node
             for node in nodes
         ]
-    leaders: dict[str, logic.LeaseRecord | None] = {}
-    if "leaders" in cfg.checks:
-        leaders = {key: found[f"leader:{key}"].items.get(key) for key in cfg.leader_leases}
-    empty: dict[str, Any] = {}
-    heartbeats = found["heartbeats"].items if "heartbeats" in found else empty
+
+    leaders = {k: found[f"leader:{k}"].items.get(k) for k in cfg.leader_leases if f"leader:{k}" in found}
+
+    def stored(key: str) -> list[Any]:  # what the store of an enabled check holds (nothing when it is off)
+        return list(found[key].items.values()) if key in found else []
+
     return logic.Snapshot(
         leaders=leaders,
-        apiservers=tuple(found["apiservers"].items.values()) if "apiservers" in found else (),
-        heartbeats={lease.name: lease for lease in heartbeats.values()},
+        apiservers=tuple(stored("apiservers")),
+        heartbeats={lease.name: lease for lease in stored("heartbeats")},
         nodes=tuple(nodes),
-        endpoint_ips=logic.service_endpoint_ips(found["endpoints"].items.values())
-        if "endpoints" in found
-        else None,
+        endpoint_ips=logic.service_endpoint_ips(stored("endpoints")),
         agreed_version=agreed_version,
         checks=frozenset(c for c in logic.CHECK_GROUPS if c in cfg.checks),
     )

@@ -192,17 +192,12 @@ def _over_cap(nodes: Sequence[NodeView], desired: Mapping[str, Taint | None], *,
     unschedulable now keep their slot."""
     schedulable = [n for n in nodes if not n.master and not n.unschedulable]
     budget = math.floor(policy.max_unschedulable_fraction * len(schedulable) + 1e-9)
-    held = [
-        n
-        for n in schedulable
-        if desired[n.name] is not None and any(t.effect == "NoSchedule" for t in n.ours)
-    ]
-    candidates = [
-        n
-        for n in schedulable
-        if desired[n.name] is not None and not any(t.effect == "NoSchedule" for t in n.ours)
-    ]
-    candidates.sort(key=lambda n: (n.version.key if n.version else (0, 0, 0), n.name))
+    wanted = [n for n in schedulable if desired[n.name] is not None]
+    held = [n for n in wanted if any(t.effect == "NoSchedule" for t in n.ours)]
+    candidates = sorted(
+        (n for n in wanted if not any(t.effect == "NoSchedule" for t in n.ours)),
+        key=lambda n: (n.version.key if n.version else (0, 0, 0), n.name),
+    )
     room = max(0, budget - len(held))
     return {n.name for n in candidates[room:]}
 

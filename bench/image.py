@@ -72,22 +72,6 @@ def vm_rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def cgroup_usage_mib(name: str) -> float:
-    """The container's memory usage as ``docker stats`` reports it (cgroup usage less inactive file cache)."""
-    result = subprocess.run(
-        ["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", name],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    used = result.stdout.split("/")[0].strip()
-    units = {"KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0, "B": 1 / 1024 / 1024}
-    for unit, factor in units.items():
-        if used.endswith(unit):
-            return round(float(used[: -len(unit)]) * factor, 1)
-    raise RuntimeError(f"unreadable docker stats figure {used!r}")
-
-
 @contextlib.contextmanager
 def in_container(run: containers.Run, controller: str, *, idle: float) -> Iterator[dict[str, float]]:
     metrics_port, health_port = controlplane.free_port(), controlplane.free_port()
@@ -114,7 +98,7 @@ def in_container(run: containers.Run, controller: str, *, idle: float) -> Iterat
         yield {
             "readySeconds": round(ready, 2),
             "vmRssMiB": vm_rss_mib(pid),
-            "cgroupMiB": cgroup_usage_mib(name),
+            "cgroupMiB": round(containers.memory_mib(name)[0], 1),
         }
     finally:
         containers.remove(name)

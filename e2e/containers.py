@@ -52,6 +52,26 @@ def require_image(image: str = IMAGE) -> str:
     return inspect(image, "{{.Id}}")
 
 
+def memory_mib(*containers: str) -> list[float]:
+    """Each container's memory as ``docker stats`` reports it (cgroup usage less inactive file cache), in MiB.
+    Raises CalledProcessError when one of them is gone."""
+    result = subprocess.run(
+        ["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", *containers],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [_mib(line.split("/")[0].strip()) for line in result.stdout.splitlines() if "/" in line]
+
+
+def _mib(figure: str) -> float:
+    """``553.7MiB`` → 553.7."""
+    for unit, factor in (("GiB", 1024.0), ("MiB", 1.0), ("KiB", 1 / 1024), ("B", 1 / 1024 / 1024)):
+        if figure.endswith(unit):
+            return float(figure.removesuffix(unit)) * factor
+    raise RuntimeError(f"unreadable docker stats figure {figure!r}")
+
+
 def write_inline_kubeconfig(plane: controlplane.ControlPlane, path: pathlib.Path) -> pathlib.Path:
     """The fixture's admin kubeconfig with its CA, certificate and key inline, readable by any uid."""
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from e2e import containers
 from e2e.kind import k8s
 
 
@@ -55,29 +56,16 @@ class MemorySampler:
         ids = subprocess.run(
             ["docker", "ps", "-q", "--filter", selector], capture_output=True, text=True, check=False
         ).stdout.split()
-        if not ids:
+        try:
+            return sum(containers.memory_mib(*ids)) if ids else 0.0
+        except subprocess.CalledProcessError:  # a node container stopped meanwhile: next sample
             return 0.0
-        stats = subprocess.run(
-            ["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", *ids],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.splitlines()
-        return sum(mib(line.split("/")[0].strip()) for line in stats if "/" in line)
 
     def run(self, timeline: Timeline) -> None:
         while not self.stop.wait(5.0):
             total = self.sample()
             if total > self.peak_mib:
                 self.peak_mib, self.peak_after = total, timeline.lines[-1] if timeline.lines else "the start"
-
-
-def mib(text: str) -> float:
-    """``553.7MiB`` → 553.7."""
-    for unit, factor in (("GiB", 1024.0), ("MiB", 1.0), ("KiB", 1 / 1024), ("B", 1 / 1024 / 1024)):
-        if text.endswith(unit):
-            return float(text.removesuffix(unit)) * factor
-    return 0.0
 
 
 @pytest.fixture(scope="session")

@@ -18,8 +18,10 @@ from typing import Any, Literal
 
 from controllers.addon_updater import logic
 from controllers.addon_updater import metrics as metrics_module
-from controllers.addon_updater.effects import apply_target, bundles, directory
+from controllers.addon_updater.effects import apply_target, directory
 from controllers.agreement import version as version_module
+from controllers.bundles import model
+from controllers.bundles import source as bundle_source
 from controllers.kube.client import ApiError
 from controllers.runtime import config, context, reconciler
 
@@ -31,7 +33,7 @@ class AddonUpdaterConfig(config.BaseConfig):
     bundle_source: Literal["directory", "configmap"] = config.option(
         "directory",
         "Where bundles come from: a directory tree <bundleDir>/<major.minor>/*.yaml, or ConfigMaps labelled "
-        f"{logic.CONFIGMAP_MINOR_LABEL}=<major.minor>.",
+        f"{model.CONFIGMAP_MINOR_LABEL}=<major.minor>.",
     )
     bundle_dir: str = config.option(
         "/bundles", "Root of the bundle tree (directory source): one <major.minor> directory per bundle."
@@ -56,7 +58,7 @@ class AddonUpdaterConfig(config.BaseConfig):
     variables: tuple[str, ...] = config.option(
         [],
         "Variables NAME=VALUE substituted for ${NAME} in the bundle (they override the variables ConfigMap).",
-        check=logic.variable_problem,
+        check=model.variable_problem,
     )
     variables_config_map: str = config.option(
         "", "ConfigMap in --namespace whose keys are variables for the bundle; empty: none."
@@ -96,9 +98,9 @@ class Outcome:
     message: str
     minor: str = ""
     digest: str = ""
-    applied: tuple[logic.ObjectKey, ...] = ()
-    pruned: tuple[logic.ObjectKey, ...] = ()
-    unavailable: dict[logic.ObjectKey, str] = dataclasses.field(default_factory=dict)
+    applied: tuple[model.ObjectKey, ...] = ()
+    pruned: tuple[model.ObjectKey, ...] = ()
+    unavailable: dict[model.ObjectKey, str] = dataclasses.field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -128,7 +130,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
         super().__init__(ctx)
         self.cfg = ctx.config
         self.metrics = metrics_module.Metrics(ctx.exporter)
-        self.source = bundles.Source(
+        self.source = bundle_source.Source(
             kube=ctx.kube,
             kind=self.cfg.bundle_source,
             directory=self.cfg.bundle_dir,
@@ -163,7 +165,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
         async with self.lock:
             try:
                 outcome = await self._reconcile(agreed)
-            except (ApiError, bundles.SourceError, apply_target.SwitchError, OSError) as error:
+            except (ApiError, bundle_source.SourceError, apply_target.SwitchError, OSError) as error:
                 outcome = await self._failed(agreed, f"switch failed: {error}")
             except Exception as error:  # odd input must not end the daemon; the traceback shows the bug
                 log.exception("unexpected error while switching to the bundle of %s", agreed)
@@ -176,18 +178,18 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
     async def _reconcile(self, agreed: version_module.Version) -> Outcome:
         cfg = self.cfg
         state = await self.ctx.read_state()
-        minor = logic.select_bundle(
+        minor = model.select_bundle(
             wanted=agreed.minor_key, available=await self.source.minors(), policy=cfg.selection
         )
-        bundle: logic.Bundle | logic.BundleError | None = None
+        bundle: model.Bundle | model.BundleError | None = None
         if minor is not None:
             try:
                 bundle = await self.source.load(minor)
-            except logic.BundleError as error:
+            except model.BundleError as error:
                 bundle = error
-        variables = await bundles.variables(
+        variables = await bundle_source.variables(
             self.ctx.kube,
-            configured=logic.parse_variables(cfg.variables),
+            configured=model.parse_variables(cfg.variables),
             configmap=cfg.variables_config_map,
             namespace=cfg.namespace,
         )
@@ -220,7 +222,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
             if cfg.target == "directory":
                 return await self._switch_directory(agreed, decision)
             return await self._switch_apply(agreed, decision)
-        except logic.BundleError as error:  # the apiserver rejected an object in its dry-run
+        except model.BundleError as error:  # the apiserver rejected an object in its dry-run
             return await self._invalid(agreed, decision, error)
 
     # --- outcomes ----------------------------------------------------------------------------------------
@@ -242,7 +244,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
         return Outcome("missing", message)
 
     async def _invalid(
-        self, agreed: version_module.Version, decision: logic.Decision, error: logic.BundleError
+        self, agreed: version_module.Version, decision: logic.Decision, error: model.BundleError
     ) -> Outcome:
         assert decision.bundle is not None
         minor, source = decision.bundle.minor, decision.bundle.source or self._source_text()
@@ -276,7 +278,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
         assert decision.bundle is not None
         minor = decision.bundle.minor
         self.metrics.observe_active(minor=minor, digest=decision.digest)
-        unavailable: dict[logic.ObjectKey, str] = {}
+        unavailable: dict[model.ObjectKey, str] = {}
         if self.cfg.target == "apply":
             wanted = logic.workload_keys(decision.manifests, default_namespace=self.cfg.default_namespace)
             unavailable = await apply_target.wait_available(
@@ -398,7 +400,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
     # --- health ------------------------------------------------------------------------------------------
 
     async def _health_event(
-        self, problems: Mapping[logic.ObjectKey, str], *, workloads: int, minor: str
+        self, problems: Mapping[model.ObjectKey, str], *, workloads: int, minor: str
     ) -> None:
         if not problems:
             if workloads:

@@ -120,6 +120,10 @@ bench-agreement: venv fixture ## Benchmark: agreement reaction and memory at 5,0
 bench-uso: venv fixture ## Benchmark: uso-runner vs kubectl get|replace, kube-storage-version-migrator, a bare PUT loop
 	$(PY) -m bench.uso
 
+.PHONY: bench-readiness
+bench-readiness: venv ## Benchmark: one upgrade-readiness evaluation at 5,000 nodes, 1,000 PDBs, 3 apiservers' /metrics
+	$(PY) -m bench.readiness
+
 .PHONY: bench-image
 bench-image: venv fixture image ## Benchmark: the image's size and each controller's idle RSS in a container vs from the virtualenv
 	$(PY) -m bench.image

@@ -25,7 +25,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 BUILD_TOOL = REPO / "e2e" / "build-tool.sh"
@@ -205,15 +205,22 @@ class ControlPlane:
                 "--watch-cache-sizes=podtemplates#0",
                 # StorageVersionMigrations are served, for uso-runner --use-builtin (beta, off by default).
                 f"--feature-gates={SVM_FEATURE_GATE}=true",
-                "--runtime-config=storagemigration.k8s.io/v1beta1=true",
+                # resource.k8s.io/v1beta1 (removed in 1.38): a deprecated API for upgrade-readiness to find.
+                "--runtime-config=storagemigration.k8s.io/v1beta1=true,resource.k8s.io/v1beta1=true",
                 f"--cert-dir={self.root / 'apiserver-certs'}",
             ],
         )
         self._wait_ready(f"{self.server}/readyz", process=self.apiserver, timeout=timeout, tls=True)
 
-    def start_controller_manager(self, *, timeout: float = 90.0) -> None:
-        """kube-controller-manager with only the built-in storage version migrator (and the garbage collector,
-        whose informers it needs). Not part of ``start()``: no other test wants controllers running."""
+    def start_controller_manager(
+        self,
+        *,
+        timeout: float = 90.0,
+        controllers: Sequence[str] = ("garbage-collector-controller", "storage-version-migrator-controller"),
+    ) -> None:
+        """kube-controller-manager with only ``controllers``: by default the built-in storage version migrator
+        (and the garbage collector, whose informers it needs). Not part of ``start()``: no other test wants
+        controllers running."""
         port = free_port()
         self.controller_manager = self._spawn(
             "kube-controller-manager",
@@ -226,7 +233,7 @@ class ControlPlane:
                 f"--secure-port={port}",
                 f"--cert-dir={self.root / 'controller-manager-certs'}",
                 "--leader-elect=false",
-                "--controllers=garbage-collector-controller,storage-version-migrator-controller",
+                f"--controllers={','.join(controllers)}",
                 f"--feature-gates={SVM_FEATURE_GATE}=true",
             ],
         )

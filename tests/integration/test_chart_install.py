@@ -164,7 +164,8 @@ async def test_install_creates_every_object_server_side(installed: Installed, ku
                                                                 installed.namespace)) if doc]  # fmt: skip
     assert hook["metadata"]["annotations"]["helm.sh/hook"] == "test"
     created = await kube.create(resources.PODS.path(namespace=installed.namespace), hook, dry_run=True)
-    assert len(created["spec"]["containers"][0]["args"]) == 4  # one /readyz URL per enabled controller
+    # One /readyz URL per enabled controller.
+    assert len(created["spec"]["containers"][0]["args"]) == len(ct.CONTROLLERS)
 
 
 async def token_kubeconfig(installed: Installed, kube: client.Kube, controller: str) -> pathlib.Path:
@@ -284,6 +285,53 @@ async def test_addon_updater_runs_with_its_service_account(
     await kube.get(resources.CONFIGMAPS.path(namespace=installed.namespace, name="coredns"))
     await kube.get(CRDS.path(name="forwardzones.dns.addons.example.io"))
     shutil.rmtree(bundles)
+
+
+async def test_upgrade_readiness_runs_with_its_service_account(
+    installed: Installed, kube: client.Kube, agreed_cluster: tuple[str, str], tmp_path: pathlib.Path
+) -> None:
+    (
+        tmp_path / "1.37"
+    ).mkdir()  # the next minor's bundle, where the chart points it (addon-updater's bundles)
+    (tmp_path / "1.37" / "a.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")
+    code, out, err = await run_as_service_account(
+        installed, kube, "upgrade-readiness", "--bundle-dir", str(tmp_path)
+    )
+    assert code in (0, 1), out + err  # 1: the fixture's worker may be judged a blocker; never an API error
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["target"] == "1.37", report
+    # Every check could read what it needs: /metrics, the EndpointSlices, Pods, PDBs, CRDs, the bundle.
+    assert [c["check"] for c in report["checks"]] == [
+        "removed-apis", "kubelet-skew", "crd-stored-versions", "drain-blockers", "addon-bundle"
+    ]  # fmt: skip
+    for check in report["checks"]:
+        assert check["status"] != "unknown" or check["check"] == "drain-blockers", check
+        assert "forbidden" not in check["reason"].lower(), check
+
+
+async def test_upgrade_readiness_writes_nothing_but_its_state_and_events(
+    installed: Installed, kube: client.Kube
+) -> None:
+    gate, ns = "upgrade-readiness", installed.namespace
+    for verb in ("list", "watch"):
+        assert await can(installed, kube, gate, verb, "pods")
+        assert await can(installed, kube, gate, verb, "poddisruptionbudgets", group="policy")
+        assert await can(
+            installed, kube, gate, verb, "customresourcedefinitions", group="apiextensions.k8s.io"
+        )
+    targets = [("", "nodes"), ("", "pods"), ("policy", "poddisruptionbudgets"), ("apiextensions.k8s.io",
+               "customresourcedefinitions"), ("discovery.k8s.io", "endpointslices"), ("", "secrets")]  # fmt: skip
+    for group, resource in targets:
+        for verb in (*WRITE_VERBS, "escalate"):
+            for namespace in ("", "kube-system"):
+                assert not await can(installed, kube, gate, verb, resource, group=group, namespace=namespace)
+    assert not await can(installed, kube, gate, "get", "secrets", namespace="kube-system")
+    assert not await can(installed, kube, gate, "create", "pods", subresource="eviction", namespace="default")
+    state, acks = f"{installed.name(gate)}-state", f"{installed.name(gate)}-acks"
+    assert await can(installed, kube, gate, "update", "configmaps", namespace=ns, name=state)
+    assert await can(installed, kube, gate, "get", "configmaps", namespace=ns, name=acks)
+    assert not await can(installed, kube, gate, "update", "configmaps", namespace=ns, name=acks)
+    assert not await can(installed, kube, gate, "get", "configmaps", namespace=ns, name="other")
 
 
 async def can(installed: Installed, kube: client.Kube, controller: str, verb: str, resource: str,

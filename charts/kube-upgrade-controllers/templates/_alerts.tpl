@@ -119,4 +119,15 @@ their initial values, the leader the real ones. Every alert links docs/runbooks/
     description: >-
       Worker nodes went NotReady shortly after a master was added or removed: the pattern of nodes still
       talking to a removed master. Their pods will be evicted.
+- alert: KubeUpgradeNotReady
+  expr: max by (namespace, check) (upgrade_readiness_blockers) > 0
+  for: 30m
+  labels: {severity: {{ $warning }}}
+  annotations:
+    summary: 'The cluster is not ready for the next minor: {{ "{{ $labels.check }}" }}.'
+    description: >-
+      upgrade-readiness in {{ "{{ $labels.namespace }}" }} finds {{ "{{ $value }}" }} blocker(s) of the check
+      {{ "{{ $labels.check }}" }} for the upgrade to the next minor (upgrade_readiness_finding_info and
+      `kube-upgrade-controllers readiness` list them). Fix them, or acknowledge the check in the
+      upgrade-readiness acknowledgements ConfigMap.
 {{- end -}}

@@ -174,7 +174,8 @@ spec:
 {{- $c := include "kuc.controller" . | fromYaml -}}
 {{- $values := get $root.Values .key -}}
 {{- $directory := eq $c.workload "DaemonSet" -}}
-{{- $bundles := and (eq .key "addonUpdater") $values.bundles.image -}}
+{{- $addon := $root.Values.addonUpdater -}}
+{{- $bundles := and (or (eq .key "addonUpdater") (and (eq .key "upgradeReadiness") $addon.enabled)) $addon.bundles.image -}}
 metadata:
   labels:
     {{- include "kuc.controllerLabels" . | nindent 4 }}
@@ -239,7 +240,7 @@ spec:
           mountPath: /tmp
         {{- if $bundles }}
         - name: bundles
-          mountPath: {{ $values.bundles.mountPath }}
+          mountPath: {{ $addon.bundles.mountPath }}
           readOnly: true
         {{- end }}
         {{- if $directory }}
@@ -275,8 +276,8 @@ spec:
     {{- if $bundles }}
     - name: bundles
       image:
-        reference: {{ $values.bundles.image }}
-        pullPolicy: {{ $values.bundles.pullPolicy }}
+        reference: {{ $addon.bundles.image }}
+        pullPolicy: {{ $addon.bundles.pullPolicy }}
     {{- end }}
     {{- if $directory }}
     - name: addons

@@ -5,7 +5,6 @@ own code (controllers/bundles)."""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 
 import aiohttp
 
@@ -31,7 +30,7 @@ async def apiserver_bases(kube: Kube) -> list[str]:
         port = next((p.get("port") for p in item.get("ports") or [] if p.get("port")), 443)
         for endpoint in item.get("endpoints") or []:
             for address in endpoint.get("addresses") or []:
-                host = f"[{address}]" if ipaddress.ip_address(address).version == 6 else address
+                host = f"[{address}]" if ":" in address else address  # an IPv6 address in a URL
                 bases.add(f"https://{host}:{port}")
     return sorted(bases)
 
@@ -44,7 +43,7 @@ async def scrape(kube: Kube, *, base: str) -> logic.ApiserverMetrics:
         text = await kube.get_text("/metrics", base=base, request_timeout=SCRAPE_TIMEOUT_SECONDS)
     except UNANSWERED as error:
         return logic.ApiserverMetrics(
-            address, {}, {}, error=f"cannot read /metrics: {error or type(error).__name__}"
+            address, {}, {}, error=f"cannot read /metrics: {str(error) or type(error).__name__}"
         )
     return await asyncio.to_thread(logic.parse_apiserver_metrics, text, address=address)
 

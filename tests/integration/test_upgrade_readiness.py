@@ -308,3 +308,40 @@ async def test_readiness_command_exit_codes_and_json(
         kube, namespace="kube-system", name="kube-upgrade-controllers-upgrade-readiness-state"
     )
     assert saved.resource_version is None  # read-only: no state written
+
+
+async def test_every_address_of_the_kubernetes_endpointslices_is_read(
+    kube: client.Kube, namespace: str, nodes: cluster.Nodes
+) -> None:
+    """Apiservers behind the kubernetes Service are each read at their own address (an IPv4 and an IPv6
+    one here, where nothing answers): the check is unknown with each one's reason, not passed, not blocked.
+    (A live second apiserver cannot be put behind it here: an EndpointSlice may hold neither a loopback
+    address nor "localhost", and the fixture listens on loopback only.)"""
+    await master(nodes)
+    slices = resources.ENDPOINT_SLICES
+    names = []
+    for family, address in (("IPv4", "192.0.2.10"), ("IPv6", "2001:db8::10")):
+        names.append(f"kubernetes-{family.lower()}-{uuid.uuid4().hex[:6]}")
+        await kube.create(
+            slices.path(namespace="default"),
+            {
+                "metadata": {"name": names[-1], "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                "addressType": family,
+                "endpoints": [{"addresses": [address]}],
+                "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}],
+            },
+        )
+    try:
+        cfg = config(namespace, "removed-apis")
+        async with harness.running(controller.UpgradeReadiness, kube, cfg) as gate:
+            await harness.eventually(
+                lambda: status_is(gate, "removed-apis", "unknown"), timeout=60, what="unknown"
+            )
+            reason = result(gate, "removed-apis")["reason"]
+            assert "https://192.0.2.10:6443: cannot read /metrics" in reason, reason
+            assert "https://[2001:db8::10]:6443: cannot read /metrics" in reason, reason
+            assert gate.status()["upgradeable"] is True  # unknown is no blocker without --strict
+            assert harness.metric(gate, "upgrade_readiness_apiserver_scrapes_total", outcome="failed")
+    finally:
+        for name in names:
+            await kube.delete(slices.path(namespace="default", name=name))

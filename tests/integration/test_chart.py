@@ -101,6 +101,17 @@ def test_all_enabled_renders_every_object() -> None:
     assert {"name": "bundles", "image": {"reference": "registry.example/kube-upgrade-addons:v1.36",
                                          "pullPolicy": "IfNotPresent"}} in addon["volumes"]  # fmt: skip
     assert config_file(objects, "addon-updater")["bundleDir"] == "/bundles"
+    # upgrade-readiness checks the next bundle where addon-updater finds its bundles, as it would choose it.
+    readiness = config_file(objects, "upgrade-readiness")
+    assert (readiness["bundleSource"], readiness["bundleDir"], readiness["bundleSelection"]) == (
+        "directory", "/bundles", "nearestLower",
+    )  # fmt: skip
+    gate = ct.find(objects, "Deployment", "kuc-kube-upgrade-controllers-upgrade-readiness")["spec"][
+        "template"
+    ]
+    assert [v for v in gate["spec"]["volumes"] if v["name"] == "bundles"] == [
+        v for v in addon["volumes"] if v["name"] == "bundles"
+    ]
     # The helm test checks every enabled controller's /readyz.
     test_pod = ct.find(objects, "Pod", "kuc-kube-upgrade-controllers-test-readyz")
     assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"

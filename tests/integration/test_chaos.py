@@ -165,15 +165,16 @@ async def run_scenario(
                 )
                 return bool(state.get("data", {}).get("phase") == "Succeeded")
 
-            await harness.eventually(migrated, timeout=240, interval=0.5, what="the migration to succeed")
-            migrated_at = time.monotonic() - back
-
             async def tainted() -> bool:
                 node = await kube.get(resources.NODES.path(name=worker))
                 return any(t.get("key") == TAINT_KEY for t in node.get("spec", {}).get("taints") or [])
 
-            await harness.eventually(tainted, timeout=60, interval=0.2, what="the late worker tainted")
-            tainted_at = time.monotonic() - back
+            waited = time.monotonic() - back
+            migrated_in, tainted_in = await asyncio.gather(
+                harness.eventually(migrated, timeout=240, interval=0.5, what="the migration to succeed"),
+                harness.eventually(tainted, timeout=120, interval=0.2, what="the late worker tainted"),
+            )
+            migrated_at, tainted_at = waited + migrated_in, waited + tainted_in
             await harness.eventually(lambda: harness.scrape(port, "/healthz")[0] == 200, what="/healthz 200")
             assert process.poll() is None, "the controller process ended"
             text = scrape(port)

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, get_args
 
 import yaml
+
+from controllers.structs import fields
 
 JSON = dict[str, Any]
 Policy = Literal["exact", "nearestLower"]
@@ -218,8 +221,8 @@ def parse_documents(files: Iterable[BundleFile]) -> tuple[Manifest, ...]:
     manifests: list[Manifest] = []
     for file in files:
         try:
-            documents = list(yaml.safe_load_all(file.text))
-        except yaml.YAMLError as error:
+            documents = list(yaml.load_all(file.text, Loader=_Loader))
+        except (yaml.YAMLError, ValueError) as error:  # ValueError: an explicit !!timestamp that is no date
             raise BundleError("parse", f"{file.name}: not valid YAML: {_one_line(error)}") from error
         for index, document in enumerate(documents):
             if document is None:
@@ -240,6 +243,16 @@ def parse_documents(files: Iterable[BundleFile]) -> tuple[Manifest, ...]:
     return tuple(manifests)
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML as kubectl reads it: an unquoted 2026-01-31 is a string, not a date (JSON has no dates)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def _list_items(document: object, where: str) -> list[Any]:
     if isinstance(document, dict) and document.get("kind") == "List" and "items" in document:
         items = document["items"]
@@ -256,16 +269,20 @@ def _check_document(document: object, where: str) -> None:
         value = document.get(field)
         if not isinstance(value, str) or not value:
             raise BundleError("invalid", f"{where}: missing {field}")
-    metadata = document.get("metadata")
-    name = metadata.get("name") if isinstance(metadata, dict) else None
+    metadata = fields.mapping(document.get("metadata"))
+    name = metadata.get("name")
     if not isinstance(name, str) or not name:
         raise BundleError("invalid", f"{where}: {document['kind']} without metadata.name")
-    namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
+    namespace = metadata.get("namespace")
     if namespace is not None and not isinstance(namespace, str):
         raise BundleError("invalid", f"{where}: metadata.namespace must be a string")
-    labels = metadata.get("labels") if isinstance(metadata, dict) else None
-    if labels is not None and not isinstance(labels, dict):
-        raise BundleError("invalid", f"{where}: metadata.labels must be a mapping")
+    for field in ("labels", "annotations"):
+        if metadata.get(field) is not None and not isinstance(metadata.get(field), dict):
+            raise BundleError("invalid", f"{where}: metadata.{field} must be a mapping")
+    try:
+        json.dumps(document, allow_nan=False)
+    except (TypeError, ValueError) as error:  # !!binary, !!set, .nan: what the API cannot take
+        raise BundleError("invalid", f"{where}: not representable as JSON: {error}") from error
 
 
 def _one_line(error: Exception) -> str:
@@ -289,15 +306,9 @@ def bundle_crd_kinds(manifests: Iterable[Manifest]) -> dict[tuple[str, str], JSO
     kinds: dict[tuple[str, str], JSON] = {}
     for manifest in manifests:
         if (manifest.group, manifest.kind) == CRD_KIND:
-            spec = manifest.body.get("spec") or {}
-            names = spec.get("names") or {}
-            if (
-                isinstance(spec, dict)
-                and isinstance(names, dict)
-                and spec.get("group")
-                and names.get("kind")
-                and names.get("plural")
-            ):
+            spec = fields.mapping(manifest.body.get("spec"))
+            names = fields.mapping(spec.get("names"))
+            if spec.get("group") and names.get("kind") and names.get("plural"):
                 kinds[(str(spec["group"]), str(names["kind"]))] = manifest.body
     return kinds
 
@@ -335,14 +346,16 @@ def labelled_body(
 # --- pruning -----------------------------------------------------------------------------------------------
 
 
-def live_object(obj: Mapping[str, Any], *, group: str, kind: str) -> LiveObject:
-    metadata = obj.get("metadata") or {}
+def live_object(obj: Mapping[str, Any], *, group: str, kind: str) -> LiveObject | None:
+    """The object as pruning sees it; None without a name (nothing to delete by)."""
+    metadata = fields.mapping(obj.get("metadata"))
+    name = metadata.get("name")
+    if not isinstance(name, str) or not name:
+        return None
     return LiveObject(
-        key=ObjectKey(
-            group=group, kind=kind, namespace=str(metadata.get("namespace") or ""), name=str(metadata["name"])
-        ),
+        key=ObjectKey(group=group, kind=kind, namespace=str(metadata.get("namespace") or ""), name=name),
         uid=str(metadata.get("uid") or ""),
-        labels=dict(metadata.get("labels") or {}),
+        labels=dict(fields.mapping(metadata.get("labels"))),
     )
 
 
@@ -369,35 +382,38 @@ def prune_set(
 
 
 def crd_established(crd: Mapping[str, Any]) -> bool:
-    conditions = (crd.get("status") or {}).get("conditions") or []
+    conditions = fields.mappings(fields.dig(crd, "status", "conditions"))
     return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
 
 
 def workload_problem(obj: Mapping[str, Any]) -> str | None:
     """Why a Deployment or DaemonSet is not available yet (None: it is), after ``kubectl rollout status``."""
     kind = obj.get("kind")
-    metadata = obj.get("metadata") or {}
-    spec = obj.get("spec") or {}
-    status = obj.get("status") or {}
-    if int(status.get("observedGeneration") or 0) < int(metadata.get("generation") or 0):
+    status = fields.mapping(obj.get("status"))
+
+    def count(field: str) -> int:  # a missing or garbled count is 0: not available yet
+        return fields.integer(status.get(field)) or 0
+
+    if count("observedGeneration") < (fields.integer(fields.dig(obj, "metadata", "generation")) or 0):
         return "the controller has not observed the latest spec"
     if kind == "Deployment":
-        replicas = int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1)
-        updated = int(status.get("updatedReplicas") or 0)
+        replicas = fields.integer(fields.dig(obj, "spec", "replicas"))
+        replicas = 1 if replicas is None else replicas
+        updated = count("updatedReplicas")
         if updated < replicas:
             return f"{updated} of {replicas} replicas updated"
-        if int(status.get("replicas") or 0) > updated:
+        if count("replicas") > updated:
             return "old replicas are pending termination"
-        available = int(status.get("availableReplicas") or 0)
+        available = count("availableReplicas")
         if available < replicas:
             return f"{available} of {replicas} replicas available"
         return None
     if kind == "DaemonSet":
-        desired = int(status.get("desiredNumberScheduled") or 0)
-        updated = int(status.get("updatedNumberScheduled") or 0)
+        desired = count("desiredNumberScheduled")
+        updated = count("updatedNumberScheduled")
         if updated < desired:
             return f"{updated} of {desired} pods updated"
-        available = int(status.get("numberAvailable") or 0)
+        available = count("numberAvailable")
         if available < desired:
             return f"{available} of {desired} pods available"
         return None

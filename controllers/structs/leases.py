@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,13 +33,14 @@ def transitions(lease: Mapping[str, Any]) -> int:
 
 
 def _number(value: object) -> float:
-    """A number from odd input (a string, a bool, garbage) without raising: 0 when it is none."""
+    """A finite number from odd input (a string, a bool, NaN, garbage) without raising: 0 when it is none."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return 0.0
     try:
-        return float(value)
-    except ValueError:
+        number = float(value)
+    except (ValueError, OverflowError):
         return 0.0
+    return number if math.isfinite(number) else 0.0
 
 
 def expires_at(renewed: float | None, duration: float) -> float | None:

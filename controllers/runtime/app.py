@@ -22,9 +22,9 @@ from typing import Any
 
 import prometheus_client
 
-from controllers.kube import client, leases
+from controllers.kube import auth, client, leases
 from controllers.runtime import config as config_module
-from controllers.runtime import context, logs, reconciler, server
+from controllers.runtime import context, logs, reconciler, secure, server
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,13 @@ async def _serve(
             registry=registry,
             health={each.name: each.ctx.health for each in running},
             routes=routes(running),
+            secure=secure.serving(
+                address=process.metrics_bind_address,
+                cert_dir=process.metrics_cert_dir,
+                authorizer=auth.Authorizer(kube),
+            )
+            if process.metrics_secure
+            else None,
         )
         return await supervise({asyncio.create_task(_life(each), name=each.name) for each in running})
     except asyncio.CancelledError:

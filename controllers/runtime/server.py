@@ -11,6 +11,8 @@ from typing import Any
 import prometheus_client
 from aiohttp import web
 
+from controllers.runtime.secure import Serving
+
 
 @dataclasses.dataclass
 class Health:
@@ -31,6 +33,7 @@ def make_app(
     registry: prometheus_client.CollectorRegistry,
     health: Mapping[str, Health],
     routes: dict[str, Callable[[], Any]] | None = None,
+    secure: Serving | None = None,
 ) -> web.Application:
     async def metrics(_: web.Request) -> web.Response:
         body = prometheus_client.generate_latest(registry)
@@ -42,7 +45,7 @@ def make_app(
     async def readyz(_: web.Request) -> web.Response:
         return _probe(health, ok=lambda h: h.ready, failing=503)
 
-    app = web.Application()
+    app = web.Application(middlewares=[secure.guard] if secure else [])
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -66,11 +69,15 @@ async def start(
     registry: prometheus_client.CollectorRegistry,
     health: Mapping[str, Health],
     routes: dict[str, Callable[[], Any]] | None = None,
+    secure: Serving | None = None,
 ) -> web.AppRunner:
-    """Serve the app on every address (metrics and probe addresses may differ); '0' addresses are skipped."""
-    runner = web.AppRunner(make_app(registry=registry, health=health, routes=routes), access_log=None)
+    """Serve the app on every address (metrics and probe addresses may differ); '0' addresses are skipped.
+    With ``secure`` (--metrics-secure) its address serves HTTPS behind its guard (runtime/secure.py)."""
+    app = make_app(registry=registry, health=health, routes=routes, secure=secure)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     for address in sorted(a for a in addresses if a not in ("0", "")):
         host, _, port = address.rpartition(":")
-        await web.TCPSite(runner, host or "0.0.0.0", int(port)).start()
+        tls = secure.context if secure and address == secure.address else None
+        await web.TCPSite(runner, host or "0.0.0.0", int(port), ssl_context=tls).start()
     return runner

@@ -130,6 +130,7 @@ async def _serve(
             registry=registry,
             health={each.name: each.ctx.health for each in running},
             routes=routes(running),
+            metrics_address=process.metrics_bind_address,
             secure=secure.serving(
                 address=process.metrics_bind_address,
                 cert_dir=process.metrics_cert_dir,

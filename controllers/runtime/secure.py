@@ -4,7 +4,7 @@
 The certificate is the mounted one (``--metrics-cert-dir`` with ``tls.crt`` and ``tls.key``, e.g. from
 cert-manager) or, without one, a self-signed one made at start and kept in memory only (Prometheus then
 scrapes with ``insecureSkipVerify``, as kubebuilder's default ServiceMonitor does). ``/healthz`` and ``/readyz``
-stay open: the kubelet's probes carry no token. A plain-HTTP address (the probe address) answers only them.
+stay open: the kubelet's probes carry no token (the probe address serves nothing else: runtime/server.py).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from controllers.kube import auth
 
 log = logging.getLogger(__name__)
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})
 CERT_FILE = "tls.crt"
 KEY_FILE = "tls.key"
 SELF_SIGNED_DAYS = 365
@@ -89,15 +89,13 @@ def tls_context(*, cert_dir: str) -> ssl.SSLContext:
 
 
 def guard(authorizer: auth.Authorizer) -> Middleware:
-    """Probes pass; every other path needs TLS and a token allowed to ``get`` it (401 without a valid
-    token, 403 when its user may not, 503 when the apiserver cannot say)."""
+    """Probes pass; every other path needs a token allowed to ``get`` it (401 without a valid token, 403
+    when its user may not, 503 when the apiserver cannot say)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in OPEN_PATHS:
+        if request.path in PROBE_PATHS:
             return await handler(request)
-        if not request.secure:
-            raise web.HTTPNotFound(text="only /healthz and /readyz here; metrics are served over HTTPS")
         decision = await authorizer.decide(
             token=auth.bearer_token(request.headers.get("Authorization")), path=request.path
         )

@@ -25,7 +25,9 @@ def renewed_at(lease: Mapping[str, Any]) -> float | None:
 
 
 def duration_seconds(lease: Mapping[str, Any]) -> float:
-    return _number(_spec(lease).get("leaseDurationSeconds"))
+    """leaseDurationSeconds; 0 when it is not what the API allows (an int32 > 0)."""
+    duration = _number(_spec(lease).get("leaseDurationSeconds"))
+    return duration if 0 < duration < 2**31 else 0.0
 
 
 def transitions(lease: Mapping[str, Any]) -> int:

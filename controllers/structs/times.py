@@ -27,7 +27,10 @@ def parse_time(text: object) -> float | None:
 
 
 def iso(moment: float | None) -> str | None:
-    """Unix time as a MicroTime string (None stays None)."""
+    """Unix time as a MicroTime string (None stays None, and so does a moment outside years 1-9999)."""
     if moment is None:
         return None
-    return micro_time(datetime.datetime.fromtimestamp(moment, datetime.UTC))
+    try:
+        return micro_time(datetime.datetime.fromtimestamp(moment, datetime.UTC))
+    except (ValueError, OverflowError, OSError):
+        return None

@@ -1,6 +1,6 @@
 """--metrics-secure on the real control plane: HTTPS, then TokenReview + SubjectAccessReview on /metrics and
 /status (401 without a valid token, 403 for a user RBAC does not let read, 200 for one it does); the probes
-stay open, and the plain probe address serves nothing else."""
+stay open, and the probe address serves nothing else (with or without --metrics-secure)."""
 
 from __future__ import annotations
 
@@ -106,6 +106,19 @@ async def test_metrics_and_status_need_a_token_allowed_to_read_them(
         assert harness.scrape(probe_port, "/readyz")[0] == 200
         assert harness.scrape(probe_port, "/metrics", token=reader)[0] == 404
         assert harness.scrape(port, "/metrics", token=reader)[0] != 200  # plain HTTP to the TLS port
+
+
+async def test_without_secure_the_probe_address_serves_only_probes(kubeconfig: str) -> None:
+    """So that a NetworkPolicy may admit everyone to the probe port and only scrapers to the metrics port."""
+    probe_port = controlplane.free_port()
+    argv = (sys.executable, "-m", "tests.sample_controller", "--kubeconfig", kubeconfig, "--settle-seconds=0")
+    with harness.serve(*argv, probe_port=probe_port) as (_, port):
+        await harness.eventually(lambda: harness.scrape(probe_port, "/readyz")[0] == 200, timeout=30)
+        assert harness.scrape(probe_port, "/healthz")[0] == 200
+        assert harness.scrape(probe_port, "/metrics")[0] == 404
+        assert harness.scrape(probe_port, "/status")[0] == 404
+        assert harness.scrape(port, "/metrics")[0] == 200
+        assert harness.scrape(port, "/status")[0] == 200
 
 
 async def test_a_mounted_certificate_is_served(

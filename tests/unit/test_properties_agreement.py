@@ -126,3 +126,9 @@ def test_lease_numbers_and_times_out_of_range_read_as_absent() -> None:
     assert times.parse_time("9999-12-31T23:59:59-23:59") is None
     assert times.parse_time("2026-11-22T01:52:12Z") == 1795312332.0
     assert masters.master_statuses([{"metadata": None}, {"status": "x"}], selectors=SELECTORS) == ()
+
+
+def test_times_outside_the_calendar_are_written_as_none() -> None:
+    assert times.iso(-(2.0**63)) is None and times.iso(1e300) is None and times.iso(math.nan) is None
+    assert times.iso(0.0) == "1970-01-01T00:00:00.000000Z"
+    assert leases.duration_seconds({"spec": {"leaseDurationSeconds": -(2**63)}}) == 0.0

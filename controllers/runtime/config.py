@@ -64,7 +64,7 @@ def cert_dir(value: str) -> str | None:
     missing = [
         name for name in ("tls.crt", "tls.key") if value and not (pathlib.Path(value) / name).is_file()
     ]
-    return f"{', '.join(missing)} not found in {value}" if missing else None
+    return f"has no {' and no '.join(missing)}" if missing else None
 
 
 def label_selector(value: str) -> str | None:

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
+import aiohttp
+
 from controllers.kube import retry
-from controllers.kube.client import Kube
+from controllers.kube.client import ApiError, Kube
 from controllers.structs import fields
+
+log = logging.getLogger(__name__)
 
 TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
 SUBJECT_ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
@@ -111,9 +116,8 @@ class Authorizer:
             return cached[1]
         try:
             decision = await self._review(token=token, path=path)
-        except Exception as error:
-            if retry.classify(error) is None:
-                raise  # a bug, not the apiserver
+        except (ApiError, aiohttp.ClientError, TimeoutError, OSError) as error:  # not cached: ask again
+            log.warning("cannot review a token for %s: %s", path, retry.describe(error))
             return Decision("unavailable", f"cannot review the token now: {retry.describe(error)}")
         if len(self._cache) >= _MAX_CACHED:
             self._cache = {k: v for k, v in self._cache.items() if v[0] > now}

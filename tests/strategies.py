@@ -309,7 +309,21 @@ configmap_data = st.dictionaries(
     ),
     st.one_of(version_texts, json_texts, minor_texts),
 )
+_well_formed_objects = st.fixed_dictionaries(
+    {
+        "apiVersion": st.sampled_from(["v1", "apps/v1", "apiextensions.k8s.io/v1"]),
+        "kind": st.sampled_from(
+            ["Namespace", "ConfigMap", "Deployment", "DaemonSet", "CustomResourceDefinition"]
+        ),
+        "metadata": st.fixed_dictionaries(
+            {"name": st.sampled_from(["a", "b", "coredns"])},
+            optional={"namespace": st.sampled_from(["kube-system", ""]), "labels": st.just({"x": "y"})},
+        ),
+    },
+    optional={"spec": crds.map(lambda crd: crd.get("spec")), "data": garbage},
+)
 _bundle_objects = st.one_of(
+    _well_formed_objects,
     holey(
         {
             "apiVersion": st.sampled_from(["v1", "apps/v1", "apiextensions.k8s.io/v1"]),

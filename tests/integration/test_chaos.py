@@ -23,6 +23,7 @@ import signal
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
@@ -30,12 +31,12 @@ import pytest
 from controllers.kube import client, resources
 from e2e import cluster, controlplane
 from tests import harness
+from tests.integration import uso_helpers
 
 pytestmark = pytest.mark.timeout(420)
 
 COMMAND = str(pathlib.Path(sys.executable).parent / "kube-upgrade-controllers")
 OBJECTS = 5000
-OBJECTS_NAMESPACE = "chaos-objects"
 USER = "kuc-chaos"
 TAINT_KEY = "upgrade.kube-upgrade-controllers.io/outdated"
 PRIORITY = resources.Resource(
@@ -54,21 +55,12 @@ class Chaos:
 
 @pytest.fixture(scope="module")
 def chaos() -> Iterator[Chaos]:
-    """A control plane of its own, 5,000 ConfigMaps to migrate, and a user that API priority and fairness
-    does not exempt (the admin is in system:masters), bound to cluster-admin."""
+    """A control plane of its own and a user that API priority and fairness does not exempt (the admin is in
+    system:masters), bound to cluster-admin."""
     with controlplane.running() as plane:
 
         async def prepare() -> None:
             async with await client.connect(kubeconfig=str(plane.kubeconfig)) as kube:
-                await kube.create(resources.NAMESPACES.path(), {"metadata": {"name": OBJECTS_NAMESPACE}})
-                slots = asyncio.Semaphore(32)
-
-                async def one(index: int) -> None:
-                    async with slots:
-                        body = {"metadata": {"name": f"cm-{index:05d}"}, "data": {"index": str(index)}}
-                        await kube.create(resources.CONFIGMAPS.path(namespace=OBJECTS_NAMESPACE), body)
-
-                await asyncio.gather(*(one(i) for i in range(OBJECTS)))
                 binding = {
                     "metadata": {"name": USER},
                     "roleRef": {
@@ -82,11 +74,6 @@ def chaos() -> Iterator[Chaos]:
 
         asyncio.run(prepare())
         yield Chaos(plane=plane, user_kubeconfig=plane.user_kubeconfig(USER))
-
-
-async def resource_versions(kube: client.Kube) -> dict[str, str]:
-    items = await kube.list_items(resources.CONFIGMAPS.path(namespace=OBJECTS_NAMESPACE))
-    return {item["metadata"]["name"]: item["metadata"]["resourceVersion"] for item in items}
 
 
 def scrape(port: int) -> str:
@@ -129,7 +116,13 @@ async def run_scenario(
         nodes = cluster.Nodes(kube)
         for index in range(3):
             await nodes.create(f"{label}-m{index}", version="v1.40.0", master=True, labels={label: ""})
-        before = await resource_versions(kube)
+        # 5,000 widgets stored at v1, then the CRD's storage switched to v2: each rewrite changes etcd.
+        group = uso_helpers.unique_group()
+        widgets = await uso_helpers.create_crd(kube, group=group)
+        bodies = (uso_helpers.widget(f"w{i:05d}", i, api_version=f"{group}/v1") for i in range(OBJECTS))
+        await uso_helpers.create_many(kube, widgets, bodies, namespace=namespace)
+        await uso_helpers.switch_storage(kube, plane, widgets, namespace=namespace, to="v2")
+        group_resource = f"widgets.{group}"
         common = [
             f"--kubeconfig={chaos.user_kubeconfig}", f"--namespace={namespace}", f"--release={name}",
             f"--master-selectors={cluster.CONTROL_PLANE},{label}", "--min-masters=3", "--settle-seconds=0",
@@ -141,8 +134,7 @@ async def run_scenario(
                 for k, v in os.environ.items()
                 if not k.startswith(("USO_RUNNER_", "NODE_TAINTER_", "LEADER_"))
             },
-            "USO_RUNNER_RESOURCES": "configmaps",
-            "USO_RUNNER_ALL_RESOURCES": "true",
+            "USO_RUNNER_RESOURCES": group_resource,
             "USO_RUNNER_QPS": "100",
             "USO_RUNNER_RETRY_SECONDS": "5",
             "LEADER_WATCHDOG_CHECKS": "heartbeats",
@@ -173,23 +165,24 @@ async def run_scenario(
                 )
                 return bool(state.get("data", {}).get("phase") == "Succeeded")
 
-            await harness.eventually(migrated, timeout=240, interval=0.5, what="the migration to succeed")
-            migrated_at = time.monotonic() - back
-
             async def tainted() -> bool:
                 node = await kube.get(resources.NODES.path(name=worker))
                 return any(t.get("key") == TAINT_KEY for t in node.get("spec", {}).get("taints") or [])
 
-            await harness.eventually(tainted, timeout=60, interval=0.2, what="the late worker tainted")
-            tainted_at = time.monotonic() - back
+            waited = time.monotonic() - back
+            migrated_in, tainted_in = await asyncio.gather(
+                harness.eventually(migrated, timeout=240, interval=0.5, what="the migration to succeed"),
+                harness.eventually(tainted, timeout=120, interval=0.2, what="the late worker tainted"),
+            )
+            migrated_at, tainted_at = waited + migrated_in, waited + tainted_in
             await harness.eventually(lambda: harness.scrape(port, "/healthz")[0] == 200, what="/healthz 200")
             assert process.poll() is None, "the controller process ended"
             text = scrape(port)
-            after = await resource_versions(kube)
-            unchanged = [cm for cm, rv in before.items() if after.get(cm) == rv]
-            assert not unchanged, f"{len(unchanged)} objects were not rewritten"
+            stored = uso_helpers.stored_objects(plane, f"/registry/{group}/widgets/{namespace}/")
+            versions = Counter(obj["apiVersion"] for obj in stored.values())
+            assert versions == {f"{group}/v2": OBJECTS}, versions
             counts = {
-                outcome: total(text, "uso_runner_objects_total", resource="configmaps", outcome=outcome)
+                outcome: total(text, "uso_runner_objects_total", resource=group_resource, outcome=outcome)
                 for outcome in ("migrated", "conflict", "not_found")
             }
             errors = {
@@ -247,18 +240,19 @@ async def test_b_apiserver_killed_and_started_again(chaos: Chaos, tmp_path: path
         plane.apiserver.wait()
         plane.apiserver = None
         await asyncio.sleep(5)
-        await asyncio.to_thread(plane.start_apiserver)
+        # From this thread: the fixture ties its processes to the thread that starts them.
+        plane.start_apiserver()
 
     await run_scenario(chaos, name="killed", fault=kill, tmp_path=tmp_path)
 
 
 async def test_c_etcd_stopped_for_30_s(chaos: Chaos, tmp_path: pathlib.Path) -> None:
     async def stop_etcd(_: client.Kube) -> None:
-        await asyncio.to_thread(chaos.plane.stop_etcd)
+        chaos.plane.stop_etcd()
         try:
             await asyncio.sleep(30)
         finally:
-            await asyncio.to_thread(chaos.plane.start_etcd)
+            chaos.plane.start_etcd()  # from this thread: the fixture ties its processes to the starting thread
 
     await run_scenario(chaos, name="etcd", fault=stop_etcd, tmp_path=tmp_path)
 

@@ -107,6 +107,7 @@ async def run_scenario(
     fault: Callable[[client.Kube], Awaitable[None]],
     tmp_path: pathlib.Path,
     worker_when_back: bool = True,
+    throttled: bool = False,
 ) -> None:
     plane = chaos.plane
     async with await client.connect(kubeconfig=str(plane.kubeconfig)) as kube:
@@ -190,6 +191,7 @@ async def run_scenario(
                 for prefix in ("uso_runner", "node_tainter", "leader_watchdog")
                 for reason in ("connection", "server_error", "throttled", "unexpected")
             }
+            refused = total(text, "uso_runner_errors_total", reason="throttled")
             restarts = {
                 p: total(text, f"{p}_restarts_total")
                 for p in ("uso_runner", "node_tainter", "leader_watchdog")
@@ -211,13 +213,16 @@ async def run_scenario(
             print(
                 f"[{name}] migration succeeded {migrated_at:.1f} s and the late worker was tainted "
                 f"{tainted_at:.1f} s after the API came back; objects {counts} of {OBJECTS}; sync errors "
-                f"{ {k: v for k, v in errors.items() if v} }; restarts {restarts}; leadership lost {lost}; "
+                f"{ {k: v for k, v in errors.items() if v} }; 429s met by uso-runner's writes {refused:.0f}; "
+                f"restarts {restarts}; leadership lost {lost}; "
                 f"{len(ours)} Events"
             )
             assert sum(restarts.values()) == 0, "a controller was restarted: a transient failure was fatal"
             assert errors.get("unexpected", 0) == 0
             assert counts["migrated"] + counts["conflict"] + counts["not_found"] >= OBJECTS
             assert len(ours) <= EVENT_BOUND, f"{len(ours)} Events: a storm"
+            if throttled:
+                assert refused > 0, "the priority level refused nothing: the flood did not happen"
         await nodes.delete_all()
 
 
@@ -304,4 +309,4 @@ async def test_d_a_flood_of_429s(chaos: Chaos, tmp_path: pathlib.Path) -> None:
             with contextlib.suppress(Exception):
                 await kube.delete(PRIORITY.path(name=USER))
 
-    await run_scenario(chaos, name="throttled", fault=throttle, tmp_path=tmp_path)
+    await run_scenario(chaos, name="throttled", fault=throttle, tmp_path=tmp_path, throttled=True)

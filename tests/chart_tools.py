@@ -40,6 +40,8 @@ CHART_OWNED = frozenset(
         "leaderElect",
         "metricsBindAddress",
         "healthProbeBindAddress",
+        "metricsSecure",
+        "metricsCertDir",
     }
 )
 # addon-updater's target follows addonUpdater.mode, its targetDir addonUpdater.directory.

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from controllers.bundles import model
+from controllers.structs import fields
 
 JSON = dict[str, Any]
 
@@ -64,15 +65,9 @@ def bundle_crd_kinds(manifests: Iterable[model.Manifest]) -> dict[tuple[str, str
     kinds: dict[tuple[str, str], JSON] = {}
     for manifest in manifests:
         if (manifest.group, manifest.kind) == CRD_KIND:
-            spec = manifest.body.get("spec") or {}
-            names = spec.get("names") or {}
-            if (
-                isinstance(spec, dict)
-                and isinstance(names, dict)
-                and spec.get("group")
-                and names.get("kind")
-                and names.get("plural")
-            ):
+            spec = fields.mapping(manifest.body.get("spec"))
+            names = fields.mapping(spec.get("names"))
+            if spec.get("group") and names.get("kind") and names.get("plural"):
                 kinds[(str(spec["group"]), str(names["kind"]))] = manifest.body
     return kinds
 
@@ -116,14 +111,16 @@ def labelled_body(
 # --- pruning -----------------------------------------------------------------------------------------------
 
 
-def live_object(obj: Mapping[str, Any], *, group: str, kind: str) -> LiveObject:
-    metadata = obj.get("metadata") or {}
+def live_object(obj: Mapping[str, Any], *, group: str, kind: str) -> LiveObject | None:
+    """The object as pruning sees it; None without a name (nothing to delete by)."""
+    metadata = fields.mapping(obj.get("metadata"))
+    name = metadata.get("name")
+    if not isinstance(name, str) or not name:
+        return None
     return LiveObject(
-        key=model.ObjectKey(
-            group=group, kind=kind, namespace=str(metadata.get("namespace") or ""), name=str(metadata["name"])
-        ),
+        key=model.ObjectKey(group=group, kind=kind, namespace=str(metadata.get("namespace") or ""), name=name),
         uid=str(metadata.get("uid") or ""),
-        labels=dict(metadata.get("labels") or {}),
+        labels=dict(fields.mapping(metadata.get("labels"))),
     )
 
 
@@ -150,35 +147,38 @@ def prune_set(
 
 
 def crd_established(crd: Mapping[str, Any]) -> bool:
-    conditions = (crd.get("status") or {}).get("conditions") or []
+    conditions = fields.mappings(fields.dig(crd, "status", "conditions"))
     return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
 
 
 def workload_problem(obj: Mapping[str, Any]) -> str | None:
     """Why a Deployment or DaemonSet is not available yet (None: it is), after ``kubectl rollout status``."""
     kind = obj.get("kind")
-    metadata = obj.get("metadata") or {}
-    spec = obj.get("spec") or {}
-    status = obj.get("status") or {}
-    if int(status.get("observedGeneration") or 0) < int(metadata.get("generation") or 0):
+    status = fields.mapping(obj.get("status"))
+
+    def count(field: str) -> int:  # a missing or garbled count is 0: not available yet
+        return fields.integer(status.get(field)) or 0
+
+    if count("observedGeneration") < (fields.integer(fields.dig(obj, "metadata", "generation")) or 0):
         return "the controller has not observed the latest spec"
     if kind == "Deployment":
-        replicas = int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1)
-        updated = int(status.get("updatedReplicas") or 0)
+        replicas = fields.integer(fields.dig(obj, "spec", "replicas"))
+        replicas = 1 if replicas is None else replicas
+        updated = count("updatedReplicas")
         if updated < replicas:
             return f"{updated} of {replicas} replicas updated"
-        if int(status.get("replicas") or 0) > updated:
+        if count("replicas") > updated:
             return "old replicas are pending termination"
-        available = int(status.get("availableReplicas") or 0)
+        available = count("availableReplicas")
         if available < replicas:
             return f"{available} of {replicas} replicas available"
         return None
     if kind == "DaemonSet":
-        desired = int(status.get("desiredNumberScheduled") or 0)
-        updated = int(status.get("updatedNumberScheduled") or 0)
+        desired = count("desiredNumberScheduled")
+        updated = count("updatedNumberScheduled")
         if updated < desired:
             return f"{updated} of {desired} pods updated"
-        available = int(status.get("numberAvailable") or 0)
+        available = count("numberAvailable")
         if available < desired:
             return f"{available} of {desired} pods available"
         return None

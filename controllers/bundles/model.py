@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, get_args
 
 import yaml
+
+from controllers.structs import fields
 
 JSON = dict[str, Any]
 Policy = Literal["exact", "nearestLower"]
@@ -201,8 +204,8 @@ def parse_documents(files: Iterable[BundleFile]) -> tuple[Manifest, ...]:
     manifests: list[Manifest] = []
     for file in files:
         try:
-            documents = list(yaml.safe_load_all(file.text))
-        except yaml.YAMLError as error:
+            documents = list(yaml.load_all(file.text, Loader=_Loader))
+        except (yaml.YAMLError, ValueError) as error:  # ValueError: an explicit !!timestamp that is no date
             raise BundleError("parse", f"{file.name}: not valid YAML: {_one_line(error)}") from error
         for index, document in enumerate(documents):
             if document is None:
@@ -223,6 +226,16 @@ def parse_documents(files: Iterable[BundleFile]) -> tuple[Manifest, ...]:
     return tuple(manifests)
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML as kubectl reads it: an unquoted 2026-01-31 is a string, not a date (JSON has no dates)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def _list_items(document: object, where: str) -> list[Any]:
     if isinstance(document, dict) and document.get("kind") == "List" and "items" in document:
         items = document["items"]
@@ -239,16 +252,20 @@ def _check_document(document: object, where: str) -> None:
         value = document.get(field)
         if not isinstance(value, str) or not value:
             raise BundleError("invalid", f"{where}: missing {field}")
-    metadata = document.get("metadata")
-    name = metadata.get("name") if isinstance(metadata, dict) else None
+    metadata = fields.mapping(document.get("metadata"))
+    name = metadata.get("name")
     if not isinstance(name, str) or not name:
         raise BundleError("invalid", f"{where}: {document['kind']} without metadata.name")
-    namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
+    namespace = metadata.get("namespace")
     if namespace is not None and not isinstance(namespace, str):
         raise BundleError("invalid", f"{where}: metadata.namespace must be a string")
-    labels = metadata.get("labels") if isinstance(metadata, dict) else None
-    if labels is not None and not isinstance(labels, dict):
-        raise BundleError("invalid", f"{where}: metadata.labels must be a mapping")
+    for field in ("labels", "annotations"):
+        if metadata.get(field) is not None and not isinstance(metadata.get(field), dict):
+            raise BundleError("invalid", f"{where}: metadata.{field} must be a mapping")
+    try:
+        json.dumps(document, allow_nan=False)
+    except (TypeError, ValueError) as error:  # !!binary, !!set, .nan: what the API cannot take
+        raise BundleError("invalid", f"{where}: not representable as JSON: {error}") from error
 
 
 def _one_line(error: Exception) -> str:

@@ -15,7 +15,7 @@ from typing import Any, Literal, get_args
 
 from controllers.agreement import masters as agreement_masters
 from controllers.agreement import selector, version
-from controllers.structs import leases, refs, times
+from controllers.structs import fields, leases, refs, times
 
 Severity = Literal["critical", "warning"]
 Check = Literal[
@@ -209,8 +209,8 @@ class Evaluation:
 
 
 def lease_record(raw: Mapping[str, Any]) -> LeaseRecord:
-    meta = raw.get("metadata") or {}
-    labels = meta.get("labels") or {}
+    meta = fields.mapping(raw.get("metadata"))
+    labels = fields.mapping(meta.get("labels"))
     return LeaseRecord(
         namespace=str(meta.get("namespace") or ""),
         name=str(meta.get("name") or ""),
@@ -218,7 +218,7 @@ def lease_record(raw: Mapping[str, Any]) -> LeaseRecord:
         renew_time=leases.renewed_at(raw),
         duration_seconds=leases.duration_seconds(raw),
         transitions=leases.transitions(raw),
-        labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, Mapping) else {},
+        labels={str(k): str(v) for k, v in labels.items()},
     )
 
 
@@ -226,14 +226,14 @@ def node_record(
     raw: Mapping[str, Any], *, selectors: Sequence[selector.Selector], reported_version: str | None = None
 ) -> NodeRecord:
     """``reported_version`` overrides the kubelet version (the apiserver version source)."""
-    meta = raw.get("metadata") or {}
+    meta = fields.mapping(raw.get("metadata"))
     name = str(meta.get("name") or "")
     labels = agreement_masters.node_labels(raw)
     hostnames = {name.lower()}
     if labels.get(HOSTNAME_LABEL):
         hostnames.add(str(labels[HOSTNAME_LABEL]).lower())
     addresses = set()
-    for address in (raw.get("status") or {}).get("addresses") or []:
+    for address in fields.mappings(fields.dig(raw, "status", "addresses")):
         value = str(address.get("address") or "")
         if not value:
             continue
@@ -258,10 +258,9 @@ KUBERNETES_SLICES = "kubernetes.io/service-name=kubernetes"  # label selector, i
 def endpoint_slice_ips(raw: Mapping[str, Any]) -> frozenset[str]:
     """Every address (ready or not) of one EndpointSlice."""
     return frozenset(
-        str(address)
-        for endpoint in raw.get("endpoints") or []
-        for address in endpoint.get("addresses") or []
-        if address
+        address
+        for endpoint in fields.mappings(raw.get("endpoints"))
+        for address in fields.strings(endpoint.get("addresses"))
     )
 
 

@@ -141,7 +141,8 @@ def installed(
 def object_path(obj: Mapping[str, Any]) -> str:
     group, _, version = obj["apiVersion"].rpartition("/")
     plural = obj["kind"].lower() + ("es" if obj["kind"].endswith("s") else "s")
-    plural = {"poddisruptionbudgets": "poddisruptionbudgets", "endpointses": "endpoints"}.get(plural, plural)
+    plural = {"poddisruptionbudgets": "poddisruptionbudgets", "endpointses": "endpoints",
+              "networkpolicys": "networkpolicies"}.get(plural, plural)  # fmt: skip
     namespaced = "namespace" in obj["metadata"]
     resource = resources.Resource(group, version, plural, namespaced=namespaced)
     return resource.path(namespace=obj["metadata"].get("namespace"), name=obj["metadata"]["name"])

@@ -136,6 +136,7 @@ app.kubernetes.io/component: {{ (include "kuc.controller" . | fromYaml).name }}
 {{- $_ := set $owned "bundleDir" $addon.bundles.mountPath -}}
 {{- end }}
 {{- end }}
+{{- $owned = mustMergeOverwrite $owned (include "kuc.metricsOptions" $root | fromYaml) -}}
 {{- mustMergeOverwrite (deepCopy $root.Values.config) (deepCopy $values.config) $owned | toYaml -}}
 {{- end -}}
 
@@ -164,6 +165,7 @@ labels:
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
+{{- with include "kuc.metricsSecureRules" .root }}{{ . | nindent 0 }}{{ end }}
 {{- end -}}
 
 {{/* Namespaced rules: the state ConfigMap (not the watchdog's: it writes nothing) and, with leader election,

@@ -247,6 +247,7 @@ spec:
         - name: addons
           mountPath: {{ $values.directory.hostPath }}
         {{- end }}
+        {{- with include "kuc.metricsVolumeMount" $root }}{{ . | nindent 8 }}{{ end }}
   {{- if $directory }}
   nodeSelector:
     {{- toYaml $values.directory.nodeSelector | nindent 4 }}
@@ -285,4 +286,5 @@ spec:
         path: {{ $values.directory.hostPath }}
         type: DirectoryOrCreate
     {{- end }}
+    {{- with include "kuc.metricsVolume" $root }}{{ . | nindent 4 }}{{ end }}
 {{- end -}}

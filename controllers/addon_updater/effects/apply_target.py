@@ -179,7 +179,8 @@ async def labelled_objects(
 
     async def one(item: discovery.ApiResource) -> list[logic.LiveObject]:
         objects = await kube.list_items(item.resource.path(), query={"labelSelector": selector})
-        return [logic.live_object(obj, group=item.group, kind=item.kind) for obj in objects]
+        parsed = (logic.live_object(obj, group=item.group, kind=item.kind) for obj in objects)
+        return [obj for obj in parsed if obj is not None]
 
     found = await asyncio.gather(*(one(item) for item in listable), return_exceptions=True)
     for item, outcome in zip(listable, found, strict=True):

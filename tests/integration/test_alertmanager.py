@@ -14,7 +14,7 @@ import dataclasses
 import datetime
 import pathlib
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -22,6 +22,7 @@ import yaml
 from aiohttp import web
 
 from e2e import controlplane
+from e2e.monitoring import recorder
 from tests import chart_tools, harness
 from tests.integration import test_chart_alerting
 
@@ -41,23 +42,21 @@ def key(labels: dict[str, str]) -> tuple[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def webhook() -> AsyncIterator[tuple[str, list[tuple[str, str]]]]:
-    """A webhook receiver on loopback: its URL, and the firing alerts notified so far (alertname, cluster)."""
-    received: list[tuple[str, str]] = []
+async def webhook() -> AsyncIterator[tuple[str, Callable[[], list[tuple[str, str]]]]]:
+    """The kind scenario's webhook receiver (e2e/monitoring/recorder.py) on loopback: its URL, and what it
+    recorded as the firing alerts notified so far, as (alertname, cluster)."""
+    application = recorder.app()
 
-    async def receive(request: web.Request) -> web.Response:
-        payload = await request.json()
-        received.extend(key(a["labels"]) for a in payload["alerts"] if a["status"] == "firing")
-        return web.Response()
+    def firing() -> list[tuple[str, str]]:
+        return [key(a["labels"]) for n in application[recorder.NOTIFICATIONS]
+                for a in n["payload"]["alerts"] if a["status"] == "firing"]  # fmt: skip
 
-    app = web.Application()
-    app.router.add_post("/notify", receive)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(application)
     await runner.setup()
     port = controlplane.free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        yield f"http://127.0.0.1:{port}/notify", received
+        yield f"http://127.0.0.1:{port}/notify", firing
     finally:
         await runner.cleanup()
 
@@ -140,10 +139,10 @@ async def test_inhibit_rules_hold_back_the_upgrade_alerts_of_the_upgrading_clust
                 )
                 expected = {("KubeVersionMismatch", "us-2"), ("KubeUpgradeNodesOutdated", "eu-1")}
                 await harness.eventually(
-                    lambda: expected <= set(received), timeout=30, interval=0.1, what=f"{expected} notified"
+                    lambda: expected <= set(received()), timeout=30, interval=0.1, what=f"{expected} notified"
                 )
                 await asyncio.sleep(3)  # three more group intervals: nothing else may come
-                assert set(received) == expected
+                assert set(received()) == expected
 
                 states = await am.alerts()
                 held = states[("KubeVersionMismatch", "eu-1")]
@@ -153,9 +152,9 @@ async def test_inhibit_rules_hold_back_the_upgrade_alerts_of_the_upgrading_clust
                 # The upgrade is over: the mismatch, still firing, is notified now.
                 await am.post(alert("KubeUpgradeInProgress", "eu-1", upgrade, resolved=True))
                 await harness.eventually(
-                    lambda: ("KubeVersionMismatch", "eu-1") in received,
+                    lambda: ("KubeVersionMismatch", "eu-1") in received(),
                     timeout=30,
                     interval=0.1,
                     what="eu-1's mismatch notified once the upgrade alert resolved",
                 )
-                assert ("KubeUpgradeInProgress", "eu-1") not in received  # routed to the null receiver
+                assert ("KubeUpgradeInProgress", "eu-1") not in received()  # routed to the null receiver

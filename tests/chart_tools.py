@@ -52,7 +52,9 @@ def chart_owned(key: str) -> frozenset[str]:
 
 
 @functools.cache
-def tool(name: Literal["helm", "promtool", "alertmanager"]) -> pathlib.Path:
+def tool(
+    name: Literal["helm", "promtool", "alertmanager", "prometheus", "prometheus-operator"],
+) -> pathlib.Path:
     """The cached binary; builds it when missing, and fails (never skips) the test when it cannot."""
     try:
         return controlplane.tool_path(name)

@@ -65,7 +65,7 @@ async def ensure_operator_crds(kube: client.Kube) -> None:
 @contextlib.contextmanager
 def operator(plane: controlplane.ControlPlane, namespace: str, log: pathlib.Path) -> Iterator[None]:
     """prometheus-operator, scoped to ``namespace``, authenticating as the fixture's admin."""
-    binary = controlplane.tool_path("prometheus-operator")
+    binary = chart_tools.tool("prometheus-operator")
     pki = plane.pki
     with log.open("w") as out:
         process = subprocess.Popen(

@@ -10,14 +10,17 @@ kubernetes_build_info of components on different versions: the fixture has one a
 so a stand-in endpoint serves one series per component (two apiservers, a kubelet), moved with the Nodes.
 
 Asserted: KubeVersionMismatch fires in Prometheus while the versions are mixed and is never notified during
-the upgrade; the signal goes control-plane → workers → done as Prometheus scraped it; then the same
-mismatch with no upgrade under way is notified (the control), and its delivery time is printed.
+the upgrade; the signal goes control-plane → workers → done as Prometheus scraped it; every query of the
+chart's dashboard runs in this Prometheus with its variables filled in (the panels of what it scrapes
+return data); then the same mismatch with no upgrade under way is notified (the control), and its delivery
+time is printed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import pathlib
 import sys
 import time
@@ -143,6 +146,7 @@ async def test_a_healthy_upgrade_notifies_nothing_and_the_same_mismatch_without_
             await harness.eventually(lambda: scraped([("workers", OLD, NEW)]), timeout=30, interval=0.2,
                                      what="workers phase scraped")  # fmt: skip
             assert await firing(MISMATCH)  # the worker's kubelet is still old
+            await dashboard_queries_run(session, prom)
 
             await nodes.set_status(worker, version=NEW)
             versions["kubelet-w1"] = NEW
@@ -168,3 +172,23 @@ async def test_a_healthy_upgrade_notifies_nothing_and_the_same_mismatch_without_
 
 async def firing_none(session: aiohttp.ClientSession, url: str) -> bool:
     return not await alerting.firing_in_prometheus(session, url)
+
+
+async def dashboard_queries_run(session: aiohttp.ClientSession, url: str) -> None:
+    """Every query of the chart's dashboard (as the chart renders it) runs in the real Prometheus with the
+    variables filled in; the panels this Prometheus has the metrics of (the watchdog's agreement and upgrade
+    signal) return data."""
+    (cm,) = chart_tools.template("--set", "grafanaDashboard.enabled=true",
+                                 "--show-only", "templates/dashboard-configmap.yaml")  # fmt: skip
+    dashboard = json.loads(cm["data"]["kube-upgrade-controllers.json"])
+    filled = {"$cluster": CLUSTER, "$namespace": "upgrades", "$__rate_interval": "1m"}
+    with_data = {"Master agreement": 0, "Upgrade in progress": 0}
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"]
+            for variable, value in filled.items():
+                expr = expr.replace(variable, value)
+            result = await alerting.query(session, url, expr)  # a query Prometheus rejects fails here
+            if panel["title"] in with_data:
+                with_data[panel["title"]] += bool(result)
+    assert with_data == {"Master agreement": 3, "Upgrade in progress": 1}, with_data

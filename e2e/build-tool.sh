@@ -7,7 +7,7 @@
 #   kind:      kind kubeadm kubelet kubectl kube-scheduler kube-proxy etcdutl coredns pause
 #              containerd containerd-shim-runc-v2 ctr runc crictl cni-host-local cni-loopback cni-ptp cni-portmap
 #   monitoring (the kind scenario's Prometheus stack):
-#              prometheus alertmanager prometheus-operator prometheus-config-reloader
+#              prometheus alertmanager prometheus-operator prometheus-config-reloader kube-state-metrics
 # VERSION defaults to the pin in versions.env (the Kubernetes tools to KUBE_VERSION); coredns and pause have no
 # pin of their own (e2e/kind/node-image.sh asks kubeadm which ones a release wants) and need it.
 # Prints the cached binary's path on stdout; progress goes to stderr. Builds only when missing.
@@ -31,6 +31,7 @@ case "$tool" in
   promtool | prometheus) version=$PROMTOOL_VERSION ;;
   alertmanager) version=${2:-$ALERTMANAGER_VERSION} ;;
   prometheus-operator | prometheus-config-reloader) version=${2:-$PROMETHEUS_OPERATOR_VERSION} ;;
+  kube-state-metrics) version=${2:-$KUBE_STATE_METRICS_VERSION} ;;
   storage-version-migrator) version=$SVM_VERSION ;;
   kind) version=${2:-$KIND_VERSION} ;;
   containerd | containerd-shim-runc-v2 | ctr) version=${2:-$CONTAINERD_VERSION} ;;
@@ -145,6 +146,12 @@ case "$tool" in
       *) pkg=github.com/prometheus-operator/prometheus-operator/cmd/$tool ;;
     esac
     printf 'module fixture/%s\n\ngo 1.26\n' "$tool" >go.mod
+    ldflags="-s -w -X github.com/prometheus/common/version.Version=${version#v}"
+    ;;
+  kube-state-metrics)
+    # The module's root package is the command (no replace directives).
+    pkg=k8s.io/kube-state-metrics/v2
+    printf 'module fixture/kube-state-metrics\n\ngo 1.26\n' >go.mod
     ldflags="-s -w -X github.com/prometheus/common/version.Version=${version#v}"
     ;;
   storage-version-migrator)

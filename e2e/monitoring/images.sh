@@ -16,6 +16,7 @@ images=(
   "alertmanager alertmanager alertmanager"
   "prometheus-operator operator prometheus-operator"
   "prometheus-config-reloader prometheus-config-reloader prometheus-config-reloader"
+  "kube-state-metrics kube-state-metrics kube-state-metrics"
 )
 
 for entry in "${images[@]}"; do

@@ -7,7 +7,9 @@
   and two for the control plane like kube-prometheus-stack's — the kube-apiservers (``default/kubernetes``,
   job ``apiserver``) and the kubelets (the Service the Operator keeps, job ``kubelet``); its external label
   ``cluster`` is what alerts carry to Alertmanager;
-- kubernetes-mixin's ``KubeVersionMismatch`` (:data:`MIXIN_RULES`, the published expression, cited);
+- kube-state-metrics (nodes, pods, Deployments, DaemonSets) and kubernetes-mixin's alerts an upgrade trips
+  (:data:`MIXIN_ALERTS`: KubeVersionMismatch and the node and workload alerts of a drain, quoted as
+  published);
 - an Alertmanager with matcher strategy None (docs/alerting.md) that takes every AlertmanagerConfig, whose
   base configuration sends every alert but severity ``none`` to the notification recorder
   (``recorder.py``, run by the controller image), one notification per alert.
@@ -39,15 +41,47 @@ CLUSTER_SCOPED = frozenset({"ClusterRole", "ClusterRoleBinding"})  # the kinds o
 PLURALS = ("alertmanagerconfigs", "alertmanagers", "podmonitors", "probes", "prometheusagents",
            "prometheuses", "prometheusrules", "scrapeconfigs", "servicemonitors", "thanosrulers")  # fmt: skip
 
-# kubernetes-mixin (github.com/kubernetes-monitoring/kubernetes-mixin, alerts/system_alerts.libsonnet, group
-# kubernetes-system) as rendered with its default clusterLabel "cluster", e.g. in kube-prometheus-stack's
-# PrometheusRule and the runbook https://runbooks.prometheus-operator.dev/runbooks/kubernetes/kubeversionmismatch.
-# The mixin is not on the Go module proxy, so it is not generated here: the expression is quoted as
-# published; only `for` (15m upstream) is a parameter, the scenario's upgrade being shorter than that.
+# kubernetes-mixin's alerts (github.com/kubernetes-monitoring/kubernetes-mixin) that an upgrade trips: the
+# version mismatch itself, and the node and workload alerts of a drain (nodes NotReady or unreachable while
+# their kubelet restarts, evicted pods Pending, Deployments and DaemonSets short of replicas). The mixin is
+# not on the Go module proxy, so it is not generated here: each expression is quoted as published in
+# kube-prometheus-stack's rules (templates/prometheus/rules-1.14/, generated from kube-prometheus'
+# kubernetesControlPlane-prometheusRule.yaml; its default appNamespacesTarget ".*" filled in), with the
+# mixin's default clusterLabel "cluster". Upstream they all wait 15m (`for`); the scenario's upgrade is
+# shorter, so `for` is a parameter; group, expression and severity are not.
 KUBE_VERSION_MISMATCH = (
     'count by (cluster) (count by (git_version, cluster) (label_replace(kubernetes_build_info{job!~"kube-dns|coredns"},'
     '"git_version","$1","git_version","(v[0-9]*.[0-9]*).*"))) > 1'
 )
+KSM = 'job="kube-state-metrics"'
+MIXIN_ALERTS: tuple[tuple[str, str, str, str], ...] = (  # group, alert, expression, severity
+    ("kubernetes-system", "KubeVersionMismatch", KUBE_VERSION_MISMATCH, "warning"),
+    ("kubernetes-system-kubelet", "KubeNodeNotReady",
+     f'kube_node_status_condition{{{KSM},condition="Ready",status="true"}} == 0', "warning"),
+    ("kubernetes-system-kubelet", "KubeNodeUnreachable",
+     f'(kube_node_spec_taint{{{KSM},key="node.kubernetes.io/unreachable",effect="NoSchedule"}} unless '
+     f'ignoring(key,value) kube_node_spec_taint{{{KSM},key=~"ToBeDeletedByClusterAutoscaler|'
+     'cloud.google.com/impending-node-termination|aws-node-termination-handler/spot-itn"}) == 1', "warning"),
+    ("kubernetes-apps", "KubePodNotReady",
+     f'sum by (namespace, pod) (max by(namespace, pod) (kube_pod_status_phase{{{KSM}, namespace=~".*", '
+     'phase=~"Pending|Unknown"}) * on(namespace, pod) group_left(owner_kind) topk by(namespace, pod) '
+     '(1, max by(namespace, pod, owner_kind) (kube_pod_owner{owner_kind!="Job"}))) > 0', "warning"),
+    ("kubernetes-apps", "KubeDeploymentReplicasMismatch",
+     f'(kube_deployment_spec_replicas{{{KSM}, namespace=~".*"}} > kube_deployment_status_replicas_available'
+     f'{{{KSM}, namespace=~".*"}}) and (changes(kube_deployment_status_replicas_updated{{{KSM}, '
+     'namespace=~".*"}[10m]) == 0)', "warning"),
+    ("kubernetes-apps", "KubeDaemonSetRolloutStuck",
+     f'((kube_daemonset_status_current_number_scheduled{{{KSM}, namespace=~".*"}} != '
+     f'kube_daemonset_status_desired_number_scheduled{{{KSM}, namespace=~".*"}}) or '
+     f'(kube_daemonset_status_number_misscheduled{{{KSM}, namespace=~".*"}} != 0) or '
+     f'(kube_daemonset_status_updated_number_scheduled{{{KSM}, namespace=~".*"}} != '
+     f'kube_daemonset_status_desired_number_scheduled{{{KSM}, namespace=~".*"}}) or '
+     f'(kube_daemonset_status_number_available{{{KSM}, namespace=~".*"}} != '
+     f'kube_daemonset_status_desired_number_scheduled{{{KSM}, namespace=~".*"}})) and '
+     f'(changes(kube_daemonset_status_updated_number_scheduled{{{KSM}, namespace=~".*"}}[5m]) == 0)', "warning"),
+)  # fmt: skip
+# What kube-state-metrics collects here: what the alerts above read.
+KSM_RESOURCES = ("nodes", "pods", "deployments", "daemonsets")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -56,6 +90,7 @@ class Images:
     alertmanager: str
     operator: str
     reloader: str
+    kube_state_metrics: str
     controller: str  # the suite's own image: it runs the recorder
 
     @classmethod
@@ -67,6 +102,7 @@ class Images:
             alertmanager=found["alertmanager"],
             operator=found["prometheus-operator"],
             reloader=found["prometheus-config-reloader"],
+            kube_state_metrics=found["kube-state-metrics"],
             controller=controller,
         )
 
@@ -173,22 +209,48 @@ def prometheus(images: Images) -> list[dict[str, Any]]:
     return objects
 
 
-def mixin_rules(*, version_mismatch_for: str) -> dict[str, Any]:
+def mixin_rules(*, alert_for: str) -> dict[str, Any]:
+    """:data:`MIXIN_ALERTS` as a PrometheusRule, each waiting ``alert_for`` (15m upstream)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for group, alert, expr, severity in MIXIN_ALERTS:
+        groups.setdefault(group, []).append(
+            {"alert": alert, "expr": expr, "for": alert_for, "labels": {"severity": severity}}
+        )
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
         "metadata": {"name": "kubernetes-mixin", "namespace": NAMESPACE},
-        "spec": {"groups": [{"name": "kubernetes-system", "rules": [{
-            "alert": "KubeVersionMismatch",
-            "expr": KUBE_VERSION_MISMATCH,
-            "for": version_mismatch_for,
-            "labels": {"severity": "warning"},
-            "annotations": {
-                "description": "There are {{ $value }} different semantic versions of Kubernetes components running.",
-                "summary": "Different semantic versions of Kubernetes components running.",
-            },
-        }]}]},
-    }  # fmt: skip
+        "spec": {"groups": [{"name": name, "rules": rules} for name, rules in groups.items()]},
+    }
+
+
+def kube_state_metrics(images: Images) -> list[dict[str, Any]]:
+    """kube-state-metrics for :data:`KSM_RESOURCES` only (so its RBAC is as small), job kube-state-metrics."""
+    name, labels = "kube-state-metrics", {"app.kubernetes.io/name": "kube-state-metrics"}
+    groups = {"nodes": "", "pods": "", "deployments": "apps", "daemonsets": "apps"}
+    rules = [{"apiGroups": [groups[r]], "resources": [r], "verbs": ["list", "watch"]} for r in KSM_RESOURCES]
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": NAMESPACE}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": name},
+         "rules": rules},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": NAMESPACE}]},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
+         "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
+             "metadata": {"labels": labels},
+             "spec": {"serviceAccountName": name, "containers": [{
+                 "name": name, "image": images.kube_state_metrics, "imagePullPolicy": "Never",
+                 "args": [f"--resources={','.join(KSM_RESOURCES)}", "--port=8080", "--telemetry-port=8081"],
+                 "ports": [{"name": "http-metrics", "containerPort": 8080}],
+                 "readinessProbe": {"httpGet": {"path": "/", "port": 8081}},
+                 "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 65534,
+                                     "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": True}}]}}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
+         "spec": {"selector": labels, "ports": [{"name": "http-metrics", "port": 8080, "targetPort": "http-metrics"}]}},
+        service_monitor(name, namespace=NAMESPACE, selector=labels, job_label="app.kubernetes.io/name",
+                        endpoint={"port": "http-metrics", "honorLabels": True}),
+    ]  # fmt: skip
 
 
 def alertmanager_base_config() -> dict[str, Any]:
@@ -281,12 +343,12 @@ def recorder(images: Images) -> list[dict[str, Any]]:
     return [config_map, deployment, service]
 
 
-def manifests(images: Images, *, version_mismatch_for: str = "15m") -> list[dict[str, Any]]:
+def manifests(images: Images, *, alert_for: str = "15m") -> list[dict[str, Any]]:
     """Everything but the CRDs (apply those first, and wait for them to be Established)."""
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
     return copy.deepcopy([
-        namespace, *operator(images), *prometheus(images),
-        mixin_rules(version_mismatch_for=version_mismatch_for), *alertmanager(images), *recorder(images),
+        namespace, *operator(images), *prometheus(images), *kube_state_metrics(images),
+        mixin_rules(alert_for=alert_for), *alertmanager(images), *recorder(images),
     ])  # fmt: skip
 
 
@@ -298,14 +360,10 @@ def main() -> None:
     render = sub.add_parser("manifests", help="print the CRDs and then the stack as YAML documents")
     render.add_argument("images", type=pathlib.Path, help="a file with images.sh's output")
     render.add_argument("controller_image", help="the suite's image (it runs the notification recorder)")
-    render.add_argument(
-        "--version-mismatch-for", default="15m", help="KubeVersionMismatch's for (15m upstream)"
-    )
+    render.add_argument("--alert-for", default="15m", help="the kubernetes-mixin alerts' for (15m upstream)")
     args = parser.parse_args()
     images = Images.from_listing(args.images.read_text(), controller=args.controller_image)
-    yaml.safe_dump_all(
-        [*crds(), *manifests(images, version_mismatch_for=args.version_mismatch_for)], sys.stdout
-    )
+    yaml.safe_dump_all([*crds(), *manifests(images, alert_for=args.alert_for)], sys.stdout)
 
 
 if __name__ == "__main__":

@@ -90,7 +90,7 @@ async def test_a_healthy_upgrade_notifies_nothing_and_the_same_mismatch_without_
     versions = {"apiserver-m1": OLD, "apiserver-m2": OLD, "kubelet-w1": OLD}
     rules = chart_tools.rules_file(tmp_path / "chart-rules.yml",
                                    "--set", "prometheusRule.thresholds.upgradeInProgressKeepFiring=10s")["groups"]  # fmt: skip
-    rules += stack.mixin_rules(version_mismatch_for="5s")["spec"]["groups"]
+    rules += stack.mixin_rules(alert_for="5s")["spec"]["groups"]
     watchdog = [sys.executable, "-m", "controllers.leader_watchdog", "--kubeconfig", kubeconfig,
                 "--checks", "heartbeats", "--node-lease-namespace", namespace, "--settle-seconds", "0",
                 "--evaluate-interval-seconds", "0.5"]  # fmt: skip

@@ -32,7 +32,8 @@ CRDS = resources.CRDS
 PLURALS = stack.PLURALS
 IMAGES = stack.Images(prometheus="kuc-monitoring/prometheus:v0.316.0", alertmanager="kuc-monitoring/alertmanager:v0.31.1",
                       operator="kuc-monitoring/prometheus-operator:v0.85.0",
-                      reloader="kuc-monitoring/prometheus-config-reloader:v0.85.0", controller="kube-upgrade-controllers:0")  # fmt: skip
+                      reloader="kuc-monitoring/prometheus-config-reloader:v0.85.0",
+                      kube_state_metrics="kuc-monitoring/kube-state-metrics:v2.20.0", controller="kube-upgrade-controllers:0")  # fmt: skip
 PROMETHEUSES = resources.Resource("monitoring.coreos.com", "v1", "prometheuses", namespaced=True)
 ALERTMANAGERS = resources.Resource("monitoring.coreos.com", "v1", "alertmanagers", namespaced=True)
 SECRETS = resources.Resource("", "v1", "secrets", namespaced=True)  # only the tests read Secrets
@@ -107,7 +108,7 @@ async def test_the_operator_picks_up_the_charts_service_monitor_rules_and_inhibi
         "--set", "serviceMonitor.enabled=true", "--set", "prometheusRule.enabled=true",
         "--set", "alertmanagerConfig.enabled=true", timeout=300,
     )  # fmt: skip
-    for obj in stack.manifests(IMAGES, version_mismatch_for="2m"):  # validated by the CRDs, server-side
+    for obj in stack.manifests(IMAGES, alert_for="2m"):  # validated by the CRDs, server-side
         await kube.create(collection(obj), obj)
     # The Operator's default matcher strategy, for contrast, in the chart's namespace.
     await kube.create(ALERTMANAGERS.path(namespace=namespace), {
@@ -134,7 +135,7 @@ async def test_the_operator_picks_up_the_charts_service_monitor_rules_and_inhibi
     prometheus = found["prometheus"]
     jobs = {job["job_name"]: job for job in prometheus["scrape_configs"]}
     assert {f"serviceMonitor/{namespace}/{release_objects}/0", "serviceMonitor/monitoring/apiserver/0",
-            "serviceMonitor/monitoring/kubelet/0"} <= set(jobs)  # fmt: skip
+            "serviceMonitor/monitoring/kubelet/0", "serviceMonitor/monitoring/kube-state-metrics/0"} <= set(jobs)  # fmt: skip
     assert prometheus["global"]["external_labels"]["cluster"] == stack.CLUSTER
     assert [
         a["kubernetes_sd_configs"][0]["namespaces"]["names"] for a in prometheus["alerting"]["alertmanagers"]
@@ -155,8 +156,8 @@ async def test_the_operator_picks_up_the_charts_service_monitor_rules_and_inhibi
     assert {"KubeUpgradeInProgress", "KubeUpgradeMastersNotAgreeing", "KubeUpgradeNodesOutdated"} <= set(
         alerts
     )
-    assert alerts["KubeVersionMismatch"]["expr"] == stack.KUBE_VERSION_MISMATCH
-    assert alerts["KubeVersionMismatch"]["for"] == "2m"
+    for _, alert, expr, _ in stack.MIXIN_ALERTS:
+        assert (alerts[alert]["expr"], alerts[alert]["for"]) == (expr, "2m")
 
     # Strategy None: the chart's rule as docs/alerting.md writes it for a plain alertmanager.yml, and every
     # notification to the recorder but severity none.

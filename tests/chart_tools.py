@@ -53,7 +53,9 @@ def chart_owned(key: str) -> frozenset[str]:
 
 @functools.cache
 def tool(
-    name: Literal["helm", "promtool", "alertmanager", "prometheus", "prometheus-operator"],
+    name: Literal[
+        "helm", "promtool", "alertmanager", "prometheus", "prometheus-operator", "kube-state-metrics"
+    ],
 ) -> pathlib.Path:
     """The cached binary; builds it when missing, and fails (never skips) the test when it cannot."""
     try:

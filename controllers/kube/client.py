@@ -98,9 +98,11 @@ class Kube:
         qps: float = 0.0,
         request_timeout: float = 60.0,
         fresh_connections: bool = False,
+        policy: retry.Policy = retry.THROTTLED,
     ) -> None:
         self.api_client = api_client
         self.request_timeout = request_timeout
+        self.policy = policy  # what a request retries by itself unless it says otherwise
         # Every request on a connection of its own, closed after the answer (no keep-alive): a client whose
         # calls must not wait on a connection to an apiserver that went away (leader election).
         self.fresh_connections = fresh_connections
@@ -148,12 +150,12 @@ class Kube:
         body: JSON | str | None = None,
         content_type: str | None = None,
         request_timeout: float | None = None,
-        policy: retry.Policy = retry.THROTTLED,
+        policy: retry.Policy | None = None,
         on_error: Callable[[retry.Reason, BaseException], None] | None = None,
     ) -> JSON:
         """One API call; raises :class:`ApiError` on a non-2xx answer. ``policy`` says which failures are
-        tried again (by default only 429s, as long as Retry-After asks); ``request_timeout`` bounds each try
-        (default: the client's)."""
+        tried again (default: the client's, which tries 429s again as long as Retry-After asks);
+        ``request_timeout`` bounds each try (default: the client's)."""
         url = self._url(path, query)
         timeout = aiohttp.ClientTimeout(
             total=request_timeout or self.request_timeout, sock_connect=CONNECT_TIMEOUT
@@ -178,7 +180,7 @@ class Kube:
                     return json.loads(raw) if raw else {}
                 raise _api_error(response.status, raw, response.headers.get("Retry-After"))
 
-        return await retry.call(attempt, policy=policy, on_error=on_error)
+        return await retry.call(attempt, policy=policy or self.policy, on_error=on_error)
 
     async def get(self, path: str, *, query: Query | None = None) -> JSON:
         return await self.request("GET", path, query=query)
@@ -345,6 +347,7 @@ async def connect(
     qps: float = 0.0,
     request_timeout: float = 60.0,
     fresh_connections: bool = False,
+    policy: retry.Policy = retry.THROTTLED,
 ) -> Kube:
     """A client from ``kubeconfig``, else in-cluster config inside a pod, else the default kubeconfig."""
     k8s_client, k8s_config = _kubernetes_asyncio()
@@ -362,4 +365,5 @@ async def connect(
         qps=qps,
         request_timeout=request_timeout,
         fresh_connections=fresh_connections,
+        policy=policy,
     )

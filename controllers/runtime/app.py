@@ -115,6 +115,7 @@ async def _serve(
             kubeconfig=process.kubeconfig or None,
             request_timeout=lease_request_timeout(min(cfg.renew_deadline_seconds for cfg in electing)),
             fresh_connections=True,
+            policy=retry.ONCE,  # the elector tries again itself, every retry period
         )
     registry = prometheus_client.CollectorRegistry()  # one per process: the prefixes keep them apart
     running = [

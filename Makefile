@@ -95,8 +95,8 @@ bench-tainter: venv fixture ## Benchmark: node-tainter taints 1,000 outdated nod
 	$(PY) -m bench.tainter
 
 .PHONY: tools
-tools: ## Build (or reuse the cached) helm and promtool from the Go module proxy (the chart tests use them)
-	@for tool in helm promtool; do e2e/build-tool.sh $$tool >/dev/null; done
+tools: ## Build (or reuse the cached) helm, promtool and the Prometheus stack (prometheus, alertmanager, prometheus-operator, kube-state-metrics) from the Go module proxy (the chart and alerting tests use them)
+	@for tool in helm promtool prometheus alertmanager prometheus-operator kube-state-metrics; do e2e/build-tool.sh $$tool >/dev/null; done
 
 .PHONY: chart-lint
 chart-lint: tools ## helm lint + helm template of the chart, with the default and the all-enabled values

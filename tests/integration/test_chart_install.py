@@ -23,7 +23,7 @@ import yaml
 
 from controllers.kube import client, resources
 from controllers.runtime import config
-from e2e import cluster, controlplane
+from e2e import cluster, controlplane, monitoring
 from tests import chart_tools as ct
 from tests.integration import uso_helpers
 
@@ -57,6 +57,7 @@ INSTALL_VALUES: dict[str, Any] = {
     "serviceMonitor": {"enabled": True, "additionalLabels": {"release": "prom"}},
     "prometheusRule": {"enabled": True, "additionalLabels": {"release": "prom"}},
     "grafanaDashboard": {"enabled": True},
+    "alertmanagerConfig": {"enabled": True},
 }
 
 # The Prometheus Operator's two CRDs, reduced to what the apiserver needs to accept the chart's objects.
@@ -103,14 +104,17 @@ class Installed:
 
 
 async def ensure_monitoring_crds(kube: client.Kube) -> None:
-    for plural, kind in MONITORING_KINDS.items():
+    # The AlertmanagerConfig's CRD is the Operator's own (its schema checks the inhibit rules' matchers).
+    crds = [monitoring_crd(plural, kind) for plural, kind in MONITORING_KINDS.items()]
+    crds.append(monitoring.crd("alertmanagerconfigs"))
+    for body in crds:
         try:
-            await kube.create(CRDS.path(), monitoring_crd(plural, kind))
+            await kube.create(CRDS.path(), body)
         except client.ApiError as error:
             if not error.already_exists:
                 raise
-    for plural in MONITORING_KINDS:  # served once Established (the apiserver's own controller sets it)
-        await uso_helpers.established(kube, f"{plural}.monitoring.coreos.com")
+    for body in crds:  # served once Established (the apiserver's own controller sets it)
+        await uso_helpers.established(kube, body["metadata"]["name"])
 
 
 @pytest.fixture(scope="module")
@@ -151,8 +155,8 @@ def object_path(obj: Mapping[str, Any]) -> str:
 async def test_install_creates_every_object_server_side(installed: Installed, kube: client.Kube) -> None:
     kinds = sorted({obj["kind"] for obj in installed.manifest})
     assert kinds == sorted(
-        ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "PodDisruptionBudget", "PrometheusRule",
-         "Role", "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor"]
+        ["AlertmanagerConfig", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "PodDisruptionBudget",
+         "PrometheusRule", "Role", "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor"]
     )  # fmt: skip
     for obj in installed.manifest:
         live = await kube.get(object_path(obj))

@@ -15,6 +15,7 @@ import ctypes
 import dataclasses
 import os
 import pathlib
+import re
 import shutil
 import signal
 import socket
@@ -49,6 +50,17 @@ def tool_path(tool: str) -> pathlib.Path:
         [str(BUILD_TOOL), tool], check=True, stdout=subprocess.PIPE, text=True, stderr=None
     )
     return pathlib.Path(result.stdout.strip().splitlines()[-1])
+
+
+def storage_migration_flags(kube_version: str, *, apiserver: bool) -> list[str]:
+    """What serves StorageVersionMigrations (uso-runner's in-tree method): GA and on by default from 1.37
+    (nothing to ask for); beta in 1.35-1.36, off unless the feature gate (and, for the apiserver, the API
+    version) is turned on."""
+    match = re.match(r"v?(\d+)\.(\d+)", kube_version)
+    if match is None or (int(match[1]), int(match[2])) >= (1, 37):
+        return []
+    gate = [f"--feature-gates={SVM_FEATURE_GATE}=true"]
+    return [*gate, "--runtime-config=storagemigration.k8s.io/v1beta1=true"] if apiserver else gate
 
 
 def free_port() -> int:
@@ -123,6 +135,8 @@ class ControlPlane:
     # Killed with the thread that started them, so a killed test run leaves no orphans; `make cluster-up`
     # turns this off: its processes outlive the command on purpose.
     tied_to_parent: bool = True
+    # More kube-apiserver flags (a test's: e.g. an API group turned off with --runtime-config).
+    apiserver_flags: tuple[str, ...] = ()
 
     @property
     def pki(self) -> pathlib.Path:
@@ -203,10 +217,9 @@ class ControlPlane:
                 # PodTemplates bypass the watch cache, so their watches meet etcd's compaction directly.
                 "--etcd-compaction-interval=0",
                 "--watch-cache-sizes=podtemplates#0",
-                # StorageVersionMigrations are served, for uso-runner --use-builtin (beta, off by default).
-                f"--feature-gates={SVM_FEATURE_GATE}=true",
-                "--runtime-config=storagemigration.k8s.io/v1beta1=true",
+                *storage_migration_flags(self.kube_version, apiserver=True),
                 f"--cert-dir={self.root / 'apiserver-certs'}",
+                *self.apiserver_flags,
             ],
         )
         self._wait_ready(f"{self.server}/readyz", process=self.apiserver, timeout=timeout, tls=True)
@@ -227,7 +240,7 @@ class ControlPlane:
                 f"--cert-dir={self.root / 'controller-manager-certs'}",
                 "--leader-elect=false",
                 "--controllers=garbage-collector-controller,storage-version-migrator-controller",
-                f"--feature-gates={SVM_FEATURE_GATE}=true",
+                *storage_migration_flags(self.kube_version, apiserver=False),
             ],
         )
         # It serves /healthz with a self-signed certificate of its own: checked for liveness, not trust.

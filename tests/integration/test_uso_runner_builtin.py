@@ -1,7 +1,7 @@
 """uso-runner --use-builtin on the real fixture: StorageVersionMigrations for kube-controller-manager's migrator.
 
-The fixture's kube-apiserver serves storagemigration.k8s.io/v1beta1; kube-controller-manager (built from the
-module proxy like the apiserver) runs only its storage-version-migrator and garbage-collector controllers, and
+The fixture's kube-apiserver (v1.37) serves storagemigration.k8s.io/v1 (GA, on by default); kube-controller-manager
+(built from the module proxy like the apiserver) runs only its storage-version-migrator and garbage-collector controllers, and
 only inside the test that wants them.
 """
 
@@ -21,7 +21,7 @@ from e2e import cluster, controlplane
 from tests.integration import uso_helpers as h
 
 OBJECTS = 300
-SVMS = resources.Resource(logic.SVM_GROUP, "v1beta1", logic.SVM_RESOURCE, namespaced=False)
+SVMS = resources.Resource(logic.SVM_GROUP, "v1", logic.SVM_RESOURCE, namespaced=False)
 
 
 async def our_migrations(kube: client.Kube, release: str) -> dict[str, client.JSON]:
@@ -121,7 +121,7 @@ async def test_a_failed_migration_of_the_same_name_is_replaced(kube: client.Kube
     release = f"r{uuid.uuid4().hex[:6]}"
     exporter = runtime_metrics.Exporter(prefix="t", registry=prometheus_client.CollectorRegistry())
     runner = builtin.Builtin(
-        kube=kube, metrics=metrics.Metrics(exporter), version="v1beta1", release=release, labels={}, timeout=1
+        kube=kube, metrics=metrics.Metrics(exporter), version="v1", release=release, labels={}, timeout=1
     )
     configmaps = discovery.ApiResource(
         group="", version="v1", name="configmaps", kind="ConfigMap", namespaced=True,
@@ -131,7 +131,7 @@ async def test_a_failed_migration_of_the_same_name_is_replaced(kube: client.Kube
         release=release, group_resource="configmaps", target="v1.36.0", storage_hash="h-test"
     )
     manifest = logic.migration_manifest(
-        api_version="storagemigration.k8s.io/v1beta1", name=name, group="", resource="configmaps",
+        api_version="storagemigration.k8s.io/v1", name=name, group="", resource="configmaps",
         labels={}, target="v1.36.0", storage_hash="h-test",
     )  # fmt: skip
     first = await kube.create(SVMS.path(), manifest)

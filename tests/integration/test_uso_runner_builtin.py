@@ -58,13 +58,24 @@ async def test_use_builtin_delegates_each_resource_and_follows_it_to_the_end(
             kubeconfig,
             namespace=namespace,
             release=release,
-            extra=["--use-builtin", f"--resources={crd_name}", *extra],
+            extra=["--method=builtin", f"--resources={crd_name}", *extra],
         )
 
     # --dry-run: the StorageVersionMigration is validated by the apiserver (dryRun=All), none is created.
     code, report, _ = once("--dry-run")
     assert (code, report["method"], report["ok"]) == (0, "builtin", True), report
     assert await our_migrations(kube, release) == {}
+    # The deprecated --use-builtin still means --method=builtin, and says so.
+    code, report, logs = h.run_once(
+        kubeconfig,
+        namespace=namespace,
+        release=release,
+        extra=["--use-builtin", "--dry-run", f"--resources={crd_name}"],
+    )
+    assert (code, report["method"]) == (0, "builtin") and "--use-builtin is deprecated" in logs, (
+        report,
+        logs,
+    )
 
     # No kube-controller-manager yet: nobody picks the migration up; the resource fails with a clear reason
     # after the timeout, and nothing is recorded as done.
@@ -121,7 +132,13 @@ async def test_a_failed_migration_of_the_same_name_is_replaced(kube: client.Kube
     release = f"r{uuid.uuid4().hex[:6]}"
     exporter = runtime_metrics.Exporter(prefix="t", registry=prometheus_client.CollectorRegistry())
     runner = builtin.Builtin(
-        kube=kube, metrics=metrics.Metrics(exporter), version="v1", release=release, labels={}, timeout=1
+        kube=kube,
+        metrics=metrics.Metrics(exporter),
+        version="v1",
+        release=release,
+        labels={},
+        timeout=1,
+        pickup=1,
     )
     configmaps = discovery.ApiResource(
         group="", version="v1", name="configmaps", kind="ConfigMap", namespaced=True,

@@ -224,11 +224,8 @@ async def run_once_async(
     )
 
 
-def runner(
-    kube: client.Kube, *, namespace: str, release: str, argv: Sequence[str] = ()
-) -> controller.UsoRunner:
-    """An in-process uso-runner on the test's client (what ``app.main`` builds for the process)."""
-    cfg = config.load(
+def runner_config(*, namespace: str, release: str, argv: Sequence[str] = ()) -> controller.UsoRunnerConfig:
+    return config.load(
         controller.UsoRunnerConfig,
         [f"--namespace={namespace}", f"--release={release}", "--qps=0", *argv],
         prog=controller.NAME,
@@ -236,6 +233,13 @@ def runner(
         description="",
         environ={},
     )
+
+
+def runner(
+    kube: client.Kube, *, namespace: str, release: str, argv: Sequence[str] = ()
+) -> controller.UsoRunner:
+    """An in-process uso-runner on the test's client (what ``app.main`` builds for the process)."""
+    cfg = runner_config(namespace=namespace, release=release, argv=argv)
     return harness.build(controller.UsoRunner, kube, cfg)
 
 

@@ -345,15 +345,22 @@ def _terminate(process: subprocess.Popen[bytes] | None, *, grace: float = 10.0) 
         process.wait()
 
 
+def apiserver_version(binary: pathlib.Path) -> str:
+    """The release a kube-apiserver binary says it is (``Kubernetes v1.37.2`` → ``v1.37.2``)."""
+    said = subprocess.run([str(binary), "--version"], check=True, capture_output=True, text=True).stdout
+    return said.split()[-1]
+
+
 def build(*, root: pathlib.Path | None = None) -> ControlPlane:
-    """A ControlPlane (not started) in ``root`` (default: a fresh temp dir), binaries built if missing."""
-    versions = read_versions()
+    """A ControlPlane (not started) in ``root`` (default: a fresh temp dir), binaries built if missing (or
+    taken from ``KUBEBUILDER_ASSETS``, see e2e/build-tool.sh: then its version is the one that binary says)."""
+    apiserver = tool_path("kube-apiserver")
     return ControlPlane(
         root=root or pathlib.Path(tempfile.mkdtemp(prefix="kuc-fixture-")),
-        kube_version=versions["KUBE_VERSION"],
+        kube_version=apiserver_version(apiserver),
         etcd_bin=tool_path("etcd"),
         etcdctl_bin=tool_path("etcdctl"),
-        apiserver_bin=tool_path("kube-apiserver"),
+        apiserver_bin=apiserver,
     )
 
 

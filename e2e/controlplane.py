@@ -26,7 +26,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 BUILD_TOOL = REPO / "e2e" / "build-tool.sh"
@@ -224,9 +224,10 @@ class ControlPlane:
         )
         self._wait_ready(f"{self.server}/readyz", process=self.apiserver, timeout=timeout, tls=True)
 
-    def start_controller_manager(self, *, timeout: float = 90.0) -> None:
+    def start_controller_manager(self, *, flags: Sequence[str] = (), timeout: float = 90.0) -> None:
         """kube-controller-manager with only the built-in storage version migrator (and the garbage collector,
-        whose informers it needs). Not part of ``start()``: no other test wants controllers running."""
+        whose informers it needs), and ``flags``. Not part of ``start()``: no other test wants controllers
+        running."""
         port = free_port()
         self.controller_manager = self._spawn(
             "kube-controller-manager",
@@ -241,6 +242,7 @@ class ControlPlane:
                 "--leader-elect=false",
                 "--controllers=garbage-collector-controller,storage-version-migrator-controller",
                 *storage_migration_flags(self.kube_version, apiserver=False),
+                *flags,
             ],
         )
         # It serves /healthz with a self-signed certificate of its own: checked for liveness, not trust.
@@ -365,9 +367,10 @@ def build(*, root: pathlib.Path | None = None) -> ControlPlane:
 
 
 @contextlib.contextmanager
-def running() -> Iterator[ControlPlane]:
-    """Start a control plane in a temp dir; stop it and delete its data on exit."""
-    plane = build()
+def running(*, apiserver_flags: Sequence[str] = ()) -> Iterator[ControlPlane]:
+    """Start a control plane in a temp dir (kube-apiserver with ``apiserver_flags`` besides its own); stop
+    it and delete its data on exit."""
+    plane = dataclasses.replace(build(), apiserver_flags=tuple(apiserver_flags))
     try:
         plane.start()
         yield plane

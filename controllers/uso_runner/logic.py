@@ -319,27 +319,37 @@ class Conclusion:
 
 def conclude(*, results: Sequence[ResourceResult], target: str, dry_run: bool) -> Conclusion:
     """The end of a run: failed when any resource failed (the run is tried again later), else succeeded."""
-    failed = [r for r in results if not r.ok]
-    delegated = sum(1 for r in results if r.delegated_to)
-    rewritten = [r for r in results if not r.delegated_to]
     if dry_run:
-        would = [
-            f"{delegated} StorageVersionMigration(s) would be created" if delegated else "",
-            f"{len(rewritten)} resource(s) with {sum(r.listed for r in rewritten)} object(s) would be rewritten"
-            if rewritten or not delegated
-            else "",
-        ]
-        return Conclusion("", "", f"dry run: {', '.join(filter(None, would))}")
+        return Conclusion("", "", f"dry run: {_what_was_done(results, dry_run=True)}")
+    failed = [r for r in results if not r.ok]
     if failed:
         error = "; ".join(f"{r.group_resource}: {r.error}" for r in failed)[:1000]
         return Conclusion("Failed", "MigrationFailed", f"{len(failed)} resource(s) failed: {error}", error)
-    done = [
-        f"{delegated} resource(s) migrated by StorageVersionMigrations" if delegated else "",
-        f"{sum(r.migrated for r in rewritten)} object(s) of {len(rewritten)} resource(s) rewritten"
-        if rewritten or not delegated
-        else "",
-    ]
-    return Conclusion("Succeeded", "MigrationSucceeded", f"{', '.join(filter(None, done))} for {target}")
+    return Conclusion(
+        "Succeeded", "MigrationSucceeded", f"{_what_was_done(results, dry_run=False)} for {target}"
+    )
+
+
+def _what_was_done(results: Sequence[ResourceResult], *, dry_run: bool) -> str:
+    """Resources handed to StorageVersionMigrations, and objects rewritten (listed, for a dry run)."""
+    delegated = sum(1 for r in results if r.delegated_to)
+    rewritten = [r for r in results if not r.delegated_to]
+    objects = sum(r.listed if dry_run else r.migrated for r in rewritten)
+    parts: list[str] = []
+    if delegated:
+        done = (
+            "StorageVersionMigration(s) would be created"
+            if dry_run
+            else "resource(s) migrated by StorageVersionMigrations"
+        )
+        parts.append(f"{delegated} {done}")
+    if rewritten or not delegated:
+        parts.append(
+            f"{len(rewritten)} resource(s) with {objects} object(s) would be rewritten"
+            if dry_run
+            else f"{objects} object(s) of {len(rewritten)} resource(s) rewritten"
+        )
+    return ", ".join(parts)
 
 
 # --- how a run migrates: rewriting objects itself, or StorageVersionMigrations --------------------------------

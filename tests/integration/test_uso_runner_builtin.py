@@ -36,15 +36,8 @@ async def test_use_builtin_delegates_each_resource_and_follows_it_to_the_end(
     nodes: cluster.Nodes,
     control_plane: controlplane.ControlPlane,
 ) -> None:
-    group = h.unique_group()
-    crd_name = f"widgets.{group}"
-    widgets = await h.create_crd(kube, group=group, storage="v1")
-    await h.create_many(
-        kube,
-        widgets,
-        (h.widget(f"w{i:04d}", i, api_version=f"{group}/v1") for i in range(OBJECTS)),
-        namespace=namespace,
-    )
+    widgets = await h.crd_with_widgets(kube, namespace=namespace, objects=OBJECTS)
+    group, crd_name = widgets.group, widgets.group_resource
     before = {o["metadata"]["name"]: h.content(o) for o in await h.list_all(kube, widgets, namespace)}
     await h.switch_storage(kube, control_plane, widgets, namespace=namespace, to="v2")
     prefix = f"/registry/{group}/widgets/{namespace}/"

@@ -3,8 +3,6 @@ and where the API is not served (a second kube-apiserver on the same etcd with t
 
 from __future__ import annotations
 
-import dataclasses
-import shutil
 import uuid
 from collections.abc import Iterator
 
@@ -24,16 +22,9 @@ async def switched_crd(
     kube: client.Kube, plane: controlplane.ControlPlane, namespace: str, *, objects: int = OBJECTS
 ) -> tuple[str, str]:
     """A CRD with ``objects`` widgets stored at v1, its storage then switched to v2: (name, etcd key prefix)."""
-    group = h.unique_group()
-    widgets = await h.create_crd(kube, group=group, storage="v1")
-    await h.create_many(
-        kube,
-        widgets,
-        (h.widget(f"w{i:04d}", i, api_version=f"{group}/v1") for i in range(objects)),
-        namespace=namespace,
-    )
+    widgets = await h.crd_with_widgets(kube, namespace=namespace, objects=objects)
     await h.switch_storage(kube, plane, widgets, namespace=namespace, to="v2")
-    return f"widgets.{group}", f"/registry/{group}/widgets/{namespace}/"
+    return widgets.group_resource, f"/registry/{widgets.group}/widgets/{namespace}/"
 
 
 def stored_versions(plane: controlplane.ControlPlane, prefix: str) -> set[str]:
@@ -130,15 +121,8 @@ def not_served() -> Iterator[controlplane.ControlPlane]:
     """A control plane of its own (etcd and kube-apiserver) that does not serve storagemigration.k8s.io. (Not
     a second apiserver on the fixture's etcd: from 1.36 apiservers sharing an etcd aggregate their discovery
     as peers, and the fixture's would stop showing the group too.)"""
-    plane = dataclasses.replace(
-        controlplane.build(), apiserver_flags=(f"--runtime-config={logic.SVM_GROUP}/v1=false",)
-    )
-    try:
-        plane.start()
+    with controlplane.running(apiserver_flags=[f"--runtime-config={logic.SVM_GROUP}/v1=false"]) as plane:
         yield plane
-    finally:
-        plane.stop()
-        shutil.rmtree(plane.root, ignore_errors=True)
 
 
 @pytest.mark.parametrize("method", ["auto", "builtin"])

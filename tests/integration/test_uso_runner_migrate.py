@@ -87,14 +87,8 @@ async def test_a_list_failing_part_way_goes_on_where_it_was_and_counts_each_obje
 ) -> None:
     """Issue #20: a whole list was tried again with the same counters after a failure part-way, so objects of
     the pages before it were rewritten and counted twice."""
-    group = h.unique_group()
-    widgets = await h.create_crd(kube, group=group)
-    await h.create_many(
-        kube,
-        widgets,
-        (h.widget(f"w{i:03d}", i, api_version=f"{group}/v1") for i in range(120)),
-        namespace=namespace,
-    )
+    widgets = await h.crd_with_widgets(kube, namespace=namespace, objects=120)
+    group = widgets.group
     flaky = DropContinuedListOnce(kube._session)
     kube._session = flaky  # type: ignore[assignment]
     migrator = new_migrator(kube, page_size=50)

@@ -50,10 +50,8 @@ async def test_sync_never_waits_for_a_run(
 ) -> None:
     """A StorageVersionMigration nobody picks up (no kube-controller-manager) keeps the run going for up to
     --builtin-pickup-seconds; the daemon's loop is free meanwhile (the run is spawned beside it)."""
-    group = h.unique_group()
-    widgets = await h.create_crd(kube, group=group, storage="v1")
-    await h.create_many(kube, widgets, (h.widget(f"w{i}", i, api_version=f"{group}/v1") for i in range(5)),
-                        namespace=namespace)  # fmt: skip
+    widgets = await h.crd_with_widgets(kube, namespace=namespace, objects=5)
+    group = widgets.group
     await h.switch_storage(kube, control_plane, widgets, namespace=namespace, to="v2")
     release = f"r{uuid.uuid4().hex[:6]}"
     await nodes.create(f"m-{release}", version="v1.37.2", master=True)

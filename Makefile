@@ -74,6 +74,10 @@ lint: venv ## ruff (lint + format check), mypy --strict, import-linter contracts
 test: venv fixture tools image lint ## Everything: lint, unit tests, integration tests on a real local control plane, the image's checks
 	$(VENV)/bin/pytest
 
+.PHONY: generate
+generate: venv ## Regenerate values.schema.json's controller sections from the registry and the config types
+	$(PY) -m tests.chart_schema
+
 .PHONY: unit
 unit: venv ## Only the pure unit tests (no control plane)
 	$(VENV)/bin/pytest tests/unit

@@ -96,7 +96,9 @@ def make_pki(directory: pathlib.Path) -> None:
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=directory)
 
 
-def write_kubeconfig(path: pathlib.Path, *, server: str, pki: pathlib.Path) -> None:
+def write_kubeconfig(
+    path: pathlib.Path, *, server: str, pki: pathlib.Path, user: str = ADMIN_USER, cert: str = "admin"
+) -> None:
     path.write_text(
         f"""apiVersion: v1
 kind: Config
@@ -106,13 +108,13 @@ clusters:
     server: {server}
     certificate-authority: {pki / "ca.crt"}
 users:
-- name: {ADMIN_USER}
+- name: {user}
   user:
-    client-certificate: {pki / "admin.crt"}
-    client-key: {pki / "admin.key"}
+    client-certificate: {pki / f"{cert}.crt"}
+    client-key: {pki / f"{cert}.key"}
 contexts:
 - name: fixture
-  context: {{cluster: fixture, user: {ADMIN_USER}}}
+  context: {{cluster: fixture, user: {user}}}
 current-context: fixture
 """
     )
@@ -261,6 +263,27 @@ class ControlPlane:
     def stop_apiserver(self) -> None:
         _terminate(self.apiserver)
         self.apiserver = None
+
+    def user_kubeconfig(self, user: str) -> pathlib.Path:
+        """A kubeconfig for ``user`` (a client certificate from the fixture's CA, no group: not exempt from
+        API priority and fairness, unlike the admin); RBAC for it is the caller's business."""
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{user}.key", "-out", f"{user}.csr",
+                 "-subj", f"/CN={user}", cwd=self.pki)  # fmt: skip
+        _openssl("x509", "-req", "-in", f"{user}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-out", f"{user}.crt", "-days", "3650", "-extfile", "client.ext", cwd=self.pki)  # fmt: skip
+        path = self.root / f"kubeconfig-{user}"
+        write_kubeconfig(path, server=self.server, pki=self.pki, user=user, cert=user)
+        return path
+
+    def freeze_apiserver(self, frozen: bool) -> None:
+        """SIGSTOP the kube-apiserver (it holds its connections and answers nothing), or SIGCONT it."""
+        assert self.apiserver is not None
+        os.killpg(self.apiserver.pid, signal.SIGSTOP if frozen else signal.SIGCONT)
+
+    def stop_etcd(self) -> None:
+        """Stop etcd, keeping its data: ``start_etcd()`` brings it back on the same port."""
+        _terminate(self.etcd)
+        self.etcd = None
 
     def stop(self) -> None:
         self.stop_controller_manager()

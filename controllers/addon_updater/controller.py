@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import pathlib
+import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -20,10 +22,14 @@ from controllers.addon_updater import logic
 from controllers.addon_updater import metrics as metrics_module
 from controllers.addon_updater.effects import apply_target, bundles, directory
 from controllers.agreement import version as version_module
-from controllers.kube.client import ApiError
+from controllers.kube import retry
 from controllers.runtime import config, context, reconciler
+from controllers.structs import times
 
 log = logging.getLogger(__name__)
+
+# How often the workloads of a bundle just applied are looked at until they are available or time out.
+HEALTH_POLL_SECONDS = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,8 +79,8 @@ class AddonUpdaterConfig(config.BaseConfig):
     )
     health_timeout_seconds: float = config.option(
         300.0,
-        "How long to wait for the bundle's Deployments and DaemonSets to become available before reporting "
-        "it unhealthy.",
+        "How long the bundle's Deployments and DaemonSets may take to become available after a switch before "
+        "it is reported unhealthy (followed without blocking: other changes are handled meanwhile).",
         check=config.non_negative,
     )
     resync_seconds: float = config.option(
@@ -99,6 +105,7 @@ class Outcome:
     applied: tuple[logic.ObjectKey, ...] = ()
     pruned: tuple[logic.ObjectKey, ...] = ()
     unavailable: dict[logic.ObjectKey, str] = dataclasses.field(default_factory=dict)
+    health: str = ""  # of an applied bundle: Healthy, Progressing or Unhealthy
 
     @property
     def ok(self) -> bool:
@@ -113,6 +120,7 @@ class Outcome:
             "applied": [str(k) for k in self.applied],
             "pruned": [str(k) for k in self.pruned],
             "unavailable": {str(k): v for k, v in self.unavailable.items()},
+            "health": self.health,
         }
 
 
@@ -155,23 +163,21 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
         gist = (outcome.result, outcome.minor, outcome.digest)
         if previous is None or gist != (previous.result, previous.minor, previous.digest):
             log.info("agreed %s: %s", agreement.version, outcome.message)
-        return reconciler.Synced(ok=outcome.ok)
+        # While the workloads come up, look again soon (a sync never waits for them).
+        again = HEALTH_POLL_SECONDS if outcome.health == "Progressing" else None
+        return reconciler.Synced(ok=outcome.ok, again_in=again)
 
     async def reconcile(self, agreed: version_module.Version) -> Outcome:
-        """Bring the target to the bundle of the agreed version's minor (one round; never raises for a bad
-        bundle or an apiserver error: the Outcome says what happened)."""
+        """Bring the target to the bundle of the agreed version's minor (one round). A bad bundle is an
+        Outcome; a failure to act (the apiserver, the bundle source, the file system) is recorded in the
+        state, an Event and a metric, then raised: the skeleton tries again with backoff."""
         async with self.lock:
             try:
-                outcome = await self._reconcile(agreed)
-            except (ApiError, bundles.SourceError, apply_target.SwitchError, OSError) as error:
-                outcome = await self._failed(agreed, f"switch failed: {error}")
-            except Exception as error:  # odd input must not end the daemon; the traceback shows the bug
-                log.exception("unexpected error while switching to the bundle of %s", agreed)
-                outcome = await self._failed(
-                    agreed, f"switch failed: unexpected {type(error).__name__}: {error}"
-                )
-            self.last = outcome
-            return outcome
+                self.last = await self._reconcile(agreed)
+            except Exception as error:
+                self.last = await self._failed(agreed, error)
+                raise
+            return self.last
 
     async def _reconcile(self, agreed: version_module.Version) -> Outcome:
         cfg = self.cfg
@@ -261,28 +267,33 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
         )
         return Outcome("invalid", message, minor=minor, digest=decision.digest)
 
-    async def _failed(self, agreed: version_module.Version, message: str) -> Outcome:
-        log.error("%s", message)
+    async def _failed(self, agreed: version_module.Version, error: Exception) -> Outcome:
+        """Report a round that could not act (the skeleton logs the error itself and tries again)."""
+        known = isinstance(error, bundles.SourceError | apply_target.SwitchError) or retry.classify(error)
+        message = f"switch failed: {error}" if known else f"switch failed: unexpected {type(error).__name__}"
         self.metrics.observe_failed()
-        await self._event("SwitchFailed", message, warning=True)
+        await self._event("SwitchFailed", f"{message}; trying again with backoff", warning=True)
         try:
             await self.ctx.record({"version": agreed.raw, "phase": "Failed", "lastError": message})
-        except ApiError as error:  # the apiserver may be what failed; the next round records it
-            log.warning("could not record the failure in the state ConfigMap: %s", error)
+        except Exception as failure:  # the apiserver may be what failed; the next round records it
+            if retry.classify(failure) is None:
+                raise
+            log.warning("could not record the failure in the state ConfigMap: %s", retry.describe(failure))
         return Outcome("failed", message)
 
     async def _current(self, agreed: version_module.Version, decision: logic.Decision) -> Outcome:
-        """The bundle is in place: refresh the metrics (health at a glance, no waiting)."""
+        """The bundle is in place: refresh its health (one look, no waiting) and the metrics."""
         assert decision.bundle is not None
         minor = decision.bundle.minor
         self.metrics.observe_active(minor=minor, digest=decision.digest)
         unavailable: dict[logic.ObjectKey, str] = {}
+        health = ""
         if self.cfg.target == "apply":
             wanted = logic.workload_keys(decision.manifests, default_namespace=self.cfg.default_namespace)
             unavailable = await apply_target.wait_available(
                 self.ctx.kube, wanted, release=self.cfg.release, seconds=0.0
             )
-            self.metrics.observe_health(unavailable=len(unavailable))
+            health = await self._health(unavailable, workloads=len(wanted), minor=minor)
         current = await self.ctx.read_state()
         if current.get("version") != agreed.raw:
             await self.ctx.update_state(current, {"version": agreed.raw})
@@ -292,6 +303,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
             minor=minor,
             digest=decision.digest,
             unavailable=unavailable,
+            health=health,
         )
 
     async def _switch_directory(self, agreed: version_module.Version, decision: logic.Decision) -> Outcome:
@@ -323,7 +335,6 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
             default_namespace=cfg.default_namespace,
             prune=cfg.prune,
             crd_timeout_seconds=cfg.crd_timeout_seconds,
-            health_timeout_seconds=cfg.health_timeout_seconds,
         )
         await self.ctx.record({"version": agreed.raw, "phase": "Switching", "progress": "validating"})
         progress: list[str] = []
@@ -358,11 +369,14 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
         outcome = await self._switched(
             agreed, decision, message, applied=len(result.applied), pruned=len(result.pruned)
         )
-        self.metrics.observe_health(unavailable=len(result.unavailable))
-        await self._health_event(result.unavailable, workloads=result.workloads, minor=bundle.minor)
-        await self.ctx.record({"health": "Unhealthy" if result.unavailable else "Healthy"})
+        await self.ctx.record({"health": "Progressing", "switchedAt": times.micro_time()})
+        health = await self._health(result.unavailable, workloads=result.workloads, minor=bundle.minor)
         return dataclasses.replace(
-            outcome, applied=result.applied, pruned=result.pruned, unavailable=dict(result.unavailable)
+            outcome,
+            applied=result.applied,
+            pruned=result.pruned,
+            unavailable=dict(result.unavailable),
+            health=health,
         )
 
     async def _switched(
@@ -397,20 +411,30 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
 
     # --- health ------------------------------------------------------------------------------------------
 
-    async def _health_event(
-        self, problems: Mapping[logic.ObjectKey, str], *, workloads: int, minor: str
-    ) -> None:
-        if not problems:
+    async def _health(self, problems: Mapping[logic.ObjectKey, str], *, workloads: int, minor: str) -> str:
+        """Judge the applied bundle's health now against the time of its switch; record it, and say it in an
+        Event when it settled on something new. Returns it."""
+        self.metrics.observe_health(unavailable=len(problems))
+        current = await self.ctx.read_state()
+        switched_at = times.parse_time(current.get("switchedAt"))
+        waited = time.time() - switched_at if switched_at is not None else math.inf
+        timeout = self.cfg.health_timeout_seconds
+        health = logic.health(unavailable=len(problems), waited=waited, timeout=timeout)
+        if not logic.health_settled(recorded=current.get("health"), now=health):
+            return health
+        if health == "Healthy":
             if workloads:
                 await self._event("BundleHealthy", f"bundle {minor}: all {workloads} workload(s) available")
-            return
-        shown = "; ".join(f"{key}: {why}" for key, why in sorted(problems.items()))
-        timeout = self.cfg.health_timeout_seconds
-        await self._event(
-            "BundleUnhealthy",
-            f"bundle {minor}: {len(problems)} of {workloads} workload(s) not available after {timeout:.0f} s: {shown}",
-            warning=True,
-        )
+        else:
+            shown = "; ".join(f"{key}: {why}" for key, why in sorted(problems.items()))
+            await self._event(
+                "BundleUnhealthy",
+                f"bundle {minor}: {len(problems)} of {workloads} workload(s) not available after "
+                f"{timeout:.0f} s: {shown}",
+                warning=True,
+            )
+        await self.ctx.update_state(current, {"health": health})
+        return health
 
     async def _event(self, reason: str, note: str, *, warning: bool = False) -> None:
         await self.ctx.event(reason, note, action="SwitchBundle", warning=warning)

@@ -459,6 +459,23 @@ def bundle_file_name(name: str) -> bool:
 Action = Literal["missing", "invalid", "known-invalid", "current", "switch"]
 
 
+Health = Literal["Healthy", "Progressing", "Unhealthy"]
+
+
+def health(*, unavailable: int, waited: float, timeout: float) -> Health:
+    """A switched bundle's health: every workload available; some not yet, within ``timeout`` seconds of the
+    switch; or some still not after that."""
+    if not unavailable:
+        return "Healthy"
+    return "Progressing" if waited < timeout else "Unhealthy"
+
+
+def health_settled(*, recorded: str, now: Health) -> bool:
+    """Whether ``now`` is news worth an Event: health settled (Healthy or Unhealthy) on another value than
+    the one recorded (a resync that finds the same health says nothing)."""
+    return now != "Progressing" and now != recorded
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Recorded:
     """What the state ConfigMap says was done last."""

@@ -50,11 +50,16 @@ class Agreement:
     since: float  # when the settle window began (the clock the Tracker is fed with)
 
 
+# The rule's defaults, written once (the controllers' options default to them).
+DEFAULT_MIN_MASTERS = 1
+DEFAULT_SETTLE_SECONDS = 30.0
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Rules:
-    min_masters: int = 1
+    min_masters: int = DEFAULT_MIN_MASTERS
     require_ready: bool = True
-    settle_seconds: float = 30.0
+    settle_seconds: float = DEFAULT_SETTLE_SECONDS
 
 
 def node_ready(node: Mapping[str, Any]) -> bool:

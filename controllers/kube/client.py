@@ -91,8 +91,21 @@ def encode(body: JSON | list[JSON]) -> bytes:
 class Kube:
     """Async access to one cluster. Create with :func:`connect`; close with :meth:`close`."""
 
-    def __init__(self, api_client: k8s_client.ApiClient, *, qps: float = 0.0) -> None:
+    def __init__(
+        self,
+        api_client: k8s_client.ApiClient,
+        *,
+        qps: float = 0.0,
+        request_timeout: float = 60.0,
+        fresh_connections: bool = False,
+        policy: retry.Policy = retry.THROTTLED,
+    ) -> None:
         self.api_client = api_client
+        self.request_timeout = request_timeout
+        self.policy = policy  # what a request retries by itself unless it says otherwise
+        # Every request on a connection of its own, closed after the answer (no keep-alive): a client whose
+        # calls must not wait on a connection to an apiserver that went away (leader election).
+        self.fresh_connections = fresh_connections
         self._configuration = api_client.configuration
         self._host: str = str(self._configuration.host).rstrip("/")
         self._session: aiohttp.ClientSession = api_client.rest_client.pool_manager
@@ -118,6 +131,8 @@ class Kube:
 
     async def _headers(self, content_type: str | None) -> dict[str, str]:
         headers = {"Accept": "application/json"}
+        if self.fresh_connections:
+            headers["Connection"] = "close"
         if content_type:
             headers["Content-Type"] = content_type
         auth = await self._configuration.auth_settings()
@@ -134,13 +149,17 @@ class Kube:
         query: Query | None = None,
         body: JSON | str | None = None,
         content_type: str | None = None,
-        request_timeout: float = 60.0,
-        policy: retry.Policy = retry.THROTTLED,
+        request_timeout: float | None = None,
+        policy: retry.Policy | None = None,
         on_error: Callable[[retry.Reason, BaseException], None] | None = None,
     ) -> JSON:
         """One API call; raises :class:`ApiError` on a non-2xx answer. ``policy`` says which failures are
-        tried again (by default only 429s, as long as Retry-After asks)."""
+        tried again (default: the client's, which tries 429s again as long as Retry-After asks);
+        ``request_timeout`` bounds each try (default: the client's)."""
         url = self._url(path, query)
+        timeout = aiohttp.ClientTimeout(
+            total=request_timeout or self.request_timeout, sock_connect=CONNECT_TIMEOUT
+        )
         data: bytes | None = None
         if body is not None:
             data = body.encode() if isinstance(body, str) else encode(body)
@@ -154,14 +173,14 @@ class Kube:
                 url,
                 data=data,
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(total=request_timeout, sock_connect=CONNECT_TIMEOUT),
+                timeout=timeout,
             ) as response:
                 raw = await response.read()
                 if response.status < 400:
                     return json.loads(raw) if raw else {}
                 raise _api_error(response.status, raw, response.headers.get("Retry-After"))
 
-        return await retry.call(attempt, policy=policy, on_error=on_error)
+        return await retry.call(attempt, policy=policy or self.policy, on_error=on_error)
 
     async def get(self, path: str, *, query: Query | None = None) -> JSON:
         return await self.request("GET", path, query=query)
@@ -328,7 +347,15 @@ def _unloaded_package(name: str, path: Any) -> Any:
     return module
 
 
-async def connect(*, kubeconfig: str | None = None, context: str | None = None, qps: float = 0.0) -> Kube:
+async def connect(
+    *,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    qps: float = 0.0,
+    request_timeout: float = 60.0,
+    fresh_connections: bool = False,
+    policy: retry.Policy = retry.THROTTLED,
+) -> Kube:
     """A client from ``kubeconfig``, else in-cluster config inside a pod, else the default kubeconfig."""
     k8s_client, k8s_config = _kubernetes_asyncio()
     configuration = k8s_client.Configuration()
@@ -340,4 +367,10 @@ async def connect(*, kubeconfig: str | None = None, context: str | None = None, 
         )
     # Bounded concurrency is the callers' business; let the pool hold what they ask for.
     configuration.connection_pool_maxsize = 64
-    return Kube(k8s_client.ApiClient(configuration), qps=qps)
+    return Kube(
+        k8s_client.ApiClient(configuration),
+        qps=qps,
+        request_timeout=request_timeout,
+        fresh_connections=fresh_connections,
+        policy=policy,
+    )

@@ -1,4 +1,9 @@
-"""Kubernetes Events (events.k8s.io/v1) on the objects a controller acts on. Never fails the caller."""
+"""Kubernetes Events (events.k8s.io/v1) on the objects a controller acts on. Never fails the caller.
+
+An Event that meets a connection failure, a timeout, a 5xx or a 429 is tried again a few times with backoff:
+a failed connection is never reused, so an Event that first went to an apiserver that is
+going away (a removed master stays an endpoint of the ``kubernetes`` Service for a while) lands on a live one.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,15 @@ import secrets
 import socket
 from typing import Literal
 
-from controllers.kube import resources
-from controllers.kube.client import JSON, ApiError, Kube
+from controllers.kube import resources, retry
+from controllers.kube.client import JSON, Kube
 from controllers.structs import refs, times
 
 log = logging.getLogger(__name__)
 
 EventType = Literal["Normal", "Warning"]
+# Up to 5 more tries over about 10 s at most: long enough for a removed apiserver's endpoint to go.
+RETRY = retry.Policy(base=0.5, cap=4.0, attempts=5)
 
 
 @dataclasses.dataclass
@@ -29,6 +36,7 @@ class Recorder:
     instance: str = dataclasses.field(
         default_factory=lambda: os.environ.get("POD_NAME") or socket.gethostname()
     )
+    policy: retry.Policy = RETRY
 
     async def emit(
         self, ref: refs.ObjectRef, *, reason: str, note: str, type: EventType = "Normal", action: str
@@ -55,6 +63,17 @@ class Recorder:
             "regarding": regarding,
         }
         try:
-            await self.kube.create(resources.EVENTS.path(namespace=namespace), body)
-        except ApiError as error:
-            log.warning("could not record event %s on %s/%s: %s", reason, ref.kind, ref.name, error)
+            await self.kube.request(
+                "POST", resources.EVENTS.path(namespace=namespace), body=body, policy=self.policy
+            )
+        except Exception as error:
+            if retry.classify(error) is None:  # a bug: shown with its traceback, still not the caller's
+                log.exception("could not record event %s on %s/%s", reason, ref.kind, ref.name)
+            else:
+                log.warning(
+                    "could not record event %s on %s/%s: %s",
+                    reason,
+                    ref.kind,
+                    ref.name,
+                    retry.describe(error),
+                )

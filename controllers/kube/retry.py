@@ -125,8 +125,8 @@ class Backoff:
     policy: Policy = Policy()
     attempt: int = 0
 
-    def next_delay(self) -> float:
-        delay = self.policy.delay(self.attempt)
+    def next_delay(self, *, retry_after: float | None = None) -> float:
+        delay = self.policy.delay(self.attempt, retry_after=retry_after)
         self.attempt += 1
         return delay
 

@@ -134,7 +134,8 @@ class LeaderWatchdog(reconciler.Reconciler[LeaderWatchdogConfig]):
 
     async def sync(self) -> reconciler.Synced:
         """Run every check now; update metrics, ``/status``, logs and (unless ``--once``) Events."""
-        if self._sender is None and not self.cfg.once:  # one sender: /status never waits on the API
+        if (self._sender is None or self._sender.done()) and not self.cfg.once:
+            # One sender (started again with the controller after a restart): /status never waits on the API.
             self._sender = self.spawn(self._send_events(), wake=False)
         shot, evaluation = self._evaluate()
         if not self.cfg.once and logic.needs_confirmation(evaluation.findings, known=self.findings):

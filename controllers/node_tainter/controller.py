@@ -30,7 +30,8 @@ PACE_SECONDS = 0.05
 # While changes are in flight their completions and echoes wake the loop; re-plan less often then (a plan
 # of 5,000 nodes costs tens of milliseconds).
 BUSY_PACE_SECONDS = 0.5
-# A node whose change failed is tried again after 2 s, 4 s, … up to a minute (jittered).
+# Nodes whose change failed are tried again after about 2 s, 4 s, … up to a minute (jittered; reset once
+# every failed node went through).
 NODE_RETRY = retry.Policy(base=2.0, cap=60.0)
 EVENT_CONCURRENCY = 4
 
@@ -86,7 +87,8 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
         self.plan: logic.Plan | None = None
         self.in_flight: set[str] = set()
         self.failed: set[str] = set()
-        self.retry_at: dict[str, tuple[int, float]] = {}  # node → (failures in a row, retry not before)
+        self.backoff = retry.Backoff(NODE_RETRY)
+        self.retry_after = 0.0  # loop time before which failed nodes are not tried again
         self.reported: set[tuple[str, logic.Taint | None]] = set()  # dry-run changes already logged
         self.last_error = ""
         self._slots = asyncio.Semaphore(ctx.config.concurrency)
@@ -101,8 +103,7 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
         agreement = self.ctx.agreements.current
         agreed = agreement.version if agreement else None
         self.plan = logic.plan(self.nodes.items.values(), agreed=agreed, policy=self.policy)
-        for name in set(self.retry_at) - set(self.nodes.items):
-            del self.retry_at[name]
+        self.failed &= set(self.nodes.items)  # a deleted node is not retried
         now = asyncio.get_running_loop().time()
         started = [self.spawn(work) for work in self._start(agreed, now=now)] if agreed else []
         plan = self.plan
@@ -110,14 +111,10 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
             await asyncio.gather(*started)
             plan = logic.plan(self.nodes.items.values(), agreed=agreed, policy=self.policy)
         self.metrics.observe_plan(plan, in_flight=len(self.in_flight))
-        try:
-            await self._write_state(plan, pending=len(self.in_flight))
-        except Exception as error:  # the state is a report; failing to write it must not stop the work
-            log.warning("could not write the state ConfigMap: %s", error)
-        retries = [at for _, at in self.retry_at.values()]
+        await self._write_state(plan, pending=len(self.in_flight))
         return reconciler.Synced(
             ok=agreed is not None and not (self.ctx.config.once and self.failed),
-            again_in=max(0.0, min(retries) - now) if retries else None,
+            again_in=max(0.0, self.retry_after - now) if self.failed else None,
             pace=BUSY_PACE_SECONDS if self.in_flight else None,
         )
 
@@ -127,7 +124,7 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
         assert self.plan is not None
         work = []
         for change in self.plan.changes:
-            if change.node in self.in_flight or self.retry_at.get(change.node, (0, 0.0))[1] > now:
+            if change.node in self.in_flight or (change.node in self.failed and now < self.retry_after):
                 continue
             if self.ctx.config.dry_run:
                 if (change.node, change.taint) not in self.reported:
@@ -156,25 +153,33 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
         }
 
     async def _apply(self, node: logic.NodeView, change: logic.Change, *, agreed: version.Version) -> None:
-        """Apply one change with its metrics, logs and Event; a failure is retried later, never fatal."""
+        """Apply one change with its metrics, logs and Event. An API or connection failure is tried again
+        after the backoff; anything else is a bug and stops the controller (restarted by its process)."""
         try:
             async with self._slots:
                 result = await effects.apply_change(
                     self.ctx.kube, node, change, agreed=agreed, policy=self.policy
                 )
-        except Exception as error:  # an API refusal, a dropped connection
+        except Exception as error:
+            if retry.classify(error) is None:
+                raise
             self.metrics.observe_operation(change.action, ok=False)
-            self.last_error = f"{change.action} {change.node}: {error}"
-            log.warning("could not %s node %s: %s", change.action, change.node, error)
+            self.last_error = f"{change.action} {change.node}: {retry.describe(error)}"
             self.failed.add(change.node)
-            failures = self.retry_at.get(change.node, (0, 0.0))[0] + 1
-            delay = NODE_RETRY.delay(failures - 1)
-            self.retry_at[change.node] = (failures, asyncio.get_running_loop().time() + delay)
+            now = asyncio.get_running_loop().time()
+            if now >= self.retry_after:  # one backoff step per round of failures, not one per node
+                self.retry_after = now + self.backoff.next_delay(
+                    retry_after=getattr(error, "retry_after", None)
+                )
+            log.warning(
+                "could not %s node %s (%s); trying again later", change.action, change.node, self.last_error
+            )
             return
         finally:
             self.in_flight.discard(change.node)
         self.failed.discard(change.node)
-        self.retry_at.pop(change.node, None)
+        if not self.failed:
+            self.backoff.reset()
         self.metrics.observe_conflicts(result.conflicts)
         view = self.nodes.remember(result.node) if result.node is not None else None
         if result.outcome == "applied":
@@ -186,11 +191,8 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
             self.spawn(self._record(view or node, change, why=why), wake=False)
 
     async def _record(self, node: logic.NodeView, change: logic.Change, *, why: str) -> None:
-        async with self._event_slots:
-            try:
-                await effects.record(self.ctx.recorder, node, change, why=why)
-            except Exception as error:  # the Recorder logs API refusals; this is a dropped connection
-                log.warning("could not record an event on node %s: %s", node.name, error)
+        async with self._event_slots:  # the Recorder never fails its caller
+            await effects.record(self.ctx.recorder, node, change, why=why)
 
     async def _write_state(self, plan: logic.Plan, *, pending: int) -> None:
         """Record the agreed version acted on and the progress (only when it says something new)."""

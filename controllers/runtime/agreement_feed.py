@@ -81,8 +81,10 @@ class AgreementFeed:
 
     def listen(self, listener: Listener) -> None:
         """``listener(change)`` runs whenever the agreement in force changes (appears, goes, moves);
-        ``change`` is the agreement when its version is new (reported once), else None."""
-        self._listeners.append(listener)
+        ``change`` is the agreement when its version is new (reported once), else None. Listening twice
+        with the same listener (a controller restarted in its process) is listening once."""
+        if listener not in self._listeners:
+            self._listeners.append(listener)
 
     async def now(self) -> masters.Observation:
         """The agreement right now, from one list (``--once``: the settle window is 0 then, so it is in

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -18,11 +19,11 @@ import socket
 import sys
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import prometheus_client
 
-from controllers.kube import client, leases
+from controllers.kube import client, leases, retry
 from controllers.runtime import config as config_module
 from controllers.runtime import context, logs, reconciler, server
 
@@ -70,11 +71,8 @@ def main_combined(controllers: Sequence[Controller], argv: Sequence[str], *, des
             prog=f"{COMBINED} run",
             prefix=config_module.env_prefix(COMBINED),
             description=description,
+            omit=frozenset({"config"}),  # each controller reads its own file from <PREFIX>_CONFIG
         )
-        if process.config:
-            raise config_module.ConfigError(
-                "--config: each controller reads its own file from <PREFIX>_CONFIG"
-            )
         chosen = [(controller, load(controller, argv)) for controller in controllers]
     except config_module.ConfigError as error:
         print(f"{COMBINED} run: configuration error: {error}", file=sys.stderr)
@@ -110,6 +108,15 @@ async def _serve(
         loop.add_signal_handler(sig, on_signal)
 
     kube = await client.connect(kubeconfig=process.kubeconfig or None)
+    electing = [cfg for _, cfg in chosen if cfg.leader_elect and not cfg.once]
+    lease_kube = None
+    if electing:  # its own connections and deadlines, as kube-controller-manager's leader-election client
+        lease_kube = await client.connect(
+            kubeconfig=process.kubeconfig or None,
+            request_timeout=lease_request_timeout(min(cfg.renew_deadline_seconds for cfg in electing)),
+            fresh_connections=True,
+            policy=retry.ONCE,  # the elector tries again itself, every retry period
+        )
     registry = prometheus_client.CollectorRegistry()  # one per process: the prefixes keep them apart
     running = [
         controller(context.build(name=controller.name, config=cfg, kube=kube, registry=registry))
@@ -125,20 +132,20 @@ async def _serve(
             health={each.name: each.ctx.health for each in running},
             routes=routes(running),
         )
-        return await supervise({asyncio.create_task(_life(each), name=each.name) for each in running})
+        await asyncio.gather(*(life(each, lease_kube=lease_kube) for each in running))
+        return reconciler.EXIT_FAILED  # not reached: a controller's life ends only when cancelled
     except asyncio.CancelledError:
         if stopping:
             return reconciler.EXIT_OK
         raise
-    except LostLeadership as error:
-        log.error("%s", error)
-        return reconciler.EXIT_FAILED
     except Exception:
         log.exception("stopping after a failure")
         return reconciler.EXIT_FAILED
     finally:
         if runner is not None:
             await runner.cleanup()
+        if lease_kube is not None:
+            await lease_kube.close()
         await kube.close()
 
 
@@ -151,40 +158,99 @@ def routes(running: Sequence[reconciler.Reconciler[Any]]) -> dict[str, Any]:
     return found
 
 
-async def _life(controller: reconciler.Reconciler[Any]) -> int:
-    """One controller: its Lease (with --leader-elect), then its agreement feed and its skeleton."""
+# A controller that failed is started again in its process after about 1 s, 2 s, 4 s, … up to a minute;
+# after DOWN_AFTER failures in a row /healthz reports it down (the kubelet then restarts the pod), until a
+# run of it has lasted STEADY_SECONDS.
+RESTART = retry.Policy(base=1.0, cap=60.0)
+DOWN_AFTER = 5
+STEADY_SECONDS = 300.0
+
+
+def lease_request_timeout(renew_deadline: float) -> float:
+    """The deadline of one Lease call: a renewal that hangs on an apiserver going away is given up early
+    enough to try again (on a fresh connection, likely to another apiserver) within the renew deadline."""
+    return min(5.0, max(1.0, renew_deadline / 3))
+
+
+async def life(
+    controller: reconciler.Reconciler[Any],
+    *,
+    lease_kube: client.Kube | None,
+    restart: retry.Policy = RESTART,
+) -> None:
+    """One controller for as long as the process lives: standby until it leads (``--leader-elect``), then
+    its work until leadership ends (back to standby, to compete again) or something fails (started again
+    after a backoff). Only cancellation ends it; a failure never reaches the other controllers."""
     ctx = controller.ctx
-    cfg = ctx.config
-    identity = f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4()}"
-    is_leader = ctx.exporter.gauge("leader", "1 while this replica leads (always 1 without --leader-elect).")
-    lease_name = f"{cfg.release}-{controller.name}"
-    if cfg.leader_elect:
-        ctx.health.ready, ctx.health.reason = True, "waiting for leadership"
-        await _acquire(ctx, lease_name=lease_name, identity=identity)
-        log.info("became leader of %s/%s as %s", cfg.namespace, lease_name, identity)
+    loop = asyncio.get_running_loop()
+    backoff = retry.Backoff(restart)
+    elector = None
+    if ctx.config.leader_elect:
+        assert lease_kube is not None
+        elector = Elector(ctx, kube=lease_kube, name=f"{ctx.config.release}-{controller.name}")
+
+    def steady() -> None:
+        backoff.reset()
+        ctx.health.down = ""
+
+    while True:
+        calm = loop.call_later(STEADY_SECONDS, steady)
+        try:
+            await _term(controller, elector=elector)
+        except LostLeadership as lost:
+            ctx.loop_metrics.leadership_lost.inc()
+            log.warning("%s; back to standby", lost)
+        except Exception as error:
+            delay = backoff.next_delay()
+            ctx.loop_metrics.restarts.inc()
+            log.exception("%s stopped after a failure; starting it again in %.1f s", controller.name, delay)
+            if backoff.attempt >= DOWN_AFTER:
+                cause = root_cause(error)
+                ctx.health.down = f"failed {backoff.attempt} times in a row: {type(cause).__name__}: {cause}"
+            await asyncio.sleep(delay)
+        finally:
+            calm.cancel()
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The first error inside task groups' ExceptionGroups (what a person needs to read)."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
+
+
+async def _term(controller: reconciler.Reconciler[Any], *, elector: Elector | None) -> None:
+    """One term: wait for leadership (with an elector), then run the agreement feed and the skeleton until
+    leadership is lost (raises :class:`LostLeadership`) or a task fails (raises what it raised). The Lease
+    is released only when the process stops (on a loss it is either someone else's or out of reach)."""
+    ctx = controller.ctx
+    is_leader = ctx.loop_metrics.leader
+    if elector is not None:
+        ctx.health.ready, ctx.health.reason = True, "waiting for leadership"  # a standby replica is ready
+        ctx.health.expect(within=None)
+        await elector.acquire()
+        log.info("became leader of %s/%s as %s", ctx.config.namespace, elector.name, elector.identity)
     is_leader.set(1)
     tasks = {
         asyncio.create_task(ctx.agreements.run(), name=f"{controller.name} agreement"),
         asyncio.create_task(reconciler.run(controller), name=controller.name),
     }
-    if cfg.leader_elect:
-        keep = _keep_lease(ctx, lease_name=lease_name, identity=identity)
-        tasks.add(asyncio.create_task(keep, name=f"{controller.name} lease"))
+    if elector is not None:
+        tasks.add(asyncio.create_task(elector.keep(), name=f"{controller.name} lease"))
     try:
-        return await supervise(tasks)
+        await supervise(tasks)
+    except asyncio.CancelledError:
+        if elector is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(elector.release())
+        raise
     finally:
         is_leader.set(0)
-        if cfg.leader_elect:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(
-                    leases.release(ctx.kube, namespace=cfg.namespace, name=lease_name, identity=identity)
-                )
-                log.info("released leadership of %s/%s", cfg.namespace, lease_name)
 
 
-async def supervise(tasks: set[asyncio.Task[Any]]) -> int:
-    """Run root tasks until one ends; then cancel the rest. A root task that ends is a failure: the process
-    must not live on half-alive. Returns the exit code (raises what the first task raised)."""
+async def supervise(tasks: set[asyncio.Task[Any]]) -> None:
+    """Run root tasks until one ends; then cancel the rest and raise what it raised (a root task that ends by
+    itself is a failure too: no half-alive controller)."""
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -192,53 +258,68 @@ async def supervise(tasks: set[asyncio.Task[Any]]) -> int:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     for task in done:
-        if not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
-        log.error("task %s ended; stopping the process", task.get_name())
-    return reconciler.EXIT_FAILED
+        if not task.cancelled() and (error := task.exception()) is not None:
+            raise error
+    names = ", ".join(sorted(task.get_name() for task in done))
+    raise RuntimeError(f"task {names} ended by itself")
 
 
-async def _acquire(ctx: context.Context[Any], *, lease_name: str, identity: str) -> None:
-    cfg = ctx.config
-    while True:
-        outcome = await _lease_round(ctx, lease_name=lease_name, identity=identity)
-        if outcome in ("acquired", "renewed"):
-            return
-        await asyncio.sleep(cfg.retry_period_seconds)
+@dataclasses.dataclass
+class Elector:
+    """Leader election on one Lease, as client-go's leaderelection does it, through its own client: every
+    call has a short deadline and a fresh connection, so that a renewal that met an apiserver going away (a
+    control plane being upgraded) is tried again at once, likely on another one."""
 
+    ctx: context.Context[Any]
+    kube: client.Kube
+    name: str
+    identity: str = dataclasses.field(
+        default_factory=lambda: f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4()}"
+    )
 
-async def _keep_lease(ctx: context.Context[Any], *, lease_name: str, identity: str) -> None:
-    """Renew every retry period; give up (raise) when no renewal succeeded within the renew deadline."""
-    cfg = ctx.config
-    loop = asyncio.get_running_loop()
-    last_renewed = loop.time()
-    while True:
-        await asyncio.sleep(cfg.retry_period_seconds)
-        try:
-            outcome = await _lease_round(ctx, lease_name=lease_name, identity=identity)
-        except Exception as error:
-            log.warning("lease renewal failed: %s", error)
-            outcome = "conflict"
-        if outcome == "held-by-other":
-            raise LostLeadership(f"lost the lease {cfg.namespace}/{lease_name} to another replica")
-        if outcome in ("acquired", "renewed"):
-            last_renewed = loop.time()
-        elif loop.time() - last_renewed > cfg.renew_deadline_seconds:
-            raise LostLeadership(
-                f"could not renew {cfg.namespace}/{lease_name} for {cfg.renew_deadline_seconds} s"
-            )
+    async def acquire(self) -> None:
+        while True:
+            if await self._round() in ("acquired", "renewed"):
+                return
+            await asyncio.sleep(self.ctx.config.retry_period_seconds)
 
+    async def keep(self) -> None:
+        """Renew every retry period; raise :class:`LostLeadership` when another replica holds the Lease or no
+        renewal succeeded within the renew deadline."""
+        cfg = self.ctx.config
+        loop = asyncio.get_running_loop()
+        last_renewed = loop.time()
+        while True:
+            await asyncio.sleep(cfg.retry_period_seconds)
+            outcome = await self._round()
+            if outcome == "held-by-other":
+                raise LostLeadership(f"lost the lease {cfg.namespace}/{self.name} to another replica")
+            if outcome in ("acquired", "renewed"):
+                last_renewed = loop.time()
+            elif loop.time() - last_renewed > cfg.renew_deadline_seconds:
+                raise LostLeadership(
+                    f"could not renew {cfg.namespace}/{self.name} for {cfg.renew_deadline_seconds} s"
+                )
 
-async def _lease_round(ctx: context.Context[Any], *, lease_name: str, identity: str) -> leases.Outcome:
-    cfg = ctx.config
-    try:
-        return await leases.try_acquire_or_renew(
-            ctx.kube,
-            namespace=cfg.namespace,
-            name=lease_name,
-            identity=identity,
-            duration_seconds=cfg.lease_duration_seconds,
+    async def release(self) -> None:
+        await leases.release(
+            self.kube, namespace=self.ctx.config.namespace, name=self.name, identity=self.identity
         )
-    except client.ApiError as error:
-        log.warning("lease %s/%s: %s", cfg.namespace, lease_name, error)
-        return "conflict"
+        log.info("released leadership of %s/%s", self.ctx.config.namespace, self.name)
+
+    async def _round(self) -> leases.Outcome | Literal["failed"]:
+        """One try; an API or connection failure is "failed" (a bug is raised)."""
+        cfg = self.ctx.config
+        try:
+            return await leases.try_acquire_or_renew(
+                self.kube,
+                namespace=cfg.namespace,
+                name=self.name,
+                identity=self.identity,
+                duration_seconds=cfg.lease_duration_seconds,
+            )
+        except Exception as error:
+            if retry.classify(error) is None:
+                raise
+            log.warning("lease %s/%s: %s", cfg.namespace, self.name, retry.describe(error))
+            return "failed"

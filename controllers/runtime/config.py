@@ -101,11 +101,15 @@ class BaseConfig:
         "Where a master's version comes from: its kubelet, or its kube-apiserver mirror pod's image tag.",
     )
     min_masters: int = option(
-        1, "Masters that must exist for an agreement (set it to the real count).", check=positive
+        masters.DEFAULT_MIN_MASTERS,
+        "Masters that must exist for an agreement (set it to the real count).",
+        check=positive,
     )
     require_ready: bool = option(True, "Only Ready masters may agree.")
     settle_seconds: float = option(
-        30.0, "How long the masters must agree unchanged before acting.", check=non_negative
+        masters.DEFAULT_SETTLE_SECONDS,
+        "How long the masters must agree unchanged before acting.",
+        check=non_negative,
     )
     metrics_bind_address: str = option(
         ":8080", "Address of /metrics ('0' turns the server off).", check=bind_address
@@ -214,9 +218,15 @@ def _default(field: dataclasses.Field[Any]) -> Any:
 
 
 def build_parser(
-    config_type: type[BaseConfig], *, prog: str, prefix: str, description: str
+    config_type: type[BaseConfig],
+    *,
+    prog: str,
+    prefix: str,
+    description: str,
+    omit: frozenset[str] = frozenset(),
 ) -> argparse.ArgumentParser:
-    """The argparse parser: every field a flag, its help naming the environment variable and YAML key."""
+    """The argparse parser: every field (but those in ``omit``) a flag, its help naming the environment
+    variable and YAML key."""
     hints = typing.get_type_hints(config_type)
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -229,6 +239,8 @@ def build_parser(
         ),
     )
     for field in dataclasses.fields(config_type):
+        if field.name in omit:
+            continue
         hint = hints[field.name]
         default = _default(field)
         help_text = (
@@ -260,16 +272,18 @@ def load(
     prefix: str,
     description: str,
     environ: Mapping[str, str] | None = None,
+    omit: frozenset[str] = frozenset(),
 ) -> C:
-    """Parse flags, environment and the config file into ``config_type``. Raises ConfigError."""
+    """Parse flags, environment and the config file into ``config_type``; the fields in ``omit`` are not
+    options here (they keep their defaults). Raises ConfigError."""
     environ = os.environ if environ is None else environ
-    parser = build_parser(config_type, prog=prog, prefix=prefix, description=description)
+    parser = build_parser(config_type, prog=prog, prefix=prefix, description=description, omit=omit)
     parser.error = _raise_config_error  # type: ignore[method-assign]
     args = vars(parser.parse_args(list(argv)))
     hints = typing.get_type_hints(config_type)
-    fields = {field.name: field for field in dataclasses.fields(config_type)}
+    fields = {field.name: field for field in dataclasses.fields(config_type) if field.name not in omit}
 
-    config_path = args.get("config") or environ.get(_env(prefix, "config"), "")
+    config_path = "" if "config" in omit else args.get("config") or environ.get(_env(prefix, "config"), "")
     values: dict[str, Any] = {}
     if config_path:
         by_key = {_yaml_key(name): name for name in fields}

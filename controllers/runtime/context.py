@@ -4,13 +4,12 @@ Events, its state ConfigMap, and a way to wake its loop."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 from typing import Generic, TypeVar
 
 import prometheus_client
 
-from controllers.kube import client, events, state
+from controllers.kube import client, events, retry, state
 from controllers.runtime import config as config_module
 from controllers.runtime import metrics, server
 from controllers.runtime.agreement_feed import AgreementFeed, AgreementMetrics
@@ -28,10 +27,12 @@ class Context(Generic[C]):
     health: server.Health
     agreements: AgreementFeed
     recorder: events.Recorder
+    loop_metrics: metrics.LoopMetrics
     # Set by whatever should make the controller sync again: a watch event, the agreement, its own work.
     changed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
-    def wake(self) -> None:
+    def wake(self, *_: object) -> None:
+        """Make the controller sync again soon (takes and ignores what a callback passes)."""
         self.changed.set()
 
     @property
@@ -64,8 +65,11 @@ class Context(Generic[C]):
         whole (best effort: an Event never fails a controller; none in dry-run)."""
         uid = ""
         if self.recorder.enabled:
-            with contextlib.suppress(client.ApiError):
+            try:
                 uid = (await self.read_state()).uid or ""
+            except Exception as error:  # an Event without the uid still says what happened
+                if retry.classify(error) is None:
+                    raise
         ref = refs.ObjectRef(kind="ConfigMap", name=self.state_name, namespace=self.config.namespace, uid=uid)
         await self.recorder.emit(
             ref, reason=reason, note=note, action=action, type="Warning" if warning else "Normal"
@@ -87,4 +91,5 @@ def build(
         health=server.Health(),
         agreements=AgreementFeed(kube=kube, config=config, metrics=AgreementMetrics(exporter)),
         recorder=events.Recorder(kube=kube, controller=name, enabled=not config.dry_run),
+        loop_metrics=metrics.LoopMetrics(exporter),
     )

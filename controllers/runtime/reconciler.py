@@ -5,6 +5,16 @@ agreement, a period) and implements :meth:`Reconciler.sync`, which decides and a
 the agreement show now. The skeleton keeps the stores current, runs ``sync`` whenever something it declared
 changes (coalescing bursts), reports ready once it has observed the cluster, and runs ``sync`` exactly once
 for ``--once``. Leader election and the process around it are :mod:`controllers.runtime.app`'s.
+
+The error contract (controller-runtime's ``Reconcile → (Result, error)``): ``sync`` may raise. The skeleton
+then syncs again after a jittered backoff (0.5 s doubling up to a minute, or what a 429's Retry-After asks),
+reset by the next sync that returns; a change that arrives meanwhile waits for it. A transient failure (a
+connection refused or reset, a timeout, a 5xx, a 429) is one warning line; anything else is a bug, logged
+once with its traceback, then one line per repeat. Nothing a sync raises ends the controller. ``sync``
+returns ``Synced(ok=False)`` when it could not act but has nothing to retry (the masters do not agree).
+
+Liveness: the skeleton tells :class:`server.Health` when the loop must come round next (a sync may take
+``Wakes.sync_seconds``; a wait ends by its timeout), so ``/healthz`` fails only for a wedged loop.
 """
 
 from __future__ import annotations
@@ -13,16 +23,21 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 from collections.abc import Coroutine, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
-from controllers.kube import watch
+from controllers.kube import retry, watch
 from controllers.runtime import config as config_module
-from controllers.runtime import context
+from controllers.runtime import context, metrics
+
+log = logging.getLogger(__name__)
 
 C = TypeVar("C", bound=config_module.BaseConfig)
 T = TypeVar("T")
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+# A failed sync is tried again after a random delay in [0, min(60, 0.5 * 2**n)] s (reset by a success).
+SYNC_RETRY = retry.Policy(base=0.5, cap=60.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +49,9 @@ class Wakes:
     agreement: bool = True
     every: float | None = None
     pace: float = 0.0
+    # The longest a sync may take before the controller counts as wedged (None: no bound; such a sync must
+    # show progress some other way).
+    sync_seconds: float | None = 300.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -79,11 +97,13 @@ class Reconciler(Generic[C]):
 
 
 async def run(controller: Reconciler[Any]) -> None:
-    """Sync whenever something the controller declared changes, until cancelled."""
+    """Sync whenever something the controller declared changes, until cancelled. Raises only what a watch of
+    its stores raises for a bug (then the process restarts the controller)."""
     ctx, wakes = controller.ctx, controller.wakes()
     if wakes.agreement:
-        ctx.agreements.listen(lambda _: ctx.wake())
+        ctx.agreements.listen(ctx.wake)
     loop = asyncio.get_running_loop()
+    failures = Failures(name=controller.name, metrics=ctx.loop_metrics)
     async with asyncio.TaskGroup() as group:
         controller._work = group
         for store in wakes.stores:
@@ -97,14 +117,56 @@ async def run(controller: Reconciler[Any]) -> None:
         while True:
             ctx.changed.clear()
             started = loop.time()
-            result = await controller.sync()
-            timeout = min((t for t in (result.again_in, wakes.every) if t is not None), default=None)
+            ctx.health.expect(within=wakes.sync_seconds)
+            timeout: float | None
+            try:
+                result = await controller.sync()
+            except Exception as error:
+                delay = failures.record(error)
+                timeout, pace = delay, delay  # nothing wakes it sooner: a change waits for the retry
+            else:
+                failures.reset()
+                timeout = min((t for t in (result.again_in, wakes.every) if t is not None), default=None)
+                pace = wakes.pace if result.pace is None else result.pace
+            ctx.health.expect(within=None if timeout is None else max(timeout, pace))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await ctx.changed.wait()
-            pace = wakes.pace if result.pace is None else result.pace
             if (rest := started + pace - loop.time()) > 0:
                 await asyncio.sleep(rest)
+
+
+@dataclasses.dataclass
+class Failures:
+    """A controller's failing syncs: the backoff before the next try, and the bugs already shown."""
+
+    name: str
+    metrics: metrics.LoopMetrics
+    backoff: retry.Backoff = dataclasses.field(default_factory=lambda: retry.Backoff(SYNC_RETRY))
+    seen: dict[str, int] = dataclasses.field(default_factory=dict)  # bug signature → times
+
+    def record(self, error: Exception) -> float:
+        """Count and log ``error``; returns how long to wait before the next sync."""
+        reason = retry.classify(error)
+        delay = self.backoff.next_delay(retry_after=getattr(error, "retry_after", None))
+        self.metrics.sync_errors.labels(reason or metrics.UNEXPECTED).inc()
+        if reason is not None:
+            log.warning(
+                "%s: sync failed (%s: %s); again in %.1f s", self.name, reason, retry.describe(error), delay
+            )
+            return delay
+        signature = f"{type(error).__qualname__}: {error}"[:300]
+        self.seen[signature] = times = self.seen.get(signature, 0) + 1
+        if times == 1:
+            log.exception("%s: sync failed unexpectedly; again in %.1f s", self.name, delay)
+        else:
+            log.error(
+                "%s: sync failed again (%d times): %s; again in %.1f s", self.name, times, signature, delay
+            )
+        return delay
+
+    def reset(self) -> None:
+        self.backoff.reset()
 
 
 async def once(controller: Reconciler[Any]) -> int:
@@ -114,11 +176,17 @@ async def once(controller: Reconciler[Any]) -> int:
     for store in wakes.stores:
         await watch.list_into(ctx.kube, store)
     await ctx.agreements.now()
+    ok = False
     async with asyncio.TaskGroup() as group:
         controller._work = group
-        result = await controller.sync()
+        try:
+            ok = (await controller.sync()).ok
+        except Exception as error:  # exit 1; a bug with its traceback
+            known = retry.classify(error) is not None
+            shown = retry.describe(error) if known else repr(error)
+            log.error("%s: sync failed: %s", controller.name, shown, exc_info=not known)
     print(json.dumps(controller.status(), sort_keys=True, default=str))  # one line: the last one is it
-    return EXIT_OK if result.ok else EXIT_FAILED
+    return EXIT_OK if ok else EXIT_FAILED
 
 
 def no_agreement(ctx: context.Context[Any]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -14,15 +15,35 @@ from aiohttp import web
 
 @dataclasses.dataclass
 class Health:
-    """``ready`` once the controller has observed the cluster; ``alive`` unless a task is wedged."""
+    """``ready`` once the controller has observed the cluster (``reason`` says why not). Alive unless it is
+    wedged: its loop did not come round by ``due`` (set by the skeleton from the controller's own wake-ups
+    and its sync deadline; None while it waits for a change with no deadline), or it is ``down`` (failed
+    again and again on restart). Times are ``time.monotonic()``, the event loop's clock."""
 
     ready: bool = False
-    alive: bool = True
     reason: str = "starting"
+    due: float | None = None
+    down: str = ""
+    # How late a loop may come round before it counts as wedged: a busy event loop on a loaded node.
+    grace: float = 60.0
+    clock: Callable[[], float] = time.monotonic
+
+    def expect(self, *, within: float | None) -> None:
+        """The loop promises to come round within ``within`` seconds, plus the grace (None: no promise, it
+        waits for a change)."""
+        self.due = None if within is None else self.clock() + within + self.grace
+
+    def wedged(self) -> str:
+        """Why the controller is not alive; empty when it is."""
+        if self.down:
+            return self.down
+        if self.due is not None and (late := self.clock() - self.due) > 0:
+            return f"its loop is {late:.0f} s overdue"
+        return ""
 
 
-def _probe(health: Mapping[str, Health], *, ok: Callable[[Health], bool], failing: int) -> web.Response:
-    reasons = [f"{name}: {h.reason}" for name, h in health.items() if not ok(h)]
+def _probe(health: Mapping[str, Health], *, problem: Callable[[Health], str], failing: int) -> web.Response:
+    reasons = [f"{name}: {why}" for name, h in health.items() if (why := problem(h))]
     return web.Response(text="; ".join(reasons) or "ok", status=failing if reasons else 200)
 
 
@@ -37,10 +58,10 @@ def make_app(
         return web.Response(body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
 
     async def healthz(_: web.Request) -> web.Response:
-        return _probe(health, ok=lambda h: h.alive, failing=500)
+        return _probe(health, problem=Health.wedged, failing=500)
 
     async def readyz(_: web.Request) -> web.Response:
-        return _probe(health, ok=lambda h: h.ready, failing=503)
+        return _probe(health, problem=lambda h: "" if h.ready else h.reason, failing=503)
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)

@@ -10,7 +10,9 @@ Stages, in order (each builds on the ones before; ``make e2e`` stops at the firs
 5. the workers upgraded one by one: each loses the taint; a new pod prefers the upgraded worker;
 6. no critical watchdog finding during all that; leader Leases on current masters;
 7. a master removed for good: the watchdog reports it, the others hold still;
-8. no controller logged a traceback or the test Secret's data.
+8. no controller container restarted during all that (a pod the test deleted is a deletion, not a restart);
+   the Lease transitions of each controller are printed;
+9. no controller logged a traceback or the test Secret's data.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class Scenario:
     widget_specs: dict[str, Any] = dataclasses.field(default_factory=dict)
     hashes_before: dict[str, str] = dataclasses.field(default_factory=dict)
     logs: dict[str, str] = dataclasses.field(default_factory=dict)
+    transitions_before: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +162,32 @@ def snapshot_logs(scenario: Scenario) -> None:
                     )
 
 
+def controller_pods_now() -> list[Any]:
+    pods = api().core.list_namespaced_pod(k8s.RELEASE_NAMESPACE).items
+    return [
+        p for p in pods if (p.metadata.labels or {}).get("app.kubernetes.io/component") in k8s.CONTROLLERS
+    ]
+
+
+def container_restarts() -> dict[str, int]:
+    """Container restarts of every controller pod there is now. A pod the test deleted is gone, replaced by a
+    new one: a deletion, not a restart."""
+    return {
+        pod.metadata.name: sum(c.restart_count for c in pod.status.container_statuses or [])
+        for pod in controller_pods_now()
+    }
+
+
+def lease_transitions() -> dict[str, int]:
+    """``leaseTransitions`` of each controller's leader Lease (named ``<release>-<controller>``)."""
+    leases = api().coordination.list_namespaced_lease(k8s.RELEASE_NAMESPACE).items
+    return {
+        lease.metadata.name: lease.spec.lease_transitions or 0
+        for lease in leases
+        if lease.metadata.name.endswith(tuple(k8s.CONTROLLERS))
+    }
+
+
 def watchdog_critical_events(since: float) -> list[str]:
     """Critical-finding Events the watchdogs wrote after ``since`` (epoch seconds), in every namespace. Read as
     JSON: the official client's Event model rejects Events without an eventTime (core/v1-style ones)."""
@@ -216,7 +245,7 @@ def watch_reactions(
 # ------------------------------------------------------------------------------------------------- stages
 
 
-def test_the_suite_runs_and_agrees_on_the_old_release(timeline: Timeline) -> None:
+def test_the_suite_runs_and_agrees_on_the_old_release(timeline: Timeline, scenario: Scenario) -> None:
     assert set(k8s.kubelet_versions().values()) == {OLD}
     pods = api().core.list_namespaced_pod(k8s.RELEASE_NAMESPACE).items
     controllers = [
@@ -244,6 +273,8 @@ def test_the_suite_runs_and_agrees_on_the_old_release(timeline: Timeline) -> Non
         assert rows[controller][3] == OLD, rows[controller]
     timeline.mark(f"helm test passed for both releases; `status`: every controller's state at {OLD}")
     print(table, flush=True)
+    scenario.transitions_before = lease_transitions()
+    assert sum(container_restarts().values()) == 0, container_restarts()
 
 
 def test_before_the_upgrade_objects_stored_at_v1_and_a_workload_on_the_workers(
@@ -517,7 +548,14 @@ def test_a_master_removed_for_good_is_reported_and_nothing_else_acts(
         for release in (k8s.RELEASE, deploy.APISERVER_RELEASE)
     }
     watch_reactions(timeline, trigger=trigger, checks=checks, timeout=300)
-    assert any(e.startswith("StaleApiserver") for e in watchdog_critical_events(time.time() - 600))
+    # The Event is written by the watchdog's sender in the background (retried if it went to the removed
+    # apiserver): wait for it rather than read once.
+    k8s.eventually(
+        lambda: any(e.startswith("StaleApiserver") for e in watchdog_critical_events(time.time() - 600)),
+        timeout=120,
+        what="a critical StaleApiserver Event",
+    )
+    timeline.reactions["leader-watchdog: critical StaleApiserver Event found"] = time.monotonic() - trigger
 
     others = [(r, c) for r, c in deploy.INSTALLED if c != "leader-watchdog"]
     k8s.eventually(
@@ -526,6 +564,20 @@ def test_a_master_removed_for_good_is_reported_and_nothing_else_acts(
     time.sleep(15)
     assert (our_taints(), uso_state(), addon_state()) == (taints, uso, addons)
     timeline.mark("2 masters left (minMasters 3): no agreement; no taint, migration or bundle change")
+
+
+def test_no_controller_container_restarted_and_leases_mostly_kept(
+    timeline: Timeline, scenario: Scenario
+) -> None:
+    restarts = container_restarts()
+    after = lease_transitions()
+    for lease, count in sorted(after.items()):
+        timeline.facts[f"Lease {lease}: transitions during the scenario"] = str(
+            count - scenario.transitions_before.get(lease, 0)
+        )
+    timeline.facts["controller container restarts (all pods)"] = str(sum(restarts.values()))
+    assert sum(restarts.values()) == 0, f"controller containers restarted: {restarts}"
+    timeline.mark(f"{len(restarts)} controller pods: no container restarted during the whole scenario")
 
 
 def test_no_controller_logged_a_traceback_or_the_secret(timeline: Timeline, scenario: Scenario) -> None:

@@ -14,11 +14,13 @@ import prometheus_client
 import pytest
 import yaml
 
+from controllers import registry
 from controllers.addon_updater import metrics as addon_metrics
 from controllers.leader_watchdog import metrics as watchdog_metrics
 from controllers.node_tainter import metrics as tainter_metrics
 from controllers.runtime import agreement_feed, config, metrics
 from controllers.uso_runner import metrics as uso_metrics
+from tests import chart_schema
 from tests import chart_tools as ct
 
 DIRECTORY_MODE = ct.CHART / "ci" / "directory-mode-values.yaml"
@@ -208,13 +210,22 @@ def test_rendered_config_files_are_accepted_by_the_controllers(values: str, tmp_
         assert loaded.namespace == "upgrades"
 
 
-def test_schema_config_sections_match_the_controllers_options() -> None:
-    schema = json.loads((ct.CHART / "values.schema.json").read_text())["properties"]
+def test_schema_is_generated_from_the_registry_and_the_config_types() -> None:
+    """values.schema.json's controller sections are what ``make generate`` writes (tests/chart_schema.py)."""
+    text = chart_schema.SCHEMA.read_text()
+    assert text == chart_schema.render(chart_schema.generate(json.loads(text))), "run make generate"
+    schema = json.loads(text)["properties"]
     assert schema["config"] == ct.config_schema(config.BaseConfig)
     for key, config_type in ct.config_types().items():
-        assert schema[key]["properties"]["config"] == ct.config_schema(
-            config_type, owned=ct.chart_owned(key)
-        ), f"values.schema.json {key}.config differs from the options of {config_type.__name__}"
+        assert schema[key]["properties"]["config"] == ct.config_schema(config_type, owned=ct.chart_owned(key))
+
+
+def test_schema_generation_adds_a_new_controllers_section() -> None:
+    current = json.loads(chart_schema.SCHEMA.read_text())
+    del current["properties"]["leaderWatchdog"]
+    properties = list(chart_schema.generate(current)["properties"])
+    keys = [entry.values_key for entry in registry.CONTROLLERS]
+    assert properties[properties.index(keys[0]) :][: len(keys) + 1] == [*keys, "combined"]
 
 
 @pytest.mark.parametrize(

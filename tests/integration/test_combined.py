@@ -118,3 +118,20 @@ async def test_once_runs_each_controller_once_and_exits_with_the_worst_code(
     assert [f["check"] for f in reports[1]["findings"]] == ["leader-missing"]
     assert once("leader-watchdog").returncode == 0
     assert once("no-such-controller").returncode == 2
+
+
+def test_run_help_offers_only_what_run_accepts() -> None:
+    """Each controller reads its own config file from <CONTROLLER>_CONFIG: ``run`` has no --config, in its
+    help or on its command line."""
+    shown = subprocess.run([COMMAND, "run", "--help"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0
+    assert "--kubeconfig" in shown.stdout and "--leader-elect" in shown.stdout
+    assert "--config" not in shown.stdout
+    refused = subprocess.run(
+        [COMMAND, "run", "--config=x.yaml", "--kubeconfig=/nonexistent"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2
+    assert "--config=x.yaml" in refused.stderr

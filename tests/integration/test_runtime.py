@@ -14,6 +14,7 @@ import pytest
 
 from controllers.kube import client, leases, resources
 from controllers.structs import leases as lease_bodies
+from controllers.structs import times
 from e2e import cluster
 from tests import harness
 
@@ -79,6 +80,41 @@ async def test_two_replicas_one_leader_and_fast_takeover_after_kill_9(
             )
         )
         assert state["data"]["version"] == "v1.36.0"
+
+
+async def test_a_leader_whose_lease_is_taken_goes_back_to_standby_and_leads_again(
+    kubeconfig: str, kube: client.Kube, namespace: str
+) -> None:
+    """Losing leadership is not a crash: the replica stops its work, stays up as a standby in the same
+    process, and takes the Lease again once it is free."""
+    flags = (
+        "--leader-elect", f"--namespace={namespace}", "--lease-duration-seconds=3",
+        "--renew-deadline-seconds=2", "--retry-period-seconds=0.3",
+    )  # fmt: skip
+    name = "kube-upgrade-controllers-sample-controller"
+    path = resources.LEASES.path(namespace=namespace, name=name)
+
+    def metric(port: int, sample: str) -> float | None:
+        return harness.sample(harness.scrape(port)[1], sample)
+
+    with sample_controller(*flags, kubeconfig=kubeconfig) as (process, port):
+        await harness.eventually(lambda: metric(port, "sample_controller_leader") == 1, timeout=30)
+        # Another replica takes the Lease (as after a renewal that came too late): a long claim of its own.
+        lease = await kube.get(path)
+        lease["spec"].update(
+            {"holderIdentity": "intruder_1", "leaseDurationSeconds": 3600, "renewTime": times.micro_time()}
+        )
+        await kube.replace(path, lease)
+        await harness.eventually(lambda: metric(port, "sample_controller_leader") == 0, timeout=30)
+        assert metric(port, "sample_controller_leadership_lost_total") == 1
+        assert harness.scrape(port, "/healthz")[0] == 200
+        assert harness.scrape(port, "/readyz")[0] == 200  # a standby is ready
+        assert process.poll() is None
+        # The intruder goes away: the same process leads again.
+        await leases.release(kube, namespace=namespace, name=name, identity="intruder_1")
+        await harness.eventually(lambda: metric(port, "sample_controller_leader") == 1, timeout=30)
+        assert process.poll() is None
+        assert metric(port, "sample_controller_restarts_total") == 0
 
 
 async def test_sigterm_releases_the_lease_at_once(kubeconfig: str, kube: client.Kube, namespace: str) -> None:

@@ -1,6 +1,6 @@
 {{/*
-One define per resource kind, shared by the four controllers; each controller has a thin file per resource
-under templates/<controller>/ that includes it (gated by <controller>.enabled).
+One define per resource kind, shared by the controllers; templates/controllers.yaml renders each kind for
+every enabled controller.
 */}}
 
 {{- define "kuc.serviceAccount" -}}

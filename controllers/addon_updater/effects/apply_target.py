@@ -47,7 +47,6 @@ class Settings:
     default_namespace: str
     prune: bool
     crd_timeout_seconds: float
-    health_timeout_seconds: float
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -201,8 +200,9 @@ async def switch(
     dry_run_only: bool,
     progress: Callable[[str], None] = lambda _: None,
 ) -> Result:
-    """Validate against the apiserver, then (unless ``dry_run_only``) apply, prune and wait for health.
-    Raises BundleError before anything changed when the apiserver rejects an object."""
+    """Validate against the apiserver, then (unless ``dry_run_only``) apply, prune and look at the workloads'
+    health once (the controller follows it from there, without waiting). Raises BundleError before anything
+    changed when the apiserver rejects an object."""
     served = await discovery.discover(kube)
     items = resolve(manifests, served=served, settings=settings, minor=minor, digest=digest)
     deferred = await dry_run(kube, items, settings=settings, deferrable=deferrable_keys(items, manifests))
@@ -242,10 +242,7 @@ async def switch(
             pruned.append(obj.key)
             log.info("pruned %s", obj.key)
     wanted = logic.workloads(desired)
-    progress(f"waiting for {len(wanted)} workload(s) to become available")
-    problems = await wait_available(
-        kube, wanted, release=settings.release, seconds=settings.health_timeout_seconds
-    )
+    problems = await wait_available(kube, wanted, release=settings.release, seconds=0.0)
     return Result(applied=tuple(applied), pruned=tuple(pruned), unavailable=problems, workloads=len(wanted))
 
 

@@ -150,9 +150,8 @@ class UsoRunner(reconciler.Reconciler[UsoRunnerConfig]):
             log.warning("--use-builtin is deprecated and goes away in the next release: use --method=builtin")
 
     def wakes(self) -> reconciler.Wakes:
-        # A run of many objects takes as long as it takes inside sync; its progress shows in the state and
-        # the metrics, so liveness does not bound it.
-        return reconciler.Wakes(agreement=True, sync_seconds=None)
+        # A run is spawned beside the loop (sync never waits for it), so liveness bounds sync as usual.
+        return reconciler.Wakes(agreement=True)
 
     def status(self) -> dict[str, Any]:
         """The last run's report (or why there was none)."""

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any, Literal
 
 from controllers.agreement.version import Version
@@ -144,7 +145,8 @@ class UsoRunner(reconciler.Reconciler[UsoRunnerConfig]):
         super().__init__(ctx)
         self.metrics = metrics_module.Metrics(ctx.exporter)
         self.last: dict[str, Any] = {"action": "none", "reason": "no run yet"}
-        self._running: asyncio.Task[Report] | None = None  # the run in progress (spawned: sync never waits)
+        # The run in progress (spawned: sync never waits); it ends with its report or what ended it.
+        self._running: asyncio.Task[Report | Exception] | None = None
         self._running_for: Version | None = None
         if ctx.config.use_builtin:
             log.warning("--use-builtin is deprecated and goes away in the next release: use --method=builtin")
@@ -161,11 +163,14 @@ class UsoRunner(reconciler.Reconciler[UsoRunnerConfig]):
         """Start (or resume) a migration run for the agreement in force when due, as work beside the loop
         that wakes it when it ends; a failed run is tried again after ``retrySeconds``. Errors propagate
         (the skeleton retries with backoff), a run's own when its end is collected here."""
-        if self._running is not None:
-            if not self._running.done():
-                return reconciler.Synced()  # the run reads the agreement itself (pause, stop)
+        if self._running is not None and not self._running.done():
+            return reconciler.Synced()  # the run reads the agreement itself (pause, stop)
+        # A run cancelled with an earlier term of leadership is not collected: the checkpoint resumes it.
+        if self._running is not None and not self._running.cancelled():
             task, ran_for, self._running, self._running_for = self._running, self._running_for, None, None
             report = task.result()
+            if isinstance(report, Exception):
+                raise report  # the run's own failure: the skeleton retries with backoff
             self.last = report.as_json()
             current = self.ctx.agreements.current
             if current is not None and current.version == ran_for:
@@ -173,6 +178,7 @@ class UsoRunner(reconciler.Reconciler[UsoRunnerConfig]):
                     ok=report.ok, again_in=None if report.ok else self.ctx.config.retry_seconds
                 )
             # The agreement moved on during the run (which then paused or stopped): act on it now.
+        self._running = self._running_for = None
         agreement = self.ctx.agreements.current
         if agreement is None:
             self.last = {"action": "none", "reason": reconciler.no_agreement(self.ctx)}
@@ -187,11 +193,13 @@ class UsoRunner(reconciler.Reconciler[UsoRunnerConfig]):
             "reason": "run in progress",
             "target": agreement.version.raw,
         }
-        self._running, self._running_for = self.spawn(prepared.execute()), agreement.version
+        self._running, self._running_for = self.spawn(_outcome(prepared.execute())), agreement.version
         if not once:
             return reconciler.Synced()
         report = await self._running  # --once: the process exits with the run's verdict
         self._running = self._running_for = None
+        if isinstance(report, Exception):
+            raise report
         self.last = report.as_json()
         return reconciler.Synced(ok=report.ok)
 
@@ -249,6 +257,15 @@ class UsoRunner(reconciler.Reconciler[UsoRunnerConfig]):
             guarded=agreed if follow_agreement else None,
             choice=choice,
         )
+
+
+async def _outcome(run: Coroutine[Any, Any, Report]) -> Report | Exception:
+    """A spawned run's report, or the exception that ended it, for the next sync to raise: through sync it
+    meets the skeleton's backoff, where a spawned task's failure would stop and restart the controller."""
+    try:
+        return await run
+    except Exception as error:  # not swallowed: sync raises it
+        return error
 
 
 @dataclasses.dataclass

@@ -117,12 +117,15 @@ bench-agreement: venv fixture ## Benchmark: agreement reaction and memory at 5,0
 	$(PY) -m bench.agreement
 
 .PHONY: bench-uso
-bench-uso: venv fixture ## Benchmark: uso-runner vs kubectl get|replace, kube-storage-version-migrator, a bare PUT loop
+bench-uso: venv fixture ## Benchmark: uso-runner vs kubectl get|replace, kube-storage-version-migrator, kube-controller-manager's in-tree migrator, a bare PUT loop
 	$(PY) -m bench.uso
 
 .PHONY: bench-readiness
 bench-readiness: venv ## Benchmark: one upgrade-readiness evaluation at 5,000 nodes, 1,000 PDBs, 3 apiservers' /metrics
 	$(PY) -m bench.readiness
+.PHONY: bench-apf
+bench-apf: venv fixture tools ## Benchmark: a steady other client's p50/p99 idle and during a migration, without and with the chart's APF FlowSchema
+	$(PY) -m bench.apf
 
 .PHONY: bench-image
 bench-image: venv fixture image ## Benchmark: the image's size and each controller's idle RSS in a container vs from the virtualenv
@@ -133,5 +136,5 @@ bench-combined: venv fixture ## Benchmark: idle RSS of the four controllers as f
 	$(PY) -m bench.combined
 
 .PHONY: bench
-bench: bench-uso bench-tainter bench-agreement bench-image bench-combined ## Every benchmark, then bench/README.md: one table, figures next to anchors
+bench: bench-uso bench-apf bench-tainter bench-agreement bench-image bench-combined ## Every benchmark, then bench/README.md: one table, figures next to anchors
 	$(PY) -m bench.report

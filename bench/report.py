@@ -32,19 +32,45 @@ def uso_rows(data: dict[str, Any]) -> list[Row]:
     for anchor, label in (
         ("ceiling", "bare concurrent PUT loop"),
         ("migrator", "kube-storage-version-migrator"),
+        ("intree", "kube-controller-manager's in-tree migrator"),
         ("script", "update-storage-objects.sh method"),
     ):
         if anchor not in rates:
             continue
+        goal = goals.get(anchor)
         rows.append((
             f"uso-runner, {n:,} ConfigMaps", f"{rates['uso-runner']} obj/s", f"{label}: {rates[anchor]} obj/s",
-            f"{ratios[anchor]}x", f"≥ {goals[anchor]}x ({_met(ratios[anchor] >= goals[anchor])})",
+            f"{ratios[anchor]}x", f"≥ {goal}x ({_met(ratios[anchor] >= goal)})" if goal else "—",
         ))  # fmt: skip
     rss = data.get("rssRun") or {}
     if rss.get("peakRssMiB") is not None:
         rows.append((
             f"uso-runner peak RSS, {rss['objects']:,} objects", f"{rss['peakRssMiB']} MiB", "", "",
             f"≤ {goals['peakRssMiBAt100k']} MiB ({_met(rss['peakRssMiB'] <= goals['peakRssMiBAt100k'])})",
+        ))  # fmt: skip
+    return rows
+
+
+def apf_rows(data: dict[str, Any]) -> list[Row]:
+    latency, ratios, goals = data["latency"], data["p99RatioToIdle"], data["goals"]
+    migration, to_ceiling = data["migration"], data["migrationRatioToCeiling"]
+    idle = latency["idle"]
+    rows: list[Row] = [(
+        f"other client ({data['otherClient']['ratePerSecond']:g} req/s) idle, p50 / p99",
+        f"{idle.get('p50Ms')} / {idle.get('p99Ms')} ms", "", "", "—",
+    )]  # fmt: skip
+    for phase, label in (("withoutFlowSchema", "without"), ("withFlowSchema", "with")):
+        during, ratio = latency[phase], ratios[phase]
+        rows.append((
+            f"other client during a {data['objects']:,}-object migration {label} the FlowSchema, p50 / p99",
+            f"{during.get('p50Ms')} / {during.get('p99Ms')} ms", f"idle p99: {idle.get('p99Ms')} ms",
+            f"{ratio}x", f"≤ {goals['p99RatioToIdle']}x ({_met(ratio is not None and ratio <= goals['p99RatioToIdle'])})",
+        ))  # fmt: skip
+        rate, share = migration[phase].get("objectsPerSecond"), to_ceiling[phase]
+        rows.append((
+            f"uso-runner's migration meanwhile, {label} the FlowSchema", f"{rate} obj/s",
+            f"bare PUT ceiling: {data['ceilingObjectsPerSecond']} obj/s", f"{share}x",
+            f"≥ {goals['migrationRatioToCeiling']}x ({_met(share is not None and share >= goals['migrationRatioToCeiling'])})",
         ))  # fmt: skip
     return rows
 
@@ -107,6 +133,7 @@ def render() -> str:
     sections: list[tuple[str, list[Row], str]] = []
     for name, to_rows in (
         ("uso", uso_rows),
+        ("apf", apf_rows),
         ("tainter", tainter_rows),
         ("agreement", agreement_rows),
         ("image", image_rows),

@@ -7,6 +7,8 @@ Everything runs in one go on a fresh local control plane (etcd + kube-apiserver)
 3. kube-storage-version-migrator's migrator (built from the Go module proxy by ``e2e/build-tool.sh``), run
    with its client-side QPS raised out of the way, timed from creating its StorageVersionMigration until
    the migration reports Succeeded;
+3b. kube-controller-manager's in-tree migrator (``storagemigration.k8s.io/v1``, GA in 1.37; what
+   ``uso-runner --method=builtin|auto`` hands resources to), its client QPS raised the same way;
 4. the write ceiling: a bare concurrent PUT loop (list, then PUT every object back; no checkpoint, no
    retries, no metrics), as a process of its own with the same client and the same concurrency.
 
@@ -254,11 +256,64 @@ async def run_migrator(plane: controlplane.ControlPlane, kube: client.Kube) -> d
     }
 
 
+async def run_intree(plane: controlplane.ControlPlane, kube: client.Kube) -> dict[str, Any]:
+    """kube-controller-manager's own migrator (storagemigration.k8s.io/v1, GA in 1.37): one
+    StorageVersionMigration of ConfigMaps, timed from its creation until it Succeeded and stopped Running.
+    Its client QPS is raised from the default 20 (as the migrator's above), so that what is measured is its
+    design: one merge PATCH per object, in sequence."""
+    try:
+        plane.start_controller_manager(flags=["--kube-api-qps=100000", "--kube-api-burst=100000"])
+    except subprocess.CalledProcessError as error:
+        return {"skipped": f"could not build kube-controller-manager: exit {error.returncode}"}
+    svms = resources.Resource("storagemigration.k8s.io", "v1", "storageversionmigrations", namespaced=False)
+    try:
+        patches_before = await asyncio.to_thread(configmap_writes, plane, verb="PATCH")
+        started = time.monotonic()
+        name = f"bench-{uuid.uuid4().hex[:6]}"
+        await kube.create(
+            svms.path(),
+            {
+                "apiVersion": "storagemigration.k8s.io/v1",
+                "kind": "StorageVersionMigration",
+                "metadata": {"name": name},
+                "spec": {"resource": {"group": "", "resource": "configmaps"}},
+            },
+        )
+        outcome = "timeout"
+        while time.monotonic() - started < 3600:
+            status = (await kube.get(svms.path(name=name))).get("status") or {}
+            conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
+            if conditions.get("Running") != "True" and "True" in (
+                conditions.get("Succeeded"),
+                conditions.get("Failed"),
+            ):
+                outcome = "Succeeded" if conditions.get("Succeeded") == "True" else "Failed"
+                break
+            await asyncio.sleep(0.2)
+        seconds = time.monotonic() - started
+        peak = peak_rss_mib(plane.controller_manager.pid) if plane.controller_manager else None
+    finally:
+        plane.stop_controller_manager()
+    objects = await asyncio.to_thread(configmap_writes, plane, verb="PATCH") - patches_before
+    return {
+        "seconds": seconds,
+        "outcome": outcome,
+        "objects": objects,
+        "peakRssMiB": peak,  # kube-controller-manager's, with its garbage collector's informers
+        "flags": "--kube-api-qps=100000 --kube-api-burst=100000 (default 20/30 would throttle it)",
+    }
+
+
 def configmap_puts(plane: controlplane.ControlPlane) -> int:
     """ConfigMap PUTs the apiserver answered with 200, by its own count (``apiserver_request_total``)."""
+    return configmap_writes(plane, verb="PUT")
+
+
+def configmap_writes(plane: controlplane.ControlPlane, *, verb: str) -> int:
+    """ConfigMap requests of ``verb`` the apiserver answered with 200, by its own count."""
     with urllib.request.urlopen(f"{plane.server}/metrics", context=plane.admin_tls(), timeout=60) as response:
         text = response.read().decode()
-    wanted = {"verb": "PUT", "resource": "configmaps", "code": "200", "subresource": ""}
+    wanted = {"verb": verb, "resource": "configmaps", "code": "200", "subresource": ""}
     return int(
         sum(
             sample.value
@@ -301,7 +356,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         try:
             await kube.create(resources.NAMESPACES.path(), {"metadata": {"name": NAMESPACE}})
             nodes = cluster.Nodes(kube)
-            await nodes.create("bench-master", version="v1.36.3", master=True)
+            await nodes.create("bench-master", version=plane.kube_version, master=True)
             started = time.monotonic()
             await create_configmaps(kube, start=0, stop=args.objects)
             print(f"created {args.objects} ConfigMaps in {time.monotonic() - started:.0f} s", flush=True)
@@ -312,6 +367,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             print("ceiling (bare PUT loop):", _line(methods["ceiling"]), flush=True)
             methods["migrator"] = await run_migrator(plane, kube)
             print("kube-storage-version-migrator:", _line(methods["migrator"]), flush=True)
+            methods["intree"] = await run_intree(plane, kube)
+            print("kube-controller-manager's in-tree migrator:", _line(methods["intree"]), flush=True)
             methods["script"] = run_script(plane)
             print("update-storage-objects.sh method:", _line(methods["script"]), flush=True)
             rss: dict[str, Any] = {}
@@ -329,7 +386,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     uso = rate(methods["uso-runner"])
     ratios = {
         name: (round(uso / other, 2) if uso and (other := rate(methods[name])) else None)
-        for name in ("ceiling", "migrator", "script")
+        for name in ("ceiling", "migrator", "intree", "script")
     }
     for result in [*methods.values(), rss]:
         result.pop("stdout", None)

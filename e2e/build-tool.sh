@@ -42,6 +42,16 @@ case "$tool" in
   *) echo "build-tool.sh: unknown tool '$tool'; $usage" >&2; exit 2 ;;
 esac
 
+# Users with internet may have controller-runtime's setup-envtest download etcd and kube-apiserver and point
+# KUBEBUILDER_ASSETS at them: the local control plane then uses those as they are (nothing is built). Only for
+# the fixture's own pins (no VERSION argument): the kind node images always get the release they name.
+if [[ -n ${KUBEBUILDER_ASSETS:-} && -z ${2:-} && ($tool == etcd || $tool == kube-apiserver) ]] &&
+  [ -x "$KUBEBUILDER_ASSETS/$tool" ]; then
+  echo "[build-tool] $tool: using \$KUBEBUILDER_ASSETS/$tool (nothing built)" >&2
+  echo "$KUBEBUILDER_ASSETS/$tool"
+  exit 0
+fi
+
 out="$cache/bin/$tool-$version/$name"
 if [ -x "$out" ]; then
   echo "$out"

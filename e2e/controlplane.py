@@ -15,6 +15,7 @@ import ctypes
 import dataclasses
 import os
 import pathlib
+import re
 import shutil
 import signal
 import socket
@@ -49,6 +50,17 @@ def tool_path(tool: str) -> pathlib.Path:
         [str(BUILD_TOOL), tool], check=True, stdout=subprocess.PIPE, text=True, stderr=None
     )
     return pathlib.Path(result.stdout.strip().splitlines()[-1])
+
+
+def storage_migration_flags(kube_version: str, *, apiserver: bool) -> list[str]:
+    """What serves StorageVersionMigrations (uso-runner's in-tree method): GA and on by default from 1.37
+    (nothing to ask for); beta in 1.35-1.36, off unless the feature gate (and, for the apiserver, the API
+    version) is turned on."""
+    match = re.match(r"v?(\d+)\.(\d+)", kube_version)
+    if match is None or (int(match[1]), int(match[2])) >= (1, 37):
+        return []
+    gate = [f"--feature-gates={SVM_FEATURE_GATE}=true"]
+    return [*gate, "--runtime-config=storagemigration.k8s.io/v1beta1=true"] if apiserver else gate
 
 
 def free_port() -> int:
@@ -125,6 +137,8 @@ class ControlPlane:
     # Killed with the thread that started them, so a killed test run leaves no orphans; `make cluster-up`
     # turns this off: its processes outlive the command on purpose.
     tied_to_parent: bool = True
+    # More kube-apiserver flags (a test's: e.g. an API group turned off with --runtime-config).
+    apiserver_flags: tuple[str, ...] = ()
 
     @property
     def pki(self) -> pathlib.Path:
@@ -205,11 +219,11 @@ class ControlPlane:
                 # PodTemplates bypass the watch cache, so their watches meet etcd's compaction directly.
                 "--etcd-compaction-interval=0",
                 "--watch-cache-sizes=podtemplates#0",
-                # StorageVersionMigrations are served, for uso-runner --use-builtin (beta, off by default).
-                f"--feature-gates={SVM_FEATURE_GATE}=true",
+                *storage_migration_flags(self.kube_version, apiserver=True),
                 # resource.k8s.io/v1beta1 (removed in 1.38): a deprecated API for upgrade-readiness to find.
-                "--runtime-config=storagemigration.k8s.io/v1beta1=true,resource.k8s.io/v1beta1=true",
+                "--runtime-config=resource.k8s.io/v1beta1=true",
                 f"--cert-dir={self.root / 'apiserver-certs'}",
+                *self.apiserver_flags,
             ],
         )
         self._wait_ready(f"{self.server}/readyz", process=self.apiserver, timeout=timeout, tls=True)
@@ -219,10 +233,11 @@ class ControlPlane:
         *,
         timeout: float = 90.0,
         controllers: Sequence[str] = ("garbage-collector-controller", "storage-version-migrator-controller"),
+        flags: Sequence[str] = (),
     ) -> None:
-        """kube-controller-manager with only ``controllers``: by default the built-in storage version migrator
-        (and the garbage collector, whose informers it needs). Not part of ``start()``: no other test wants
-        controllers running."""
+        """kube-controller-manager with only ``controllers`` and ``flags``: by default the built-in storage
+        version migrator (and the garbage collector, whose informers it needs). Not part of ``start()``: no
+        other test wants controllers running."""
         port = free_port()
         self.controller_manager = self._spawn(
             "kube-controller-manager",
@@ -236,7 +251,8 @@ class ControlPlane:
                 f"--cert-dir={self.root / 'controller-manager-certs'}",
                 "--leader-elect=false",
                 f"--controllers={','.join(controllers)}",
-                f"--feature-gates={SVM_FEATURE_GATE}=true",
+                *storage_migration_flags(self.kube_version, apiserver=False),
+                *flags,
             ],
         )
         # It serves /healthz with a self-signed certificate of its own: checked for liveness, not trust.
@@ -362,22 +378,30 @@ def _terminate(process: subprocess.Popen[bytes] | None, *, grace: float = 10.0) 
         process.wait()
 
 
+def apiserver_version(binary: pathlib.Path) -> str:
+    """The release a kube-apiserver binary says it is (``Kubernetes v1.37.2`` → ``v1.37.2``)."""
+    said = subprocess.run([str(binary), "--version"], check=True, capture_output=True, text=True).stdout
+    return said.split()[-1]
+
+
 def build(*, root: pathlib.Path | None = None) -> ControlPlane:
-    """A ControlPlane (not started) in ``root`` (default: a fresh temp dir), binaries built if missing."""
-    versions = read_versions()
+    """A ControlPlane (not started) in ``root`` (default: a fresh temp dir), binaries built if missing (or
+    taken from ``KUBEBUILDER_ASSETS``, see e2e/build-tool.sh: then its version is the one that binary says)."""
+    apiserver = tool_path("kube-apiserver")
     return ControlPlane(
         root=root or pathlib.Path(tempfile.mkdtemp(prefix="kuc-fixture-")),
-        kube_version=versions["KUBE_VERSION"],
+        kube_version=apiserver_version(apiserver),
         etcd_bin=tool_path("etcd"),
         etcdctl_bin=tool_path("etcdctl"),
-        apiserver_bin=tool_path("kube-apiserver"),
+        apiserver_bin=apiserver,
     )
 
 
 @contextlib.contextmanager
-def running() -> Iterator[ControlPlane]:
-    """Start a control plane in a temp dir; stop it and delete its data on exit."""
-    plane = build()
+def running(*, apiserver_flags: Sequence[str] = ()) -> Iterator[ControlPlane]:
+    """Start a control plane in a temp dir (kube-apiserver with ``apiserver_flags`` besides its own); stop
+    it and delete its data on exit."""
+    plane = dataclasses.replace(build(), apiserver_flags=tuple(apiserver_flags))
     try:
         plane.start()
         yield plane

@@ -118,7 +118,9 @@ def live_object(obj: Mapping[str, Any], *, group: str, kind: str) -> LiveObject 
     if not isinstance(name, str) or not name:
         return None
     return LiveObject(
-        key=model.ObjectKey(group=group, kind=kind, namespace=str(metadata.get("namespace") or ""), name=name),
+        key=model.ObjectKey(
+            group=group, kind=kind, namespace=str(metadata.get("namespace") or ""), name=name
+        ),
         uid=str(metadata.get("uid") or ""),
         labels=dict(fields.mapping(metadata.get("labels"))),
     )

@@ -236,17 +236,24 @@ class Kube:
         )
 
     async def list_pages(
-        self, path: str, *, query: Query | None = None, limit: int = 500
+        self,
+        path: str,
+        *,
+        query: Query | None = None,
+        limit: int = 500,
+        policy: retry.Policy = retry.THROTTLED,
+        on_error: Callable[[retry.Reason, BaseException], None] | None = None,
     ) -> AsyncIterator[JSON]:
-        """Every page of a list (limit/continue). On 410 for an expired continue token, resume from the token
-        the 410 carries (``inconsistent`` continue), or restart the list when it carries none."""
+        """Every page of a list (limit/continue); ``policy`` retries one page's request, so a retried page
+        continues where the list was. On 410 for an expired continue token, resume from the token the 410
+        carries (``inconsistent`` continue), or restart the list when it carries none."""
         continue_token = ""
         while True:
             page_query: dict[str, QueryValue] = {**(query or {}), "limit": limit}
             if continue_token:
                 page_query["continue"] = continue_token
             try:
-                page = await self.get(path, query=page_query)
+                page = await self.request("GET", path, query=page_query, policy=policy, on_error=on_error)
             except ApiError as error:
                 if not (error.gone and continue_token):
                     raise

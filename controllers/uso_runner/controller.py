@@ -6,10 +6,11 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any, Literal
 
 from controllers.agreement.version import Version
-from controllers.kube import discovery
+from controllers.kube import discovery, retry
 from controllers.kube import state as state_module
 from controllers.kube.client import ApiError
 from controllers.runtime import config, context, reconciler
@@ -62,17 +63,37 @@ class UsoRunnerConfig(config.BaseConfig):
     retry_seconds: float = config.option(
         300.0, "After a run with failed resources, run again after this long.", check=config.positive
     )
+    method: logic.Method = config.option(  # noqa: RUF009 (a Literal, immutable, like trigger's)
+        "rewrite",
+        "How resources are migrated: rewrite (every object PUT back by uso-runner), builtin (one "
+        "StorageVersionMigration per resource for kube-controller-manager's migrator; rewrite when "
+        "storagemigration.k8s.io is not served), auto (StorageVersionMigrations when served, and any that "
+        "stalls is rewritten by uso-runner instead; rewrite when not served).",
+    )
     use_builtin: bool = config.option(
-        False,
-        "Hand each resource to kube-controller-manager's built-in migrator (a StorageVersionMigration of "
-        "storagemigration.k8s.io) instead of rewriting its objects; rewrites them itself when that API is "
-        "not served.",
+        False, "Deprecated (removed in the next release): the same as --method=builtin."
+    )
+    builtin_pickup_seconds: float = config.option(
+        60.0,
+        "With --method=auto|builtin: how long a StorageVersionMigration may wait for kube-controller-manager "
+        "to pick it up (auto: then its resource is rewritten instead; builtin: it fails).",
+        check=config.positive,
     )
     builtin_timeout_seconds: float = config.option(
         3600.0,
-        "With --use-builtin: how long one StorageVersionMigration may take before its resource fails.",
+        "With --method=auto|builtin: how long one StorageVersionMigration may take (auto: then its resource "
+        "is rewritten instead; builtin: it fails).",
         check=config.positive,
     )
+
+    def __post_init__(self) -> None:
+        if self.use_builtin and self.method == "auto":
+            raise config.ConfigError("--use-builtin (deprecated: --method=builtin) contradicts --method=auto")
+
+    @property
+    def migration_method(self) -> logic.Method:
+        """--method, or builtin for the deprecated --use-builtin."""
+        return "builtin" if self.use_builtin else self.method
 
 
 Ctx = context.Context[UsoRunnerConfig]
@@ -124,35 +145,73 @@ class UsoRunner(reconciler.Reconciler[UsoRunnerConfig]):
         super().__init__(ctx)
         self.metrics = metrics_module.Metrics(ctx.exporter)
         self.last: dict[str, Any] = {"action": "none", "reason": "no run yet"}
+        # The run in progress (spawned: sync never waits); it ends with its report or what ended it.
+        self._running: asyncio.Task[Report | Exception] | None = None
+        self._running_for: Version | None = None
+        if ctx.config.use_builtin:
+            log.warning("--use-builtin is deprecated and goes away in the next release: use --method=builtin")
 
     def wakes(self) -> reconciler.Wakes:
-        # A run of many objects takes as long as it takes inside sync; its progress shows in the state and
-        # the metrics, so liveness does not bound it.
-        return reconciler.Wakes(agreement=True, sync_seconds=None)
+        # A run is spawned beside the loop (sync never waits for it), so liveness bounds sync as usual.
+        return reconciler.Wakes(agreement=True)
 
     def status(self) -> dict[str, Any]:
         """The last run's report (or why there was none)."""
         return self.last
 
     async def sync(self) -> reconciler.Synced:
-        """Run (or resume) a migration for the agreement in force when due; a failed run is tried again
-        after ``retrySeconds``."""
+        """Start (or resume) a migration run for the agreement in force when due, as work beside the loop
+        that wakes it when it ends; a failed run is tried again after ``retrySeconds``. Errors propagate
+        (the skeleton retries with backoff), a run's own when its end is collected here."""
+        if self._running is not None and not self._running.done():
+            return reconciler.Synced()  # the run reads the agreement itself (pause, stop)
+        # A run cancelled with an earlier term of leadership is not collected: the checkpoint resumes it.
+        if self._running is not None and not self._running.cancelled():
+            task, ran_for, self._running, self._running_for = self._running, self._running_for, None, None
+            report = task.result()
+            if isinstance(report, Exception):
+                raise report  # the run's own failure: the skeleton retries with backoff
+            self.last = report.as_json()
+            current = self.ctx.agreements.current
+            if current is not None and current.version == ran_for:
+                return reconciler.Synced(
+                    ok=report.ok, again_in=None if report.ok else self.ctx.config.retry_seconds
+                )
+            # The agreement moved on during the run (which then paused or stopped): act on it now.
+        self._running = self._running_for = None
         agreement = self.ctx.agreements.current
         if agreement is None:
             self.last = {"action": "none", "reason": reconciler.no_agreement(self.ctx)}
             return reconciler.Synced(ok=False)
-        try:
-            report = await self.reconcile(agreement.version, follow_agreement=not self.ctx.config.once)
-        except ApiError as error:
-            log.error("migration run failed: %s %s", error.status, error.reason)
-            self.last = {"action": "none", "reason": f"migration run failed: {error.status} {error.reason}"}
-            return reconciler.Synced(ok=False, again_in=self.ctx.config.retry_seconds)
+        once = self.ctx.config.once
+        prepared = await self.prepare(agreement.version, follow_agreement=not once)
+        if isinstance(prepared, Report):
+            self.last = prepared.as_json()
+            return reconciler.Synced()
+        self.last = {
+            "action": prepared.report.action,
+            "reason": "run in progress",
+            "target": agreement.version.raw,
+        }
+        self._running, self._running_for = self.spawn(_outcome(prepared.execute())), agreement.version
+        if not once:
+            return reconciler.Synced()
+        report = await self._running  # --once: the process exits with the run's verdict
+        self._running = self._running_for = None
+        if isinstance(report, Exception):
+            raise report
         self.last = report.as_json()
-        return reconciler.Synced(ok=report.ok, again_in=None if report.ok else self.ctx.config.retry_seconds)
+        return reconciler.Synced(ok=report.ok)
 
     async def reconcile(self, agreed: Version, *, follow_agreement: bool = False) -> Report:
-        """Decide against the checkpoint; run (or resume) a migration when due. ``follow_agreement`` (the
-        daemon, whose agreement feed is live): write only while the masters still agree on ``agreed``."""
+        """Decide against the checkpoint; run (or resume) a migration when due, to its end (tests)."""
+        prepared = await self.prepare(agreed, follow_agreement=follow_agreement)
+        return prepared if isinstance(prepared, Report) else await prepared.execute()
+
+    async def prepare(self, agreed: Version, *, follow_agreement: bool = False) -> Report | _Run:
+        """Decide against the checkpoint: the report when nothing is due, else the run to execute.
+        ``follow_agreement`` (the daemon, whose agreement feed is live): the run writes only while the
+        masters still agree on ``agreed``."""
         ctx, cfg, metrics = self.ctx, self.ctx.config, self.metrics
         current = await ctx.read_state()
         checkpoint = logic.read_checkpoint(current.data)
@@ -174,6 +233,7 @@ class UsoRunner(reconciler.Reconciler[UsoRunnerConfig]):
             only=cfg.resources,
             all_resources=cfg.all_resources,
         )
+        choice = logic.choose_method(asked=cfg.migration_method, discovered=discovered)
         report = Report(
             action=decision.action,
             reason=decision.reason,
@@ -181,8 +241,13 @@ class UsoRunner(reconciler.Reconciler[UsoRunnerConfig]):
             unchanged=[r.group_resource for r in plan.unchanged],
             already_done=[r.group_resource for r in plan.done],
             skipped=list(plan.skipped),
+            method=choice.method,
         )
-        run = _Run(
+        if choice.unavailable:
+            why = f"--method=builtin: {choice.unavailable}; rewriting the objects instead"
+            log.warning("%s", why)
+            await self.ctx.event("BuiltinMigrationUnavailable", why, action="Migrate", warning=True)
+        return _Run(
             ctx=ctx,
             metrics=metrics,
             checkpoint=checkpoint,
@@ -190,52 +255,17 @@ class UsoRunner(reconciler.Reconciler[UsoRunnerConfig]):
             plan=plan,
             report=report,
             guarded=agreed if follow_agreement else None,
+            choice=choice,
         )
-        run.method = await self._method(run, discovered)
-        report.method = run.method.name
-        await run.execute()
-        return report
 
-    async def _method(
-        self, run: _Run, discovered: tuple[discovery.ApiResource, ...]
-    ) -> migrate.Migrator | builtin_module.Builtin:
-        """How this run migrates, chosen once: rewriting every object itself, or (``--use-builtin``, when
-        storagemigration.k8s.io is served) one StorageVersionMigration per resource."""
-        cfg = self.ctx.config
-        version = logic.builtin_version(discovered) if cfg.use_builtin else None
-        if version is not None:
-            labels = {
-                state_module.PART_OF_LABEL: state_module.PART_OF,
-                state_module.CONTROLLER_LABEL: NAME,
-                INSTANCE_LABEL: cfg.release,
-            }
-            return builtin_module.Builtin(
-                kube=self.ctx.kube,
-                metrics=self.metrics,
-                version=version,
-                release=cfg.release,
-                labels=labels,
-                timeout=cfg.builtin_timeout_seconds,
-                dry_run=cfg.dry_run,
-            )
-        if cfg.use_builtin:
-            why = (
-                f"--use-builtin: {logic.SVM_RESOURCE}.{logic.SVM_GROUP} is not served (kube-apiserver needs "
-                f"--runtime-config={logic.SVM_GROUP}/v1beta1=true and the StorageVersionMigrator feature "
-                "gate); rewriting the objects instead"
-            )
-            log.warning("%s", why)
-            await self.ctx.event("BuiltinMigrationUnavailable", why, action="Migrate", warning=True)
-        return migrate.Migrator(
-            kube=self.ctx.kube,
-            metrics=self.metrics,
-            workers=cfg.workers,
-            page_size=cfg.page_size,
-            max_retries=cfg.max_retries,
-            qps=cfg.qps,
-            dry_run=cfg.dry_run,
-            gate=run.gate if run.guarded else None,
-        )
+
+async def _outcome(run: Coroutine[Any, Any, Report]) -> Report | Exception:
+    """A spawned run's report, or the exception that ended it, for the next sync to raise: through sync it
+    meets the skeleton's backoff, where a spawned task's failure would stop and restart the controller."""
+    try:
+        return await run
+    except Exception as error:  # not swallowed: sync raises it
+        return error
 
 
 @dataclasses.dataclass
@@ -248,22 +278,51 @@ class _Run:
     state: state_module.State
     plan: logic.Plan
     report: Report
+    choice: logic.MethodChoice
     guarded: Version | None = None  # the daemon's agreed version: writes pause while masters disagree
-    method: migrate.Migrator | builtin_module.Builtin | None = None
 
     def __post_init__(self) -> None:
         self._lock = asyncio.Lock()
         self._gate_lock = asyncio.Lock()
         self._done = 0
         self._failed = 0
+        self._unanswered = ""  # auto: a StorageVersionMigration was never picked up (then rewrite the rest)
+        cfg = self.ctx.config
+        self.rewrite = migrate.Migrator(
+            kube=self.ctx.kube,
+            metrics=self.metrics,
+            workers=cfg.workers,
+            page_size=cfg.page_size,
+            max_retries=cfg.max_retries,
+            qps=cfg.qps,
+            dry_run=cfg.dry_run,
+            gate=self.gate if self.guarded else None,
+        )
+        self.method: migrate.Migrator | builtin_module.Builtin = self.rewrite
+        if self.choice.method == "builtin":
+            self.method = builtin_module.Builtin(
+                kube=self.ctx.kube,
+                metrics=self.metrics,
+                version=self.choice.version,
+                release=cfg.release,
+                labels={
+                    state_module.PART_OF_LABEL: state_module.PART_OF,
+                    state_module.CONTROLLER_LABEL: NAME,
+                    INSTANCE_LABEL: cfg.release,
+                },
+                timeout=cfg.builtin_timeout_seconds,
+                pickup=cfg.builtin_pickup_seconds,
+                withdraw=self.choice.fallback,
+                dry_run=cfg.dry_run,
+            )
 
     def _progress(self) -> str:
         total = len(self.plan.migrate)
         return f"{self._done}/{total} resources ({len(self.plan.done)} done before a restart, {self._failed} failed)"
 
-    async def execute(self) -> None:
+    async def execute(self) -> Report:
+        """Migrate every planned resource, checkpointing as it goes; the report."""
         cfg, method = self.ctx.config, self.method
-        assert method is not None
         started = time.monotonic()
         pending = [r.group_resource for r in self.plan.migrate]
         log.info(
@@ -285,11 +344,11 @@ class _Run:
         slots = asyncio.Semaphore(cfg.resource_workers)
 
         async def one(res: logic.Discovered) -> None:
-            assert isinstance(res, discovery.ApiResource) and method is not None
+            assert isinstance(res, discovery.ApiResource)
             async with slots:
                 try:
                     await self.gate()
-                    result = await method.migrate(res, target=self.checkpoint.run_target)
+                    result = await self._migrate(res)
                 except migrate.Stop as stop:
                     result = logic.ResourceResult(res.group_resource, error=f"stopped: {stop}")
                 self.report.results.append(result)
@@ -298,6 +357,32 @@ class _Run:
         await asyncio.gather(*(one(res) for res in self.plan.migrate))
         self.report.duration_seconds = time.monotonic() - started
         await self._conclude()
+        return self.report
+
+    async def _migrate(self, res: discovery.ApiResource) -> logic.ResourceResult:
+        """One resource by the run's method; in auto mode a StorageVersionMigration that stalled is replaced
+        by rewriting, loudly (log, Warning Event, metric); once one was never picked up, the rest of the run
+        rewrites without asking kube-controller-manager again."""
+        target = self.checkpoint.run_target
+        if self._unanswered:
+            return await self._fall_back(res, stalled=self._unanswered)
+        result = await self.method.migrate(res, target=target)
+        if not logic.falls_back(self.choice, result):
+            return result
+        if result.stalled == "not_picked_up":
+            self._unanswered = f"{result.delegated_to} was never picked up"
+        return await self._fall_back(res, stalled=f"{result.error}", reason=result.stalled)
+
+    async def _fall_back(
+        self, res: discovery.ApiResource, *, stalled: str, reason: logic.Stall = "not_picked_up"
+    ) -> logic.ResourceResult:
+        why = f"rewriting {res.group_resource} instead of waiting for kube-controller-manager: {stalled}"
+        log.warning("%s", why)
+        self.metrics.observe_fallback(reason)
+        await self.ctx.event("BuiltinMigrationFallback", why, action="Migrate", warning=True)
+        result = await self.rewrite.migrate(res, target=self.checkpoint.run_target)
+        result.fallback_from = stalled
+        return result
 
     async def _finished(
         self, res: discovery.ApiResource, result: logic.ResourceResult, crds: dict[str, int]
@@ -306,10 +391,17 @@ class _Run:
         if not result.ok:
             self._failed += 1
         elif not self.ctx.config.dry_run:
-            if res.group_resource in crds:
+            if result.delegated_to:  # kube-controller-manager's migrator sets a CRD's storedVersions itself
+                if res.group_resource in crds:
+                    self.report.stored_versions[res.group_resource] = "left to kube-controller-manager"
+            elif res.group_resource in crds:
                 try:
                     await self._stored_versions(res.group_resource, crds[res.group_resource])
-                except ApiError as error:
+                except (
+                    ApiError
+                ) as error:  # refused (403, 422...): the resource fails; transient errors propagate
+                    if retry.classify(error) in retry.TRANSIENT:
+                        raise
                     result.error = f"storedVersions: {error.status} {error.reason}"
                     self.report.stored_versions[res.group_resource] = f"failed: {error.status} {error.reason}"
             if result.ok:
@@ -366,10 +458,7 @@ class _Run:
 
     async def _conclude(self) -> None:
         report, target, method = self.report, self.checkpoint.run_target, self.method
-        assert method is not None
-        end = logic.conclude(
-            results=report.results, target=target, method=method.name, dry_run=self.ctx.config.dry_run
-        )
+        end = logic.conclude(results=report.results, target=target, dry_run=self.ctx.config.dry_run)
         self.metrics.observe_run_finished(
             duration_seconds=report.duration_seconds, succeeded=end.phase == "Succeeded"
         )
@@ -403,10 +492,11 @@ class _Run:
         if trimmed is None:
             self.report.stored_versions[name] = "unchanged: kept conflicting"
             return
-        crd, why, updated = trimmed
-        self.report.stored_versions[name] = f"{'updated' if updated else 'unchanged'}: {why}"
-        if updated or "generation changed" in why:  # else: already right, or nothing to say
-            note = why if updated else f"storedVersions left alone: {why}"
+        crd, update = trimmed
+        updated = update.stored is not None
+        self.report.stored_versions[name] = f"{'updated' if updated else 'unchanged'}: {update.note}"
+        if updated or update.warn:  # else: already right, or nothing to say
+            note = update.note if updated else f"storedVersions left alone: {update.note}"
             log.log(logging.INFO if updated else logging.WARNING, "%s: %s", name, note)
             await self.ctx.recorder.emit(
                 refs.ObjectRef.of(crd),

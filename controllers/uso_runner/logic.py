@@ -20,6 +20,8 @@ from controllers.structs import fields
 
 TriggerMode = Literal["minor", "any"]
 Action = Literal["start", "resume", "none"]
+# A StorageVersionMigration that made no progress: never picked up by a migrator, or not finished in time.
+Stall = Literal["", "not_picked_up", "timeout"]
 DEFAULT_SKIP = ("events", "events.events.k8s.io")
 REQUIRED_VERBS = frozenset({"list", "update"})
 
@@ -197,31 +199,64 @@ def plan(
     return Plan(migrate=tuple(migrate), unchanged=tuple(unchanged), done=tuple(done), skipped=tuple(skipped))
 
 
+StoredVersionsReason = Literal[
+    "update", "already", "generation_changed", "migrating_in_tree", "no_single_storage"
+]
+STORAGE_MIGRATING = "StorageMigrating"  # the CRD condition kube-controller-manager's migrator sets
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredVersionsUpdate:
+    """What to do with a CRD's ``status.storedVersions`` once its objects were all rewritten: set it to
+    ``stored`` (None: leave it), for a typed ``reason``, explained by ``note``."""
+
+    stored: list[str] | None
+    reason: StoredVersionsReason
+    note: str
+
+    @property
+    def warn(self) -> bool:
+        """Left alone for a reason someone should see (the CRD changed during the run)."""
+        return self.reason == "generation_changed"
+
+
 def stored_versions_update(
     *, crd: Mapping[str, object], expected_generation: int | None
-) -> tuple[list[str] | None, str]:
-    """The ``status.storedVersions`` to set on a CRD whose objects were all rewritten, or None and why not.
+) -> StoredVersionsUpdate:
+    """The ``status.storedVersions`` to set on a CRD whose objects were all rewritten.
 
     ``expected_generation`` is the CRD's generation when its migration began: a different one means the CRD
-    (maybe its storage version) changed during the run, so the rewrite proves nothing."""
+    (maybe its storage version) changed during the run, so the rewrite proves nothing. A CRD that
+    kube-controller-manager's migrator is migrating (condition StorageMigrating true) is left to it: since
+    v1.36 it sets storedVersions itself when its migration ends."""
     metadata = crd.get("metadata")
     spec = crd.get("spec")
     status = crd.get("status")
+    status = status if isinstance(status, dict) else {}
     generation = metadata.get("generation") if isinstance(metadata, dict) else None
     if expected_generation is None or generation != expected_generation:
-        return None, f"generation changed during the run ({expected_generation} -> {generation})"
+        note = f"generation changed during the run ({expected_generation} -> {generation})"
+        return StoredVersionsUpdate(None, "generation_changed", note)
+    conditions = status.get("conditions")
+    if any(
+        isinstance(c, dict) and c.get("type") == STORAGE_MIGRATING and c.get("status") == "True"
+        for c in (conditions if isinstance(conditions, list) else ())
+    ):
+        return StoredVersionsUpdate(
+            None, "migrating_in_tree", "kube-controller-manager's migrator owns it now"
+        )
     versions = spec.get("versions") if isinstance(spec, dict) else None
     storage = [
         str(v.get("name"))
-        for v in versions or []
+        for v in (versions if isinstance(versions, list) else ())
         if isinstance(v, dict) and v.get("storage") and v.get("name")
     ]
     if len(storage) != 1:
-        return None, "no single storage version"
-    current = status.get("storedVersions") if isinstance(status, dict) else None
+        return StoredVersionsUpdate(None, "no_single_storage", "no single storage version")
+    current = status.get("storedVersions")
     if current == storage:
-        return None, f"storedVersions already {storage}"
-    return storage, f"storedVersions {current} -> {storage}"
+        return StoredVersionsUpdate(None, "already", f"storedVersions already {storage}")
+    return StoredVersionsUpdate(storage, "update", f"storedVersions {current} -> {storage}")
 
 
 @dataclasses.dataclass
@@ -235,7 +270,9 @@ class ResourceResult:
     not_found: int = 0
     failed: int = 0
     error: str = ""  # why the resource failed (status and reason, never object content)
-    delegated_to: str = ""  # --use-builtin: the StorageVersionMigration that did the rewrite
+    delegated_to: str = ""  # the StorageVersionMigration that did (or was to do) the rewrite
+    stalled: Stall = ""  # it made no progress within its bound (auto: then rewritten instead)
+    fallback_from: str = ""  # auto: rewritten here because this StorageVersionMigration stalled
 
     @property
     def ok(self) -> bool:
@@ -264,6 +301,8 @@ class ResourceResult:
                 "failed": self.failed,
             }
         )
+        if self.fallback_from:
+            result["fallbackFrom"] = self.fallback_from
         if self.error:
             result["error"] = self.error
         return result
@@ -279,25 +318,79 @@ class Conclusion:
     last_error: str = ""
 
 
-def conclude(*, results: Sequence[ResourceResult], target: str, method: str, dry_run: bool) -> Conclusion:
+def conclude(*, results: Sequence[ResourceResult], target: str, dry_run: bool) -> Conclusion:
     """The end of a run: failed when any resource failed (the run is tried again later), else succeeded."""
-    failed = [r for r in results if not r.ok]
-    migrated = sum(r.migrated for r in results)
     if dry_run:
-        would = (
-            f"{len(results)} StorageVersionMigration(s) would be created"
-            if method == "builtin"
-            else f"{len(results)} resource(s) with {sum(r.listed for r in results)} object(s) would be rewritten"
-        )
-        return Conclusion("", "", f"dry run: {would}")
+        return Conclusion("", "", f"dry run: {_what_was_done(results, dry_run=True)}")
+    failed = [r for r in results if not r.ok]
     if failed:
         error = "; ".join(f"{r.group_resource}: {r.error}" for r in failed)[:1000]
         return Conclusion("Failed", "MigrationFailed", f"{len(failed)} resource(s) failed: {error}", error)
-    if method == "builtin":
-        note = f"{len(results)} resource(s) migrated by StorageVersionMigrations for {target}"
-    else:
-        note = f"{migrated} object(s) of {len(results)} resource(s) rewritten for {target}"
-    return Conclusion("Succeeded", "MigrationSucceeded", note)
+    return Conclusion(
+        "Succeeded", "MigrationSucceeded", f"{_what_was_done(results, dry_run=False)} for {target}"
+    )
+
+
+def _what_was_done(results: Sequence[ResourceResult], *, dry_run: bool) -> str:
+    """Resources handed to StorageVersionMigrations, and objects rewritten (listed, for a dry run)."""
+    delegated = sum(1 for r in results if r.delegated_to)
+    rewritten = [r for r in results if not r.delegated_to]
+    objects = sum(r.listed if dry_run else r.migrated for r in rewritten)
+    parts: list[str] = []
+    if delegated:
+        done = (
+            "StorageVersionMigration(s) would be created"
+            if dry_run
+            else "resource(s) migrated by StorageVersionMigrations"
+        )
+        parts.append(f"{delegated} {done}")
+    if rewritten or not delegated:
+        parts.append(
+            f"{len(rewritten)} resource(s) with {objects} object(s) would be rewritten"
+            if dry_run
+            else f"{objects} object(s) of {len(rewritten)} resource(s) rewritten"
+        )
+    return ", ".join(parts)
+
+
+# --- how a run migrates: rewriting objects itself, or StorageVersionMigrations --------------------------------
+
+Method = Literal["auto", "rewrite", "builtin"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MethodChoice:
+    """How one run migrates: ``builtin`` (StorageVersionMigrations at ``version``) or ``rewrite``.
+    ``fallback``: a StorageVersionMigration that stalls is replaced by rewriting (auto). ``unavailable``:
+    why the asked-for built-in method cannot be used (a warning; "" when nothing to say)."""
+
+    method: Literal["rewrite", "builtin"]
+    version: str = ""
+    fallback: bool = False
+    unavailable: str = ""
+
+
+def choose_method(*, asked: Method, discovered: Iterable[Discovered]) -> MethodChoice:
+    """``rewrite``: always. ``builtin``: StorageVersionMigrations when served (else rewrite, with a warning).
+    ``auto``: StorageVersionMigrations when served, falling back to rewriting any that stalls; rewrite when not
+    served (quietly: that is what auto means)."""
+    if asked == "rewrite":
+        return MethodChoice("rewrite")
+    version = builtin_version(discovered)
+    if version is None:
+        why = (
+            f"{SVM_RESOURCE}.{SVM_GROUP} is not served (GA and on by default from Kubernetes 1.37; in 1.35-1.36 "
+            f"kube-apiserver needs --runtime-config={SVM_GROUP}/v1beta1=true and the StorageVersionMigrator "
+            "feature gate)"
+        )
+        return MethodChoice("rewrite", unavailable=why if asked == "builtin" else "")
+    return MethodChoice("builtin", version=version, fallback=asked == "auto")
+
+
+def falls_back(choice: MethodChoice, result: ResourceResult) -> bool:
+    """Whether a resource handed to a StorageVersionMigration is to be rewritten after all: in auto mode,
+    when its migration made no progress within its bound (a Failed verdict is the migrator's answer: kept)."""
+    return choice.fallback and bool(result.delegated_to) and result.stalled != ""
 
 
 # --- --use-builtin: StorageVersionMigration objects for kube-controller-manager's migrator -------------------
@@ -313,7 +406,8 @@ MigrationPhase = Literal["pending", "running", "succeeded", "failed"]
 
 
 def builtin_version(discovered: Iterable[Discovered]) -> str | None:
-    """The version at which ``storageversionmigrations.storagemigration.k8s.io`` can be created, if served."""
+    """The version at which ``storageversionmigrations.storagemigration.k8s.io`` can be created, if served
+    (``v1`` from Kubernetes 1.37, ``v1beta1`` in 1.35-1.36 when turned on)."""
     for res in discovered:
         if res.group == SVM_GROUP and res.group_resource == f"{SVM_RESOURCE}.{SVM_GROUP}":
             return res.version if res.verbs >= SVM_CREATE_VERBS else None
@@ -355,6 +449,7 @@ def migration_manifest(
 class MigrationStatus:
     phase: MigrationPhase
     message: str
+    stalled: Stall = ""
 
 
 def migration_status(svm: Mapping[str, object]) -> MigrationStatus:

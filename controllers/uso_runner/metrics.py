@@ -10,6 +10,8 @@ OUTCOMES = ("migrated", "conflict", "not_found")
 # The reasons (kube.retry.classify) a failed request can have here: conflicts and 404s end a rewrite.
 ERROR_REASONS = ("connection", "throttled", "server_error", "forbidden", "invalid", "client_error")
 RESOURCE_STATES = ("pending", "done", "failed")
+# How a StorageVersionMigration ended, as read from its status: its verdict, or how it stalled.
+BUILTIN_OUTCOMES = ("succeeded", "failed", "not_picked_up", "timeout")
 # Label values of the per-resource counter are bounded: past this many resources, the rest count as "other".
 MAX_RESOURCE_LABELS = 200
 
@@ -41,8 +43,23 @@ class Metrics:
         )
         self.builtin_running = gauge(
             "builtin_migrations_running",
-            "StorageVersionMigrations (--use-builtin) the current run waits for; their objects are not counted.",
+            "StorageVersionMigrations the current run waits for; their objects are not counted.",
         )
+        self.builtin_outcomes = counter(
+            "builtin_migrations_total",
+            "StorageVersionMigrations followed to their end: succeeded or failed (their status), or stalled "
+            "(not_picked_up, timeout).",
+            "outcome",
+        )
+        self.fallbacks = counter(
+            "builtin_fallbacks_total",
+            "Resources rewritten by uso-runner itself because their StorageVersionMigration stalled (auto).",
+            "reason",
+        )
+        for outcome in BUILTIN_OUTCOMES:
+            self.builtin_outcomes.labels(outcome)
+        for stall in BUILTIN_OUTCOMES[2:]:
+            self.fallbacks.labels(stall)
         for reason in ERROR_REASONS:
             self.errors.labels(reason)
         for state in RESOURCE_STATES:
@@ -75,6 +92,12 @@ class Metrics:
 
     def observe_builtin(self, *, running: int) -> None:
         self.builtin_running.set(running)
+
+    def observe_builtin_outcome(self, outcome: str) -> None:
+        self.builtin_outcomes.labels(outcome).inc()
+
+    def observe_fallback(self, reason: str) -> None:
+        self.fallbacks.labels(reason).inc()
 
     def observe_paused(self, paused: bool) -> None:
         self.paused.set(1 if paused else 0)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import base64
 import pathlib
+import re
 import secrets
 import sys
 
@@ -50,6 +51,12 @@ def load_image() -> None:
     cluster.run(["kind", "load", "docker-image", "--name", cluster.CLUSTER, image])
 
 
+def with_pause_image(text: str) -> str:
+    """A bundle file with the nodes' own pause image (releases name different pause tags, and a pod of a
+    bundle never pulls)."""
+    return re.sub(r"registry\.k8s\.io/pause(:[\w.-]+)?", cluster.pause_image(), text)
+
+
 def bundle_config_maps() -> None:
     """One ConfigMap per minor in the release namespace, a key per file, labelled with the minor."""
     core = cluster.api().core
@@ -60,7 +67,7 @@ def bundle_config_maps() -> None:
             metadata=k8s.V1ObjectMeta(
                 name=f"e2e-addons-{minor.replace('.', '-')}", labels={MINOR_LABEL: minor}
             ),
-            data={f.name: f.read_text() for f in sorted(directory.glob("*.yaml"))},
+            data={f.name: with_pause_image(f.read_text()) for f in sorted(directory.glob("*.yaml"))},
         )
         try:
             core.create_namespaced_config_map(cluster.RELEASE_NAMESPACE, body)

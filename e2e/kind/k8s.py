@@ -96,6 +96,15 @@ def node_exec(node: str, command: str, *, timeout: float = 600.0, input: bytes |
     )
 
 
+@functools.cache
+def pause_image() -> str:
+    """The pause image every node has, for pods that must never pull: the sandbox image of the nodes'
+    containerd, which is the old release's (a rolling upgrade adds the new release's, never removes it)."""
+    node = node_names(control_planes=False)[0]
+    line = node_exec(node, 'grep -o \'sandbox_image = "[^"]*"\' /etc/containerd/config.toml')
+    return line.split('"')[1]
+
+
 @dataclasses.dataclass(frozen=True)
 class Api:
     """The official client's API groups for the e2e cluster."""

@@ -42,7 +42,6 @@ NAMESPACE = "kuc-e2e"
 ADDONS = "kuc-e2e-addons"
 TAINT_KEY = "upgrade.kube-upgrade-controllers.io/outdated"
 # The pause image every node has from its node image (never pulled): the e2e workloads run it.
-PAUSE = "registry.k8s.io/pause:3.10.1"
 CRITICAL_REASONS = {
     "StaleLeader",
     "LeaderOnUnknownMaster",
@@ -52,6 +51,9 @@ CRITICAL_REASONS = {
 }
 OLD = k8s.versions()["KIND_OLD_RELEASE"]
 NEW = k8s.versions()["KIND_NEW_RELEASE"]
+# The add-on bundles of the two releases' minors (e2e/kind/bundles/<minor>/), "1.36" and "1.37" by default.
+OLD_MINOR, NEW_MINOR = (".".join(release.lstrip("v").split(".")[:2]) for release in (OLD, NEW))
+ONLY_IN_OLD, ONLY_IN_NEW = (f"only-in-{minor.replace('.', '-')}" for minor in (OLD_MINOR, NEW_MINOR))
 
 
 @dataclasses.dataclass
@@ -336,16 +338,14 @@ def test_before_the_upgrade_objects_stored_at_v1_and_a_workload_on_the_workers(
                             "labelSelector": {"matchLabels": {"app": "spread"}},
                         },
                     ],
-                    "containers": [{"name": "pause", "image": PAUSE, "imagePullPolicy": "Never"}],
+                    "containers": [{"name": "pause", "image": k8s.pause_image(), "imagePullPolicy": "Never"}],
                 },
             },
         },
     }
     apps.create_namespaced_deployment(NAMESPACE, spread)
     core.create_namespaced_config_map(ADDONS, {"metadata": {"name": "lookalike"}, "data": {"mine": "yes"}})
-    core.create_namespaced_config_map(
-        NAMESPACE, {"metadata": {"name": "only-in-1-35"}, "data": {"mine": "yes"}}
-    )
+    core.create_namespaced_config_map(NAMESPACE, {"metadata": {"name": ONLY_IN_OLD}, "data": {"mine": "yes"}})
 
     def spread_over_workers() -> bool:
         pods = core.list_namespaced_pod(NAMESPACE, label_selector="app=spread").items
@@ -354,10 +354,10 @@ def test_before_the_upgrade_objects_stored_at_v1_and_a_workload_on_the_workers(
 
     k8s.eventually(spread_over_workers, timeout=120, what="the spread Deployment on both workers")
     bundle, names = addon_state()
-    assert bundle == "1.35" and "only-in-1-35" in names
+    assert bundle == OLD_MINOR and ONLY_IN_OLD in names
     assert our_taints() == {}
     scenario.hashes_before = json.loads(uso_state()["storageHashes"])
-    timeline.mark("a Deployment on both workers; add-on bundle 1.35 active; no taint")
+    timeline.mark(f"a Deployment on both workers; add-on bundle {OLD_MINOR} active; no taint")
 
 
 def widget_version(name: str, *, storage: bool) -> dict[str, Any]:
@@ -390,8 +390,10 @@ def test_while_the_control_planes_are_mixed_no_controller_acts(
         assert our_taints() == {}
         assert uso_state()["version"] == OLD and not uso_state().get("runTarget")
         assert etcd_api_versions() == {f"{GROUP}/v1": WIDGETS}
-        assert addon_state()[0] == "1.35"
-        timeline.mark("mixed masters: every *_masters_agreed is 0; no taint, no migration, bundle still 1.35")
+        assert addon_state()[0] == OLD_MINOR
+        timeline.mark(
+            f"mixed masters: every *_masters_agreed is 0; no taint, no migration, bundle still {OLD_MINOR}"
+        )
 
 
 def mixed_versions() -> str:
@@ -413,14 +415,16 @@ def test_once_all_control_planes_agree_every_controller_acts(timeline: Timeline,
     killed: list[str] = []
 
     def kill_uso_leader_mid_migration() -> None:
-        """Once the leader has rewritten some widgets but not all, delete its pod."""
+        """Once the leader has rewritten some widgets but not all, or (--method=auto on a release that serves
+        StorageVersionMigrations) while it follows kube-controller-manager's migrations, delete its pod."""
         if killed:
             return
         samples = k8s.leader_metrics(k8s.RELEASE, "uso-runner")
         migrated = samples and k8s.sample(
             samples, "uso_runner_objects_total", resource=CRD_NAME, outcome="migrated"
         )
-        if migrated and 0 < migrated < WIDGETS:
+        delegated = samples and k8s.sample(samples, "uso_runner_builtin_migrations_running")
+        if (migrated and 0 < migrated < WIDGETS) or delegated:
             leader = next(
                 p.metadata.name
                 for p in k8s.controller_pods(k8s.RELEASE, "uso-runner")
@@ -429,15 +433,19 @@ def test_once_all_control_planes_agree_every_controller_acts(timeline: Timeline,
             snapshot_logs(scenario)
             api().core.delete_namespaced_pod(leader, k8s.RELEASE_NAMESPACE)
             killed.append(leader)
-            timeline.mark(f"uso-runner: leader pod {leader} deleted after {migrated:.0f}/{WIDGETS} widgets")
+            timeline.mark(
+                f"uso-runner: leader pod {leader} deleted while it followed {delegated:.0f} StorageVersionMigration(s)"
+                if delegated
+                else f"uso-runner: leader pod {leader} deleted after {migrated:.0f}/{WIDGETS} widgets"
+            )
 
     checks: dict[str, Callable[[], bool]] = {
         f"{release} {controller} agrees on {NEW}": functools.partial(agrees_on, release, controller, NEW)
         for release, controller in deploy.INSTALLED
     }
     checks["node-tainter: both workers tainted"] = lambda: our_taints() == {w: [OLD] for w in workers}
-    checks["addon-updater: bundle 1.36 applied, only-in-1-35 pruned"] = lambda: (
-        addon_state() == ("1.36", {"addon-settings", "only-in-1-36", "lookalike", "kube-root-ca.crt"})
+    checks[f"addon-updater: bundle {NEW_MINOR} applied, {ONLY_IN_OLD} pruned"] = lambda: (
+        addon_state() == (NEW_MINOR, {"addon-settings", ONLY_IN_NEW, "lookalike", "kube-root-ca.crt"})
     )
     checks["uso-runner: storage migration succeeded"] = lambda: (
         (uso_state().get("version"), uso_state().get("phase")) == (NEW, "Succeeded")
@@ -473,7 +481,7 @@ def test_once_all_control_planes_agree_every_controller_acts(timeline: Timeline,
     )
 
     assert k8s.api().core.read_namespaced_config_map("lookalike", ADDONS).data == {"mine": "yes"}
-    assert k8s.api().core.read_namespaced_config_map("only-in-1-35", NAMESPACE).data == {"mine": "yes"}
+    assert k8s.api().core.read_namespaced_config_map(ONLY_IN_OLD, NAMESPACE).data == {"mine": "yes"}
     timeline.mark("addon-updater: unlabelled look-alikes untouched")
 
 
@@ -491,7 +499,7 @@ def test_workers_upgraded_one_by_one_lose_the_taint(timeline: Timeline, scenario
     upgrade_worker(first, tainted_after={second: [OLD]})
     pod = {
         "metadata": {"name": "prefers-upgraded", "namespace": NAMESPACE},
-        "spec": {"containers": [{"name": "pause", "image": PAUSE, "imagePullPolicy": "Never"}]},
+        "spec": {"containers": [{"name": "pause", "image": k8s.pause_image(), "imagePullPolicy": "Never"}]},
     }
     api().core.create_namespaced_pod(NAMESPACE, pod)
     node = k8s.eventually(

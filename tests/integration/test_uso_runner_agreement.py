@@ -23,14 +23,8 @@ OBJECTS = 400
 async def test_masters_leaving_the_agreement_pause_the_run_and_a_new_minor_supersedes_it(
     kube: client.Kube, namespace: str, nodes: cluster.Nodes, control_plane: controlplane.ControlPlane
 ) -> None:
-    group = h.unique_group()
-    widgets = await h.create_crd(kube, group=group, storage="v1")
-    await h.create_many(
-        kube,
-        widgets,
-        (h.widget(f"w{i:04d}", i, api_version=f"{group}/v1") for i in range(OBJECTS)),
-        namespace=namespace,
-    )
+    widgets = await h.crd_with_widgets(kube, namespace=namespace, objects=OBJECTS)
+    group = widgets.group
     await h.switch_storage(kube, control_plane, widgets, namespace=namespace, to="v2")
     prefix = f"/registry/{group}/widgets/{namespace}/"
 

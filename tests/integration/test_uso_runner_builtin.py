@@ -1,7 +1,7 @@
 """uso-runner --use-builtin on the real fixture: StorageVersionMigrations for kube-controller-manager's migrator.
 
-The fixture's kube-apiserver serves storagemigration.k8s.io/v1beta1; kube-controller-manager (built from the
-module proxy like the apiserver) runs only its storage-version-migrator and garbage-collector controllers, and
+The fixture's kube-apiserver (v1.37) serves storagemigration.k8s.io/v1 (GA, on by default); kube-controller-manager
+(built from the module proxy like the apiserver) runs only its storage-version-migrator and garbage-collector controllers, and
 only inside the test that wants them.
 """
 
@@ -21,7 +21,7 @@ from e2e import cluster, controlplane
 from tests.integration import uso_helpers as h
 
 OBJECTS = 300
-SVMS = resources.Resource(logic.SVM_GROUP, "v1beta1", logic.SVM_RESOURCE, namespaced=False)
+SVMS = resources.Resource(logic.SVM_GROUP, "v1", logic.SVM_RESOURCE, namespaced=False)
 
 
 async def our_migrations(kube: client.Kube, release: str) -> dict[str, client.JSON]:
@@ -36,15 +36,8 @@ async def test_use_builtin_delegates_each_resource_and_follows_it_to_the_end(
     nodes: cluster.Nodes,
     control_plane: controlplane.ControlPlane,
 ) -> None:
-    group = h.unique_group()
-    crd_name = f"widgets.{group}"
-    widgets = await h.create_crd(kube, group=group, storage="v1")
-    await h.create_many(
-        kube,
-        widgets,
-        (h.widget(f"w{i:04d}", i, api_version=f"{group}/v1") for i in range(OBJECTS)),
-        namespace=namespace,
-    )
+    widgets = await h.crd_with_widgets(kube, namespace=namespace, objects=OBJECTS)
+    group, crd_name = widgets.group, widgets.group_resource
     before = {o["metadata"]["name"]: h.content(o) for o in await h.list_all(kube, widgets, namespace)}
     await h.switch_storage(kube, control_plane, widgets, namespace=namespace, to="v2")
     prefix = f"/registry/{group}/widgets/{namespace}/"
@@ -58,13 +51,24 @@ async def test_use_builtin_delegates_each_resource_and_follows_it_to_the_end(
             kubeconfig,
             namespace=namespace,
             release=release,
-            extra=["--use-builtin", f"--resources={crd_name}", *extra],
+            extra=["--method=builtin", f"--resources={crd_name}", *extra],
         )
 
     # --dry-run: the StorageVersionMigration is validated by the apiserver (dryRun=All), none is created.
     code, report, _ = once("--dry-run")
     assert (code, report["method"], report["ok"]) == (0, "builtin", True), report
     assert await our_migrations(kube, release) == {}
+    # The deprecated --use-builtin still means --method=builtin, and says so.
+    code, report, logs = h.run_once(
+        kubeconfig,
+        namespace=namespace,
+        release=release,
+        extra=["--use-builtin", "--dry-run", f"--resources={crd_name}"],
+    )
+    assert (code, report["method"]) == (0, "builtin") and "--use-builtin is deprecated" in logs, (
+        report,
+        logs,
+    )
 
     # No kube-controller-manager yet: nobody picks the migration up; the resource fails with a clear reason
     # after the timeout, and nothing is recorded as done.
@@ -121,7 +125,13 @@ async def test_a_failed_migration_of_the_same_name_is_replaced(kube: client.Kube
     release = f"r{uuid.uuid4().hex[:6]}"
     exporter = runtime_metrics.Exporter(prefix="t", registry=prometheus_client.CollectorRegistry())
     runner = builtin.Builtin(
-        kube=kube, metrics=metrics.Metrics(exporter), version="v1beta1", release=release, labels={}, timeout=1
+        kube=kube,
+        metrics=metrics.Metrics(exporter),
+        version="v1",
+        release=release,
+        labels={},
+        timeout=1,
+        pickup=1,
     )
     configmaps = discovery.ApiResource(
         group="", version="v1", name="configmaps", kind="ConfigMap", namespaced=True,
@@ -131,7 +141,7 @@ async def test_a_failed_migration_of_the_same_name_is_replaced(kube: client.Kube
         release=release, group_resource="configmaps", target="v1.36.0", storage_hash="h-test"
     )
     manifest = logic.migration_manifest(
-        api_version="storagemigration.k8s.io/v1beta1", name=name, group="", resource="configmaps",
+        api_version="storagemigration.k8s.io/v1", name=name, group="", resource="configmaps",
         labels={}, target="v1.36.0", storage_hash="h-test",
     )  # fmt: skip
     first = await kube.create(SVMS.path(), manifest)

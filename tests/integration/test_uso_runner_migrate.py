@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
+import aiohttp
 import prometheus_client
 
 from controllers.kube import client, discovery, resources
@@ -63,6 +65,38 @@ async def test_expired_continue_token_mid_list_skips_no_object(
     assert expired == [410]  # the token the migrator was about to use had expired
     assert seen == names
     assert result.ok and result.migrated + result.conflicts >= len(names)
+
+
+class DropContinuedListOnce:
+    """The client's HTTP session, except that the first continued list request fails the way a connection
+    dropped by a restarting apiserver does (the apiserver itself is the real one)."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+        self.dropped = 0
+
+    def request(self, method: str, url: Any, **kwargs: Any) -> Any:
+        if method == "GET" and "continue=" in str(url) and not self.dropped:
+            self.dropped += 1
+            raise aiohttp.ServerDisconnectedError()
+        return self.session.request(method, url, **kwargs)
+
+
+async def test_a_list_failing_part_way_goes_on_where_it_was_and_counts_each_object_once(
+    kube: client.Kube, namespace: str
+) -> None:
+    """Issue #20: a whole list was tried again with the same counters after a failure part-way, so objects of
+    the pages before it were rewritten and counted twice."""
+    widgets = await h.crd_with_widgets(kube, namespace=namespace, objects=120)
+    group = widgets.group
+    flaky = DropContinuedListOnce(kube._session)
+    kube._session = flaky  # type: ignore[assignment]
+    migrator = new_migrator(kube, page_size=50)
+    result = await migrator.migrate(discovered(widgets, "Widget"), target="v1.36.0")
+    assert flaky.dropped == 1
+    assert (result.listed, result.migrated, result.conflicts, result.failed) == (120, 120, 0, 0), result
+    migrated = migrator.metrics.object_counters(f"widgets.{group}")["migrated"]
+    assert migrated._value.get() == 120  # the Prometheus counter agrees
 
 
 async def test_a_concurrent_writers_changes_all_survive(kube: client.Kube, namespace: str) -> None:

@@ -55,6 +55,15 @@ async def create_crd(kube: client.Kube, *, group: str, storage: str = "v1") -> r
     return widgets
 
 
+async def crd_with_widgets(kube: client.Kube, *, namespace: str, objects: int) -> resources.Resource:
+    """A fresh ``widgets.<unique group>`` CRD stored at v1, with ``objects`` widgets in ``namespace``."""
+    group = unique_group()
+    widgets = await create_crd(kube, group=group, storage="v1")
+    bodies = (widget(f"w{i:04d}", i, api_version=f"{group}/v1") for i in range(objects))
+    await create_many(kube, widgets, bodies, namespace=namespace)
+    return widgets
+
+
 async def established(kube: client.Kube, name: str) -> None:
     """Until the CRD ``name`` is Established (a just-created one may report conditions: null)."""
 
@@ -224,11 +233,8 @@ async def run_once_async(
     )
 
 
-def runner(
-    kube: client.Kube, *, namespace: str, release: str, argv: Sequence[str] = ()
-) -> controller.UsoRunner:
-    """An in-process uso-runner on the test's client (what ``app.main`` builds for the process)."""
-    cfg = config.load(
+def runner_config(*, namespace: str, release: str, argv: Sequence[str] = ()) -> controller.UsoRunnerConfig:
+    return config.load(
         controller.UsoRunnerConfig,
         [f"--namespace={namespace}", f"--release={release}", "--qps=0", *argv],
         prog=controller.NAME,
@@ -236,6 +242,13 @@ def runner(
         description="",
         environ={},
     )
+
+
+def runner(
+    kube: client.Kube, *, namespace: str, release: str, argv: Sequence[str] = ()
+) -> controller.UsoRunner:
+    """An in-process uso-runner on the test's client (what ``app.main`` builds for the process)."""
+    cfg = runner_config(namespace=namespace, release=release, argv=argv)
     return harness.build(controller.UsoRunner, kube, cfg)
 
 

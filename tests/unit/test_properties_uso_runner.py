@@ -55,9 +55,9 @@ def test_decide_and_plan_from_any_state(
 @strategies.PROPERTY
 @given(crd=strategies.crds, expected=st.one_of(st.none(), st.integers(-(2**70), 2**70)))
 def test_stored_versions_of_any_crd(crd: dict[str, Any], expected: int | None) -> None:
-    update, why = logic.stored_versions_update(crd=crd, expected_generation=expected)
-    assert why
-    assert update is None or (len(update) == 1 and isinstance(update[0], str))
+    update = logic.stored_versions_update(crd=crd, expected_generation=expected)
+    assert update.note
+    assert update.stored is None or (len(update.stored) == 1 and isinstance(update.stored[0], str))
 
 
 @strategies.PROPERTY

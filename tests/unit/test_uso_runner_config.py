@@ -26,7 +26,8 @@ def test_defaults() -> None:
     assert cfg.trigger == "minor" and not cfg.all_resources and cfg.resources == ()
     assert cfg.skip_resources == logic.DEFAULT_SKIP
     assert (cfg.workers, cfg.resource_workers, cfg.page_size, cfg.max_retries) == (16, 4, 500, 5)
-    assert not cfg.use_builtin and cfg.builtin_timeout_seconds == 3600
+    assert cfg.method == cfg.migration_method == "rewrite" and not cfg.use_builtin
+    assert (cfg.builtin_pickup_seconds, cfg.builtin_timeout_seconds) == (60, 3600)
 
 
 def test_flags_and_environment() -> None:
@@ -36,14 +37,21 @@ def test_flags_and_environment() -> None:
     )
     assert cfg.trigger == "any" and cfg.all_resources and cfg.workers == 32 and cfg.qps == 0
     assert cfg.resources == ("configmaps", "widgets.example.com") and cfg.skip_resources == ()
-    builtin = load(["--use-builtin"], {"USO_RUNNER_BUILTIN_TIMEOUT_SECONDS": "90"})
-    assert builtin.use_builtin and builtin.builtin_timeout_seconds == 90
+    builtin = load(["--method=builtin"], {"USO_RUNNER_BUILTIN_TIMEOUT_SECONDS": "90"})
+    assert builtin.migration_method == "builtin" and builtin.builtin_timeout_seconds == 90
+    assert load([], {"USO_RUNNER_METHOD": "auto"}).migration_method == "auto"
+    # The deprecated flag still works for one release: it means --method=builtin.
+    deprecated = load(["--use-builtin"])
+    assert deprecated.use_builtin and deprecated.migration_method == "builtin"
 
 
 @pytest.mark.parametrize(
     "argv",
     [
         ["--trigger=patch"],
+        ["--method=inplace"],
+        ["--use-builtin", "--method=auto"],
+        ["--builtin-pickup-seconds=0"],
         ["--workers=0"],
         ["--qps=-1"],
         ["--page-size=0"],

@@ -188,14 +188,32 @@ def crd(*, generation: int = 3, stored: list[str] | None = None, storage: str = 
 
 
 def test_stored_versions_set_to_the_storage_version() -> None:
-    assert logic.stored_versions_update(crd=crd(), expected_generation=3)[0] == ["v2"]
+    update = logic.stored_versions_update(crd=crd(), expected_generation=3)
+    assert (update.stored, update.reason, update.warn) == (["v2"], "update", False)
 
 
-def test_stored_versions_left_alone_when_the_crd_changed_or_already_right() -> None:
-    changed, why = logic.stored_versions_update(crd=crd(generation=4), expected_generation=3)
-    assert changed is None and "generation changed" in why
-    assert logic.stored_versions_update(crd=crd(stored=["v2"]), expected_generation=3)[0] is None
-    assert logic.stored_versions_update(crd={"metadata": "odd"}, expected_generation=3)[0] is None
+def test_stored_versions_left_alone_for_a_typed_reason() -> None:
+    """The controller branches on the reason (a Warning Event only for a CRD changed during the run), never
+    on the note's text."""
+
+    def reason(crd: dict[str, object]) -> tuple[list[str] | None, str, bool]:
+        update = logic.stored_versions_update(crd=crd, expected_generation=3)
+        return update.stored, update.reason, update.warn
+
+    assert reason(crd(generation=4)) == (None, "generation_changed", True)
+    assert reason(crd(stored=["v2"])) == (None, "already", False)
+    assert reason({"metadata": "odd"}) == (None, "generation_changed", True)
+    assert reason({"metadata": {"generation": 3}, "spec": {"versions": "garbage"}}) == (
+        None,
+        "no_single_storage",
+        False,
+    )
+    migrating = crd()
+    migrating["status"] = {  # kube-controller-manager's migrator is at it: it sets storedVersions itself
+        "storedVersions": ["v1", "v2"],
+        "conditions": [{"type": logic.STORAGE_MIGRATING, "status": "True"}, "garbage"],
+    }
+    assert reason(migrating) == (None, "migrating_in_tree", False)
 
 
 def test_discovery_parsing() -> None:
@@ -234,7 +252,35 @@ def test_discovery_parsing() -> None:
     ) == {("metrics.k8s.io", "v1beta1")}
 
 
-# --- --use-builtin -------------------------------------------------------------------------------------------
+# --- --method: rewrite, builtin, auto -------------------------------------------------------------------------
+
+
+def test_choose_method() -> None:
+    v1 = res(logic.SVM_RESOURCE, logic.SVM_GROUP, verbs="create,get,list,delete", version="v1")
+    served, not_served = [res("configmaps"), v1], [res("configmaps")]
+    choose = logic.choose_method
+    assert choose(asked="rewrite", discovered=served) == logic.MethodChoice("rewrite")
+    assert choose(asked="builtin", discovered=served) == logic.MethodChoice("builtin", version="v1")
+    assert choose(asked="auto", discovered=served) == logic.MethodChoice(
+        "builtin", version="v1", fallback=True
+    )
+    # Not served: auto rewrites quietly; builtin rewrites and says why (the warning names the 1.37 GA).
+    assert choose(asked="auto", discovered=not_served) == logic.MethodChoice("rewrite")
+    builtin = choose(asked="builtin", discovered=not_served)
+    assert (
+        builtin.method == "rewrite" and "not served" in builtin.unavailable and "1.37" in builtin.unavailable
+    )
+
+
+def test_only_auto_falls_back_and_only_from_a_stalled_migration() -> None:
+    auto, builtin = logic.MethodChoice("builtin", "v1", fallback=True), logic.MethodChoice("builtin", "v1")
+    stalled = logic.ResourceResult("configmaps", delegated_to="svm", error="x", stalled="not_picked_up")
+    late = logic.ResourceResult("configmaps", delegated_to="svm", error="x", stalled="timeout")
+    failed = logic.ResourceResult("configmaps", delegated_to="svm", error="Failed: the migrator's verdict")
+    done = logic.ResourceResult("configmaps", delegated_to="svm")
+    assert logic.falls_back(auto, stalled) and logic.falls_back(auto, late)
+    assert not logic.falls_back(auto, failed) and not logic.falls_back(auto, done)
+    assert not logic.falls_back(builtin, stalled)
 
 
 def test_builtin_version_is_the_served_creatable_version_or_none() -> None:
@@ -345,13 +391,20 @@ def test_conclusion_of_a_run() -> None:
         logic.ResourceResult("configmaps", migrated=3, listed=3),
         logic.ResourceResult("widgets.example.io", migrated=2, listed=4, conflicts=2),
     ]
-    end = logic.conclude(results=results, target="v1.36.0", method="rewrite", dry_run=False)
+    delegated = [
+        logic.ResourceResult(r.group_resource, delegated_to=f"svm-{r.group_resource}") for r in results
+    ]
+    end = logic.conclude(results=results, target="v1.36.0", dry_run=False)
     assert (end.phase, end.reason, end.last_error) == ("Succeeded", "MigrationSucceeded", "")
     assert end.note == "5 object(s) of 2 resource(s) rewritten for v1.36.0"
-    builtin = logic.conclude(results=results, target="v1.36.0", method="builtin", dry_run=False)
+    builtin = logic.conclude(results=delegated, target="v1.36.0", dry_run=False)
     assert builtin.note == "2 resource(s) migrated by StorageVersionMigrations for v1.36.0"
+    mixed = logic.conclude(results=[delegated[0], results[1]], target="v1.36.0", dry_run=False)
+    assert mixed.note == (
+        "1 resource(s) migrated by StorageVersionMigrations, 2 object(s) of 1 resource(s) rewritten for v1.36.0"
+    )
     failed = logic.conclude(
-        results=[*results, logic.ResourceResult("secrets", error="403 Forbidden")], target="v1.36.0", method="rewrite",
+        results=[*results, logic.ResourceResult("secrets", error="403 Forbidden")], target="v1.36.0",
         dry_run=False,
     )  # fmt: skip
     assert (failed.phase, failed.reason, failed.last_error) == (
@@ -359,8 +412,8 @@ def test_conclusion_of_a_run() -> None:
         "MigrationFailed",
         "secrets: 403 Forbidden",
     )
-    dry = logic.conclude(results=results, target="v1.36.0", method="rewrite", dry_run=True)
+    dry = logic.conclude(results=results, target="v1.36.0", dry_run=True)
     assert (dry.phase, dry.note) == ("", "dry run: 2 resource(s) with 7 object(s) would be rewritten")
-    assert logic.conclude(results=results, target="", method="builtin", dry_run=True).note == (
+    assert logic.conclude(results=delegated, target="", dry_run=True).note == (
         "dry run: 2 StorageVersionMigration(s) would be created"
     )

@@ -1,9 +1,11 @@
-"""``--use-builtin``: hand each resource to kube-controller-manager's storage version migrator.
+"""``--method=builtin|auto``: hand each resource to kube-controller-manager's storage version migrator.
 
 One StorageVersionMigration (``storagemigration.k8s.io``) per resource, named after the resource, the run's
 target and the storage hash, so a restarted run finds and follows the one it created instead of starting
 another. The built-in controller rewrites the objects and, for a CRD, sets ``status.storedVersions``; this
-side creates the object and watches its conditions until it finished or ``timeout`` passed.
+side creates the object and watches its conditions until it finished, or until it stalled: not picked up
+within ``pickup`` seconds, or not finished within ``timeout``. A stalled one is deleted when ``withdraw``
+(auto: the resource is rewritten instead, and the migrator must not start it meanwhile).
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class Builtin:
     release: str
     labels: Mapping[str, str]
     timeout: float
+    pickup: float
+    withdraw: bool = False
     dry_run: bool = False
     name: ClassVar[str] = "builtin"
     _waiting: int = dataclasses.field(default=0, init=False)  # migrations being followed now
@@ -78,14 +82,19 @@ class Builtin:
                 await self._validate(manifest)
                 return result
             await self._create(name, manifest)
-            status = await self._follow(name)
-        except Exception as error:
-            if retry.classify(error) is None:
+        except ApiError as error:  # refused (403, 422...): this resource fails; transient errors propagate
+            if retry.classify(error) in retry.TRANSIENT:
                 raise
             result.error = f"StorageVersionMigration {name}: {retry.describe(error)}"
             return result
+        status = await self._follow(name)
+        self.metrics.observe_builtin_outcome(status.stalled or status.phase)
         if status.phase != "succeeded":
             result.error = f"StorageVersionMigration {name}: {status.message}"
+            result.stalled = status.stalled
+        if status.stalled and self.withdraw:
+            await self._delete(name)
+            log.warning("withdrew the stalled StorageVersionMigration %s: %s", name, status.message)
         return result
 
     async def _validate(self, manifest: JSON) -> None:
@@ -110,18 +119,19 @@ class Builtin:
         if logic.migration_status(existing).phase != "failed":
             log.info("following the existing StorageVersionMigration %s", name)
             return
-        await self.kube.delete(self.resource.path(name=name))  # no finalizers: gone when this returns
+        await self._delete(name)  # no finalizers: gone when this returns
         await self.kube.create(path, manifest)
         log.info("re-created StorageVersionMigration %s (the previous one failed)", name)
 
     async def _follow(self, name: str) -> logic.MigrationStatus:
-        """Watch it until it finished, or ``timeout`` passed (the watch itself rides out connection errors)."""
+        """Watch it until it finished, or stalled: not picked up within ``pickup`` seconds, or not finished
+        within ``timeout`` (the watch itself rides out connection errors)."""
         status = logic.MigrationStatus("pending", "not read yet")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        events = watch.watch(self.kube, watch.Stream(self.resource, field_selector=f"metadata.name={name}"))
         try:
-            events = watch.watch(
-                self.kube, watch.Stream(self.resource, field_selector=f"metadata.name={name}")
-            )
-            async with asyncio.timeout(self.timeout), contextlib.aclosing(events):
+            async with asyncio.timeout(min(self.pickup, self.timeout)) as bound, contextlib.aclosing(events):
                 async for event in events:
                     current = event.objects[0] if event.type == "SYNC" and event.objects else event.object
                     if event.type == "DELETED" or current is None:
@@ -129,10 +139,23 @@ class Builtin:
                     status = logic.migration_status(current)
                     if status.phase in ("succeeded", "failed"):
                         return status
+                    if status.phase == "running":
+                        bound.reschedule(started + self.timeout)
         except TimeoutError:
-            why = NOT_PICKED_UP if status.phase == "pending" else f"still running ({status.message})"
-            return logic.MigrationStatus("failed", f"not finished after {self.timeout:g} s: {why}")
+            if status.phase == "pending":
+                why = f"not picked up after {min(self.pickup, self.timeout):g} s: {NOT_PICKED_UP}"
+                return logic.MigrationStatus("failed", why, stalled="not_picked_up")
+            why = f"not finished after {self.timeout:g} s: still running ({status.message})"
+            return logic.MigrationStatus("failed", why, stalled="timeout")
         raise AssertionError("a watch never ends")
+
+    async def _delete(self, name: str) -> None:
+        """Delete it (already gone: fine)."""
+        try:
+            await self.kube.delete(self.resource.path(name=name))
+        except ApiError as error:
+            if not error.not_found:
+                raise
 
     async def tidy(self, *, target: str) -> list[str]:
         """After a successful run: delete this release's finished migrations of earlier runs; the names."""
@@ -142,9 +165,5 @@ class Builtin:
         items = await self.kube.list_items(self.resource.path(), query={"labelSelector": selector})
         stale = logic.stale_migrations(items, target=target)
         for name in stale:
-            try:
-                await self.kube.delete(self.resource.path(name=name))
-            except ApiError as error:
-                if not error.not_found:
-                    raise
+            await self._delete(name)
         return stale

@@ -19,17 +19,19 @@ async def generations(kube: Kube, names: Iterable[str]) -> dict[str, int]:
     }
 
 
-async def trim_stored_versions(kube: Kube, name: str, *, generation: int) -> tuple[JSON, str, bool] | None:
-    """Set the CRD's storedVersions to its storage version unless it changed since ``generation``: the CRD,
-    why, and whether it was updated (None when every try met a conflict)."""
+async def trim_stored_versions(
+    kube: Kube, name: str, *, generation: int
+) -> tuple[JSON, logic.StoredVersionsUpdate] | None:
+    """Set the CRD's storedVersions to its storage version unless it changed since ``generation``: the CRD
+    and what was decided (None when every try met a conflict)."""
 
-    async def attempt() -> tuple[JSON, str, bool]:
+    async def attempt() -> tuple[JSON, logic.StoredVersionsUpdate]:
         crd = await kube.get(resources.CRDS.path(name=name))
-        stored, why = logic.stored_versions_update(crd=crd, expected_generation=generation)
-        if stored is not None:
-            crd["status"]["storedVersions"] = stored
+        update = logic.stored_versions_update(crd=crd, expected_generation=generation)
+        if update.stored is not None:
+            crd["status"]["storedVersions"] = update.stored
             await kube.replace(resources.CRDS.path(name=name, subresource="status"), crd)
-        return crd, why, stored is not None
+        return crd, update
 
     try:
         return await retry.call(attempt, policy=retry.CONFLICTS)

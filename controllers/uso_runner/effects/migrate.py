@@ -58,16 +58,13 @@ class Migrator:
     name: ClassVar[str] = "rewrite"
 
     async def migrate(self, res: discovery.ApiResource, *, target: str) -> logic.ResourceResult:
-        """List and rewrite every object; a failing list is listed again (transient failures only)."""
+        """List and rewrite every object; a failing page request is tried again where the list was (transient
+        failures only: never the whole list again, which would rewrite and count every object twice)."""
         resource, group_resource = res.resource, res.group_resource
         result = logic.ResourceResult(group_resource)
         counters = self.metrics.object_counters(group_resource)
         try:
-            await retry.call(
-                lambda: self._list_and_put(resource, result, counters),
-                policy=self._policy,
-                on_error=self._count,
-            )
+            await self._list_and_put(resource, result, counters)
         except Stop as stop:
             result.error = f"stopped: {stop}"
         except Exception as error:
@@ -89,7 +86,10 @@ class Migrator:
     ) -> None:
         in_flight: set[asyncio.Task[None]] = set()
         try:
-            async for page in self.kube.list_pages(resource.path(), limit=self.page_size):
+            pages = self.kube.list_pages(
+                resource.path(), limit=self.page_size, policy=self._policy, on_error=self._count
+            )
+            async for page in pages:
                 api_version = str(page.get("apiVersion") or resource.api_version)
                 kind = str(page.get("kind") or "").removesuffix("List")
                 items = page.get("items") or []

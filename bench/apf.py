@@ -1,0 +1,322 @@
+"""Benchmark: what a migration costs everyone else, and what the chart's APF FlowSchema changes.
+
+On a fresh local control plane, a steady other client (a ServiceAccount of its own, open loop: a GET and a
+PUT of its own ConfigMaps at a fixed rate) runs throughout; its request latency is recorded
+
+1. idle (nothing else running);
+2. while ``uso-runner --once`` rewrites ``--objects`` ConfigMaps as a ServiceAccount without a FlowSchema
+   of its own (its requests share the built-in ``workload-low`` level with the other client's);
+3. the same with the chart's FlowSchema + PriorityLevelConfiguration (``usoRunner.flowControl``, rendered by
+   ``helm template``) applied.
+
+Both clients authenticate with ServiceAccount tokens: the fixture's admin is in ``system:masters``, whose
+requests APF exempts. Besides the latencies (p50/p99) it prints each migration's throughput and the bare
+PUT ceiling (``bench.uso ceiling``, as the same ServiceAccount, without the other client), and writes
+``bench/results/apf.json``.
+
+    python -m bench.apf [--objects 20000] [--rate 20] [--idle-seconds 30] [--workers 16] [--shares N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import pathlib
+import platform
+import ssl
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Any
+
+import yaml
+
+from bench import uso
+from controllers.kube import client, resources
+from e2e import cluster, controlplane
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "apf.json"
+CHART = controlplane.REPO / "charts" / "kube-upgrade-controllers"
+RELEASE = "bench"
+HOME = "bench-apf"  # the ServiceAccounts and the other client's ConfigMaps
+USO_SA = f"{RELEASE}-kube-upgrade-controllers-uso-runner"  # the name the chart's FlowSchema names
+OTHER_SA = "other-client"
+SERVICEACCOUNTS = resources.Resource("", "v1", "serviceaccounts", namespaced=True)
+BINDINGS = resources.Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings", namespaced=False)
+FLOWCONTROL = "flowcontrol.apiserver.k8s.io/v1"
+OTHER_OBJECTS = 20
+
+
+async def service_account_kubeconfig(
+    kube: client.Kube, plane: controlplane.ControlPlane, name: str
+) -> pathlib.Path:
+    """A ServiceAccount bound to cluster-admin (not exempt from APF, unlike system:masters): its kubeconfig."""
+    await kube.create(SERVICEACCOUNTS.path(namespace=HOME), {"metadata": {"name": name}})
+    await kube.create(
+        BINDINGS.path(),
+        {
+            "metadata": {"name": f"bench-apf-{name}"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "cluster-admin",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": HOME}],
+        },
+    )
+    request = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {"expirationSeconds": 7200},
+    }
+    path = f"{SERVICEACCOUNTS.path(namespace=HOME, name=name)}/token"
+    token = (await kube.request("POST", path, body=request))["status"]["token"]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "b", "cluster": {"server": plane.server, "certificate-authority": str(plane.pki / "ca.crt")}}],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": "b", "user": name}}],
+        "current-context": name,
+    }  # fmt: skip
+    target = plane.root / f"{name}.kubeconfig"
+    target.write_text(yaml.safe_dump(config))
+    return target
+
+
+class OtherClient:
+    """Open loop: every 1/rate s, alternately a GET and a PUT of one of its ConfigMaps; each latency kept with
+    the phase it started in."""
+
+    def __init__(self, kube: client.Kube, *, rate: float) -> None:
+        self.kube, self.rate = kube, rate
+        self.phase = "warmup"
+        self.latencies: dict[str, list[float]] = {}
+        self.errors: dict[str, int] = {}
+
+    async def one(self, n: int, phase: str) -> None:
+        path = resources.CONFIGMAPS.path(namespace=HOME, name=f"other-{n % OTHER_OBJECTS:02d}")
+        started = time.monotonic()
+        try:
+            if n % 2:
+                await self.kube.request(
+                    "PUT",
+                    path,
+                    body={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": path.rsplit("/", 1)[1]},
+                          "data": {"n": str(n)}},
+                )  # fmt: skip
+            else:
+                await self.kube.get(path)
+        except client.ApiError:
+            self.errors[phase] = self.errors.get(phase, 0) + 1
+            return
+        self.latencies.setdefault(phase, []).append(time.monotonic() - started)
+
+    async def run(self) -> None:
+        tasks: set[asyncio.Task[None]] = set()
+        started, n = time.monotonic(), 0
+        while True:
+            n += 1
+            task = asyncio.create_task(self.one(n, self.phase))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            await asyncio.sleep(max(0.0, started + n / self.rate - time.monotonic()))
+
+    def summary(self, phase: str) -> dict[str, Any]:
+        values = sorted(self.latencies.get(phase, []))
+        if len(values) < 20:
+            return {"requests": len(values), "errors": self.errors.get(phase, 0)}
+        cuts = statistics.quantiles(values, n=100)
+        return {
+            "requests": len(values),
+            "errors": self.errors.get(phase, 0),
+            "p50Ms": round(cuts[49] * 1000, 1),
+            "p99Ms": round(cuts[98] * 1000, 1),
+        }
+
+
+def run_uso_as(kubeconfig: pathlib.Path, *, release: str, workers: int) -> dict[str, Any]:
+    result = uso.measured(
+        [sys.executable, "-m", "controllers.uso_runner", f"--kubeconfig={kubeconfig}", "--once",
+         f"--namespace={HOME}", f"--release={release}", "--resources=configmaps", "--qps=0",
+         f"--workers={workers}", "--log-format=text"]
+    )  # fmt: skip
+    report = json.loads(result["stdout"].strip().splitlines()[-1]) if result["stdout"].strip() else {}
+    objects, seconds = report.get("objectsMigrated", 0), report.get("durationSeconds")
+    return {
+        "exit": result["exit"],
+        "objects": objects,
+        "runSeconds": seconds,
+        "objectsPerSecond": round(objects / seconds, 1) if objects and seconds else None,
+        **({"stderr": result["stderr"][-800:]} if result["exit"] else {}),
+    }
+
+
+def chart_flow_objects(namespace: str, *, shares: int | None) -> list[dict[str, Any]]:
+    """The chart's FlowSchema and PriorityLevelConfiguration (its default size, or ``shares``)."""
+    helm = controlplane.tool_path("helm")
+    size = [] if shares is None else ["--set", f"usoRunner.flowControl.nominalConcurrencyShares={shares}"]
+    out = subprocess.run(
+        [str(helm), "template", RELEASE, str(CHART), "--namespace", namespace, "--set", "usoRunner.flowControl.enabled=true", *size],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return [d for d in yaml.safe_load_all(out) if d and d["apiVersion"] == FLOWCONTROL]
+
+
+def classified_level(plane: controlplane.ControlPlane, kubeconfig: pathlib.Path) -> str:
+    """The priority level UID the apiserver put one of the ServiceAccount's requests in (a response header)."""
+    token = yaml.safe_load(kubeconfig.read_text())["users"][0]["user"]["token"]
+    request = urllib.request.Request(f"{plane.server}/api/v1/namespaces/{HOME}/configmaps?limit=1",
+                                     headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    tls = ssl.create_default_context(cafile=str(plane.pki / "ca.crt"))
+    with urllib.request.urlopen(request, context=tls, timeout=30) as answer:
+        return str(answer.headers.get("X-Kubernetes-PF-PriorityLevel-UID") or "")
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    with controlplane.running() as plane:
+        admin = await client.connect(kubeconfig=str(plane.kubeconfig))
+        try:
+            for namespace in (HOME, uso.NAMESPACE):
+                await admin.create(resources.NAMESPACES.path(), {"metadata": {"name": namespace}})
+            await cluster.Nodes(admin).create("bench-master", version=plane.kube_version, master=True)
+            uso_kubeconfig = await service_account_kubeconfig(admin, plane, USO_SA)
+            other_kubeconfig = await service_account_kubeconfig(admin, plane, OTHER_SA)
+            for i in range(OTHER_OBJECTS):
+                await admin.create(
+                    resources.CONFIGMAPS.path(namespace=HOME), {"metadata": {"name": f"other-{i:02d}"}}
+                )
+            started = time.monotonic()
+            await uso.create_configmaps(admin, start=0, stop=args.objects)
+            print(f"created {args.objects} ConfigMaps in {time.monotonic() - started:.0f} s", flush=True)
+
+            ceiling = await asyncio.to_thread(
+                uso.measured,
+                [sys.executable, "-m", "bench.uso", "ceiling", f"--kubeconfig={uso_kubeconfig}", f"--workers={args.workers}"],
+            )  # fmt: skip
+            written = (
+                json.loads(ceiling["stdout"].strip().splitlines()[-1])["written"]
+                if ceiling["exit"] == 0
+                else 0
+            )
+            ceiling_rate = round(written / ceiling["seconds"], 1) if written else None
+            print(
+                f"bare PUT ceiling (as the ServiceAccount): {written} in {ceiling['seconds']:.1f} s",
+                flush=True,
+            )
+
+            other = await client.connect(kubeconfig=str(other_kubeconfig))
+            other_client = OtherClient(other, rate=args.rate)
+            loop_task = asyncio.create_task(other_client.run())
+            try:
+                await asyncio.sleep(5)
+                other_client.phase = "idle"
+                await asyncio.sleep(args.idle_seconds)
+                print("idle:", other_client.summary("idle"), flush=True)
+                other_client.phase = "withoutFlowSchema"
+                without = await asyncio.to_thread(
+                    run_uso_as, uso_kubeconfig, release="r1", workers=args.workers
+                )
+                print(
+                    "migration without FlowSchema:",
+                    without,
+                    other_client.summary("withoutFlowSchema"),
+                    flush=True,
+                )
+                other_client.phase = "between"
+                levels: dict[str, client.JSON] = {}
+                for obj in chart_flow_objects(HOME, shares=args.shares):
+                    plural = "flowschemas" if obj["kind"] == "FlowSchema" else "prioritylevelconfigurations"
+                    created = await admin.create(f"/apis/{FLOWCONTROL}/{plural}", obj)
+                    levels[obj["kind"]] = created
+                level_uid = levels["PriorityLevelConfiguration"]["metadata"]["uid"]
+                for _ in range(120):
+                    if await asyncio.to_thread(classified_level, plane, uso_kubeconfig) == level_uid:
+                        break
+                    await asyncio.sleep(0.5)
+                else:
+                    raise RuntimeError(
+                        "the apiserver never classified the ServiceAccount into the chart's level"
+                    )
+                await asyncio.sleep(3)
+                other_client.phase = "withFlowSchema"
+                with_fs = await asyncio.to_thread(
+                    run_uso_as, uso_kubeconfig, release="r2", workers=args.workers
+                )
+                print(
+                    "migration with FlowSchema:", with_fs, other_client.summary("withFlowSchema"), flush=True
+                )
+                other_client.phase = "after"
+            finally:
+                loop_task.cancel()
+                await asyncio.gather(loop_task, return_exceptions=True)
+                await other.close()
+        finally:
+            await admin.close()
+    phases = {p: other_client.summary(p) for p in ("idle", "withoutFlowSchema", "withFlowSchema")}
+    idle_p99 = phases["idle"].get("p99Ms")
+    return {
+        "benchmark": "APF: the other client's latency during a migration, without and with the chart's FlowSchema",
+        "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load1": os.getloadavg()[0]},
+        "kubeVersion": plane.kube_version,
+        "objects": args.objects,
+        "workers": args.workers,
+        "otherClient": {
+            "ratePerSecond": args.rate,
+            "requests": "alternately GET and PUT of its own ConfigMaps",
+        },
+        "flowControl": levels["PriorityLevelConfiguration"]["spec"]["limited"],
+        "latency": phases,
+        "p99RatioToIdle": {
+            p: (round(phases[p]["p99Ms"] / idle_p99, 2) if idle_p99 and phases[p].get("p99Ms") else None)
+            for p in ("withoutFlowSchema", "withFlowSchema")
+        },
+        "migration": {"withoutFlowSchema": without, "withFlowSchema": with_fs},
+        "ceilingObjectsPerSecond": ceiling_rate,
+        "migrationRatioToCeiling": {
+            p: (
+                round(m["objectsPerSecond"] / ceiling_rate, 2)
+                if ceiling_rate and m["objectsPerSecond"]
+                else None
+            )
+            for p, m in (("withoutFlowSchema", without), ("withFlowSchema", with_fs))
+        },
+        "goals": {"p99RatioToIdle": 1.5, "migrationRatioToCeiling": 0.8},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.apf", description=__doc__.split("\n")[0])
+    parser.add_argument("--objects", type=int, default=20_000, help="ConfigMaps uso-runner rewrites")
+    parser.add_argument("--rate", type=float, default=20.0, help="the other client's requests per second")
+    parser.add_argument("--idle-seconds", type=float, default=30.0, help="the idle phase's length")
+    parser.add_argument("--workers", type=int, default=16, help="uso-runner workers = ceiling concurrency")
+    parser.add_argument(
+        "--shares",
+        type=int,
+        default=None,
+        help="usoRunner.flowControl.nominalConcurrencyShares (default: the chart's)",
+    )
+    parser.add_argument("--output", type=pathlib.Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    results = asyncio.run(bench(args))
+    print(
+        json.dumps(
+            {k: results[k] for k in ("latency", "p99RatioToIdle", "migration", "migrationRatioToCeiling")},
+            indent=2,
+        )
+    )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""uso-runner --method=auto|builtin against the real kube-controller-manager v1.37 (GA storagemigration.k8s.io/v1),
+and where the API is not served (a second kube-apiserver on the same etcd with the group turned off)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from controllers.kube import client, resources
+from controllers.uso_runner import logic
+from e2e import cluster, controlplane
+from tests import harness
+from tests.integration import uso_helpers as h
+
+OBJECTS = 200
+SVMS = resources.Resource(logic.SVM_GROUP, "v1", logic.SVM_RESOURCE, namespaced=False)
+
+
+async def switched_crd(
+    kube: client.Kube, plane: controlplane.ControlPlane, namespace: str, *, objects: int = OBJECTS
+) -> tuple[str, str]:
+    """A CRD with ``objects`` widgets stored at v1, its storage then switched to v2: (name, etcd key prefix)."""
+    widgets = await h.crd_with_widgets(kube, namespace=namespace, objects=objects)
+    await h.switch_storage(kube, plane, widgets, namespace=namespace, to="v2")
+    return widgets.group_resource, f"/registry/{widgets.group}/widgets/{namespace}/"
+
+
+def stored_versions(plane: controlplane.ControlPlane, prefix: str) -> set[str]:
+    return {o["apiVersion"].split("/")[-1] for o in h.stored_objects(plane, prefix).values()}
+
+
+async def our_migrations(kube: client.Kube, release: str) -> dict[str, client.JSON]:
+    found = await kube.get(SVMS.path(), query={"labelSelector": f"app.kubernetes.io/instance={release}"})
+    return {svm["metadata"]["name"]: svm for svm in found["items"]}
+
+
+async def warnings(kube: client.Kube, namespace: str, reason: str) -> list[str]:
+    page = await kube.get(resources.EVENTS.path(namespace=namespace))
+    return [
+        e.get("note", "") for e in page["items"] if e.get("reason") == reason and e.get("type") == "Warning"
+    ]
+
+
+async def test_auto_hands_each_changed_resource_to_the_in_tree_migrator_when_it_answers(
+    kube: client.Kube,
+    kubeconfig: str,
+    namespace: str,
+    nodes: cluster.Nodes,
+    control_plane: controlplane.ControlPlane,
+) -> None:
+    crd_name, prefix = await switched_crd(kube, control_plane, namespace)
+    release = f"r{uuid.uuid4().hex[:6]}"
+    await nodes.create(f"m-{release}", version="v1.37.2", master=True)
+    control_plane.start_controller_manager()
+    try:
+        code, report, logs = await h.run_once_async(
+            kubeconfig,
+            namespace=namespace,
+            release=release,
+            extra=["--method=auto", f"--resources={crd_name}"],
+        )
+    finally:
+        control_plane.stop_controller_manager()
+    assert (code, report["method"], report["ok"]) == (0, "builtin", True), (report, logs)
+    name = report["resources"][crd_name]["storageVersionMigration"]
+    assert "fallbackFrom" not in report["resources"][crd_name]
+    svm = (await our_migrations(kube, release))[name]
+    conditions = {c["type"]: c["status"] for c in svm["status"]["conditions"]}
+    assert conditions["Succeeded"] == "True" and conditions.get("Running") != "True", conditions
+    assert stored_versions(control_plane, prefix) == {"v2"}
+    # storedVersions is the in-tree migrator's to set (since v1.36); uso-runner did not touch it.
+    assert report["storedVersions"] == {crd_name: "left to kube-controller-manager"}
+    crd = await kube.get(resources.CRDS.path(name=crd_name))
+    assert crd["status"]["storedVersions"] == ["v2"]
+    assert await warnings(kube, namespace, "BuiltinMigrationFallback") == []
+
+
+async def test_auto_rewrites_loudly_when_no_migrator_picks_the_migration_up(
+    kube: client.Kube, namespace: str, nodes: cluster.Nodes, control_plane: controlplane.ControlPlane
+) -> None:
+    """No kube-controller-manager: the first StorageVersionMigration is not picked up within the bound, is
+    withdrawn, and its resource rewritten; the next resource is rewritten without asking again."""
+    first, first_prefix = await switched_crd(kube, control_plane, namespace, objects=50)
+    second, second_prefix = await switched_crd(kube, control_plane, namespace, objects=50)
+    release = f"r{uuid.uuid4().hex[:6]}"
+    await nodes.create(f"m-{release}", version="v1.37.2", master=True)
+    argv = [
+        "--method=auto",
+        "--builtin-pickup-seconds=2",
+        "--resource-workers=1",
+        f"--resources={first},{second}",
+    ]
+    uso = h.runner(kube, namespace=namespace, release=release, argv=argv)
+    report = await h.reconcile_now(uso)
+    assert report["ok"] and report["method"] == "builtin", report
+    by_name = report["resources"]
+    stalled = [r for r in by_name.values() if "not picked up after 2 s" in r.get("fallbackFrom", "")]
+    assert len(stalled) == 1 and stalled[0]["migrated"] == 50, report
+    asked_no_more = [r for r in by_name.values() if "was never picked up" in r.get("fallbackFrom", "")]
+    assert len(asked_no_more) == 1 and asked_no_more[0]["migrated"] == 50, report
+    assert (
+        stored_versions(control_plane, first_prefix)
+        == stored_versions(control_plane, second_prefix)
+        == {"v2"}
+    )
+    # Loudly: a Warning Event per resource, the fallback metric; the stalled migration is withdrawn.
+    notes = await warnings(kube, namespace, "BuiltinMigrationFallback")
+    assert len(notes) == 2 and all("instead of waiting for kube-controller-manager" in n for n in notes)
+    assert harness.metric(uso, "uso_runner_builtin_fallbacks_total", reason="not_picked_up") == 2
+    assert harness.metric(uso, "uso_runner_builtin_migrations_total", outcome="not_picked_up") == 1
+    assert await our_migrations(kube, release) == {}
+    # Rewritten by uso-runner: it sets storedVersions itself, as in rewrite mode.
+    for name in (first, second):
+        assert (await kube.get(resources.CRDS.path(name=name)))["status"]["storedVersions"] == ["v2"]
+
+
+@pytest.fixture(scope="module")
+def not_served() -> Iterator[controlplane.ControlPlane]:
+    """A control plane of its own (etcd and kube-apiserver) that does not serve storagemigration.k8s.io. (Not
+    a second apiserver on the fixture's etcd: from 1.36 apiservers sharing an etcd aggregate their discovery
+    as peers, and the fixture's would stop showing the group too.)"""
+    with controlplane.running(apiserver_flags=[f"--runtime-config={logic.SVM_GROUP}/v1=false"]) as plane:
+        yield plane
+
+
+@pytest.mark.parametrize("method", ["auto", "builtin"])
+async def test_where_the_api_is_not_served_the_objects_are_rewritten(
+    method: str, not_served: controlplane.ControlPlane
+) -> None:
+    async with await client.connect(kubeconfig=str(not_served.kubeconfig)) as kube:
+        namespace = f"not-served-{uuid.uuid4().hex[:6]}"
+        await kube.create(resources.NAMESPACES.path(), {"metadata": {"name": namespace}})
+        crd_name, prefix = await switched_crd(kube, not_served, namespace, objects=50)
+        release = f"r{uuid.uuid4().hex[:6]}"
+        nodes = cluster.Nodes(kube)
+        await nodes.create(f"m-{release}", version="v1.37.2", master=True)
+        code, report, logs = await h.run_once_async(
+            str(not_served.kubeconfig),
+            namespace=namespace,
+            release=release,
+            extra=[f"--method={method}", f"--resources={crd_name}"],
+        )
+        assert (code, report["method"], report["ok"]) == (0, "rewrite", True), (report, logs)
+        assert report["resources"][crd_name]["migrated"] == 50
+        assert stored_versions(not_served, prefix) == {"v2"}
+        unavailable = await warnings(kube, namespace, "BuiltinMigrationUnavailable")
+        # builtin was asked for and cannot be had: a Warning says so; auto just rewrites.
+        assert len(unavailable) == (1 if method == "builtin" else 0), unavailable
+        await nodes.delete_all()

@@ -25,6 +25,7 @@ import sys
 
 from kubernetes import client as k8s
 
+from controllers import registry
 from e2e.kind import k8s as cluster
 
 TAG = "kind-deploy"
@@ -114,7 +115,7 @@ def install(*, control_planes: int) -> None:
     common = ["--namespace", cluster.RELEASE_NAMESPACE, "--wait", "--timeout", "5m"]
     masters = f"config.minMasters={control_planes}"
     cluster.log(
-        TAG, f"helm upgrade --install {cluster.RELEASE}: all four controllers, minMasters {control_planes}"
+        TAG, f"helm upgrade --install {cluster.RELEASE}: every controller, minMasters {control_planes}"
     )
     helm(
         "upgrade",
@@ -130,10 +131,10 @@ def install(*, control_planes: int) -> None:
     cluster.log(
         TAG, f"helm upgrade --install {APISERVER_RELEASE}: leader-watchdog with versionSource apiserver"
     )
-    only_watchdog = [
-        "--set", "addonUpdater.enabled=false", "--set", "usoRunner.enabled=false",
-        "--set", "nodeTainter.enabled=false", "--set", "config.versionSource=apiserver",
-    ]  # fmt: skip
+    only_watchdog = ["--set", "config.versionSource=apiserver"]
+    for entry in registry.CONTROLLERS:
+        if entry.name != "leader-watchdog":
+            only_watchdog += ["--set", f"{entry.values_key}.enabled=false"]
     helm(
         "upgrade", "--install", APISERVER_RELEASE, str(cluster.CHART), "-f", str(VALUES), "--set", masters,
         *only_watchdog, *common,

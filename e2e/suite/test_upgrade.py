@@ -251,7 +251,8 @@ def test_the_suite_runs_and_agrees_on_the_old_release(timeline: Timeline, scenar
     controllers = [
         p for p in pods if (p.metadata.labels or {}).get("app.kubernetes.io/component") in k8s.CONTROLLERS
     ]
-    assert len(controllers) == 6  # two releases: 4 controllers (uso-runner twice) + a watchdog
+    # Two releases: every controller (uso-runner with two replicas), and a second watchdog.
+    assert len(controllers) == len(k8s.CONTROLLERS) + 2
     for pod in controllers:
         assert pod.status.phase == "Running", pod.metadata.name
         assert all(c.ready for c in pod.status.container_statuses), pod.metadata.name

@@ -95,8 +95,8 @@ bench-tainter: venv fixture ## Benchmark: node-tainter taints 1,000 outdated nod
 	$(PY) -m bench.tainter
 
 .PHONY: tools
-tools: ## Build (or reuse the cached) helm and promtool from the Go module proxy (the chart tests use them)
-	@for tool in helm promtool; do e2e/build-tool.sh $$tool >/dev/null; done
+tools: ## Build (or reuse the cached) helm, promtool and the Prometheus stack (prometheus, alertmanager, prometheus-operator, kube-state-metrics) from the Go module proxy (the chart and alerting tests use them)
+	@for tool in helm promtool prometheus alertmanager prometheus-operator kube-state-metrics; do e2e/build-tool.sh $$tool >/dev/null; done
 
 .PHONY: chart-lint
 chart-lint: tools ## helm lint + helm template of the chart, with the default and the all-enabled values
@@ -120,6 +120,9 @@ bench-agreement: venv fixture ## Benchmark: agreement reaction and memory at 5,0
 bench-uso: venv fixture ## Benchmark: uso-runner vs kubectl get|replace, kube-storage-version-migrator, kube-controller-manager's in-tree migrator, a bare PUT loop
 	$(PY) -m bench.uso
 
+.PHONY: bench-readiness
+bench-readiness: venv ## Benchmark: one upgrade-readiness evaluation at 5,000 nodes, 1,000 PDBs, 3 apiservers' /metrics
+	$(PY) -m bench.readiness
 .PHONY: bench-apf
 bench-apf: venv fixture tools ## Benchmark: a steady other client's p50/p99 idle and during a migration, without and with the chart's APF FlowSchema
 	$(PY) -m bench.apf

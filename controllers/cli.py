@@ -3,6 +3,7 @@ also has a console script of its own).
 
 kube-upgrade-controllers agreement --kubeconfig K [--source kubelet|apiserver] [--selector S] [--min-masters N]
 kube-upgrade-controllers status --kubeconfig K [--namespace NS] [--output table|json]
+kube-upgrade-controllers readiness --kubeconfig K [--target-version v1.37] [--output table|json] [options]
 kube-upgrade-controllers run [NAME ...] [options every controller has]
 """
 
@@ -20,7 +21,9 @@ from controllers import registry
 from controllers.agreement import masters, selector
 from controllers.kube import client, state
 from controllers.kube import masters as kube_masters
-from controllers.runtime import app
+from controllers.runtime import app, reconciler
+from controllers.runtime import config as config_module
+from controllers.upgrade_readiness import controller as readiness
 
 STATUS_COLUMNS = ("CONTROLLER", "NAMESPACE", "STATE CONFIGMAP", "VERSION", "PHASE", "PROGRESS", "UPDATED",
                   "LAST ERROR")  # fmt: skip
@@ -169,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--namespace", help="only this namespace (default: all namespaces)")
     status.add_argument("--output", "-o", choices=("table", "json"), default="table", help="output format")
     status.set_defaults(handler=_status)
+    commands.add_parser(
+        "readiness",
+        add_help=False,  # --help shows upgrade-readiness's options
+        help="judge once whether the cluster is ready for the next minor (exit 0 ready, 1 blocked, 2 bad config)",
+        description=READINESS_HELP,
+    )
     run = commands.add_parser(
         "run",
         add_help=False,  # --help goes on to the options every controller has
@@ -188,8 +197,67 @@ COMBINED_HELP = (
 )
 
 
+READINESS_HELP = (
+    "Run upgrade-readiness's checks once against the next minor (the masters' minor + 1, or "
+    "--target-version) and print a table, or one JSON document with --output json (-o json). Read-only: no "
+    "state, no Events. Exit 0 when nothing blocks the upgrade, 1 when something does (or no target can be "
+    "found), 2 on a bad configuration. Every option of upgrade-readiness below applies (also from "
+    "UPGRADE_READINESS_* variables), e.g. --strict, --checks, --acknowledgements-config-map."
+)
+READINESS_COLUMNS = ("CHECK", "STATUS", "FINDINGS", "REASON")
+
+
+def format_readiness(document: dict[str, Any], *, reason_width: int = 100) -> str:
+    """The ``readiness`` table: a verdict line, then one row per check and one per finding."""
+    verdict = "Upgradeable" if document["upgradeable"] else "NOT upgradeable"
+    lines = [f"{verdict} to {document['target'] or '?'} ({document['targetReason']})"]
+    rows = [READINESS_COLUMNS]
+    for check in document["checks"]:
+        reason = " ".join(check["reason"].split())
+        reason = reason if len(reason) <= reason_width else reason[: reason_width - 1] + "…"
+        rows.append((check["check"], check["status"], str(len(check["findings"])), reason or MISSING))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(READINESS_COLUMNS))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    for check in document["checks"]:
+        lines += [f"  {check['check']}: {f['subject']}: {f['message']}" for f in check["findings"]]
+    return "\n".join(lines)
+
+
+def _readiness(argv: Sequence[str]) -> int:
+    output = argparse.ArgumentParser(prog="kube-upgrade-controllers readiness", add_help=False)
+    output.add_argument("--output", "-o", choices=("table", "json"), default="table")
+    args, rest = output.parse_known_args(argv)
+    try:
+        cfg = config_module.load(
+            readiness.UpgradeReadinessConfig,
+            [*rest, "--dry-run", "--once"],
+            prog="kube-upgrade-controllers readiness",
+            prefix=config_module.env_prefix(readiness.NAME),
+            description=READINESS_HELP,
+        )
+    except config_module.ConfigError as error:
+        print(f"kube-upgrade-controllers readiness: configuration error: {error}", file=sys.stderr)
+        return reconciler.EXIT_CONFIG
+    assert isinstance(cfg, readiness.UpgradeReadinessConfig)
+
+    async def evaluate() -> tuple[bool, dict[str, Any]]:
+        async with await client.connect(kubeconfig=cfg.kubeconfig or None) as kube:
+            report, document = await readiness.evaluate_once(kube, cfg)
+        return report.upgradeable, document
+
+    upgradeable, document = asyncio.run(evaluate())
+    print(json.dumps(document, indent=2) if args.output == "json" else format_readiness(document))
+    return reconciler.EXIT_OK if upgradeable else reconciler.EXIT_FAILED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args, rest = build_parser().parse_known_args(argv)
+    if args.command == "readiness":
+        try:
+            return _readiness(rest)
+        except client.ApiError as error:
+            print(f"kube-upgrade-controllers readiness: {error}", file=sys.stderr)
+            return reconciler.EXIT_FAILED
     if args.command == "run":
         try:
             chosen = [registry.find(name).controller for name in args.names or registry.NAMES]

@@ -10,6 +10,7 @@ from controllers.addon_updater import controller as addon_updater
 from controllers.leader_watchdog import controller as leader_watchdog
 from controllers.node_tainter import controller as node_tainter
 from controllers.runtime import config, reconciler
+from controllers.upgrade_readiness import controller as upgrade_readiness
 from controllers.uso_runner import controller as uso_runner
 
 
@@ -38,6 +39,7 @@ CONTROLLERS: tuple[Entry, ...] = (
     Entry(uso_runner.UsoRunner, "usoRunner"),
     Entry(node_tainter.NodeTainter, "nodeTainter"),
     Entry(leader_watchdog.LeaderWatchdog, "leaderWatchdog"),
+    Entry(upgrade_readiness.UpgradeReadiness, "upgradeReadiness"),
 )
 NAMES: tuple[str, ...] = tuple(entry.name for entry in CONTROLLERS)
 

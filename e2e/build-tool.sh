@@ -6,6 +6,8 @@
 #   fixture:   kube-apiserver kube-controller-manager etcd etcdctl helm promtool storage-version-migrator
 #   kind:      kind kubeadm kubelet kubectl kube-scheduler kube-proxy etcdutl coredns pause
 #              containerd containerd-shim-runc-v2 ctr runc crictl cni-host-local cni-loopback cni-ptp cni-portmap
+#   monitoring (the kind scenario's Prometheus stack):
+#              prometheus alertmanager prometheus-operator prometheus-config-reloader kube-state-metrics
 # VERSION defaults to the pin in versions.env (the Kubernetes tools to KUBE_VERSION); coredns and pause have no
 # pin of their own (e2e/kind/node-image.sh asks kubeadm which ones a release wants) and need it.
 # Prints the cached binary's path on stdout; progress goes to stderr. Builds only when missing.
@@ -26,7 +28,10 @@ case "$tool" in
     version=${2:-$KUBE_VERSION} ;;
   etcd | etcdctl | etcdutl) version=${2:-$ETCD_VERSION} ;;
   helm) version=$HELM_VERSION ;;
-  promtool) version=$PROMTOOL_VERSION ;;
+  promtool | prometheus) version=$PROMTOOL_VERSION ;;
+  alertmanager) version=${2:-$ALERTMANAGER_VERSION} ;;
+  prometheus-operator | prometheus-config-reloader) version=${2:-$PROMETHEUS_OPERATOR_VERSION} ;;
+  kube-state-metrics) version=${2:-$KUBE_STATE_METRICS_VERSION} ;;
   storage-version-migrator) version=$SVM_VERSION ;;
   kind) version=${2:-$KIND_VERSION} ;;
   containerd | containerd-shim-runc-v2 | ctr) version=${2:-$CONTAINERD_VERSION} ;;
@@ -116,9 +121,9 @@ case "$tool" in
     printf 'module fixture/helm\n\ngo 1.26\n' >go.mod
     ldflags="-s -w -X helm.sh/helm/${HELM_VERSION%%.*}/internal/version.version=$HELM_VERSION"
     ;;
-  promtool)
-    pkg=github.com/prometheus/prometheus/cmd/promtool
-    printf 'module fixture/promtool\n\ngo 1.26\n' >go.mod
+  promtool | prometheus)
+    pkg=github.com/prometheus/prometheus/cmd/$tool
+    printf 'module fixture/%s\n\ngo 1.26\n' "$tool" >go.mod
     # v0.316.0 requires pseudo-versions of three modules that the module proxy does not serve (403 "not
     # available"); the ones v0.315.0 requires are served and build.
     go mod edit \
@@ -126,9 +131,38 @@ case "$tool" in
       -replace=github.com/hashicorp/nomad/api=github.com/hashicorp/nomad/api@v0.0.0-20260907080526-08ef8f3d26da \
       -replace=github.com/prometheus/client_golang/exp=github.com/prometheus/client_golang/exp@v0.0.0-20260907100614-57bb367da472
     # promtool checks and tests rules here; without the ~30 service discovery plugins it compiles in a
-    # fraction of the time (Prometheus' own build tag).
-    export GOFLAGS="$GOFLAGS -tags=remove_all_sd"
+    # fraction of the time (Prometheus' own build tag). The kind scenario's Prometheus keeps only the
+    # kubernetes one (what the Operator's generated configuration uses). Without the `builtinassets` tag the
+    # web UI is not compiled in (upstream builds it with npm); the API, all the e2e reads, is.
+    tags=remove_all_sd
+    [ "$tool" = prometheus ] && tags+=,enable_kubernetes_sd
+    export GOFLAGS="$GOFLAGS -tags=$tags"
     ldflags="-s -w"
+    # v0.3MM.P is Prometheus 3.MM.P (the module's Go version scheme); /api/v1/status/buildinfo reports it.
+    ldflags+=" -X github.com/prometheus/common/version.Version=3.${version#v0.3}"
+    ;;
+  alertmanager)
+    # The newest release whose web UI is in the module zip (from v0.32 on it is an npm build output that
+    # the zip lacks, and `go:embed` refuses to compile without it).
+    pkg=github.com/prometheus/alertmanager/cmd/alertmanager
+    printf 'module fixture/alertmanager\n\ngo 1.26\n' >go.mod
+    ldflags="-s -w -X github.com/prometheus/common/version.Version=${version#v}"
+    ;;
+  prometheus-operator | prometheus-config-reloader)
+    # Its go.mod replaces its two API submodules by local paths; both are published at the same tag, which
+    # is what a wrapper module resolves them to.
+    case "$tool" in
+      prometheus-operator) pkg=github.com/prometheus-operator/prometheus-operator/cmd/operator ;;
+      *) pkg=github.com/prometheus-operator/prometheus-operator/cmd/$tool ;;
+    esac
+    printf 'module fixture/%s\n\ngo 1.26\n' "$tool" >go.mod
+    ldflags="-s -w -X github.com/prometheus/common/version.Version=${version#v}"
+    ;;
+  kube-state-metrics)
+    # The module's root package is the command (no replace directives).
+    pkg=k8s.io/kube-state-metrics/v2
+    printf 'module fixture/kube-state-metrics\n\ngo 1.26\n' >go.mod
+    ldflags="-s -w -X github.com/prometheus/common/version.Version=${version#v}"
     ;;
   storage-version-migrator)
     # The benchmark anchor (bench/uso.py). Its go.mod has no replace directives; reflect2 < 1.0.2 (pulled

@@ -220,16 +220,24 @@ class ControlPlane:
                 "--etcd-compaction-interval=0",
                 "--watch-cache-sizes=podtemplates#0",
                 *storage_migration_flags(self.kube_version, apiserver=True),
+                # resource.k8s.io/v1beta1 (removed in 1.38): a deprecated API for upgrade-readiness to find.
+                "--runtime-config=resource.k8s.io/v1beta1=true",
                 f"--cert-dir={self.root / 'apiserver-certs'}",
                 *self.apiserver_flags,
             ],
         )
         self._wait_ready(f"{self.server}/readyz", process=self.apiserver, timeout=timeout, tls=True)
 
-    def start_controller_manager(self, *, flags: Sequence[str] = (), timeout: float = 90.0) -> None:
-        """kube-controller-manager with only the built-in storage version migrator (and the garbage collector,
-        whose informers it needs), and ``flags``. Not part of ``start()``: no other test wants controllers
-        running."""
+    def start_controller_manager(
+        self,
+        *,
+        timeout: float = 90.0,
+        controllers: Sequence[str] = ("garbage-collector-controller", "storage-version-migrator-controller"),
+        flags: Sequence[str] = (),
+    ) -> None:
+        """kube-controller-manager with only ``controllers`` and ``flags``: by default the built-in storage
+        version migrator (and the garbage collector, whose informers it needs). Not part of ``start()``: no
+        other test wants controllers running."""
         port = free_port()
         self.controller_manager = self._spawn(
             "kube-controller-manager",
@@ -242,7 +250,7 @@ class ControlPlane:
                 f"--secure-port={port}",
                 f"--cert-dir={self.root / 'controller-manager-certs'}",
                 "--leader-elect=false",
-                "--controllers=garbage-collector-controller,storage-version-migrator-controller",
+                f"--controllers={','.join(controllers)}",
                 *storage_migration_flags(self.kube_version, apiserver=False),
                 *flags,
             ],

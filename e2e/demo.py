@@ -331,6 +331,7 @@ def controller_flags(name: str, *, plane: controlplane.ControlPlane, widgets_nam
             # so the apiserver-identity check is left out here (the tests cover it).
             "--checks=leaders,endpoints,heartbeats", "--heartbeat-stale-seconds=10", "--evaluate-interval-seconds=1",
         ],
+        "upgrade-readiness": ["--evaluate-interval-seconds=5"],
     }  # fmt: skip
     return common + specific[name]
 

@@ -1,7 +1,8 @@
-"""Helpers of the chart tests: the helm and promtool binaries, rendering, and the controllers' config types.
+"""Helpers of the chart tests: the helm, promtool and alertmanager binaries, rendering, and the controllers'
+config types.
 
-helm and promtool come from ``e2e/build-tool.sh`` (built from the Go module proxy, cached like the fixture
-binaries; ``make tools`` builds them). A missing tool fails the tests with the build's message: they are
+They come from ``e2e/build-tool.sh`` (built from the Go module proxy, cached like the fixture binaries;
+``make tools`` builds them). A missing tool fails the tests with the build's message: they are
 never skipped.
 """
 
@@ -40,6 +41,8 @@ CHART_OWNED = frozenset(
         "leaderElect",
         "metricsBindAddress",
         "healthProbeBindAddress",
+        "metricsSecure",
+        "metricsCertDir",
     }
 )
 # addon-updater's target follows addonUpdater.mode, its targetDir addonUpdater.directory.
@@ -51,7 +54,11 @@ def chart_owned(key: str) -> frozenset[str]:
 
 
 @functools.cache
-def tool(name: Literal["helm", "promtool"]) -> pathlib.Path:
+def tool(
+    name: Literal[
+        "helm", "promtool", "alertmanager", "prometheus", "prometheus-operator", "kube-state-metrics"
+    ],
+) -> pathlib.Path:
     """The cached binary; builds it when missing, and fails (never skips) the test when it cannot."""
     try:
         return controlplane.tool_path(name)
@@ -191,7 +198,7 @@ def promtool_files(directory: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]
         checks.append({"eval_time": case["fires"], "alertname": case["alert"], "exp_alerts": expected})
         groups.append(
             {
-                "name": case["alert"],
+                "name": case.get("name", case["alert"]),
                 "interval": "1m",
                 "input_series": [{"series": s, "values": str(v)} for s, v in case["series"].items()],
                 "alert_rule_test": checks,

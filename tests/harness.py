@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -83,10 +84,15 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
-def scrape(port: int, path: str = "/metrics") -> tuple[int, str]:
-    """GET ``path`` from a controller process on localhost: (status, body); (0, "") when nothing answers."""
+def scrape(
+    port: int, path: str = "/metrics", *, tls: ssl.SSLContext | None = None, token: str = ""
+) -> tuple[int, str]:
+    """GET ``path`` from a controller process on localhost: (status, body); (0, "") when nothing answers.
+    With ``tls`` over HTTPS, with ``token`` as a bearer token."""
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}{path}"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+        with urllib.request.urlopen(request, timeout=5, context=tls) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
@@ -108,13 +114,19 @@ class Served(NamedTuple):
 
 
 @contextlib.contextmanager
-def serve(*argv: str, env: dict[str, str] | None = None) -> Iterator[Served]:
-    """A controller process (``argv``) serving on a free localhost port; killed at the end, its output then
-    printed (pytest shows it when the test failed)."""
+def serve(*argv: str, env: dict[str, str] | None = None, probe_port: int | None = None) -> Iterator[Served]:
+    """A controller process (``argv``) serving on a free localhost port (the probes on ``probe_port`` when
+    given); killed at the end, its output then printed (pytest shows it when the test failed)."""
     port = controlplane.free_port()
     bind = f"127.0.0.1:{port}"
+    probes = f"127.0.0.1:{probe_port}" if probe_port else bind
     process = subprocess.Popen(
-        [*argv, f"--metrics-bind-address={bind}", f"--health-probe-bind-address={bind}", "--log-format=text"],
+        [
+            *argv,
+            f"--metrics-bind-address={bind}",
+            f"--health-probe-bind-address={probes}",
+            "--log-format=text",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -20,8 +20,10 @@ from typing import Any, Literal
 
 from controllers.addon_updater import logic
 from controllers.addon_updater import metrics as metrics_module
-from controllers.addon_updater.effects import apply_target, bundles, directory
+from controllers.addon_updater.effects import apply_target, directory
 from controllers.agreement import version as version_module
+from controllers.bundles import model
+from controllers.bundles import source as bundle_source
 from controllers.kube import retry
 from controllers.runtime import config, context, reconciler
 from controllers.structs import times
@@ -37,7 +39,7 @@ class AddonUpdaterConfig(config.BaseConfig):
     bundle_source: Literal["directory", "configmap"] = config.option(
         "directory",
         "Where bundles come from: a directory tree <bundleDir>/<major.minor>/*.yaml, or ConfigMaps labelled "
-        f"{logic.CONFIGMAP_MINOR_LABEL}=<major.minor>.",
+        f"{model.CONFIGMAP_MINOR_LABEL}=<major.minor>.",
     )
     bundle_dir: str = config.option(
         "/bundles", "Root of the bundle tree (directory source): one <major.minor> directory per bundle."
@@ -62,7 +64,7 @@ class AddonUpdaterConfig(config.BaseConfig):
     variables: tuple[str, ...] = config.option(
         [],
         "Variables NAME=VALUE substituted for ${NAME} in the bundle (they override the variables ConfigMap).",
-        check=logic.variable_problem,
+        check=model.variable_problem,
     )
     variables_config_map: str = config.option(
         "", "ConfigMap in --namespace whose keys are variables for the bundle; empty: none."
@@ -102,9 +104,9 @@ class Outcome:
     message: str
     minor: str = ""
     digest: str = ""
-    applied: tuple[logic.ObjectKey, ...] = ()
-    pruned: tuple[logic.ObjectKey, ...] = ()
-    unavailable: dict[logic.ObjectKey, str] = dataclasses.field(default_factory=dict)
+    applied: tuple[model.ObjectKey, ...] = ()
+    pruned: tuple[model.ObjectKey, ...] = ()
+    unavailable: dict[model.ObjectKey, str] = dataclasses.field(default_factory=dict)
     health: str = ""  # of an applied bundle: Healthy, Progressing or Unhealthy
 
     @property
@@ -136,7 +138,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
         super().__init__(ctx)
         self.cfg = ctx.config
         self.metrics = metrics_module.Metrics(ctx.exporter)
-        self.source = bundles.Source(
+        self.source = bundle_source.Source(
             kube=ctx.kube,
             kind=self.cfg.bundle_source,
             directory=self.cfg.bundle_dir,
@@ -182,18 +184,18 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
     async def _reconcile(self, agreed: version_module.Version) -> Outcome:
         cfg = self.cfg
         state = await self.ctx.read_state()
-        minor = logic.select_bundle(
+        minor = model.select_bundle(
             wanted=agreed.minor_key, available=await self.source.minors(), policy=cfg.selection
         )
-        bundle: logic.Bundle | logic.BundleError | None = None
+        bundle: model.Bundle | model.BundleError | None = None
         if minor is not None:
             try:
                 bundle = await self.source.load(minor)
-            except logic.BundleError as error:
+            except model.BundleError as error:
                 bundle = error
-        variables = await bundles.variables(
+        variables = await bundle_source.variables(
             self.ctx.kube,
-            configured=logic.parse_variables(cfg.variables),
+            configured=model.parse_variables(cfg.variables),
             configmap=cfg.variables_config_map,
             namespace=cfg.namespace,
         )
@@ -226,7 +228,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
             if cfg.target == "directory":
                 return await self._switch_directory(agreed, decision)
             return await self._switch_apply(agreed, decision)
-        except logic.BundleError as error:  # the apiserver rejected an object in its dry-run
+        except model.BundleError as error:  # the apiserver rejected an object in its dry-run
             return await self._invalid(agreed, decision, error)
 
     # --- outcomes ----------------------------------------------------------------------------------------
@@ -248,7 +250,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
         return Outcome("missing", message)
 
     async def _invalid(
-        self, agreed: version_module.Version, decision: logic.Decision, error: logic.BundleError
+        self, agreed: version_module.Version, decision: logic.Decision, error: model.BundleError
     ) -> Outcome:
         assert decision.bundle is not None
         minor, source = decision.bundle.minor, decision.bundle.source or self._source_text()
@@ -269,7 +271,9 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
 
     async def _failed(self, agreed: version_module.Version, error: Exception) -> Outcome:
         """Report a round that could not act (the skeleton logs the error itself and tries again)."""
-        known = isinstance(error, bundles.SourceError | apply_target.SwitchError) or retry.classify(error)
+        known = isinstance(error, bundle_source.SourceError | apply_target.SwitchError) or retry.classify(
+            error
+        )
         message = f"switch failed: {error}" if known else f"switch failed: unexpected {type(error).__name__}"
         self.metrics.observe_failed()
         await self._event("SwitchFailed", f"{message}; trying again with backoff", warning=True)
@@ -286,7 +290,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
         assert decision.bundle is not None
         minor = decision.bundle.minor
         self.metrics.observe_active(minor=minor, digest=decision.digest)
-        unavailable: dict[logic.ObjectKey, str] = {}
+        unavailable: dict[model.ObjectKey, str] = {}
         health = ""
         if self.cfg.target == "apply":
             wanted = logic.workload_keys(decision.manifests, default_namespace=self.cfg.default_namespace)
@@ -411,7 +415,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
 
     # --- health ------------------------------------------------------------------------------------------
 
-    async def _health(self, problems: Mapping[logic.ObjectKey, str], *, workloads: int, minor: str) -> str:
+    async def _health(self, problems: Mapping[model.ObjectKey, str], *, workloads: int, minor: str) -> str:
         """Judge the applied bundle's health now against the time of its switch; record it, and say it in an
         Event when it settled on something new. Returns it."""
         self.metrics.observe_health(unavailable=len(problems))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controllers.addon_updater import logic
+from controllers.bundles import model
 from controllers.runtime import metrics
 
 RESULTS = ("success", "failed")
@@ -42,13 +42,13 @@ class Metrics:
         )
         for result in RESULTS:
             self.switches.labels(result)
-        for reason in logic.FAILURE_REASONS:
+        for reason in model.FAILURE_REASONS:
             self.validation_failures.labels(reason)
         self.healthy.set(-1)
         self._active: tuple[str, str] | None = None
 
     def observe_active(self, *, minor: str, digest: str) -> None:
-        active = (minor, logic.short_digest(digest))
+        active = (minor, model.short_digest(digest))
         if active == self._active:
             return
         if self._active is not None:
@@ -59,7 +59,7 @@ class Metrics:
     def observe_missing(self, missing: bool) -> None:
         self.bundle_missing.set(1 if missing else 0)
 
-    def observe_invalid(self, reason: logic.FailureReason) -> None:
+    def observe_invalid(self, reason: model.FailureReason) -> None:
         self.validation_failures.labels(reason).inc()
         self.switches.labels("failed").inc()
 

@@ -12,6 +12,7 @@ from typing import Any, Literal, get_args
 
 from controllers.agreement.selector import Selector, matches_any
 from controllers.agreement.version import Version, image_tag, parse_version
+from controllers.structs import fields
 
 VersionSource = Literal["kubelet", "apiserver"]
 VERSION_SOURCES: tuple[VersionSource, ...] = get_args(VersionSource)
@@ -63,24 +64,24 @@ class Rules:
 
 
 def node_ready(node: Mapping[str, Any]) -> bool:
-    for condition in node.get("status", {}).get("conditions") or []:
+    for condition in fields.mappings(fields.dig(node, "status", "conditions")):
         if condition.get("type") == "Ready":
             return bool(condition.get("status") == "True")
     return False
 
 
 def node_labels(node: Mapping[str, Any]) -> Mapping[str, str]:
-    labels: Mapping[str, str] = node.get("metadata", {}).get("labels") or {}
-    return labels
+    return fields.mapping(fields.dig(node, "metadata", "labels"))
 
 
 def kubelet_version(node: Mapping[str, Any]) -> str:
-    return str(node.get("status", {}).get("nodeInfo", {}).get("kubeletVersion") or "")
+    reported = fields.dig(node, "status", "nodeInfo", "kubeletVersion")
+    return reported if isinstance(reported, str) else ""
 
 
 def apiserver_pod_version(pod: Mapping[str, Any]) -> str:
     """The image tag of the kube-apiserver container of a mirror pod (the first container otherwise)."""
-    containers = pod.get("spec", {}).get("containers") or []
+    containers = fields.mappings(fields.dig(pod, "spec", "containers"))
     chosen = next(
         (c for c in containers if c.get("name") == "kube-apiserver"), containers[0] if containers else {}
     )
@@ -98,14 +99,14 @@ def master_statuses(
     by_node: dict[str, str] = {}
     if source == "apiserver":
         for pod in apiserver_pods:
-            node_name = pod.get("spec", {}).get("nodeName")
-            if node_name:
+            node_name = fields.dig(pod, "spec", "nodeName")
+            if isinstance(node_name, str) and node_name:
                 by_node[str(node_name)] = apiserver_pod_version(pod)
     statuses = []
     for node in nodes:
-        if not matches_any(selectors, node_labels(node)):
-            continue
-        name = str(node["metadata"]["name"])
+        name = fields.dig(node, "metadata", "name")
+        if not isinstance(name, str) or not name or not matches_any(selectors, node_labels(node)):
+            continue  # a Node without a name is no master anyone can name
         reported = kubelet_version(node) if source == "kubelet" else by_node.get(name, "")
         statuses.append(
             MasterStatus(

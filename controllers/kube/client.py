@@ -182,6 +182,24 @@ class Kube:
 
         return await retry.call(attempt, policy=policy or self.policy, on_error=on_error)
 
+    async def get_text(self, path: str, *, base: str = "", request_timeout: float = 30.0) -> str:
+        """GET a document that is not JSON (an apiserver's ``/metrics``) from this client's apiserver, or from
+        ``base`` (``https://10.0.0.2:6443``: another apiserver of the cluster, same credentials and CA).
+        Raises ApiError on a non-2xx answer (429 is tried again as Retry-After asks)."""
+        url = (base.rstrip("/") or self._host) + path
+
+        async def attempt() -> str:
+            await self._limiter.acquire()
+            headers = {**await self._headers(None), "Accept": "text/plain"}
+            timeout = aiohttp.ClientTimeout(total=request_timeout, sock_connect=CONNECT_TIMEOUT)
+            async with self._session.get(url, headers=headers, timeout=timeout) as response:
+                raw = await response.read()
+                if response.status < 400:
+                    return raw.decode(errors="replace")
+                raise _api_error(response.status, raw, response.headers.get("Retry-After"))
+
+        return await retry.call(attempt, policy=retry.THROTTLED)
+
     async def get(self, path: str, *, query: Query | None = None) -> JSON:
         return await self.request("GET", path, query=query)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from controllers.kube import resources, retry
 from controllers.kube.client import Kube
+from controllers.structs import fields
 
 log = logging.getLogger(__name__)
 
@@ -41,26 +42,45 @@ class ApiResource:
         return resources.Resource(self.group, self.version, self.name, namespaced=self.namespaced)
 
 
+def _core_versions(core: Mapping[str, Any]) -> list[tuple[str, str]]:
+    return [("", v) for v in fields.strings(core.get("versions"))]
+
+
+def _group_versions(group: Mapping[str, Any]) -> list[str]:
+    return fields.strings([fields.dig(v, "version") for v in fields.mappings(group.get("versions"))])
+
+
+def _groups(groups: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """(name, APIGroup) of every named group of an APIGroupList."""
+    found = [(g.get("name"), g) for g in fields.mappings(groups.get("groups"))]
+    return [(name, group) for name, group in found if isinstance(name, str) and name]
+
+
+def served_group_versions(*, core: Mapping[str, Any], groups: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(group, version) of every served version: the core ones (group ``""``) and every group's."""
+    pairs = _core_versions(core)
+    for name, group in _groups(groups):
+        pairs.extend((name, v) for v in _group_versions(group))
+    return pairs
+
+
 def preferred_group_versions(*, core: Mapping[str, Any], groups: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(group, version) pairs to read: every core version (``""``) and each group's preferred version."""
-    pairs = [("", str(v)) for v in core.get("versions") or []]
-    for group in groups.get("groups") or []:
-        name = str(group.get("name") or "")
-        preferred = (group.get("preferredVersion") or {}).get("version")
-        if not preferred:
-            versions = group.get("versions") or []
-            preferred = versions[0].get("version") if versions else None
-        if name and preferred:
-            pairs.append((name, str(preferred)))
+    pairs = _core_versions(core)
+    for name, group in _groups(groups):
+        preferred = (
+            fields.strings([fields.dig(group, "preferredVersion", "version")]) or _group_versions(group)[:1]
+        )
+        pairs.extend((name, v) for v in preferred)
     return pairs
 
 
 def parse_resource_list(*, group: str, version: str, document: Mapping[str, Any]) -> list[ApiResource]:
     """The top-level resources of one APIResourceList (subresources such as ``pods/status`` left out)."""
     found: list[ApiResource] = []
-    for entry in document.get("resources") or []:
-        name = str(entry.get("name") or "")
-        if not name or "/" in name:
+    for entry in fields.mappings(document.get("resources")):
+        name = entry.get("name")
+        if not isinstance(name, str) or not name or "/" in name:
             continue
         found.append(
             ApiResource(
@@ -69,7 +89,7 @@ def parse_resource_list(*, group: str, version: str, document: Mapping[str, Any]
                 name=name,
                 kind=str(entry.get("kind") or ""),
                 namespaced=bool(entry.get("namespaced")),
-                verbs=frozenset(str(verb) for verb in entry.get("verbs") or []),
+                verbs=frozenset(fields.strings(entry.get("verbs"))),
                 storage_version_hash=str(entry.get("storageVersionHash") or ""),
             )
         )
@@ -80,7 +100,7 @@ def aggregated_group_versions(apiservices: Iterable[Mapping[str, Any]]) -> froze
     """(group, version) of every APIService served by another apiserver (``spec.service`` set)."""
     return frozenset(
         (str(spec.get("group") or ""), str(spec.get("version") or ""))
-        for spec in (svc.get("spec") or {} for svc in apiservices)
+        for spec in (fields.mapping(svc.get("spec")) for svc in apiservices)
         if spec.get("service")
     )
 
@@ -122,9 +142,7 @@ async def discover(kube: Kube) -> Discovery:
     bundle may name any served version). A group version whose server is missing or down (an aggregated
     API: 404, 5xx) is skipped with a warning: it is not ours to migrate or apply to anyway."""
     core, groups = await asyncio.gather(kube.get("/api"), kube.get("/apis"))
-    group_versions = [("", str(version)) for version in core.get("versions") or []]
-    for group in groups.get("groups") or []:
-        group_versions.extend((str(group["name"]), str(v["version"])) for v in group.get("versions") or [])
+    group_versions = served_group_versions(core=core, groups=groups)
 
     async def one(group: str, version: str) -> list[ApiResource]:
         path = f"/apis/{group}/{version}" if group else f"/api/{version}"

@@ -45,3 +45,4 @@ CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", names
 APISERVICES = Resource("apiregistration.k8s.io", "v1", "apiservices", namespaced=False)
 DEPLOYMENTS = Resource("apps", "v1", "deployments", namespaced=True)
 DAEMONSETS = Resource("apps", "v1", "daemonsets", namespaced=True)
+POD_DISRUPTION_BUDGETS = Resource("policy", "v1", "poddisruptionbudgets", namespaced=True)

@@ -15,7 +15,7 @@ from typing import Any, Literal, get_args
 
 from controllers.agreement import masters as agreement_masters
 from controllers.agreement import selector, version
-from controllers.structs import leases, refs, times
+from controllers.structs import fields, leases, refs, times
 
 Severity = Literal["critical", "warning"]
 Check = Literal[
@@ -165,6 +165,30 @@ class Rules:
         return max(self.notready_jump_min, math.ceil(self.notready_jump_fraction * workers), 1)
 
 
+Phase = Literal["control-plane", "workers"]
+PHASES: tuple[Phase, ...] = get_args(Phase)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Upgrade:
+    """An upgrade under way: the ``leader_watchdog_upgrade_in_progress`` series at 1.
+
+    ``from_version``/``to_version`` are written ``v1.36.1`` (see :func:`version_label`)."""
+
+    phase: Phase
+    from_version: str
+    to_version: str
+    started: float  # Unix time the phase began (or was first seen, after a restart of the watchdog)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "phase": self.phase,
+            "from": self.from_version,
+            "to": self.to_version,
+            "started": times.iso(self.started),
+        }
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class History:
     """What one evaluation hands to the next."""
@@ -175,6 +199,8 @@ class History:
     pattern_since: float | None = None
     since: Mapping[tuple[str, str], float] = dataclasses.field(default_factory=dict)
     holders: Mapping[str, str] = dataclasses.field(default_factory=dict)  # leader Lease → holder
+    agreed: version.Version | None = None  # the version the masters last agreed on (None: none seen yet)
+    upgrade: Upgrade | None = None  # the upgrade under way (None: none)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -201,6 +227,10 @@ class Evaluation:
     master_set_changed: bool
 
     @property
+    def upgrade(self) -> Upgrade | None:
+        return self.history.upgrade
+
+    @property
     def critical(self) -> bool:
         return any(finding.severity == "critical" for finding in self.findings)
 
@@ -209,8 +239,8 @@ class Evaluation:
 
 
 def lease_record(raw: Mapping[str, Any]) -> LeaseRecord:
-    meta = raw.get("metadata") or {}
-    labels = meta.get("labels") or {}
+    meta = fields.mapping(raw.get("metadata"))
+    labels = fields.mapping(meta.get("labels"))
     return LeaseRecord(
         namespace=str(meta.get("namespace") or ""),
         name=str(meta.get("name") or ""),
@@ -218,7 +248,7 @@ def lease_record(raw: Mapping[str, Any]) -> LeaseRecord:
         renew_time=leases.renewed_at(raw),
         duration_seconds=leases.duration_seconds(raw),
         transitions=leases.transitions(raw),
-        labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, Mapping) else {},
+        labels={str(k): str(v) for k, v in labels.items()},
     )
 
 
@@ -226,14 +256,14 @@ def node_record(
     raw: Mapping[str, Any], *, selectors: Sequence[selector.Selector], reported_version: str | None = None
 ) -> NodeRecord:
     """``reported_version`` overrides the kubelet version (the apiserver version source)."""
-    meta = raw.get("metadata") or {}
+    meta = fields.mapping(raw.get("metadata"))
     name = str(meta.get("name") or "")
     labels = agreement_masters.node_labels(raw)
     hostnames = {name.lower()}
     if labels.get(HOSTNAME_LABEL):
         hostnames.add(str(labels[HOSTNAME_LABEL]).lower())
     addresses = set()
-    for address in (raw.get("status") or {}).get("addresses") or []:
+    for address in fields.mappings(fields.dig(raw, "status", "addresses")):
         value = str(address.get("address") or "")
         if not value:
             continue
@@ -258,10 +288,9 @@ KUBERNETES_SLICES = "kubernetes.io/service-name=kubernetes"  # label selector, i
 def endpoint_slice_ips(raw: Mapping[str, Any]) -> frozenset[str]:
     """Every address (ready or not) of one EndpointSlice."""
     return frozenset(
-        str(address)
-        for endpoint in raw.get("endpoints") or []
-        for address in endpoint.get("addresses") or []
-        if address
+        address
+        for endpoint in fields.mappings(raw.get("endpoints"))
+        for address in fields.strings(endpoint.get("addresses"))
     )
 
 
@@ -477,6 +506,76 @@ def transitions(
     )
 
 
+# --- the upgrade signal ----------------------------------------------------------------------------------
+
+
+def version_label(parsed: version.Version) -> str:
+    """How the signal writes a version: ``v<major>.<minor>.<patch>``, the form ``kubeadm upgrade apply`` takes
+    and release notes use. A vendor suffix (``-eks-…``, ``+k3s1``) is dropped: versions compare by (major,
+    minor, patch), so a suffix alone is no upgrade and must not make a new series."""
+    return f"v{parsed.major}.{parsed.minor}.{parsed.patch}"
+
+
+def _target(reported: Iterable[version.Version], *, base: version.Version) -> version.Version | None:
+    """The version the masters move to from ``base``: the highest reported above it, else (a downgrade) the
+    lowest below it; None while every master reports ``base``."""
+    others = [v for v in reported if v.key != base.key]
+    above = [v for v in others if v.key > base.key]
+    return max(above) if above else min(others, default=None)
+
+
+def upgrade_progress(
+    *,
+    masters: Sequence[NodeRecord],
+    workers: Sequence[NodeRecord],
+    agreed: version.Version | None,
+    history: History,
+    now: float,
+) -> Upgrade | None:
+    """The upgrade under way at ``now``, given the settled agreement of the masters (``agreed``; None while
+    they do not agree) and what the last evaluation saw (``history.agreed``, ``history.upgrade``).
+
+    - ``control-plane``: from the moment a master reports another version than the one last agreed, until
+      the masters agree again. A master that reports no parseable version neither starts nor ends it.
+    - ``workers``: then, while a worker's kubelet is below the newly agreed version (a worker whose version
+      cannot be parsed does not count). A downgrade has no workers phase: its workers are above, not below.
+    - Neither: no upgrade. A watchdog started mid-upgrade has no agreed version yet: masters on different
+      versions are a control-plane phase from the lowest to the highest, and once they agree, workers below
+      are a workers phase from the lowest of them.
+    """
+    current = history.upgrade
+    reported = [v for m in masters if (v := version.parse_version(m.version)) is not None]
+    if agreed is not None:
+        behind = [
+            v for w in workers if (v := version.parse_version(w.version)) is not None and v.key < agreed.key
+        ]
+        if not behind:
+            return None
+        to = version_label(agreed)
+        if current is not None and current.phase == "workers" and current.to_version == to:
+            return current
+        if current is not None:
+            start = current.from_version
+        elif history.agreed is not None and history.agreed.key != agreed.key:
+            start = version_label(history.agreed)  # the masters moved between two evaluations
+        else:
+            start = version_label(min(behind))
+        return Upgrade("workers", from_version=start, to_version=to, started=now)
+    if current is not None and current.phase == "control-plane":
+        base = version.parse_version(current.from_version)
+        target = _target(reported, base=base) if base is not None else None
+        return current if target is None else dataclasses.replace(current, to_version=version_label(target))
+    if history.agreed is None:
+        if len({v.key for v in reported}) < 2:
+            return current
+        low, high = min(reported), max(reported)
+        return Upgrade("control-plane", version_label(low), version_label(high), started=now)
+    target = _target(reported, base=history.agreed)
+    if target is None:
+        return current  # no agreement for another reason (a master NotReady, too few): nothing moved
+    return Upgrade("control-plane", version_label(history.agreed), version_label(target), started=now)
+
+
 def evaluate(snapshot: Snapshot, *, now: float, rules: Rules, history: History) -> Evaluation:
     """All checks at ``now``; returns the findings and the history for the next evaluation."""
     masters = snapshot.masters
@@ -522,9 +621,24 @@ def evaluate(snapshot: Snapshot, *, now: float, rules: Rules, history: History) 
     since = {f.key: min(f.since, history.since.get(f.key, f.since)) for f in findings}
     findings = [dataclasses.replace(f, since=since[f.key]) for f in findings]
     holders = {key: lease.holder for key, lease in snapshot.leaders.items() if lease is not None}
+    agreed = version.parse_version(snapshot.agreed_version)
+    upgrade = upgrade_progress(
+        masters=masters,
+        workers=[node for node in snapshot.nodes if not node.master],
+        agreed=agreed,
+        history=history,
+        now=now,
+    )
     return Evaluation(
         findings=tuple(findings),
-        history=dataclasses.replace(history, since=since, holders=holders, pattern_since=pattern_since),
+        history=dataclasses.replace(
+            history,
+            since=since,
+            holders=holders,
+            pattern_since=pattern_since,
+            agreed=agreed or history.agreed,
+            upgrade=upgrade,
+        ),
         transitions=transitions(history.holders, snapshot.leaders),
         nodes=health,
         master_set_changed=changed,
@@ -567,6 +681,7 @@ def status_json(evaluation: Evaluation, snapshot: Snapshot, *, now: float) -> di
             for m in masters
         ],
         "agreedVersion": snapshot.agreed_version,
+        "upgrade": evaluation.upgrade.to_json() if evaluation.upgrade else None,
         "masterSetChangedAt": times.iso(history.masters_changed_at),
         "leaders": [
             {

@@ -1,7 +1,9 @@
 """The watchdog's metrics (``leader_watchdog_…``); the rest of the package calls ``observe_*`` only.
 
 Labels stay low-cardinality: ``check`` and ``severity`` come from a fixed list, ``lease`` from the
-configured leader Leases. No node, holder or address appears as a label (they are in ``/status``).
+configured leader Leases, ``phase``/``from``/``to`` of the upgrade signal from the one upgrade under way
+(its series is removed when the upgrade ends or moves on). No node, holder or address appears as a label
+(they are in ``/status``).
 """
 
 from __future__ import annotations
@@ -55,6 +57,21 @@ class Metrics:
             "node_heartbeats_stale", "Workers whose heartbeat Lease is older than the threshold."
         )
         self.evaluated = gauge("last_evaluation_timestamp_seconds", "When the checks last ran (Unix time).")
+        self.upgrade = gauge(
+            "upgrade_in_progress",
+            "1 while an upgrade is under way: phase control-plane (a master reports another version than the "
+            "one agreed, until the masters agree again), then workers (a worker's kubelet is below the newly "
+            "agreed version); from/to as vMAJOR.MINOR.PATCH. No series otherwise.",
+            "phase",
+            "from",
+            "to",
+        )
+        self.upgrade_started = gauge(
+            "upgrade_started_timestamp_seconds",
+            "When the upgrade phase under way began (Unix time); no series outside that phase.",
+            "phase",
+        )
+        self._upgrade: logic.Upgrade | None = None
 
     def observe_evaluation(
         self,
@@ -86,3 +103,16 @@ class Metrics:
         self.not_ready.set(len(evaluation.nodes.not_ready))
         self.heartbeat_stale.set(evaluation.nodes.heartbeat_stale)
         self.evaluated.set(now)
+        self.observe_upgrade(evaluation.upgrade)
+
+    def observe_upgrade(self, upgrade: logic.Upgrade | None) -> None:
+        """Exactly one series at 1 while an upgrade is under way, none otherwise."""
+        previous, self._upgrade = self._upgrade, upgrade
+        if previous == upgrade:
+            return
+        if previous is not None:
+            self.upgrade.remove(previous.phase, previous.from_version, previous.to_version)
+            self.upgrade_started.remove(previous.phase)
+        if upgrade is not None:
+            self.upgrade.labels(upgrade.phase, upgrade.from_version, upgrade.to_version).set(1)
+            self.upgrade_started.labels(upgrade.phase).set(upgrade.started)

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, get_args
 
 from controllers.agreement import selector, version
+from controllers.structs import fields
 
 DEFAULT_TAINT_KEY = "upgrade.kube-upgrade-controllers.io/outdated"
 Effect = Literal["PreferNoSchedule", "NoSchedule"]
@@ -115,15 +116,16 @@ def taint_value(reported: str) -> str:
 
 def node_view(obj: Mapping[str, Any], *, policy: Policy) -> NodeView | None:
     """The decision's view of a Node object; None when it has no name (never raises on odd input)."""
-    meta = _mapping(obj.get("metadata"))
+    meta = fields.mapping(obj.get("metadata"))
     name = meta.get("name")
     if not isinstance(name, str) or not name:
         return None
-    spec = _mapping(obj.get("spec"))
-    raw_taints = spec.get("taints")
-    taints = tuple(t for t in raw_taints if isinstance(t, Mapping)) if isinstance(raw_taints, list) else ()
-    labels = _mapping(meta.get("labels"))
-    reported = str(_mapping(_mapping(obj.get("status")).get("nodeInfo")).get("kubeletVersion") or "")
+    spec = fields.mapping(obj.get("spec"))
+    taints = tuple(fields.mappings(spec.get("taints")))
+    labels = fields.mapping(meta.get("labels"))
+    reported = str(
+        fields.mapping(fields.mapping(obj.get("status")).get("nodeInfo")).get("kubeletVersion") or ""
+    )
     return NodeView(
         name=name,
         resource_version=str(meta.get("resourceVersion") or ""),
@@ -140,10 +142,6 @@ def node_view(obj: Mapping[str, Any], *, policy: Policy) -> NodeView | None:
             if t.get("key") == policy.taint_key
         ),
     )
-
-
-def _mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
 
 
 def desired_taint(node: NodeView, *, agreed: version.Version, policy: Policy) -> Taint | None:

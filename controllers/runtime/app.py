@@ -23,9 +23,9 @@ from typing import Any, Literal
 
 import prometheus_client
 
-from controllers.kube import client, leases, retry
+from controllers.kube import auth, client, leases, retry
 from controllers.runtime import config as config_module
-from controllers.runtime import context, logs, reconciler, server
+from controllers.runtime import context, logs, reconciler, secure, server
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,14 @@ async def _serve(
             registry=registry,
             health={each.name: each.ctx.health for each in running},
             routes=routes(running),
+            metrics_address=process.metrics_bind_address,
+            secure=secure.serving(
+                address=process.metrics_bind_address,
+                cert_dir=process.metrics_cert_dir,
+                authorizer=auth.Authorizer(kube),
+            )
+            if process.metrics_secure
+            else None,
         )
         await asyncio.gather(*(life(each, lease_kube=lease_kube) for each in running))
         return reconciler.EXIT_FAILED  # not reached: a controller's life ends only when cancelled

@@ -60,6 +60,13 @@ def bind_address(value: str) -> str | None:
     return None if re.fullmatch(r"[^\s:]*:\d{1,5}", value) else "must be HOST:PORT, ':PORT' or '0' (off)"
 
 
+def cert_dir(value: str) -> str | None:
+    missing = [
+        name for name in ("tls.crt", "tls.key") if value and not (pathlib.Path(value) / name).is_file()
+    ]
+    return f"has no {' and no '.join(missing)}" if missing else None
+
+
 def label_selector(value: str) -> str | None:
     if not value:
         return None
@@ -113,6 +120,18 @@ class BaseConfig:
     )
     metrics_bind_address: str = option(
         ":8080", "Address of /metrics ('0' turns the server off).", check=bind_address
+    )
+    metrics_secure: bool = option(
+        False,
+        "Serve /metrics and /status over HTTPS to authorized readers only: a bearer token that a TokenReview "
+        "accepts and whose user may get the path (SubjectAccessReview, nonResourceURLs). /healthz and /readyz "
+        "stay open.",
+    )
+    metrics_cert_dir: str = option(
+        "",
+        "With --metrics-secure: directory of tls.crt and tls.key to serve; empty: a self-signed certificate "
+        "made at start.",
+        check=cert_dir,
     )
     health_probe_bind_address: str = option(
         ":8081", "Address of /healthz and /readyz (may equal the metrics address).", check=bind_address

@@ -11,6 +11,9 @@ from typing import Any
 
 import prometheus_client
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from controllers.runtime.secure import PROBE_PATHS, Serving
 
 
 @dataclasses.dataclass
@@ -52,6 +55,8 @@ def make_app(
     registry: prometheus_client.CollectorRegistry,
     health: Mapping[str, Health],
     routes: dict[str, Callable[[], Any]] | None = None,
+    metrics_port: int | None = None,
+    secure: Serving | None = None,
 ) -> web.Application:
     async def metrics(_: web.Request) -> web.Response:
         body = prometheus_client.generate_latest(registry)
@@ -63,7 +68,8 @@ def make_app(
     async def readyz(_: web.Request) -> web.Response:
         return _probe(health, problem=lambda h: "" if h.ready else h.reason, failing=503)
 
-    app = web.Application()
+    split = [] if metrics_port is None else [_probes_only_elsewhere(metrics_port)]
+    app = web.Application(middlewares=[*split, *([secure.guard] if secure else [])])
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -81,17 +87,36 @@ def make_app(
     return app
 
 
+def _probes_only_elsewhere(metrics_port: int) -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        local = request.transport.get_extra_info("sockname") if request.transport else None
+        if request.path not in PROBE_PATHS and local is not None and local[1] != metrics_port:
+            raise web.HTTPNotFound(text="only /healthz and /readyz on the probe address")
+        return await handler(request)
+
+    return middleware
+
+
 async def start(
     *,
     addresses: set[str],
     registry: prometheus_client.CollectorRegistry,
     health: Mapping[str, Health],
     routes: dict[str, Callable[[], Any]] | None = None,
+    metrics_address: str | None = None,
+    secure: Serving | None = None,
 ) -> web.AppRunner:
-    """Serve the app on every address (metrics and probe addresses may differ); '0' addresses are skipped."""
-    runner = web.AppRunner(make_app(registry=registry, health=health, routes=routes), access_log=None)
+    """Serve the app on every address (metrics and probe addresses may differ); '0' addresses are skipped.
+    Given ``metrics_address``, any other address serves only the probes (a NetworkPolicy may admit everyone
+    to the probe port; '0': no metrics at all). With ``secure`` (--metrics-secure) the metrics address
+    serves HTTPS behind its guard (runtime/secure.py)."""
+    metrics_port = None if metrics_address is None else int(metrics_address.rpartition(":")[2] or 0)
+    app = make_app(registry=registry, health=health, routes=routes, metrics_port=metrics_port, secure=secure)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     for address in sorted(a for a in addresses if a not in ("0", "")):
         host, _, port = address.rpartition(":")
-        await web.TCPSite(runner, host or "0.0.0.0", int(port)).start()
+        tls = secure.context if secure and address == secure.address else None
+        await web.TCPSite(runner, host or "0.0.0.0", int(port), ssl_context=tls).start()
     return runner

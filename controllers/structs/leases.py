@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,7 +25,9 @@ def renewed_at(lease: Mapping[str, Any]) -> float | None:
 
 
 def duration_seconds(lease: Mapping[str, Any]) -> float:
-    return _number(_spec(lease).get("leaseDurationSeconds"))
+    """leaseDurationSeconds; 0 when it is not what the API allows (an int32 > 0)."""
+    duration = _number(_spec(lease).get("leaseDurationSeconds"))
+    return duration if 0 < duration < 2**31 else 0.0
 
 
 def transitions(lease: Mapping[str, Any]) -> int:
@@ -32,13 +35,14 @@ def transitions(lease: Mapping[str, Any]) -> int:
 
 
 def _number(value: object) -> float:
-    """A number from odd input (a string, a bool, garbage) without raising: 0 when it is none."""
+    """A finite number from odd input (a string, a bool, NaN, garbage) without raising: 0 when it is none."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return 0.0
     try:
-        return float(value)
-    except ValueError:
+        number = float(value)
+    except (ValueError, OverflowError):
         return 0.0
+    return number if math.isfinite(number) else 0.0
 
 
 def expires_at(renewed: float | None, duration: float) -> float | None:

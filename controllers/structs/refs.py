@@ -6,6 +6,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from controllers.structs import fields
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ObjectRef:
@@ -17,7 +19,7 @@ class ObjectRef:
 
     @classmethod
     def of(cls, obj: Mapping[str, Any]) -> ObjectRef:
-        meta = obj.get("metadata") or {}
+        meta = fields.mapping(obj.get("metadata"))
         return cls(
             kind=str(obj.get("kind", "")),
             name=str(meta.get("name", "")),

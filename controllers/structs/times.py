@@ -20,13 +20,17 @@ def parse_time(text: object) -> float | None:
         return None
     try:
         parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        # In UTC, or not a time at all: 9999-12-31T23:59:59-01:00 cannot be written back as a MicroTime.
+        return parsed.replace(tzinfo=parsed.tzinfo or datetime.UTC).astimezone(datetime.UTC).timestamp()
+    except (ValueError, OverflowError):
         return None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)).timestamp()
 
 
 def iso(moment: float | None) -> str | None:
-    """Unix time as a MicroTime string (None stays None)."""
+    """Unix time as a MicroTime string (None stays None, and so does a moment outside years 1-9999)."""
     if moment is None:
         return None
-    return micro_time(datetime.datetime.fromtimestamp(moment, datetime.UTC))
+    try:
+        return micro_time(datetime.datetime.fromtimestamp(moment, datetime.UTC))
+    except (ValueError, OverflowError, OSError):
+        return None

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 from controllers.agreement.version import Version, parse_version
+from controllers.structs import fields
 
 TriggerMode = Literal["minor", "any"]
 Action = Literal["start", "resume", "none"]
@@ -456,9 +457,7 @@ def migration_status(svm: Mapping[str, object]) -> MigrationStatus:
     built-in controller turns Running off only after it has set the CRD's storedVersions."""
     status = svm.get("status")
     status = status if isinstance(status, dict) else {}
-    conditions = {
-        str(c.get("type")): c for c in status.get("conditions") or [] if isinstance(c, dict) and c.get("type")
-    }
+    conditions = {str(c.get("type")): c for c in fields.mappings(status.get("conditions")) if c.get("type")}
 
     def true(kind: str) -> bool:
         return str(conditions.get(kind, {}).get("status")) == "True"
@@ -485,7 +484,7 @@ def stale_migrations(items: Iterable[Mapping[str, object]], *, target: str) -> l
     for svm in items:
         metadata = svm.get("metadata")
         metadata = metadata if isinstance(metadata, dict) else {}
-        annotations = metadata.get("annotations") or {}
+        annotations = fields.mapping(metadata.get("annotations"))
         finished = migration_status(svm).phase in ("succeeded", "failed")
         if finished and annotations.get(ANNOTATION_TARGET) != target and metadata.get("name"):
             stale.append(str(metadata["name"]))

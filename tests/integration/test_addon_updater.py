@@ -28,6 +28,7 @@ import pytest
 
 from controllers.addon_updater import controller, logic
 from controllers.agreement import version
+from controllers.bundles import model
 from controllers.kube import client, resources
 from e2e import cluster
 from tests import addon_dir, harness
@@ -304,7 +305,7 @@ async def test_unavailable_deployment_is_reported_unhealthy_after_the_timeout(
     outcome = await updater.reconcile(v("v1.36.0"))
     switched = time.monotonic()
     assert outcome.result == "switched"  # without waiting for the workloads: they are only Progressing
-    key = logic.ObjectKey("apps", "Deployment", namespace, "coredns")
+    key = model.ObjectKey("apps", "Deployment", namespace, "coredns")
     assert outcome.unavailable == {key: "the controller has not observed the latest spec"}
     assert outcome.health == "Progressing"
     assert (await state_of(updater))["health"] == "Progressing"
@@ -408,10 +409,10 @@ async def test_invalid_bundle_changes_nothing(
 
 def rendered(root: pathlib.Path, minor: str, cfg: controller.AddonUpdaterConfig) -> dict[str, str]:
     files = tuple(
-        logic.BundleFile(name=p.name, text=p.read_text()) for p in sorted((root / minor).glob("*.yaml"))
+        model.BundleFile(name=p.name, text=p.read_text()) for p in sorted((root / minor).glob("*.yaml"))
     )
-    bundle = logic.Bundle(minor=minor, source="", files=files)
-    return {f.name: f.text for f in logic.render(bundle, variables=logic.parse_variables(cfg.variables))}
+    bundle = model.Bundle(minor=minor, source="", files=files)
+    return {f.name: f.text for f in model.render(bundle, variables=model.parse_variables(cfg.variables))}
 
 
 @dataclasses.dataclass
@@ -522,7 +523,7 @@ async def test_bundles_from_configmaps(kube: client.Kube, namespace: str, tmp_pa
                 {
                     "metadata": {
                         "name": f"addons-{minor.replace('.', '-')}-{part}",
-                        "labels": {logic.CONFIGMAP_MINOR_LABEL: minor},
+                        "labels": {model.CONFIGMAP_MINOR_LABEL: minor},
                     },
                     "data": {**data, "README.md": "not a bundle file"},
                 },
@@ -566,7 +567,7 @@ async def test_dry_run_validates_and_plans_but_changes_nothing(
     outcome = await dry_run.reconcile(v("v1.36.0"))
     assert outcome.result == "planned", outcome.message
     assert [str(k) for k in outcome.pruned] == [f"ConfigMap {namespace}/dns-autoscaler"]
-    assert logic.ObjectKey("policy", "PodDisruptionBudget", namespace, "coredns") in outcome.applied
+    assert model.ObjectKey("policy", "PodDisruptionBudget", namespace, "coredns") in outcome.applied
     assert await snapshot(kube, namespace) == before
     assert await state_of(updater) == state_before
     assert await event_reasons(kube, updater) == events_before

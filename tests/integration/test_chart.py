@@ -56,24 +56,26 @@ def config_file(objects: list[dict[str, Any]], controller: str) -> dict[str, Any
     return loaded
 
 
-def test_defaults_render_three_controllers_without_extras() -> None:
+def test_defaults_render_every_controller_but_addon_updater_without_extras() -> None:
     objects = ct.template()
+    n = len(ct.CONTROLLERS) - 1
     assert kinds(objects) == {
-        "ServiceAccount": 3, "ClusterRole": 3, "ClusterRoleBinding": 3, "Role": 2, "RoleBinding": 2,
-        "ConfigMap": 3, "Service": 3, "Deployment": 3, "Pod": 1,
+        "ServiceAccount": n, "ClusterRole": n, "ClusterRoleBinding": n, "Role": n - 1, "RoleBinding": n - 1,
+        "ConfigMap": n, "Service": n, "Deployment": n, "Pod": 1,
     }  # fmt: skip
     # addon-updater is off by default; the watchdog writes nothing, so it has no Role.
     assert not [o for o in objects if "addon-updater" in o["metadata"]["name"]]
     assert not [o for o in objects if o["kind"] == "Role" and "leader-watchdog" in o["metadata"]["name"]]
-    for controller in ("uso-runner", "node-tainter", "leader-watchdog"):
+    for controller in set(ct.CONTROLLERS.values()) - {"addon-updater"}:
         assert config_file(objects, controller)["leaderElect"] is False
 
 
 def test_all_enabled_renders_every_object() -> None:
     objects = ct.template("-f", ct.ALL_ENABLED)
+    n = len(ct.CONTROLLERS)
     assert kinds(objects) == {
-        "ServiceAccount": 4, "ClusterRole": 4, "ClusterRoleBinding": 4, "Role": 4, "RoleBinding": 4,
-        "ConfigMap": 5, "Service": 4, "Deployment": 4, "PodDisruptionBudget": 4, "ServiceMonitor": 1,
+        "ServiceAccount": n, "ClusterRole": n, "ClusterRoleBinding": n, "Role": n, "RoleBinding": n,
+        "ConfigMap": n + 1, "Service": n, "Deployment": n, "PodDisruptionBudget": n, "ServiceMonitor": 1,
         "PrometheusRule": 1, "Pod": 1,
     }  # fmt: skip
     for controller in ct.CONTROLLERS.values():
@@ -99,6 +101,17 @@ def test_all_enabled_renders_every_object() -> None:
     assert {"name": "bundles", "image": {"reference": "registry.example/kube-upgrade-addons:v1.36",
                                          "pullPolicy": "IfNotPresent"}} in addon["volumes"]  # fmt: skip
     assert config_file(objects, "addon-updater")["bundleDir"] == "/bundles"
+    # upgrade-readiness checks the next bundle where addon-updater finds its bundles, as it would choose it.
+    readiness = config_file(objects, "upgrade-readiness")
+    assert (readiness["bundleSource"], readiness["bundleDir"], readiness["bundleSelection"]) == (
+        "directory", "/bundles", "nearestLower",
+    )  # fmt: skip
+    gate = ct.find(objects, "Deployment", "kuc-kube-upgrade-controllers-upgrade-readiness")["spec"][
+        "template"
+    ]
+    assert [v for v in gate["spec"]["volumes"] if v["name"] == "bundles"] == [
+        v for v in addon["volumes"] if v["name"] == "bundles"
+    ]
     # The helm test checks every enabled controller's /readyz.
     test_pod = ct.find(objects, "Pod", "kuc-kube-upgrade-controllers-test-readyz")
     assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
@@ -111,9 +124,10 @@ def test_combined_is_one_deployment_bound_to_every_controllers_roles() -> None:
     objects = ct.template(
         "-f", ct.ALL_ENABLED, "--set", "combined.enabled=true", "--set", "combined.replicas=2"
     )
+    n = len(ct.CONTROLLERS)
     assert kinds(objects) == {
-        "ServiceAccount": 1, "ClusterRole": 4, "ClusterRoleBinding": 4, "Role": 4, "RoleBinding": 4,
-        "ConfigMap": 5, "Service": 1, "Deployment": 1, "PodDisruptionBudget": 1, "ServiceMonitor": 1,
+        "ServiceAccount": 1, "ClusterRole": n, "ClusterRoleBinding": n, "Role": n, "RoleBinding": n,
+        "ConfigMap": n + 1, "Service": 1, "Deployment": 1, "PodDisruptionBudget": 1, "ServiceMonitor": 1,
         "PrometheusRule": 1, "Pod": 1,
     }  # fmt: skip
     combined = "kuc-kube-upgrade-controllers-combined"
@@ -124,7 +138,7 @@ def test_combined_is_one_deployment_bound_to_every_controllers_roles() -> None:
     (container,) = pod["containers"]
     assert container["command"] == ["kube-upgrade-controllers"]
     assert container["args"][0] == "run"
-    assert sorted(container["args"][1:5]) == sorted(ct.CONTROLLERS.values())
+    assert sorted(container["args"][1 : 1 + n]) == sorted(ct.CONTROLLERS.values())
     env = {item["name"]: item.get("value") for item in container["env"]}
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     for controller in ct.CONTROLLERS.values():
@@ -286,10 +300,11 @@ def test_every_alert_is_complete_and_has_a_runbook(tmp_path: pathlib.Path) -> No
         "groups"
     ]
     alerts = [rule for group in groups for rule in group["rules"]]
-    assert len(alerts) == 12
+    assert len(alerts) == 13
     cases = {case["alert"] for case in ct.load_yaml(ct.ALERT_CASES)}
     for rule in alerts:
-        assert rule["labels"]["severity"] in ("warning", "critical")
+        # none: KubeUpgradeInProgress, a state that inhibits others (kube-prometheus' InfoInhibitor convention)
+        assert rule["labels"]["severity"] in ("warning", "critical", "none")
         assert {"summary", "description", "runbook_url"} <= set(rule["annotations"])
         assert rule["annotations"]["runbook_url"] == f"{base}{rule['alert']}.md"
         runbook = ct.REPO / "docs" / "runbooks" / f"{rule['alert']}.md"
@@ -305,14 +320,14 @@ def test_disabled_alerts_are_left_out(tmp_path: pathlib.Path) -> None:
                           "prometheusRule.disabled={KubeUpgradeNodesOutdated}")  # fmt: skip
     rule = ct.find(objects, "PrometheusRule", "kuc-kube-upgrade-controllers")
     names = [r["alert"] for r in rule["spec"]["groups"][0]["rules"]]
-    assert "KubeUpgradeNodesOutdated" not in names and len(names) == 11
+    assert "KubeUpgradeNodesOutdated" not in names and len(names) == 12
 
 
 def test_promtool_checks_and_unit_tests_the_alerts(tmp_path: pathlib.Path) -> None:
     rules, tests = ct.promtool_files(tmp_path)
     promtool = ct.tool("promtool")
     checked = ct.run([promtool, "check", "rules", rules])
-    assert "SUCCESS: 12 rules found" in checked.stdout + checked.stderr
+    assert "SUCCESS: 13 rules found" in checked.stdout + checked.stderr
     tested = ct.run([promtool, "test", "rules", tests])
     assert "SUCCESS" in tested.stdout + tested.stderr
     # Every alert has at least one firing and one quiet check.

@@ -23,7 +23,7 @@ import yaml
 
 from controllers.kube import client, resources
 from controllers.runtime import config
-from e2e import cluster, controlplane
+from e2e import cluster, controlplane, monitoring
 from tests import chart_tools as ct
 from tests.integration import uso_helpers
 
@@ -57,6 +57,7 @@ INSTALL_VALUES: dict[str, Any] = {
     "serviceMonitor": {"enabled": True, "additionalLabels": {"release": "prom"}},
     "prometheusRule": {"enabled": True, "additionalLabels": {"release": "prom"}},
     "grafanaDashboard": {"enabled": True},
+    "alertmanagerConfig": {"enabled": True},
 }
 
 # The Prometheus Operator's two CRDs, reduced to what the apiserver needs to accept the chart's objects.
@@ -103,14 +104,17 @@ class Installed:
 
 
 async def ensure_monitoring_crds(kube: client.Kube) -> None:
-    for plural, kind in MONITORING_KINDS.items():
+    # The AlertmanagerConfig's CRD is the Operator's own (its schema checks the inhibit rules' matchers).
+    crds = [monitoring_crd(plural, kind) for plural, kind in MONITORING_KINDS.items()]
+    crds.append(monitoring.crd("alertmanagerconfigs"))
+    for body in crds:
         try:
-            await kube.create(CRDS.path(), monitoring_crd(plural, kind))
+            await kube.create(CRDS.path(), body)
         except client.ApiError as error:
             if not error.already_exists:
                 raise
-    for plural in MONITORING_KINDS:  # served once Established (the apiserver's own controller sets it)
-        await uso_helpers.established(kube, f"{plural}.monitoring.coreos.com")
+    for body in crds:  # served once Established (the apiserver's own controller sets it)
+        await uso_helpers.established(kube, body["metadata"]["name"])
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +145,8 @@ def installed(
 def object_path(obj: Mapping[str, Any]) -> str:
     group, _, version = obj["apiVersion"].rpartition("/")
     plural = obj["kind"].lower() + ("es" if obj["kind"].endswith("s") else "s")
-    plural = {"poddisruptionbudgets": "poddisruptionbudgets", "endpointses": "endpoints"}.get(plural, plural)
+    plural = {"poddisruptionbudgets": "poddisruptionbudgets", "endpointses": "endpoints",
+              "networkpolicys": "networkpolicies"}.get(plural, plural)  # fmt: skip
     namespaced = "namespace" in obj["metadata"]
     resource = resources.Resource(group, version, plural, namespaced=namespaced)
     return resource.path(namespace=obj["metadata"].get("namespace"), name=obj["metadata"]["name"])
@@ -150,8 +155,8 @@ def object_path(obj: Mapping[str, Any]) -> str:
 async def test_install_creates_every_object_server_side(installed: Installed, kube: client.Kube) -> None:
     kinds = sorted({obj["kind"] for obj in installed.manifest})
     assert kinds == sorted(
-        ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "PodDisruptionBudget", "PrometheusRule",
-         "Role", "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor"]
+        ["AlertmanagerConfig", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "PodDisruptionBudget",
+         "PrometheusRule", "Role", "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor"]
     )  # fmt: skip
     for obj in installed.manifest:
         live = await kube.get(object_path(obj))
@@ -164,7 +169,8 @@ async def test_install_creates_every_object_server_side(installed: Installed, ku
                                                                 installed.namespace)) if doc]  # fmt: skip
     assert hook["metadata"]["annotations"]["helm.sh/hook"] == "test"
     created = await kube.create(resources.PODS.path(namespace=installed.namespace), hook, dry_run=True)
-    assert len(created["spec"]["containers"][0]["args"]) == 4  # one /readyz URL per enabled controller
+    # One /readyz URL per enabled controller.
+    assert len(created["spec"]["containers"][0]["args"]) == len(ct.CONTROLLERS)
 
 
 async def token_kubeconfig(installed: Installed, kube: client.Kube, controller: str) -> pathlib.Path:
@@ -284,6 +290,53 @@ async def test_addon_updater_runs_with_its_service_account(
     await kube.get(resources.CONFIGMAPS.path(namespace=installed.namespace, name="coredns"))
     await kube.get(CRDS.path(name="forwardzones.dns.addons.example.io"))
     shutil.rmtree(bundles)
+
+
+async def test_upgrade_readiness_runs_with_its_service_account(
+    installed: Installed, kube: client.Kube, agreed_cluster: tuple[str, str], tmp_path: pathlib.Path
+) -> None:
+    (
+        tmp_path / "1.37"
+    ).mkdir()  # the next minor's bundle, where the chart points it (addon-updater's bundles)
+    (tmp_path / "1.37" / "a.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")
+    code, out, err = await run_as_service_account(
+        installed, kube, "upgrade-readiness", "--bundle-dir", str(tmp_path)
+    )
+    assert code in (0, 1), out + err  # 1: the fixture's worker may be judged a blocker; never an API error
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["target"] == "1.37", report
+    # Every check could read what it needs: /metrics, the EndpointSlices, Pods, PDBs, CRDs, the bundle.
+    assert [c["check"] for c in report["checks"]] == [
+        "removed-apis", "kubelet-skew", "crd-stored-versions", "drain-blockers", "addon-bundle"
+    ]  # fmt: skip
+    for check in report["checks"]:
+        assert check["status"] != "unknown" or check["check"] == "drain-blockers", check
+        assert "forbidden" not in check["reason"].lower(), check
+
+
+async def test_upgrade_readiness_writes_nothing_but_its_state_and_events(
+    installed: Installed, kube: client.Kube
+) -> None:
+    gate, ns = "upgrade-readiness", installed.namespace
+    for verb in ("list", "watch"):
+        assert await can(installed, kube, gate, verb, "pods")
+        assert await can(installed, kube, gate, verb, "poddisruptionbudgets", group="policy")
+        assert await can(
+            installed, kube, gate, verb, "customresourcedefinitions", group="apiextensions.k8s.io"
+        )
+    targets = [("", "nodes"), ("", "pods"), ("policy", "poddisruptionbudgets"), ("apiextensions.k8s.io",
+               "customresourcedefinitions"), ("discovery.k8s.io", "endpointslices"), ("", "secrets")]  # fmt: skip
+    for group, resource in targets:
+        for verb in (*WRITE_VERBS, "escalate"):
+            for namespace in ("", "kube-system"):
+                assert not await can(installed, kube, gate, verb, resource, group=group, namespace=namespace)
+    assert not await can(installed, kube, gate, "get", "secrets", namespace="kube-system")
+    assert not await can(installed, kube, gate, "create", "pods", subresource="eviction", namespace="default")
+    state, acks = f"{installed.name(gate)}-state", f"{installed.name(gate)}-acks"
+    assert await can(installed, kube, gate, "update", "configmaps", namespace=ns, name=state)
+    assert await can(installed, kube, gate, "get", "configmaps", namespace=ns, name=acks)
+    assert not await can(installed, kube, gate, "update", "configmaps", namespace=ns, name=acks)
+    assert not await can(installed, kube, gate, "get", "configmaps", namespace=ns, name="other")
 
 
 async def can(installed: Installed, kube: client.Kube, controller: str, verb: str, resource: str,

@@ -430,6 +430,68 @@ async def test_same_notready_jump_without_master_change_is_plain_notready(
         assert dog.status()["critical"] is False
 
 
+# --- (4) the upgrade signal -----------------------------------------------------------------------------
+
+
+def upgrade_series(dog: controller.LeaderWatchdog) -> list[tuple[str, str, str]]:
+    """The ``leader_watchdog_upgrade_in_progress`` series at 1, as (phase, from, to)."""
+    return [
+        (sample.labels["phase"], sample.labels["from"], sample.labels["to"])
+        for family in dog.ctx.registry.collect()
+        for sample in family.samples
+        if sample.name == "leader_watchdog_upgrade_in_progress" and sample.value == 1
+    ]
+
+
+async def test_upgrade_signal_follows_a_rolling_upgrade(
+    kube: client.Kube, namespace: str, nodes: cluster.Nodes
+) -> None:
+    """control-plane from the first master on the new version, workers once all masters agree, none once
+    the workers caught up; the same in ``/status``."""
+    old, new = "v1.36.1", "v1.37.2-eks-1a2b3c"
+    group = suffix()
+    masters = [f"lw-up-m{i}-{group}" for i in range(2)]
+    workers = [f"lw-up-w{i}-{group}" for i in range(2)]
+    for name in masters:
+        await nodes.create(name, version=old, master=True)
+    for name in workers:
+        await nodes.create(name, version=old)
+    cfg = make_config(checks=("heartbeats",), node_lease_namespace=namespace)
+
+    async def phase_is(dog: controller.LeaderWatchdog, expected: list[tuple[str, str, str]]) -> float:
+        return await harness.eventually(
+            lambda: upgrade_series(dog) == expected,
+            timeout=10,
+            what=f"upgrade series {expected} (now {upgrade_series(dog)}, /status {dog.status().get('upgrade')})",
+        )
+
+    async with running(kube, cfg) as dog:
+        await harness.eventually(
+            lambda: dog.status().get("agreedVersion") == old, timeout=10, what="agreement"
+        )
+        assert upgrade_series(dog) == [] and dog.status()["upgrade"] is None
+
+        await nodes.set_status(masters[0], version=new)
+        took = await phase_is(dog, [("control-plane", "v1.36.1", "v1.37.2")])
+        started = sample(dog, "leader_watchdog_upgrade_started_timestamp_seconds", phase="control-plane")
+        assert started is not None and abs(time.time() - started) < 30
+        assert dog.status()["upgrade"]["phase"] == "control-plane"
+        print(f"\ncontrol-plane phase exported {took:.2f} s after the first master reported {new}")
+
+        await nodes.set_status(masters[1], version=new)
+        await phase_is(dog, [("workers", "v1.36.1", "v1.37.2")])
+        assert sample(dog, "leader_watchdog_upgrade_started_timestamp_seconds", phase="control-plane") is None
+        assert dog.status()["upgrade"]["to"] == "v1.37.2"
+
+        await nodes.set_status(workers[0], version=new)
+        await asyncio.sleep(0.5)  # a few evaluations: one worker still behind
+        assert upgrade_series(dog) == [("workers", "v1.36.1", "v1.37.2")]
+        await nodes.set_status(workers[1], version=new)
+        await phase_is(dog, [])
+        assert dog.status()["upgrade"] is None
+        assert sample(dog, "leader_watchdog_upgrade_started_timestamp_seconds", phase="workers") is None
+
+
 # --- the process: --once and the daemon's HTTP routes ---------------------------------------------------
 
 

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from controllers import registry
 from controllers.kube import client, state
 
 SCRIPT = pathlib.Path(sys.executable).parent / "kube-upgrade-controllers"
@@ -55,9 +56,9 @@ async def test_status_shows_each_controller_state(kube: client.Kube, kubeconfig:
     lines = out.splitlines()
     assert lines[0].startswith("CONTROLLER")
     rows = {line.split()[0]: line for line in lines[1:]}
-    assert list(rows) == ["addon-updater", "uso-runner", "node-tainter", "leader-watchdog"]
+    assert list(rows) == list(registry.NAMES)
     assert "no state" in rows["addon-updater"] and "fake" not in out
-    assert len(lines) == 5 and "kuc-kube-upgrade-controllers-node-tainter " not in out
+    assert len(lines) == 1 + len(registry.NAMES) and "kuc-kube-upgrade-controllers-node-tainter " not in out
     assert rows["node-tainter"].split()[1:6] == [
         namespace,
         "kuc-node-tainter-state",

@@ -14,11 +14,12 @@ from collections.abc import Callable
 
 from controllers.addon_updater import logic
 from controllers.addon_updater.effects import directory
+from controllers.bundles import model
 from tests import addon_dir
 
 
-def files_of(tag: str, names: tuple[str, ...]) -> tuple[logic.BundleFile, ...]:
-    return tuple(logic.BundleFile(name=n, text=f"# bundle {tag}\n" + "x: 1\n" * 200) for n in names)
+def files_of(tag: str, names: tuple[str, ...]) -> tuple[model.BundleFile, ...]:
+    return tuple(model.BundleFile(name=n, text=f"# bundle {tag}\n" + "x: 1\n" * 200) for n in names)
 
 
 A = files_of("a", ("coredns.yaml", "crd.yaml", "only-in-a.yaml"))

@@ -8,29 +8,30 @@ from typing import Any
 import pytest
 
 from controllers.addon_updater import logic
+from controllers.bundles import model
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples" / "bundles"
 VARIABLES = {"CLUSTER_DOMAIN": "cluster.local", "DNS_SERVICE_IP": "10.0.0.10"}
 
 
-def bundle_of(**files: str) -> logic.Bundle:
-    return logic.Bundle(
-        minor="1.36", source="test", files=tuple(logic.BundleFile(name=n, text=t) for n, t in files.items())
+def bundle_of(**files: str) -> model.Bundle:
+    return model.Bundle(
+        minor="1.36", source="test", files=tuple(model.BundleFile(name=n, text=t) for n, t in files.items())
     )
 
 
-def example(minor: str) -> logic.Bundle:
+def example(minor: str) -> model.Bundle:
     folder = EXAMPLES / minor
-    files = tuple(logic.BundleFile(name=p.name, text=p.read_text()) for p in sorted(folder.glob("*.yaml")))
-    return logic.Bundle(minor=minor, source=str(folder), files=files)
+    files = tuple(model.BundleFile(name=p.name, text=p.read_text()) for p in sorted(folder.glob("*.yaml")))
+    return model.Bundle(minor=minor, source=str(folder), files=files)
 
 
-def parse(text: str) -> tuple[logic.Manifest, ...]:
-    return logic.parse_documents([logic.BundleFile(name="b.yaml", text=text)])
+def parse(text: str) -> tuple[model.Manifest, ...]:
+    return model.parse_documents([model.BundleFile(name="b.yaml", text=text)])
 
 
 def reason_of(text: str) -> str:
-    with pytest.raises(logic.BundleError) as error:
+    with pytest.raises(model.BundleError) as error:
         parse(text)
     return error.value.reason
 
@@ -52,9 +53,9 @@ def reason_of(text: str) -> str:
     ],
 )
 def test_select_bundle(
-    wanted: tuple[int, int], available: list[str], policy: logic.Policy, chosen: str | None
+    wanted: tuple[int, int], available: list[str], policy: model.Policy, chosen: str | None
 ) -> None:
-    assert logic.select_bundle(wanted=wanted, available=available, policy=policy) == chosen
+    assert model.select_bundle(wanted=wanted, available=available, policy=policy) == chosen
 
 
 # --- variables ---------------------------------------------------------------------------------------------
@@ -62,14 +63,14 @@ def test_select_bundle(
 
 def test_substitute_known_variables_and_escapes() -> None:
     text = "domain: ${CLUSTER_DOMAIN}\nliteral: $${CLUSTER_DOMAIN}\nshell: $HOME ${not-a-name}\n"
-    assert logic.substitute(text, variables=VARIABLES, file="f") == (
+    assert model.substitute(text, variables=VARIABLES, file="f") == (
         "domain: cluster.local\nliteral: ${CLUSTER_DOMAIN}\nshell: $HOME ${not-a-name}\n"
     )
 
 
 def test_unknown_variable_is_an_error_naming_it() -> None:
-    with pytest.raises(logic.BundleError) as error:
-        logic.substitute(
+    with pytest.raises(model.BundleError) as error:
+        model.substitute(
             "a: ${NOPE}\nb: ${CLUSTER_DOMAIN}\nc: ${ALSO_NOPE}", variables=VARIABLES, file="x.yaml"
         )
     assert error.value.reason == "variable"
@@ -78,10 +79,10 @@ def test_unknown_variable_is_an_error_naming_it() -> None:
 
 
 def test_parse_variables() -> None:
-    assert logic.parse_variables(["A=1", "B_2=x=y", "EMPTY="]) == {"A": "1", "B_2": "x=y", "EMPTY": ""}
-    assert logic.variable_problem(["A=1"]) is None
-    assert logic.variable_problem(["no-equals"]) is not None
-    assert logic.variable_problem(["1BAD=x"]) is not None
+    assert model.parse_variables(["A=1", "B_2=x=y", "EMPTY="]) == {"A": "1", "B_2": "x=y", "EMPTY": ""}
+    assert model.variable_problem(["A=1"]) is None
+    assert model.variable_problem(["no-equals"]) is not None
+    assert model.variable_problem(["1BAD=x"]) is not None
 
 
 # --- validation --------------------------------------------------------------------------------------------
@@ -89,7 +90,7 @@ def test_parse_variables() -> None:
 
 def test_example_bundles_are_valid() -> None:
     for minor in ("1.35", "1.36"):
-        manifests = logic.parse_documents(logic.render(example(minor), variables=VARIABLES))
+        manifests = model.parse_documents(model.render(example(minor), variables=VARIABLES))
         assert len(manifests) >= 6
         for manifest in manifests:
             if manifest.kind != "CustomResourceDefinition":
@@ -97,8 +98,8 @@ def test_example_bundles_are_valid() -> None:
 
 
 def test_example_bundles_need_their_variables() -> None:
-    with pytest.raises(logic.BundleError) as error:
-        logic.render(example("1.36"), variables={"CLUSTER_DOMAIN": "cluster.local"})
+    with pytest.raises(model.BundleError) as error:
+        model.render(example("1.36"), variables={"CLUSTER_DOMAIN": "cluster.local"})
     assert "DNS_SERVICE_IP" in str(error.value)
 
 
@@ -124,7 +125,7 @@ def test_invalid_documents(text: str) -> None:
 
 
 def test_error_names_file_and_document() -> None:
-    with pytest.raises(logic.BundleError) as error:
+    with pytest.raises(model.BundleError) as error:
         parse(
             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nmetadata: {name: b}\n"
         )
@@ -165,7 +166,7 @@ def test_namespaces_then_crds_then_the_rest_in_bundle_order() -> None:
 
 
 def test_bundle_crd_kinds() -> None:
-    manifests = logic.parse_documents(logic.render(example("1.36"), variables=VARIABLES))
+    manifests = model.parse_documents(model.render(example("1.36"), variables=VARIABLES))
     crds = logic.bundle_crd_kinds(manifests)
     assert set(crds) == {("dns.addons.example.io", "ForwardZone")}
 
@@ -198,7 +199,7 @@ def test_cluster_scoped_objects_lose_a_namespace() -> None:
         manifest, namespaced=False, default_namespace="d", release="r", minor="1.36", digest="0" * 64
     )
     assert "namespace" not in body["metadata"]
-    assert logic.object_key(manifest, namespaced=False, default_namespace="d") == logic.ObjectKey(
+    assert logic.object_key(manifest, namespaced=False, default_namespace="d") == model.ObjectKey(
         "", "Namespace", "", "a"
     )
 
@@ -208,7 +209,7 @@ def test_cluster_scoped_objects_lose_a_namespace() -> None:
 
 def live(group: str, kind: str, namespace: str, name: str, labels: dict[str, str]) -> logic.LiveObject:
     return logic.LiveObject(
-        key=logic.ObjectKey(group, kind, namespace, name), uid=f"uid-{name}", labels=labels
+        key=model.ObjectKey(group, kind, namespace, name), uid=f"uid-{name}", labels=labels
     )
 
 
@@ -238,7 +239,7 @@ def test_live_object() -> None:
     obj = logic.live_object(
         {"metadata": {"name": "n", "namespace": "ns", "uid": "u", "labels": {"a": "b"}}}, group="g", kind="K"
     )
-    assert obj == logic.LiveObject(key=logic.ObjectKey("g", "K", "ns", "n"), uid="u", labels={"a": "b"})
+    assert obj == logic.LiveObject(key=model.ObjectKey("g", "K", "ns", "n"), uid="u", labels={"a": "b"})
 
 
 # --- health ------------------------------------------------------------------------------------------------
@@ -278,14 +279,14 @@ def test_daemonset_availability() -> None:
 
 
 def test_unavailable_reports_missing_workloads() -> None:
-    key = logic.ObjectKey("apps", "Deployment", "ns", "coredns")
+    key = model.ObjectKey("apps", "Deployment", "ns", "coredns")
     assert logic.unavailable(wanted=[key], live={}) == {key: "not found"}
 
 
 def test_workload_keys() -> None:
-    manifests = logic.parse_documents(logic.render(example("1.36"), variables=VARIABLES))
+    manifests = model.parse_documents(model.render(example("1.36"), variables=VARIABLES))
     assert logic.workload_keys(manifests, default_namespace="d") == (
-        logic.ObjectKey("apps", "Deployment", "kube-system", "coredns"),
+        model.ObjectKey("apps", "Deployment", "kube-system", "coredns"),
     )
 
 
@@ -300,14 +301,14 @@ def test_crd_established() -> None:
 
 def test_digest_depends_on_content_names_and_variables_only() -> None:
     a = bundle_of(**{"a.yaml": "x", "b.yaml": "y"})
-    reordered = logic.Bundle(minor="1.35", source="elsewhere", files=tuple(reversed(a.files)))
-    assert logic.bundle_digest(a, variables={}) == logic.bundle_digest(reordered, variables={})
-    assert logic.bundle_digest(a, variables={}) != logic.bundle_digest(a, variables={"V": "1"})
-    assert logic.bundle_digest(a, variables={}) != logic.bundle_digest(
+    reordered = model.Bundle(minor="1.35", source="elsewhere", files=tuple(reversed(a.files)))
+    assert model.bundle_digest(a, variables={}) == model.bundle_digest(reordered, variables={})
+    assert model.bundle_digest(a, variables={}) != model.bundle_digest(a, variables={"V": "1"})
+    assert model.bundle_digest(a, variables={}) != model.bundle_digest(
         bundle_of(**{"a.yaml": "x"}), variables={}
     )
     renamed = bundle_of(**{"a.yaml": "x", "c.yaml": "y"})
-    assert logic.bundle_digest(a, variables={}) != logic.bundle_digest(renamed, variables={})
+    assert model.bundle_digest(a, variables={}) != model.bundle_digest(renamed, variables={})
 
 
 def test_generation_names() -> None:
@@ -323,14 +324,14 @@ def test_generation_names() -> None:
 
 
 def test_bundle_file_names() -> None:
-    assert logic.bundle_file_name("coredns.yaml")
-    assert logic.bundle_file_name("x.yml") and logic.bundle_file_name("x.json")
-    assert not logic.bundle_file_name("README.md")
-    assert not logic.bundle_file_name(".hidden.yaml")
+    assert model.bundle_file_name("coredns.yaml")
+    assert model.bundle_file_name("x.yml") and model.bundle_file_name("x.json")
+    assert not model.bundle_file_name("README.md")
+    assert not model.bundle_file_name(".hidden.yaml")
 
 
 BUNDLE = example("1.36")
-D = logic.bundle_digest(BUNDLE, variables=VARIABLES)
+D = model.bundle_digest(BUNDLE, variables=VARIABLES)
 
 
 @pytest.mark.parametrize(
@@ -379,7 +380,7 @@ def test_decide_missing_unreadable_and_unrenderable_bundles() -> None:
         "generation": None,
     }
     assert logic.decide(bundle=None, minor="", variables={}, **common).action == "missing"
-    unreadable = logic.BundleError("parse", "cannot read")
+    unreadable = model.BundleError("parse", "cannot read")
     decision = logic.decide(bundle=unreadable, minor="1.36", variables={}, **common)
     assert (decision.action, decision.error, decision.bundle and decision.bundle.minor) == (
         "invalid",
@@ -388,7 +389,7 @@ def test_decide_missing_unreadable_and_unrenderable_bundles() -> None:
     )
     decision = logic.decide(bundle=BUNDLE, minor="1.36", variables={}, **common)  # its variables are missing
     assert decision.action == "invalid" and decision.error is not None and decision.error.reason == "variable"
-    assert decision.digest == logic.bundle_digest(BUNDLE, variables={})
+    assert decision.digest == model.bundle_digest(BUNDLE, variables={})
 
 
 def test_recorded_from_state() -> None:

@@ -84,7 +84,13 @@ def contract(name_start: str) -> dict[str, Any]:
 
 
 # The packages below the controllers (every other package under controllers/ is a controller of the registry).
-SHARED = {"controllers.agreement", "controllers.structs", "controllers.runtime", "controllers.kube"}
+SHARED = {
+    "controllers.agreement",
+    "controllers.structs",
+    "controllers.runtime",
+    "controllers.kube",
+    "controllers.bundles",
+}
 
 
 def test_import_linter_contracts_name_every_controller() -> None:

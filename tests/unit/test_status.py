@@ -41,7 +41,7 @@ def test_table_has_a_header_and_aligned_columns() -> None:
     lines = cli.format_table(rows).splitlines()
     assert lines[0].split() == ["CONTROLLER", "NAMESPACE", "STATE", "CONFIGMAP", "VERSION", "PHASE",
                                 "PROGRESS", "UPDATED", "LAST", "ERROR"]  # fmt: skip
-    assert len(lines) == 1 + 4
+    assert len(lines) == 1 + len(registry.NAMES)
     version_column = lines[0].index("VERSION")
     assert lines[4][version_column:].startswith("v1.36.3")
     assert lines[1].split()[:2] == ["addon-updater", "-"]  # missing values show as "-"
@@ -51,7 +51,7 @@ def test_a_multi_line_or_long_error_stays_on_one_line() -> None:
     error = "apply failed:\n  " + "x" * 300
     rows = cli.status_rows([make_state("kuc-addon-updater-state", lastError=error)])
     table = cli.format_table(rows, error_width=40)
-    assert len(table.splitlines()) == 5
+    assert len(table.splitlines()) == 1 + len(registry.NAMES)
     cell = table.splitlines()[1].split("  ")[-1]
     assert cell.startswith("apply failed: xxx") and cell.endswith("…") and len(cell) == 40
     assert cli.status_json(rows)[0]["lastError"] == error  # JSON keeps it whole

@@ -1,14 +1,44 @@
 {{/*
+clusterLabel, checked: a Prometheus label name not starting with "__" (values.schema.json says the same;
+this also holds when the schema is skipped), and none of the labels the alerts aggregate by.
+*/}}
+{{- define "kuc.clusterLabel" -}}
+{{- $label := .Values.clusterLabel -}}
+{{- if not (regexMatch "^([a-zA-Z][a-zA-Z0-9_]*|_[a-zA-Z0-9][a-zA-Z0-9_]*)$" $label) -}}
+{{- fail (printf "clusterLabel %q is not a Prometheus label name: letters, digits and _, not starting with a digit or __" $label) -}}
+{{- end -}}
+{{- if has $label (list "namespace" "check" "reason" "phase" "from" "to" "severity" "alertname") -}}
+{{- fail (printf "clusterLabel %q is a label the chart's alerts already use; choose another name" $label) -}}
+{{- end -}}
+{{- $label -}}
+{{- end -}}
+
+{{/*
 The suite's alerts as a YAML list (kuc.alerts), rendered by prometheusrule.yaml minus prometheusRule.disabled.
-Metrics of several replicas are folded with max by (namespace): a standby replica exports its gauges at
-their initial values, the leader the real ones. Every alert links docs/runbooks/<alert>.md.
+Metrics of several replicas are folded with max by (<clusterLabel>, namespace): a standby replica exports
+its gauges at their initial values, the leader the real ones; the cluster label keeps the clusters of a
+fleet apart. Every alert links docs/runbooks/<alert>.md.
 */}}
 {{- define "kuc.alerts" -}}
+{{- $c := include "kuc.clusterLabel" . -}}
 {{- $t := .Values.prometheusRule.thresholds -}}
 {{- $warning := .Values.prometheusRule.severities.warning -}}
 {{- $critical := .Values.prometheusRule.severities.critical -}}
+{{- /* Not a problem but a state: the source of the inhibit rules (alertmanagerconfig.yaml). Severity none,
+       like kube-prometheus' InfoInhibitor: route it to a receiver that does not notify. */}}
+- alert: KubeUpgradeInProgress
+  expr: max by ({{ $c }}, namespace, phase, from, to) (leader_watchdog_upgrade_in_progress) == 1
+  keep_firing_for: {{ $t.upgradeInProgressKeepFiring }}
+  labels: {severity: none}
+  annotations:
+    summary: 'A Kubernetes upgrade is in progress ({{ "{{ $labels.phase }}" }}: {{ "{{ $labels.from }}" }} to {{ "{{ $labels.to }}" }}).'
+    description: >-
+      leader-watchdog in {{ "{{ $labels.namespace }}" }} sees an upgrade under way, phase
+      {{ "{{ $labels.phase }}" }}. Not a problem: this alert inhibits the alerts a healthy upgrade trips
+      (alertmanagerConfig.inhibitDuringUpgrade); KubeUpgradeMastersNotAgreeing and KubeUpgradeNodesOutdated
+      report an upgrade that stalls.
 - alert: KubeUpgradeMastersNotAgreeing
-  expr: max by (namespace) ({__name__=~"(addon_updater|uso_runner|node_tainter|leader_watchdog)_masters_agreed"}) == 0
+  expr: max by ({{ $c }}, namespace) ({__name__=~"(addon_updater|uso_runner|node_tainter|leader_watchdog)_masters_agreed"}) == 0
   for: {{ $t.mastersDisagree }}
   labels: {severity: {{ $warning }}}
   annotations:
@@ -18,7 +48,7 @@ their initial values, the leader the real ones. Every alert links docs/runbooks/
       {{ $t.mastersDisagree }}: a master upgrade is stuck half-way, a master is NotReady or reports an
       unparseable version, or fewer masters than minMasters exist. Nothing acts until they agree.
 - alert: KubeUpgradeMigrationFailed
-  expr: max by (namespace) (uso_runner_resources{state="failed"}) > 0
+  expr: max by ({{ $c }}, namespace) (uso_runner_resources{state="failed"}) > 0
   for: 5m
   labels: {severity: {{ $warning }}}
   annotations:
@@ -28,10 +58,10 @@ their initial values, the leader the real ones. Every alert links docs/runbooks/
       not migrated; their objects stay stored at the old version until a run succeeds.
 - alert: KubeUpgradeMigrationStalled
   expr: >-
-    max by (namespace) (uso_runner_run_in_progress) == 1
-    unless on (namespace) sum by (namespace) (rate(uso_runner_objects_total[15m])) > 0
-    unless on (namespace) max by (namespace) (uso_runner_run_paused) == 1
-    unless on (namespace) max by (namespace) (uso_runner_builtin_migrations_running) > 0
+    max by ({{ $c }}, namespace) (uso_runner_run_in_progress) == 1
+    unless on ({{ $c }}, namespace) sum by ({{ $c }}, namespace) (rate(uso_runner_objects_total[15m])) > 0
+    unless on ({{ $c }}, namespace) max by ({{ $c }}, namespace) (uso_runner_run_paused) == 1
+    unless on ({{ $c }}, namespace) max by ({{ $c }}, namespace) (uso_runner_builtin_migrations_running) > 0
   for: {{ $t.migrationStalled }}
   labels: {severity: {{ $warning }}}
   annotations:
@@ -41,7 +71,7 @@ their initial values, the leader the real ones. Every alert links docs/runbooks/
       15 minutes, for {{ $t.migrationStalled }} (not counting a run paused because the masters stopped
       agreeing, nor one waiting for StorageVersionMigrations, which --builtin-timeout-seconds bounds).
 - alert: KubeUpgradeAddonBundleMissing
-  expr: max by (namespace) (addon_updater_bundle_missing) == 1
+  expr: max by ({{ $c }}, namespace) (addon_updater_bundle_missing) == 1
   for: 5m
   labels: {severity: {{ $warning }}}
   annotations:
@@ -50,7 +80,7 @@ their initial values, the leader the real ones. Every alert links docs/runbooks/
       addon-updater in {{ "{{ $labels.namespace }}" }} found no bundle for the minor the masters agree on and
       left the add-ons as they were.
 - alert: KubeUpgradeAddonApplyFailed
-  expr: sum by (namespace) (increase(addon_updater_switches_total{result="failed"}[30m])) > 0
+  expr: sum by ({{ $c }}, namespace) (increase(addon_updater_switches_total{result="failed"}[30m])) > 0
   labels: {severity: {{ $critical }}}
   annotations:
     summary: 'Switching the add-on bundle failed.'
@@ -58,7 +88,7 @@ their initial values, the leader the real ones. Every alert links docs/runbooks/
       addon-updater in {{ "{{ $labels.namespace }}" }} failed to switch to the add-on bundle of the agreed
       minor in the last 30 minutes (invalid bundle, rejected by the apiserver, or apply error).
 - alert: KubeUpgradeAddonUnhealthy
-  expr: max by (namespace) (addon_updater_workloads_unavailable) > 0
+  expr: max by ({{ $c }}, namespace) (addon_updater_workloads_unavailable) > 0
   for: {{ $t.addonUnhealthy }}
   labels: {severity: {{ $critical }}}
   annotations:
@@ -67,7 +97,7 @@ their initial values, the leader the real ones. Every alert links docs/runbooks/
       {{ "{{ $value }}" }} Deployment(s)/DaemonSet(s) of the active add-on bundle in
       {{ "{{ $labels.namespace }}" }} have not been available for {{ $t.addonUnhealthy }}.
 - alert: KubeUpgradeNodesOutdated
-  expr: max by (namespace) (node_tainter_outdated_nodes) > 0
+  expr: max by ({{ $c }}, namespace) (node_tainter_outdated_nodes) > 0
   for: {{ $t.nodesOutdated }}
   labels: {severity: {{ $warning }}}
   annotations:
@@ -76,7 +106,7 @@ their initial values, the leader the real ones. Every alert links docs/runbooks/
       {{ "{{ $value }}" }} worker node(s) have stayed below the agreed control-plane version for
       {{ $t.nodesOutdated }}: the node upgrade is stuck or forgotten.
 - alert: KubeUpgradeKubeletSkewViolation
-  expr: max by (namespace, reason) (node_tainter_skew_policy_violations) > 0
+  expr: max by ({{ $c }}, namespace, reason) (node_tainter_skew_policy_violations) > 0
   for: 15m
   labels: {severity: {{ $warning }}}
   annotations:
@@ -85,7 +115,7 @@ their initial values, the leader the real ones. Every alert links docs/runbooks/
       {{ "{{ $value }}" }} node(s) run a kubelet more than 3 minors behind the agreed version (too_old) or a
       newer minor than the masters (too_new). Kubernetes does not support this.
 - alert: KubeUpgradeStaleLeader
-  expr: max by (namespace) (leader_watchdog_findings{check="stale-leader"}) > 0
+  expr: max by ({{ $c }}, namespace) (leader_watchdog_findings{check="stale-leader"}) > 0
   for: {{ $t.staleLeader }}
   labels: {severity: {{ $critical }}}
   annotations:
@@ -94,7 +124,7 @@ their initial values, the leader the real ones. Every alert links docs/runbooks/
       leader-watchdog sees {{ "{{ $value }}" }} leader Lease(s) (kube-controller-manager, kube-scheduler, ...)
       whose holder stopped renewing: nobody runs that control loop.
 - alert: KubeUpgradeLeaderOnUnknownMaster
-  expr: max by (namespace) (leader_watchdog_findings{check="leader-on-unknown-master"}) > 0
+  expr: max by ({{ $c }}, namespace) (leader_watchdog_findings{check="leader-on-unknown-master"}) > 0
   for: 5m
   labels: {severity: {{ $critical }}}
   annotations:
@@ -103,7 +133,7 @@ their initial values, the leader the real ones. Every alert links docs/runbooks/
       {{ "{{ $value }}" }} leader Lease(s) are held by a host that is not a current master Node, e.g. a
       removed master that still runs its control-plane pods.
 - alert: KubeUpgradeStaleApiserver
-  expr: max by (namespace, check) (leader_watchdog_findings{check=~"stale-apiserver|stale-endpoint"}) > 0
+  expr: max by ({{ $c }}, namespace, check) (leader_watchdog_findings{check=~"stale-apiserver|stale-endpoint"}) > 0
   for: {{ $t.staleApiserver }}
   labels: {severity: {{ $critical }}}
   annotations:
@@ -112,11 +142,22 @@ their initial values, the leader the real ones. Every alert links docs/runbooks/
       {{ "{{ $value }}" }} kube-apiserver identity Lease(s) or default/kubernetes endpoint address(es) belong to
       no current master: nodes and clients may still talk to a removed master.
 - alert: KubeUpgradeMassNotReadyAfterMasterChange
-  expr: max by (namespace) (leader_watchdog_findings{check="outage-pattern"}) > 0
+  expr: max by ({{ $c }}, namespace) (leader_watchdog_findings{check="outage-pattern"}) > 0
   labels: {severity: {{ $critical }}}
   annotations:
     summary: 'Many nodes went NotReady right after the set of masters changed.'
     description: >-
       Worker nodes went NotReady shortly after a master was added or removed: the pattern of nodes still
       talking to a removed master. Their pods will be evicted.
+- alert: KubeUpgradeNotReady
+  expr: max by ({{ $c }}, namespace, check) (upgrade_readiness_blockers) > 0
+  for: 30m
+  labels: {severity: {{ $warning }}}
+  annotations:
+    summary: 'The cluster is not ready for the next minor: {{ "{{ $labels.check }}" }}.'
+    description: >-
+      upgrade-readiness in {{ "{{ $labels.namespace }}" }} finds {{ "{{ $value }}" }} blocker(s) of the check
+      {{ "{{ $labels.check }}" }} for the upgrade to the next minor (upgrade_readiness_finding_info and
+      `kube-upgrade-controllers readiness` list them). Fix them, or acknowledge the check in the
+      upgrade-readiness acknowledgements ConfigMap.
 {{- end -}}

@@ -44,6 +44,7 @@ addonUpdater: addon-updater
 usoRunner: uso-runner
 nodeTainter: node-tainter
 leaderWatchdog: leader-watchdog
+upgradeReadiness: upgrade-readiness
 {{- end -}}
 
 {{/* Facts about one controller as YAML: name, fullname, workload (Deployment, DaemonSet, or Combined: in the
@@ -122,6 +123,20 @@ app.kubernetes.io/component: {{ (include "kuc.controller" . | fromYaml).name }}
 {{- $_ := set $owned "bundleDir" $values.bundles.mountPath -}}
 {{- end }}
 {{- end }}
+{{- /* upgrade-readiness checks the next bundle where addon-updater finds its bundles, as it would. */}}
+{{- if and (eq .key "upgradeReadiness") $root.Values.addonUpdater.enabled }}
+{{- $addon := $root.Values.addonUpdater -}}
+{{- $addonConfig := mustMergeOverwrite (deepCopy $root.Values.config) (deepCopy $addon.config) -}}
+{{- $_ := set $owned "bundleSource" (default "directory" $addonConfig.bundleSource) -}}
+{{- $_ := set $owned "bundleSelection" (default "exact" $addonConfig.selection) -}}
+{{- range $key := list "bundleDir" "bundleNamespace" "variables" "variablesConfigMap" }}
+{{- if hasKey $addonConfig $key }}{{ $_ := set $owned $key (get $addonConfig $key) }}{{ end }}
+{{- end }}
+{{- if $addon.bundles.image }}
+{{- $_ := set $owned "bundleDir" $addon.bundles.mountPath -}}
+{{- end }}
+{{- end }}
+{{- $owned = mustMergeOverwrite $owned (include "kuc.metricsOptions" $root | fromYaml) -}}
 {{- mustMergeOverwrite (deepCopy $root.Values.config) (deepCopy $values.config) $owned | toYaml -}}
 {{- end -}}
 
@@ -150,6 +165,7 @@ labels:
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
+{{- with include "kuc.metricsSecureRules" .root }}{{ . | nindent 0 }}{{ end }}
 {{- end -}}
 
 {{/* Namespaced rules: the state ConfigMap (not the watchdog's: it writes nothing) and, with leader election,
@@ -170,6 +186,17 @@ labels:
   resources: [configmaps]
   verbs: [get, list, watch]
 {{- end }}
+{{- if eq .key "upgradeReadiness" }}
+{{- if and .root.Values.addonUpdater.enabled (include "kuc.addonConfigMaps" .) }}
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, list, watch]
+{{- end }}
+- apiGroups: [""]
+  resources: [configmaps]
+  resourceNames: [{{ include "kuc.readinessAcks" . }}]
+  verbs: [get]
+{{- end }}
 {{- if $c.leaderElect }}
 - apiGroups: [coordination.k8s.io]
   resources: [leases]
@@ -185,4 +212,10 @@ labels:
 {{- define "kuc.addonConfigMaps" -}}
 {{- $config := mustMergeOverwrite (deepCopy .root.Values.config) (deepCopy .root.Values.addonUpdater.config) -}}
 {{- if or (eq (toString $config.bundleSource) "configmap") $config.variablesConfigmap }}true{{ end -}}
+{{- end -}}
+
+{{/* The ConfigMap whose "acknowledged" key lists the checks admins accepted (upgrade-readiness reads it). */}}
+{{- define "kuc.readinessAcks" -}}
+{{- $config := mustMergeOverwrite (deepCopy .root.Values.config) (deepCopy .root.Values.upgradeReadiness.config) -}}
+{{- default (printf "%s-upgrade-readiness-acks" (include "kuc.fullname" .root)) $config.acknowledgementsConfigMap -}}
 {{- end -}}

@@ -174,7 +174,8 @@ spec:
 {{- $c := include "kuc.controller" . | fromYaml -}}
 {{- $values := get $root.Values .key -}}
 {{- $directory := eq $c.workload "DaemonSet" -}}
-{{- $bundles := and (eq .key "addonUpdater") $values.bundles.image -}}
+{{- $addon := $root.Values.addonUpdater -}}
+{{- $bundles := and (or (eq .key "addonUpdater") (and (eq .key "upgradeReadiness") $addon.enabled)) $addon.bundles.image -}}
 metadata:
   labels:
     {{- include "kuc.controllerLabels" . | nindent 4 }}
@@ -239,13 +240,14 @@ spec:
           mountPath: /tmp
         {{- if $bundles }}
         - name: bundles
-          mountPath: {{ $values.bundles.mountPath }}
+          mountPath: {{ $addon.bundles.mountPath }}
           readOnly: true
         {{- end }}
         {{- if $directory }}
         - name: addons
           mountPath: {{ $values.directory.hostPath }}
         {{- end }}
+        {{- with include "kuc.metricsVolumeMount" $root }}{{ . | nindent 8 }}{{ end }}
   {{- if $directory }}
   nodeSelector:
     {{- toYaml $values.directory.nodeSelector | nindent 4 }}
@@ -275,8 +277,8 @@ spec:
     {{- if $bundles }}
     - name: bundles
       image:
-        reference: {{ $values.bundles.image }}
-        pullPolicy: {{ $values.bundles.pullPolicy }}
+        reference: {{ $addon.bundles.image }}
+        pullPolicy: {{ $addon.bundles.pullPolicy }}
     {{- end }}
     {{- if $directory }}
     - name: addons
@@ -284,4 +286,5 @@ spec:
         path: {{ $values.directory.hostPath }}
         type: DirectoryOrCreate
     {{- end }}
+    {{- with include "kuc.metricsVolume" $root }}{{ . | nindent 4 }}{{ end }}
 {{- end -}}

@@ -53,3 +53,22 @@ integration tests run every controller with its chart ServiceAccount's token and
   resources: [endpointslices]
   verbs: [get, list, watch]
 {{- end -}}
+
+{{/* Read-only: what the checks judge (CRDs, PodDisruptionBudgets and the pods they cover, the kubernetes
+     EndpointSlices to find every apiserver) and each apiserver's /metrics (the deprecated-API metrics). */}}
+{{- define "kuc.rules.upgradeReadiness" -}}
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [get, list, watch]
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list]
+- nonResourceURLs: [/metrics]
+  verbs: [get]
+{{- end -}}

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 
 from controllers.addon_updater import logic
+from controllers.bundles import model
 from controllers.kube import apply, discovery, resources, retry, watch
 from controllers.kube.client import JSON, ApiError, Kube
 
@@ -34,9 +35,9 @@ class SwitchError(Exception):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Item:
-    manifest: logic.Manifest
+    manifest: model.Manifest
     resource: resources.Resource
-    key: logic.ObjectKey
+    key: model.ObjectKey
     body: logic.JSON
 
 
@@ -51,9 +52,9 @@ class Settings:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Result:
-    applied: tuple[logic.ObjectKey, ...]  # in the order applied (or that would be, in dry-run)
-    pruned: tuple[logic.ObjectKey, ...]
-    unavailable: Mapping[logic.ObjectKey, str]
+    applied: tuple[model.ObjectKey, ...]  # in the order applied (or that would be, in dry-run)
+    pruned: tuple[model.ObjectKey, ...]
+    unavailable: Mapping[model.ObjectKey, str]
     workloads: int
 
 
@@ -62,7 +63,7 @@ def label_selector(release: str) -> str:
 
 
 def resolve(
-    manifests: Sequence[logic.Manifest],
+    manifests: Sequence[model.Manifest],
     *,
     served: discovery.Discovery,
     settings: Settings,
@@ -79,7 +80,7 @@ def resolve(
             found.resource if found else _crd_resource(crds.get((manifest.group, manifest.kind)), manifest)
         )
         if resource is None:
-            raise logic.BundleError(
+            raise model.BundleError(
                 "unknown_kind",
                 f"{manifest.where}: {manifest.api_version} {manifest.kind} is not served by the apiserver "
                 "and no CRD of the bundle defines it",
@@ -99,7 +100,7 @@ def resolve(
     return tuple(items)
 
 
-def _crd_resource(crd: JSON | None, manifest: logic.Manifest) -> resources.Resource | None:
+def _crd_resource(crd: JSON | None, manifest: model.Manifest) -> resources.Resource | None:
     if crd is None:
         return None
     spec = crd["spec"]
@@ -113,8 +114,8 @@ def _crd_resource(crd: JSON | None, manifest: logic.Manifest) -> resources.Resou
     )
 
 
-def _rejection(item: Item, error: ApiError) -> logic.BundleError:
-    return logic.BundleError(
+def _rejection(item: Item, error: ApiError) -> model.BundleError:
+    return model.BundleError(
         "dry_run", f"{item.manifest.where}: {item.key} rejected by the apiserver (dry-run): {error}"
     )
 
@@ -124,7 +125,7 @@ async def dry_run(
     items: Sequence[Item],
     *,
     settings: Settings,
-    deferrable: set[logic.ObjectKey],
+    deferrable: set[model.ObjectKey],
     policy: retry.Policy = retry.ONCE,
 ) -> list[Item]:
     """Dry-run every item; returns those that failed only because the bundle's own Namespaces or CRDs do not
@@ -157,7 +158,7 @@ async def dry_run(
     return deferred
 
 
-def deferrable_keys(items: Sequence[Item], manifests: Sequence[logic.Manifest]) -> set[logic.ObjectKey]:
+def deferrable_keys(items: Sequence[Item], manifests: Sequence[model.Manifest]) -> set[model.ObjectKey]:
     """Objects whose dry-run may fail before the bundle's own Namespaces and CRDs are applied."""
     crd_kinds = set(logic.bundle_crd_kinds(manifests))
     namespaces = logic.bundle_namespaces(manifests)
@@ -178,7 +179,8 @@ async def labelled_objects(
 
     async def one(item: discovery.ApiResource) -> list[logic.LiveObject]:
         objects = await kube.list_items(item.resource.path(), query={"labelSelector": selector})
-        return [logic.live_object(obj, group=item.group, kind=item.kind) for obj in objects]
+        parsed = (logic.live_object(obj, group=item.group, kind=item.kind) for obj in objects)
+        return [obj for obj in parsed if obj is not None]
 
     found = await asyncio.gather(*(one(item) for item in listable), return_exceptions=True)
     for item, outcome in zip(listable, found, strict=True):
@@ -192,7 +194,7 @@ async def labelled_objects(
 
 async def switch(
     kube: Kube,
-    manifests: Sequence[logic.Manifest],
+    manifests: Sequence[model.Manifest],
     *,
     settings: Settings,
     minor: str,
@@ -218,7 +220,7 @@ async def switch(
             workloads=len(logic.workloads(desired)),
         )
 
-    applied: list[logic.ObjectKey] = []
+    applied: list[model.ObjectKey] = []
     first = [item for item in items if logic.is_first_phase(item.manifest)]
     rest = [item for item in items if not logic.is_first_phase(item.manifest)]
     for item in first:
@@ -235,7 +237,7 @@ async def switch(
         applied.append(item.key)
         progress(f"applied {len(applied)}/{len(items)}")
 
-    pruned: list[logic.ObjectKey] = []
+    pruned: list[model.ObjectKey] = []
     for obj in doomed:
         resource = by_kind[(obj.key.group, obj.key.kind)]
         if await apply.delete(kube, resource, namespace=obj.key.namespace, name=obj.key.name, uid=obj.uid):
@@ -280,8 +282,8 @@ WORKLOAD_RESOURCES = {"Deployment": resources.DEPLOYMENTS, "DaemonSet": resource
 
 
 async def wait_available(
-    kube: Kube, wanted: Sequence[logic.ObjectKey], *, release: str, seconds: float
-) -> dict[logic.ObjectKey, str]:
+    kube: Kube, wanted: Sequence[model.ObjectKey], *, release: str, seconds: float
+) -> dict[model.ObjectKey, str]:
     """Watch the bundle's Deployments and DaemonSets until all are available or ``seconds`` pass; returns
     the unavailable ones with the reason (empty: healthy). ``seconds`` 0 looks once."""
     if not wanted:
@@ -325,6 +327,6 @@ def _with_kind(obj: JSON, *, kind: str) -> JSON:
     return {**obj, "kind": kind}  # list items carry no kind
 
 
-def _workload_key(obj: JSON) -> logic.ObjectKey:
+def _workload_key(obj: JSON) -> model.ObjectKey:
     meta = obj["metadata"]
-    return logic.ObjectKey("apps", str(obj["kind"]), str(meta.get("namespace") or ""), str(meta["name"]))
+    return model.ObjectKey("apps", str(obj["kind"]), str(meta.get("namespace") or ""), str(meta["name"]))

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable
 
 from controllers.addon_updater import logic
+from controllers.bundles import model
 
 
 def current_generation(target: pathlib.Path) -> str | None:
@@ -30,7 +31,7 @@ def current_generation(target: pathlib.Path) -> str | None:
     return name if logic.parse_generation(name) is not None else None
 
 
-def install(target: pathlib.Path, *, files: Iterable[logic.BundleFile], minor: str, digest: str) -> str:
+def install(target: pathlib.Path, *, files: Iterable[model.BundleFile], minor: str, digest: str) -> str:
     """Make ``target`` show exactly ``files``; returns the generation directory name. Idempotent."""
     parent = target.parent
     parent.mkdir(parents=True, exist_ok=True)

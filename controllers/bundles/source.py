@@ -7,7 +7,7 @@ import asyncio
 import pathlib
 from collections.abc import Mapping
 
-from controllers.addon_updater import logic
+from controllers.bundles import model
 from controllers.kube import resources
 from controllers.kube.client import JSON, ApiError, Kube
 
@@ -21,50 +21,50 @@ class SourceError(Exception):
 
 def _directory_minors(root: pathlib.Path) -> list[str]:
     try:
-        return [p.name for p in root.iterdir() if p.is_dir() and logic.parse_minor(p.name) is not None]
+        return [p.name for p in root.iterdir() if p.is_dir() and model.parse_minor(p.name) is not None]
     except OSError as error:
         raise SourceError(f"bundle directory {root}: {error.strerror or error}") from error
 
 
-def _directory_bundle(root: pathlib.Path, minor: str) -> logic.Bundle:
+def _directory_bundle(root: pathlib.Path, minor: str) -> model.Bundle:
     folder = root / minor
     try:
-        names = sorted(p.name for p in folder.iterdir() if p.is_file() and logic.bundle_file_name(p.name))
-        files = tuple(logic.BundleFile(name=name, text=(folder / name).read_text()) for name in names)
+        names = sorted(p.name for p in folder.iterdir() if p.is_file() and model.bundle_file_name(p.name))
+        files = tuple(model.BundleFile(name=name, text=(folder / name).read_text()) for name in names)
     except (OSError, UnicodeDecodeError) as error:
         raise SourceError(f"bundle {folder}: {error}") from error
-    return logic.Bundle(minor=minor, source=f"directory {folder}", files=files)
+    return model.Bundle(minor=minor, source=f"directory {folder}", files=files)
 
 
 # --- ConfigMaps --------------------------------------------------------------------------------------------
 
 
-def _configmap_bundle(configmaps: list[JSON], *, minor: str, namespace: str) -> logic.Bundle:
+def _configmap_bundle(configmaps: list[JSON], *, minor: str, namespace: str) -> model.Bundle:
     """All ConfigMaps labelled with ``minor`` make one bundle (a large bundle may be split over several);
     each key ending in .yaml/.yml/.json is a file. A file name used twice is an error."""
     chosen = sorted(
         (
             cm
             for cm in configmaps
-            if (cm["metadata"].get("labels") or {}).get(logic.CONFIGMAP_MINOR_LABEL) == minor
+            if (cm["metadata"].get("labels") or {}).get(model.CONFIGMAP_MINOR_LABEL) == minor
         ),
         key=lambda cm: str(cm["metadata"]["name"]),
     )
-    files: dict[str, logic.BundleFile] = {}
+    files: dict[str, model.BundleFile] = {}
     owner: dict[str, str] = {}
     for cm in chosen:
         name = str(cm["metadata"]["name"])
         for key, text in sorted((cm.get("data") or {}).items()):
-            if not logic.bundle_file_name(key):
+            if not model.bundle_file_name(key):
                 continue
             if key in files:
-                raise logic.BundleError(
+                raise model.BundleError(
                     "duplicate", f"file {key} is in both ConfigMaps {owner[key]} and {name}"
                 )
-            files[key] = logic.BundleFile(name=key, text=str(text))
+            files[key] = model.BundleFile(name=key, text=str(text))
             owner[key] = name
     names = ", ".join(str(cm["metadata"]["name"]) for cm in chosen)
-    return logic.Bundle(minor=minor, source=f"ConfigMap(s) {namespace}/{names}", files=tuple(files.values()))
+    return model.Bundle(minor=minor, source=f"ConfigMap(s) {namespace}/{names}", files=tuple(files.values()))
 
 
 # --- the source, whichever it is ---------------------------------------------------------------------------
@@ -86,14 +86,14 @@ class Source:
         try:
             path = resources.CONFIGMAPS.path(namespace=self.namespace)
             self._configmaps = await self.kube.list_items(
-                path, query={"labelSelector": logic.CONFIGMAP_MINOR_LABEL}
+                path, query={"labelSelector": model.CONFIGMAP_MINOR_LABEL}
             )
         except ApiError as error:
             raise SourceError(f"listing bundle ConfigMaps in {self.namespace}: {error}") from error
         labels = (cm["metadata"].get("labels") or {} for cm in self._configmaps)
-        return sorted({str(lb[logic.CONFIGMAP_MINOR_LABEL]) for lb in labels})
+        return sorted({str(lb[model.CONFIGMAP_MINOR_LABEL]) for lb in labels})
 
-    async def load(self, minor: str) -> logic.Bundle:
+    async def load(self, minor: str) -> model.Bundle:
         """The bundle of ``minor`` (call :meth:`minors` first: ConfigMaps are read once per round)."""
         if self.kind == "directory":
             return await asyncio.to_thread(_directory_bundle, self.directory, minor)

@@ -1,0 +1,263 @@
+"""upgrade-readiness's sync: judge the cluster against the next minor, report, never change anything.
+
+Woken by Node, CRD, PodDisruptionBudget and Pod changes, by the masters, and every evaluation interval
+(when it also reads every live apiserver's /metrics). Each round builds every check's verdict from the
+stores and the reads, lets ``logic.evaluate`` judge, and reports: metrics, ``/status``, the state ConfigMap
+(``Upgradeable``, reasons) and an Event on it for every check whose status changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+from typing import Any, Literal
+
+from controllers.agreement import version
+from controllers.bundles import model, source
+from controllers.kube import resources, watch
+from controllers.kube.client import Kube
+from controllers.runtime import config, context, reconciler
+from controllers.upgrade_readiness import effects, logic
+from controllers.upgrade_readiness import metrics as metrics_module
+
+log = logging.getLogger(__name__)
+
+NAME = "upgrade-readiness"
+DESCRIPTION = (
+    "Judge, continuously and read-only, whether the cluster is ready for the next Kubernetes minor (the "
+    "masters' minor + 1): removed APIs still requested, kubelets outside the skew policy, CRDs storing an "
+    "unserved version, PodDisruptionBudgets that would block the drains, the next add-on bundle. Reports "
+    "Upgradeable with reasons (metrics, /status, its state ConfigMap, Events); admins acknowledge a check "
+    "in a ConfigMap (shown, never hidden)."
+)
+# Node and Pod changes come in bursts at scale; one evaluation of 5,000 nodes is cheap but not free.
+PACE_SECONDS = 2.0
+
+
+def _target_problem(text: str) -> str | None:
+    return None if not text or logic.parse_target(text) else "is not a minor such as v1.37"
+
+
+def _checks_problem(names: tuple[str, ...]) -> str | None:
+    unknown = [name for name in names if name not in logic.CHECKS]
+    return f"unknown check(s) {', '.join(unknown)} (known: {', '.join(logic.CHECKS)})" if unknown else None
+
+
+@dataclasses.dataclass(frozen=True)
+class UpgradeReadinessConfig(config.BaseConfig):
+    target_version: str = config.option(
+        "", "Judge against this minor (v1.37) instead of the masters' minor + 1.", check=_target_problem
+    )
+    checks: tuple[str, ...] = config.option(list(logic.CHECKS), "The checks to run.", check=_checks_problem)
+    strict: bool = config.option(False, "Count a check that cannot be evaluated (unknown) as a blocker.")
+    deprecated_api_window_seconds: float = config.option(
+        86400.0,
+        "A removed API counts as in use while its request counter went up within this window.",
+        check=config.positive,
+    )
+    evaluate_interval_seconds: float = config.option(
+        60.0, "Read the apiservers' /metrics and evaluate at least this often.", check=config.positive
+    )
+    acknowledgements_config_map: str = config.option(
+        "",
+        f"ConfigMap in --namespace whose key '{logic.ACKNOWLEDGED_KEY}' lists acknowledged checks (commas or "
+        "spaces between); empty: <release>-upgrade-readiness-acks.",
+    )
+    bundle_source: Literal["none", "directory", "configmap"] = config.option(
+        "none",
+        "addon-updater's bundle source, for the addon-bundle check; none: addon-updater is not used (the "
+        "check is skipped).",
+    )
+    bundle_dir: str = config.option("/bundles", "Root of the bundle tree (directory source).")
+    bundle_namespace: str = config.option(
+        "", "Namespace of the bundle ConfigMaps (configmap source); empty: --namespace."
+    )
+    bundle_selection: Literal["exact", "nearestLower"] = config.option(
+        "exact", "Which bundle fits a minor, as addon-updater's selection: exact or nearestLower."
+    )
+    variables: tuple[str, ...] = config.option(
+        [], "addon-updater's variables NAME=VALUE for the bundle.", check=model.variable_problem
+    )
+    variables_config_map: str = config.option(
+        "", "addon-updater's variables ConfigMap in --namespace; empty: none."
+    )
+
+    @property
+    def enabled_checks(self) -> tuple[logic.Check, ...]:
+        skipped = {"addon-bundle"} if self.bundle_source == "none" else set()
+        return tuple(c for c in logic.CHECKS if c in self.checks and c not in skipped)
+
+    @property
+    def override(self) -> version.Version | None:
+        return logic.parse_target(self.target_version) if self.target_version else None
+
+    @property
+    def acknowledgements_name(self) -> str:
+        return self.acknowledgements_config_map or f"{self.release}-{NAME}-acks"
+
+
+class UpgradeReadiness(reconciler.Reconciler[UpgradeReadinessConfig]):
+    name = NAME
+    description = DESCRIPTION
+    config_type = UpgradeReadinessConfig
+
+    def __init__(self, ctx: context.Context[UpgradeReadinessConfig]) -> None:
+        super().__init__(ctx)
+        cfg = ctx.config
+        self.cfg = cfg
+        self.metrics = metrics_module.Metrics(ctx.exporter)
+        masters = cfg.master_selector_list
+        self.nodes = watch.Store(
+            watch.Stream(resources.NODES), lambda obj: logic.node_view(obj, selectors=masters)
+        )
+        self.crds = watch.Store(watch.Stream(resources.CRDS), logic.crd_view)
+        self.pdbs = watch.Store(watch.Stream(resources.POD_DISRUPTION_BUDGETS), logic.pdb_view)
+        self.pods = watch.Store(watch.Stream(resources.PODS), logic.pod_view)
+        self.bundles = source.Source(
+            kube=ctx.kube,
+            kind=cfg.bundle_source,
+            directory=cfg.bundle_dir,
+            namespace=cfg.bundle_namespace or cfg.namespace,
+        )
+        self.samples: list[logic.ApiserverMetrics] = []
+        self.usage: dict[tuple[str, logic.Gvr], logic.Usage] = {}
+        self.scraped_at: float | None = None
+        self.report: logic.Report | None = None
+        self.unknown_acks: tuple[str, ...] = ()
+        self._written: dict[str, str] = {}
+
+    def wakes(self) -> reconciler.Wakes:
+        checks = self.cfg.enabled_checks
+        stores: list[watch.Store[Any]] = [self.nodes]
+        if "crd-stored-versions" in checks:
+            stores.append(self.crds)
+        if "drain-blockers" in checks:
+            stores += [self.pdbs, self.pods]
+        return reconciler.Wakes(
+            stores=tuple(stores), agreement=True, every=self.cfg.evaluate_interval_seconds, pace=PACE_SECONDS
+        )
+
+    async def sync(self) -> reconciler.Synced:
+        now = asyncio.get_running_loop().time()
+        report = await self.evaluate(now=now)
+        previous, self.report = self.report, report
+        self.metrics.observe_report(report)
+        await self._report(report, previous)
+        again = self.cfg.evaluate_interval_seconds - (now - (self.scraped_at or now))
+        return reconciler.Synced(ok=report.upgradeable, again_in=max(again, 0.0))
+
+    async def evaluate(self, *, now: float) -> logic.Report:
+        """One judgement: every enabled check's verdict against the target, acknowledgements applied."""
+        cfg, kube = self.cfg, self.ctx.kube
+        observation = self.ctx.agreements.observation
+        statuses = observation.masters if observation else ()
+        target = logic.choose_target(statuses, override=cfg.override)
+        checks = cfg.enabled_checks
+        acked_text = await effects.acknowledgements(
+            kube, namespace=cfg.namespace, name=cfg.acknowledgements_name
+        )
+        acknowledged, self.unknown_acks = logic.parse_acknowledgements(acked_text)
+        if target.version is None:
+            verdicts = logic.unknown_all(checks, f"no target version: {target.reason}")
+        else:
+            verdicts = await self._verdicts(kube, checks, target=target.version, now=now)
+        return logic.evaluate(target, verdicts, acknowledged=acknowledged, strict=cfg.strict)
+
+    async def _verdicts(
+        self, kube: Kube, checks: tuple[logic.Check, ...], *, target: version.Version, now: float
+    ) -> list[logic.Verdict]:
+        cfg = self.cfg
+        nodes = list(self.nodes.items.values())
+        verdicts = []
+        for check in checks:
+            if check == "removed-apis":
+                if self.scraped_at is None or now - self.scraped_at >= cfg.evaluate_interval_seconds:
+                    self.samples = await effects.scrape_all(kube)
+                    self.usage = logic.update_usage(self.usage, self.samples, now=now)
+                    self.scraped_at = now
+                    self.metrics.observe_scrapes(self.samples)
+                verdict = logic.removed_apis(
+                    self.samples,
+                    self.usage,
+                    target=target,
+                    window_seconds=cfg.deprecated_api_window_seconds,
+                    now=now,
+                )
+            elif check == "kubelet-skew":
+                verdict = logic.kubelet_skew(nodes, target=target)
+            elif check == "crd-stored-versions":
+                verdict = logic.crd_stored_versions(self.crds.items.values())
+            elif check == "drain-blockers":
+                draining = logic.nodes_to_drain(nodes, target=target)
+                verdict = logic.drain_blockers(
+                    self.pdbs.items.values(), self.pods.items.values(), draining=draining
+                )
+            else:
+                verdict = await effects.probe_bundle(
+                    kube,
+                    self.bundles,
+                    target=target,
+                    selection=cfg.bundle_selection,
+                    variables=model.parse_variables(cfg.variables),
+                    variables_config_map=cfg.variables_config_map,
+                    namespace=cfg.namespace,
+                )
+            verdicts.append(verdict)
+        return verdicts
+
+    def status(self) -> dict[str, Any]:
+        """``/status`` and ``--once``: the whole judgement (``upgradeable``, ``reasons``, each check)."""
+        if self.report is None:
+            return {"synced": False}
+        return {"synced": True, **self.report.summary(), "unknownAcknowledgements": list(self.unknown_acks)}
+
+    async def _report(self, report: logic.Report, previous: logic.Report | None) -> None:
+        """The state ConfigMap and the Events, when the judgement changed (logged as well)."""
+        before = {r.check: r.status for r in previous.results} if previous else {}
+        for result in report.results:
+            if before.get(result.check) == result.status:
+                continue
+            note = f"{result.check} is {result.status}" + (f": {result.reason}" if result.reason else "")
+            log.info("%s", note)
+            if previous is not None or result.status != "pass":
+                await self.ctx.event(
+                    f"Check{result.status.capitalize()}", note[:1024], action="Evaluate",
+                    warning=result.status in ("blocked", "unknown"),
+                )  # fmt: skip
+        target = report.target.version
+        blockers = sum(len(r.findings) for r in report.results if r.status == "blocked")
+        counts = {s: sum(1 for r in report.results if r.status == s) for s in logic.STATUSES}
+        data = {
+            "version": target.minor_text if target else "",
+            "phase": "Upgradeable" if report.upgradeable else "NotUpgradeable",
+            "progress": f"{blockers} blocker(s); checks: "
+            + ", ".join(f"{n} {s}" for s, n in counts.items() if n),
+            "lastError": "",
+            "upgradeable": str(report.upgradeable),
+            "reasons": json.dumps(list(report.reasons)),
+        }
+        if data == self._written:
+            return
+        if previous is None or data["phase"] != self._written.get("phase"):
+            await self.ctx.event(
+                data["phase"],
+                f"target {data['version'] or '-'}: " + ("; ".join(report.reasons) or "nothing blocks")[:900],
+                action="Evaluate",
+                warning=not report.upgradeable,
+            )
+        await self.ctx.record(data)
+        self._written = data
+
+
+async def evaluate_once(kube: Kube, cfg: UpgradeReadinessConfig) -> tuple[logic.Report, dict[str, Any]]:
+    """The ``readiness`` command: list what the controller watches, evaluate once (no state, no Events:
+    ``cfg`` is a dry run), and return the report with its status document."""
+    controller = UpgradeReadiness(context.build(name=NAME, config=cfg, kube=kube))
+    for store in controller.wakes().stores:
+        await watch.list_into(kube, store)
+    await controller.ctx.agreements.now()
+    await controller.sync()
+    assert controller.report is not None
+    return controller.report, controller.status()

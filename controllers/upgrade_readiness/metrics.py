@@ -1,0 +1,68 @@
+"""upgrade-readiness's metrics; the rest of the package calls ``observe_*``, never prometheus_client."""
+
+from __future__ import annotations
+
+from controllers.runtime import metrics
+from controllers.upgrade_readiness import logic
+
+# At most this many finding series per check (the rest are counted in blockers, listed in /status).
+MAX_FINDING_SERIES = 20
+SCRAPE_OUTCOMES = ("ok", "failed")
+
+
+class Metrics:
+    def __init__(self, exporter: metrics.Exporter) -> None:
+        gauge, counter = exporter.gauge, exporter.counter
+        self.blockers = gauge(
+            "blockers",
+            "Findings that block the upgrade to the target minor, per check (acknowledged ones not counted).",
+            "check",
+        )
+        self.status = gauge(
+            "check_status",
+            "1 for each check's current status (pass, blocked, acknowledged or unknown: not evaluated).",
+            "check",
+            "status",
+        )
+        self.upgradeable = gauge(
+            "upgradeable", "1 when nothing blocks the upgrade to the target minor (0 also without a target)."
+        )
+        self.target = gauge("target_info", "The minor the cluster is judged against (value 1).", "target")
+        self.finding = gauge(
+            "finding_info",
+            f"One series per finding (value 1; at most {MAX_FINDING_SERIES} per check), acknowledged or not.",
+            "check",
+            "subject",
+            "acknowledged",
+        )
+        self.scrapes = counter(
+            "apiserver_scrapes_total", "Reads of an apiserver's /metrics, by outcome.", "outcome"
+        )
+        self.last_evaluation = gauge(
+            "last_evaluation_timestamp_seconds", "When the checks were last evaluated (Unix time)."
+        )
+        for check in logic.CHECKS:
+            self.blockers.labels(check)
+            for status in logic.STATUSES:
+                self.status.labels(check, status)
+        for outcome in SCRAPE_OUTCOMES:
+            self.scrapes.labels(outcome)
+
+    def observe_report(self, report: logic.Report) -> None:
+        self.upgradeable.set(1 if report.upgradeable else 0)
+        self.target.clear()
+        if report.target.version is not None:
+            self.target.labels(report.target.version.minor_text).set(1)
+        self.finding.clear()
+        for result in report.results:
+            self.blockers.labels(result.check).set(len(result.findings) if result.status == "blocked" else 0)
+            for status in logic.STATUSES:
+                self.status.labels(result.check, status).set(1 if status == result.status else 0)
+            acknowledged = "true" if result.status == "acknowledged" else "false"
+            for finding in result.findings[:MAX_FINDING_SERIES]:
+                self.finding.labels(result.check, finding.subject, acknowledged).set(1)
+        self.last_evaluation.set_to_current_time()
+
+    def observe_scrapes(self, samples: list[logic.ApiserverMetrics]) -> None:
+        for sample in samples:
+            self.scrapes.labels("failed" if sample.error else "ok").inc()

@@ -1,0 +1,97 @@
+"""docs/alerting.md's inhibit rules in a real Alertmanager (the project's build, e2e/build-tool.sh): alerts
+posted to its API, notifications received by the kind scenario's recorder (e2e/monitoring/recorder.py).
+
+While KubeUpgradeInProgress fires in cluster eu-1, eu-1's KubeVersionMismatch is not notified; us-2's is,
+and so is eu-1's KubeUpgradeNodesOutdated. Once the upgrade alert resolves, eu-1's mismatch is notified:
+the inhibit rule, not the configuration around it, held it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import pathlib
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from tests import alerting, harness
+from tests.integration import test_chart_alerting
+
+
+def alert(
+    name: str, cluster: str, labels: dict[str, str] | None = None, *, resolved: bool = False
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"labels": {"alertname": name, "cluster": cluster, **(labels or {})}}
+    if resolved:
+        ended = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
+        body["endsAt"] = ended.isoformat()
+    return body
+
+
+def notified(received: Callable[[], list[tuple[float, alerting.Key]]]) -> set[alerting.Key]:
+    return {alert for _, alert in received()}
+
+
+def documented_config(url: str) -> dict[str, Any]:
+    """docs/alerting.md's rules (inhibit rules, the null route and receiver), every other alert to ``url``,
+    one notification per alert, sent at once."""
+    documented = test_chart_alerting.documented_alertmanager_yaml()
+    return {
+        "route": {
+            "receiver": "webhook",
+            "group_by": ["..."],
+            "group_wait": "0s",
+            "group_interval": "1s",
+            "repeat_interval": "1h",
+            "routes": documented["route"]["routes"],
+        },
+        "receivers": [{"name": "webhook", "webhook_configs": [{"url": url}]}, *documented["receivers"]],
+        "inhibit_rules": documented["inhibit_rules"],
+    }
+
+
+async def test_inhibit_rules_hold_back_the_upgrade_alerts_of_the_upgrading_cluster_only(
+    tmp_path: pathlib.Path,
+) -> None:
+    async with (
+        alerting.recording() as (url, received),
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
+    ):
+        with alerting.alertmanager(documented_config(url), tmp_path) as am:
+            await harness.eventually(
+                lambda: alerting.ready(session, am), timeout=30, interval=0.2, what="Alertmanager ready"
+            )
+            upgrade = {"severity": "none", "phase": "workers"}
+            await alerting.post_alerts(session, am, alert("KubeUpgradeInProgress", "eu-1", upgrade))
+            await alerting.post_alerts(
+                session,
+                am,
+                alert("KubeVersionMismatch", "eu-1", {"severity": "warning"}),
+                alert("KubeVersionMismatch", "us-2", {"severity": "warning"}),
+                alert("KubeUpgradeNodesOutdated", "eu-1", {"severity": "warning", "namespace": "upgrades"}),
+            )
+            expected = {("KubeVersionMismatch", "us-2"), ("KubeUpgradeNodesOutdated", "eu-1")}
+            await harness.eventually(
+                lambda: expected <= notified(received), timeout=30, interval=0.1, what=f"{expected} notified"
+            )
+            await asyncio.sleep(3)  # three more group intervals: nothing else may come
+            assert notified(received) == expected
+
+            states = await alerting.alertmanager_alerts(session, am)
+            held = states[("KubeVersionMismatch", "eu-1")]
+            assert held["state"] == "suppressed" and held["inhibitedBy"], held
+            assert states[("KubeVersionMismatch", "us-2")]["state"] == "active"
+
+            # The upgrade is over: the mismatch, still firing, is notified now.
+            await alerting.post_alerts(
+                session, am, alert("KubeUpgradeInProgress", "eu-1", upgrade, resolved=True)
+            )
+            await harness.eventually(
+                lambda: ("KubeVersionMismatch", "eu-1") in notified(received),
+                timeout=30,
+                interval=0.1,
+                what="eu-1's mismatch notified once the upgrade alert resolved",
+            )
+            assert ("KubeUpgradeInProgress", "eu-1") not in notified(received)  # routed to the null receiver

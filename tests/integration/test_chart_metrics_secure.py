@@ -91,7 +91,7 @@ def test_secure_options_reach_the_controllers(combined: bool, tmp_path: pathlib.
         assert loaded.metrics_secure and not loaded.metrics_cert_dir
     with_cert = ct.template("-f", ct.ALL_ENABLED, *SECURE, *extra, "--set", "metrics.certSecret=metrics-tls")
     deployments = by_kind(with_cert, "Deployment")
-    assert len(deployments) == (1 if combined else 4)
+    assert len(deployments) == (1 if combined else len(ct.CONTROLLERS))
     for deployment in deployments:
         pod = deployment["spec"]["template"]["spec"]
         (container,) = pod["containers"]

@@ -69,7 +69,8 @@ async def try_acquire_or_renew(
 
 
 async def release(kube: Kube, *, namespace: str, name: str, identity: str) -> None:
-    """Give the Lease up at once so another replica takes over without waiting for it to expire."""
+    """Give the Lease up at once so another replica takes over without waiting for it to expire (a 409 is
+    raised: the caller reads again and decides again; a Lease that is gone or someone else's is left alone)."""
     lease = await get(kube, namespace=namespace, name=name)
     if lease is None or lease_bodies.holder(lease) != identity:
         return
@@ -77,5 +78,5 @@ async def release(kube: Kube, *, namespace: str, name: str, identity: str) -> No
     try:
         await kube.replace(resources.LEASES.path(namespace=namespace, name=name), lease)
     except ApiError as error:
-        if not (error.conflict or error.not_found):
+        if not error.not_found:
             raise

@@ -10,7 +10,6 @@ own config, agreement feed, state ConfigMap, Lease and metric prefix.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import os
@@ -171,6 +170,8 @@ def routes(running: Sequence[reconciler.Reconciler[Any]]) -> dict[str, Any]:
 # run of it has lasted STEADY_SECONDS.
 RESTART = retry.Policy(base=1.0, cap=60.0)
 DOWN_AFTER = 5
+# Giving the Lease up when stopping: a few quick tries, transient failures and conflicts (read again).
+RELEASE = retry.Policy(base=0.2, cap=1.0, attempts=3, on=retry.TRANSIENT | {"conflict"})
 STEADY_SECONDS = 300.0
 
 
@@ -249,8 +250,10 @@ async def _term(controller: reconciler.Reconciler[Any], *, elector: Elector | No
         await supervise(tasks)
     except asyncio.CancelledError:
         if elector is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.shield(elector.release())
+            except Exception:  # a bug while stopping: shown, and the stop goes on
+                log.exception("releasing %s/%s failed", ctx.config.namespace, elector.name)
         raise
     finally:
         is_leader.set(0)
@@ -310,10 +313,27 @@ class Elector:
                 )
 
     async def release(self) -> None:
-        await leases.release(
-            self.kube, namespace=self.ctx.config.namespace, name=self.name, identity=self.identity
-        )
-        log.info("released leadership of %s/%s", self.ctx.config.namespace, self.name)
+        """Give the Lease up (a few quick tries: each has the elector's short deadline, and a busy or
+        restarting apiserver must not leave a stopping replica's Lease to expire); a failure is logged."""
+        namespace = self.ctx.config.namespace
+        try:
+            await retry.call(
+                lambda: leases.release(
+                    self.kube, namespace=namespace, name=self.name, identity=self.identity
+                ),
+                policy=RELEASE,
+            )
+        except Exception as error:
+            if retry.classify(error) is None:
+                raise
+            log.warning(
+                "could not release %s/%s (%s): it expires by itself",
+                namespace,
+                self.name,
+                retry.describe(error),
+            )
+            return
+        log.info("released leadership of %s/%s", namespace, self.name)
 
     async def _round(self) -> leases.Outcome | Literal["failed"]:
         """One try; an API or connection failure is "failed" (a bug is raised)."""

@@ -24,6 +24,7 @@ import sys
 import time
 import urllib.request
 
+from bench import report
 from controllers.kube import client, resources
 from e2e import controlplane
 
@@ -167,8 +168,7 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, default=5000)
     args = parser.parse_args()
     result = asyncio.run(run(args.nodes))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "agreement.json").write_text(json.dumps(result, indent=2) + "\n")
+    report.save(result, path=RESULTS / "agreement.json")
     for row in result["rows"]:  # type: ignore[attr-defined]
         anchor = f"  anchor {row['anchor']}: {row['anchor_value']} s" if row["anchor"] else ""
         print(

@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from bench import uso
+from bench import report, uso
 from controllers.kube import client, resources
 from e2e import cluster, controlplane
 
@@ -46,7 +46,6 @@ RELEASE = "bench"
 HOME = "bench-apf"  # the ServiceAccounts and the other client's ConfigMaps
 USO_SA = f"{RELEASE}-kube-upgrade-controllers-uso-runner"  # the name the chart's FlowSchema names
 OTHER_SA = "other-client"
-SERVICEACCOUNTS = resources.Resource("", "v1", "serviceaccounts", namespaced=True)
 BINDINGS = resources.Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings", namespaced=False)
 FLOWCONTROL = "flowcontrol.apiserver.k8s.io/v1"
 OTHER_OBJECTS = 20
@@ -56,7 +55,7 @@ async def service_account_kubeconfig(
     kube: client.Kube, plane: controlplane.ControlPlane, name: str
 ) -> pathlib.Path:
     """A ServiceAccount bound to cluster-admin (not exempt from APF, unlike system:masters): its kubeconfig."""
-    await kube.create(SERVICEACCOUNTS.path(namespace=HOME), {"metadata": {"name": name}})
+    await kube.create(cluster.SERVICEACCOUNTS.path(namespace=HOME), {"metadata": {"name": name}})
     await kube.create(
         BINDINGS.path(),
         {
@@ -69,24 +68,10 @@ async def service_account_kubeconfig(
             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": HOME}],
         },
     )
-    request = {
-        "apiVersion": "authentication.k8s.io/v1",
-        "kind": "TokenRequest",
-        "spec": {"expirationSeconds": 7200},
-    }
-    path = f"{SERVICEACCOUNTS.path(namespace=HOME, name=name)}/token"
-    token = (await kube.request("POST", path, body=request))["status"]["token"]
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "b", "cluster": {"server": plane.server, "certificate-authority": str(plane.pki / "ca.crt")}}],
-        "users": [{"name": name, "user": {"token": token}}],
-        "contexts": [{"name": name, "context": {"cluster": "b", "user": name}}],
-        "current-context": name,
-    }  # fmt: skip
-    target = plane.root / f"{name}.kubeconfig"
-    target.write_text(yaml.safe_dump(config))
-    return target
+    return await cluster.service_account_kubeconfig(
+        kube, server=plane.server, ca=plane.pki / "ca.crt", namespace=HOME, name=name,
+        path=plane.root / f"{name}.kubeconfig", seconds=7200,
+    )  # fmt: skip
 
 
 class OtherClient:
@@ -312,9 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             indent=2,
         )
     )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    report.save(results, path=args.output)
     return 0
 
 

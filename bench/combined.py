@@ -33,6 +33,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+from bench import report
 from controllers import registry
 from controllers.kube import client, resources
 from e2e import cluster, controlplane
@@ -223,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-combined-") as workdir:
         started_at = time.monotonic()
         result = asyncio.run(run(args.idle_seconds, pathlib.Path(workdir)))
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    report.save(result, path=args.output)
     print()
     for name, memory in result["fourProcessesMiB"].items():
         print(f"{name:28}{memory['rss']:>8.1f} MiB RSS{memory['peak']:>10.1f} MiB peak")
@@ -233,7 +234,6 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"goal ≤ {GOAL_MIB:g} MiB: {'met' if result['met'] else 'NOT met'}; {time.monotonic() - started_at:.0f} s"
     )
-    print(f"written to {args.output}")
     return 0
 
 

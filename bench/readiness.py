@@ -23,6 +23,7 @@ import time
 import tracemalloc
 from typing import Any
 
+from bench import report
 from controllers.agreement import selector, version
 from controllers.upgrade_readiness import logic
 
@@ -110,8 +111,10 @@ def evaluate(
             views["pdbs"], views["pods"], draining=logic.nodes_to_drain(nodes, target=target)
         ),
     ]
-    report = logic.evaluate(logic.Target(target, "bench"), verdicts, acknowledged=frozenset(), strict=False)
-    return report, usage
+    evaluated = logic.evaluate(
+        logic.Target(target, "bench"), verdicts, acknowledged=frozenset(), strict=False
+    )
+    return evaluated, usage
 
 
 def build_views(*, nodes: int, pdbs: int, namespaces: int) -> dict[str, Any]:
@@ -142,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     views_mib = tracemalloc.get_traced_memory()[0] / 2**20
     tracemalloc.reset_peak()
     before = tracemalloc.get_traced_memory()[0]
-    report, usage = evaluate(texts, {}, views, now=0.0)
+    evaluated, usage = evaluate(texts, {}, views, now=0.0)
     evaluation_peak_mib = (tracemalloc.get_traced_memory()[1] - before) / 2**20
     tracemalloc.stop()
 
@@ -150,10 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     for round_ in range(args.rounds):
         texts = [metrics_text(i, requests=1000 + round_) for i in range(args.apiservers)]
         started = time.perf_counter()
-        report, usage = evaluate(texts, usage, views, now=60.0 * (round_ + 1))
+        evaluated, usage = evaluate(texts, usage, views, now=60.0 * (round_ + 1))
         times.append(time.perf_counter() - started)
     seconds = statistics.median(times)
-    findings = {r.check: len(r.findings) for r in report.results}
+    findings = {r.check: len(r.findings) for r in evaluated.results}
     result = {
         "measured": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "nodes": args.nodes,
@@ -170,8 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         "goal_seconds": TIME_GOAL_SECONDS,
         "goal_met": seconds <= TIME_GOAL_SECONDS,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "readiness.json").write_text(json.dumps(result, indent=2) + "\n")
+    report.save(result, path=RESULTS / "readiness.json")
     print(json.dumps(result, indent=2))
     return 0
 

@@ -16,6 +16,13 @@ RESULTS = HERE / "results"
 Row = tuple[str, str, str, str, str]  # figure, value, anchor (same run), ratio, goal (met?)
 
 
+def save(result: Any, *, path: pathlib.Path) -> None:
+    """Write one benchmark's result where the report reads it (every benchmark ends with this)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
 def _load(name: str) -> dict[str, Any] | None:
     path = RESULTS / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None

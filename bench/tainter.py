@@ -30,6 +30,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from bench import report
 from controllers.kube import client, resources, state
 from controllers.node_tainter import logic
 from e2e import cluster, controlplane
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.output.parent / "tainter-logs.tmp"
     workdir.mkdir(exist_ok=True)
     result = asyncio.run(run(args.nodes, workdir))
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    report.save(result, path=args.output)
     seconds, speedup = result["seconds"], result["speedup"]
     print()
     print(f"{'':28}{'seconds':>10}{'speed-up':>16}")
@@ -235,7 +236,6 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{'node-tainter --once':28}{seconds['nodeTainterOnce']:>10.2f}{speedup['onceVsKubectlLoop']:>16.1f}"
     )
-    print(f"written to {args.output}")
     return 0
 
 

@@ -40,6 +40,7 @@ from typing import Any
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench import report
 from controllers.kube import client, resources
 from e2e import cluster, controlplane
 
@@ -443,9 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         "| uso-runner at", results["rssRun"]["objects"] if results["rssRun"] else "-",
         ":", results["rssRun"].get("peakRssMiB") if results["rssRun"] else "-",
     )  # fmt: skip
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    report.save(results, path=args.output)
     return 0
 
 

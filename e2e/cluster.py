@@ -9,12 +9,47 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import pathlib
 from collections.abc import Iterable, Mapping
 
 from controllers.kube import client, resources
 
 NODES = resources.NODES
+SERVICEACCOUNTS = resources.Resource("", "v1", "serviceaccounts", namespaced=True)
 CONTROL_PLANE = "node-role.kubernetes.io/control-plane"
+
+
+async def service_account_kubeconfig(
+    kube: client.Kube,
+    *,
+    server: str,
+    ca: pathlib.Path,
+    namespace: str,
+    name: str,
+    path: pathlib.Path,
+    seconds: int = 3600,
+) -> pathlib.Path:
+    """Write a kubeconfig that authenticates as the ServiceAccount ``namespace/name`` with a token from
+    TokenRequest (valid ``seconds``), as a pod of it would; returns ``path``."""
+    request = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {"expirationSeconds": seconds},
+    }
+    sa = SERVICEACCOUNTS.path(namespace=namespace, name=name)
+    token = (await kube.request("POST", f"{sa}/token", body=request))["status"]["token"]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "fixture", "cluster": {"server": server, "certificate-authority": str(ca)}}],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": "fixture", "user": name}}],
+        "current-context": name,
+    }
+    text = json.dumps(config, indent=2) + "\n"  # JSON is YAML: any kubeconfig reader takes it
+    await asyncio.to_thread(path.write_text, text)
+    return path
 
 
 def node_status(*, version: str, ready: bool = True, address: str = "") -> client.JSON:

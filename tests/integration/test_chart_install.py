@@ -175,26 +175,10 @@ async def test_install_creates_every_object_server_side(installed: Installed, ku
 
 async def token_kubeconfig(installed: Installed, kube: client.Kube, controller: str) -> pathlib.Path:
     """A kubeconfig that authenticates as the controller's ServiceAccount, with a token from TokenRequest."""
-    sa = installed.name(controller)
-    request = {
-        "apiVersion": "authentication.k8s.io/v1",
-        "kind": "TokenRequest",
-        "spec": {"expirationSeconds": 3600},
-    }
-    path = f"/api/v1/namespaces/{installed.namespace}/serviceaccounts/{sa}/token"
-    token = (await kube.request("POST", path, body=request))["status"]["token"]
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "fixture", "cluster": {"server": installed.plane.server,
-                                                     "certificate-authority": str(installed.plane.pki / "ca.crt")}}],
-        "users": [{"name": sa, "user": {"token": token}}],
-        "contexts": [{"name": sa, "context": {"cluster": "fixture", "user": sa}}],
-        "current-context": sa,
-    }  # fmt: skip
-    target = installed.root / f"{controller}.kubeconfig"
-    target.write_text(yaml.safe_dump(config))
-    return target
+    return await cluster.service_account_kubeconfig(
+        kube, server=installed.plane.server, ca=installed.plane.pki / "ca.crt", namespace=installed.namespace,
+        name=installed.name(controller), path=installed.root / f"{controller}.kubeconfig",
+    )  # fmt: skip
 
 
 async def installed_config(installed: Installed, kube: client.Kube, controller: str) -> pathlib.Path:

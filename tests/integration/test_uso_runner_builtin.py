@@ -21,12 +21,6 @@ from e2e import cluster, controlplane
 from tests.integration import uso_helpers as h
 
 OBJECTS = 300
-SVMS = resources.Resource(logic.SVM_GROUP, "v1", logic.SVM_RESOURCE, namespaced=False)
-
-
-async def our_migrations(kube: client.Kube, release: str) -> dict[str, client.JSON]:
-    found = await kube.get(SVMS.path(), query={"labelSelector": f"app.kubernetes.io/instance={release}"})
-    return {svm["metadata"]["name"]: svm for svm in found["items"]}
 
 
 async def test_use_builtin_delegates_each_resource_and_follows_it_to_the_end(
@@ -57,7 +51,7 @@ async def test_use_builtin_delegates_each_resource_and_follows_it_to_the_end(
     # --dry-run: the StorageVersionMigration is validated by the apiserver (dryRun=All), none is created.
     code, report, _ = once("--dry-run")
     assert (code, report["method"], report["ok"]) == (0, "builtin", True), report
-    assert await our_migrations(kube, release) == {}
+    assert await h.our_migrations(kube, release) == {}
     # The deprecated --use-builtin still means --method=builtin, and says so.
     code, report, logs = h.run_once(
         kubeconfig,
@@ -77,7 +71,7 @@ async def test_use_builtin_delegates_each_resource_and_follows_it_to_the_end(
     error = report["resources"][crd_name]["error"]
     assert "kube-controller-manager" in error and "storage-version-migrator-controller" in error, error
     name = report["resources"][crd_name]["storageVersionMigration"]
-    pending = await our_migrations(kube, release)
+    pending = await h.our_migrations(kube, release)
     assert list(pending) == [name] and not pending[name].get("status", {}).get("conditions")
     saved = await state.read(kube, namespace=namespace, name=f"{release}-uso-runner-state")
     assert saved.get("phase") == "Failed" and json.loads(saved.get("runDone")) == []
@@ -96,7 +90,7 @@ async def test_use_builtin_delegates_each_resource_and_follows_it_to_the_end(
     assert report["resources"] == {crd_name: {"storageVersionMigration": name}}
     assert f"following the existing StorageVersionMigration {name}" in logs
     conditions = {
-        c["type"]: c["status"] for c in (await kube.get(SVMS.path(name=name)))["status"]["conditions"]
+        c["type"]: c["status"] for c in (await kube.get(h.SVMS.path(name=name)))["status"]["conditions"]
     }
     assert conditions["Succeeded"] == "True" and conditions.get("Running") != "True", conditions
 
@@ -116,7 +110,7 @@ async def test_use_builtin_delegates_each_resource_and_follows_it_to_the_end(
     await nodes.set_status(f"m-{release}", version="v1.37.0")
     code, report, _ = once()
     assert code == 0 and report["unchanged"] == [crd_name] and report["resources"] == {}, report
-    assert await our_migrations(kube, release) == {}
+    assert await h.our_migrations(kube, release) == {}
 
 
 async def test_a_failed_migration_of_the_same_name_is_replaced(kube: client.Kube) -> None:
@@ -144,7 +138,7 @@ async def test_a_failed_migration_of_the_same_name_is_replaced(kube: client.Kube
         api_version="storagemigration.k8s.io/v1", name=name, group="", resource="configmaps",
         labels={}, target="v1.36.0", storage_hash="h-test",
     )  # fmt: skip
-    first = await kube.create(SVMS.path(), manifest)
+    first = await kube.create(h.SVMS.path(), manifest)
     first["status"] = {
         "conditions": [
             {
@@ -156,13 +150,13 @@ async def test_a_failed_migration_of_the_same_name_is_replaced(kube: client.Kube
             }
         ]
     }
-    await kube.replace(SVMS.path(name=name, subresource="status"), first)
+    await kube.replace(h.SVMS.path(name=name, subresource="status"), first)
     try:
         result = await runner.migrate(configmaps, target="v1.36.0")
-        replaced = await kube.get(SVMS.path(name=name))
+        replaced = await kube.get(h.SVMS.path(name=name))
         assert replaced["metadata"]["uid"] != first["metadata"]["uid"]
         assert not replaced.get("status", {}).get("conditions")
         # No controller runs here: the new one is not picked up within the (1 s) timeout.
         assert result.delegated_to == name and builtin.NOT_PICKED_UP in result.error, result
     finally:
-        await kube.delete(SVMS.path(name=name))
+        await kube.delete(h.SVMS.path(name=name))

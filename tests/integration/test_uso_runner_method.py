@@ -15,7 +15,6 @@ from tests import harness
 from tests.integration import uso_helpers as h
 
 OBJECTS = 200
-SVMS = resources.Resource(logic.SVM_GROUP, "v1", logic.SVM_RESOURCE, namespaced=False)
 
 
 async def switched_crd(
@@ -29,11 +28,6 @@ async def switched_crd(
 
 def stored_versions(plane: controlplane.ControlPlane, prefix: str) -> set[str]:
     return {o["apiVersion"].split("/")[-1] for o in h.stored_objects(plane, prefix).values()}
-
-
-async def our_migrations(kube: client.Kube, release: str) -> dict[str, client.JSON]:
-    found = await kube.get(SVMS.path(), query={"labelSelector": f"app.kubernetes.io/instance={release}"})
-    return {svm["metadata"]["name"]: svm for svm in found["items"]}
 
 
 async def warnings(kube: client.Kube, namespace: str, reason: str) -> list[str]:
@@ -66,7 +60,7 @@ async def test_auto_hands_each_changed_resource_to_the_in_tree_migrator_when_it_
     assert (code, report["method"], report["ok"]) == (0, "builtin", True), (report, logs)
     name = report["resources"][crd_name]["storageVersionMigration"]
     assert "fallbackFrom" not in report["resources"][crd_name]
-    svm = (await our_migrations(kube, release))[name]
+    svm = (await h.our_migrations(kube, release))[name]
     conditions = {c["type"]: c["status"] for c in svm["status"]["conditions"]}
     assert conditions["Succeeded"] == "True" and conditions.get("Running") != "True", conditions
     assert stored_versions(control_plane, prefix) == {"v2"}
@@ -110,7 +104,7 @@ async def test_auto_rewrites_loudly_when_no_migrator_picks_the_migration_up(
     assert len(notes) == 2 and all("instead of waiting for kube-controller-manager" in n for n in notes)
     assert harness.metric(uso, "uso_runner_builtin_fallbacks_total", reason="not_picked_up") == 2
     assert harness.metric(uso, "uso_runner_builtin_migrations_total", outcome="not_picked_up") == 1
-    assert await our_migrations(kube, release) == {}
+    assert await h.our_migrations(kube, release) == {}
     # Rewritten by uso-runner: it sets storedVersions itself, as in rewrite mode.
     for name in (first, second):
         assert (await kube.get(resources.CRDS.path(name=name)))["status"]["storedVersions"] == ["v2"]

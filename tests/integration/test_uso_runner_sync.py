@@ -11,13 +11,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from controllers.kube import client, resources
-from controllers.uso_runner import controller, logic
+from controllers.kube import client
+from controllers.uso_runner import controller
 from e2e import cluster, controlplane
 from tests import harness
 from tests.integration import uso_helpers as h
-
-SVMS = resources.Resource(logic.SVM_GROUP, "v1", logic.SVM_RESOURCE, namespaced=False)
 
 
 class UnavailableConfigMaps:
@@ -70,10 +68,7 @@ async def test_sync_never_waits_for_a_run(
                                  what="the run in progress, in /status")  # fmt: skip
 
         async def created() -> bool:
-            found = await kube.get(
-                SVMS.path(), query={"labelSelector": f"app.kubernetes.io/instance={release}"}
-            )
-            return len(found["items"]) == 1
+            return len(await h.our_migrations(kube, release)) == 1
 
         await harness.eventually(created, timeout=30, what="the StorageVersionMigration")
         # The loop still syncs: a wake while the run waits returns at once.

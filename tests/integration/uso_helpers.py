@@ -14,11 +14,21 @@ from typing import Any
 
 from controllers.kube import client, resources
 from controllers.runtime import config
-from controllers.uso_runner import controller
+from controllers.uso_runner import controller, logic
 from e2e import controlplane
 from tests import harness
 
 CRDS = resources.CRDS
+# The in-tree migrator's StorageVersionMigrations (GA on the pinned release).
+SVMS = resources.Resource(logic.SVM_GROUP, "v1", logic.SVM_RESOURCE, namespaced=False)
+
+
+async def our_migrations(kube: client.Kube, release: str) -> dict[str, client.JSON]:
+    """The StorageVersionMigrations uso-runner of ``release`` created, by name."""
+    found = await kube.get(SVMS.path(), query={"labelSelector": f"app.kubernetes.io/instance={release}"})
+    return {svm["metadata"]["name"]: svm for svm in found["items"]}
+
+
 SCHEMA = {
     "openAPIV3Schema": {
         "type": "object",

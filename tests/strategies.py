@@ -302,6 +302,7 @@ configmap_data = st.dictionaries(
             "storageHashes",
             "runTarget",
             "runDone",
+            "runContinue",
             "bundleMinor",
             "bundleDigest",
             "failedDigest",

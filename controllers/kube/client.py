@@ -241,13 +241,15 @@ class Kube:
         *,
         query: Query | None = None,
         limit: int = 500,
+        start: str = "",
         policy: retry.Policy = retry.THROTTLED,
         on_error: Callable[[retry.Reason, BaseException], None] | None = None,
     ) -> AsyncIterator[JSON]:
-        """Every page of a list (limit/continue); ``policy`` retries one page's request, so a retried page
-        continues where the list was. On 410 for an expired continue token, resume from the token the 410
-        carries (``inconsistent`` continue), or restart the list when it carries none."""
-        continue_token = ""
+        """Every page of a list (limit/continue), from the continue token ``start`` when given; ``policy``
+        retries one page's request, so a retried page continues where the list was. On 410 for an expired
+        continue token, resume from the token the 410 carries (``inconsistent`` continue), or restart the
+        list when it carries none."""
+        continue_token = start
         while True:
             page_query: dict[str, QueryValue] = {**(query or {}), "limit": limit}
             if continue_token:

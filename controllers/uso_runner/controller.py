@@ -297,6 +297,7 @@ class _Run:
             qps=cfg.qps,
             dry_run=cfg.dry_run,
             gate=self.gate if self.guarded else None,
+            bookmarks=self,
         )
         self.method: migrate.Migrator | builtin_module.Builtin = self.rewrite
         if self.choice.method == "builtin":
@@ -417,6 +418,16 @@ class _Run:
             self.metrics.observe_resources(
                 pending=total - self._done - self._failed, done=self._done, failed=self._failed
             )
+            await self._save({"progress": self._progress()})
+
+    def start(self, group_resource: str) -> str:
+        """Where this run's list of ``group_resource`` starts: its bookmark from an earlier term, or the top."""
+        return self.checkpoint.run_continue.get(group_resource, "")
+
+    async def reached(self, group_resource: str, token: str) -> None:
+        """Every object of ``group_resource`` listed before ``token`` is rewritten: save the bookmark."""
+        async with self._lock:
+            self.checkpoint = logic.bookmark(self.checkpoint, group_resource=group_resource, token=token)
             await self._save({"progress": self._progress()})
 
     async def gate(self) -> None:

@@ -4,7 +4,11 @@ The state ConfigMap holds, besides the common keys:
 - ``storageHashes``: JSON ``{group_resource: storageVersionHash}`` recorded after each successful migration
   of that resource (kept across runs: an unchanged hash means nothing to rewrite);
 - ``runTarget``: the agreed version of the run in progress ("" when none);
-- ``runDone``: JSON list of the resources that run finished (a restart resumes without redoing them).
+- ``runDone``: JSON list of the resources that run finished (a restart resumes without redoing them);
+- ``runContinue``: JSON ``{group_resource: continue token}`` of the resources the run is part-way through:
+  every object listed before the token was rewritten, so a new leader lists the rest from there (at the
+  first list's snapshot: an object the previous leader rewrote after its last bookmark answers 409, and is
+  not rewritten twice).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ REQUIRED_VERBS = frozenset({"list", "update"})
 KEY_HASHES = "storageHashes"
 KEY_RUN_TARGET = "runTarget"
 KEY_RUN_DONE = "runDone"
+KEY_RUN_CONTINUE = "runContinue"
 
 
 class Discovered(Protocol):
@@ -53,17 +58,11 @@ class Checkpoint:
     hashes: Mapping[str, str] = dataclasses.field(default_factory=dict)
     run_target: str = ""  # the run in progress ("" = none)
     run_done: frozenset[str] = frozenset()
+    run_continue: Mapping[str, str] = dataclasses.field(default_factory=dict)  # bookmarks, see the module
 
 
 def read_checkpoint(data: Mapping[str, str]) -> Checkpoint:
     """Parse the state's data; anything malformed counts as absent (never raises)."""
-    hashes: dict[str, str] = {}
-    try:
-        raw_hashes = json.loads(data.get(KEY_HASHES) or "{}")
-    except ValueError:
-        raw_hashes = {}
-    if isinstance(raw_hashes, dict):
-        hashes = {str(k): str(v) for k, v in raw_hashes.items() if isinstance(v, str)}
     try:
         raw_done = json.loads(data.get(KEY_RUN_DONE) or "[]")
     except ValueError:
@@ -71,10 +70,22 @@ def read_checkpoint(data: Mapping[str, str]) -> Checkpoint:
     done = frozenset(str(item) for item in raw_done) if isinstance(raw_done, list) else frozenset()
     return Checkpoint(
         version=str(data.get("version") or ""),
-        hashes=hashes,
+        hashes=_strings(data.get(KEY_HASHES)),
         run_target=str(data.get(KEY_RUN_TARGET) or ""),
         run_done=done,
+        run_continue=_strings(data.get(KEY_RUN_CONTINUE)),
     )
+
+
+def _strings(raw: str | None) -> dict[str, str]:
+    """A JSON object of strings; anything else (absent, malformed, other values) is empty or skipped."""
+    try:
+        parsed = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(parsed, dict):
+        return {}
+    return {str(k): v for k, v in parsed.items() if isinstance(v, str)}
 
 
 def checkpoint_data(checkpoint: Checkpoint) -> dict[str, str]:
@@ -84,6 +95,7 @@ def checkpoint_data(checkpoint: Checkpoint) -> dict[str, str]:
         KEY_HASHES: json.dumps(dict(sorted(checkpoint.hashes.items())), separators=(",", ":")),
         KEY_RUN_TARGET: checkpoint.run_target,
         KEY_RUN_DONE: json.dumps(sorted(checkpoint.run_done), separators=(",", ":")),
+        KEY_RUN_CONTINUE: json.dumps(dict(sorted(checkpoint.run_continue.items())), separators=(",", ":")),
     }
 
 
@@ -93,15 +105,52 @@ def finish_resource(checkpoint: Checkpoint, *, group_resource: str, storage_hash
         checkpoint,
         hashes={**checkpoint.hashes, group_resource: storage_hash},
         run_done=checkpoint.run_done | {group_resource},
+        run_continue={k: v for k, v in checkpoint.run_continue.items() if k != group_resource},
     )
 
 
+def bookmark(checkpoint: Checkpoint, *, group_resource: str, token: str) -> Checkpoint:
+    """The checkpoint once every object of ``group_resource`` listed before ``token`` was rewritten."""
+    return dataclasses.replace(checkpoint, run_continue={**checkpoint.run_continue, group_resource: token})
+
+
+@dataclasses.dataclass
+class Pages:
+    """One resource's listed pages in list order, and how many of each page's objects are still being
+    rewritten. The bookmark moves to a page's continue token once that page and every one before it are
+    finished (writes finish out of order; a bookmark never skips an object still in flight)."""
+
+    _open: list[int] = dataclasses.field(default_factory=list)  # objects in flight, per page
+    _tokens: list[str] = dataclasses.field(default_factory=list)  # each page's continue token
+    _finished: int = 0  # pages 0.._finished-1 are finished
+
+    def add(self, *, objects: int, token: str) -> int:
+        """A page was listed with ``objects`` to rewrite; its index."""
+        self._open.append(objects)
+        self._tokens.append(token)
+        return len(self._open) - 1
+
+    def done(self, page: int) -> None:
+        """One object of ``page`` was written (or answered for good)."""
+        self._open[page] -= 1
+
+    def advance(self) -> str:
+        """The new bookmark when more pages finished since the last call, else "" (nothing to save). The
+        last page has no continue token: the resource is then done, which its own checkpoint says."""
+        start = self._finished
+        while self._finished < len(self._open) and self._open[self._finished] == 0:
+            self._finished += 1
+        return self._tokens[self._finished - 1] if self._finished > start else ""
+
+
 def start_run(checkpoint: Checkpoint, *, target: str) -> Checkpoint:
-    return dataclasses.replace(checkpoint, run_target=target, run_done=frozenset())
+    return dataclasses.replace(checkpoint, run_target=target, run_done=frozenset(), run_continue={})
 
 
 def finish_run(checkpoint: Checkpoint) -> Checkpoint:
-    return dataclasses.replace(checkpoint, version=checkpoint.run_target, run_target="", run_done=frozenset())
+    return dataclasses.replace(
+        checkpoint, version=checkpoint.run_target, run_target="", run_done=frozenset(), run_continue={}
+    )
 
 
 def same_trigger(a: Version, b: Version, *, mode: TriggerMode) -> bool:

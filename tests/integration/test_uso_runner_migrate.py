@@ -137,3 +137,53 @@ async def test_a_concurrent_writers_changes_all_survive(kube: client.Kube, names
         for item in page["items"]:
             if item["metadata"]["name"] in last:
                 assert item["data"]["w"] == last[item["metadata"]["name"]], item["metadata"]["name"]
+
+
+class Book:
+    """A run's bookmarks in memory: where each list starts, every token recorded."""
+
+    def __init__(self, start: str = "") -> None:
+        self._start = start
+        self.recorded: list[str] = []
+
+    def start(self, group_resource: str) -> str:
+        return self._start
+
+    async def reached(self, group_resource: str, token: str) -> None:
+        self.recorded.append(token)
+
+
+async def test_a_new_leader_goes_on_from_the_bookmark_and_rewrites_no_object_twice(
+    kube: client.Kube, namespace: str, control_plane: controlplane.ControlPlane
+) -> None:
+    """Issue #20: a leader that lost its Lease mid-resource left the next one to list everything again and
+    rewrite (and count) the objects already done. With bookmarks, it lists from the last one at the first
+    list's snapshot: what the first leader rewrote after its bookmark answers 409, and is not rewritten."""
+    objects = 600
+    widgets = await h.crd_with_widgets(kube, namespace=namespace, objects=objects)
+    await h.switch_storage(kube, control_plane, widgets, namespace=namespace, to="v2")
+    res = discovered(widgets, "Widget")
+    writes = 0
+
+    async def lose_the_lease_after_230_writes() -> None:
+        nonlocal writes
+        writes += 1
+        if writes > 230:
+            raise migrate.Stop("lost the lease")
+
+    first_book = Book()
+    first = await new_migrator(
+        kube, page_size=50, workers=8, gate=lose_the_lease_after_230_writes, bookmarks=first_book
+    ).migrate(res, target="v1.37.0")
+    assert first.error == "stopped: lost the lease" and first.migrated == 230, first
+    assert first_book.recorded, "no bookmark recorded in 230 writes of 50-object pages"
+    second_book = Book(start=first_book.recorded[-1])
+    second = await new_migrator(kube, page_size=50, workers=8, bookmarks=second_book).migrate(
+        res, target="v1.37.0"
+    )
+    assert second.ok and second.listed < objects, second
+    overlap = first.migrated + second.listed - objects  # rewritten by the first after its last bookmark
+    assert overlap >= 0 and second.conflicts == overlap, (first, second)
+    assert first.migrated + second.migrated == objects  # every object rewritten exactly once
+    stored = h.stored_objects(control_plane, f"/registry/{widgets.group}/widgets/{namespace}/")
+    assert {o["apiVersion"] for o in stored.values()} == {f"{widgets.group}/v2"} and len(stored) == objects

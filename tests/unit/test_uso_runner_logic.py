@@ -417,3 +417,42 @@ def test_conclusion_of_a_run() -> None:
     assert logic.conclude(results=delegated, target="", dry_run=True).note == (
         "dry run: 2 StorageVersionMigration(s) would be created"
     )
+
+
+def test_bookmarks_round_trip_and_end_with_their_resource_or_run() -> None:
+    running = logic.start_run(logic.Checkpoint(version="v1.36.3"), target="v1.37.2")
+    marked = logic.bookmark(running, group_resource="widgets.example.com", token="t1")
+    marked = logic.bookmark(marked, group_resource="secrets", token="s1")
+    assert logic.read_checkpoint(logic.checkpoint_data(marked)) == marked
+    done = logic.finish_resource(marked, group_resource="secrets", storage_hash="h")
+    assert done.run_continue == {"widgets.example.com": "t1"}
+    assert logic.start_run(done, target="v1.38.0").run_continue == {}
+    assert logic.finish_run(done).run_continue == {}
+
+
+@pytest.mark.parametrize("raw", ["", "not json", "[1]", '{"a": 1}', '"x"'])
+def test_a_malformed_bookmark_key_reads_as_no_bookmark(raw: str) -> None:
+    assert logic.read_checkpoint({logic.KEY_RUN_CONTINUE: raw}).run_continue == {}
+
+
+def test_the_bookmark_moves_only_over_pages_finished_from_the_start() -> None:
+    pages = logic.Pages()
+    first, second, last = (pages.add(objects=2, token=t) for t in ("after-1", "after-2", ""))
+    assert pages.advance() == ""  # nothing finished
+    pages.done(second)
+    pages.done(second)
+    assert pages.advance() == ""  # page 2 finished, page 1 not: no object may be skipped
+    pages.done(first)
+    assert pages.advance() == ""  # half of page 1
+    pages.done(first)
+    assert pages.advance() == "after-2"  # pages 1 and 2 at once
+    assert pages.advance() == ""  # no news: nothing to save again
+    pages.done(last)
+    pages.done(last)
+    assert pages.advance() == ""  # the last page has no token: the resource's own checkpoint says done
+
+
+def test_an_empty_page_is_finished_when_listed() -> None:
+    pages = logic.Pages()
+    pages.add(objects=0, token="after-empty")
+    assert pages.advance() == "after-empty"

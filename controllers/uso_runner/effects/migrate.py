@@ -3,6 +3,8 @@
 A PUT with the listed resourceVersion makes the apiserver re-encode the object at the current storage
 version. 409 means someone rewrote it since the list (so it is stored at the new version already), 404 that
 it is gone: both are done. Transient failures are retried (``kube.retry``), then counted as failed.
+With ``bookmarks``, the continue token after which every object was rewritten is handed over as the list
+goes, and a list starts from the one saved earlier (a new leader goes on where the last one was).
 Nothing here logs object contents: errors are logged by status and reason only (a 422 message may quote
 field values).
 """
@@ -13,7 +15,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import prometheus_client
 
@@ -32,6 +34,14 @@ class Stop(Exception):
     """Raised by the gate: stop this resource now (what is in flight still lands)."""
 
 
+class Bookmarks(Protocol):
+    """Where a resource's list starts, and where to record how far it got (the run's checkpoint)."""
+
+    def start(self, group_resource: str) -> str: ...
+
+    async def reached(self, group_resource: str, token: str) -> None: ...
+
+
 @dataclasses.dataclass
 class Migrator:
     """Rewrites objects with at most ``workers`` PUTs in flight across every resource it migrates."""
@@ -45,6 +55,7 @@ class Migrator:
     dry_run: bool = False
     on_page: PageHook | None = None  # test seam: awaited after each page is listed
     gate: Gate | None = None  # awaited before each write: may wait, or raise Stop
+    bookmarks: Bookmarks | None = None  # resume a list part-way, and record how far it got
 
     def __post_init__(self) -> None:
         self._slots = asyncio.Semaphore(self.workers)
@@ -60,11 +71,11 @@ class Migrator:
     async def migrate(self, res: discovery.ApiResource, *, target: str) -> logic.ResourceResult:
         """List and rewrite every object; a failing page request is tried again where the list was (transient
         failures only: never the whole list again, which would rewrite and count every object twice)."""
-        resource, group_resource = res.resource, res.group_resource
+        group_resource = res.group_resource
         result = logic.ResourceResult(group_resource)
         counters = self.metrics.object_counters(group_resource)
         try:
-            await self._list_and_put(resource, result, counters)
+            await self._list_and_put(res, result, counters)
         except Stop as stop:
             result.error = f"stopped: {stop}"
         except Exception as error:
@@ -80,14 +91,20 @@ class Migrator:
 
     async def _list_and_put(
         self,
-        resource: resources.Resource,
+        res: discovery.ApiResource,
         result: logic.ResourceResult,
         counters: dict[str, prometheus_client.Counter],
     ) -> None:
+        resource, group_resource = res.resource, res.group_resource
         in_flight: set[asyncio.Task[None]] = set()
+        books = None if self.dry_run else self.bookmarks
+        start = books.start(group_resource) if books is not None else ""
+        if start:
+            log.info("%s: going on from the last bookmark of this run", group_resource)
+        ledger = logic.Pages()
         try:
             pages = self.kube.list_pages(
-                resource.path(), limit=self.page_size, policy=self._policy, on_error=self._count
+                resource.path(), limit=self.page_size, start=start, policy=self._policy, on_error=self._count
             )
             async for page in pages:
                 api_version = str(page.get("apiVersion") or resource.api_version)
@@ -98,6 +115,9 @@ class Migrator:
                     await self.on_page(page)
                 if self.dry_run:
                     continue
+                index = ledger.add(
+                    objects=len(items), token=str(page.get("metadata", {}).get("continue") or "")
+                )
                 for item in items:
                     # List items of built-in types lack apiVersion/kind; the PUT needs them.
                     item.setdefault("apiVersion", api_version)
@@ -107,14 +127,20 @@ class Migrator:
                     await self._slots.acquire()
                     task = asyncio.create_task(self._put(resource, item, result, counters))
                     in_flight.add(task)
-                    task.add_done_callback(self._done(in_flight))
+                    task.add_done_callback(self._done(in_flight, ledger=ledger, page=index))
+                # A failed object keeps the bookmark where it is: a resumed list must come back to it.
+                if books is not None and not result.failed and (token := ledger.advance()):
+                    await books.reached(group_resource, token)
         finally:
             if in_flight:
                 await asyncio.gather(*in_flight, return_exceptions=True)
 
-    def _done(self, in_flight: set[asyncio.Task[None]]) -> Callable[[asyncio.Task[None]], None]:
+    def _done(
+        self, in_flight: set[asyncio.Task[None]], *, ledger: logic.Pages, page: int
+    ) -> Callable[[asyncio.Task[None]], None]:
         def release(task: asyncio.Task[None]) -> None:
             in_flight.discard(task)
+            ledger.done(page)
             self._slots.release()
 
         return release

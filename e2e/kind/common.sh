@@ -69,7 +69,11 @@ rootfs_image() {
   tarball=$KUC_KIND_CACHE/rootfs/$name-$NODE_DEBIAN_SUITE-$key.tar
   if [ ! -f "$tarball" ]; then
     [ "$(id -u)" = 0 ] || die "debootstrap needs root (or import $tarball built elsewhere)"
-    command -v debootstrap >/dev/null 2>&1 || die "debootstrap is not installed (Debian: apt-get install debootstrap)"
+    if ! command -v debootstrap >/dev/null 2>&1; then  # a fresh machine: install it, as debian-image.sh does
+      log "installing debootstrap (apt-get)"
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null ||
+        die "debootstrap is not installed and apt-get install debootstrap failed"
+    fi
     mirror=$(debian_mirror "$NODE_DEBIAN_SUITE") || die "no Debian mirror in apt's sources; set KUC_DEBIAN_MIRROR"
     dir=$KUC_KIND_CACHE/rootfs/$name.tmp
     rm -rf "$dir"

@@ -86,6 +86,19 @@ async def test_masters_leaving_the_agreement_pause_the_run_and_a_new_minor_super
             "the v1.38 run", lambda s: s.get("version") == "v1.38.0" and s.get("phase") == "Succeeded"
         )
         assert stored_as("v1") == OBJECTS
+
+        # The state is written before the run's last Event: wait for that Event before stopping the daemon.
+        async def succeeded_for_v138() -> bool:
+            listed = await kube.get(resources.EVENTS.path(namespace=namespace))
+            return any(
+                e["reason"] == "MigrationSucceeded" and e.get("note", "").endswith("rewritten for v1.38.0")
+                for e in listed["items"]
+                if e["regarding"]["name"] == state_name
+            )
+
+        await harness.eventually(
+            succeeded_for_v138, timeout=30, what="the v1.38 run's MigrationSucceeded Event"
+        )
     finally:
         process.terminate()
         await process.wait()

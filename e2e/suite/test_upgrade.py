@@ -447,6 +447,9 @@ def test_before_the_upgrade_the_gate_reports_a_drain_blocker_and_a_removed_api_t
     timeline.facts["upgrade-readiness before the stage"] = before.summary()
     control_planes = k8s.node_names(control_planes=True)
     served = {node: readiness.deprecated_series(node) for node in control_planes}
+    timeline.facts["apiserver_requested_deprecated_apis before the client"] = (
+        "; ".join(sorted({s for series in served.values() for s in series})) or "none"
+    )
     timeline.mark(
         f"the gate's ServiceAccount may read /metrics, list PDBs and watch pods, and write nothing; "
         f"deprecated APIs requested so far: {sum(len(s) for s in served.values())} series on the apiservers"

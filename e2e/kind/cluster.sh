@@ -88,11 +88,16 @@ kind_config() {
     kubeadm_api=kubeadm.k8s.io/v1beta4
     etcd_args=$'          - name: heartbeat-interval\n            value: "500"\n          - name: election-timeout\n            value: "5000"'
   fi
+  # The group/version of KIND_REMOVED_API (versions.env) on: kind passes runtimeConfig to kubeadm as the
+  # apiserver's --runtime-config, and kubeadm upgrade keeps it (the new release simply no longer serves it).
+  local removed_gv=${KIND_REMOVED_API%/*}
   cat <<YAML
 # written by e2e/kind/cluster.sh
 kind: Cluster
 apiVersion: kind.x-k8s.io/v1alpha4
 name: $cluster
+runtimeConfig:
+  "$removed_gv": "true"
 networking:
   ipFamily: ipv4
   # no kindnetd offline: cluster.sh writes each node's CNI configuration

@@ -1,9 +1,12 @@
-"""A real rolling control-plane upgrade (kubeadm, old release → new release) and the four controllers reacting.
+"""A real rolling control-plane upgrade (kubeadm, old release → new release) and the controllers reacting.
 
 Stages, in order (each builds on the ones before; ``make e2e`` stops at the first failure):
 1. the suite runs and agrees on the old release (every pod Ready, ``helm test``, metrics, ``status``);
 2. before the upgrade: a CRD's objects stored at v1, then its storage switched to v2; a Deployment over the
    workers; an add-on look-alike without the bundle label;
+2b. the upgrade-readiness gate: Upgradeable; then a PodDisruptionBudget allowing no disruption over a pod on a
+   worker and a client of an API the new release removes, each reported (``/status``, ``/metrics``, state
+   ConfigMap, Events); both removed: Upgradeable again once the removed-API window passed;
 3. the control planes upgraded one by one: while they are mixed, no controller agrees and nothing changes;
 4. the last one upgraded: every controller acts — storage migrated (its leader pod deleted mid-migration),
    bundle switched and pruned, old workers tainted — and how long each took is recorded;
@@ -32,7 +35,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from e2e.kind import deploy, k8s, upgrade
+from e2e.kind import deploy, k8s, readiness, upgrade
 from e2e.suite.conftest import Timeline
 
 GROUP, PLURAL, KIND = "e2e.kuc.io", "widgets", "Widget"
@@ -371,6 +374,178 @@ def widget_version(name: str, *, storage: bool) -> dict[str, Any]:
 def established() -> bool:
     crd = api().extensions.read_custom_resource_definition(CRD_NAME)
     return any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
+
+
+def watch_gate(
+    timeline: Timeline,
+    *,
+    checks: Mapping[str, tuple[float, Callable[[readiness.View], bool]]],
+    since: float,
+    timeout: float,
+) -> readiness.View:
+    """Reads the gate (``/status``, ``/metrics``, state ConfigMap, Events since ``since``) once a second until
+    every check holds; records when each first held, after its own trigger (monotonic)."""
+    pending = dict(checks)
+    deadline = time.monotonic() + timeout
+    last: readiness.View | None = None
+    while True:
+        try:
+            last = readiness.view(since=since)
+        except (client.ApiException, OSError, RuntimeError):
+            pass  # the gate's pod or an apiserver not answering this once: read again
+        else:
+            for what, (trigger, check) in list(pending.items()):
+                if check(last):
+                    timeline.reactions[what] = timeline.mark(what) - trigger
+                    del pending[what]
+        if not pending:
+            assert last is not None
+            return last
+        assert time.monotonic() < deadline, (
+            f"still waiting after {timeout:.0f} s for: {', '.join(pending)}; the gate: "
+            f"{last.summary() if last else 'never answered'}"
+        )
+        time.sleep(1)
+
+
+def reported(
+    where: Callable[[readiness.View, str, str], bool], *, check: str, subject: str
+) -> Callable[[readiness.View], bool]:
+    return lambda view: where(view, check, subject)
+
+
+@pytest.mark.timeout(900)
+def test_before_the_upgrade_the_gate_reports_a_drain_blocker_and_a_removed_api_then_upgradeable(
+    timeline: Timeline, scenario: Scenario
+) -> None:
+    removed, pdb = readiness.removed_api(), f"PodDisruptionBudget {NAMESPACE}/{readiness.BLOCKED_APP}"
+    since = time.time()
+    # The gate's own permissions, in the real cluster: every apiserver's /metrics and what it judges, read
+    # only; no write, no eviction, no Secret (the fixture's tests prove the same on every rule).
+    assert readiness.service_account_can("get", path="/metrics")
+    for verb, resource, group in (("list", "poddisruptionbudgets", "policy"), ("watch", "pods", "")):
+        assert readiness.service_account_can(verb, resource=resource, group=group)
+    for verb, resource, group, namespace in (
+        ("delete", "poddisruptionbudgets", "policy", NAMESPACE),
+        ("create", "pods", "", NAMESPACE),
+        ("update", "nodes", "", ""),
+        ("get", "secrets", "", "kube-system"),
+        ("list", "secrets", "", ""),
+    ):
+        assert not readiness.service_account_can(verb, resource=resource, group=group, namespace=namespace)
+    assert not readiness.service_account_can("create", resource="pods/eviction", namespace=NAMESPACE)
+
+    def ready_for(view: readiness.View) -> bool:
+        return view.document.get("target") == NEW_MINOR and view.upgradeable
+
+    before = watch_gate(
+        timeline,
+        checks={
+            f"upgrade-readiness: Upgradeable for {NEW_MINOR} before the stage": (time.monotonic(), ready_for)
+        },
+        since=since,
+        timeout=180,
+    )
+    timeline.facts["upgrade-readiness before the stage"] = before.summary()
+    control_planes = k8s.node_names(control_planes=True)
+    served = {node: readiness.deprecated_series(node) for node in control_planes}
+    timeline.facts["apiserver_requested_deprecated_apis before the client"] = (
+        "; ".join(sorted({s for series in served.values() for s in series})) or "none"
+    )
+    timeline.mark(
+        f"the gate's ServiceAccount may read /metrics, list PDBs and watch pods, and write nothing; "
+        f"deprecated APIs requested so far: {sum(len(s) for s in served.values())} series on the apiservers"
+    )
+
+    # A client of the removed API, then a PodDisruptionBudget allowing no disruption over a pod on a worker.
+    worker = k8s.node_names(control_planes=False)[0]
+    readiness.create_drain_blocker(worker=worker)
+    readiness.create_client(removed)
+    k8s.eventually(
+        lambda: readiness.pod_running_on(readiness.BLOCKED_APP) == worker,
+        timeout=120,
+        what="the pod on the worker",
+    )
+    k8s.eventually(
+        lambda: readiness.pod_running_on(readiness.CLIENT_APP), timeout=120, what="the removed API's client"
+    )
+    client_started = timeline.mark(f"a client lists {removed.path} every {readiness.CLIENT_PERIOD_SECONDS} s")
+    readiness.create_pdb()
+    pdb_created = timeline.mark(f"{pdb} created (maxUnavailable 0) over the pod on {worker}")
+    checks: dict[str, tuple[float, Callable[[readiness.View], bool]]] = {}
+    for check, subject, trigger in (
+        ("drain-blockers", pdb, pdb_created),
+        ("removed-apis", removed.subject, client_started),
+    ):
+        for where, found in (
+            ("/metrics", readiness.View.in_metrics),
+            ("/status", readiness.View.in_status),
+            ("state ConfigMap", readiness.View.in_state),
+            ("Event", readiness.View.in_events),
+        ):
+            checks[f"upgrade-readiness: {check} names {subject} ({where})"] = (
+                trigger,
+                reported(found, check=check, subject=subject),
+            )
+    blocked = watch_gate(timeline, checks=checks, since=since, timeout=300)
+    assert not blocked.upgradeable
+    assert readiness.pdb_disruptions_allowed() == 0
+    assert any(reason == "NotUpgradeable" for reason, _ in blocked.events), blocked.events
+    assert " 200 " in readiness.client_log(), readiness.client_log()[-2000:]
+    for check in ("drain-blockers", "removed-apis"):
+        for line in readiness.findings(blocked.document, check):
+            timeline.facts[f"upgrade-readiness finding ({check})"] = line
+    timeline.facts["upgrade-readiness while blocked"] = blocked.summary()
+    served = {node: readiness.deprecated_series(node) for node in control_planes}
+    marked = sorted(
+        {s for series in served.values() for s in series if f'resource="{removed.resource}"' in s}
+    )
+    assert marked, served
+    timeline.facts["apiserver_requested_deprecated_apis of the client"] = "; ".join(marked)
+
+    # Both removed: the PDB deleted, the client stopped. The removed API stays requested for the window.
+    readiness.delete_pdb()
+    pdb_deleted = timeline.mark(f"{pdb} deleted")
+    client_stopped = timeline.mark("stopping the removed API's client")
+    readiness.stop_client()
+    k8s.eventually(readiness.client_gone, timeout=120, what="the client's pod gone")
+    timeline.mark("the removed API's client is gone (its pod deleted)")
+    cleared = watch_gate(
+        timeline,
+        checks={
+            "upgrade-readiness: drain-blockers pass": (pdb_deleted, lambda v: v.passes("drain-blockers")),
+            "upgrade-readiness: removed-apis pass (the window passed)": (
+                client_stopped,
+                lambda v: v.passes("removed-apis"),
+            ),
+            "upgrade-readiness: Upgradeable (/status, state ConfigMap, metric)": (
+                client_stopped,
+                ready_for,
+            ),
+            "upgrade-readiness: Upgradeable Event": (client_stopped, readiness.View.upgradeable_again),
+        },
+        since=since,
+        timeout=300,
+    )
+    window = 60.0  # deprecatedApiWindowSeconds in e2e/kind/values.yaml
+    waited = timeline.reactions["upgrade-readiness: removed-apis pass (the window passed)"]
+    # Its last request ended at most one client period before it was stopped: the finding stayed a window.
+    assert waited >= window - 2 * readiness.CLIENT_PERIOD_SECONDS, waited
+    still = sorted(
+        {
+            s
+            for n in control_planes
+            for s in readiness.deprecated_series(n)
+            if f'resource="{removed.resource}"' in s
+        }
+    )
+    assert still, "the apiservers' gauge dropped the removed API: the window was not what cleared it"
+    timeline.facts["upgrade-readiness after both were removed"] = cleared.summary()
+    api().apps.delete_namespaced_deployment(readiness.BLOCKED_APP, NAMESPACE)
+    timeline.mark(
+        f"upgrade-readiness: Upgradeable for {NEW_MINOR} again, although every apiserver's gauge still marks "
+        f"{removed.subject} requested; the upgrade may run"
+    )
 
 
 @pytest.mark.timeout(3600)

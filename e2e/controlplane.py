@@ -34,13 +34,19 @@ ADMIN_USER = "fixture-admin"
 SVM_FEATURE_GATE = "StorageVersionMigrator"
 
 
+# Pins the environment may override (`make e2e KIND_OLD_RELEASE=v1.35.4 KIND_NEW_RELEASE=v1.36.3`), as
+# e2e/kind/common.sh does for the scripts.
+OVERRIDABLE = ("KIND_OLD_RELEASE", "KIND_NEW_RELEASE")
+
+
 def read_versions() -> dict[str, str]:
-    """The pinned tool versions from ``e2e/versions.env``."""
+    """The pinned tool versions from ``e2e/versions.env`` (the kind release pins as the environment sets them)."""
     versions: dict[str, str] = {}
     for line in (REPO / "e2e" / "versions.env").read_text().splitlines():
         if line and not line.startswith("#") and "=" in line:
             key, value = line.split("=", 1)
             versions[key.strip()] = value.strip()
+    versions.update({key: os.environ[key] for key in OVERRIDABLE if os.environ.get(key)})
     return versions
 
 

@@ -6,8 +6,14 @@
 kind_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 e2e_dir=$(dirname "$kind_dir")
 repo_dir=$(dirname "$e2e_dir")
+# The kind scenario's release pins may be set from the environment (`make e2e KIND_OLD_RELEASE=v1.35.4
+# KIND_NEW_RELEASE=v1.36.3`): those win over versions.env, here as in the Python side (controlplane.OVERRIDABLE).
+kuc_old_from_env=${KIND_OLD_RELEASE:-}
+kuc_new_from_env=${KIND_NEW_RELEASE:-}
 # shellcheck source-path=SCRIPTDIR source=../versions.env
 . "$e2e_dir/versions.env"
+KIND_OLD_RELEASE=${kuc_old_from_env:-$KIND_OLD_RELEASE}
+KIND_NEW_RELEASE=${kuc_new_from_env:-$KIND_NEW_RELEASE}
 cache_dir=${KUC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kube-upgrade-controllers}
 KUC_KIND_CACHE=$cache_dir/kind
 build_tool=$e2e_dir/build-tool.sh

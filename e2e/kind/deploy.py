@@ -114,6 +114,10 @@ def helm(*args: str, timeout: float = 600.0) -> str:
 def install(*, control_planes: int) -> None:
     common = ["--namespace", cluster.RELEASE_NAMESPACE, "--wait", "--timeout", "5m"]
     masters = f"config.minMasters={control_planes}"
+    target = cluster.gate_target()
+    if cluster.minor(target) != cluster.minor(cluster.versions()["KIND_NEW_RELEASE"]):
+        common += ["--set", f"upgradeReadiness.config.targetVersion=v{target}"]
+        cluster.log(TAG, f"upgrade-readiness judges against v{target}, where the scenario's removed API goes")
     cluster.log(
         TAG, f"helm upgrade --install {cluster.RELEASE}: every controller, minMasters {control_planes}"
     )

@@ -53,6 +53,21 @@ def versions() -> dict[str, str]:
     return controlplane.read_versions()
 
 
+def minor(release: str) -> tuple[int, int]:
+    """(1, 37) of "v1.37.2" or "1.37"."""
+    major, minor_, *_ = release.lstrip("v").split(".")
+    return int(major), int(minor_)
+
+
+def gate_target() -> str:
+    """The minor upgrade-readiness judges against in the scenario: the new release's, unless the scenario's
+    removed API (KIND_REMOVED_API) is removed only later (the v1.35 -> v1.36 pair): then that minor, so
+    that its client is a blocker (e2e/kind/deploy.py sets it as targetVersion)."""
+    pins = versions()
+    target = max(minor(pins["KIND_NEW_RELEASE"]), minor(pins["KIND_REMOVED_API_IN"]))
+    return f"{target[0]}.{target[1]}"
+
+
 def env() -> dict[str, str]:
     """This process's environment plus what ``.kind/env`` exports (KUBECONFIG, PATH with kubectl and kind)."""
     if not ENV_FILE.exists():

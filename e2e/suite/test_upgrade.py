@@ -56,6 +56,7 @@ OLD = k8s.versions()["KIND_OLD_RELEASE"]
 NEW = k8s.versions()["KIND_NEW_RELEASE"]
 # The add-on bundles of the two releases' minors (e2e/kind/bundles/<minor>/), "1.36" and "1.37" by default.
 OLD_MINOR, NEW_MINOR = (".".join(release.lstrip("v").split(".")[:2]) for release in (OLD, NEW))
+GATE_TARGET = k8s.gate_target()  # the minor upgrade-readiness judges against: NEW_MINOR by default
 ONLY_IN_OLD, ONLY_IN_NEW = (f"only-in-{minor.replace('.', '-')}" for minor in (OLD_MINOR, NEW_MINOR))
 
 
@@ -436,12 +437,15 @@ def test_before_the_upgrade_the_gate_reports_a_drain_blocker_and_a_removed_api_t
     assert not readiness.service_account_can("create", resource="pods/eviction", namespace=NAMESPACE)
 
     def ready_for(view: readiness.View) -> bool:
-        return view.document.get("target") == NEW_MINOR and view.upgradeable
+        return view.document.get("target") == GATE_TARGET and view.upgradeable
 
     before = watch_gate(
         timeline,
         checks={
-            f"upgrade-readiness: Upgradeable for {NEW_MINOR} before the stage": (time.monotonic(), ready_for)
+            f"upgrade-readiness: Upgradeable for {GATE_TARGET} before the stage": (
+                time.monotonic(),
+                ready_for,
+            )
         },
         since=since,
         timeout=180,
@@ -543,7 +547,7 @@ def test_before_the_upgrade_the_gate_reports_a_drain_blocker_and_a_removed_api_t
     timeline.facts["upgrade-readiness after both were removed"] = cleared.summary()
     api().apps.delete_namespaced_deployment(readiness.BLOCKED_APP, NAMESPACE)
     timeline.mark(
-        f"upgrade-readiness: Upgradeable for {NEW_MINOR} again, although every apiserver's gauge still marks "
+        f"upgrade-readiness: Upgradeable for {GATE_TARGET} again, although every apiserver's gauge still marks "
         f"{removed.subject} requested; the upgrade may run"
     )
 

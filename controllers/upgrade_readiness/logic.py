@@ -317,7 +317,7 @@ class Usage:
     count: float
     seen_at: float
     increased_at: float | None  # None: never seen requested
-    rate: float = 0.0  # requests per second between the last two observations
+    rate: float | None = None  # requests per second between the last two observations (None: seen once)
 
 
 def update_usage(
@@ -335,9 +335,9 @@ def update_usage(
         for gvr in sample.deprecated:
             count = sample.requests.get(gvr, 0.0)
             last = previous.get((sample.address, gvr))
-            if last is None:
-                increased = now if count > 0 else None
-                rate = 0.0
+            rate: float | None
+            if last is None:  # no earlier count to measure a rate against
+                increased, rate = (now if count > 0 else None), None
             elif count != last.count:  # up, or down after a restart of the apiserver
                 increased = now if count > 0 else last.increased_at
                 delta = count - last.count if count > last.count else count
@@ -364,7 +364,7 @@ def removed_apis(
 ) -> Verdict:
     """APIs removed at or before ``target`` that clients requested within the window, per group/version/
     resource across the apiservers (with the request rate last seen)."""
-    used: dict[Gvr, tuple[str, list[str], float]] = {}
+    used: dict[Gvr, tuple[str, list[str], float | None]] = {}
     for sample in samples:
         for gvr, removed in sample.deprecated.items():
             seen = usage.get((sample.address, gvr))
@@ -372,15 +372,17 @@ def removed_apis(
                 continue
             if now - seen.increased_at > window_seconds:
                 continue
-            _, addresses, rate = used.get(gvr, (removed, [], 0.0))
-            used[gvr] = (removed, [*addresses, sample.address], rate + seen.rate)
+            _, addresses, rate = used.get(gvr, (removed, [], None))
+            known = [r for r in (rate, seen.rate) if r is not None]
+            used[gvr] = (removed, [*addresses, sample.address], sum(known) if known else None)
     findings = []
     for (group, api_version, resource, subresource), (removed, addresses, rate) in sorted(used.items()):
         api = f"{group}/{api_version}" if group else api_version
         subject = f"{api} {resource}" + (f"/{subresource}" if subresource else "")
+        lately = "first seen in this scrape" if rate is None else f"{rate:.3g} requests/s lately"
         message = (
             f"removed in {removed}, requested within the last {window_seconds:g} s through "
-            f"{_shown(sorted(addresses))} ({rate:.3g} requests/s lately): move its clients to a served version"
+            f"{_shown(sorted(addresses))} ({lately}): move its clients to a served version"
         )
         findings.append(Finding("removed-apis", subject, message))
     failed = [f"{s.address}: {s.error}" for s in samples if s.error]

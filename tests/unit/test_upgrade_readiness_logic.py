@@ -177,3 +177,14 @@ def test_no_target_is_not_upgradeable() -> None:
         target, logic.unknown_all(logic.CHECKS, "no target"), acknowledged=frozenset(), strict=False
     )
     assert not report.upgradeable and "no target version" in report.reasons[0]
+
+
+def test_the_request_rate_is_said_only_once_there_is_a_baseline() -> None:
+    """Seen once, a counter has no rate yet: the finding says so instead of "0 requests/s" (seen in kind
+    while the client was requesting the API every 5 s)."""
+    first = logic.update_usage({}, [scrape(3)], now=0)
+    (finding,) = logic.removed_apis([scrape(3)], first, target=TARGET, window_seconds=60, now=0).findings
+    assert "first seen in this scrape" in finding.message and "requests/s" not in finding.message
+    later = logic.update_usage(first, [scrape(23)], now=10)
+    (finding,) = logic.removed_apis([scrape(23)], later, target=TARGET, window_seconds=60, now=10).findings
+    assert "(2 requests/s lately)" in finding.message

@@ -12,6 +12,11 @@
    (``versionSource: apiserver``), so both version sources are exercised;
 4. ``helm test`` of both; then waits until every controller's ``/metrics`` (read through the apiserver's
    service proxy) shows the masters agreed, and prints ``kube-upgrade-controllers status``.
+
+With ``KUC_E2E_MONITORING=1`` (``make e2e MONITORING=1``) the Prometheus stack (``e2e/kind/monitoring.py``)
+is installed before the chart, release ``kuc`` gets ``e2e/kind/monitoring-values.yaml`` (its ServiceMonitor,
+PrometheusRule and AlertmanagerConfig) and ``kuc-apiserver`` its ServiceMonitor; deploy ends once Prometheus
+scrapes both watchdogs, the apiservers, the kubelets and kube-state-metrics.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from kubernetes import client as k8s
 
 from controllers import registry
 from e2e.kind import k8s as cluster
+from e2e.kind import monitoring
 
 TAG = "kind-deploy"
 IMAGE = "kube-upgrade-controllers"
@@ -46,8 +52,12 @@ def app_version() -> str:
     raise RuntimeError("no appVersion in Chart.yaml")
 
 
+def controller_image() -> str:
+    return f"{IMAGE}:{app_version()}"
+
+
 def load_image() -> None:
-    image = f"{IMAGE}:{app_version()}"
+    image = controller_image()
     cluster.log(TAG, f"loading {image} into every node (kind load docker-image)")
     cluster.run(["kind", "load", "docker-image", "--name", cluster.CLUSTER, image])
 
@@ -111,7 +121,7 @@ def helm(*args: str, timeout: float = 600.0) -> str:
     )
 
 
-def install(*, control_planes: int) -> None:
+def install(*, control_planes: int, with_monitoring: bool) -> None:
     common = ["--namespace", cluster.RELEASE_NAMESPACE, "--wait", "--timeout", "5m"]
     masters = f"config.minMasters={control_planes}"
     target = cluster.gate_target()
@@ -121,21 +131,17 @@ def install(*, control_planes: int) -> None:
     cluster.log(
         TAG, f"helm upgrade --install {cluster.RELEASE}: every controller, minMasters {control_planes}"
     )
+    monitored = ["-f", str(monitoring.VALUES)] if with_monitoring else []
     helm(
-        "upgrade",
-        "--install",
-        cluster.RELEASE,
-        str(cluster.CHART),
-        "-f",
-        str(VALUES),
-        "--set",
-        masters,
-        *common,
-    )
+        "upgrade", "--install", cluster.RELEASE, str(cluster.CHART), "-f", str(VALUES), *monitored,
+        "--set", masters, *common,
+    )  # fmt: skip
     cluster.log(
         TAG, f"helm upgrade --install {APISERVER_RELEASE}: leader-watchdog with versionSource apiserver"
     )
     only_watchdog = ["--set", "config.versionSource=apiserver"]
+    if with_monitoring:  # scraped too; the rules and the inhibit rule come once, with release kuc
+        only_watchdog += ["--set", "serviceMonitor.enabled=true", "--set", "serviceMonitor.interval=15s"]
     for entry in registry.CONTROLLERS:
         if entry.name != "leader-watchdog":
             only_watchdog += ["--set", f"{entry.values_key}.enabled=false"]
@@ -176,10 +182,15 @@ def main(argv: list[str] | None = None) -> int:
     control_planes = len(cluster.node_names(control_planes=True))
     old = cluster.versions()["KIND_OLD_RELEASE"]
     load_image()
+    with_monitoring = monitoring.enabled()
+    if with_monitoring:
+        monitoring.install(controller_image=controller_image())
     bundle_config_maps()
     marker_secret()
-    install(control_planes=control_planes)
+    install(control_planes=control_planes, with_monitoring=with_monitoring)
     wait_agreed(version=old)
+    if with_monitoring:
+        monitoring.wait_scraped(watchdogs=2)
     print(status(), end="")
     cluster.log(TAG, f"the suite runs: `. .kind/env; kubectl -n {cluster.RELEASE_NAMESPACE} get pods`")
     return 0

@@ -16,6 +16,21 @@ Stages, in order (each builds on the ones before; ``make e2e`` stops at the firs
 8. no controller container restarted during all that (a pod the test deleted is a deletion, not a restart);
    the Lease transitions of each controller are printed;
 9. no controller logged a traceback or the test Secret's data.
+
+With ``make e2e MONITORING=1`` (``KUC_E2E_MONITORING=1``; the stack of ``e2e/kind/monitoring.py``) these run
+too, each after the stage whose effect it reads in the real Prometheus and Alertmanager:
+1m. Prometheus scrapes the chart's watchdogs, the apiservers, kubelets and kube-state-metrics and loaded the
+    chart's and kubernetes-mixin's alerts;
+3m. while the control planes are mixed: KubeVersionMismatch fires in Prometheus and is suppressed
+    (inhibited) in Alertmanager, 0 notifications of it;
+5m. after the workers: ``leader_watchdog_upgrade_in_progress`` went none → control-plane → workers → none
+    as Prometheus scraped it (each watchdog); 0 notifications of KubeVersionMismatch and of the chart's
+    alerts during the upgrade (kubernetes-mixin's that were notified are printed);
+7m. the removed master: KubeUpgradeStaleApiserver delivered, its latency measured;
+10m. every query of the chart's dashboard (its variables filled from the real Prometheus as Grafana would)
+    returns data since Prometheus started.
+The summary gets, per alert, how long it fired in Prometheus, the notifications delivered and each one's
+latency (also when a stage failed).
 """
 
 from __future__ import annotations
@@ -29,13 +44,15 @@ import functools
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 
-from e2e.kind import deploy, k8s, readiness, upgrade
+from e2e.kind import deploy, k8s, monitoring, readiness, upgrade
+from e2e.monitoring import stack
 from e2e.suite.conftest import Timeline
 
 GROUP, PLURAL, KIND = "e2e.kuc.io", "widgets", "Widget"
@@ -58,6 +75,10 @@ NEW = k8s.versions()["KIND_NEW_RELEASE"]
 OLD_MINOR, NEW_MINOR = (".".join(release.lstrip("v").split(".")[:2]) for release in (OLD, NEW))
 GATE_TARGET = k8s.gate_target()  # the minor upgrade-readiness judges against: NEW_MINOR by default
 ONLY_IN_OLD, ONLY_IN_NEW = (f"only-in-{minor.replace('.', '-')}" for minor in (OLD_MINOR, NEW_MINOR))
+MONITORING = monitoring.enabled()
+needs_monitoring = pytest.mark.skipif(not MONITORING, reason="the Prometheus stack: make e2e MONITORING=1")
+MISMATCH = "KubeVersionMismatch"
+MIXIN_ALERTS = {alert for _, alert, _, _ in stack.MIXIN_ALERTS}
 
 
 @dataclasses.dataclass
@@ -68,11 +89,50 @@ class Scenario:
     hashes_before: dict[str, str] = dataclasses.field(default_factory=dict)
     logs: dict[str, str] = dataclasses.field(default_factory=dict)
     transitions_before: dict[str, int] = dataclasses.field(default_factory=dict)
+    # MONITORING: when the first control plane's upgrade began (unix time, monotonic), the chart's alerts.
+    upgrade_started: float = 0.0
+    upgrade_started_monotonic: float = 0.0
+    chart_alerts: set[str] = dataclasses.field(default_factory=set)
 
 
 @pytest.fixture(scope="module")
 def scenario() -> Scenario:
     return Scenario()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def alerting_summary(timeline: Timeline) -> Iterator[None]:
+    """MONITORING: the alerts and notifications of the whole scenario into the summary, also when a stage
+    failed (``-x`` still tears the module down)."""
+    yield
+    if MONITORING:
+        try:
+            summarize_alerting(timeline)
+        except (OSError, KeyError, ValueError) as error:
+            timeline.facts["alerting summary"] = f"could not be read: {error}"
+
+
+def summarize_alerting(timeline: Timeline) -> None:
+    """Per alert: how long it fired in Prometheus, the notifications delivered (firing, resolved) and each
+    one's latency after its startsAt."""
+    started = time.time() - (time.monotonic() - timeline.started)
+    end = time.time()
+    firing = monitoring.query_range(
+        'count by (alertname) (ALERTS{alertstate="firing"})', start=started, end=end, step=15
+    )
+    for series in sorted(firing, key=lambda s: str(s["metric"].get("alertname"))):
+        timeline.facts[f"firing in Prometheus: {series['metric'].get('alertname')}"] = (
+            f"about {len(series['values']) * 15} s"
+        )
+    deliveries = [d for d in monitoring.deliveries() if d.received >= started]
+    for alert in sorted({d.alert for d in deliveries}):
+        notified = [d for d in deliveries if d.alert == alert and d.status == "firing"]
+        resolved = [d for d in deliveries if d.alert == alert and d.status == "resolved"]
+        latencies = ", ".join(f"{d.latency:.1f}" for d in notified) or "-"
+        timeline.facts[f"notified {alert}"] = (
+            f"{len(notified)} firing, {len(resolved)} resolved; latency after startsAt (s): {latencies}"
+        )
+    timeline.facts["notifications delivered during the scenario"] = str(len(deliveries))
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -282,6 +342,37 @@ def test_the_suite_runs_and_agrees_on_the_old_release(timeline: Timeline, scenar
     print(table, flush=True)
     scenario.transitions_before = lease_transitions()
     assert sum(container_restarts().values()) == 0, container_restarts()
+
+
+@needs_monitoring
+def test_prometheus_scrapes_the_suite_and_loaded_every_alert(timeline: Timeline, scenario: Scenario) -> None:
+    up = {r["metric"].get("job") for r in monitoring.query("up == 1")}
+    assert set(monitoring.JOBS) <= up, up
+    watchdogs = monitoring.query("count by (job) (leader_watchdog_masters_agreed == 1)")
+    assert len(watchdogs) == 2, watchdogs  # both releases' watchdogs, agreed
+    rules = api().custom.list_namespaced_custom_object(
+        "monitoring.coreos.com", "v1", k8s.RELEASE_NAMESPACE, "prometheusrules"
+    )["items"]
+    scenario.chart_alerts = {
+        rule["alert"]
+        for item in rules
+        for group in item["spec"]["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    }
+    mixin = MIXIN_ALERTS
+    loaded = {
+        rule["name"]
+        for group in monitoring.get(monitoring.PROMETHEUS, "api/v1/rules")["data"]["groups"]
+        for rule in group["rules"]
+        if rule["type"] == "alerting"
+    }
+    assert "KubeUpgradeStaleApiserver" in scenario.chart_alerts
+    assert scenario.chart_alerts | mixin <= loaded, (scenario.chart_alerts | mixin) - loaded
+    timeline.mark(
+        f"Prometheus scrapes {', '.join(sorted(j for j in up if j))}; it loaded the chart's "
+        f"{len(scenario.chart_alerts)} alerts and kubernetes-mixin's {len(mixin)}"
+    )
 
 
 def test_before_the_upgrade_objects_stored_at_v1_and_a_workload_on_the_workers(
@@ -559,6 +650,7 @@ def test_while_the_control_planes_are_mixed_no_controller_acts(
     upgrade.stage(NEW)
     timeline.mark(f"{NEW} staged on every node (images imported, binaries in place)")
     control_planes = k8s.node_names(control_planes=True)
+    scenario.upgrade_started, scenario.upgrade_started_monotonic = time.time(), time.monotonic()
     for index, node in enumerate(control_planes[:-1]):
         upgrade.upgrade_control_plane(node, NEW, first=index == 0)
         timeline.mark(f"{node} upgraded to {NEW}: control planes now {mixed_versions()}")
@@ -576,6 +668,32 @@ def test_while_the_control_planes_are_mixed_no_controller_acts(
         timeline.mark(
             f"mixed masters: every *_masters_agreed is 0; no taint, no migration, bundle still {OLD_MINOR}"
         )
+        if MONITORING and index == 0:
+            mismatch_fires_and_is_inhibited(timeline, scenario)
+
+
+def mismatch_fires_and_is_inhibited(timeline: Timeline, scenario: Scenario) -> None:
+    """KubeVersionMismatch firing in Prometheus while the masters are mixed, suppressed in Alertmanager by the
+    chart's inhibit rule (KubeUpgradeInProgress), and never delivered."""
+    k8s.eventually(lambda: monitoring.firing_in_prometheus(MISMATCH), timeout=300, what=f"{MISMATCH} firing")
+    firing = time.monotonic() - scenario.upgrade_started_monotonic
+    timeline.reactions[f"Prometheus: {MISMATCH} firing (for {monitoring.MIXIN_FOR})"] = firing
+
+    def suppressed() -> list[dict[str, Any]] | None:
+        found = monitoring.alertmanager_alerts(MISMATCH)
+        held = [a for a in found if a["status"]["state"] == "suppressed" and a["status"]["inhibitedBy"]]
+        return held if found and held == found else None
+
+    held = k8s.eventually(suppressed, timeout=120, what=f"{MISMATCH} suppressed in Alertmanager")
+    timeline.reactions[f"Alertmanager: {MISMATCH} suppressed (inhibited)"] = (
+        time.monotonic() - scenario.upgrade_started_monotonic
+    )
+    delivered = [d for d in monitoring.deliveries() if d.alert == MISMATCH]
+    assert delivered == [], delivered
+    timeline.mark(
+        f"{MISMATCH} firing in Prometheus {firing:.0f} s after the first master's upgrade began; in "
+        f"Alertmanager suppressed ({len(held)} alert(s), inhibited by KubeUpgradeInProgress); 0 delivered"
+    )
 
 
 def mixed_versions() -> str:
@@ -700,6 +818,68 @@ def test_workers_upgraded_one_by_one_lose_the_taint(timeline: Timeline, scenario
     timeline.mark("every node runs the new release; no taint left; the workload is available")
 
 
+@needs_monitoring
+def test_prometheus_saw_the_signal_and_the_healthy_upgrade_notified_nothing_of_the_chart(
+    timeline: Timeline, scenario: Scenario
+) -> None:
+    k8s.eventually(
+        lambda: monitoring.query("leader_watchdog_upgrade_in_progress == 1") == [],
+        timeout=180,
+        what="no upgrade signal at 1 in Prometheus",
+    )
+    k8s.eventually(
+        lambda: not monitoring.firing_in_prometheus(MISMATCH), timeout=180, what=f"{MISMATCH} resolved"
+    )
+    timeline.mark(f"Prometheus: no upgrade signal at 1, {MISMATCH} resolved")
+    start, end = scenario.upgrade_started - 60, time.time()
+    signal = monitoring.query_range(
+        "max by (job, phase, from, to) (leader_watchdog_upgrade_in_progress == 1)",
+        start=start,
+        end=end,
+        step=5,
+    )
+    scraped = monitoring.query_range(
+        "count by (job) (leader_watchdog_masters_agreed)", start=start, end=end, step=5
+    )
+    sequences = monitoring.phase_sequences(signal=signal, scraped=scraped)
+    for job, sequence in sorted(sequences.items()):
+        timeline.facts[f"upgrade signal as Prometheus scraped it ({job})"] = " -> ".join(sequence)
+    labels = sorted(
+        {(s["metric"].get("phase"), s["metric"].get("from"), s["metric"].get("to")) for s in signal}
+    )
+    timeline.facts["upgrade signal labels (phase, from, to)"] = str(labels)
+    assert len(sequences) == 2, sequences
+    for job, sequence in sequences.items():
+        assert sequence == ["none", "control-plane", "workers", "none"], (job, sequence)
+
+    mismatch = monitoring.query_range(
+        f'ALERTS{{alertname="{MISMATCH}",alertstate="firing"}}', start=start, end=end, step=5
+    )
+    steps = sum(len(series["values"]) for series in mismatch)
+    timeline.facts[f"{MISMATCH} firing in Prometheus during the upgrade"] = f"about {steps * 5} s"
+    assert steps > 0
+
+    # The recorder and Alertmanager kept their memory through the upgrade (the stack runs on a control plane,
+    # which is upgraded in place): otherwise "nothing notified" would prove nothing.
+    restarted = {pod: n for pod, n in monitoring.restarts().items() if n}
+    assert restarted == {}, f"the Prometheus stack's containers restarted: {restarted}"
+    during = [d for d in monitoring.deliveries() if d.received >= scenario.upgrade_started]
+    notified = Counter(d.alert for d in during if d.status == "firing")
+    mixin = MIXIN_ALERTS
+    timeline.facts[
+        f"kubernetes-mixin alerts notified during the healthy upgrade (for {monitoring.MIXIN_FOR})"
+    ] = ", ".join(f"{a} x{n}" for a, n in sorted(notified.items()) if a in mixin) or "none"
+    others = {a: n for a, n in notified.items() if a not in mixin and a not in scenario.chart_alerts}
+    timeline.facts["other alerts notified during the healthy upgrade"] = str(others or "none")
+    assert notified[MISMATCH] == 0, during
+    chart = {a: n for a, n in notified.items() if a in scenario.chart_alerts}
+    assert chart == {}, f"the chart's alerts notified during a healthy upgrade: {chart}"
+    timeline.mark(
+        "Prometheus saw the signal go control-plane -> workers -> done for both watchdogs; during the "
+        f"upgrade 0 {MISMATCH} and 0 chart notifications, {sum(notified.values())} other(s)"
+    )
+
+
 def test_the_watchdogs_raised_no_critical_finding_and_leaders_run_on_current_masters(
     timeline: Timeline, scenario: Scenario
 ) -> None:
@@ -714,12 +894,13 @@ def test_the_watchdogs_raised_no_critical_finding_and_leaders_run_on_current_mas
     )
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1500)
 def test_a_master_removed_for_good_is_reported_and_nothing_else_acts(
     timeline: Timeline, scenario: Scenario
 ) -> None:
     victim = k8s.node_names(control_planes=True)[-1]
     taints, uso, addons = our_taints(), uso_state(), addon_state()
+    stopped = time.time()
     k8s.run(["docker", "stop", victim])
     api().core.delete_node(victim)
     trigger = timeline.mark(f"master {victim} stopped and its Node deleted, as an operator removes a master")
@@ -738,6 +919,27 @@ def test_a_master_removed_for_good_is_reported_and_nothing_else_acts(
         what="a critical StaleApiserver Event",
     )
     timeline.reactions["leader-watchdog: critical StaleApiserver Event found"] = time.monotonic() - trigger
+    if MONITORING:
+        alert = "KubeUpgradeStaleApiserver"
+
+        def delivered() -> monitoring.Delivery | None:
+            return next(
+                (
+                    d
+                    for d in monitoring.deliveries()
+                    if d.alert == alert and d.status == "firing" and d.received >= stopped
+                ),
+                None,
+            )
+
+        first = k8s.eventually(delivered, timeout=420, interval=2, what=f"{alert} delivered")
+        timeline.reactions[f"Alertmanager: {alert} delivered (for 1m; since the master stopped)"] = (
+            first.received - stopped
+        )
+        timeline.mark(
+            f"{alert} delivered to the recorder {first.received - stopped:.0f} s after the master stopped "
+            f"({first.latency:.1f} s after its startsAt)"
+        )
 
     others = [(r, c) for r, c in deploy.INSTALLED if c != "leader-watchdog"]
     k8s.eventually(
@@ -771,3 +973,55 @@ def test_no_controller_logged_a_traceback_or_the_secret(timeline: Timeline, scen
         assert "Traceback" not in text, f"{pod} logged a traceback"
         assert marker not in text and encoded not in text, f"{pod} logged the Secret's data"
     timeline.mark(f"{len(scenario.logs)} controller logs read: no traceback, no Secret data")
+
+
+@needs_monitoring
+def test_every_dashboard_query_returns_data(timeline: Timeline, scenario: Scenario) -> None:
+    # Since Prometheus started: the scenario and its deploy (a range before that has no data, harmlessly).
+    started = time.time() - (time.monotonic() - timeline.started) - 1800
+    dashboard = rendered_dashboard()
+    end = time.time()
+    # The variables as Grafana fills them: each query variable's label_values from this Prometheus (a
+    # multi-value variable with All: every value, as a regex); $__rate_interval 4 x the 15 s scrape interval.
+    values = {"__rate_interval": "1m"}
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] != "query":
+            continue
+        definition = variable["definition"].removeprefix("label_values(").removesuffix(")")
+        selector, _, label = definition.rpartition(",")
+        found = monitoring.get(
+            monitoring.PROMETHEUS,
+            f"api/v1/label/{label.strip()}/values",
+            **{
+                "match[]": monitoring.fill_variables(selector, values),
+                "start": f"{started:.0f}",
+                "end": f"{end:.0f}",
+            },
+        )["data"]
+        values[variable["name"]] = "|".join(found) if variable.get("includeAll") else (found[:1] or [""])[0]
+    timeline.facts["dashboard variables (from the real Prometheus)"] = str(values)
+    empty = []
+    queries = 0
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            queries += 1
+            expr = monitoring.fill_variables(target["expr"], values)
+            if not monitoring.query_range(expr, start=started, end=end, step=30):
+                empty.append(f"{panel['title']}: {expr}")
+    timeline.facts["dashboard queries with data over the scenario"] = f"{queries - len(empty)}/{queries}"
+    for index, line in enumerate(empty):
+        timeline.facts[f"dashboard query without data #{index + 1}"] = line
+    assert empty == [], empty
+    timeline.mark(f"all {queries} dashboard queries returned data from the real Prometheus")
+
+
+def rendered_dashboard() -> dict[str, Any]:
+    """The chart's dashboard JSON as the chart renders it with release kuc's values."""
+    template = deploy.helm(
+        "template", k8s.RELEASE, str(k8s.CHART), "--set", "grafanaDashboard.enabled=true",
+        "-f", str(monitoring.VALUES), "--show-only", "templates/dashboard-configmap.yaml",
+    )  # fmt: skip
+    (config_map,) = [doc for doc in yaml.safe_load_all(template) if doc]
+    (text,) = config_map["data"].values()
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded

@@ -41,6 +41,7 @@ RECORDER = f"{stack.RECORDER}:{stack.RECORDER_PORT}"
 CONTROL_PLANE_TOLERATION = {"key": cluster.CONTROL_PLANE_LABEL, "operator": "Exists", "effect": "NoSchedule"}
 # The jobs Prometheus must scrape before the scenario starts (the chart's are checked by their metrics).
 JOBS = ("apiserver", "kubelet", "kube-state-metrics")
+ATTEMPTS = 3  # reads through the load balancer may land on an apiserver that is restarting or gone
 
 
 def enabled() -> bool:
@@ -109,14 +110,18 @@ def install(*, controller_image: str) -> None:
 
 
 def get(service: str, path: str, **params: str) -> Any:
-    """JSON from a service of the monitoring namespace, through the API server's service proxy."""
+    """JSON from a service of the monitoring namespace, through the API server's service proxy (a failed read
+    is tried again twice; then ConnectionError, which ``k8s.eventually`` takes for "not yet")."""
     query = f"?{urllib.parse.urlencode(params)}" if params else ""
     url = f"/api/v1/namespaces/{stack.NAMESPACE}/services/{service}/proxy/{path}{query}"
-    try:
-        text = cluster.run(["kubectl", "get", "--raw", url], timeout=60)
-    except (RuntimeError, subprocess.TimeoutExpired) as error:  # an apiserver restarting, a pod not ready
-        raise ConnectionError(str(error)) from error
-    return json.loads(text)
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return json.loads(cluster.run(["kubectl", "get", "--raw", url], timeout=60))
+        except (RuntimeError, subprocess.TimeoutExpired) as error:  # an apiserver restarting, a pod not ready
+            if attempt == ATTEMPTS:
+                raise ConnectionError(str(error)) from error
+            time.sleep(2)
+    raise AssertionError("unreachable")
 
 
 def query(promql: str) -> list[dict[str, Any]]:
@@ -232,13 +237,21 @@ def wait_scraped(*, watchdogs: int, timeout: float = 600.0) -> None:
 # ------------------------------------------------------------------------------------ what it saw
 
 
+SIGNAL = "max by (job, phase, from, to) (leader_watchdog_upgrade_in_progress == 1)"
+# The steps at which a watchdog had a view: its masters agreed (settled), or it signalled an upgrade. Left out:
+# steps it was not scraped (its pod drained and rescheduled), and a fresh pod's first seconds, before the
+# masters' agreement settled (logic.upgrade_progress: a watchdog started mid-upgrade knows nothing yet).
+VIEW = "count by (job) ((leader_watchdog_masters_agreed == 1) or (leader_watchdog_upgrade_in_progress == 1))"
+SCRAPED = "count by (job) (leader_watchdog_masters_agreed)"  # every step it was scraped at all
+
+
 def phase_sequences(*, signal: list[dict[str, Any]], scraped: list[dict[str, Any]]) -> dict[str, list[str]]:
     """Per job, the phases of the upgrade signal over a range query, consecutive repeats merged.
 
     ``signal``: ``max by (job, phase) (leader_watchdog_upgrade_in_progress == 1)``; ``scraped``: a series per
-    job that exists whenever the job was scraped (``count by (job) (leader_watchdog_masters_agreed)``). A step
-    where the job was scraped without a phase at 1 is "none"; a step where it was not scraped at all (its pod
-    drained and rescheduled) says nothing and is left out. Two phases at one step read "a+b".
+    job that exists at the steps that count (:data:`VIEW`: the watchdog was scraped and had a view). A step
+    that counts without a phase at 1 is "none"; a step that does not count says nothing and is left out.
+    Two phases at one step read "a+b".
     """
     phases: dict[str, dict[float, set[str]]] = {}
     for series in signal:

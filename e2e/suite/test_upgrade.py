@@ -832,18 +832,17 @@ def test_prometheus_saw_the_signal_and_the_healthy_upgrade_notified_nothing_of_t
     )
     timeline.mark(f"Prometheus: no upgrade signal at 1, {MISMATCH} resolved")
     start, end = scenario.upgrade_started - 60, time.time()
-    signal = monitoring.query_range(
-        "max by (job, phase, from, to) (leader_watchdog_upgrade_in_progress == 1)",
-        start=start,
-        end=end,
-        step=5,
-    )
-    scraped = monitoring.query_range(
-        "count by (job) (leader_watchdog_masters_agreed)", start=start, end=end, step=5
-    )
-    sequences = monitoring.phase_sequences(signal=signal, scraped=scraped)
+    signal = monitoring.query_range(monitoring.SIGNAL, start=start, end=end, step=5)
+    viewed = monitoring.query_range(monitoring.VIEW, start=start, end=end, step=5)
+    scraped = monitoring.query_range(monitoring.SCRAPED, start=start, end=end, step=5)
+    raw = monitoring.phase_sequences(signal=signal, scraped=scraped)
+    sequences = monitoring.phase_sequences(signal=signal, scraped=viewed)
     for job, sequence in sorted(sequences.items()):
         timeline.facts[f"upgrade signal as Prometheus scraped it ({job})"] = " -> ".join(sequence)
+        if raw.get(job) != sequence:
+            timeline.facts[f"... every scraped step, also before a fresh pod's agreement ({job})"] = (
+                " -> ".join(raw.get(job, []))
+            )
     labels = sorted(
         {(s["metric"].get("phase"), s["metric"].get("from"), s["metric"].get("to")) for s in signal}
     )

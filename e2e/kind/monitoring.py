@@ -141,11 +141,6 @@ def query_range(promql: str, *, start: float, end: float, step: float) -> list[d
     return found
 
 
-def label_values(label: str, *, match: str) -> list[str]:
-    values: list[str] = get(PROMETHEUS, f"api/v1/label/{label}/values", **{"match[]": match})["data"]
-    return values
-
-
 def prometheus_alerts() -> list[dict[str, Any]]:
     """Prometheus' alerts now (pending and firing): ``[{labels, state, activeAt, ...}]``."""
     alerts: list[dict[str, Any]] = get(PROMETHEUS, "api/v1/alerts")["data"]["alerts"]

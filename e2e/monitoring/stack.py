@@ -36,6 +36,7 @@ CLUSTER = "kuc-e2e"  # the external label ``cluster`` of the scenario's Promethe
 RECORDER = "notification-recorder"
 RECORDER_PORT = 8080
 RECORDER_SCRIPT = pathlib.Path(__file__).resolve().parent / "recorder.py"
+RECORDER_JOURNAL_DIR = "/journal"
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 CLUSTER_SCOPED = frozenset({"ClusterRole", "ClusterRoleBinding"})  # the kinds of upstream's example RBAC
 PLURALS = ("alertmanagerconfigs", "alertmanagers", "podmonitors", "probes", "prometheusagents",
@@ -319,14 +320,18 @@ def recorder(images: Images) -> list[dict[str, Any]]:
                         "name": "recorder",
                         "image": images.controller,
                         "imagePullPolicy": "Never",
-                        "command": ["python", "/recorder/recorder.py", str(RECORDER_PORT)],
+                        "command": ["python", "/recorder/recorder.py", str(RECORDER_PORT), "0.0.0.0",
+                                    f"{RECORDER_JOURNAL_DIR}/notifications.jsonl"],
                         "ports": [{"name": "http", "containerPort": RECORDER_PORT}],
                         "readinessProbe": {"httpGet": {"path": "/notifications", "port": "http"}},
-                        "volumeMounts": [{"name": "script", "mountPath": "/recorder"}],
+                        "volumeMounts": [{"name": "script", "mountPath": "/recorder"},
+                                         {"name": "journal", "mountPath": RECORDER_JOURNAL_DIR}],
                         "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
                                             "runAsUser": 65534, "capabilities": {"drop": ["ALL"]}},
                     }],
-                    "volumes": [{"name": "script", "configMap": {"name": RECORDER}}],
+                    # The journal outlives a restarted container (not the pod): nothing notified is forgotten.
+                    "volumes": [{"name": "script", "configMap": {"name": RECORDER}},
+                                {"name": "journal", "emptyDir": {}}],
                 },
             },
         },

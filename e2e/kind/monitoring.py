@@ -141,6 +141,12 @@ def query_range(promql: str, *, start: float, end: float, step: float) -> list[d
     return found
 
 
+def alerting_rules() -> set[str]:
+    """The names of the alerting rules Prometheus loaded."""
+    groups = get(PROMETHEUS, "api/v1/rules")["data"]["groups"]
+    return {rule["name"] for group in groups for rule in group["rules"] if rule["type"] == "alerting"}
+
+
 def prometheus_alerts() -> list[dict[str, Any]]:
     """Prometheus' alerts now (pending and firing): ``[{labels, state, activeAt, ...}]``."""
     alerts: list[dict[str, Any]] = get(PROMETHEUS, "api/v1/alerts")["data"]["alerts"]
@@ -203,7 +209,8 @@ def deliveries() -> list[Delivery]:
 
 def wait_scraped(*, watchdogs: int, timeout: float = 600.0) -> None:
     """Prometheus scrapes the apiservers, the kubelets, kube-state-metrics and ``watchdogs`` leader-watchdogs
-    of the chart; Alertmanager holds the chart's inhibit rule; the recorder answers."""
+    of the chart and loaded the chart's and the mixin's rules; Alertmanager holds the chart's inhibit rule;
+    the recorder answers."""
 
     def scraped() -> bool:
         try:
@@ -211,6 +218,7 @@ def wait_scraped(*, watchdogs: int, timeout: float = 600.0) -> None:
             watchdog = query("count(leader_watchdog_masters_agreed)")
             config = alertmanager_config()
             get(RECORDER, "notifications")
+            loaded = alerting_rules()
         except (OSError, KeyError, ValueError):
             return False
         return (
@@ -218,6 +226,7 @@ def wait_scraped(*, watchdogs: int, timeout: float = 600.0) -> None:
             and bool(watchdog)
             and int(float(watchdog[0]["value"][1])) >= watchdogs
             and "KubeUpgradeInProgress" in config
+            and {"KubeUpgradeInProgress", "KubeVersionMismatch"} <= loaded
         )
 
     started = time.monotonic()

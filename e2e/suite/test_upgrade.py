@@ -361,14 +361,11 @@ def test_prometheus_scrapes_the_suite_and_loaded_every_alert(timeline: Timeline,
         if "alert" in rule
     }
     mixin = MIXIN_ALERTS
-    loaded = {
-        rule["name"]
-        for group in monitoring.get(monitoring.PROMETHEUS, "api/v1/rules")["data"]["groups"]
-        for rule in group["rules"]
-        if rule["type"] == "alerting"
-    }
     assert "KubeUpgradeStaleApiserver" in scenario.chart_alerts
-    assert scenario.chart_alerts | mixin <= loaded, (scenario.chart_alerts | mixin) - loaded
+    expected = scenario.chart_alerts | mixin
+    k8s.eventually(
+        lambda: expected <= monitoring.alerting_rules(), timeout=300, what="every alert loaded in Prometheus"
+    )
     timeline.mark(
         f"Prometheus scrapes {', '.join(sorted(j for j in up if j))}; it loaded the chart's "
         f"{len(scenario.chart_alerts)} alerts and kubernetes-mixin's {len(mixin)}"

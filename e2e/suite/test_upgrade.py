@@ -345,6 +345,7 @@ def test_the_suite_runs_and_agrees_on_the_old_release(timeline: Timeline, scenar
 
 
 @needs_monitoring
+@pytest.mark.timeout(600)
 def test_prometheus_scrapes_the_suite_and_loaded_every_alert(timeline: Timeline, scenario: Scenario) -> None:
     up = {r["metric"].get("job") for r in monitoring.query("up == 1")}
     assert set(monitoring.JOBS) <= up, up
@@ -816,6 +817,7 @@ def test_workers_upgraded_one_by_one_lose_the_taint(timeline: Timeline, scenario
 
 
 @needs_monitoring
+@pytest.mark.timeout(900)
 def test_prometheus_saw_the_signal_and_the_healthy_upgrade_notified_nothing_of_the_chart(
     timeline: Timeline, scenario: Scenario
 ) -> None:
@@ -972,6 +974,7 @@ def test_no_controller_logged_a_traceback_or_the_secret(timeline: Timeline, scen
 
 
 @needs_monitoring
+@pytest.mark.timeout(600)
 def test_every_dashboard_query_returns_data(timeline: Timeline, scenario: Scenario) -> None:
     # Since Prometheus started: the scenario and its deploy (a range before that has no data, harmlessly).
     started = time.time() - (time.monotonic() - timeline.started) - 1800

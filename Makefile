@@ -59,7 +59,7 @@ kind-down: ## Delete the kind cluster and everything it made (the engine keeps r
 
 .PHONY: e2e
 e2e: venv image ## kind-up, the rolling-upgrade scenario (e2e/suite), kind-down (also on failure; KEEP=1 keeps the cluster; MONITORING=1 adds the Prometheus stack)
-	@status=0; { $(MAKE) --no-print-directory kind-up && \
+	@status=0; { e2e/kind/cluster.sh up && $(PY) -m e2e.kind.deploy && \
 	  $(VENV)/bin/pytest e2e/suite -x -s -p no:cacheprovider; } || status=$$?; \
 	if [ "$(KEEP)" = 1 ]; then echo "KEEP=1: the cluster stays up (. .kind/env; make kind-down when done)"; \
 	else e2e/kind/cluster.sh down; fi; exit $$status

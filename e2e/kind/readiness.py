@@ -266,26 +266,25 @@ def pause_container() -> dict[str, Any]:
     return {"name": "pause", "image": k8s.pause_image(), "imagePullPolicy": "Never"}
 
 
-def create_drain_blocker(*, worker: str) -> None:
-    """One pause pod pinned to ``worker``, under a PodDisruptionBudget that allows no disruption."""
-    labels = {"app": BLOCKED_APP}
-    deployment = {
+def one_replica(name: str, *, pod: dict[str, Any]) -> dict[str, Any]:
+    """A one-replica Deployment ``name`` in the scenario's namespace; its pods (``app: <name>``) run ``pod``."""
+    labels = {"app": name}
+    return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": BLOCKED_APP, "namespace": NAMESPACE},
+        "metadata": {"name": name, "namespace": NAMESPACE},
         "spec": {
             "replicas": 1,
             "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "nodeSelector": {"kubernetes.io/hostname": worker},
-                    "containers": [pause_container()],
-                },
-            },
+            "template": {"metadata": {"labels": labels}, "spec": pod},
         },
     }
-    k8s.api().apps.create_namespaced_deployment(NAMESPACE, deployment)
+
+
+def create_drain_blocker(*, worker: str) -> None:
+    """One pause pod pinned to ``worker``, under a PodDisruptionBudget that allows no disruption."""
+    pod = {"nodeSelector": {"kubernetes.io/hostname": worker}, "containers": [pause_container()]}
+    k8s.api().apps.create_namespaced_deployment(NAMESPACE, one_replica(BLOCKED_APP, pod=pod))
 
 
 def create_pdb() -> None:
@@ -342,31 +341,14 @@ def create_client(api: RemovedApi) -> None:
             "subjects": [{"kind": "ServiceAccount", "name": CLIENT_APP, "namespace": NAMESPACE}],
         }
     )
-    labels = {"app": CLIENT_APP}
     container = {
         "name": "client",
         "image": f"{deploy.IMAGE}:{deploy.app_version()}",
         "imagePullPolicy": "Never",
         "command": ["python3", "-c", CLIENT_SCRIPT, api.path, str(CLIENT_PERIOD_SECONDS)],
     }
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": CLIENT_APP, "namespace": NAMESPACE},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "serviceAccountName": CLIENT_APP,
-                    "terminationGracePeriodSeconds": 1,
-                    "containers": [container],
-                },
-            },
-        },
-    }
-    k8s.api().apps.create_namespaced_deployment(NAMESPACE, deployment)
+    pod = {"serviceAccountName": CLIENT_APP, "terminationGracePeriodSeconds": 1, "containers": [container]}
+    k8s.api().apps.create_namespaced_deployment(NAMESPACE, one_replica(CLIENT_APP, pod=pod))
 
 
 def client_log() -> str:

@@ -376,12 +376,13 @@ cmd_down() {
     if [ -n "$kind_bin" ]; then
       kind_cmd delete cluster --name "$cluster" >/dev/null 2>&1 || true
     fi
-    # Anything kind left behind (a half-created cluster), and our own build containers.
+    # Anything kind left behind (a half-created cluster), and our own build containers (only those: every
+    # node container of a locally built image carries $kuc_label too, whatever cluster it belongs to).
     mapfile -t names < <(nodes_of_cluster)
     if [ "${#names[@]}" -gt 0 ]; then
       docker rm -f -v "${names[@]}" >/dev/null
     fi
-    mapfile -t names < <(docker ps -a --filter "label=$kuc_label" --format '{{.Names}}')
+    mapfile -t names < <(docker ps -a --filter "label=$kuc_label=builder" --format '{{.Names}}')
     if [ "${#names[@]}" -gt 0 ]; then
       docker rm -f -v "${names[@]}" >/dev/null
     fi

@@ -8,7 +8,9 @@ timestamped progress lines and polling with a deadline.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import functools
+import json
 import os
 import pathlib
 import shlex
@@ -200,6 +202,25 @@ def controller_pods(release: str, controller: str) -> list[Any]:
     selector = f"app.kubernetes.io/instance={release},app.kubernetes.io/component={controller}"
     pods = api().core.list_namespaced_pod(RELEASE_NAMESPACE, label_selector=selector).items
     return [p for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
+
+
+def events(*, since: float, namespace: str = "") -> list[tuple[float, dict[str, Any]]]:
+    """Events (events.k8s.io) at or after ``since`` (epoch seconds), in ``namespace`` or every one, oldest
+    first, each with its time. Read as JSON: the official client's Event model rejects Events without an
+    eventTime (core/v1-style ones)."""
+    scope = ["-n", namespace] if namespace else ["-A"]
+    items = json.loads(run(["kubectl", "get", "events.events.k8s.io", *scope, "-o", "json"]))["items"]
+    found = []
+    for event in items:
+        stamp = (
+            event.get("eventTime")
+            or event.get("deprecatedLastTimestamp")
+            or event["metadata"]["creationTimestamp"]
+        )
+        when = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+        if when >= since:
+            found.append((when, event))
+    return sorted(found, key=lambda pair: pair[0])
 
 
 def pod_metrics(pod: str, *, port: int = 8080) -> Samples:

@@ -15,7 +15,6 @@ apiserver's pod proxy), its state ConfigMap, and the Events on that ConfigMap.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 from typing import Any
 
@@ -130,24 +129,12 @@ def state() -> dict[str, str]:
 
 def events(*, since: float) -> list[tuple[str, str]]:
     """``(reason, note)`` of the gate's Events (on its state ConfigMap) at or after ``since`` (epoch seconds),
-    oldest first. Read as JSON, as the suite reads the watchdog's."""
-    items = json.loads(
-        k8s.run(["kubectl", "get", "events.events.k8s.io", "-n", k8s.RELEASE_NAMESPACE, "-o", "json"])
-    )["items"]
-    found = []
-    for event in items:
-        regarding = event.get("regarding") or {}
-        if regarding.get("name") != f"{fullname()}-state":
-            continue
-        stamp = (
-            event.get("eventTime")
-            or event.get("deprecatedLastTimestamp")
-            or event["metadata"]["creationTimestamp"]
-        )
-        when = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-        if when >= since:
-            found.append((when, str(event.get("reason")), str(event.get("note"))))
-    return [(reason, note) for _, reason, note in sorted(found)]
+    oldest first."""
+    return [
+        (str(event.get("reason")), str(event.get("note")))
+        for _, event in k8s.events(since=since, namespace=k8s.RELEASE_NAMESPACE)
+        if (event.get("regarding") or {}).get("name") == f"{fullname()}-state"
+    ]
 
 
 @dataclasses.dataclass(frozen=True)

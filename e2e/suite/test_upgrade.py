@@ -39,7 +39,6 @@ import base64
 import concurrent.futures
 import contextlib
 import dataclasses
-import datetime
 import functools
 import json
 import time
@@ -255,17 +254,10 @@ def lease_transitions() -> dict[str, int]:
 
 
 def watchdog_critical_events(since: float) -> list[str]:
-    """Critical-finding Events the watchdogs wrote after ``since`` (epoch seconds), in every namespace. Read as
-    JSON: the official client's Event model rejects Events without an eventTime (core/v1-style ones)."""
+    """Critical-finding Events the watchdogs wrote after ``since`` (epoch seconds), in every namespace."""
     found = []
-    for event in json.loads(k8s.run(["kubectl", "get", "events.events.k8s.io", "-A", "-o", "json"]))["items"]:
-        stamp = (
-            event.get("eventTime")
-            or event.get("deprecatedLastTimestamp")
-            or event["metadata"]["creationTimestamp"]
-        )
-        when = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-        if event.get("reason") in CRITICAL_REASONS and when >= since:
+    for _, event in k8s.events(since=since):
+        if event.get("reason") in CRITICAL_REASONS:
             regarding = event.get("regarding") or {}
             found.append(
                 f"{event['reason']} on {regarding.get('kind')}/{regarding.get('name')}: {event.get('note')}"

@@ -7,14 +7,21 @@ PUT of its own ConfigMaps at a fixed rate) runs throughout; its request latency 
 2. while ``uso-runner --once`` rewrites ``--objects`` ConfigMaps as a ServiceAccount without a FlowSchema
    of its own (its requests share the built-in ``workload-low`` level with the other client's);
 3. the same with the chart's FlowSchema + PriorityLevelConfiguration (``usoRunner.flowControl``, rendered by
-   ``helm template``) applied.
+   ``helm template``) applied, once per size in ``--shares`` and at the chart's default size: each size gives
+   the level a number of seats (read back from the apiserver's ``apiserver_flowcontrol_nominal_limit_seats``),
+   against uso-runner's ``--workers`` writes in flight.
+
+Each phase runs ``--repeats`` whole migrations and pools the other client's samples. Per phase it also
+records the CPU: the machine's busy share and the cores kube-apiserver + etcd used (``/proc``), which shows
+whether the apiserver's CPU, not its seats, is what the two clients compete for.
 
 Both clients authenticate with ServiceAccount tokens: the fixture's admin is in ``system:masters``, whose
 requests APF exempts. Besides the latencies (p50/p99) it prints each migration's throughput and the bare
 PUT ceiling (``bench.uso ceiling``, as the same ServiceAccount, without the other client), and writes
 ``bench/results/apf.json``.
 
-    python -m bench.apf [--objects 20000] [--rate 20] [--idle-seconds 30] [--workers 16] [--shares N]
+    python -m bench.apf [--objects 20000] [--rate 20] [--idle-seconds 30] [--workers 16]
+                          [--shares 1,2,4] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import urllib.request
 from typing import Any
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench import report, uso
 from controllers.kube import client, resources
@@ -142,15 +150,21 @@ def run_uso_as(kubeconfig: pathlib.Path, *, release: str, workers: int) -> dict[
     }
 
 
-def chart_flow_objects(namespace: str, *, shares: int | None) -> list[dict[str, Any]]:
-    """The chart's FlowSchema and PriorityLevelConfiguration (its default size, or ``shares``)."""
+def chart_flow_objects(namespace: str, *, shares: int) -> list[dict[str, Any]]:
+    """The chart's FlowSchema and PriorityLevelConfiguration, sized ``shares``."""
     helm = controlplane.tool_path("helm")
-    size = [] if shares is None else ["--set", f"usoRunner.flowControl.nominalConcurrencyShares={shares}"]
     out = subprocess.run(
-        [str(helm), "template", RELEASE, str(CHART), "--namespace", namespace, "--set", "usoRunner.flowControl.enabled=true", *size],
+        [str(helm), "template", RELEASE, str(CHART), "--namespace", namespace,
+         "--set", "usoRunner.flowControl.enabled=true",
+         "--set", f"usoRunner.flowControl.nominalConcurrencyShares={shares}"],
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     return [d for d in yaml.safe_load_all(out) if d and d["apiVersion"] == FLOWCONTROL]
+
+
+def chart_default_shares() -> int:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    return int(values["usoRunner"]["flowControl"]["nominalConcurrencyShares"])
 
 
 def classified_level(plane: controlplane.ControlPlane, kubeconfig: pathlib.Path) -> str:
@@ -163,8 +177,73 @@ def classified_level(plane: controlplane.ControlPlane, kubeconfig: pathlib.Path)
         return str(answer.headers.get("X-Kubernetes-PF-PriorityLevel-UID") or "")
 
 
+def nominal_seats(plane: controlplane.ControlPlane, *, level: str) -> int | None:
+    """The seats the apiserver gives ``level`` now (its ``apiserver_flowcontrol_nominal_limit_seats``)."""
+    with urllib.request.urlopen(f"{plane.server}/metrics", context=plane.admin_tls(), timeout=60) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if (
+                sample.name == "apiserver_flowcontrol_nominal_limit_seats"
+                and sample.labels.get("priority_level") == level
+            ):
+                return int(sample.value)
+    return None
+
+
+class CpuMeter:
+    """CPU over one phase: the whole machine's busy share (``/proc/stat``) and the cores kube-apiserver and
+    etcd used (their ``/proc/PID/stat``): what shows whether the apiserver's CPU is what clients wait for."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.machine, self.processes, self.at = self._machine(), self._processes(), time.monotonic()
+
+    @staticmethod
+    def _machine() -> tuple[int, int]:
+        fields = [int(v) for v in pathlib.Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields) - idle, sum(fields)
+
+    def _processes(self) -> float:
+        ticks = 0
+        for pid in self.pids:
+            fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def read(self) -> dict[str, float]:
+        busy, total = self._machine()
+        seconds = time.monotonic() - self.at
+        return {
+            "machineBusyPercent": round(100 * (busy - self.machine[0]) / max(1, total - self.machine[1]), 1),
+            "apiserverEtcdCores": round((self._processes() - self.processes) / seconds, 2),
+        }
+
+
+def migrations(kubeconfig: pathlib.Path, *, phase: str, repeats: int, workers: int) -> list[dict[str, Any]]:
+    """``repeats`` whole migrations of the same objects (each a new release: nothing is skipped as done)."""
+    runs = [run_uso_as(kubeconfig, release=f"{phase.lower()}-{n}", workers=workers) for n in range(repeats)]
+    if failed := [run for run in runs if run["exit"] or not run["objects"]]:
+        raise RuntimeError(f"a migration of phase {phase} failed: {failed[0]}")
+    return runs
+
+
+def throughput(runs: list[dict[str, Any]]) -> float | None:
+    seconds = sum(r["runSeconds"] or 0 for r in runs)
+    return (
+        round(sum(r["objects"] for r in runs) / seconds, 1)
+        if seconds and all(r["exit"] == 0 for r in runs)
+        else None
+    )
+
+
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    sizes = sorted({int(s) for s in args.shares.split(",")} | {chart_default_shares()})
+    phases: list[dict[str, Any]] = []
     with controlplane.running() as plane:
+        assert plane.apiserver is not None and plane.etcd is not None
+        pids = [plane.apiserver.pid, plane.etcd.pid]
         admin = await client.connect(kubeconfig=str(plane.kubeconfig))
         try:
             for namespace in (HOME, uso.NAMESPACE):
@@ -200,78 +279,79 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             loop_task = asyncio.create_task(other_client.run())
             try:
                 await asyncio.sleep(5)
-                other_client.phase = "idle"
+                other_client.phase, meter = "idle", CpuMeter(pids)
                 await asyncio.sleep(args.idle_seconds)
-                print("idle:", other_client.summary("idle"), flush=True)
-                other_client.phase = "withoutFlowSchema"
-                without = await asyncio.to_thread(
-                    run_uso_as, uso_kubeconfig, release="r1", workers=args.workers
-                )
-                print(
-                    "migration without FlowSchema:",
-                    without,
-                    other_client.summary("withoutFlowSchema"),
-                    flush=True,
-                )
-                other_client.phase = "between"
-                levels: dict[str, client.JSON] = {}
-                for obj in chart_flow_objects(HOME, shares=args.shares):
-                    plural = "flowschemas" if obj["kind"] == "FlowSchema" else "prioritylevelconfigurations"
-                    created = await admin.create(f"/apis/{FLOWCONTROL}/{plural}", obj)
-                    levels[obj["kind"]] = created
-                level_uid = levels["PriorityLevelConfiguration"]["metadata"]["uid"]
-                for _ in range(120):
-                    if await asyncio.to_thread(classified_level, plane, uso_kubeconfig) == level_uid:
-                        break
-                    await asyncio.sleep(0.5)
-                else:
-                    raise RuntimeError(
-                        "the apiserver never classified the ServiceAccount into the chart's level"
+                idle = {"latency": other_client.summary("idle"), "cpu": meter.read()}
+                print("idle:", idle, flush=True)
+
+                async def measure(name: str, **size: Any) -> None:
+                    other_client.phase, meter = name, CpuMeter(pids)
+                    runs = await asyncio.to_thread(
+                        migrations, uso_kubeconfig, phase=name, repeats=args.repeats, workers=args.workers
                     )
-                await asyncio.sleep(3)
-                other_client.phase = "withFlowSchema"
-                with_fs = await asyncio.to_thread(
-                    run_uso_as, uso_kubeconfig, release="r2", workers=args.workers
-                )
-                print(
-                    "migration with FlowSchema:", with_fs, other_client.summary("withFlowSchema"), flush=True
-                )
-                other_client.phase = "after"
+                    other_client.phase = "between"
+                    phases.append({"name": name, **size, "latency": other_client.summary(name),
+                                   "cpu": meter.read(), "runs": runs, "objectsPerSecond": throughput(runs)})  # fmt: skip
+                    print(f"{name}:", {k: v for k, v in phases[-1].items() if k != "runs"}, flush=True)
+
+                await measure("withoutFlowSchema", flowSchema=False)
+                level_uid, level_name, previous = "", "", None
+                for shares in sizes:
+                    objects = {o["kind"]: o for o in chart_flow_objects(HOME, shares=shares)}
+                    plc = objects["PriorityLevelConfiguration"]
+                    level_name = plc["metadata"]["name"]
+                    if not level_uid:
+                        await admin.create(f"/apis/{FLOWCONTROL}/flowschemas", objects["FlowSchema"])
+                        created = await admin.create(f"/apis/{FLOWCONTROL}/prioritylevelconfigurations", plc)
+                        level_uid = created["metadata"]["uid"]
+                    else:
+                        path = f"/apis/{FLOWCONTROL}/prioritylevelconfigurations/{level_name}"
+                        current = await admin.get(path)
+                        current["spec"] = plc["spec"]
+                        await admin.request("PUT", path, body=current)
+                    seats = None
+                    for _ in range(120):
+                        classified = await asyncio.to_thread(classified_level, plane, uso_kubeconfig)
+                        seats = await asyncio.to_thread(nominal_seats, plane, level=level_name)
+                        if classified == level_uid and seats is not None and seats != previous:
+                            break
+                        await asyncio.sleep(0.5)
+                    else:
+                        raise RuntimeError(
+                            f"the apiserver never put the ServiceAccount in the level of {shares} shares"
+                        )
+                    previous = seats
+                    await asyncio.sleep(3)
+                    await measure(f"shares-{shares}", flowSchema=True, shares=shares, seats=seats,
+                                  chartDefault=shares == chart_default_shares())  # fmt: skip
+                flow_control = plc["spec"]["limited"]
             finally:
                 loop_task.cancel()
                 await asyncio.gather(loop_task, return_exceptions=True)
                 await other.close()
         finally:
             await admin.close()
-    phases = {p: other_client.summary(p) for p in ("idle", "withoutFlowSchema", "withFlowSchema")}
-    idle_p99 = phases["idle"].get("p99Ms")
+    idle_p99 = idle["latency"].get("p99Ms")
+    for phase in phases:
+        p99, rate = phase["latency"].get("p99Ms"), phase["objectsPerSecond"]
+        phase["p99RatioToIdle"] = round(p99 / idle_p99, 2) if p99 and idle_p99 else None
+        phase["ratioToCeiling"] = round(rate / ceiling_rate, 2) if rate and ceiling_rate else None
     return {
-        "benchmark": "APF: the other client's latency during a migration, without and with the chart's FlowSchema",
+        "benchmark": "APF: the other client's latency during a migration, without and with the chart's FlowSchema at several sizes",
         "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load1": os.getloadavg()[0]},
         "kubeVersion": plane.kube_version,
         "objects": args.objects,
         "workers": args.workers,
+        "repeats": args.repeats,
         "otherClient": {
             "ratePerSecond": args.rate,
             "requests": "alternately GET and PUT of its own ConfigMaps",
         },
-        "flowControl": levels["PriorityLevelConfiguration"]["spec"]["limited"],
-        "latency": phases,
-        "p99RatioToIdle": {
-            p: (round(phases[p]["p99Ms"] / idle_p99, 2) if idle_p99 and phases[p].get("p99Ms") else None)
-            for p in ("withoutFlowSchema", "withFlowSchema")
-        },
-        "migration": {"withoutFlowSchema": without, "withFlowSchema": with_fs},
+        "flowControl": {k: v for k, v in flow_control.items() if k != "nominalConcurrencyShares"},
         "ceilingObjectsPerSecond": ceiling_rate,
-        "migrationRatioToCeiling": {
-            p: (
-                round(m["objectsPerSecond"] / ceiling_rate, 2)
-                if ceiling_rate and m["objectsPerSecond"]
-                else None
-            )
-            for p, m in (("withoutFlowSchema", without), ("withFlowSchema", with_fs))
-        },
+        "idle": idle,
+        "phases": phases,
         "goals": {"p99RatioToIdle": 1.5, "migrationRatioToCeiling": 0.8},
     }
 
@@ -284,16 +364,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=16, help="uso-runner workers = ceiling concurrency")
     parser.add_argument(
         "--shares",
-        type=int,
-        default=None,
-        help="usoRunner.flowControl.nominalConcurrencyShares (default: the chart's)",
+        default="1,2,4",
+        help="usoRunner.flowControl.nominalConcurrencyShares sizes to measure, comma-separated (the chart's default "
+        "size is always measured too)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="migrations per phase (the other client's samples are pooled)"
     )
     parser.add_argument("--output", type=pathlib.Path, default=RESULTS)
     args = parser.parse_args(argv)
     results = asyncio.run(bench(args))
     print(
         json.dumps(
-            {k: results[k] for k in ("latency", "p99RatioToIdle", "migration", "migrationRatioToCeiling")},
+            {
+                "idle": results["idle"],
+                "phases": [{k: v for k, v in phase.items() if k != "runs"} for phase in results["phases"]],
+            },
             indent=2,
         )
     )

@@ -59,24 +59,28 @@ def uso_rows(data: dict[str, Any]) -> list[Row]:
 
 
 def apf_rows(data: dict[str, Any]) -> list[Row]:
-    latency, ratios, goals = data["latency"], data["p99RatioToIdle"], data["goals"]
-    migration, to_ceiling = data["migration"], data["migrationRatioToCeiling"]
-    idle = latency["idle"]
+    goals, idle = data["goals"], data["idle"]["latency"]
+    ceiling = data["ceilingObjectsPerSecond"]
     rows: list[Row] = [(
         f"other client ({data['otherClient']['ratePerSecond']:g} req/s) idle, p50 / p99",
         f"{idle.get('p50Ms')} / {idle.get('p99Ms')} ms", "", "", "—",
     )]  # fmt: skip
-    for phase, label in (("withoutFlowSchema", "without"), ("withFlowSchema", "with")):
-        during, ratio = latency[phase], ratios[phase]
+    for phase in data["phases"]:
+        label = (
+            f"with the FlowSchema at {phase['shares']} shares ({phase['seats']} seats"
+            + (", the chart's default)" if phase.get("chartDefault") else ")")
+            if phase["flowSchema"]
+            else "without the FlowSchema"
+        )
+        during, ratio, share = phase["latency"], phase["p99RatioToIdle"], phase["ratioToCeiling"]
         rows.append((
-            f"other client during a {data['objects']:,}-object migration {label} the FlowSchema, p50 / p99",
+            f"other client during a {data['objects']:,}-object migration {label}, p50 / p99",
             f"{during.get('p50Ms')} / {during.get('p99Ms')} ms", f"idle p99: {idle.get('p99Ms')} ms",
             f"{ratio}x", f"≤ {goals['p99RatioToIdle']}x ({_met(ratio is not None and ratio <= goals['p99RatioToIdle'])})",
         ))  # fmt: skip
-        rate, share = migration[phase].get("objectsPerSecond"), to_ceiling[phase]
         rows.append((
-            f"uso-runner's migration meanwhile, {label} the FlowSchema", f"{rate} obj/s",
-            f"bare PUT ceiling: {data['ceilingObjectsPerSecond']} obj/s", f"{share}x",
+            f"uso-runner's migration meanwhile, {label}", f"{phase['objectsPerSecond']} obj/s",
+            f"bare PUT ceiling: {ceiling} obj/s", f"{share}x",
             f"≥ {goals['migrationRatioToCeiling']}x ({_met(share is not None and share >= goals['migrationRatioToCeiling'])})",
         ))  # fmt: skip
     return rows

@@ -129,6 +129,20 @@ def query(promql: str) -> list[dict[str, Any]]:
     return found
 
 
+def query_at(promql: str, *, at: float) -> list[dict[str, Any]]:
+    """An instant query evaluated at unix time ``at``."""
+    found: list[dict[str, Any]] = get(PROMETHEUS, "api/v1/query", query=promql, time=f"{at:.3f}")["data"][
+        "result"
+    ]
+    return found
+
+
+def values() -> dict[str, Any]:
+    """The scenario's monitoring values of the chart (:data:`VALUES`)."""
+    loaded: dict[str, Any] = yaml.safe_load(VALUES.read_text())
+    return loaded
+
+
 def query_range(promql: str, *, start: float, end: float, step: float) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = get(
         PROMETHEUS,
@@ -241,6 +255,10 @@ def wait_scraped(*, watchdogs: int, timeout: float = 600.0) -> None:
 # ------------------------------------------------------------------------------------ what it saw
 
 
+STACK_CONTAINERS = (
+    f'namespace="{stack.NAMESPACE}", container!="", container!="POD", metrics_path="/metrics/cadvisor"'
+)
+STACK_MEMORY = f"sum(container_memory_working_set_bytes{{{STACK_CONTAINERS}}})"
 SIGNAL = "max by (job, phase, from, to) (leader_watchdog_upgrade_in_progress == 1)"
 # The steps at which a watchdog had a view: its masters agreed (settled), or it signalled an upgrade. Left out:
 # steps it was not scraped (its pod drained and rescheduled), and a fresh pod's first seconds, before the

@@ -24,7 +24,7 @@ import copy
 import dataclasses
 import pathlib
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -150,7 +150,7 @@ def operator(images: Images) -> list[dict[str, Any]]:
 
 
 def service_monitor(name: str, *, namespace: str, selector: Mapping[str, str], job_label: str,
-                    endpoint: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+                    endpoint: dict[str, Any], more: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:  # fmt: skip
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "ServiceMonitor",
@@ -159,7 +159,7 @@ def service_monitor(name: str, *, namespace: str, selector: Mapping[str, str], j
             "jobLabel": job_label,
             "namespaceSelector": {"matchNames": [namespace]},
             "selector": {"matchLabels": dict(selector)},
-            "endpoints": [endpoint],
+            "endpoints": [endpoint, *more],
         },
     }
 
@@ -200,12 +200,13 @@ def prometheus(images: Images) -> list[dict[str, Any]]:
         endpoint={"port": "https", "scheme": "https", "bearerTokenFile": token,
                   "tlsConfig": {"caFile": f"{SERVICE_ACCOUNT_DIR}/ca.crt", "serverName": "kubernetes"}},
     ))  # fmt: skip
+    kubelet = {"port": "https-metrics", "scheme": "https", "bearerTokenFile": token, "honorLabels": True,
+               "tlsConfig": {"insecureSkipVerify": True},  # kind's kubelets serve self-signed certificates
+               "relabelings": [{"sourceLabels": ["__metrics_path__"], "targetLabel": "metrics_path"}]}  # fmt: skip
+    # Also the containers' usage (cAdvisor), as kube-prometheus-stack scrapes it: the stack's own memory.
     objects.append(service_monitor(
         "kubelet", namespace="kube-system", selector={"app.kubernetes.io/name": "kubelet"},
-        job_label="app.kubernetes.io/name",
-        endpoint={"port": "https-metrics", "scheme": "https", "bearerTokenFile": token, "honorLabels": True,
-                  "tlsConfig": {"insecureSkipVerify": True},  # kind's kubelets serve self-signed certificates
-                  "relabelings": [{"sourceLabels": ["__metrics_path__"], "targetLabel": "metrics_path"}]},
+        job_label="app.kubernetes.io/name", endpoint=kubelet, more=[{**copy.deepcopy(kubelet), "path": "/metrics/cadvisor"}],
     ))  # fmt: skip
     return objects
 

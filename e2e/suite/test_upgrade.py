@@ -77,6 +77,8 @@ ONLY_IN_OLD, ONLY_IN_NEW = (f"only-in-{minor.replace('.', '-')}" for minor in (O
 MONITORING = monitoring.enabled()
 needs_monitoring = pytest.mark.skipif(not MONITORING, reason="the Prometheus stack: make e2e MONITORING=1")
 MISMATCH = "KubeVersionMismatch"
+OUTDATED = "KubeUpgradeNodesOutdated"
+OUTDATED_FOR = monitoring.values()["prometheusRule"]["thresholds"]["nodesOutdated"]
 MIXIN_ALERTS = {alert for _, alert, _, _ in stack.MIXIN_ALERTS}
 
 
@@ -92,6 +94,8 @@ class Scenario:
     upgrade_started: float = 0.0
     upgrade_started_monotonic: float = 0.0
     chart_alerts: set[str] = dataclasses.field(default_factory=set)
+    agreed_at: float = 0.0  # unix time every control plane ran the new release
+    left_behind_since: float = 0.0  # unix time the last worker was kept behind on purpose
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +136,18 @@ def summarize_alerting(timeline: Timeline) -> None:
             f"{len(notified)} firing, {len(resolved)} resolved; latency after startsAt (s): {latencies}"
         )
     timeline.facts["notifications delivered during the scenario"] = str(len(deliveries))
+    minutes = max(1, int((end - started) / 60))
+    peak = monitoring.query(f"max_over_time(({monitoring.STACK_MEMORY})[{minutes}m:30s])")
+    now = monitoring.query(
+        f"sum by (pod) (container_memory_working_set_bytes{{{monitoring.STACK_CONTAINERS}}})"
+    )
+    timeline.facts["the Prometheus stack's memory at its peak (cAdvisor working set, every container)"] = (
+        f"{float(peak[0]['value'][1]) / 2**20:.0f} MiB" if peak else "no cAdvisor series"
+    )
+    timeline.facts["the Prometheus stack's memory at the end, by pod"] = ", ".join(
+        f"{r['metric'].get('pod')} {float(r['value'][1]) / 2**20:.0f} MiB"
+        for r in sorted(now, key=lambda r: r["metric"].get("pod", ""))
+    )
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -701,6 +717,7 @@ def test_once_all_control_planes_agree_every_controller_acts(timeline: Timeline,
     # the last kube-apiserver to settle; the worker stage does before it drains.
     upgrade.upgrade_control_plane(last, NEW, first=False, settle=False)
     trigger = timeline.mark(f"{last} upgraded: every control plane runs {NEW} (kubelets and kube-apiservers)")
+    scenario.agreed_at = time.time()
     workers = k8s.node_names(control_planes=False)
     killed: list[str] = []
 
@@ -799,6 +816,8 @@ def test_workers_upgraded_one_by_one_lose_the_taint(timeline: Timeline, scenario
     )
     assert node == first, f"scheduled on {node}, which still carries {TAINT_KEY}"
     timeline.mark(f"a new pod went to the upgraded {first}, not to the tainted {second}")
+    if MONITORING:
+        left_behind_worker_is_notified(timeline, scenario, node=second)
     upgrade_worker(second, tainted_after={})
 
     def spread_available() -> bool:
@@ -806,6 +825,35 @@ def test_workers_upgraded_one_by_one_lose_the_taint(timeline: Timeline, scenario
 
     k8s.eventually(spread_available, timeout=180, what="the spread Deployment available again")
     timeline.mark("every node runs the new release; no taint left; the workload is available")
+
+
+def left_behind_worker_is_notified(timeline: Timeline, scenario: Scenario, *, node: str) -> None:
+    """``node`` is kept on the old release until KubeUpgradeNodesOutdated (its threshold shortened in
+    monitoring-values.yaml) is delivered: while the upgrade signal says phase workers, so the chart's inhibit
+    rule was there and did not hold it back."""
+    held = time.time()
+    scenario.left_behind_since = held
+    timeline.mark(f"{node} left behind on {OLD} until {OUTDATED} is delivered")
+
+    def delivered() -> monitoring.Delivery | None:
+        found = [d for d in monitoring.deliveries() if d.alert == OUTDATED and d.status == "firing"]
+        return found[0] if found else None
+
+    first = k8s.eventually(delivered, timeout=900, interval=5, what=f"{OUTDATED} delivered")
+    since_agreement = first.received - scenario.agreed_at
+    timeline.reactions[
+        f"Alertmanager: {OUTDATED} delivered (for {OUTDATED_FOR}; since the masters agreed)"
+    ] = since_agreement
+    at = monitoring.query_at(
+        'max by (job) (leader_watchdog_upgrade_in_progress{phase="workers"})', at=first.received
+    )
+    assert at and all(float(r["value"][1]) == 1 for r in at), f"upgrade signal at delivery: {at}"
+    suppressed = [a for a in monitoring.alertmanager_alerts(OUTDATED) if a["status"]["inhibitedBy"]]
+    assert suppressed == [], suppressed
+    timeline.mark(
+        f"{OUTDATED} delivered {since_agreement:.0f} s after the masters agreed ({first.latency:.1f} s after its "
+        f"startsAt), {first.received - held:.0f} s into the hold, while the signal said phase workers: not inhibited"
+    )
 
 
 @needs_monitoring
@@ -862,7 +910,11 @@ def test_prometheus_saw_the_signal_and_the_healthy_upgrade_notified_nothing_of_t
     others = {a: n for a, n in notified.items() if a not in mixin and a not in scenario.chart_alerts}
     timeline.facts["other alerts notified during the healthy upgrade"] = str(others or "none")
     assert notified[MISMATCH] == 0, during
-    chart = {a: n for a, n in notified.items() if a in scenario.chart_alerts}
+    # The one worker kept behind on purpose (left_behind_worker_is_notified) is no healthy upgrade: its alert
+    # counts only if it came during that hold.
+    early = [d for d in during if d.alert == OUTDATED and d.received < scenario.left_behind_since]
+    assert early == [], f"{OUTDATED} notified before any worker was kept behind: {early}"
+    chart = {a: n for a, n in notified.items() if a in scenario.chart_alerts and a != OUTDATED}
     assert chart == {}, f"the chart's alerts notified during a healthy upgrade: {chart}"
     timeline.mark(
         "Prometheus saw the signal go control-plane -> workers -> done for both watchdogs; during the "

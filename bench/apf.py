@@ -21,7 +21,7 @@ PUT ceiling (``bench.uso ceiling``, as the same ServiceAccount, without the othe
 ``bench/results/apf.json``.
 
     python -m bench.apf [--objects 20000] [--rate 20] [--idle-seconds 30] [--workers 16]
-                          [--shares 1,2,4] [--repeats 2]
+                          [--shares 1,2,4] [--repeats 2] [--pin]
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from controllers.kube import client, resources
 from e2e import cluster, controlplane
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "apf.json"
+PINNED = RESULTS.with_name("apf-pinned.json")
 CHART = controlplane.REPO / "charts" / "kube-upgrade-controllers"
 RELEASE = "bench"
 HOME = "bench-apf"  # the ServiceAccounts and the other client's ConfigMaps
@@ -238,12 +239,26 @@ def throughput(runs: list[dict[str, Any]]) -> float | None:
     )
 
 
+def pin(*, server_pids: list[int], server_cpu: int, client_cpu: int) -> None:
+    """kube-apiserver and etcd (every thread) on ``server_cpu``; this process, and so every client it starts
+    later (uso-runner, the ceiling), on ``client_cpu``."""
+    for pid in server_pids:
+        for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
+            os.sched_setaffinity(int(task.name), {server_cpu})
+    for task in pathlib.Path("/proc/self/task").iterdir():
+        os.sched_setaffinity(int(task.name), {client_cpu})
+
+
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     sizes = sorted({int(s) for s in args.shares.split(",")} | {chart_default_shares()})
     phases: list[dict[str, Any]] = []
     with controlplane.running() as plane:
         assert plane.apiserver is not None and plane.etcd is not None
         pids = [plane.apiserver.pid, plane.etcd.pid]
+        if args.pin:
+            if (os.cpu_count() or 1) < 2:
+                raise SystemExit("--pin needs 2 CPUs: one for kube-apiserver and etcd, one for the clients")
+            pin(server_pids=pids, server_cpu=1, client_cpu=0)
         admin = await client.connect(kubeconfig=str(plane.kubeconfig))
         try:
             for namespace in (HOME, uso.NAMESPACE):
@@ -341,6 +356,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load1": os.getloadavg()[0]},
         "kubeVersion": plane.kube_version,
+        "pinned": args.pin,
         "objects": args.objects,
         "workers": args.workers,
         "repeats": args.repeats,
@@ -371,7 +387,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeats", type=int, default=2, help="migrations per phase (the other client's samples are pooled)"
     )
-    parser.add_argument("--output", type=pathlib.Path, default=RESULTS)
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="kube-apiserver and etcd on CPU 1, every client on CPU 0: the apiserver's CPU is its own, as on a "
+        f"control-plane node (written to {PINNED.name})",
+    )
+    parser.add_argument("--output", type=pathlib.Path, default=None, help=f"default {RESULTS.name}")
     args = parser.parse_args(argv)
     results = asyncio.run(bench(args))
     print(
@@ -383,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
             indent=2,
         )
     )
-    report.save(results, path=args.output)
+    report.save(results, path=args.output or (PINNED if args.pin else RESULTS))
     return 0
 
 

@@ -61,25 +61,26 @@ def uso_rows(data: dict[str, Any]) -> list[Row]:
 def apf_rows(data: dict[str, Any]) -> list[Row]:
     goals, idle = data["goals"], data["idle"]["latency"]
     ceiling = data["ceilingObjectsPerSecond"]
+    where = ", kube-apiserver and etcd on a core of their own" if data.get("pinned") else ""
     rows: list[Row] = [(
-        f"other client ({data['otherClient']['ratePerSecond']:g} req/s) idle, p50 / p99",
+        f"other client ({data['otherClient']['ratePerSecond']:g} req/s) idle{where}, p50 / p99",
         f"{idle.get('p50Ms')} / {idle.get('p99Ms')} ms", "", "", "—",
     )]  # fmt: skip
     for phase in data["phases"]:
         label = (
-            f"with the FlowSchema at {phase['shares']} shares ({phase['seats']} seats"
+            f"with the FlowSchema at {phase['shares']} share{'s' if phase['shares'] != 1 else ''} ({phase['seats']} seats"
             + (", the chart's default)" if phase.get("chartDefault") else ")")
             if phase["flowSchema"]
             else "without the FlowSchema"
         )
         during, ratio, share = phase["latency"], phase["p99RatioToIdle"], phase["ratioToCeiling"]
         rows.append((
-            f"other client during a {data['objects']:,}-object migration {label}, p50 / p99",
+            f"other client during a {data['objects']:,}-object migration {label}{where}, p50 / p99",
             f"{during.get('p50Ms')} / {during.get('p99Ms')} ms", f"idle p99: {idle.get('p99Ms')} ms",
             f"{ratio}x", f"≤ {goals['p99RatioToIdle']}x ({_met(ratio is not None and ratio <= goals['p99RatioToIdle'])})",
         ))  # fmt: skip
         rows.append((
-            f"uso-runner's migration meanwhile, {label}", f"{phase['objectsPerSecond']} obj/s",
+            f"uso-runner's migration meanwhile, {label}{where}", f"{phase['objectsPerSecond']} obj/s",
             f"bare PUT ceiling: {ceiling} obj/s", f"{share}x",
             f"≥ {goals['migrationRatioToCeiling']}x ({_met(share is not None and share >= goals['migrationRatioToCeiling'])})",
         ))  # fmt: skip
@@ -145,6 +146,7 @@ def render() -> str:
     for name, to_rows in (
         ("uso", uso_rows),
         ("apf", apf_rows),
+        ("apf-pinned", apf_rows),
         ("tainter", tainter_rows),
         ("agreement", agreement_rows),
         ("image", image_rows),

@@ -30,8 +30,16 @@ command -v docker >/dev/null 2>&1 || die "dockerd is installed but the docker cl
 if ! pgrep -x dockerd >/dev/null 2>&1; then
   [ "$(id -u)" = 0 ] || die "dockerd is installed but not running, and only root can start it here"
   log "starting dockerd in the background (log: /var/log/kuc-dockerd.log)"
-  # setsid: the daemon outlives the make or CI step that started it, as a system service would.
-  setsid dockerd >/var/log/kuc-dockerd.log 2>&1 </dev/null &
+  # setsid: the daemon outlives the make or CI step that started it, as a system service would. It keeps no
+  # descriptor of its caller's beyond 0-2: an outer `flock FILE make e2e` would otherwise stay locked for as
+  # long as dockerd runs (it did: the next run waited for a lock nobody released).
+  (
+    for fd in /proc/"$BASHPID"/fd/*; do
+      fd=${fd##*/}
+      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi
+    done 2>/dev/null
+    exec setsid dockerd >/var/log/kuc-dockerd.log 2>&1 </dev/null
+  ) &
 fi
 
 for _ in $(seq 1 60); do

@@ -36,7 +36,7 @@ IMAGES_SCRIPT = cluster.REPO / "e2e" / "monitoring" / "images.sh"
 # kubernetes-mixin's alerts wait 15m upstream; the scenario's upgrade is shorter (stack.mixin_rules).
 MIXIN_FOR = "1m"
 PROMETHEUS = "prometheus-operated:9090"
-ALERTMANAGER = "alertmanager-operated:9093"
+ALERTMANAGER = f"alertmanager-{stack.ALERTMANAGER_MAIN}:9093"  # the one with the chart's inhibit rule
 RECORDER = f"{stack.RECORDER}:{stack.RECORDER_PORT}"
 CONTROL_PLANE_TOLERATION = {"key": cluster.CONTROL_PLANE_LABEL, "operator": "Exists", "effect": "NoSchedule"}
 # The jobs Prometheus must scrape before the scenario starts (the chart's are checked by their metrics).
@@ -190,6 +190,7 @@ class Delivery:
 
     alert: str
     status: str  # firing | resolved
+    receiver: str  # stack.RECEIVER (with the chart's inhibit rule) or stack.UNINHIBITED (the control)
     received: float  # unix time (the recorder's clock: the nodes share the host's)
     starts_at: float  # the alert's startsAt as Prometheus sent it
 
@@ -209,6 +210,7 @@ def deliveries_of(records: list[dict[str, Any]]) -> list[Delivery]:
         Delivery(
             alert=alert["labels"].get("alertname", ""),
             status=alert["status"],
+            receiver=record["payload"].get("receiver", ""),
             received=record["received"],
             starts_at=parse_time(alert["startsAt"]),
         )
@@ -217,8 +219,9 @@ def deliveries_of(records: list[dict[str, Any]]) -> list[Delivery]:
     ]
 
 
-def deliveries() -> list[Delivery]:
-    return deliveries_of(get(RECORDER, "notifications"))
+def deliveries(*, receiver: str = stack.RECEIVER) -> list[Delivery]:
+    """What Alertmanager main notified (with the chart's inhibit rule); ``stack.UNINHIBITED``: the control's."""
+    return [d for d in deliveries_of(get(RECORDER, "notifications")) if d.receiver == receiver]
 
 
 def wait_scraped(*, watchdogs: int, timeout: float = 600.0) -> None:

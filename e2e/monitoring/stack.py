@@ -12,7 +12,9 @@
   published);
 - an Alertmanager with matcher strategy None (docs/alerting.md) that takes every AlertmanagerConfig, whose
   base configuration sends every alert but severity ``none`` to the notification recorder
-  (``recorder.py``, run by the controller image), one notification per alert.
+  (``recorder.py``, run by the controller image), one notification per alert; and beside it a control
+  Alertmanager without any AlertmanagerConfig (so without the chart's inhibit rule), notifying the same
+  recorder as another receiver: the notifications of the same upgrade with and without the rule.
 
     python -m e2e.monitoring.stack manifests IMAGES CONTROLLER_IMAGE   # IMAGES: images.sh's output file
 """
@@ -35,6 +37,10 @@ NAMESPACE = "monitoring"
 CLUSTER = "kuc-e2e"  # the external label ``cluster`` of the scenario's Prometheus
 RECORDER = "notification-recorder"
 RECORDER_PORT = 8080
+RECEIVER = "recorder"  # the receiver of Alertmanager main (with the chart's inhibit rule)
+UNINHIBITED = "uninhibited"  # the receiver of Alertmanager control (no AlertmanagerConfig, no inhibit rule)
+ALERTMANAGER_MAIN = "main"
+ALERTMANAGER_CONTROL = "control"
 RECORDER_SCRIPT = pathlib.Path(__file__).resolve().parent / "recorder.py"
 RECORDER_JOURNAL_DIR = "/journal"
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -255,48 +261,70 @@ def kube_state_metrics(images: Images) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def alertmanager_base_config() -> dict[str, Any]:
-    """One notification per alert (group_by ...), quickly; severity none (KubeUpgradeInProgress) to nobody."""
+def alertmanager_base_config(*, receiver: str = RECEIVER) -> dict[str, Any]:
+    """One notification per alert (group_by ...), quickly, to the recorder as ``receiver``; severity none
+    (KubeUpgradeInProgress) to nobody."""
     url = f"http://{RECORDER}.{NAMESPACE}.svc:{RECORDER_PORT}/notify"
     return {
         "route": {
-            "receiver": "recorder",
+            "receiver": receiver,
             "group_by": ["..."],
             "group_wait": "5s",
             "group_interval": "10s",
             "repeat_interval": "12h",
             "routes": [{"matchers": ['severity="none"'], "receiver": "null"}],
         },
-        "receivers": [{"name": "recorder", "webhook_configs": [{"url": url}]}, {"name": "null"}],
+        "receivers": [{"name": receiver, "webhook_configs": [{"url": url}]}, {"name": "null"}],
     }
 
 
 def alertmanager(images: Images) -> list[dict[str, Any]]:
+    """Two Alertmanagers, both sent every alert by Prometheus (through the Operator's ``alertmanager-operated``
+    Service, which selects every Alertmanager pod of the namespace), both notifying the recorder:
+
+    - ``main``: takes every AlertmanagerConfig (the chart's inhibit rule), receiver ``recorder``;
+    - ``control``: the same routes, no AlertmanagerConfig, so no inhibit rule; receiver ``uninhibited``. What
+      it notifies is what the same upgrade notifies without the chart's rule, measured rather than guessed.
+
+    Each has a Service of its own (``alertmanager-main``, ``alertmanager-control``) for the suite's reads."""
     everything: dict[str, Any] = {}
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "alertmanager-base", "namespace": NAMESPACE},
-        "stringData": {"alertmanager.yaml": yaml.safe_dump(alertmanager_base_config())},
-    }
-    resource = {
-        "apiVersion": "monitoring.coreos.com/v1",
-        "kind": "Alertmanager",
-        "metadata": {"name": "main", "namespace": NAMESPACE},
-        "spec": {
+    objects: list[dict[str, Any]] = []
+    for name, receiver in ((ALERTMANAGER_MAIN, RECEIVER), (ALERTMANAGER_CONTROL, UNINHIBITED)):
+        objects.append({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": f"alertmanager-{name}-base", "namespace": NAMESPACE},
+            "stringData": {"alertmanager.yaml": yaml.safe_dump(alertmanager_base_config(receiver=receiver))},
+        })  # fmt: skip
+        spec: dict[str, Any] = {
             "image": images.alertmanager,
             "version": version_of(images.alertmanager),
             "imagePullPolicy": "Never",
             "replicas": 1,
-            "configSecret": "alertmanager-base",
-            "alertmanagerConfigSelector": everything,
-            "alertmanagerConfigNamespaceSelector": everything,
-            # docs/alerting.md: the Operator's default would add namespace= to the inhibit rules.
-            "alertmanagerConfigMatcherStrategy": {"type": "None"},
+            "configSecret": f"alertmanager-{name}-base",
             "resources": {"requests": {"cpu": "10m", "memory": "50Mi"}},
-        },
-    }
-    return [secret, resource]
+        }
+        if name == ALERTMANAGER_MAIN:
+            spec |= {
+                "alertmanagerConfigSelector": everything,
+                "alertmanagerConfigNamespaceSelector": everything,
+                # docs/alerting.md: the Operator's default would add namespace= to the inhibit rules.
+                "alertmanagerConfigMatcherStrategy": {"type": "None"},
+            }
+        objects.append({
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "Alertmanager",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": spec,
+        })  # fmt: skip
+        objects.append({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": f"alertmanager-{name}", "namespace": NAMESPACE},
+            "spec": {"selector": {"alertmanager": name},
+                     "ports": [{"name": "web", "port": 9093, "targetPort": "web"}]},
+        })  # fmt: skip
+    return objects
 
 
 def recorder(images: Images) -> list[dict[str, Any]]:

@@ -128,14 +128,21 @@ def summarize_alerting(timeline: Timeline) -> None:
             f"about {len(series['values']) * 15} s"
         )
     deliveries = [d for d in monitoring.deliveries() if d.received >= started]
-    for alert in sorted({d.alert for d in deliveries}):
-        notified = [d for d in deliveries if d.alert == alert and d.status == "firing"]
-        resolved = [d for d in deliveries if d.alert == alert and d.status == "resolved"]
+    control = [d for d in monitoring.deliveries(receiver=stack.UNINHIBITED) if d.received >= started]
+
+    def counted(among: list[monitoring.Delivery], alert: str) -> str:
+        notified = [d for d in among if d.alert == alert and d.status == "firing"]
+        resolved = [d for d in among if d.alert == alert and d.status == "resolved"]
         latencies = ", ".join(f"{d.latency:.1f}" for d in notified) or "-"
+        return f"{len(notified)} firing, {len(resolved)} resolved; latency after startsAt (s): {latencies}"
+
+    for alert in sorted({d.alert for d in deliveries + control}):
         timeline.facts[f"notified {alert}"] = (
-            f"{len(notified)} firing, {len(resolved)} resolved; latency after startsAt (s): {latencies}"
+            f"{counted(deliveries, alert)} | without the inhibit rule: {counted(control, alert)}"
         )
-    timeline.facts["notifications delivered during the scenario"] = str(len(deliveries))
+    timeline.facts["notifications delivered during the scenario"] = (
+        f"{len(deliveries)} (without the inhibit rule: {len(control)})"
+    )
     minutes = max(1, int((end - started) / 60))
     peak = monitoring.query(f"max_over_time(({monitoring.STACK_MEMORY})[{minutes}m:30s])")
     now = monitoring.query(
@@ -696,9 +703,22 @@ def mismatch_fires_and_is_inhibited(timeline: Timeline, scenario: Scenario) -> N
     )
     delivered = [d for d in monitoring.deliveries() if d.alert == MISMATCH]
     assert delivered == [], delivered
+
+    def uninhibited() -> monitoring.Delivery | None:
+        found = [d for d in monitoring.deliveries(receiver=stack.UNINHIBITED) if d.alert == MISMATCH]
+        return found[0] if found else None
+
+    control = k8s.eventually(
+        uninhibited, timeout=120, what=f"{MISMATCH} notified by the control Alertmanager"
+    )
+    timeline.reactions[f"control Alertmanager (no inhibit rule): {MISMATCH} delivered"] = (
+        control.received - scenario.upgrade_started
+    )
+    assert [d for d in monitoring.deliveries() if d.alert == MISMATCH] == []
     timeline.mark(
         f"{MISMATCH} firing in Prometheus {firing:.0f} s after the first master's upgrade began; in "
-        f"Alertmanager suppressed ({len(held)} alert(s), inhibited by KubeUpgradeInProgress); 0 delivered"
+        f"Alertmanager suppressed ({len(held)} alert(s), inhibited by KubeUpgradeInProgress); 0 delivered; the "
+        "control Alertmanager, without the rule, delivered it"
     )
 
 
@@ -909,6 +929,15 @@ def test_prometheus_saw_the_signal_and_the_healthy_upgrade_notified_nothing_of_t
     ] = ", ".join(f"{a} x{n}" for a, n in sorted(notified.items()) if a in mixin) or "none"
     others = {a: n for a, n in notified.items() if a not in mixin and a not in scenario.chart_alerts}
     timeline.facts["other alerts notified during the healthy upgrade"] = str(others or "none")
+    control = Counter(
+        d.alert
+        for d in monitoring.deliveries(receiver=stack.UNINHIBITED)
+        if d.received >= scenario.upgrade_started and d.status == "firing"
+    )
+    timeline.facts["notified during the upgrade without the inhibit rule (control Alertmanager)"] = (
+        ", ".join(f"{a} x{n}" for a, n in sorted(control.items())) or "none"
+    )
+    assert control[MISMATCH] >= 1, control
     assert notified[MISMATCH] == 0, during
     # The one worker kept behind on purpose (left_behind_worker_is_notified) is no healthy upgrade: its alert
     # counts only if it came during that hold.

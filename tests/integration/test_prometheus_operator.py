@@ -124,10 +124,11 @@ async def test_the_operator_picks_up_the_charts_service_monitor_rules_and_inhibi
                 ("prometheus", stack.NAMESPACE, "prometheus-main", "prometheus.yaml.gz"),
                 ("none", stack.NAMESPACE, "alertmanager-main-generated", "alertmanager.yaml.gz"),
                 ("default", namespace, "alertmanager-default-generated", "alertmanager.yaml.gz"),
+                ("control", stack.NAMESPACE, "alertmanager-control-generated", "alertmanager.yaml.gz"),
             ):
                 if key not in found and (config := await generated(kube, where, secret, name)) is not None:
                     found[key] = config
-            return len(found) == 3
+            return len(found) == 4
 
         await harness.eventually(all_generated, timeout=120, interval=1,
                                  what=f"the Operator's generated configs (log: {tmp_path / 'operator.log'})")  # fmt: skip
@@ -168,6 +169,9 @@ async def test_the_operator_picks_up_the_charts_service_monitor_rules_and_inhibi
     receivers = {r["name"]: r for r in config["receivers"]}
     url = f"http://{stack.RECORDER}.{stack.NAMESPACE}.svc:{stack.RECORDER_PORT}/notify"
     assert receivers["recorder"]["webhook_configs"][0]["url"] == url and "null" in receivers
+    # The control Alertmanager selects no AlertmanagerConfig: the same routes, no inhibit rule, its own receiver.
+    control = found["control"]
+    assert not control.get("inhibit_rules") and control["route"]["receiver"] == stack.UNINHIBITED
     # The Operator's default narrows it to the namespace: KubeVersionMismatch (no namespace) never matches.
     (narrowed,) = found["default"]["inhibit_rules"]
     assert f'namespace="{namespace}"' in narrowed["target_matchers"]

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
+
 from e2e.kind import monitoring
+from e2e.monitoring import stack
 
 WATCHDOG = "kuc-kube-upgrade-controllers-leader-watchdog"
 
@@ -49,6 +52,7 @@ def test_deliveries_one_per_alert_with_latency_after_starts_at() -> None:
         {
             "received": 1796585410.5,
             "payload": {
+                "receiver": "uninhibited",
                 "alerts": [
                     {"status": "firing", "labels": {"alertname": "X"}, "startsAt": "2026-12-06T19:30:00.123456789Z"},
                     {"status": "resolved", "labels": {"alertname": "Y"}, "startsAt": "2026-12-06T19:29:00Z"},
@@ -58,6 +62,7 @@ def test_deliveries_one_per_alert_with_latency_after_starts_at() -> None:
     ]  # fmt: skip
     first, second = monitoring.deliveries_of(records)
     assert (first.alert, first.status, round(first.latency, 3)) == ("X", "firing", 10.377)
+    assert first.receiver == second.receiver == "uninhibited"
     assert (second.alert, second.status, second.latency) == ("Y", "resolved", 70.5)
 
 
@@ -82,3 +87,26 @@ def test_dashboard_variables_longest_name_first() -> None:
         expr, {"cluster": "", "namespace": "a|b", "__rate_interval": "1m", "name": "no"}
     )
     assert filled == 'rate(x{cluster=~"",namespace=~"a|b"}[1m])'
+
+
+def test_two_alertmanagers_one_with_the_inhibit_rules_one_without_each_its_receiver() -> None:
+    images = stack.Images(prometheus="p:v1", alertmanager="a:v0.31.1", operator="o:v1", reloader="r:v1",
+                          kube_state_metrics="k:v1", controller="c:v1")  # fmt: skip
+    objects = stack.alertmanager(images)
+    managers = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "Alertmanager"}
+    assert "alertmanagerConfigSelector" in managers["main"]
+    assert "alertmanagerConfigSelector" not in managers["control"]  # nil: no AlertmanagerConfig at all
+    configs = {
+        o["metadata"]["name"]: yaml.safe_load(o["stringData"]["alertmanager.yaml"])
+        for o in objects
+        if o["kind"] == "Secret"
+    }
+    assert configs["alertmanager-main-base"]["route"]["receiver"] == stack.RECEIVER
+    assert configs["alertmanager-control-base"]["route"]["receiver"] == stack.UNINHIBITED
+    assert all("inhibit_rules" not in config for config in configs.values())
+    services = {o["metadata"]["name"]: o["spec"]["selector"] for o in objects if o["kind"] == "Service"}
+    assert services == {
+        "alertmanager-main": {"alertmanager": "main"},
+        "alertmanager-control": {"alertmanager": "control"},
+    }
+    assert monitoring.ALERTMANAGER.startswith("alertmanager-main:")

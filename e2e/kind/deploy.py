@@ -13,7 +13,7 @@
 4. ``helm test`` of both; then waits until every controller's ``/metrics`` (read through the apiserver's
    service proxy) shows the masters agreed, and prints ``kube-upgrade-controllers status``.
 
-With ``KUC_E2E_MONITORING=1`` (``make e2e MONITORING=1``) the Prometheus stack (``e2e/kind/monitoring.py``)
+With ``KUC_E2E_MONITORING=1`` (``make e2e``; ``MONITORING=0`` turns it off) the Prometheus stack (``e2e/kind/monitoring.py``)
 is installed before the chart, release ``kuc`` gets ``e2e/kind/monitoring-values.yaml`` (its ServiceMonitor,
 PrometheusRule and AlertmanagerConfig) and ``kuc-apiserver`` its ServiceMonitor; deploy ends once Prometheus
 scrapes both watchdogs, the apiservers, the kubelets and kube-state-metrics.

@@ -1,4 +1,4 @@
-"""The Prometheus stack in the kind scenario (``make e2e MONITORING=1``; opt-in, see docs/e2e.md).
+"""The Prometheus stack in the kind scenario (``make e2e``; ``MONITORING=0`` leaves it out; docs/e2e.md).
 
 Installed by ``e2e/kind/deploy.py`` before the chart: the images of ``e2e/monitoring/images.sh`` loaded into
 the node the stack runs on (``kind load docker-image``; nothing is pulled), the Operator's CRDs, then
@@ -30,7 +30,7 @@ from e2e.kind import k8s as cluster
 from e2e.monitoring import stack
 
 TAG = "kind-monitoring"
-SWITCH = "KUC_E2E_MONITORING"  # set by `make e2e MONITORING=1`
+SWITCH = "KUC_E2E_MONITORING"  # set by make (MONITORING, 1 by default)
 VALUES = pathlib.Path(__file__).resolve().parent / "monitoring-values.yaml"
 IMAGES_SCRIPT = cluster.REPO / "e2e" / "monitoring" / "images.sh"
 # kubernetes-mixin's alerts wait 15m upstream; the scenario's upgrade is shorter (stack.mixin_rules).

@@ -17,7 +17,8 @@ Stages, in order (each builds on the ones before; ``make e2e`` stops at the firs
    the Lease transitions of each controller are printed;
 9. no controller logged a traceback or the test Secret's data.
 
-With ``make e2e MONITORING=1`` (``KUC_E2E_MONITORING=1``; the stack of ``e2e/kind/monitoring.py``) these run
+With the Prometheus stack (``KUC_E2E_MONITORING=1``, what ``make e2e`` sets unless ``MONITORING=0``; the stack of
+``e2e/kind/monitoring.py``) these run
 too, each after the stage whose effect it reads in the real Prometheus and Alertmanager:
 1m. Prometheus scrapes the chart's watchdogs, the apiservers, kubelets and kube-state-metrics and loaded the
     chart's and kubernetes-mixin's alerts;
@@ -886,14 +887,19 @@ def test_prometheus_saw_the_signal_and_the_healthy_upgrade_notified_nothing_of_t
         timeout=180,
         what="no upgrade signal at 1 in Prometheus",
     )
+    cleared = time.time()
     k8s.eventually(
         lambda: not monitoring.firing_in_prometheus(MISMATCH), timeout=180, what=f"{MISMATCH} resolved"
     )
     timeline.mark(f"Prometheus: no upgrade signal at 1, {MISMATCH} resolved")
+    # The range's last steps must come after the instant query that saw the signal gone (its steps are
+    # `step` apart from `start`: one may fall just before it, still at "workers").
+    step = 5
+    time.sleep(max(0.0, cleared + 2 * step - time.time()))
     start, end = scenario.upgrade_started - 60, time.time()
-    signal = monitoring.query_range(monitoring.SIGNAL, start=start, end=end, step=5)
-    viewed = monitoring.query_range(monitoring.VIEW, start=start, end=end, step=5)
-    scraped = monitoring.query_range(monitoring.SCRAPED, start=start, end=end, step=5)
+    signal = monitoring.query_range(monitoring.SIGNAL, start=start, end=end, step=step)
+    viewed = monitoring.query_range(monitoring.VIEW, start=start, end=end, step=step)
+    scraped = monitoring.query_range(monitoring.SCRAPED, start=start, end=end, step=step)
     raw = monitoring.phase_sequences(signal=signal, scraped=scraped)
     sequences = monitoring.phase_sequences(signal=signal, scraped=viewed)
     for job, sequence in sorted(sequences.items()):

@@ -17,21 +17,25 @@ Stages, in order (each builds on the ones before; ``make e2e`` stops at the firs
    the Lease transitions of each controller are printed;
 9. no controller logged a traceback or the test Secret's data.
 
-With the Prometheus stack (``KUC_E2E_MONITORING=1``, what ``make e2e`` sets unless ``MONITORING=0``; the stack of
-``e2e/kind/monitoring.py``) these run
-too, each after the stage whose effect it reads in the real Prometheus and Alertmanager:
+With the Prometheus stack (``KUC_E2E_MONITORING=1``, what ``make e2e`` sets unless ``MONITORING=0``; the
+stack of ``e2e/kind/monitoring.py``) these run too, each after the stage whose effect it reads in the real
+Prometheus and Alertmanagers:
 1m. Prometheus scrapes the chart's watchdogs, the apiservers, kubelets and kube-state-metrics and loaded the
     chart's and kubernetes-mixin's alerts;
 3m. while the control planes are mixed: KubeVersionMismatch fires in Prometheus and is suppressed
-    (inhibited) in Alertmanager, 0 notifications of it;
+    (inhibited) in Alertmanager, 0 notifications of it, while the control Alertmanager (no inhibit rule)
+    notifies it;
+4m. the second worker held back until KubeUpgradeNodesOutdated is delivered, not inhibited although the
+    upgrade signal says workers;
 5m. after the workers: ``leader_watchdog_upgrade_in_progress`` went none → control-plane → workers → none
     as Prometheus scraped it (each watchdog); 0 notifications of KubeVersionMismatch and of the chart's
-    alerts during the upgrade (kubernetes-mixin's that were notified are printed);
+    alerts during the upgrade but that held-back worker's (kubernetes-mixin's that were notified, and the
+    control Alertmanager's, are printed);
 7m. the removed master: KubeUpgradeStaleApiserver delivered, its latency measured;
 10m. every query of the chart's dashboard (its variables filled from the real Prometheus as Grafana would)
     returns data since Prometheus started.
-The summary gets, per alert, how long it fired in Prometheus, the notifications delivered and each one's
-latency (also when a stage failed).
+The summary gets, per alert, how long it fired in Prometheus, the notifications delivered with and without
+the inhibit rule and each one's latency, and the stack's memory (also when a stage failed).
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ OLD_MINOR, NEW_MINOR = (".".join(release.lstrip("v").split(".")[:2]) for release
 GATE_TARGET = k8s.gate_target()  # the minor upgrade-readiness judges against: NEW_MINOR by default
 ONLY_IN_OLD, ONLY_IN_NEW = (f"only-in-{minor.replace('.', '-')}" for minor in (OLD_MINOR, NEW_MINOR))
 MONITORING = monitoring.enabled()
-needs_monitoring = pytest.mark.skipif(not MONITORING, reason="the Prometheus stack: make e2e MONITORING=1")
+needs_monitoring = pytest.mark.skipif(not MONITORING, reason="without the Prometheus stack (MONITORING=0)")
 MISMATCH = "KubeVersionMismatch"
 OUTDATED = "KubeUpgradeNodesOutdated"
 OUTDATED_FOR = monitoring.values()["prometheusRule"]["thresholds"]["nodesOutdated"]

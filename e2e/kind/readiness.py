@@ -177,6 +177,15 @@ class View:
             and "Upgradeable" in reasons[len(reasons) - reasons[::-1].index("NotUpgradeable") :]
         )
 
+    def acknowledged(self, check: str) -> bool:
+        """An admin accepted ``check``: ``/status`` says acknowledged, the metric too, and it blocks nothing."""
+        return (
+            check_status(self.document, check) == "acknowledged"
+            and k8s.sample(self.samples, "upgrade_readiness_check_status", check=check, status="acknowledged")
+            == 1
+            and blockers(self.samples, check) == 0
+        )
+
     def passes(self, check: str) -> bool:
         return check_status(self.document, check) == "pass" and blockers(self.samples, check) == 0
 
@@ -266,6 +275,17 @@ def one_replica(name: str, *, pod: dict[str, Any]) -> dict[str, Any]:
             "template": {"metadata": {"labels": labels}, "spec": pod},
         },
     }
+
+
+def acknowledge(*checks: str) -> None:
+    """The admin's acknowledgement (docs/upgrade-readiness.md): ``checks`` in the key ``acknowledged`` of the
+    ConfigMap the gate reads (``<release fullname>-upgrade-readiness-acks``); none: that ConfigMap deleted."""
+    name, core = f"{fullname()}-acks", k8s.api().core
+    if checks:
+        body = {"metadata": {"name": name}, "data": {"acknowledged": ",".join(checks)}}
+        core.create_namespaced_config_map(k8s.RELEASE_NAMESPACE, body)
+    else:
+        core.delete_namespaced_config_map(name, k8s.RELEASE_NAMESPACE)
 
 
 def create_drain_blocker(*, worker: str) -> None:

@@ -6,7 +6,8 @@ Stages, in order (each builds on the ones before; ``make e2e`` stops at the firs
    workers; an add-on look-alike without the bundle label;
 2b. the upgrade-readiness gate: Upgradeable; then a PodDisruptionBudget allowing no disruption over a pod on a
    worker and a client of an API the new release removes, each reported (``/status``, ``/metrics``, state
-   ConfigMap, Events); both removed: Upgradeable again once the removed-API window passed;
+   ConfigMap, Events); the drain blocker acknowledged by an admin (acks ConfigMap): acknowledged, no longer
+   blocking, the gate still not upgradeable; both removed: Upgradeable again once the removed-API window passed;
 3. the control planes upgraded one by one: while they are mixed, no controller agrees and nothing changes;
 4. the last one upgraded: every controller acts — storage migrated (its leader pod deleted mid-migration),
    bundle switched and pruned, old workers tainted — and how long each took is recorded;
@@ -615,6 +616,28 @@ def test_before_the_upgrade_the_gate_reports_a_drain_blocker_and_a_removed_api_t
     )
     assert marked, served
     timeline.facts["apiserver_requested_deprecated_apis of the client"] = "; ".join(marked)
+
+    # An admin accepts the drain blocker (the acknowledgements ConfigMap): shown as acknowledged, no longer a
+    # blocker; the removed API still blocks. Held for longer than a scrape, so Prometheus saw it too.
+    readiness.acknowledge("drain-blockers")
+    acked = timeline.mark("drain-blockers acknowledged (the acks ConfigMap)")
+    watch_gate(
+        timeline,
+        checks={
+            "upgrade-readiness: drain-blockers acknowledged": (
+                acked,
+                lambda v: v.acknowledged("drain-blockers"),
+            )
+        },
+        since=since,
+        timeout=120,
+    )
+    time.sleep(20)
+    assert not readiness.view(since=since).upgradeable
+    readiness.acknowledge()
+    timeline.mark(
+        "drain-blockers acknowledged, still not upgradeable (removed-apis); acknowledgement removed"
+    )
 
     # Both removed: the PDB deleted, the client stopped. The removed API stays requested for the window.
     readiness.delete_pdb()

@@ -21,13 +21,14 @@ PUT ceiling (``bench.uso ceiling``, as the same ServiceAccount, without the othe
 ``bench/results/apf.json``.
 
     python -m bench.apf [--objects 20000] [--rate 20] [--idle-seconds 30] [--workers 16]
-                          [--shares 1,2,4] [--repeats 2] [--pin]
+                          [--shares 1,2,4,10] [--repeats 2] [--pin]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime
 import json
 import os
@@ -246,6 +247,72 @@ def pin(*, server_pids: list[int], server_cpu: int, client_cpu: int) -> None:
         os.sched_setaffinity(int(task.name), {client_cpu})
 
 
+@dataclasses.dataclass(frozen=True)
+class Level:
+    """The chart's priority level as the apiserver holds it now."""
+
+    uid: str
+    name: str
+    seats: int
+    limited: dict[str, Any]  # its spec.limited
+
+
+async def size_level(
+    admin: client.Kube, plane: controlplane.ControlPlane, kubeconfig: pathlib.Path, *, shares: int,
+    current: Level | None,
+) -> Level:  # fmt: skip
+    """The chart's FlowSchema and level at ``shares`` (created, or the ``current`` level resized), once the
+    apiserver classifies ``kubeconfig``'s requests there and gives the level its new seats."""
+    objects = {o["kind"]: o for o in chart_flow_objects(HOME, shares=shares)}
+    plc = objects["PriorityLevelConfiguration"]
+    name = plc["metadata"]["name"]
+    if current is None:
+        await admin.create(f"/apis/{FLOWCONTROL}/flowschemas", objects["FlowSchema"])
+        uid = (await admin.create(f"/apis/{FLOWCONTROL}/prioritylevelconfigurations", plc))["metadata"]["uid"]
+    else:
+        path = f"/apis/{FLOWCONTROL}/prioritylevelconfigurations/{name}"
+        existing = await admin.get(path)
+        await admin.request("PUT", path, body={**existing, "spec": plc["spec"]})
+        uid = current.uid
+    for _ in range(120):
+        classified = await asyncio.to_thread(classified_level, plane, kubeconfig)
+        seats = await asyncio.to_thread(nominal_seats, plane, level=name)
+        if classified == uid and seats is not None and (current is None or seats != current.seats):
+            return Level(uid=uid, name=name, seats=seats, limited=plc["spec"]["limited"])
+        await asyncio.sleep(0.5)
+    raise RuntimeError(f"the apiserver never put the ServiceAccount in the level of {shares} shares")
+
+
+async def prepare(
+    admin: client.Kube, plane: controlplane.ControlPlane, *, objects: int
+) -> tuple[pathlib.Path, pathlib.Path]:
+    """Namespaces, a master Node, both ServiceAccounts, the other client's ConfigMaps and ``objects`` to
+    migrate; the kubeconfigs of uso-runner's ServiceAccount and of the other client's."""
+    for namespace in (HOME, uso.NAMESPACE):
+        await admin.create(resources.NAMESPACES.path(), {"metadata": {"name": namespace}})
+    await cluster.Nodes(admin).create("bench-master", version=plane.kube_version, master=True)
+    uso_kubeconfig = await service_account_kubeconfig(admin, plane, USO_SA)
+    other_kubeconfig = await service_account_kubeconfig(admin, plane, OTHER_SA)
+    for i in range(OTHER_OBJECTS):
+        await admin.create(
+            resources.CONFIGMAPS.path(namespace=HOME), {"metadata": {"name": f"other-{i:02d}"}}
+        )
+    started = time.monotonic()
+    await uso.create_configmaps(admin, start=0, stop=objects)
+    print(f"created {objects} ConfigMaps in {time.monotonic() - started:.0f} s", flush=True)
+    return uso_kubeconfig, other_kubeconfig
+
+
+def measure_ceiling(kubeconfig: pathlib.Path, *, workers: int) -> float | None:
+    """The bare concurrent PUT loop's objects per second, as ``kubeconfig``'s ServiceAccount."""
+    ceiling = uso.measured(
+        [sys.executable, "-m", "bench.uso", "ceiling", f"--kubeconfig={kubeconfig}", f"--workers={workers}"]
+    )
+    written = json.loads(ceiling["stdout"].strip().splitlines()[-1])["written"] if ceiling["exit"] == 0 else 0
+    print(f"bare PUT ceiling (as the ServiceAccount): {written} in {ceiling['seconds']:.1f} s", flush=True)
+    return round(written / ceiling["seconds"], 1) if written else None
+
+
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     sizes = sorted({int(s) for s in args.shares.split(",")} | {chart_default_shares()})
     phases: list[dict[str, Any]] = []
@@ -258,34 +325,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             pin(server_pids=pids, server_cpu=1, client_cpu=0)
         admin = await client.connect(kubeconfig=str(plane.kubeconfig))
         try:
-            for namespace in (HOME, uso.NAMESPACE):
-                await admin.create(resources.NAMESPACES.path(), {"metadata": {"name": namespace}})
-            await cluster.Nodes(admin).create("bench-master", version=plane.kube_version, master=True)
-            uso_kubeconfig = await service_account_kubeconfig(admin, plane, USO_SA)
-            other_kubeconfig = await service_account_kubeconfig(admin, plane, OTHER_SA)
-            for i in range(OTHER_OBJECTS):
-                await admin.create(
-                    resources.CONFIGMAPS.path(namespace=HOME), {"metadata": {"name": f"other-{i:02d}"}}
-                )
-            started = time.monotonic()
-            await uso.create_configmaps(admin, start=0, stop=args.objects)
-            print(f"created {args.objects} ConfigMaps in {time.monotonic() - started:.0f} s", flush=True)
-
-            ceiling = await asyncio.to_thread(
-                uso.measured,
-                [sys.executable, "-m", "bench.uso", "ceiling", f"--kubeconfig={uso_kubeconfig}", f"--workers={args.workers}"],
-            )  # fmt: skip
-            written = (
-                json.loads(ceiling["stdout"].strip().splitlines()[-1])["written"]
-                if ceiling["exit"] == 0
-                else 0
-            )
-            ceiling_rate = round(written / ceiling["seconds"], 1) if written else None
-            print(
-                f"bare PUT ceiling (as the ServiceAccount): {written} in {ceiling['seconds']:.1f} s",
-                flush=True,
-            )
-
+            uso_kubeconfig, other_kubeconfig = await prepare(admin, plane, objects=args.objects)
+            ceiling_rate = await asyncio.to_thread(measure_ceiling, uso_kubeconfig, workers=args.workers)
             other = await client.connect(kubeconfig=str(other_kubeconfig))
             other_client = OtherClient(other, rate=args.rate)
             loop_task = asyncio.create_task(other_client.run())
@@ -307,36 +348,12 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     print(f"{name}:", {k: v for k, v in phases[-1].items() if k != "runs"}, flush=True)
 
                 await measure("withoutFlowSchema", flowSchema=False)
-                level_uid, level_name, previous = "", "", None
+                level: Level | None = None
                 for shares in sizes:
-                    objects = {o["kind"]: o for o in chart_flow_objects(HOME, shares=shares)}
-                    plc = objects["PriorityLevelConfiguration"]
-                    level_name = plc["metadata"]["name"]
-                    if not level_uid:
-                        await admin.create(f"/apis/{FLOWCONTROL}/flowschemas", objects["FlowSchema"])
-                        created = await admin.create(f"/apis/{FLOWCONTROL}/prioritylevelconfigurations", plc)
-                        level_uid = created["metadata"]["uid"]
-                    else:
-                        path = f"/apis/{FLOWCONTROL}/prioritylevelconfigurations/{level_name}"
-                        current = await admin.get(path)
-                        current["spec"] = plc["spec"]
-                        await admin.request("PUT", path, body=current)
-                    seats = None
-                    for _ in range(120):
-                        classified = await asyncio.to_thread(classified_level, plane, uso_kubeconfig)
-                        seats = await asyncio.to_thread(nominal_seats, plane, level=level_name)
-                        if classified == level_uid and seats is not None and seats != previous:
-                            break
-                        await asyncio.sleep(0.5)
-                    else:
-                        raise RuntimeError(
-                            f"the apiserver never put the ServiceAccount in the level of {shares} shares"
-                        )
-                    previous = seats
+                    level = await size_level(admin, plane, uso_kubeconfig, shares=shares, current=level)
                     await asyncio.sleep(3)
-                    await measure(f"shares-{shares}", flowSchema=True, shares=shares, seats=seats,
-                                  chartDefault=shares == chart_default_shares())  # fmt: skip
-                flow_control = plc["spec"]["limited"]
+                    await measure(f"shares-{shares}", flowSchema=True, shares=shares, seats=level.seats)
+                assert level is not None
             finally:
                 loop_task.cancel()
                 await asyncio.gather(loop_task, return_exceptions=True)
@@ -361,7 +378,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "ratePerSecond": args.rate,
             "requests": "alternately GET and PUT of its own ConfigMaps",
         },
-        "flowControl": {k: v for k, v in flow_control.items() if k != "nominalConcurrencyShares"},
+        "flowControl": {k: v for k, v in level.limited.items() if k != "nominalConcurrencyShares"},
         "ceilingObjectsPerSecond": ceiling_rate,
         "idle": idle,
         "phases": phases,
@@ -377,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=16, help="uso-runner workers = ceiling concurrency")
     parser.add_argument(
         "--shares",
-        default="1,2,4",
+        default="1,2,4,10",
         help="usoRunner.flowControl.nominalConcurrencyShares sizes to measure, comma-separated (the chart's default "
         "size is always measured too)",
     )

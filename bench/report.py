@@ -10,6 +10,8 @@ import pathlib
 import sys
 from typing import Any
 
+import yaml
+
 HERE = pathlib.Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
@@ -58,8 +60,15 @@ def uso_rows(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def chart_default_shares() -> int:
+    """The chart's usoRunner.flowControl.nominalConcurrencyShares now (a run's phase at that size is marked)."""
+    values = yaml.safe_load((HERE.parent / "charts" / "kube-upgrade-controllers" / "values.yaml").read_text())
+    return int(values["usoRunner"]["flowControl"]["nominalConcurrencyShares"])
+
+
 def apf_rows(data: dict[str, Any]) -> list[Row]:
     goals, idle = data["goals"], data["idle"]["latency"]
+    default = chart_default_shares()
     ceiling = data["ceilingObjectsPerSecond"]
     where = ", kube-apiserver and etcd on a core of their own" if data.get("pinned") else ""
     rows: list[Row] = [(
@@ -69,7 +78,7 @@ def apf_rows(data: dict[str, Any]) -> list[Row]:
     for phase in data["phases"]:
         label = (
             f"with the FlowSchema at {phase['shares']} share{'s' if phase['shares'] != 1 else ''} ({phase['seats']} seats"
-            + (", the chart's default)" if phase.get("chartDefault") else ")")
+            + (", the chart's default)" if phase["shares"] == default else ")")
             if phase["flowSchema"]
             else "without the FlowSchema"
         )

@@ -164,11 +164,6 @@ def chart_flow_objects(namespace: str, *, shares: int) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(out) if d and d["apiVersion"] == FLOWCONTROL]
 
 
-def chart_default_shares() -> int:
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
-    return int(values["usoRunner"]["flowControl"]["nominalConcurrencyShares"])
-
-
 def classified_level(plane: controlplane.ControlPlane, kubeconfig: pathlib.Path) -> str:
     """The priority level UID the apiserver put one of the ServiceAccount's requests in (a response header)."""
     token = yaml.safe_load(kubeconfig.read_text())["users"][0]["user"]["token"]
@@ -314,7 +309,7 @@ def measure_ceiling(kubeconfig: pathlib.Path, *, workers: int) -> float | None:
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    sizes = sorted({int(s) for s in args.shares.split(",")} | {chart_default_shares()})
+    sizes = sorted({int(s) for s in args.shares.split(",")} | {report.chart_default_shares()})
     phases: list[dict[str, Any]] = []
     with controlplane.running() as plane:
         assert plane.apiserver is not None and plane.etcd is not None

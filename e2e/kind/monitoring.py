@@ -124,16 +124,10 @@ def get(service: str, path: str, **params: str) -> Any:
     raise AssertionError("unreachable")
 
 
-def query(promql: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = get(PROMETHEUS, "api/v1/query", query=promql)["data"]["result"]
-    return found
-
-
-def query_at(promql: str, *, at: float) -> list[dict[str, Any]]:
-    """An instant query evaluated at unix time ``at``."""
-    found: list[dict[str, Any]] = get(PROMETHEUS, "api/v1/query", query=promql, time=f"{at:.3f}")["data"][
-        "result"
-    ]
+def query(promql: str, *, at: float | None = None) -> list[dict[str, Any]]:
+    """An instant query, now or evaluated at unix time ``at``."""
+    when = {} if at is None else {"time": f"{at:.3f}"}
+    found: list[dict[str, Any]] = get(PROMETHEUS, "api/v1/query", query=promql, **when)["data"]["result"]
     return found
 
 

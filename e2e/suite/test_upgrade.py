@@ -892,7 +892,7 @@ def left_behind_worker_is_notified(timeline: Timeline, scenario: Scenario, *, no
     timeline.reactions[
         f"Alertmanager: {OUTDATED} delivered (for {OUTDATED_FOR}; since the masters agreed)"
     ] = since_agreement
-    at = monitoring.query_at(
+    at = monitoring.query(
         'max by (job) (leader_watchdog_upgrade_in_progress{phase="workers"})', at=first.received
     )
     assert at and all(float(r["value"][1]) == 1 for r in at), f"upgrade signal at delivery: {at}"

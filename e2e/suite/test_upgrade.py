@@ -83,6 +83,7 @@ ONLY_IN_OLD, ONLY_IN_NEW = (f"only-in-{minor.replace('.', '-')}" for minor in (O
 MONITORING = monitoring.enabled()
 needs_monitoring = pytest.mark.skipif(not MONITORING, reason="without the Prometheus stack (MONITORING=0)")
 MISMATCH = "KubeVersionMismatch"
+IN_PROGRESS = "KubeUpgradeInProgress"  # the chart's inhibit rule's source
 OUTDATED = "KubeUpgradeNodesOutdated"
 OUTDATED_FOR = monitoring.values()["prometheusRule"]["thresholds"]["nodesOutdated"]
 MIXIN_ALERTS = {alert for _, alert, _, _ in stack.MIXIN_ALERTS}
@@ -745,7 +746,7 @@ def mismatch_fires_and_is_inhibited(timeline: Timeline, scenario: Scenario) -> N
     assert [d for d in monitoring.deliveries() if d.alert == MISMATCH] == []
     timeline.mark(
         f"{MISMATCH} firing in Prometheus {firing:.0f} s after the first master's upgrade began; in "
-        f"Alertmanager suppressed ({len(held)} alert(s), inhibited by KubeUpgradeInProgress); 0 delivered; the "
+        f"Alertmanager suppressed ({len(held)} alert(s), inhibited by {IN_PROGRESS}); 0 delivered; the "
         "control Alertmanager, without the rule, delivered it"
     )
 
@@ -949,6 +950,18 @@ def test_prometheus_saw_the_signal_and_the_healthy_upgrade_notified_nothing_of_t
     steps = sum(len(series["values"]) for series in mismatch)
     timeline.facts[f"{MISMATCH} firing in Prometheus during the upgrade"] = f"about {steps * 5} s"
     assert steps > 0
+    # The inhibit rule's source: one alert through both phases (two with the same cluster let the target
+    # through in Alertmanager before v0.34.1), firing at every step the mismatch fired.
+    source = monitoring.query_range(
+        f'ALERTS{{alertname="{IN_PROGRESS}",alertstate="firing"}}', start=start, end=end, step=5
+    )
+    covered = {t for series in source for t, _ in series["values"]}
+    timeline.facts[f"{IN_PROGRESS} firing in Prometheus during the upgrade"] = (
+        f"{len(source)} alert(s), about {len(covered) * 5} s"
+    )
+    assert len(source) == 1, [series["metric"] for series in source]
+    uncovered = [t for series in mismatch for t, _ in series["values"] if t not in covered]
+    assert uncovered == [], f"{MISMATCH} fired without {IN_PROGRESS} at {uncovered}"
 
     # The stack's pods stay on a control plane, upgraded in place; a restarted container keeps what counts here
     # (the recorder's journal and Prometheus' TSDB are on emptyDirs), so restarts are only reported.

@@ -25,18 +25,23 @@ fleet apart. Every alert links docs/runbooks/<alert>.md.
 {{- $warning := .Values.prometheusRule.severities.warning -}}
 {{- $critical := .Values.prometheusRule.severities.critical -}}
 {{- /* Not a problem but a state: the source of the inhibit rules (alertmanagerconfig.yaml). Severity none,
-       like kube-prometheus' InfoInhibitor: route it to a receiver that does not notify. */}}
+       like kube-prometheus' InfoInhibitor: route it to a receiver that does not notify. One alert per
+       cluster, with no phase, version or namespace label: its identity must not change while the upgrade
+       goes on, nor may two of them share the inhibit rule's equal labels. Alertmanager before v0.34.1 keeps
+       ONE source alert per equal-label set in its index and lets the target through when that one resolves,
+       even while another is firing (measured in kind: the control-plane instance's end let
+       KubeVersionMismatch through during the workers phase; tests/integration/test_alertmanager.py). */}}
 - alert: KubeUpgradeInProgress
-  expr: max by ({{ $c }}, namespace, phase, from, to) (leader_watchdog_upgrade_in_progress) == 1
+  expr: max by ({{ $c }}) (leader_watchdog_upgrade_in_progress) == 1
   keep_firing_for: {{ $t.upgradeInProgressKeepFiring }}
   labels: {severity: none}
   annotations:
-    summary: 'A Kubernetes upgrade is in progress ({{ "{{ $labels.phase }}" }}: {{ "{{ $labels.from }}" }} to {{ "{{ $labels.to }}" }}).'
+    summary: 'A Kubernetes upgrade is in progress.'
     description: >-
-      leader-watchdog in {{ "{{ $labels.namespace }}" }} sees an upgrade under way, phase
-      {{ "{{ $labels.phase }}" }}. Not a problem: this alert inhibits the alerts a healthy upgrade trips
-      (alertmanagerConfig.inhibitDuringUpgrade); KubeUpgradeMastersNotAgreeing and KubeUpgradeNodesOutdated
-      report an upgrade that stalls.
+      A leader-watchdog of this cluster sees an upgrade under way (its phase and versions:
+      leader_watchdog_upgrade_in_progress). Not a problem: this alert inhibits the alerts a healthy upgrade
+      trips (alertmanagerConfig.inhibitDuringUpgrade); KubeUpgradeMastersNotAgreeing and
+      KubeUpgradeNodesOutdated report an upgrade that stalls.
 - alert: KubeUpgradeMastersNotAgreeing
   expr: max by ({{ $c }}, namespace) ({__name__=~"(addon_updater|uso_runner|node_tainter|leader_watchdog)_masters_agreed"}) == 0
   for: {{ $t.mastersDisagree }}

@@ -1016,12 +1016,18 @@ def test_the_watchdogs_raised_no_critical_finding_and_leaders_run_on_current_mas
 def test_a_master_removed_for_good_is_reported_and_nothing_else_acts(
     timeline: Timeline, scenario: Scenario
 ) -> None:
+    """A master lost abruptly (its machine gone: SIGKILL, nothing shuts down) and its Node deleted by the
+    operator: its kube-apiserver's identity Lease stays live (leaseDurationSeconds 3600). A clean stop is no
+    such case: kube-apiserver deletes its identity Lease on exit (its pre-shutdown hook, "Cleaning up lease
+    on exit") when its local etcd still answers, so after `docker stop` the finding depended on which of the
+    two shut down first (one run, on a busy machine, saw no stale-apiserver in 300 s: that Lease deleted, by
+    all signs; the cluster was gone before it could be looked at)."""
     victim = k8s.node_names(control_planes=True)[-1]
     taints, uso, addons = our_taints(), uso_state(), addon_state()
-    stopped = time.time()
-    k8s.run(["docker", "stop", victim])
+    lost = time.time()
+    k8s.run(["docker", "kill", victim])
     api().core.delete_node(victim)
-    trigger = timeline.mark(f"master {victim} stopped and its Node deleted, as an operator removes a master")
+    trigger = timeline.mark(f"master {victim} lost (killed) and its Node deleted, as an operator removes it")
     checks = {
         f"{release} leader-watchdog: stale-apiserver reported": functools.partial(
             reports, release, "stale-apiserver"
@@ -1045,17 +1051,17 @@ def test_a_master_removed_for_good_is_reported_and_nothing_else_acts(
                 (
                     d
                     for d in monitoring.deliveries()
-                    if d.alert == alert and d.status == "firing" and d.received >= stopped
+                    if d.alert == alert and d.status == "firing" and d.received >= lost
                 ),
                 None,
             )
 
         first = k8s.eventually(delivered, timeout=420, interval=2, what=f"{alert} delivered")
-        timeline.reactions[f"Alertmanager: {alert} delivered (for 1m; since the master stopped)"] = (
-            first.received - stopped
+        timeline.reactions[f"Alertmanager: {alert} delivered (for 1m; since the master was lost)"] = (
+            first.received - lost
         )
         timeline.mark(
-            f"{alert} delivered to the recorder {first.received - stopped:.0f} s after the master stopped "
+            f"{alert} delivered to the recorder {first.received - lost:.0f} s after the master was lost "
             f"({first.latency:.1f} s after its startsAt)"
         )
 

@@ -140,7 +140,7 @@ async def test_two_upgrade_alerts_of_one_cluster_lapse_before_alertmanager_0_34_
                 am,
                 alert("KubeUpgradeInProgress", "eu-1", control_plane, ends_in=240),
                 alert("KubeVersionMismatch", "eu-1", {"severity": "warning"}, ends_in=240),
-                # Posted later with an earlier end (its first resend): the index keeps the control-plane one.
+                # After it, ending earlier: the index keeps the control-plane one (only a later end replaces it).
                 alert("KubeUpgradeInProgress", "eu-1", {**upgrade, "phase": "workers"}, ends_in=180),
             )
             await asyncio.sleep(3)  # three group intervals

@@ -17,7 +17,7 @@ import signal
 import socket
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any, Literal
 
 import prometheus_client
@@ -139,7 +139,7 @@ async def _serve(
             if process.metrics_secure
             else None,
         )
-        await asyncio.gather(*(life(each, lease_kube=lease_kube) for each in running))
+        await live_all([life(each, lease_kube=lease_kube) for each in running])
         return reconciler.EXIT_FAILED  # not reached: a controller's life ends only when cancelled
     except asyncio.CancelledError:
         if stopping:
@@ -179,6 +179,15 @@ def lease_request_timeout(renew_deadline: float) -> float:
     """The deadline of one Lease call: a renewal that hangs on an apiserver going away is given up early
     enough to try again (on a fresh connection, likely to another apiserver) within the renew deadline."""
     return min(5.0, max(1.0, renew_deadline / 3))
+
+
+async def live_all(lives: Sequence[Coroutine[Any, Any, None]]) -> None:
+    """Every controller's life, until cancelled; then each is cancelled and waited for, so that every one
+    gives its Lease up before the process closes its connections (``gather`` returned at the first that
+    ended, and a second controller's release was cut off: its Lease was left to expire)."""
+    async with asyncio.TaskGroup() as group:
+        for each in lives:
+            group.create_task(each)
 
 
 async def life(

@@ -13,13 +13,15 @@ although the other still fires (the lapse the kind scenario met once; fixed upst
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import pathlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
 
+from controllers.agreement import version
 from e2e import controlplane
 from tests import alerting, harness
 from tests.integration import test_chart_alerting
@@ -44,7 +46,10 @@ def alert(
     return body
 
 
-def notified(received: Callable[[], list[tuple[float, alerting.Key]]]) -> set[alerting.Key]:
+Received = Callable[[], list[tuple[float, alerting.Key]]]  # what the recorder received, with arrival times
+
+
+def notified(received: Received) -> set[alerting.Key]:
     return {alert for _, alert in received()}
 
 
@@ -68,53 +73,59 @@ def documented_config(url: str) -> dict[str, Any]:
     }
 
 
-async def test_inhibit_rules_hold_back_the_upgrade_alerts_of_the_upgrading_cluster_only(
-    tmp_path: pathlib.Path,
-) -> None:
+@contextlib.asynccontextmanager
+async def documented_alertmanager(
+    directory: pathlib.Path,
+) -> AsyncIterator[tuple[str, aiohttp.ClientSession, Received]]:
+    """A real Alertmanager with :func:`documented_config`, ready; yields its URL, a session, and what the
+    recorder received."""
     async with (
         alerting.recording() as (url, received),
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
     ):
-        with alerting.alertmanager(documented_config(url), tmp_path) as am:
+        with alerting.alertmanager(documented_config(url), directory) as am:
             await harness.eventually(
                 lambda: alerting.ready(session, am), timeout=30, interval=0.2, what="Alertmanager ready"
             )
-            upgrade = {"severity": "none", "phase": "workers"}
-            await alerting.post_alerts(session, am, alert("KubeUpgradeInProgress", "eu-1", upgrade))
-            await alerting.post_alerts(
-                session,
-                am,
-                alert("KubeVersionMismatch", "eu-1", {"severity": "warning"}),
-                alert("KubeVersionMismatch", "us-2", {"severity": "warning"}),
-                alert("KubeUpgradeNodesOutdated", "eu-1", {"severity": "warning", "namespace": "upgrades"}),
-            )
-            expected = {("KubeVersionMismatch", "us-2"), ("KubeUpgradeNodesOutdated", "eu-1")}
-            await harness.eventually(
-                lambda: expected <= notified(received), timeout=30, interval=0.1, what=f"{expected} notified"
-            )
-            await asyncio.sleep(3)  # three more group intervals: nothing else may come
-            assert notified(received) == expected
-
-            states = await alerting.alertmanager_alerts(session, am)
-            held = states[("KubeVersionMismatch", "eu-1")]
-            assert held["state"] == "suppressed" and held["inhibitedBy"], held
-            assert states[("KubeVersionMismatch", "us-2")]["state"] == "active"
-
-            # The upgrade is over: the mismatch, still firing, is notified now.
-            await alerting.post_alerts(
-                session, am, alert("KubeUpgradeInProgress", "eu-1", upgrade, resolved=True)
-            )
-            await harness.eventually(
-                lambda: ("KubeVersionMismatch", "eu-1") in notified(received),
-                timeout=30,
-                interval=0.1,
-                what="eu-1's mismatch notified once the upgrade alert resolved",
-            )
-            assert ("KubeUpgradeInProgress", "eu-1") not in notified(received)  # routed to the null receiver
+            yield am, session, received
 
 
-def version(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.lstrip("v").split("."))
+async def test_inhibit_rules_hold_back_the_upgrade_alerts_of_the_upgrading_cluster_only(
+    tmp_path: pathlib.Path,
+) -> None:
+    async with documented_alertmanager(tmp_path) as (am, session, received):
+        upgrade = {"severity": "none", "phase": "workers"}
+        await alerting.post_alerts(session, am, alert("KubeUpgradeInProgress", "eu-1", upgrade))
+        await alerting.post_alerts(
+            session,
+            am,
+            alert("KubeVersionMismatch", "eu-1", {"severity": "warning"}),
+            alert("KubeVersionMismatch", "us-2", {"severity": "warning"}),
+            alert("KubeUpgradeNodesOutdated", "eu-1", {"severity": "warning", "namespace": "upgrades"}),
+        )
+        expected = {("KubeVersionMismatch", "us-2"), ("KubeUpgradeNodesOutdated", "eu-1")}
+        await harness.eventually(
+            lambda: expected <= notified(received), timeout=30, interval=0.1, what=f"{expected} notified"
+        )
+        await asyncio.sleep(3)  # three more group intervals: nothing else may come
+        assert notified(received) == expected
+
+        states = await alerting.alertmanager_alerts(session, am)
+        held = states[("KubeVersionMismatch", "eu-1")]
+        assert held["state"] == "suppressed" and held["inhibitedBy"], held
+        assert states[("KubeVersionMismatch", "us-2")]["state"] == "active"
+
+        # The upgrade is over: the mismatch, still firing, is notified now.
+        await alerting.post_alerts(
+            session, am, alert("KubeUpgradeInProgress", "eu-1", upgrade, resolved=True)
+        )
+        await harness.eventually(
+            lambda: ("KubeVersionMismatch", "eu-1") in notified(received),
+            timeout=30,
+            interval=0.1,
+            what="eu-1's mismatch notified once the upgrade alert resolved",
+        )
+        assert ("KubeUpgradeInProgress", "eu-1") not in notified(received)  # routed to the null receiver
 
 
 async def test_two_upgrade_alerts_of_one_cluster_lapse_before_alertmanager_0_34_1(
@@ -126,39 +137,34 @@ async def test_two_upgrade_alerts_of_one_cluster_lapse_before_alertmanager_0_34_
     indexed one resolves: the mismatch is notified while the workers alert still fires. The chart's alert is
     now one per cluster; this test pins the fact, and tells when the pinned Alertmanager no longer has it."""
     pinned = controlplane.read_versions()["ALERTMANAGER_VERSION"]
-    lapses = version(pinned) < (0, 34, 1)
+    parsed = version.parse_version(pinned)
+    assert parsed is not None, pinned
+    lapses = parsed.key < (0, 34, 1)
     upgrade = {"severity": "none"}
-    async with (
-        alerting.recording() as (url, received),
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
-    ):
-        with alerting.alertmanager(documented_config(url), tmp_path) as am:
-            await harness.eventually(
-                lambda: alerting.ready(session, am), timeout=30, interval=0.2, what="Alertmanager ready"
-            )
-            control_plane = {**upgrade, "phase": "control-plane"}
-            await alerting.post_alerts(
-                session,
-                am,
-                alert("KubeUpgradeInProgress", "eu-1", control_plane, ends_in=240),
-                alert("KubeVersionMismatch", "eu-1", {"severity": "warning"}, ends_in=240),
-                # After it, ending earlier: the index keeps the control-plane one (only a later end replaces it).
-                alert("KubeUpgradeInProgress", "eu-1", {**upgrade, "phase": "workers"}, ends_in=180),
-            )
-            await asyncio.sleep(3)  # past the first flush (group_wait 2 s)
-            assert notified(received) == set()
+    async with documented_alertmanager(tmp_path) as (am, session, received):
+        control_plane = {**upgrade, "phase": "control-plane"}
+        await alerting.post_alerts(
+            session,
+            am,
+            alert("KubeUpgradeInProgress", "eu-1", control_plane, ends_in=240),
+            alert("KubeVersionMismatch", "eu-1", {"severity": "warning"}, ends_in=240),
+            # After it, ending earlier: the index keeps the control-plane one (only a later end replaces it).
+            alert("KubeUpgradeInProgress", "eu-1", {**upgrade, "phase": "workers"}, ends_in=180),
+        )
+        await asyncio.sleep(3)  # past the first flush (group_wait 2 s)
+        assert notified(received) == set()
 
-            await alerting.post_alerts(
-                session, am, alert("KubeUpgradeInProgress", "eu-1", control_plane, resolved=True)
+        await alerting.post_alerts(
+            session, am, alert("KubeUpgradeInProgress", "eu-1", control_plane, resolved=True)
+        )
+        mismatch = ("KubeVersionMismatch", "eu-1")
+        if lapses:
+            await harness.eventually(
+                lambda: mismatch in notified(received),
+                timeout=30,
+                interval=0.1,
+                what=f"Alertmanager {pinned} notifying the mismatch while the workers alert fires",
             )
-            mismatch = ("KubeVersionMismatch", "eu-1")
-            if lapses:
-                await harness.eventually(
-                    lambda: mismatch in notified(received),
-                    timeout=30,
-                    interval=0.1,
-                    what=f"Alertmanager {pinned} notifying the mismatch while the workers alert fires",
-                )
-            else:
-                await asyncio.sleep(3)
-                assert mismatch not in notified(received), f"Alertmanager {pinned} let the mismatch through"
+        else:
+            await asyncio.sleep(3)
+            assert mismatch not in notified(received), f"Alertmanager {pinned} let the mismatch through"

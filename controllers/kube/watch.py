@@ -31,9 +31,12 @@ INACTIVITY_TIMEOUT = 70.0
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class WatchEvent:
+    """One change, or (``SYNC``) a whole listing with the ``resource_version`` it was read at."""
+
     type: EventType
     object: JSON | None = None
     objects: tuple[JSON, ...] = ()
+    resource_version: str = ""
 
 
 class _Relist(Exception):
@@ -59,7 +62,7 @@ async def watch(
             if version is None:
                 objects, version = await _list(kube, path, selectors)
                 backoff.reset()
-                yield WatchEvent("SYNC", objects=tuple(objects))
+                yield WatchEvent("SYNC", objects=tuple(objects), resource_version=version)
             # Each level closes the one below it: a consumer's aclose() then ends the request at once.
             events = _watch_once(
                 kube, path, selectors, version=version, inactivity_timeout=inactivity_timeout
@@ -162,7 +165,11 @@ def as_is(obj: JSON) -> JSON:
 class Store(Generic[T]):
     """The current objects of one :class:`Stream` by ``namespace/name``, each parsed once when it arrives
     (objects that parse to None are left out). Fed by :func:`follow` or :func:`list_into`, and by its
-    controller after a write of its own (:meth:`remember`): an event never replaces a newer version."""
+    controller after a write of its own (:meth:`remember`).
+
+    Feeds may interleave (a fresh list to confirm a finding while the watch goes on), so nothing older
+    replaces what the store already knows: an object keeps its newest version, and a listing or event at a
+    resourceVersion the store has already seen the stream reach is dropped."""
 
     def __init__(self, stream: Stream, parse: Callable[[JSON], T | None]) -> None:
         self.stream = stream
@@ -170,24 +177,27 @@ class Store(Generic[T]):
         self.items: dict[str, T] = {}
         self.synced = False  # listed at least once
         self._versions: dict[str, str] = {}
+        self._reached = ""  # every change of the stream up to this resourceVersion is in the store
 
     def apply(self, event: WatchEvent) -> None:
         if event.type == "SYNC":
-            self.items, self._versions = {}, {}
-            for obj in event.objects:
-                self.remember(obj)
-            self.synced = True
-        elif event.type == "DELETED" and event.object is not None:
-            key = refs.object_key(event.object)
-            self.items.pop(key, None)
-            self._versions.pop(key, None)
-        elif event.object is not None:
+            self._sync(event.objects, version=event.resource_version)
+            return
+        if event.object is None:
+            return
+        version = _version(event.object)
+        if self._reached and not _newer(version, than=self._reached, equal=False):
+            return  # a listing at or after this change is in the store already
+        if event.type == "DELETED":
+            self._forget(refs.object_key(event.object), version=version)
+        else:
             self.remember(event.object)
+        self._reached = version  # a watch delivers its stream's changes in order
 
     def remember(self, obj: JSON) -> T | None:
         """Keep ``obj`` unless a newer version of it is known; returns what the store holds for it now."""
         key = refs.object_key(obj)
-        version = str(obj.get("metadata", {}).get("resourceVersion") or "")
+        version = _version(obj)
         if key in self._versions and not _newer(version, than=self._versions[key]):
             return self.items.get(key)
         parsed = self.parse(obj)
@@ -199,12 +209,38 @@ class Store(Generic[T]):
             self._versions[key] = version
         return parsed
 
+    def _sync(self, objects: tuple[JSON, ...], *, version: str) -> None:
+        """A whole listing at ``version``: what it lacks is gone, unless the store knows a newer version of
+        it (a write of its controller after the list was read). A listing older than the changes the
+        store has already seen adds nothing and is dropped."""
+        if self.synced and self._reached and not _newer(version, than=self._reached, equal=False):
+            return
+        listed = {refs.object_key(obj) for obj in objects}
+        for key in [key for key in self._versions if key not in listed]:
+            self._forget(key, version=version)
+        for obj in objects:
+            self.remember(obj)
+        self._reached = version
+        self.synced = True
 
-def _newer(candidate: str, *, than: str) -> bool:
-    """Whether resourceVersion ``candidate`` is at least as new. They are etcd revisions (integers) on every
-    real apiserver; when either is not, the one received last wins."""
+    def _forget(self, key: str, *, version: str) -> None:
+        """Drop ``key`` as deleted at ``version``, unless the store holds a newer version of it (created
+        again since)."""
+        if key in self._versions and not _newer(version, than=self._versions[key]):
+            return
+        self.items.pop(key, None)
+        self._versions.pop(key, None)
+
+
+def _version(obj: JSON) -> str:
+    return str(obj.get("metadata", {}).get("resourceVersion") or "")
+
+
+def _newer(candidate: str, *, than: str, equal: bool = True) -> bool:
+    """Whether resourceVersion ``candidate`` is newer (or, with ``equal``, as new). They are etcd revisions
+    (integers) on every real apiserver; when either is not, the one received last wins."""
     try:
-        return int(candidate) >= int(than)
+        return int(candidate) > int(than) or (equal and int(candidate) == int(than))
     except ValueError:
         return True
 
@@ -220,5 +256,5 @@ async def follow(kube: Kube, store: Store[Any], *, changed: Callable[[], None]) 
 
 async def list_into(kube: Kube, store: Store[Any]) -> None:
     """One list (``--once``): the store as a watch's first SYNC would leave it."""
-    objects, _ = await _list(kube, store.stream.path, store.stream.query)
-    store.apply(WatchEvent("SYNC", objects=tuple(objects)))
+    objects, version = await _list(kube, store.stream.path, store.stream.query)
+    store.apply(WatchEvent("SYNC", objects=tuple(objects), resource_version=version))

@@ -11,6 +11,7 @@ import pytest
 
 from controllers.kube import client, resources, watch
 from e2e import controlplane
+from tests import harness
 
 CM = resources.CONFIGMAPS
 
@@ -71,6 +72,34 @@ async def test_watch_receives_events(kube: client.Kube, namespace: str) -> None:
     await asyncio.wait_for(task, 10)
     assert [e.type for e in events] == ["SYNC", "ADDED"]
     assert events[1].object is not None and events[1].object["metadata"]["name"] == "watched"
+
+
+async def test_a_listing_read_before_watched_changes_does_not_undo_them(
+    kube: client.Kube, namespace: str
+) -> None:
+    """A list's resourceVersion and its watch's are comparable revisions: a store followed by a watch keeps
+    the change and the deletion it saw after a listing that a slower reader applies only later."""
+    store: watch.Store[client.JSON] = watch.Store(watch.Stream(CM, namespace), lambda obj: obj.get("data"))
+    follower = asyncio.create_task(watch.follow(kube, store, changed=lambda: None))
+    try:
+        await kube.create(CM.path(namespace=namespace), configmap("raced", a="1"))
+        await harness.eventually(lambda: store.items.get(f"{namespace}/raced") == {"a": "1"}, timeout=10)
+        listing = await kube.get(CM.path(namespace=namespace))
+        late = watch.WatchEvent(
+            "SYNC", objects=tuple(listing["items"]), resource_version=listing["metadata"]["resourceVersion"]
+        )
+        await kube.patch(CM.path(namespace=namespace, name="raced"), {"data": {"a": "2"}})
+        await harness.eventually(lambda: store.items.get(f"{namespace}/raced") == {"a": "2"}, timeout=10)
+        store.apply(late)
+        assert store.items[f"{namespace}/raced"] == {"a": "2"}
+        await kube.delete(CM.path(namespace=namespace, name="raced"))
+        await harness.eventually(lambda: f"{namespace}/raced" not in store.items, timeout=10)
+        store.apply(late)
+        assert f"{namespace}/raced" not in store.items
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
 
 
 async def test_list_1200_objects_in_pages(kube: client.Kube, namespace: str) -> None:

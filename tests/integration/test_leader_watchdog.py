@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import datetime
 import json
 import socket
 import subprocess
@@ -225,20 +224,28 @@ async def test_a_lagging_watch_is_not_taken_for_a_stale_leader(
     await renewer.create(key, f"{master}_{uuid.uuid4()}")
     cfg = make_config(leader_leases=(key,), checks=("leaders",), leader_failover_seconds=0.5)
     async with renewing(renewer), running(kube, cfg) as dog:
-        # What the lagging watch shows: the Lease as it was 10 s ago, and no renewal since (a resourceVersion
-        # above any real one, so that the live watch's events do not replace it).
-        lagging = await kube.get(LEASES.path(namespace=namespace, name="kube-scheduler"))
-        lagging["spec"]["renewTime"] = times.micro_time(
-            datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=10)
-        )
-        lagging["metadata"]["resourceVersion"] = str(2**62)
+        # The watch goes silent (its changes are dropped before the store) for twice the Lease's duration
+        # and failover; the Lease is renewed all along, so only fresh lists can show it.
         store = dog.stores[f"leader:{key}"]
-        store.apply(watch.WatchEvent("MODIFIED", object=lagging))
-        await harness.eventually(
-            lambda: store.items[key].renew_time is not None and time.time() - store.items[key].renew_time < 3,
-            timeout=5,
-            what="the fresh read to replace the lagging view",
+        listings: list[watch.WatchEvent] = []
+        apply = store.apply
+
+        def silent(event: watch.WatchEvent) -> None:
+            if event.type == "SYNC":
+                listings.append(event)
+                apply(event)
+
+        store.apply = silent  # type: ignore[method-assign]
+        deadline = time.time() + 2 * (2 + 0.5)
+        while time.time() < deadline:
+            assert matching(dog, "stale-leader", key) == []
+            await asyncio.sleep(0.1)
+        assert listings, "the watchdog never re-read the Lease it saw go stale"
+        renewed = store.items[key].renew_time
+        assert renewed is not None and time.time() - renewed < 2 + 0.5 + 1, (
+            "the re-read did not reach the store"
         )
+        store.apply = apply  # type: ignore[method-assign]
         await asyncio.sleep(1.0)  # a few more evaluations (every 0.2 s)
         assert matching(dog, "stale-leader", key) == []
         assert (

@@ -50,10 +50,15 @@ def read_versions() -> dict[str, str]:
     return versions
 
 
-def tool_path(tool: str) -> pathlib.Path:
-    """Path of a cached fixture binary, building it first if missing (progress goes to stderr)."""
+def tool_path(tool: str, *, version: str | None = None) -> pathlib.Path:
+    """Path of a cached fixture binary (its pin in versions.env unless ``version``), building it first if
+    missing (progress goes to stderr)."""
     result = subprocess.run(
-        [str(BUILD_TOOL), tool], check=True, stdout=subprocess.PIPE, text=True, stderr=None
+        [str(BUILD_TOOL), tool, *([version] if version else [])],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+        stderr=None,
     )
     return pathlib.Path(result.stdout.strip().splitlines()[-1])
 

@@ -58,9 +58,12 @@ def process(name: str, argv: list[str], directory: pathlib.Path) -> Iterator[Non
 
 
 @contextlib.contextmanager
-def alertmanager(config: Mapping[str, Any], directory: pathlib.Path) -> Iterator[str]:
-    """A real Alertmanager with ``config``, no clustering; yields its URL."""
-    binary = chart_tools.tool("alertmanager")
+def alertmanager(
+    config: Mapping[str, Any], directory: pathlib.Path, *, version: str | None = None
+) -> Iterator[str]:
+    """A real Alertmanager (the pinned release unless ``version``) with ``config``, no clustering; yields
+    its URL."""
+    binary = chart_tools.tool("alertmanager", version=version)
     (directory / "alertmanager.yml").write_text(yaml.safe_dump(dict(config)))
     port = controlplane.free_port()
     argv = [str(binary), f"--config.file={directory / 'alertmanager.yml'}",

@@ -58,14 +58,18 @@ def tool(
     name: Literal[
         "helm", "promtool", "alertmanager", "prometheus", "prometheus-operator", "kube-state-metrics"
     ],
+    *,
+    version: str | None = None,
 ) -> pathlib.Path:
-    """The cached binary; builds it when missing, and fails (never skips) the test when it cannot."""
+    """The cached binary (the pinned release unless ``version``); builds it when missing, and fails (never
+    skips) the test when it cannot."""
     try:
-        return controlplane.tool_path(name)
+        return controlplane.tool_path(name, version=version)
     except subprocess.CalledProcessError as error:
+        argv = " ".join([name, *([version] if version else [])])
         pytest.fail(
-            f"{name} could not be built by e2e/build-tool.sh {name} (exit {error.returncode}); "
-            f"run 'make tools' to see why"
+            f"{name} could not be built by e2e/build-tool.sh {argv} (exit {error.returncode}); "
+            f"run it to see why"
         )
 
 

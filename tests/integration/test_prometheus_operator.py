@@ -30,7 +30,7 @@ from tests.integration import uso_helpers
 
 CRDS = resources.CRDS
 PLURALS = stack.PLURALS
-IMAGES = stack.Images(prometheus="kuc-monitoring/prometheus:v0.316.0", alertmanager="kuc-monitoring/alertmanager:v0.31.1",
+IMAGES = stack.Images(prometheus="kuc-monitoring/prometheus:v0.316.0", alertmanager="kuc-monitoring/alertmanager:v0.35.0",
                       operator="kuc-monitoring/prometheus-operator:v0.85.0",
                       reloader="kuc-monitoring/prometheus-config-reloader:v0.85.0",
                       kube_state_metrics="kuc-monitoring/kube-state-metrics:v2.20.0", controller="kube-upgrade-controllers:0")  # fmt: skip

@@ -309,6 +309,11 @@ def lease_ref(key: str) -> refs.ObjectRef:
     return refs.ObjectRef(kind="Lease", name=name, namespace=namespace, api_version="coordination.k8s.io/v1")
 
 
+# kube-apiserver renews its identity Lease every 10 s (--identity-lease-renew-interval-seconds); three
+# renewals missed and it is silent, not live.
+APISERVER_SILENT_SECONDS = 30.0
+
+
 def _age(now: float, moment: float | None) -> str:
     return "never" if moment is None else f"{now - moment:.1f}s ago"
 
@@ -375,7 +380,7 @@ def check_leader(
 def check_apiservers(
     apiservers: Iterable[LeaseRecord], *, masters: Sequence[NodeRecord], now: float
 ) -> list[Finding]:
-    """A live kube-apiserver identity Lease whose hostname is no current master is a stale master."""
+    """An unexpired kube-apiserver identity Lease whose hostname is no current master is a stale master."""
     findings = []
     for lease in apiservers:
         if lease.expired(now=now):
@@ -388,13 +393,26 @@ def check_apiservers(
             Finding(
                 "stale-apiserver",
                 str(ref),
-                f"a live kube-apiserver on host {hostname or '<unlabelled>'!r} (renewed {_age(now, lease.renew_time)}) "
-                f"is not a current master (masters: {_names(masters)})",
+                f"{_apiserver_on(hostname, lease, now=now)} is not a current master (masters: {_names(masters)})",
                 now,
                 ref,
             )
         )
     return findings
+
+
+def _apiserver_on(hostname: str, lease: LeaseRecord, *, now: float) -> str:
+    """A kube-apiserver renews its identity Lease every 10 s but lets it live an hour: one silent for a few
+    renewals is not known to be running (lost without shutting down, or cut off from etcd)."""
+    host = hostname or "<unlabelled>"
+    if lease.renew_time is not None and now - lease.renew_time <= APISERVER_SILENT_SECONDS:
+        return f"a live kube-apiserver on host {host!r} (renewed {_age(now, lease.renew_time)})"
+    expires = lease.expires_at
+    until = f"; its Lease expires in {expires - now:.0f}s" if expires is not None else ""
+    return (
+        f"a kube-apiserver on host {host!r}, silent since its identity Lease was renewed "
+        f"{_age(now, lease.renew_time)} (lost without shutting down, or cut off from etcd{until}),"
+    )
 
 
 def check_endpoints(ips: Sequence[str] | None, *, masters: Sequence[NodeRecord], now: float) -> list[Finding]:

@@ -194,6 +194,22 @@ def test_live_apiserver_on_a_removed_master_is_stale() -> None:
         ("stale-apiserver", "Lease kube-system/apiserver-b")
     ]
     assert "'m0'" in evaluation.findings[0].evidence
+    assert evaluation.findings[0].evidence.startswith("a live kube-apiserver on host 'm0' (renewed 1.0s ago)")
+
+
+def test_an_apiserver_lease_not_renewed_for_three_renewals_is_silent_not_live() -> None:
+    """A master lost without shutting down (killed, powered off) leaves a Lease unexpired for up to an
+    hour: the finding stands, but does not claim the apiserver runs."""
+    lost = lease("apiserver-b", age=95, duration=3600, labels={logic.HOSTNAME_LABEL: "m0"})
+    (finding,) = logic.evaluate(
+        shot(apiservers=[lost]), now=NOW, rules=RULES, history=logic.History()
+    ).findings
+    assert finding.check == "stale-apiserver"
+    assert finding.evidence == (
+        "a kube-apiserver on host 'm0', silent since its identity Lease was renewed 95.0s ago (lost without "
+        "shutting down, or cut off from etcd; its Lease expires in 3505s), is not a current master "
+        "(masters: m1)"
+    )
 
 
 def test_endpoint_ip_that_no_master_has_is_stale() -> None:

@@ -68,6 +68,8 @@ if [ -x "$out" ]; then
 fi
 
 log() { printf '[build-tool %s] %s %s: %s\n' "$(date +%T)" "$tool" "$version" "$*" >&2; }
+# The source directory of MODULE@VERSION in the module cache (downloaded first when missing).
+module_dir() { go mod download -json "$1" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'; }
 work="$cache/src/$tool-$version"
 rm -rf "$work"
 mkdir -p "$work" "$(dirname "$out")"
@@ -147,7 +149,7 @@ case "$tool" in
     # From v0.32 on the web UI is an npm (Elm) build output that the module zip lacks, and `go:embed`
     # refuses to compile without it. The tests and the kind scenario use the API only: the module is
     # copied here with a one-page ui/app/dist that says so (the API, routing, inhibition are the release's).
-    src=$(go mod download -json "github.com/prometheus/alertmanager@$version" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+    src=$(module_dir "github.com/prometheus/alertmanager@$version")
     if [ ! -d "$src/ui/app/dist" ]; then
       log "the module has no built web UI: building with a placeholder page"
       cp -r "$src" alertmanager-src
@@ -237,7 +239,7 @@ case "$tool" in
   pause)
     # The pause container's program is C, in the Kubernetes module (build/pause/linux/pause.c), built
     # statically as its Makefile does.
-    src=$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+    src=$(module_dir "k8s.io/kubernetes@$KUBE_VERSION")
     log "compiling $src/build/pause/linux/pause.c"
     gcc -Os -Wall -Werror -static -DVERSION="v${version#v}" -o "$out.tmp" "$src/build/pause/linux/pause.c"
     strip "$out.tmp"

@@ -1017,7 +1017,7 @@ def test_a_master_removed_for_good_is_reported_and_nothing_else_acts(
     timeline: Timeline, scenario: Scenario
 ) -> None:
     """A master lost abruptly (its machine gone: SIGKILL, nothing shuts down) and its Node deleted by the
-    operator: its kube-apiserver's identity Lease stays live (leaseDurationSeconds 3600). A clean stop is no
+    operator: its kube-apiserver's identity Lease stays unexpired (leaseDurationSeconds 3600). A clean stop is no
     such case: kube-apiserver deletes its identity Lease on exit (its pre-shutdown hook, "Cleaning up lease
     on exit") when its local etcd still answers, so after `docker stop` the finding depended on which of the
     two shut down first (one run, on a busy machine, saw no stale-apiserver in 300 s: that Lease deleted, by

@@ -1,8 +1,11 @@
 """The migrator: list a resource page by page and PUT every object back exactly as listed.
 
 A PUT with the listed resourceVersion makes the apiserver re-encode the object at the current storage
-version. 409 means someone rewrote it since the list (so it is stored at the new version already), 404 that
-it is gone: both are done. Transient failures are retried (``kube.retry``), then counted as failed.
+version. 409 means someone wrote it since the list: it is read again and the object read is PUT back (as
+kube-storage-version-migrator does), which rewrites it if it is still stored at the old version (written
+meanwhile through an apiserver of the old version) and changes nothing if it is not (the apiserver stores
+an object only when its encoding changes: the answer keeps the resourceVersion read). 404 means it is gone:
+done. Transient failures are retried (``kube.retry``), then counted as failed.
 With ``bookmarks``, the continue token after which every object was rewritten is handed over as the list
 goes, and a list starts from the one saved earlier (a new leader goes on where the last one was).
 Nothing here logs object contents: errors are logged by status and reason only (a 422 message may quote
@@ -15,18 +18,21 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
-from typing import ClassVar, Protocol
+from typing import ClassVar, Literal, Protocol
 
 import prometheus_client
 
 from controllers.kube import discovery, resources, retry
-from controllers.kube.client import JSON, Kube, RateLimiter
+from controllers.kube.client import JSON, ApiError, Kube, RateLimiter
 from controllers.uso_runner import logic
 from controllers.uso_runner import metrics as metrics_module
 
 log = logging.getLogger(__name__)
 
 PageHook = Callable[[JSON], Awaitable[None]]
+# PUTs of one object that may meet a 409 (each followed by a read) before the object fails: a 409 every
+# time means a writer changes it faster than a read and a write take.
+CONFLICT_TRIES = 5
 Gate = Callable[[], Awaitable[None]]
 
 
@@ -154,15 +160,11 @@ class Migrator:
     ) -> None:
         metadata = item.get("metadata") or {}
         path = resource.path(namespace=metadata.get("namespace"), name=str(metadata.get("name") or ""))
-        await self._limiter.acquire()
         try:
-            await self.kube.request("PUT", path, body=item, policy=self._policy, on_error=self._count)
+            outcome = await self._rewrite(path, item)
         except Exception as error:
             reason = retry.classify(error)
-            if reason == "conflict":
-                result.conflicts += 1
-                counters["conflict"].inc()
-            elif reason == "not_found":
+            if reason == "not_found":
                 result.not_found += 1
                 counters["not_found"].inc()
             elif reason is None:
@@ -174,5 +176,33 @@ class Migrator:
                     result.error = f"object {name}: {retry.describe(error)}"
                     log.warning("%s: rewriting an object failed: %s", result.group_resource, result.error)
             return
-        result.migrated += 1
-        counters["migrated"].inc()
+        if outcome == "conflict":
+            result.conflicts += 1
+        else:
+            result.migrated += 1
+        counters[outcome].inc()
+
+    async def _rewrite(self, path: str, item: JSON) -> Literal["migrated", "conflict"]:
+        """PUT ``item`` back; after a 409, read the object again and PUT what was read: ``conflict`` when that
+        write changed nothing (the resourceVersion read comes back: it was stored at the new version
+        already), else ``migrated``. Raises what the last try met (a 409 after CONFLICT_TRIES)."""
+        body, reread = item, False
+        for tries in range(1, CONFLICT_TRIES + 1):
+            await self._limiter.acquire()
+            try:
+                answer = await self.kube.request(
+                    "PUT", path, body=body, policy=self._policy, on_error=self._count
+                )
+            except ApiError as error:
+                if not error.conflict or tries == CONFLICT_TRIES:
+                    raise
+                body = await self.kube.request("GET", path, policy=self._policy, on_error=self._count)
+                reread = True
+                continue
+            unchanged = reread and _resource_version(answer) == _resource_version(body)
+            return "conflict" if unchanged else "migrated"
+        raise AssertionError("unreachable: the last try returns or raises")
+
+
+def _resource_version(obj: JSON) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")

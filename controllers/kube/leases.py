@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import time
+from collections.abc import Callable
+from typing import Literal, NamedTuple
 
 from controllers.kube import resources
 from controllers.kube.client import JSON, ApiError, Kube
@@ -12,10 +14,11 @@ from controllers.structs import times
 Outcome = Literal["acquired", "renewed", "held-by-other", "conflict"]
 
 
-def is_free(lease: JSON, *, now: float) -> bool:
-    """No holder, or the holder's claim has run out."""
-    renewed, duration = lease_bodies.renewed_at(lease), lease_bodies.duration_seconds(lease)
-    return not lease_bodies.holder(lease) or lease_bodies.expired(renewed, duration, now=now)
+class Round(NamedTuple):
+    """One round's outcome, and the Lease's record as this replica now knows it (for the next round)."""
+
+    outcome: Outcome
+    observed: lease_bodies.Observed | None
 
 
 async def get(kube: Kube, *, namespace: str, name: str) -> JSON | None:
@@ -28,17 +31,26 @@ async def get(kube: Kube, *, namespace: str, name: str) -> JSON | None:
 
 
 async def try_acquire_or_renew(
-    kube: Kube, *, namespace: str, name: str, identity: str, duration_seconds: float
-) -> Outcome:
-    """One round of leader election, as client-go's leaderelection does it (optimistic concurrency)."""
-    now = times.now()
-    stamp = times.micro_time(now)
-    lease = await get(kube, namespace=namespace, name=name)
+    kube: Kube,
+    *,
+    namespace: str,
+    name: str,
+    identity: str,
+    duration_seconds: float,
+    observed: lease_bodies.Observed | None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Round:
+    """One round of leader election, as client-go's leaderelection does it (optimistic concurrency). Another
+    holder's claim is judged by ``observed`` (what the previous rounds saw, on ``clock``), never by its
+    renewTime against this machine's wall clock: clock skew cannot let this replica take a live Lease."""
+    stamp = times.micro_time()
     spec = {
         "holderIdentity": identity,
         "leaseDurationSeconds": max(1, round(duration_seconds)),
         "renewTime": stamp,
     }
+    lease = await get(kube, namespace=namespace, name=name)
+    seen = None if lease is None else lease_bodies.observe(observed, lease, now=clock())
     try:
         if lease is None:
             body: JSON = {
@@ -46,13 +58,13 @@ async def try_acquire_or_renew(
                 "spec": {**spec, "acquireTime": stamp, "leaseTransitions": 0},
             }
             await kube.create(resources.LEASES.path(namespace=namespace), body)
-            return "acquired"
+            return Round("acquired", seen)
         if lease_bodies.holder(lease) == identity:
             lease["spec"].update(spec)
             await kube.replace(resources.LEASES.path(namespace=namespace, name=name), lease)
-            return "renewed"
-        if not is_free(lease, now=now.timestamp()):
-            return "held-by-other"
+            return Round("renewed", seen)
+        if seen is not None and seen.live(now=clock()):
+            return Round("held-by-other", seen)
         transitions = lease_bodies.transitions(lease) + 1
         lease["spec"] = {
             **lease.get("spec", {}),
@@ -61,10 +73,10 @@ async def try_acquire_or_renew(
             "leaseTransitions": transitions,
         }
         await kube.replace(resources.LEASES.path(namespace=namespace, name=name), lease)
-        return "acquired"
+        return Round("acquired", seen)
     except ApiError as error:
         if error.conflict:
-            return "conflict"
+            return Round("conflict", seen)
         raise
 
 

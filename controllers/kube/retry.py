@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
@@ -91,20 +92,38 @@ def describe(error: BaseException) -> str:
     return type(error).__name__
 
 
+# The longest wait a server's Retry-After may ask for: the apiserver's priority and fairness asks for 1 s;
+# "inf" would hang the caller for ever, a negative number would spin it, a year would wedge it.
+RETRY_AFTER_CAP = 60.0
+# 2**64 half-seconds outlast any cap; a larger exponent only risks an OverflowError (base * 2**1024).
+_MAX_EXPONENT = 64
+
+
+def clamp_retry_after(seconds: float | None, *, cap: float = RETRY_AFTER_CAP) -> float | None:
+    """What a server's ``Retry-After`` may make a caller wait: within [0, ``cap``]; None (the caller's own
+    backoff) when there is none or it is not a number (NaN)."""
+    if seconds is None or math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), cap)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Policy:
     """Retry the ``on`` kinds of failure at most ``attempts`` times (None: forever); wait a random delay in
-    [0, min(cap, base * 2**attempt)] between tries, or what ``Retry-After`` asks for."""
+    [0, min(cap, base * 2**attempt)] between tries, or what ``Retry-After`` asks for (at most
+    ``retry_after_cap``)."""
 
     base: float = 0.5
     cap: float = 30.0
     attempts: int | None = None
     on: frozenset[Reason] = TRANSIENT
+    retry_after_cap: float = RETRY_AFTER_CAP
 
     def delay(self, attempt: int, *, retry_after: float | None = None) -> float:
-        if retry_after is not None:
-            return retry_after
-        return random.uniform(0, min(self.cap, self.base * 2**attempt))
+        asked = clamp_retry_after(retry_after, cap=self.retry_after_cap)
+        if asked is not None:
+            return asked
+        return random.uniform(0, min(self.cap, self.base * 2.0 ** min(max(attempt, 0), _MAX_EXPONENT)))
 
     def retries(self, reason: Reason, *, attempt: int) -> bool:
         return reason in self.on and (self.attempts is None or attempt < self.attempts)

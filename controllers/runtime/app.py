@@ -25,6 +25,7 @@ import prometheus_client
 from controllers.kube import auth, client, leases, retry
 from controllers.runtime import config as config_module
 from controllers.runtime import context, logs, reconciler, secure, server
+from controllers.structs import leases as lease_bodies
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +289,9 @@ async def supervise(tasks: set[asyncio.Task[Any]]) -> None:
 class Elector:
     """Leader election on one Lease, as client-go's leaderelection does it, through its own client: every
     call has a short deadline and a fresh connection, so that a renewal that met an apiserver going away (a
-    control plane being upgraded) is tried again at once, likely on another one."""
+    control plane being upgraded) is tried again at once, likely on another one. Another holder's claim is
+    judged by the time this replica saw its record change (clock skew cannot make a live Lease look free);
+    the timings were validated with the config (leaseDuration > renewDeadline > retryPeriod * 1.2)."""
 
     ctx: context.Context[Any]
     kube: client.Kube
@@ -296,6 +299,9 @@ class Elector:
     identity: str = dataclasses.field(
         default_factory=lambda: f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4()}"
     )
+    # The Lease's record as this replica last saw it change, and when: another holder's claim runs out
+    # leaseDurationSeconds after that, by this replica's clock (never by the holder's renewTime).
+    observed: lease_bodies.Observed | None = None
 
     async def acquire(self) -> None:
         while True:
@@ -348,13 +354,15 @@ class Elector:
         """One try; an API or connection failure is "failed" (a bug is raised)."""
         cfg = self.ctx.config
         try:
-            return await leases.try_acquire_or_renew(
+            outcome, self.observed = await leases.try_acquire_or_renew(
                 self.kube,
                 namespace=cfg.namespace,
                 name=self.name,
                 identity=self.identity,
                 duration_seconds=cfg.lease_duration_seconds,
+                observed=self.observed,
             )
+            return outcome
         except Exception as error:
             if retry.classify(error) is None:
                 raise

@@ -85,6 +85,39 @@ def label_selectors(values: Sequence[str]) -> str | None:
     return None if values else "at least one selector is required"
 
 
+# client-go's leader elector retries every retryPeriod with up to 20 % jitter on top (wait.JitterUntil).
+JITTER_FACTOR = 1.2
+MAX_LEASE_DURATION = 2**31 - 1  # leaseDurationSeconds is an int32
+
+
+def lease_timing_problem(*, lease_duration: float, renew_deadline: float, retry_period: float) -> str:
+    """What is wrong with leader election timings, as client-go's ``NewLeaderElector`` refuses them ("" when
+    nothing). A leader gives up after renewDeadline without a renewal; only if that comes before any other
+    replica may take the Lease (leaseDuration after it last saw a renewal) can two never lead at once."""
+    for flag, value in (
+        ("--lease-duration-seconds", lease_duration),
+        ("--renew-deadline-seconds", renew_deadline),
+        ("--retry-period-seconds", retry_period),
+    ):
+        if not value > 0:
+            return f"{flag} {value:g} must be > 0"
+    if lease_duration > MAX_LEASE_DURATION:
+        return f"--lease-duration-seconds {lease_duration:g} must be at most {MAX_LEASE_DURATION}"
+    if not lease_duration > renew_deadline:
+        return (
+            f"--lease-duration-seconds {lease_duration:g} must be greater than --renew-deadline-seconds "
+            f"{renew_deadline:g}: a leader that cannot renew must give up before another replica may take "
+            "its Lease"
+        )
+    if not renew_deadline > retry_period * JITTER_FACTOR:
+        return (
+            f"--renew-deadline-seconds {renew_deadline:g} must be greater than --retry-period-seconds "
+            f"{retry_period:g} x {JITTER_FACTOR} (the retry period with its jitter): the leader must get "
+            "at least one more try to renew before it gives up"
+        )
+    return ""
+
+
 @dataclasses.dataclass(frozen=True)
 class BaseConfig:
     """Options every controller has."""
@@ -137,9 +170,16 @@ class BaseConfig:
         ":8081", "Address of /healthz and /readyz (may equal the metrics address).", check=bind_address
     )
     leader_elect: bool = option(False, "Elect a leader through a Lease so that several replicas are safe.")
-    lease_duration_seconds: float = option(15.0, "Leader Lease duration.", check=positive)
+    lease_duration_seconds: float = option(
+        15.0,
+        "Leader Lease duration: a standby takes the Lease when it saw no renewal for this long (by its own "
+        "clock). Must be greater than the renew deadline.",
+        check=positive,
+    )
     renew_deadline_seconds: float = option(
-        10.0, "The leader gives up when it cannot renew for this long.", check=positive
+        10.0,
+        "The leader gives up when it cannot renew for this long. Must be greater than the retry period x 1.2.",
+        check=positive,
     )
     retry_period_seconds: float = option(
         2.0, "How often candidates try to take or renew the Lease.", check=positive
@@ -148,6 +188,15 @@ class BaseConfig:
         "json", "Log format: one JSON object per line, or text for humans."
     )
     log_level: Literal["debug", "info", "warning", "error"] = option("info", "Log level.")
+
+    def __post_init__(self) -> None:
+        problem = lease_timing_problem(
+            lease_duration=self.lease_duration_seconds,
+            renew_deadline=self.renew_deadline_seconds,
+            retry_period=self.retry_period_seconds,
+        )
+        if problem:
+            raise ConfigError(problem)
 
     @property
     def master_selector_list(self) -> tuple[selector.Selector, ...]:

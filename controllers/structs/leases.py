@@ -1,7 +1,16 @@
-"""coordination.k8s.io Lease bodies: who holds one and when the holder's claim runs out."""
+"""coordination.k8s.io Lease bodies: who holds one and when the holder's claim runs out.
+
+Two clocks, for two uses. An observer of other components' Leases (the leader-watchdog) reads the holder's
+``renewTime`` against its own wall clock (:func:`expired`): a report, skewed by the clocks' difference. A
+candidate in leader election must never take a live Lease, so it judges as client-go's elector does
+(:class:`Observed`): by the time it saw the holder's record change on its own monotonic clock, plus
+``leaseDurationSeconds``; the holder's timestamps are compared with nothing.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -54,3 +63,27 @@ def expired(renewed: float | None, duration: float, *, now: float) -> bool:
     """Never renewed, or renewed longer than its duration ago."""
     expiry = expires_at(renewed, duration)
     return expiry is None or now > expiry
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Observed:
+    """A Lease's record as this replica last saw it change, and when (``at``: its own monotonic clock)."""
+
+    record: str  # the spec as read (holder, renewTime, acquireTime, duration, transitions...)
+    at: float
+    holder: str
+    duration: float  # leaseDurationSeconds as read (0 when invalid: the claim runs out at once)
+
+    def live(self, *, now: float) -> bool:
+        """Someone holds the Lease and this replica saw the record change less than its duration ago
+        (client-go's ``isLeaseValid``): a holder whose clock is wrong by any amount is judged the same."""
+        return bool(self.holder) and now < self.at + self.duration
+
+
+def observe(previous: Observed | None, lease: Mapping[str, Any], *, now: float) -> Observed:
+    """The observation after reading ``lease`` at ``now``: the previous one while the record is unchanged
+    (its clock keeps running), else a new one starting now."""
+    record = json.dumps(dict(_spec(lease)), sort_keys=True, default=str)
+    if previous is not None and previous.record == record:
+        return previous
+    return Observed(record=record, at=now, holder=holder(lease), duration=duration_seconds(lease))

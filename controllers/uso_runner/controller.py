@@ -87,6 +87,7 @@ class UsoRunnerConfig(config.BaseConfig):
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.use_builtin and self.method == "auto":
             raise config.ConfigError("--use-builtin (deprecated: --method=builtin) contradicts --method=auto")
 

@@ -170,6 +170,10 @@ async def test_once_and_dry_run_exit_codes(kubeconfig: str, nodes: cluster.Nodes
         (["--master-selectors=a in (b)"], {}, "--master-selectors"),
         ([], {"SAMPLE_CONTROLLER_LEADER_ELECT": "maybe"}, "SAMPLE_CONTROLLER_LEADER_ELECT"),
         (["--no-such-flag"], {}, "--no-such-flag"),
+        # Leader election timings client-go refuses: two leaders at once would become possible.
+        (["--lease-duration-seconds=10", "--renew-deadline-seconds=10"], {}, "must be greater than --renew"),
+        ([], {"SAMPLE_CONTROLLER_RENEW_DEADLINE_SECONDS": "20"}, "must be greater than --renew-deadline"),
+        (["--renew-deadline-seconds=2", "--retry-period-seconds=2"], {}, "x 1.2"),
     ],
 )
 def test_bad_config_exits_2_naming_it_before_any_api_call(

@@ -90,6 +90,9 @@ def test_lease_fields_read_from_any_lease(lease: dict[str, Any], now: float) -> 
     assert isinstance(leases.holder(lease), str)
     assert isinstance(leases.transitions(lease), int)
     assert leases.expired(renewed, duration, now=now) in (True, False)
+    seen = leases.observe(None, lease, now=0.0)
+    assert leases.observe(seen, lease, now=1.0) is seen
+    assert seen.live(now=now) in (True, False)
     assert renewed is None or times.iso(renewed) is not None
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import aiohttp
 import pytest
 
-from controllers.kube import retry
+from controllers.kube import client, retry
 
 
 def api_error(status: int, *, message: str = "", retry_after: float | None = None) -> retry.ApiError:
@@ -57,6 +59,52 @@ def test_backoff_is_jittered_exponential_and_capped() -> None:
 
 def test_retry_after_wins_over_the_backoff() -> None:
     assert retry.Policy(base=0.1, cap=0.2).delay(5, retry_after=7.0) == 7.0
+
+
+@pytest.mark.parametrize(
+    ("header", "waited"),
+    [
+        ("inf", retry.RETRY_AFTER_CAP),  # would hang the request for ever
+        ("1e999", retry.RETRY_AFTER_CAP),  # parses as inf
+        ("31536000", retry.RETRY_AFTER_CAP),  # a year
+        ("-5", 0.0),  # would spin (asyncio.sleep of a negative number returns at once, for ever)
+        ("-inf", 0.0),
+        ("0", 0.0),
+        ("3", 3.0),
+    ],
+)
+async def test_a_servers_retry_after_is_clamped_to_zero_and_the_cap(header: str, waited: float) -> None:
+    """What the client makes of the header (client._api_error) through the one retry loop."""
+    flaky = Flaky(client._api_error(429, b"{}", header))
+    assert await retry.call(flaky, policy=retry.THROTTLED, sleep=flaky.sleep) == "ok"
+    assert flaky.slept == [waited]
+
+
+@pytest.mark.parametrize("header", ["nan", "NaN", "soon", "Wed, 21 Oct 2015 07:28:00 GMT", None])
+async def test_a_retry_after_that_is_no_number_leaves_the_policys_own_backoff(header: str | None) -> None:
+    flaky = Flaky(client._api_error(429, b"{}", header))
+    assert await retry.call(
+        flaky, policy=retry.Policy(base=0.1, on=frozenset({"throttled"})), sleep=flaky.sleep
+    )
+    assert len(flaky.slept) == 1 and 0 <= flaky.slept[0] <= 0.1
+
+
+def test_a_policys_own_retry_after_cap() -> None:
+    policy = retry.Policy(retry_after_cap=5.0)
+    assert policy.delay(0, retry_after=math.inf) == 5.0
+    assert policy.delay(0, retry_after=4.0) == 4.0
+
+
+def test_backoff_never_overflows_whatever_the_number_of_failures() -> None:
+    """base * 2**1024 overflowed a float: about 8 h of a persistent 403 at a minute's cap ended the loop."""
+    policy = retry.Policy(base=0.5, cap=60.0)
+    for attempt in (1023, 1024, 1025, 10**6, 10**18):
+        assert 0 <= policy.delay(attempt) <= 60.0
+    backoff = retry.Backoff(policy)
+    delays = [backoff.next_delay() for _ in range(3000)]
+    assert backoff.attempt == 3000
+    assert all(0 <= d <= 60.0 for d in delays)
+    assert max(delays[-100:]) > 30.0  # still jittered over the whole capped range
 
 
 def test_backoff_counts_and_resets() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Coroutine
 from typing import Any, Literal
 
 from controllers.agreement import selector, version
@@ -30,8 +29,7 @@ PACE_SECONDS = 0.05
 # While changes are in flight their completions and echoes wake the loop; re-plan less often then (a plan
 # of 5,000 nodes costs tens of milliseconds).
 BUSY_PACE_SECONDS = 0.5
-# Nodes whose change failed are tried again after about 2 s, 4 s, … up to a minute (jittered; reset once
-# every failed node went through).
+# A node whose change failed is tried again after 2 s, 4 s, … up to a minute (reset once it went through).
 NODE_RETRY = retry.Policy(base=2.0, cap=60.0)
 EVENT_CONCURRENCY = 4
 
@@ -76,6 +74,7 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
     name = NAME
     description = DESCRIPTION
     config_type = NodeTainterConfig
+    item_retry = NODE_RETRY
 
     def __init__(self, ctx: context.Context[NodeTainterConfig]) -> None:
         super().__init__(ctx)
@@ -86,9 +85,6 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
         )
         self.plan: logic.Plan | None = None
         self.in_flight: set[str] = set()
-        self.failed: set[str] = set()
-        self.backoff = retry.Backoff(NODE_RETRY)
-        self.retry_after = 0.0  # loop time before which failed nodes are not tried again
         self.reported: set[tuple[str, logic.Taint | None]] = set()  # dry-run changes already logged
         self.last_error = ""
         self._slots = asyncio.Semaphore(ctx.config.concurrency)
@@ -103,9 +99,9 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
         agreement = self.ctx.agreements.current
         agreed = agreement.version if agreement else None
         self.plan = logic.plan(self.nodes.items.values(), agreed=agreed, policy=self.policy)
-        self.failed &= set(self.nodes.items)  # a deleted node is not retried
-        now = asyncio.get_running_loop().time()
-        started = [self.spawn(work) for work in self._start(agreed, now=now)] if agreed else []
+        self.retries.keep(self.nodes.items)  # a deleted node is not retried
+        self.last_error = self.retries.last_error or self.last_error
+        started = self._start(agreed) if agreed else []
         plan = self.plan
         if self.ctx.config.once:  # the report shows what was planned; the state and metrics what is now
             await asyncio.gather(*started)
@@ -113,18 +109,17 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
         self.metrics.observe_plan(plan, in_flight=len(self.in_flight))
         await self._write_state(plan, pending=len(self.in_flight))
         return reconciler.Synced(
-            ok=agreed is not None and not (self.ctx.config.once and self.failed),
-            again_in=max(0.0, self.retry_after - now) if self.failed else None,
+            ok=agreed is not None and not (self.ctx.config.once and self.retries.failing),
             pace=BUSY_PACE_SECONDS if self.in_flight else None,
         )
 
-    def _start(self, agreed: version.Version, *, now: float) -> list[Coroutine[Any, Any, None]]:
-        """The changes of the plan to start now: not in flight, not waiting for a retry (in dry-run: none,
+    def _start(self, agreed: version.Version) -> list[asyncio.Task[None]]:
+        """Start the changes of the plan that are not in flight nor waiting for a retry (in dry-run: none,
         each logged once)."""
         assert self.plan is not None
-        work = []
+        started = []
         for change in self.plan.changes:
-            if change.node in self.in_flight or (change.node in self.failed and now < self.retry_after):
+            if change.node in self.in_flight or not self.retries.ready(change.node):
                 continue
             if self.ctx.config.dry_run:
                 if (change.node, change.taint) not in self.reported:
@@ -132,8 +127,9 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
                     log.info("dry-run: would %s node %s (%s)", change.action, change.node, change.taint)
                 continue
             self.in_flight.add(change.node)
-            work.append(self._apply(self.nodes.items[change.node], change, agreed=agreed))
-        return work
+            work = self._apply(self.nodes.items[change.node], change, agreed=agreed)
+            started.append(self.run_item(change.node, work, what=f"{change.action} {change.node}"))
+        return started
 
     def status(self) -> dict[str, Any]:
         """``/status`` and the ``--once`` report: the plan, and what is in flight or failed."""
@@ -147,39 +143,24 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
             "reason": "" if agreed else reconciler.no_agreement(self.ctx),
             "dryRun": self.ctx.config.dry_run,
             "inFlight": sorted(self.in_flight),
-            "failed": sorted(self.failed),
+            "failed": sorted(self.retries.failing),
             "lastError": self.last_error,
             **plan_report(self.plan),
         }
 
     async def _apply(self, node: logic.NodeView, change: logic.Change, *, agreed: version.Version) -> None:
-        """Apply one change with its metrics, logs and Event. An API or connection failure is tried again
-        after the backoff; anything else is a bug and stops the controller (restarted by its process)."""
+        """Apply one change with its metrics, logs and Event (an item of the skeleton: a failure waits out
+        the node's backoff; a bug stops the controller, restarted by its process)."""
         try:
             async with self._slots:
                 result = await effects.apply_change(
                     self.ctx.kube, node, change, agreed=agreed, policy=self.policy
                 )
-        except Exception as error:
-            if retry.classify(error) is None:
-                raise
+        except Exception:
             self.metrics.observe_operation(change.action, ok=False)
-            self.last_error = f"{change.action} {change.node}: {retry.describe(error)}"
-            self.failed.add(change.node)
-            now = asyncio.get_running_loop().time()
-            if now >= self.retry_after:  # one backoff step per round of failures, not one per node
-                self.retry_after = now + self.backoff.next_delay(
-                    retry_after=getattr(error, "retry_after", None)
-                )
-            log.warning(
-                "could not %s node %s (%s); trying again later", change.action, change.node, self.last_error
-            )
-            return
+            raise
         finally:
             self.in_flight.discard(change.node)
-        self.failed.discard(change.node)
-        if not self.failed:
-            self.backoff.reset()
         self.metrics.observe_conflicts(result.conflicts)
         view = self.nodes.remember(result.node) if result.node is not None else None
         if result.outcome == "applied":

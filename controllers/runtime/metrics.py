@@ -37,10 +37,11 @@ class LoopMetrics:
         self.sync_errors = exporter.counter(
             "sync_errors_total",
             "Syncs that failed and were requeued with backoff, by reason: a kind of API or connection "
-            "failure, or 'unexpected' (a bug, logged with its traceback).",
+            "failure, 'temporary' or 'permanent' (the controller said so), or 'unexpected' (a bug, logged "
+            "with its traceback).",
             "reason",
         )
-        for reason in (*typing.get_args(retry.Reason), UNEXPECTED):
+        for reason in (*typing.get_args(retry.Reason), TEMPORARY, PERMANENT, UNEXPECTED):
             self.sync_errors.labels(reason)
         self.restarts = exporter.counter(
             "restarts_total", "Times the controller was restarted inside its process after a failure."
@@ -57,3 +58,5 @@ class LoopMetrics:
 
 # The reason label of a failure that is neither an API answer nor a connection problem.
 UNEXPECTED = "unexpected"
+# The reason labels of a controller's own TemporaryError and PermanentError (runtime/failure.py).
+TEMPORARY, PERMANENT = "temporary", "permanent"

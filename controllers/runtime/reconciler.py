@@ -6,12 +6,21 @@ the agreement show now. The skeleton keeps the stores current, runs ``sync`` whe
 changes (coalescing bursts), reports ready once it has observed the cluster, and runs ``sync`` exactly once
 for ``--once``. Leader election and the process around it are :mod:`controllers.runtime.app`'s.
 
-The error contract (controller-runtime's ``Reconcile → (Result, error)``): ``sync`` may raise. The skeleton
-then syncs again after a jittered backoff (0.5 s doubling up to a minute, or what a 429's Retry-After asks),
+The error contract (controller-runtime's ``Reconcile → (Result, error)``, kopf's error kinds; the vocabulary
+is :mod:`controllers.runtime.failure`): ``sync`` may raise. The skeleton then syncs again after a jittered
+backoff (0.5 s doubling up to a minute, or what a 429's Retry-After or a ``TemporaryError(delay=)`` asks),
 reset by the next sync that returns; a change that arrives meanwhile waits for it. A transient failure (a
-connection refused or reset, a timeout, a 5xx, a 429) is one warning line; anything else is a bug, logged
-once with its traceback, then one line per repeat. Nothing a sync raises ends the controller. ``sync``
-returns ``Synced(ok=False)`` when it could not act but has nothing to retry (the masters do not agree).
+connection refused or reset, a timeout, a 5xx, a 429, a ``TemporaryError``) is one warning line; a
+``PermanentError`` is one error line and no timed retry (the next change wakes it); anything else is a bug,
+logged once with its traceback, then one line per repeat. Nothing a sync raises ends the controller.
+``sync`` returns ``Synced(ok=False)`` when it could not act but has nothing to retry (the masters do not
+agree).
+
+Per item (a node, a resource): :meth:`Reconciler.run_item` works on one item beside the loop; a temporary
+failure makes that item wait out its own backoff (``self.retries``, keyed and capped; the skeleton syncs again
+when the next one is due), a permanent one stops it, a bug stops the controller. Long work (a migration run):
+:meth:`Reconciler.beside` runs it beside the loop and hands its result, or what it raised, to the sync that
+asks (where a failure meets the backoff above).
 
 Liveness: the skeleton tells :class:`server.Health` when the loop must come round next (a sync may take
 ``Wakes.sync_seconds``; a wait ends by its timeout), so ``/healthz`` fails only for a wedged loop.
@@ -29,7 +38,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from controllers.kube import retry, watch
 from controllers.runtime import config as config_module
-from controllers.runtime import context, metrics
+from controllers.runtime import context, failure, metrics
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +47,8 @@ T = TypeVar("T")
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 # A failed sync is tried again after a random delay in [0, min(60, 0.5 * 2**n)] s (reset by a success).
 SYNC_RETRY = retry.Policy(base=0.5, cap=60.0)
+# A failed item is tried again after 1 s, 2 s, 4 s, … up to a minute (reset by its success).
+ITEM_RETRY = retry.Policy(base=1.0, cap=60.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,10 +82,13 @@ class Reconciler(Generic[C]):
     name: ClassVar[str]
     description: ClassVar[str]
     config_type: ClassVar[type[config_module.BaseConfig]]
+    # How long a failed item waits before it is tried again (:meth:`run_item`).
+    item_retry: ClassVar[retry.Policy] = ITEM_RETRY
 
     def __init__(self, ctx: context.Context[C]) -> None:
         self.ctx = ctx
         self._work: asyncio.TaskGroup | None = None
+        self.retries: failure.ItemBackoff[str] = failure.ItemBackoff(self.item_retry)
 
     def wakes(self) -> Wakes:
         raise NotImplementedError
@@ -94,6 +108,73 @@ class Reconciler(Generic[C]):
         if wake:
             task.add_done_callback(lambda _: self.ctx.wake())
         return task
+
+    def run_item(self, key: str, work: Coroutine[Any, Any, None], *, what: str = "") -> asyncio.Task[None]:
+        """Work on item ``key`` beside the loop; the controller syncs again when it ends. A temporary failure
+        makes the item wait out its backoff (``self.retries.ready(key)`` says when it may be tried again; the
+        skeleton syncs again then), a permanent one stops it, a success forgets its failures; a bug stops the
+        controller. ``what`` names the work in logs and the last error ("taint node w1")."""
+
+        async def attempt() -> None:
+            try:
+                await work
+            except Exception as error:
+                if failure.kind(error) == "bug":
+                    raise
+                delay = self.retries.failed(key, error, what=what)
+                again = "not again until it is reset" if delay is None else f"again in {delay:.1f} s"
+                log.warning("%s: %s failed (%s); %s", self.name, what or key, failure.describe(error), again)
+                return
+            self.retries.succeeded(key)
+
+        return self.spawn(attempt())
+
+    def beside(self, work: Coroutine[Any, Any, T]) -> Work[T]:
+        """Run long ``work`` beside the loop (sync never waits for it); the controller syncs again when it
+        ends, and the sync that collects it gets its result or what it raised (:meth:`Work.result`). It is
+        cancelled when the controller stops (a later term does not collect it: :attr:`Work.abandoned`)."""
+        return Work(self.spawn(_capture(work)))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Ended(Generic[T]):
+    value: T | None = None
+    error: Exception | None = None
+
+
+async def _capture(work: Coroutine[Any, Any, T]) -> _Ended[T]:
+    try:
+        return _Ended(value=await work)
+    except Exception as error:  # not swallowed: the sync that collects it raises it
+        return _Ended(error=error)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Work(Generic[T]):
+    """Long work beside the loop (:meth:`Reconciler.beside`)."""
+
+    task: asyncio.Task[_Ended[T]]
+
+    @property
+    def running(self) -> bool:
+        return not self.task.done()
+
+    @property
+    def abandoned(self) -> bool:
+        """Cancelled (the controller stopped, or lost its term): it has no result."""
+        return self.task.cancelled()
+
+    def result(self) -> T:
+        """What the finished work returned; raises what it raised (through ``sync``: the skeleton's backoff)."""
+        ended = self.task.result()
+        if ended.error is not None:
+            raise ended.error
+        return ended.value  # type: ignore[return-value]  # T: a work that returned None had T None
+
+    async def wait(self) -> T:
+        """Wait for the work to end (``--once``); its result, or what it raised."""
+        await asyncio.wait({self.task})
+        return self.result()
 
 
 async def run(controller: Reconciler[Any]) -> None:
@@ -123,10 +204,12 @@ async def run(controller: Reconciler[Any]) -> None:
                 result = await controller.sync()
             except Exception as error:
                 delay = failures.record(error)
-                timeout, pace = delay, delay  # nothing wakes it sooner: a change waits for the retry
+                # Nothing wakes it sooner: a change waits for the retry (a permanent failure: for a change).
+                timeout, pace = delay, (wakes.pace if delay is None else delay)
             else:
                 failures.reset()
-                timeout = min((t for t in (result.again_in, wakes.every) if t is not None), default=None)
+                due = (result.again_in, wakes.every, controller.retries.next_in())
+                timeout = min((t for t in due if t is not None), default=None)
                 pace = wakes.pace if result.pace is None else result.pace
             ctx.health.expect(within=None if timeout is None else max(timeout, pace))
             with contextlib.suppress(TimeoutError):
@@ -145,14 +228,18 @@ class Failures:
     backoff: retry.Backoff = dataclasses.field(default_factory=lambda: retry.Backoff(SYNC_RETRY))
     seen: dict[str, int] = dataclasses.field(default_factory=dict)  # bug signature → times
 
-    def record(self, error: Exception) -> float:
-        """Count and log ``error``; returns how long to wait before the next sync."""
-        reason = retry.classify(error)
-        delay = self.backoff.next_delay(retry_after=getattr(error, "retry_after", None))
+    def record(self, error: Exception) -> float | None:
+        """Count and log ``error``; returns how long to wait before the next sync (None: until a change)."""
+        if isinstance(error, failure.PermanentError):
+            self.metrics.sync_errors.labels(metrics.PERMANENT).inc()
+            log.error("%s: sync failed for good: %s; again on the next change", self.name, error)
+            return None
+        reason = retry.classify(error) or (metrics.TEMPORARY if failure.kind(error) == "temporary" else None)
+        delay = self.backoff.next_delay(retry_after=failure.delay_of(error))
         self.metrics.sync_errors.labels(reason or metrics.UNEXPECTED).inc()
         if reason is not None:
             log.warning(
-                "%s: sync failed (%s: %s); again in %.1f s", self.name, reason, retry.describe(error), delay
+                "%s: sync failed (%s: %s); again in %.1f s", self.name, reason, failure.describe(error), delay
             )
             return delay
         signature = f"{type(error).__qualname__}: {error}"[:300]

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from controllers.kube import client, events, resources, retry, watch
-from controllers.runtime import app, config, context, reconciler
+from controllers.runtime import app, config, context, failure, reconciler
 from controllers.structs import refs
 from e2e import cluster, controlplane
 from tests import harness, proxy
@@ -194,3 +194,80 @@ async def test_events_are_retried_over_a_reset_connection_and_never_fail_the_cal
             recorder = events.Recorder(kube=dead_kube, controller="test", policy=quick)
             await recorder.emit(ref, reason="Lost", note="nobody listens", action="Test")
         assert nowhere.accepted == quick.attempts + 1 if quick.attempts is not None else False
+
+
+async def test_a_controller_says_what_a_failure_means(kube: client.Kube, namespace: str) -> None:
+    """TemporaryError(delay=) is retried after its delay, not the backoff; PermanentError is not retried on a
+    timer (only a change wakes the controller again); neither is a bug."""
+
+    class Saying(Scripted):
+        every: ClassVar[float | None] = None  # nothing but a retry (or a wake) makes it sync again
+        script: ClassVar[list[BaseException | None]] = [
+            failure.TemporaryError("the CRD is not established yet", delay=0.05),
+            failure.TemporaryError("still not", delay=0.05),
+            failure.PermanentError("the bundle is invalid"),
+            None,
+        ]
+
+    async with harness.running(Saying, kube, make_config(namespace, "saying")) as saying:
+        await harness.eventually(lambda: saying.syncs >= 3, timeout=5, what="the two quick retries")
+        await asyncio.sleep(1.0)
+        assert saying.syncs == 3  # stopped: no timed retry after the permanent failure
+        saying.ctx.wake()  # a change
+        await harness.eventually(lambda: saying.syncs == 4, timeout=5, what="the sync a change brings")
+    assert errors(saying, "temporary") == 2
+    assert errors(saying, "permanent") == 1
+    assert errors(saying, "unexpected") == 0
+
+
+async def test_items_wait_out_their_own_backoff_and_long_work_reports_to_the_next_sync(
+    kube: client.Kube, namespace: str
+) -> None:
+    """run_item: an item that fails waits its own delay (the skeleton syncs again when it is due), the others go
+    on; beside: long work's result, or its failure, reaches the sync that collects it (the failure meets the
+    sync backoff and does not stop the controller)."""
+
+    class Items(Scripted):
+        item_retry = retry.Policy(base=0.2, cap=0.2)
+        every: ClassVar[float | None] = None
+
+        def __init__(self, ctx: context.Context[config.BaseConfig]) -> None:
+            super().__init__(ctx)
+            self.tries: dict[str, list[float]] = {"good": [], "flaky": []}
+            self.long: reconciler.Work[str] | None = None
+            self.results: list[str] = []
+
+        async def attempt(self, key: str) -> None:
+            self.tries[key].append(asyncio.get_running_loop().time())
+            if key == "flaky" and len(self.tries[key]) < 3:
+                raise retry.ApiError(status=503, body={"reason": "ServiceUnavailable"})
+
+        async def run_long(self) -> str:
+            if len(self.results) == 0 and self.syncs < 4:
+                raise failure.TemporaryError("long work failed", delay=0.05)
+            return "done"
+
+        async def sync(self) -> reconciler.Synced:
+            self.syncs += 1
+            for key in self.tries:
+                if len(self.tries[key]) < (1 if key == "good" else 3) and self.retries.ready(key):
+                    self.run_item(key, self.attempt(key), what=f"try {key}")
+            if self.long is not None and not self.long.running:
+                long, self.long = self.long, None
+                self.results.append(long.result())  # raises the long work's failure
+            if self.long is None and not self.results:
+                self.long = self.beside(self.run_long())
+            return reconciler.Synced()
+
+    async with harness.running(Items, kube, make_config(namespace, "items")) as items:
+        await harness.eventually(
+            lambda: len(items.tries["flaky"]) == 3 and items.results == ["done"],
+            timeout=10,
+            what="the flaky item's third try and the long work's result",
+        )
+        await harness.eventually(lambda: not items.retries.failing, timeout=5, what="the success forgotten")
+    first, second, third = items.tries["flaky"]
+    assert second - first >= 0.19 and third - second >= 0.19  # its own 0.2 s each time
+    assert len(items.tries["good"]) == 1
+    assert errors(items, "temporary") >= 1  # the long work's failure, raised by the sync that collected it
+    assert errors(items, "unexpected") == 0

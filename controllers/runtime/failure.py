@@ -58,11 +58,10 @@ def describe(error: BaseException) -> str:
 
 
 def delay_of(error: BaseException) -> float | None:
-    """The delay the failure itself asks for (TemporaryError's, a 429's Retry-After), if any."""
-    if isinstance(error, TemporaryError):
-        return error.delay
-    after = getattr(error, "retry_after", None)
-    return float(after) if isinstance(after, int | float) else None
+    """The delay the failure itself asks for (TemporaryError's, a 429's Retry-After), if any, within
+    [0, a minute] (``retry.clamp_retry_after``: what a server says is bounded)."""
+    asked = error.delay if isinstance(error, TemporaryError) else getattr(error, "retry_after", None)
+    return retry.clamp_retry_after(float(asked)) if isinstance(asked, int | float) else None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -90,7 +89,8 @@ class ItemBackoff(Generic[K]):
             self.items[key] = ItemFailure(shown, failures, None)
             return None
         asked = delay_of(error)
-        delay = asked if asked is not None else min(self.policy.cap, self.policy.base * 2 ** (failures - 1))
+        exponent = min(failures - 1, 64)  # 2**64 steps outlast any cap; more only risks an overflow
+        delay = asked if asked is not None else min(self.policy.cap, self.policy.base * 2.0**exponent)
         self.items[key] = ItemFailure(shown, failures, self.clock() + delay)
         return delay
 

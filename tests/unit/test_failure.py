@@ -65,3 +65,10 @@ def test_what_a_failure_asks_for_wins_and_a_permanent_one_stops_the_item() -> No
 def test_temporary_error_keeps_its_reason(delay: float | None) -> None:
     error = failure.TemporaryError("waiting for the CRD", delay=delay)
     assert str(error) == "waiting for the CRD" and error.delay == delay
+
+
+def test_what_a_server_asks_is_bounded_and_many_failures_do_not_overflow() -> None:
+    items: failure.ItemBackoff[str] = failure.ItemBackoff(retry.Policy(base=1.0, cap=60.0), clock=Clock())
+    assert items.failed("a", retry.ApiError(status=429, body={}, retry_after=1e9)) == retry.RETRY_AFTER_CAP
+    assert items.failed("b", failure.TemporaryError("x", delay=-5)) == 0.0
+    assert [items.failed("c", failure.TemporaryError("x")) for _ in range(2000)][-1] == 60.0

@@ -7,7 +7,6 @@ staleness is time passing, not an event.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import time
@@ -19,6 +18,7 @@ from controllers.kube import resources, retry, watch
 from controllers.leader_watchdog import logic
 from controllers.leader_watchdog import metrics as metrics_module
 from controllers.runtime import config, context, reconciler
+from controllers.structs import status
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,8 @@ class LeaderWatchdog(reconciler.Reconciler[LeaderWatchdogConfig]):
         "It observes only: it writes nothing but Events."
     )
     config_type = LeaderWatchdogConfig
+    writes_state = False  # it observes only: Events are all it writes
+    event_action = "Observe"
 
     def __init__(
         self, ctx: context.Context[LeaderWatchdogConfig], *, clock: Callable[[], float] = time.time
@@ -121,40 +123,38 @@ class LeaderWatchdog(reconciler.Reconciler[LeaderWatchdogConfig]):
         self.stores = stores(self.cfg)
         self.history = logic.History()
         self.findings: dict[tuple[str, str], logic.Finding] = {}
-        self.events: asyncio.Queue[logic.Notice] = asyncio.Queue()
-        self._sender: asyncio.Task[None] | None = None
-        self.last: dict[str, Any] = {"time": None, "critical": False, "findings": [], "reason": "starting"}
+        self.published = status.Status(
+            reason="starting", detail={"time": None, "critical": False, "findings": []}
+        )
 
     def wakes(self) -> reconciler.Wakes:
         every = self.cfg.evaluate_interval_seconds
         return reconciler.Wakes(stores=tuple(self.stores.values()), every=every, pace=MIN_GAP)
 
-    def status(self) -> dict[str, Any]:
-        return self.last
-
     async def sync(self) -> reconciler.Synced:
-        """Run every check now; update metrics, ``/status``, logs and (unless ``--once``) Events."""
-        if (self._sender is None or self._sender.done()) and not self.cfg.once:
-            # One sender (started again with the controller after a restart): /status never waits on the API.
-            self._sender = self.spawn(self._send_events(), wake=False)
+        """Run every check now; update metrics, ``/status``, logs and (through the skeleton, unless ``--once``)
+        Events."""
         shot, evaluation = self._evaluate()
         if not self.cfg.once and logic.needs_confirmation(evaluation.findings, known=self.findings):
             # A watch served by an apiserver whose etcd is restarting (every control plane's, in a kubeadm
             # upgrade) can lag tens of seconds: then Leases look unrenewed. Re-read before raising.
             if not await self._reread():
-                return reconciler.Synced(ok=not self.last["critical"], again_in=CONFIRM_RETRY)
+                return reconciler.Synced(ok=not self.published.detail["critical"], again_in=CONFIRM_RETRY)
             shot, evaluation = self._evaluate()
-        self.history = evaluation.history
+        holders, self.history = self.history.holders, evaluation.history
         current = {finding.key: finding for finding in evaluation.findings}
         raised = [finding for key, finding in current.items() if key not in self.findings]
-        cleared = [finding for key, finding in self.findings.items() if key not in current]
         self.findings = current
         now = self.clock()
-        self.last = logic.status_json(evaluation, shot, now=now)
         self.metrics.observe_evaluation(evaluation, shot, raised=raised, now=now)
         if evaluation.master_set_changed:
             log.info("master set changed to %s", sorted(m.name for m in shot.masters))
-        self._report(evaluation, raised=raised, cleared=cleared)
+        for f in raised:
+            log.warning("%s: %s: %s", f.check, f.object, f.evidence, extra={"finding": f.to_json()})
+        news = await self.publish(logic.to_status(evaluation, shot, holders=holders, now=now))
+        for each in news:
+            if not each.warning:
+                log.info("%s on %s: %s", each.reason, each.ref, each.note)
         return reconciler.Synced(ok=not evaluation.critical)
 
     def _evaluate(self) -> tuple[logic.Snapshot, logic.Evaluation]:
@@ -178,28 +178,6 @@ class LeaderWatchdog(reconciler.Reconciler[LeaderWatchdogConfig]):
             log.warning("cannot confirm a finding with a fresh read now: %s", retry.describe(error))
             return False
         return True
-
-    def _report(
-        self, evaluation: logic.Evaluation, *, raised: list[logic.Finding], cleared: list[logic.Finding]
-    ) -> None:
-        for f in raised:
-            log.warning("%s: %s: %s", f.check, f.object, f.evidence, extra={"finding": f.to_json()})
-        for notice in logic.notices(raised=raised, cleared=cleared, transitions=evaluation.transitions):
-            if not notice.warning:
-                log.info("%s on %s: %s", notice.reason, notice.ref, notice.note)
-            if not self.cfg.once:  # a one-shot check reports on stdout only
-                self.events.put_nowait(notice)
-
-    async def _send_events(self) -> None:
-        while True:
-            notice = await self.events.get()
-            await self.ctx.recorder.emit(
-                notice.ref,
-                reason=notice.reason,
-                note=notice.note,
-                type="Warning" if notice.warning else "Normal",
-                action="Observe",
-            )
 
 
 def stores(cfg: LeaderWatchdogConfig) -> dict[str, watch.Store[Any]]:

@@ -15,7 +15,7 @@ from typing import Any, Literal, get_args
 
 from controllers.agreement import masters as agreement_masters
 from controllers.agreement import selector, version
-from controllers.structs import fields, leases, refs, times
+from controllers.structs import fields, leases, refs, status, times
 
 Severity = Literal["critical", "warning"]
 Check = Literal[
@@ -663,27 +663,50 @@ def evaluate(snapshot: Snapshot, *, now: float, rules: Rules, history: History) 
     )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Notice:
-    """An Event to record about what changed since the last evaluation."""
-
-    ref: refs.ObjectRef
-    reason: str
-    note: str
-    warning: bool = False
-
-
-def notices(
-    *, raised: Iterable[Finding], cleared: Iterable[Finding], transitions: Iterable[Transition]
-) -> list[Notice]:
-    """A Warning per finding that appeared; a Normal Event per finding that cleared and per leader change."""
-    found = [Notice(f.ref, REASON[f.check], f"{f.object}: {f.evidence}", warning=True) for f in raised]
-    found += [Notice(f.ref, f"{REASON[f.check]}Cleared", f"{f.object}: cleared") for f in cleared]
-    found += [
-        Notice(lease_ref(c.lease), "LeaderChanged", f"leader changed from {c.previous!r} to {c.holder!r}")
-        for c in transitions
+def conditions(
+    findings: Iterable[Finding], leaders: Mapping[str, LeaseRecord | None], *, holders: Mapping[str, str]
+) -> tuple[status.Condition, ...]:
+    """The conditions the skeleton turns into Events: one per finding (a Warning when it appears, Normal
+    ``<Reason>Cleared`` when it clears), and one per leader Lease whose status is its holder (``LeaderChanged``
+    when the holder changes from ``holders``, the last evaluation's; a first sight is no news)."""
+    found = [
+        status.Condition(
+            f.check, "True", REASON[f.check], f"{f.object}: {f.evidence}", f.object, f.ref, warning=True
+        )
+        for f in findings
     ]
-    return found
+    found += [
+        status.Condition(
+            "leader",
+            lease.holder,
+            "LeaderChanged",
+            f"leader changed from {holders.get(key, '')!r} to {lease.holder!r}",
+            key,
+            lease_ref(key),
+            quiet=True,
+        )
+        for key, lease in sorted(leaders.items())
+        if lease is not None
+    ]
+    return tuple(found)
+
+
+def to_status(
+    evaluation: Evaluation, snapshot: Snapshot, *, holders: Mapping[str, str], now: float
+) -> status.Status:
+    """The watchdog's status: Critical, Warning (findings, none critical) or Healthy; the upgrade under way as
+    its progress; a condition per finding and per leader Lease; the rest of :func:`status_json` as its own."""
+    count = len(evaluation.findings)
+    critical = sum(1 for f in evaluation.findings if f.severity == "critical")
+    upgrade = evaluation.upgrade
+    return status.Status(
+        phase="Critical" if critical else "Warning" if count else "Healthy",
+        version=snapshot.agreed_version or "",
+        reason=f"{count} finding(s), {critical} critical" if count else "",
+        progress=f"{upgrade.phase} {upgrade.from_version} -> {upgrade.to_version}" if upgrade else "",
+        conditions=conditions(evaluation.findings, snapshot.leaders, holders=holders),
+        detail=status_json(evaluation, snapshot, now=now),
+    )
 
 
 def status_json(evaluation: Evaluation, snapshot: Snapshot, *, now: float) -> dict[str, Any]:

@@ -12,10 +12,11 @@ import logging
 from typing import Any, Literal
 
 from controllers.agreement import selector, version
-from controllers.kube import resources, retry, state, watch
+from controllers.kube import resources, retry, watch
 from controllers.node_tainter import effects, logic
 from controllers.node_tainter import metrics as metrics_module
 from controllers.runtime import config, context, reconciler
+from controllers.structs import status
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,7 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
         self.last_error = ""
         self._slots = asyncio.Semaphore(ctx.config.concurrency)
         self._event_slots = asyncio.Semaphore(EVENT_CONCURRENCY)
-        self._state: state.State | None = None
-        self._written: dict[str, str] = {}
+        self.published = status.Status(detail={"synced": False})
 
     def wakes(self) -> reconciler.Wakes:
         return reconciler.Wakes(stores=(self.nodes,), agreement=True, pace=PACE_SECONDS)
@@ -107,7 +107,7 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
             await asyncio.gather(*started)
             plan = logic.plan(self.nodes.items.values(), agreed=agreed, policy=self.policy)
         self.metrics.observe_plan(plan, in_flight=len(self.in_flight))
-        await self._write_state(plan, pending=len(self.in_flight))
+        await self.publish(self._status(plan), settled=not self.in_flight)
         return reconciler.Synced(
             ok=agreed is not None and not (self.ctx.config.once and self.retries.failing),
             pace=BUSY_PACE_SECONDS if self.in_flight else None,
@@ -130,23 +130,6 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
             work = self._apply(self.nodes.items[change.node], change, agreed=agreed)
             started.append(self.run_item(change.node, work, what=f"{change.action} {change.node}"))
         return started
-
-    def status(self) -> dict[str, Any]:
-        """``/status`` and the ``--once`` report: the plan, and what is in flight or failed."""
-        if self.plan is None:
-            return {"synced": False}
-        agreed = self.plan.agreed
-        return {
-            "synced": True,
-            "agreed": agreed is not None,
-            "version": agreed.raw if agreed else "",
-            "reason": "" if agreed else reconciler.no_agreement(self.ctx),
-            "dryRun": self.ctx.config.dry_run,
-            "inFlight": sorted(self.in_flight),
-            "failed": sorted(self.retries.failing),
-            "lastError": self.last_error,
-            **plan_report(self.plan),
-        }
 
     async def _apply(self, node: logic.NodeView, change: logic.Change, *, agreed: version.Version) -> None:
         """Apply one change with its metrics, logs and Event (an item of the skeleton: a failure waits out
@@ -175,33 +158,41 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
         async with self._event_slots:  # the Recorder never fails its caller
             await effects.record(self.ctx.recorder, node, change, why=why)
 
-    async def _write_state(self, plan: logic.Plan, *, pending: int) -> None:
-        """Record the agreed version acted on and the progress (only when it says something new)."""
-        if plan.agreed is None:
-            return
+    def _status(self, plan: logic.Plan) -> status.Status:
+        """The phase and progress of ``plan`` (what is now); ``/status`` and the ``--once`` report also show
+        the plan of this sync, and what is in flight or failed. Nothing is recorded without an agreement;
+        progress made while changes are in flight is recorded once they are done (``settled``)."""
+        assert self.plan is not None
+        agreed = self.plan.agreed
+        detail = {
+            "synced": True,
+            "agreed": agreed is not None,
+            "dryRun": self.ctx.config.dry_run,
+            "inFlight": sorted(self.in_flight),
+            "failed": sorted(self.retries.failing),
+            **plan_report(self.plan),
+        }
+        if agreed is None:
+            reason = reconciler.no_agreement(self.ctx)
+            return status.Status(reason=reason, last_error=self.last_error, detail=detail)
         adding = sum(1 for c in plan.changes if c.taint is not None)
-        phase = "Tainting" if pending or plan.changes else "Waiting" if plan.waiting else "Done"
+        phase = "Tainting" if self.in_flight or plan.changes else "Waiting" if plan.waiting else "Done"
         if phase == "Done":
             self.last_error = ""
-        data = {
-            "version": plan.agreed.raw,
-            "phase": phase,
-            "progress": f"{plan.to_taint - adding}/{plan.to_taint} outdated workers tainted"
+        return status.Status(
+            phase=phase,
+            version=agreed.raw,
+            last_error=self.last_error,
+            progress=f"{plan.to_taint - adding}/{plan.to_taint} outdated workers tainted"
             + (f", {len(plan.waiting)} waiting for the NoSchedule cap" if plan.waiting else ""),
-            "lastError": self.last_error,
-            "outdated": str(plan.outdated),
-            "tainted": str(plan.tainted),
-            "waiting": str(len(plan.waiting)),
-            "taint": f"{self.policy.taint_key}:{self.policy.effect}",
-        }
-        if data == self._written:
-            return
-        if pending and self._written and data["phase"] == self._written["phase"]:
-            return  # progress while changes are in flight: written once they are done
-        if self._state is None:
-            self._state = await self.ctx.read_state()
-        self._state = await self.ctx.update_state(self._state, data)
-        self._written = data
+            data={
+                "outdated": str(plan.outdated),
+                "tainted": str(plan.tainted),
+                "waiting": str(len(plan.waiting)),
+                "taint": f"{self.policy.taint_key}:{self.policy.effect}",
+            },
+            detail=detail,
+        )
 
 
 def plan_report(plan: logic.Plan) -> dict[str, Any]:

@@ -22,6 +22,10 @@ when the next one is due), a permanent one stops it, a bug stops the controller.
 :meth:`Reconciler.beside` runs it beside the loop and hands its result, or what it raised, to the sync that
 asks (where a failure meets the backoff above).
 
+Status: a controller hands :meth:`Reconciler.publish` its :class:`controllers.structs.status.Status`; the
+skeleton renders it for ``/status`` and ``--once``, writes it to the state ConfigMap when it changed, and
+records an Event for each condition that changed.
+
 Liveness: the skeleton tells :class:`server.Health` when the loop must come round next (a sync may take
 ``Wakes.sync_seconds``; a wait ends by its timeout), so ``/healthz`` fails only for a wedged loop.
 """
@@ -36,9 +40,10 @@ import logging
 from collections.abc import Coroutine, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
-from controllers.kube import retry, watch
+from controllers.kube import retry, state, watch
 from controllers.runtime import config as config_module
 from controllers.runtime import context, failure, metrics
+from controllers.structs import status as status_module
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +89,20 @@ class Reconciler(Generic[C]):
     config_type: ClassVar[type[config_module.BaseConfig]]
     # How long a failed item waits before it is tried again (:meth:`run_item`).
     item_retry: ClassVar[retry.Policy] = ITEM_RETRY
+    # Whether its status goes to its state ConfigMap (the watchdog writes nothing but Events).
+    writes_state: ClassVar[bool] = True
+    # The action of the Events its conditions' transitions record ("Evaluate", "Observe").
+    event_action: ClassVar[str] = "Reconcile"
 
     def __init__(self, ctx: context.Context[C]) -> None:
         self.ctx = ctx
         self._work: asyncio.TaskGroup | None = None
         self.retries: failure.ItemBackoff[str] = failure.ItemBackoff(self.item_retry)
+        self.published = status_module.Status()
+        self._written: dict[str, str] = {}
+        self._state: state.State | None = None
+        self._news: asyncio.Queue[status_module.Transition] = asyncio.Queue()
+        self._sender: asyncio.Task[None] | None = None
 
     def wakes(self) -> Wakes:
         raise NotImplementedError
@@ -97,8 +111,48 @@ class Reconciler(Generic[C]):
         raise NotImplementedError
 
     def status(self) -> dict[str, Any]:
-        """The ``/status`` document (and what ``--once`` prints)."""
-        return {}
+        """The ``/status`` document (and what ``--once`` prints): the status last published."""
+        return self.published.to_json()
+
+    async def publish(
+        self, status: status_module.Status, *, settled: bool = True
+    ) -> list[status_module.Transition]:
+        """Make ``status`` the controller's status: ``/status`` and ``--once`` show it at once; the state
+        ConfigMap gets it when it says something new (not before it has a phase; while not ``settled``, in
+        the middle of a burst of work, only a new phase is written); an Event is recorded for each condition
+        that changed (in the background, so that a slow API never holds the loop; none for ``--once``, which
+        reports on stdout). Returns those transitions (for the controller's logs)."""
+        news = status_module.transitions(self.published.conditions, status.conditions)
+        self.published = status
+        if news and not self.ctx.config.once:
+            for each in news:
+                self._news.put_nowait(each)
+            if self._sender is None or self._sender.done():  # one sender (again after a restart)
+                self._sender = self.spawn(self._send_news(), wake=False)
+        if not self.writes_state or not status.phase:
+            return news
+        data = status.state_data()
+        if data == self._written or (not settled and data["phase"] == self._written.get("phase")):
+            return news
+        if self._state is None:
+            self._state = await self.ctx.read_state()
+        self._state = await self.ctx.update_state(self._state, data)
+        self._written = data
+        return news
+
+    async def _send_news(self) -> None:
+        while True:
+            news = await self._news.get()
+            if news.ref is None:
+                await self.ctx.event(news.reason, news.note, action=self.event_action, warning=news.warning)
+            else:
+                await self.ctx.recorder.emit(
+                    news.ref,
+                    reason=news.reason,
+                    note=news.note,
+                    type="Warning" if news.warning else "Normal",
+                    action=self.event_action,
+                )
 
     def spawn(self, work: Coroutine[Any, Any, T], *, wake: bool = True) -> asyncio.Task[T]:
         """Run ``work`` beside the loop; the controller syncs again when it ends (unless ``wake`` is

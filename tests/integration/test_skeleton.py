@@ -15,8 +15,9 @@ import aiohttp
 import pytest
 
 from controllers.kube import client, events, resources, retry, watch
+from controllers.kube import state as kstate
 from controllers.runtime import app, config, context, failure, reconciler
-from controllers.structs import refs
+from controllers.structs import refs, status
 from e2e import cluster, controlplane
 from tests import harness, proxy
 
@@ -271,3 +272,57 @@ async def test_items_wait_out_their_own_backoff_and_long_work_reports_to_the_nex
     assert len(items.tries["good"]) == 1
     assert errors(items, "temporary") >= 1  # the long work's failure, raised by the sync that collected it
     assert errors(items, "unexpected") == 0
+
+
+async def test_the_skeleton_writes_a_status_only_when_it_changed_and_records_conditions_that_changed(
+    kube: client.Kube, namespace: str
+) -> None:
+    """publish: /status at once; the state ConfigMap only for a new status (while not settled: a new phase);
+    an Event per condition that appeared, changed status or cleared, on the state ConfigMap."""
+
+    class Publishing(Scripted):
+        every: ClassVar[float | None] = None
+
+    def judged(value: str) -> status.Condition:
+        return status.Condition("check", value, f"Check{value.title()}", f"check is {value}",
+                                warning=value == "blocked", quiet=value == "pass")  # fmt: skip
+
+    async with harness.running(Publishing, kube, make_config(namespace, "publishing")) as publishing:
+        ctx = publishing.ctx
+        writes: list[str] = []
+        original = ctx.update_state
+
+        async def counting(current: kstate.State, changes: dict[str, str]) -> kstate.State:
+            writes.append(changes["phase"])
+            return await original(current, changes)
+
+        ctx.update_state = counting  # type: ignore[method-assign]  # a seam: count the writes
+        await publishing.publish(status.Status(reason="no agreement yet"))  # no phase: nothing recorded
+        assert writes == [] and publishing.status()["reason"] == "no agreement yet"
+        first = status.Status(
+            phase="Working", version="v1.37.0", progress="0/2", conditions=(judged("pass"),)
+        )
+        assert await publishing.publish(first) == []  # a passing check at start is no news
+        await publishing.publish(first)
+        await publishing.publish(dataclasses.replace(first, progress="1/2"), settled=False)  # mid-burst
+        assert writes == ["Working"] and publishing.status()["progress"] == "1/2"
+        news = await publishing.publish(
+            dataclasses.replace(first, phase="Blocked", progress="1/2", conditions=(judged("blocked"),))
+        )
+        assert [n.reason for n in news] == ["CheckBlocked"] and writes == ["Working", "Blocked"]
+        saved = await ctx.read_state()
+        assert (saved.get("phase"), saved.get("progress"), saved.get("version")) == (
+            "Blocked",
+            "1/2",
+            "v1.37.0",
+        )
+
+        async def reasons() -> list[str]:
+            listed = await kube.list_items(resources.EVENTS.path(namespace=namespace))
+            return [e["reason"] for e in listed if e["regarding"]["name"] == ctx.state_name]
+
+        async def recorded() -> bool:
+            return bool(await reasons())
+
+        await harness.eventually(recorded, timeout=10, what="the Event of the transition")
+        assert await reasons() == ["CheckBlocked"]

@@ -9,7 +9,7 @@ import pytest
 
 from controllers.agreement import selector
 from controllers.leader_watchdog import logic
-from controllers.structs import refs, times
+from controllers.structs import refs, status, times
 
 NOW = 1_800_000_000.0
 RULES = logic.Rules(
@@ -500,10 +500,16 @@ def test_notices_say_what_appeared_cleared_and_changed_hands() -> None:
         kind="Lease", name="kube-scheduler", namespace="kube-system", api_version="coordination.k8s.io/v1"
     )
     cleared = logic.Finding("stale-leader", str(lease), "old", NOW, lease)
-    moved = logic.Transition(lease="kube-system/kube-scheduler", previous="m1_a", holder="m2_b")
-    found = logic.notices(raised=[raised], cleared=[cleared], transitions=[moved])
+    key = "kube-system/kube-scheduler"
+    held = {key: logic.LeaseRecord("kube-system", "kube-scheduler", "m1_a", NOW, 15, 0)}
+    moved = {key: dataclasses.replace(held[key], holder="m2_b")}
+    before = logic.conditions([cleared], held, holders={})
+    found = status.transitions(before, logic.conditions([raised], moved, holders={key: "m1_a"}))
     assert found == [
-        logic.Notice(node_ref, "NodesNotReady", "Nodes: 3 of 10 NotReady", warning=True),
-        logic.Notice(lease, "StaleLeaderCleared", "Lease kube-system/kube-scheduler: cleared"),
-        logic.Notice(lease, "LeaderChanged", "leader changed from 'm1_a' to 'm2_b'"),
+        status.Transition(node_ref, "NodesNotReady", "Nodes: 3 of 10 NotReady", warning=True),
+        status.Transition(lease, "StaleLeaderCleared", "Lease kube-system/kube-scheduler: cleared", False),
+        status.Transition(lease, "LeaderChanged", "leader changed from 'm1_a' to 'm2_b'", False),
+    ]
+    assert status.transitions([], before) == [  # a leader first seen is no news; a finding is
+        status.Transition(lease, "StaleLeader", "Lease kube-system/kube-scheduler: old", warning=True)
     ]

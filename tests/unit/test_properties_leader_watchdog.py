@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from controllers.agreement import selector
 from controllers.leader_watchdog import logic
+from controllers.structs import status
 from tests import strategies
 
 SELECTORS = tuple(selector.parse_selector(text) for text in selector.DEFAULT_MASTER_SELECTORS)
@@ -52,4 +53,6 @@ def test_evaluate_any_snapshot(
         assert any(f.check == "leader-missing" for f in first.findings)
     for evaluation, moment in ((first, now), (second, now + later)):
         json.dumps(logic.status_json(evaluation, snapshot, now=moment), allow_nan=False)
-    logic.notices(raised=second.findings, cleared=first.findings, transitions=second.transitions)
+    first_conditions = logic.conditions(first.findings, snapshot.leaders, holders={})
+    status.transitions(first_conditions, logic.conditions(second.findings, snapshot.leaders, holders={}))
+    logic.to_status(second, snapshot, holders=first.history.holders, now=now + later).to_json()

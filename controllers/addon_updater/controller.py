@@ -185,7 +185,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
         cfg = self.cfg
         state = await self.ctx.read_state()
         minor = model.select_bundle(
-            wanted=agreed.minor_key, available=await self.source.minors(), policy=cfg.selection
+            wanted=agreed.minor_key, available=await self.source.minors(), selection=cfg.selection
         )
         bundle: model.Bundle | model.BundleError | None = None
         if minor is not None:

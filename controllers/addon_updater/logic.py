@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from controllers.bundles import model
+from controllers.bundles import documents, model
 from controllers.structs import fields
 
 JSON = dict[str, Any]
@@ -301,8 +301,8 @@ def decide(
     """The whole decision of one round, in this order: no bundle fits the agreed minor (``bundle`` None) →
     missing; it cannot be read → invalid; the same content is in place (and, for the directory target, the
     directory shows it: ``generation``) → current; it was found invalid for this agreed version already →
-    known-invalid (reported once; a changed bundle, variable or version is tried again); it does not model.render
-    or parse → invalid; else switch."""
+    known-invalid (reported once; a changed bundle, variable or version is tried again); it does not load
+    (documents.load: bounds, variables, documents) → invalid; else switch."""
     if bundle is None:
         return Decision("missing")
     if isinstance(bundle, model.BundleError):
@@ -315,7 +315,7 @@ def decide(
     elif recorded.phase == "Invalid" and recorded.failed_digest == digest and recorded.version == version:
         return Decision("known-invalid", bundle, digest)
     try:
-        files = model.render(bundle, variables=variables)
-        return Decision(action, bundle, digest, files=files, manifests=model.parse_documents(files))
+        loaded = documents.load(bundle, variables=variables)
+        return Decision(action, bundle, digest, files=loaded.files, manifests=loaded.manifests)
     except model.BundleError as error:
         return Decision("invalid", bundle, digest, error=error)

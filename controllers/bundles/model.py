@@ -1,4 +1,5 @@
-"""Add-on bundles, pure: what a bundle is, which one fits a minor, its variables, its documents validated.
+"""Add-on bundles, pure: what a bundle is, which one fits a minor, its variables, its digest (the documents:
+``documents``).
 
 Shared by addon-updater (which switches to a bundle) and upgrade-readiness (which checks that the next
 minor's bundle is there and valid, with the same code). No I/O: files arrive as (name, text) pairs.
@@ -8,20 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, get_args
 
-import yaml
-
-from controllers.structs import fields
+from controllers.structs import redact
 
 JSON = dict[str, Any]
-Policy = Literal["exact", "nearestLower"]
+Selection = Literal["exact", "nearestLower"]
 
 
-FailureReason = Literal["variable", "parse", "invalid", "duplicate", "unknown_kind", "dry_run"]
+FailureReason = Literal["variable", "parse", "limit", "invalid", "duplicate", "unknown_kind", "dry_run"]
 
 
 FAILURE_REASONS: tuple[FailureReason, ...] = get_args(FailureReason)
@@ -36,14 +34,12 @@ BUNDLE_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 _MINOR = re.compile(r"^(\d{1,4})\.(\d{1,4})$")
 
 
-_VARIABLE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
 _VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class BundleError(Exception):
-    """The bundle cannot be switched to; ``reason`` is the metric label, the message names file and document."""
+class BundleError(redact.Redacted):
+    """The bundle cannot be switched to; ``reason`` is the metric label, the message names file and document
+    (built from names and redacted parts only: never a value of the bundle)."""
 
     def __init__(self, reason: FailureReason, message: str) -> None:
         super().__init__(message)
@@ -120,13 +116,13 @@ def parse_minor(text: str) -> tuple[int, int] | None:
     return (int(match[1]), int(match[2])) if match else None
 
 
-def select_bundle(*, wanted: tuple[int, int], available: Iterable[str], policy: Policy) -> str | None:
+def select_bundle(*, wanted: tuple[int, int], available: Iterable[str], selection: Selection) -> str | None:
     """The bundle minor to use for the agreed ``wanted`` minor: the same minor, or with ``nearestLower`` the
     closest minor below it when that one is missing. None: no bundle fits (change nothing)."""
     minors = {key: text for text in available if (key := parse_minor(text)) is not None}
     if wanted in minors:
         return minors[wanted]
-    if policy == "nearestLower":
+    if selection == "nearestLower":
         lower = [key for key in minors if key < wanted]
         if lower:
             return minors[max(lower)]
@@ -153,29 +149,6 @@ def parse_variables(values: Sequence[str]) -> dict[str, str]:
     return result
 
 
-def substitute(text: str, *, variables: Mapping[str, str], file: str) -> str:
-    """Replace every ``${NAME}``; ``$${NAME}`` stays as a literal ``${NAME}``. An unknown NAME is an error."""
-    unknown: list[str] = []
-
-    def replace(match: re.Match[str]) -> str:
-        escaped, name = match[1], match[2]
-        if escaped:
-            return "${" + name + "}"
-        if name not in variables:
-            unknown.append(name)
-            return match[0]
-        return variables[name]
-
-    result = _VARIABLE.sub(replace, text)
-    if unknown:
-        names = ", ".join(sorted(set(unknown)))
-        raise BundleError(
-            "variable",
-            f"{file}: unknown variable(s) {names} (known: {', '.join(sorted(variables)) or 'none'})",
-        )
-    return result
-
-
 def bundle_digest(bundle: Bundle, *, variables: Mapping[str, str]) -> str:
     """sha256 over the files (by name) and the variables: equal digest ⇔ the same objects would be applied."""
     sha = hashlib.sha256()
@@ -188,88 +161,6 @@ def bundle_digest(bundle: Bundle, *, variables: Mapping[str, str]) -> str:
 
 def short_digest(digest: str) -> str:
     return digest[:12]
-
-
-def render(bundle: Bundle, *, variables: Mapping[str, str]) -> tuple[BundleFile, ...]:
-    """The bundle's files with variables substituted (what the directory target writes)."""
-    return tuple(
-        BundleFile(name=f.name, text=substitute(f.text, variables=variables, file=f.name))
-        for f in bundle.files
-    )
-
-
-def parse_documents(files: Iterable[BundleFile]) -> tuple[Manifest, ...]:
-    """Every document of every file, validated: parses, is a mapping with apiVersion, kind and metadata.name;
-    ``kind: List`` is flattened; empty documents are skipped; no object twice. Raises BundleError."""
-    manifests: list[Manifest] = []
-    for file in files:
-        try:
-            documents = list(yaml.load_all(file.text, Loader=_Loader))
-        except (yaml.YAMLError, ValueError) as error:  # ValueError: an explicit !!timestamp that is no date
-            raise BundleError("parse", f"{file.name}: not valid YAML: {_one_line(error)}") from error
-        for index, document in enumerate(documents):
-            if document is None:
-                continue
-            where = f"{file.name} document {index + 1}"
-            items = _list_items(document, where)
-            for item in items:
-                _check_document(item, where)
-                manifests.append(Manifest(file=file.name, index=index, body=item))
-    seen: dict[tuple[str, str, str, str], str] = {}
-    for manifest in manifests:
-        identity = (manifest.group, manifest.kind, manifest.namespace, manifest.name)
-        if identity in seen:
-            raise BundleError(
-                "duplicate", f"{manifest.where}: {manifest.kind} {manifest.name} is also in {seen[identity]}"
-            )
-        seen[identity] = manifest.where
-    return tuple(manifests)
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML as kubectl reads it: an unquoted 2026-01-31 is a string, not a date (JSON has no dates)."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-def _list_items(document: object, where: str) -> list[Any]:
-    if isinstance(document, dict) and document.get("kind") == "List" and "items" in document:
-        items = document["items"]
-        if not isinstance(items, list):
-            raise BundleError("invalid", f"{where}: List items must be a list")
-        return items
-    return [document]
-
-
-def _check_document(document: object, where: str) -> None:
-    if not isinstance(document, dict):
-        raise BundleError("invalid", f"{where}: not a mapping (got {type(document).__name__})")
-    for field in ("apiVersion", "kind"):
-        value = document.get(field)
-        if not isinstance(value, str) or not value:
-            raise BundleError("invalid", f"{where}: missing {field}")
-    metadata = fields.mapping(document.get("metadata"))
-    name = metadata.get("name")
-    if not isinstance(name, str) or not name:
-        raise BundleError("invalid", f"{where}: {document['kind']} without metadata.name")
-    namespace = metadata.get("namespace")
-    if namespace is not None and not isinstance(namespace, str):
-        raise BundleError("invalid", f"{where}: metadata.namespace must be a string")
-    for field in ("labels", "annotations"):
-        if metadata.get(field) is not None and not isinstance(metadata.get(field), dict):
-            raise BundleError("invalid", f"{where}: metadata.{field} must be a mapping")
-    try:
-        json.dumps(document, allow_nan=False)
-    except (TypeError, ValueError) as error:  # !!binary, !!set, .nan: what the API cannot take
-        raise BundleError("invalid", f"{where}: not representable as JSON: {error}") from error
-
-
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split())
 
 
 def bundle_file_name(name: str) -> bool:

@@ -17,6 +17,8 @@ from typing import Any, Literal, TypeVar
 
 import aiohttp
 
+from controllers.structs import redact
+
 T = TypeVar("T")
 
 Reason = Literal[
@@ -85,11 +87,9 @@ def status_reason(status: int, *, message: str = "") -> Reason:
     return "server_error" if status >= 500 else _BY_STATUS.get(status, "client_error")
 
 
-def describe(error: BaseException) -> str:
-    """A short description without the response message (a 422 message may quote Secret data)."""
-    if isinstance(error, ApiError):
-        return f"{error.status} {error.reason}".strip()
-    return type(error).__name__
+# The one way an error becomes text for a log line, an Event, a state field or /status: the apiserver's
+# message only where the request's object holds no data values (controllers/structs/redact.py).
+describe = redact.describe
 
 
 # The longest wait a server's Retry-After may ask for: the apiserver's priority and fairness asks for 1 s;

@@ -9,7 +9,7 @@ import asyncio
 import aiohttp
 
 from controllers.agreement.version import Version
-from controllers.bundles import model, source
+from controllers.bundles import documents, model, source
 from controllers.kube import resources
 from controllers.kube.client import ApiError, Kube
 from controllers.upgrade_readiness import logic
@@ -78,7 +78,7 @@ async def probe_bundle(
     bundles: source.Source,
     *,
     target: Version,
-    selection: model.Policy,
+    selection: model.Selection,
     variables: dict[str, str],
     variables_config_map: str,
     namespace: str,
@@ -89,7 +89,7 @@ async def probe_bundle(
     where = f"{bundles.kind} {bundles.directory if bundles.kind == 'directory' else bundles.namespace}"
     try:
         chosen = model.select_bundle(
-            wanted=target.minor_key, available=await bundles.minors(), policy=selection
+            wanted=target.minor_key, available=await bundles.minors(), selection=selection
         )
         if chosen is None:
             return logic.addon_bundle(logic.BundleProbe(target.minor_text, "", where))
@@ -97,7 +97,7 @@ async def probe_bundle(
             kube, configured=variables, configmap=variables_config_map, namespace=namespace
         )
         try:
-            model.parse_documents(model.render(await bundles.load(chosen), variables=found))
+            documents.load(await bundles.load(chosen), variables=found)
         except model.BundleError as error:
             return logic.addon_bundle(
                 logic.BundleProbe(target.minor_text, chosen, where, f"{error.reason}: {error}")

@@ -28,7 +28,7 @@ import pytest
 
 from controllers.addon_updater import controller, logic
 from controllers.agreement import version
-from controllers.bundles import model
+from controllers.bundles import documents, model
 from controllers.kube import client, resources
 from e2e import cluster
 from tests import addon_dir, harness
@@ -338,6 +338,11 @@ def break_bundle(root: pathlib.Path, case: str) -> None:
     coredns = root / "1.36" / "coredns.yaml"
     if case == "invalid-yaml":
         coredns.write_text(coredns.read_text() + "\n---\nkind: ConfigMap\nmetadata: {name: broken\n")
+    elif case == "billion-laughs":  # 10**9 strings once expanded: refused while its nodes are still few
+        levels = "".join(f"  l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 10))
+        (root / "1.36" / "zz-laughs.yaml").write_text(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\ndata:\n  l0: &l0 [lol, lol]\n" + levels
+        )
     elif case == "no-kind":
         (root / "1.36" / "zz-extra.yaml").write_text("apiVersion: v1\nmetadata:\n  name: kindless\n")
     elif case == "dry-run-rejected":
@@ -348,10 +353,15 @@ def break_bundle(root: pathlib.Path, case: str) -> None:
         raise AssertionError(case)
 
 
-EXPECTED_REASON = {"invalid-yaml": "parse", "no-kind": "invalid", "dry-run-rejected": "dry_run"}
+EXPECTED_REASON = {
+    "invalid-yaml": "parse",
+    "billion-laughs": "limit",
+    "no-kind": "invalid",
+    "dry-run-rejected": "dry_run",
+}
 
 
-@pytest.mark.parametrize("case", ["invalid-yaml", "no-kind", "dry-run-rejected"])
+@pytest.mark.parametrize("case", list(EXPECTED_REASON))
 async def test_invalid_bundle_changes_nothing(
     kube: client.Kube,
     namespace: str,
@@ -412,7 +422,8 @@ def rendered(root: pathlib.Path, minor: str, cfg: controller.AddonUpdaterConfig)
         model.BundleFile(name=p.name, text=p.read_text()) for p in sorted((root / minor).glob("*.yaml"))
     )
     bundle = model.Bundle(minor=minor, source="", files=files)
-    return {f.name: f.text for f in model.render(bundle, variables=model.parse_variables(cfg.variables))}
+    loaded = documents.load(bundle, variables=model.parse_variables(cfg.variables))
+    return {f.name: f.text for f in loaded.files}
 
 
 @dataclasses.dataclass

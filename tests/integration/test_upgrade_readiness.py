@@ -247,6 +247,39 @@ async def test_the_next_bundle_missing_blocks_until_it_is_there_and_valid(
         await harness.eventually(lambda: status_is(gate, "addon-bundle", "pass"), what="bundle valid")
 
 
+async def test_a_hostile_next_bundle_fails_its_check_and_the_report_is_still_published(
+    kube: client.Kube, namespace: str, nodes: cluster.Nodes, tmp_path: pathlib.Path
+) -> None:
+    """The shared bounded loader: a billion-laughs bundle, then 20,000 nested '[', are each a failed
+    addon-bundle check in a published report (state and Events), not a crash or a missing report."""
+    await master(nodes)
+    (tmp_path / "1.38").mkdir()
+    laughs = "".join(f"  l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 10))
+    hostile = {
+        "more than 100000 nodes": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\ndata:\n"
+        "  l0: &l0 [lol, lol]\n" + laughs,
+        "nested deeper than 100 levels": "a: " + "[" * 20_000 + "]" * 20_000 + "\n",
+    }
+    cfg = config(namespace, "addon-bundle", bundle_source="directory", bundle_dir=str(tmp_path))
+    async with harness.running(controller.UpgradeReadiness, kube, cfg) as gate:
+        for complaint, text in hostile.items():
+            (tmp_path / "1.38" / "a.yaml").write_text(text)
+
+            def refused(complaint: str = complaint) -> bool:
+                return complaint in result(gate, "addon-bundle")["reason"]
+
+            await harness.eventually(refused, what=complaint)
+            assert status_is(gate, "addon-bundle", "blocked")
+            assert "limit: a.yaml:" in result(gate, "addon-bundle")["reason"]
+
+            async def published(complaint: str = complaint) -> bool:
+                saved = await state.read(kube, namespace=namespace, name=gate.ctx.state_name)
+                reasons = json.loads(saved.get("reasons") or "[]")
+                return saved.get("phase") == "NotUpgradeable" and any(complaint in r for r in reasons)
+
+            await harness.eventually(published, what=f"the report saying {complaint}")
+
+
 async def test_an_acknowledged_check_is_shown_and_does_not_block(
     kube: client.Kube, namespace: str, nodes: cluster.Nodes
 ) -> None:

@@ -1,4 +1,5 @@
-"""The addon-updater's pure decisions: selection, variables, validation, order, prune set, health, digest."""
+"""The addon-updater's pure decisions: selection, validation, order, prune set, health, digest (the bundle loader
+itself: test_bundle_documents.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import pytest
 
 from controllers.addon_updater import logic
-from controllers.bundles import model
+from controllers.bundles import documents, model
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples" / "bundles"
 VARIABLES = {"CLUSTER_DOMAIN": "cluster.local", "DNS_SERVICE_IP": "10.0.0.10"}
@@ -27,7 +28,7 @@ def example(minor: str) -> model.Bundle:
 
 
 def parse(text: str) -> tuple[model.Manifest, ...]:
-    return model.parse_documents([model.BundleFile(name="b.yaml", text=text)])
+    return documents.load(bundle_of(**{"b.yaml": text}), variables={}).manifests
 
 
 def reason_of(text: str) -> str:
@@ -40,7 +41,7 @@ def reason_of(text: str) -> str:
 
 
 @pytest.mark.parametrize(
-    ("wanted", "available", "policy", "chosen"),
+    ("wanted", "available", "selection", "chosen"),
     [
         ((1, 36), ["1.35", "1.36"], "exact", "1.36"),
         ((1, 37), ["1.35", "1.36"], "exact", None),
@@ -53,29 +54,12 @@ def reason_of(text: str) -> str:
     ],
 )
 def test_select_bundle(
-    wanted: tuple[int, int], available: list[str], policy: model.Policy, chosen: str | None
+    wanted: tuple[int, int], available: list[str], selection: model.Selection, chosen: str | None
 ) -> None:
-    assert model.select_bundle(wanted=wanted, available=available, policy=policy) == chosen
+    assert model.select_bundle(wanted=wanted, available=available, selection=selection) == chosen
 
 
 # --- variables ---------------------------------------------------------------------------------------------
-
-
-def test_substitute_known_variables_and_escapes() -> None:
-    text = "domain: ${CLUSTER_DOMAIN}\nliteral: $${CLUSTER_DOMAIN}\nshell: $HOME ${not-a-name}\n"
-    assert model.substitute(text, variables=VARIABLES, file="f") == (
-        "domain: cluster.local\nliteral: ${CLUSTER_DOMAIN}\nshell: $HOME ${not-a-name}\n"
-    )
-
-
-def test_unknown_variable_is_an_error_naming_it() -> None:
-    with pytest.raises(model.BundleError) as error:
-        model.substitute(
-            "a: ${NOPE}\nb: ${CLUSTER_DOMAIN}\nc: ${ALSO_NOPE}", variables=VARIABLES, file="x.yaml"
-        )
-    assert error.value.reason == "variable"
-    assert "x.yaml" in str(error.value)
-    assert "ALSO_NOPE, NOPE" in str(error.value)
 
 
 def test_parse_variables() -> None:
@@ -90,7 +74,7 @@ def test_parse_variables() -> None:
 
 def test_example_bundles_are_valid() -> None:
     for minor in ("1.35", "1.36"):
-        manifests = model.parse_documents(model.render(example(minor), variables=VARIABLES))
+        manifests = documents.load(example(minor), variables=VARIABLES).manifests
         assert len(manifests) >= 6
         for manifest in manifests:
             if manifest.kind != "CustomResourceDefinition":
@@ -99,7 +83,7 @@ def test_example_bundles_are_valid() -> None:
 
 def test_example_bundles_need_their_variables() -> None:
     with pytest.raises(model.BundleError) as error:
-        model.render(example("1.36"), variables={"CLUSTER_DOMAIN": "cluster.local"})
+        documents.load(example("1.36"), variables={"CLUSTER_DOMAIN": "cluster.local"})
     assert "DNS_SERVICE_IP" in str(error.value)
 
 
@@ -166,7 +150,7 @@ def test_namespaces_then_crds_then_the_rest_in_bundle_order() -> None:
 
 
 def test_bundle_crd_kinds() -> None:
-    manifests = model.parse_documents(model.render(example("1.36"), variables=VARIABLES))
+    manifests = documents.load(example("1.36"), variables=VARIABLES).manifests
     crds = logic.bundle_crd_kinds(manifests)
     assert set(crds) == {("dns.addons.example.io", "ForwardZone")}
 
@@ -284,7 +268,7 @@ def test_unavailable_reports_missing_workloads() -> None:
 
 
 def test_workload_keys() -> None:
-    manifests = model.parse_documents(model.render(example("1.36"), variables=VARIABLES))
+    manifests = documents.load(example("1.36"), variables=VARIABLES).manifests
     assert logic.workload_keys(manifests, default_namespace="d") == (
         model.ObjectKey("apps", "Deployment", "kube-system", "coredns"),
     )

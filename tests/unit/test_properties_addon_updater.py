@@ -10,7 +10,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from controllers.addon_updater import logic
-from controllers.bundles import model
+from controllers.bundles import documents, model
 from tests import strategies
 
 
@@ -78,7 +78,10 @@ def test_prune_set_of_any_live_objects(objects: list[dict[str, Any]]) -> None:
 def test_bundle_dates_stay_strings_and_bad_ones_are_parse_errors() -> None:
     """Crashes the properties found, kept as examples: kubectl reads an unquoted date as a string."""
     head = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata:\n"
-    (manifest,) = model.parse_documents([model.BundleFile(name="f.yaml", text=head + "  day: 2026-01-31\n")])
+    bundle = model.Bundle(
+        minor="1.36", source="t", files=(model.BundleFile(name="f.yaml", text=head + "  day: 2026-01-31\n"),)
+    )
+    (manifest,) = documents.load(bundle, variables={}).manifests
     assert manifest.body["data"] == {"day": "2026-01-31"}
     for text, reason in (
         (head + "  day: !!timestamp 2001-13-45\n", "parse"),

@@ -22,6 +22,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
+import yaml
 
 from controllers.kube import retry
 from controllers.kube.retry import ApiError as ApiError  # raised by every request; callers catch it here
@@ -302,6 +303,10 @@ class Kube:
         return url
 
 
+def _named(source: str) -> str:
+    return source if source == IN_CLUSTER else f"kubeconfig {source}"
+
+
 def _proxy_or_netrc_configured() -> bool:
     """Whether any proxy variable or a netrc file is there for aiohttp's ``trust_env`` to use."""
     return bool(urllib.request.getproxies()) or aiohttp.helpers.netrc_from_env() is not None
@@ -367,6 +372,39 @@ def _unloaded_package(name: str, path: Any) -> Any:
     return module
 
 
+class KubeconfigError(ValueError):
+    """No usable client configuration: the message names the kubeconfig (or the in-cluster config) and what
+    is wrong with it. A configuration error of the caller, not a failure of the cluster."""
+
+
+IN_CLUSTER = "in-cluster config"
+
+
+def kubeconfig_source(kubeconfig: str | None, *, environ: Mapping[str, str] | None = None) -> str:
+    """Where the client configuration comes from, in kubectl's order: ``kubeconfig`` (it must exist), else
+    ``$KUBECONFIG`` (a ``:``-separated list; the files that exist are merged), else ``~/.kube/config``, else
+    :data:`IN_CLUSTER` inside a pod. Returns the path (or list) to load, or IN_CLUSTER; raises
+    :class:`KubeconfigError` naming what was looked for."""
+    environ = os.environ if environ is None else environ
+    if kubeconfig:
+        if not os.path.isfile(os.path.expanduser(kubeconfig)):
+            raise KubeconfigError(f"kubeconfig {kubeconfig}: no such file")
+        return kubeconfig
+    listed = environ.get("KUBECONFIG", "")
+    if listed:
+        if not any(os.path.isfile(os.path.expanduser(path)) for path in listed.split(os.pathsep) if path):
+            raise KubeconfigError(f"KUBECONFIG={listed}: no such file")
+        return listed
+    default = os.path.join(environ.get("HOME") or os.path.expanduser("~"), ".kube", "config")
+    if os.path.isfile(default):
+        return default
+    if "KUBERNETES_SERVICE_HOST" in environ:
+        return IN_CLUSTER
+    raise KubeconfigError(
+        f"no kubeconfig: --kubeconfig not given, KUBECONFIG not set, no {default}, and not inside a pod"
+    )
+
+
 async def connect(
     *,
     kubeconfig: str | None = None,
@@ -376,15 +414,23 @@ async def connect(
     fresh_connections: bool = False,
     policy: retry.Policy = retry.THROTTLED,
 ) -> Kube:
-    """A client from ``kubeconfig``, else in-cluster config inside a pod, else the default kubeconfig."""
+    """A client configured as :func:`kubeconfig_source` finds (``context``: a kubeconfig context other than
+    its current one). Raises :class:`KubeconfigError` when there is none or it cannot be loaded."""
     k8s_client, k8s_config = _kubernetes_asyncio()
     configuration = k8s_client.Configuration()
-    if kubeconfig is None and "KUBERNETES_SERVICE_HOST" in os.environ:
-        k8s_config.load_incluster_config(client_configuration=configuration)
-    else:
-        await k8s_config.load_kube_config(
-            config_file=kubeconfig, context=context, client_configuration=configuration, persist_config=False
-        )
+    source = kubeconfig_source(kubeconfig)
+    try:
+        if source == IN_CLUSTER:
+            k8s_config.load_incluster_config(client_configuration=configuration)
+        else:
+            await k8s_config.load_kube_config(
+                config_file=source, context=context, client_configuration=configuration, persist_config=False
+            )
+    except k8s_config.ConfigException as error:
+        raise KubeconfigError(f"{_named(source)}: {error}") from error
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError) as error:
+        # unreadable, not YAML, YAML of the wrong shape, a broken certificate
+        raise KubeconfigError(f"{_named(source)}: {str(error) or type(error).__name__}") from error
     # Bounded concurrency is the callers' business; let the pool hold what they ask for.
     configuration.connection_pool_maxsize = 64
     return Kube(

@@ -24,7 +24,7 @@ import prometheus_client
 
 from controllers.kube import auth, client, leases, retry
 from controllers.runtime import config as config_module
-from controllers.runtime import context, logs, reconciler, secure, server
+from controllers.runtime import context, exits, logs, reconciler, secure, server
 from controllers.structs import leases as lease_bodies
 
 log = logging.getLogger(__name__)
@@ -54,12 +54,14 @@ def main(controller: Controller, argv: Sequence[str] | None = None) -> int:
         cfg = load(controller, sys.argv[1:] if argv is None else argv)
     except config_module.ConfigError as error:
         print(f"{controller.name}: configuration error: {error}", file=sys.stderr)
-        return reconciler.EXIT_CONFIG
+        return exits.USAGE
     logs.setup(controller=controller.name, fmt=cfg.log_format, level=cfg.log_level)
     return _run([(controller, cfg)], process=cfg)
 
 
-def main_combined(controllers: Sequence[Controller], argv: Sequence[str], *, description: str) -> int:
+def main_combined(
+    controllers: Sequence[Controller], argv: Sequence[str], *, prog: str = f"{COMBINED} run", description: str
+) -> int:
     """Several controllers in one process. ``argv`` holds options every controller has (they apply to each);
     each controller reads the rest from its own environment variables and config file (``<PREFIX>_CONFIG``).
     The process's own settings (client, bind addresses, logs) come from ``argv`` and
@@ -68,15 +70,15 @@ def main_combined(controllers: Sequence[Controller], argv: Sequence[str], *, des
         process = config_module.load(
             config_module.BaseConfig,
             argv,
-            prog=f"{COMBINED} run",
+            prog=prog,
             prefix=config_module.env_prefix(COMBINED),
             description=description,
             omit=frozenset({"config"}),  # each controller reads its own file from <PREFIX>_CONFIG
         )
         chosen = [(controller, load(controller, argv)) for controller in controllers]
     except config_module.ConfigError as error:
-        print(f"{COMBINED} run: configuration error: {error}", file=sys.stderr)
-        return reconciler.EXIT_CONFIG
+        print(f"{prog}: configuration error: {error}", file=sys.stderr)
+        return exits.USAGE
     logs.setup(controller=COMBINED, fmt=process.log_format, level=process.log_level)
     return _run(chosen, process=process)
 
@@ -87,7 +89,10 @@ def _run(
     try:
         return asyncio.run(_serve(chosen, process=process))
     except KeyboardInterrupt:
-        return reconciler.EXIT_OK
+        return exits.OK
+    except client.KubeconfigError as error:
+        log.error("configuration error: %s", error)
+        return exits.USAGE
 
 
 async def _serve(
@@ -141,14 +146,14 @@ async def _serve(
             else None,
         )
         await live_all([life(each, lease_kube=lease_kube) for each in running])
-        return reconciler.EXIT_FAILED  # not reached: a controller's life ends only when cancelled
+        return exits.BLOCKED  # not reached: a controller's life ends only when cancelled
     except asyncio.CancelledError:
         if stopping:
-            return reconciler.EXIT_OK
+            return exits.OK
         raise
     except Exception:
         log.exception("stopping after a failure")
-        return reconciler.EXIT_FAILED
+        return exits.BLOCKED
     finally:
         if runner is not None:
             await runner.cleanup()

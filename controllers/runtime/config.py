@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.metadata
 import os
 import pathlib
 import re
@@ -22,6 +23,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 from controllers.agreement import masters, selector
+from controllers.runtime import exits
 
 C = TypeVar("C", bound="BaseConfig")
 
@@ -300,12 +302,14 @@ def build_parser(
         prog=prog,
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # `uso-runner --version` is not `--version-source`
         epilog=(
             f"Every flag is also read from the environment variable shown ({prefix}_…) and from the YAML\n"
-            "config file under its camelCase key. Precedence: flag > environment > file > default.\n"
-            "Exit codes: 0 done, 1 failed, 2 bad configuration."
+            "config file under its camelCase key. Precedence: flag > environment > file > default.\n\n"
+            + exits.TABLE
         ),
     )
+    add_version(parser)
     for field in dataclasses.fields(config_type):
         if field.name in omit:
             continue
@@ -330,6 +334,55 @@ def build_parser(
             _flag(field.name), default=None, metavar=metavar, help=f"{help_text}; default {shown!r}]"
         )
     return parser
+
+
+def flag_settings(config_type: type[BaseConfig], name: str) -> dict[str, Any]:
+    """``add_argument`` settings for a command that offers the field ``name`` of ``config_type`` as an option
+    of its own: the value converted and checked as the field is everywhere (its type, its check, its
+    message), described by the field's help and default, which it keeps when not given."""
+    field = next(f for f in dataclasses.fields(config_type) if f.name == name)
+    hint = typing.get_type_hints(config_type)[name]
+    default = _default(field)
+    shown = field.metadata["separator"].join(default) if isinstance(default, tuple) else default
+    described = str(field.metadata.get("help", ""))
+    if hint is bool:
+        return {
+            "action": argparse.BooleanOptionalAction,
+            "default": default,
+            "help": f"{described} (default {str(shown).lower()})",
+        }
+
+    def convert(text: str) -> Any:
+        try:
+            return _convert(field, hint, text, name)
+        except ConfigError as error:
+            raise argparse.ArgumentTypeError(str(error).removeprefix(f"{name}: ")) from error
+
+    settings: dict[str, Any] = {
+        "type": convert,
+        "default": default,
+        "help": described + (f" (default {shown})" if shown else ""),
+    }
+    if typing.get_origin(hint) is Literal:
+        settings["metavar"] = "{" + ",".join(map(str, typing.get_args(hint))) + "}"
+    return settings
+
+
+DISTRIBUTION = "kube-upgrade-controllers"
+
+
+def version() -> str:
+    """The installed distribution's version (the wheel's, the image's, the virtualenv's)."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def add_version(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {version()}", help="print the version and exit"
+    )
 
 
 def load(

@@ -42,14 +42,13 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from controllers.kube import retry, state, watch
 from controllers.runtime import config as config_module
-from controllers.runtime import context, failure, metrics
+from controllers.runtime import context, exits, failure, metrics
 from controllers.structs import status as status_module
 
 log = logging.getLogger(__name__)
 
 C = TypeVar("C", bound=config_module.BaseConfig)
 T = TypeVar("T")
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 # A failed sync is tried again after a random delay in [0, min(60, 0.5 * 2**n)] s (reset by a success).
 SYNC_RETRY = retry.Policy(base=0.5, cap=60.0)
 # A failed item is tried again after 1 s, 2 s, 4 s, … up to a minute (reset by its success).
@@ -314,20 +313,34 @@ async def once(controller: Reconciler[Any]) -> int:
     """``--once``: list what the controller watches and the masters, sync once (waiting for the work it
     started), print its status; the exit code says whether it could act."""
     ctx, wakes = controller.ctx, controller.wakes()
-    for store in wakes.stores:
-        await watch.list_into(ctx.kube, store)
-    await ctx.agreements.now()
-    ok = False
+    try:
+        for store in wakes.stores:
+            await watch.list_into(ctx.kube, store)
+        await ctx.agreements.now()
+    except Exception as error:
+        if retry.classify(error) is None:
+            raise
+        shown = (
+            retry.describe(error) if isinstance(error, retry.ApiError) else f"{type(error).__name__}: {error}"
+        )
+        log.error("%s: could not read the cluster: %s", controller.name, shown)
+        return exits.UNCHECKED
+    code = exits.BLOCKED
     async with asyncio.TaskGroup() as group:
         controller._work = group
         try:
-            ok = (await controller.sync()).ok
-        except Exception as error:  # exit 1; a bug with its traceback
-            known = retry.classify(error) is not None
-            shown = retry.describe(error) if known else repr(error)
-            log.error("%s: sync failed: %s", controller.name, shown, exc_info=not known)
+            code = exits.OK if (await controller.sync()).ok else exits.BLOCKED
+        except Exception as error:  # a bug with its traceback
+            reason = retry.classify(error)
+            shown = retry.describe(error) if reason else repr(error)
+            log.error("%s: sync failed: %s", controller.name, shown, exc_info=reason is None)
+            code = exits.UNCHECKED if reason in UNCHECKED else exits.BLOCKED
     print(json.dumps(controller.status(), sort_keys=True, default=str))  # one line: the last one is it
-    return EXIT_OK if ok else EXIT_FAILED
+    return code
+
+
+# The failures of --once that mean "could not check" (exit 3) rather than "could not act" (exit 1).
+UNCHECKED: frozenset[retry.Reason] = retry.TRANSIENT | {"forbidden"}
 
 
 def no_agreement(ctx: context.Context[Any]) -> str:

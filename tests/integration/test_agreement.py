@@ -266,8 +266,8 @@ async def test_agreement_command_prints_json_and_exits_by_agreement(
 
     def agreement(*extra: str) -> subprocess.CompletedProcess[str]:
         command = str(pathlib.Path(sys.executable).parent / "kube-upgrade-controllers")
-        argv = [command, "agreement", "--kubeconfig", kubeconfig]
-        argv += ["--selector", f"{cluster.CONTROL_PLANE},{run_label}", *extra]
+        argv = [command, "agreement", "--kubeconfig", kubeconfig, "-o", "json"]
+        argv += ["--master-selectors", f"{cluster.CONTROL_PLANE},{run_label}", *extra]
         return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 
     agreed = await asyncio.to_thread(agreement, "--min-masters", "2")
@@ -282,5 +282,5 @@ async def test_agreement_command_prints_json_and_exits_by_agreement(
     assert short.returncode == 1
     assert "at least 3 required" in json.loads(short.stdout)["reason"]
 
-    bad = await asyncio.to_thread(agreement, "--selector", "a in (b)")
+    bad = await asyncio.to_thread(agreement, "--master-selectors", "a in (b")
     assert bad.returncode == 2

@@ -334,7 +334,7 @@ async def test_readiness_command_exit_codes_and_json(
     assert table.stdout.startswith("Upgradeable to 1.37 (--target-version 1.37)"), table.stdout
     assert "kubelet-skew  pass" in table.stdout
 
-    for bad in (["--target-version=soon"], ["--checks=kubelet-skew,nope"], ["--output=yaml"]):
+    for bad in (["--target-version=soon"], ["--checks=kubelet-skew,nope"], ["--output=csv"]):
         wrong = await asyncio.to_thread(readiness, kubeconfig, *bad)
         assert wrong.returncode == 2, (bad, wrong.stdout, wrong.stderr)
     saved = await state.read(

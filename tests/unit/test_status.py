@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from controllers import cli, registry
+from controllers import registry
+from controllers.cli import output, status
 from controllers.kube import state
 
 
@@ -11,7 +12,7 @@ def make_state(name: str, namespace: str = "upgrades", **data: str) -> state.Sta
 
 
 def test_every_controller_gets_a_row_in_a_fixed_order() -> None:
-    rows = cli.status_rows(
+    rows = status.status_rows(
         [
             make_state("kuc-node-tainter-state", version="v1.36.3", phase="done", progress="12/12"),
             make_state("kuc-addon-updater-state", version="v1.36.3", phase="applied"),
@@ -24,7 +25,7 @@ def test_every_controller_gets_a_row_in_a_fixed_order() -> None:
 
 
 def test_controller_is_read_from_the_state_name_whatever_the_release() -> None:
-    rows = cli.status_rows(
+    rows = status.status_rows(
         [
             make_state("prod-kube-upgrade-controllers-uso-runner-state", phase="migrating"),
             make_state("kube-upgrade-controllers-uso-runner-state", namespace="a", phase="done"),
@@ -36,36 +37,41 @@ def test_controller_is_read_from_the_state_name_whatever_the_release() -> None:
     assert rows[-1].controller == "kuc-sample-controller"  # not one of the four: listed last, by its name
 
 
+def table(rows: list[status.StatusRow], *, full: bool = False) -> str:
+    view = status.status_view(rows, full=full)
+    return output.render(output.Outcome(code=0, document=None, brief=view, full=view), "table")
+
+
 def test_table_has_a_header_and_aligned_columns() -> None:
-    rows = cli.status_rows([make_state("kuc-leader-watchdog-state", version="v1.36.3", phase="watching")])
-    lines = cli.format_table(rows).splitlines()
-    assert lines[0].split() == ["CONTROLLER", "NAMESPACE", "STATE", "CONFIGMAP", "VERSION", "PHASE",
-                                "PROGRESS", "UPDATED", "LAST", "ERROR"]  # fmt: skip
+    rows = status.status_rows([make_state("kuc-leader-watchdog-state", version="v1.36.3", phase="watching")])
+    lines = table(rows).splitlines()
+    assert lines[0].split() == ["CONTROLLER", "NAMESPACE", "VERSION", "PHASE", "PROGRESS", "UPDATED", "LAST",
+                                "ERROR"]  # fmt: skip
     assert len(lines) == 1 + len(registry.NAMES)
     version_column = lines[0].index("VERSION")
     assert lines[4][version_column:].startswith("v1.36.3")
     assert lines[1].split()[:2] == ["addon-updater", "-"]  # missing values show as "-"
+    wide = table(rows, full=True).splitlines()
+    assert wide[0].split()[:4] == ["CONTROLLER", "NAMESPACE", "STATE", "CONFIGMAP"]
+    assert wide[4].split()[:3] == ["leader-watchdog", "upgrades", "kuc-leader-watchdog-state"]
 
 
 def test_a_multi_line_or_long_error_stays_on_one_line() -> None:
     error = "apply failed:\n  " + "x" * 300
-    rows = cli.status_rows([make_state("kuc-addon-updater-state", lastError=error)])
-    table = cli.format_table(rows, error_width=40)
-    assert len(table.splitlines()) == 1 + len(registry.NAMES)
-    cell = table.splitlines()[1].split("  ")[-1]
-    assert cell.startswith("apply failed: xxx") and cell.endswith("…") and len(cell) == 40
-    assert cli.status_json(rows)[0]["lastError"] == error  # JSON keeps it whole
+    rows = status.status_rows([make_state("kuc-addon-updater-state", lastError=error)])
+    brief = table(rows)
+    assert len(brief.splitlines()) == 1 + len(registry.NAMES)
+    cell = brief.splitlines()[1].split("  ")[-1]
+    assert cell.startswith("apply failed: xxx") and cell.endswith("…") and len(cell) == status.ERROR_WIDTH
+    wide = table(rows, full=True)
+    assert len(wide.splitlines()) == 1 + len(registry.NAMES)
+    assert wide.splitlines()[1].endswith("apply failed: " + "x" * 300)  # whole, still one line
+    assert status.status_json(rows)[0]["lastError"] == error  # JSON keeps it as written
 
 
 def test_json_output_has_every_key() -> None:
-    rows = cli.status_rows([])
-    assert [item["controller"] for item in cli.status_json(rows)] == list(registry.NAMES)
-    assert set(cli.status_json(rows)[0]) == {
+    rows = status.status_rows([])
+    assert [item["controller"] for item in status.status_json(rows)] == list(registry.NAMES)
+    assert set(status.status_json(rows)[0]) == {
         "controller", "namespace", "name", "version", "phase", "progress", "updatedAt", "lastError"
     }  # fmt: skip
-
-
-def test_status_parser_keeps_the_agreement_command() -> None:
-    parser = cli.build_parser()
-    assert parser.parse_args(["status", "--kubeconfig", "k", "-o", "json"]).output == "json"
-    assert parser.parse_args(["agreement", "--min-masters", "3"]).min_masters == 3

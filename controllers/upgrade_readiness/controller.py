@@ -12,6 +12,8 @@ import asyncio
 import dataclasses
 import json
 import logging
+import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 from controllers.agreement import version
@@ -30,10 +32,22 @@ DESCRIPTION = (
     "masters' minor + 1): removed APIs still requested, kubelets outside the skew policy, CRDs storing an "
     "unserved version, PodDisruptionBudgets that would block the drains, the next add-on bundle. Reports "
     "Upgradeable with reasons (metrics, /status, its state ConfigMap, Events); admins acknowledge a check "
-    "in a ConfigMap (shown, never hidden)."
+    "for one target minor, until a time, in a ConfigMap (shown, never hidden)."
 )
 # Node and Pod changes come in bursts at scale; one evaluation of 5,000 nodes is cheap but not free.
 PACE_SECONDS = 2.0
+# Judge again this long after an acknowledgement's expiry (a timer that fires a little early finds it active).
+ACK_EXPIRY_MARGIN = 0.2
+
+
+def _data(configmap: dict[str, Any]) -> dict[str, object]:
+    """A ConfigMap's ``data`` (every key: logic.judge_acks reads them), whatever shape it arrived in."""
+    data = configmap.get("data")
+    return {str(key): value for key, value in data.items()} if isinstance(data, dict) else {}
+
+
+def _camel(state: str) -> str:
+    return "".join(part.capitalize() for part in state.split("-"))
 
 
 def _target_problem(text: str) -> str | None:
@@ -62,8 +76,9 @@ class UpgradeReadinessConfig(config.BaseConfig):
     )
     acknowledgements_config_map: str = config.option(
         "",
-        f"ConfigMap in --namespace whose key '{logic.ACKNOWLEDGED_KEY}' lists acknowledged checks (commas or "
-        "spaces between); empty: <release>-upgrade-readiness-acks.",
+        "ConfigMap in --namespace of the acknowledgements, one key per target minor and check, e.g. "
+        'ack-1.38-drain-blockers: \'{"until": "2026-12-01T00:00:00Z", "reason": "why"}\' '
+        "(docs/upgrade-readiness.md); empty: <release>-upgrade-readiness-acks.",
     )
     bundle_source: Literal["none", "directory", "configmap"] = config.option(
         "none",
@@ -103,8 +118,11 @@ class UpgradeReadiness(reconciler.Reconciler[UpgradeReadinessConfig]):
     description = DESCRIPTION
     config_type = UpgradeReadinessConfig
 
-    def __init__(self, ctx: context.Context[UpgradeReadinessConfig]) -> None:
+    def __init__(
+        self, ctx: context.Context[UpgradeReadinessConfig], *, wall_clock: Callable[[], float] = time.time
+    ) -> None:
         super().__init__(ctx)
+        self.wall_clock = wall_clock  # acknowledgements expire at a wall-clock time (RFC 3339)
         cfg = ctx.config
         self.cfg = cfg
         self.metrics = metrics_module.Metrics(ctx.exporter)
@@ -115,6 +133,11 @@ class UpgradeReadiness(reconciler.Reconciler[UpgradeReadinessConfig]):
         self.crds = watch.Store(watch.Stream(resources.CRDS), logic.crd_view)
         self.pdbs = watch.Store(watch.Stream(resources.POD_DISRUPTION_BUDGETS), logic.pdb_view)
         self.pods = watch.Store(watch.Stream(resources.PODS), logic.pod_view)
+        # The one acknowledgements ConfigMap, watched by name (RBAC: list/watch on that name only).
+        by_name = f"metadata.name={cfg.acknowledgements_name}"
+        self.ack_source = watch.Store(
+            watch.Stream(resources.CONFIGMAPS, namespace=cfg.namespace, field_selector=by_name), _data
+        )
         self.bundles = source.Source(
             kube=ctx.kube,
             kind=cfg.bundle_source,
@@ -125,12 +148,12 @@ class UpgradeReadiness(reconciler.Reconciler[UpgradeReadinessConfig]):
         self.usage: dict[tuple[str, logic.Gvr], logic.Usage] = {}
         self.scraped_at: float | None = None
         self.report: logic.Report | None = None
-        self.unknown_acks: tuple[str, ...] = ()
+        self.acks: tuple[logic.Ack, ...] = ()
         self._written: dict[str, str] = {}
 
     def wakes(self) -> reconciler.Wakes:
         checks = self.cfg.enabled_checks
-        stores: list[watch.Store[Any]] = [self.nodes]
+        stores: list[watch.Store[Any]] = [self.nodes, self.ack_source]
         if "crd-stored-versions" in checks:
             stores.append(self.crds)
         if "drain-blockers" in checks:
@@ -141,11 +164,18 @@ class UpgradeReadiness(reconciler.Reconciler[UpgradeReadinessConfig]):
 
     async def sync(self) -> reconciler.Synced:
         now = asyncio.get_running_loop().time()
+        before = self.acks
         report = await self.evaluate(now=now)
         previous, self.report = self.report, report
         self.metrics.observe_report(report)
+        self.metrics.observe_acks(self.acks)
+        await self._report_acks(before)
         await self._report(report, previous)
         again = self.cfg.evaluate_interval_seconds - (now - (self.scraped_at or now))
+        # An acknowledgement that expires changes the verdict by itself: judge again right after.
+        expiry = logic.next_ack_expiry(self.acks, now=self.wall_clock())
+        if expiry is not None:
+            again = min(again, expiry + ACK_EXPIRY_MARGIN)
         return reconciler.Synced(ok=report.upgradeable, again_in=max(again, 0.0))
 
     async def evaluate(self, *, now: float) -> logic.Report:
@@ -155,15 +185,15 @@ class UpgradeReadiness(reconciler.Reconciler[UpgradeReadinessConfig]):
         statuses = observation.masters if observation else ()
         target = logic.choose_target(statuses, override=cfg.override)
         checks = cfg.enabled_checks
-        acked_text = await effects.acknowledgements(
-            kube, namespace=cfg.namespace, name=cfg.acknowledgements_name
-        )
-        acknowledged, self.unknown_acks = logic.parse_acknowledgements(acked_text)
+        data = next(iter(self.ack_source.items.values()), {})
+        self.acks = logic.judge_acks(data, target=target.version, now=self.wall_clock())
         if target.version is None:
             verdicts = logic.unknown_all(checks, f"no target version: {target.reason}")
         else:
             verdicts = await self._verdicts(kube, checks, target=target.version, now=now)
-        return logic.evaluate(target, verdicts, acknowledged=acknowledged, strict=cfg.strict)
+        return logic.evaluate(
+            target, verdicts, acknowledged=logic.waived_checks(self.acks), strict=cfg.strict
+        )
 
     async def _verdicts(
         self, kube: Kube, checks: tuple[logic.Check, ...], *, target: version.Version, now: float
@@ -211,7 +241,29 @@ class UpgradeReadiness(reconciler.Reconciler[UpgradeReadinessConfig]):
         """``/status`` and ``--once``: the whole judgement (``upgradeable``, ``reasons``, each check)."""
         if self.report is None:
             return {"synced": False}
-        return {"synced": True, **self.report.summary(), "unknownAcknowledgements": list(self.unknown_acks)}
+        return {"synced": True, **self.report.summary(), "acknowledgements": [a.as_json() for a in self.acks]}
+
+    async def _report_acks(self, before: tuple[logic.Ack, ...]) -> None:
+        """Each acknowledgement that is new or changed state: logged, and an Event (a Warning when it waives
+        nothing: expired, for another minor, an unknown check, malformed or the unscoped old key)."""
+        for gone in sorted({ack.key for ack in before} - {ack.key for ack in self.acks}):
+            log.info("acknowledgement %s removed", gone)
+            await self.ctx.event(
+                "AcknowledgementRemoved", f"acknowledgement {gone} removed", action="Evaluate"
+            )
+        for ack in self.acks:
+            if ack in before:
+                continue
+            active = ack.state == logic.ACK_WAIVES
+            log.log(
+                logging.INFO if active or ack.state == "other-target" else logging.WARNING, "%s", ack.note
+            )
+            await self.ctx.event(
+                "AcknowledgementActive" if active else f"Acknowledgement{_camel(ack.state)}",
+                ack.note[:1024],
+                action="Evaluate",
+                warning=not active and ack.state != "other-target",
+            )
 
     async def _report(self, report: logic.Report, previous: logic.Report | None) -> None:
         """The state ConfigMap and the Events, when the judgement changed (logged as well)."""

@@ -1,6 +1,5 @@
 """Every read upgrade-readiness makes beyond its watches (it writes nothing but its state and Events): each
-live apiserver's /metrics, the acknowledgements ConfigMap, and the next add-on bundle through addon-updater's
-own code (controllers/bundles)."""
+live apiserver's /metrics, and the next add-on bundle through addon-updater's own code (controllers/bundles)."""
 
 from __future__ import annotations
 
@@ -60,17 +59,6 @@ async def scrape_all(kube: Kube) -> list[logic.ApiserverMetrics]:
             )
         ]
     return list(await asyncio.gather(*(scrape(kube, base=base) for base in bases or [""])))
-
-
-async def acknowledgements(kube: Kube, *, namespace: str, name: str) -> str:
-    """The acknowledgements key of the ConfigMap ("" when there is none)."""
-    try:
-        obj = await kube.get(resources.CONFIGMAPS.path(namespace=namespace, name=name))
-    except ApiError as error:
-        if error.not_found:
-            return ""
-        raise
-    return str((obj.get("data") or {}).get(logic.ACKNOWLEDGED_KEY, ""))
 
 
 async def probe_bundle(

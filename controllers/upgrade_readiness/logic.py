@@ -1,13 +1,16 @@
 """upgrade-readiness's decisions: is the cluster ready for the next minor? (pure: no I/O, no clock).
 
 Each check is one function from what the cluster shows to a :class:`Verdict`: findings (blockers), and a
-reason when it could not be evaluated (unknown). :func:`evaluate` adds the acknowledgements and ``strict``
-and says whether the cluster is upgradeable.
+reason when it could not be evaluated (unknown). :func:`judge_acks` reads the admins' acknowledgements (per
+target minor, with an expiry); :func:`evaluate` applies them and ``strict`` and says whether the cluster is
+upgradeable.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, get_args
@@ -21,7 +24,6 @@ Status = Literal["pass", "blocked", "acknowledged", "unknown"]
 STATUSES: tuple[Status, ...] = get_args(Status)
 # The skew policy: a kubelet may be up to 3 minors older than the apiserver, never newer.
 MAX_KUBELET_MINORS_BEHIND = 3
-ACKNOWLEDGED_KEY = "acknowledged"  # the key of the acknowledgements ConfigMap
 SHOWN = 5  # subjects named in one message
 
 
@@ -413,14 +415,205 @@ def addon_bundle(probe: BundleProbe) -> Verdict:
     return Verdict("addon-bundle")
 
 
+# --- acknowledgements: one target minor, one check, an optional expiry ----------------------------------
+#
+# Like OpenShift's admin-acks (``ack-4.9-…`` keys), each key of the acknowledgements ConfigMap waives one check
+# for one target minor, and its value says until when and why, as a JSON object (both fields optional):
+#
+#     ack-1.38-drain-blockers: '{"until": "2026-12-01T00:00:00Z", "reason": "payments PDB, CHG-1234"}'
+#
+# An acknowledgement for 1.38 never waives anything for 1.39. One that expired, names an unknown check or
+# cannot be read waives nothing and is reported (log, Event, /status, metric). The old unscoped key
+# ``acknowledged`` (a list of checks, for every minor, for ever) is refused the same way, its message showing
+# the keys to write instead. ``ack_key`` and ``ack_value`` write what ``judge_acks`` reads, so a command that
+# acknowledges writes exactly this format. No clock here: the caller passes ``now``.
+
+ACK_PREFIX = "ack-"
+LEGACY_ACK_KEY = "acknowledged"  # the unscoped key of earlier releases: refused
+ACK_FIELDS = ("until", "reason")
+MAX_ACK_VALUE = 4096  # characters of one value: bounded before it is parsed
+AckState = Literal["active", "expired", "other-target", "unknown", "malformed"]
+ACK_STATES: tuple[AckState, ...] = get_args(AckState)
+ACK_WAIVES: AckState = "active"
+_ACK_KEY = re.compile(r"ack-(\d{1,4})\.(\d{1,4})-([a-z0-9][a-z0-9-]*)")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ack:
+    """One key of the acknowledgements ConfigMap as judged against the target at one moment."""
+
+    key: str
+    state: AckState
+    target: str = ""  # the minor it is for ("1.38"); "" when the key does not say
+    check: str = ""
+    until: float | None = None  # Unix time; None: no expiry
+    reason: str = ""  # the admin's words
+    problem: str = ""  # why it waives nothing ("" while active)
+
+    def as_json(self) -> dict[str, Any]:
+        """Its entry in ``/status`` (and in the verdict other tools read)."""
+        return {
+            "key": self.key,
+            "state": self.state,
+            "target": self.target,
+            "check": self.check,
+            "until": _rfc3339(self.until) if self.until is not None else "",
+            "reason": self.reason,
+            "problem": self.problem,
+        }
+
+    @property
+    def note(self) -> str:
+        """One line for a log or an Event."""
+        what = f"acknowledgement {self.key}"
+        if self.state == ACK_WAIVES:
+            until = f" until {_rfc3339(self.until)}" if self.until is not None else " (no expiry)"
+            return f"{what} waives {self.check} for {self.target}{until}" + (
+                f": {self.reason}" if self.reason else ""
+            )
+        return f"{what} is {self.state}: {self.problem}"
+
+
+def ack_key(*, target: Version, check: str) -> str:
+    """The key that acknowledges ``check`` for the ``target`` minor: ``ack-1.38-drain-blockers``."""
+    return f"{ACK_PREFIX}{target.major}.{target.minor}-{check}"
+
+
+def ack_value(*, until: datetime.datetime | None = None, reason: str = "") -> str:
+    """The value of an acknowledgement key: ``{"until": "<RFC 3339>", "reason": "..."}`` (fields optional;
+    ``until`` must carry a time zone)."""
+    fields: dict[str, str] = {}
+    if until is not None:
+        if until.tzinfo is None:
+            raise ValueError("until needs a time zone (RFC 3339), e.g. 2026-12-01T00:00:00Z")
+        fields["until"] = _rfc3339(until.timestamp())
+    if reason:
+        fields["reason"] = reason
+    return json.dumps(fields, ensure_ascii=False)
+
+
+def judge_acks(
+    data: Mapping[str, object], *, target: Version | None, now: float, checks: Sequence[str] = CHECKS
+) -> tuple[Ack, ...]:
+    """Every key of the ConfigMap's ``data``, judged for ``target`` at Unix time ``now`` (sorted by key)."""
+    return tuple(
+        _judge_ack(str(name), raw, checks=checks, target=target, now=now)
+        for name, raw in sorted(data.items())
+    )
+
+
+def waived_checks(acks: Iterable[Ack]) -> frozenset[str]:
+    """The checks that active acknowledgements waive."""
+    return frozenset(ack.check for ack in acks if ack.state == ACK_WAIVES)
+
+
+def next_ack_expiry(acks: Iterable[Ack], *, now: float) -> float | None:
+    """Seconds until the first active acknowledgement expires (None: none will): the controller judges
+    again then, without waiting for anything else to change."""
+    ends = [ack.until - now for ack in acks if ack.state == ACK_WAIVES and ack.until is not None]
+    return max(0.0, min(ends)) if ends else None
+
+
+def ack_counts(acks: Iterable[Ack]) -> dict[AckState, int]:
+    found = dict.fromkeys(ACK_STATES, 0)
+    for ack in acks:
+        found[ack.state] += 1
+    return found
+
+
+def _judge_ack(name: str, raw: object, *, checks: Sequence[str], target: Version | None, now: float) -> Ack:
+    minor = f"{target.major}.{target.minor}" if target is not None else "<major>.<minor>"
+    if name == LEGACY_ACK_KEY:
+        listed = [c for c in re.split(r"[\s,]+", str(raw)) if c in checks] or ["<check>"]
+        instead = ", ".join(f"{ACK_PREFIX}{minor}-{c}" for c in listed)
+        return Ack(name, "malformed", problem=(
+            f"unscoped: '{LEGACY_ACK_KEY}' would waive its checks for every later minor too, and is no longer read; "
+            f"write one key per target minor and check instead: {instead}, each with the value "
+            '{"until": "<RFC 3339>", "reason": "<why>"}'
+        ))  # fmt: skip
+    parts = _ACK_KEY.fullmatch(name)
+    if parts is None:
+        state: AckState = "malformed" if name.startswith(ACK_PREFIX) else "unknown"
+        return Ack(name, state, problem=f"not an acknowledgement key: write {ACK_PREFIX}{minor}-<check>")
+    acked_minor, check = f"{int(parts[1])}.{int(parts[2])}", parts[3]
+    if check not in checks:
+        return Ack(
+            name,
+            "unknown",
+            acked_minor,
+            check,
+            problem=f"unknown check {check!r} (known: {', '.join(checks)})",
+        )
+    fields = _ack_fields(raw)
+    if isinstance(fields, str):
+        return Ack(name, "malformed", acked_minor, check, problem=fields)
+    until, reason = fields
+    ack = Ack(name, ACK_WAIVES, acked_minor, check, until, reason)
+    if target is None:
+        return dataclasses.replace(
+            ack, state="other-target", problem="there is no target minor to waive it for"
+        )
+    if acked_minor != minor:
+        return dataclasses.replace(
+            ack, state="other-target", problem=f"for {acked_minor}; the target is {minor}"
+        )
+    if until is not None and until <= now:
+        return dataclasses.replace(ack, state="expired", problem=f"expired at {_rfc3339(until)}")
+    return ack
+
+
+def _ack_fields(raw: object) -> tuple[float | None, str] | str:
+    """(until, reason) from a value, or what is wrong with it."""
+    if not isinstance(raw, str):
+        return "the value is not a string"
+    if len(raw) > MAX_ACK_VALUE:
+        return f"the value is longer than {MAX_ACK_VALUE} characters"
+    shape = 'a JSON object such as {"until": "2026-12-01T00:00:00Z", "reason": "why"}'
+    try:
+        parsed = json.loads(raw or "{}")
+    except (ValueError, RecursionError):
+        return f"the value is not {shape}"
+    if not isinstance(parsed, dict):
+        return f"the value is not {shape}"
+    unknown = sorted(str(field) for field in parsed if field not in ACK_FIELDS)
+    if unknown:  # a typo such as "untill" must not turn into an acknowledgement without expiry
+        return f"unknown field(s) {', '.join(map(repr, unknown))} (known: {', '.join(ACK_FIELDS)})"
+    reason = parsed.get("reason", "")
+    if not isinstance(reason, str):
+        return "reason is not a string"
+    if "until" not in parsed:
+        return None, reason
+    until = _parse_rfc3339(parsed["until"])
+    if until is None:
+        return f"until {str(parsed['until'])[:64]!r} is not an RFC 3339 time with a time zone, e.g. 2026-12-01T00:00:00Z"
+    return until, reason
+
+
+def _parse_rfc3339(text: object) -> float | None:
+    if not isinstance(text, str) or "T" not in text.upper():
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    try:
+        return moment.timestamp()
+    except (OverflowError, ValueError):
+        return None
+
+
+def _rfc3339(moment: float | None) -> str:
+    if moment is None:
+        return ""
+    try:
+        return datetime.datetime.fromtimestamp(moment, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):
+        return str(moment)
+
+
 # --- the whole judgement ------------------------------------------------------------------------------------
-
-
-def parse_acknowledgements(text: str) -> tuple[frozenset[Check], tuple[str, ...]]:
-    """The checks named in the acknowledgements key (commas or whitespace between), and unknown names."""
-    names = [name for name in re.split(r"[\s,]+", text) if name]
-    known = frozenset(name for name in names if name in CHECKS)
-    return known, tuple(name for name in names if name not in CHECKS)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -475,10 +668,10 @@ class Report:
 
 
 def evaluate(
-    target: Target, verdicts: Iterable[Verdict], *, acknowledged: frozenset[Check], strict: bool
+    target: Target, verdicts: Iterable[Verdict], *, acknowledged: frozenset[str], strict: bool
 ) -> Report:
-    """Each check's status: blocked by findings (acknowledged when an admin accepted the check: shown,
-    never hidden), unknown when it could not be evaluated, else pass."""
+    """Each check's status: blocked by findings (acknowledged when an active acknowledgement for the target
+    waives the check, waived_checks: shown, never hidden), unknown when it could not be evaluated, else pass."""
     results = []
     for verdict in verdicts:
         if verdict.findings:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from controllers.runtime import metrics
 from controllers.upgrade_readiness import logic
 
@@ -41,6 +43,20 @@ class Metrics:
         self.last_evaluation = gauge(
             "last_evaluation_timestamp_seconds", "When the checks were last evaluated (Unix time)."
         )
+        self.acks = gauge(
+            "acknowledgements",
+            "Keys of the acknowledgements ConfigMap by state: active (waives its check for the target minor), "
+            "expired, other-target, unknown (check or key), malformed (value, time, or the unscoped old key).",
+            "state",
+        )
+        self.ack_expiry = gauge(
+            "acknowledgement_expiry_timestamp_seconds",
+            "When the active acknowledgement of a check for the target minor expires (Unix time; absent: none, "
+            "or it never expires).",
+            "check",
+        )
+        for state in logic.ACK_STATES:
+            self.acks.labels(state)
         for check in logic.CHECKS:
             self.blockers.labels(check)
             for status in logic.STATUSES:
@@ -66,3 +82,11 @@ class Metrics:
     def observe_scrapes(self, samples: list[logic.ApiserverMetrics]) -> None:
         for sample in samples:
             self.scrapes.labels("failed" if sample.error else "ok").inc()
+
+    def observe_acks(self, judged: Sequence[logic.Ack]) -> None:
+        for state, count in logic.ack_counts(judged).items():
+            self.acks.labels(state).set(count)
+        self.ack_expiry.clear()
+        for ack in judged:
+            if ack.state == logic.ACK_WAIVES and ack.until is not None:
+                self.ack_expiry.labels(ack.check).set(ack.until)

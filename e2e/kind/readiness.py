@@ -15,11 +15,13 @@ apiserver's pod proxy), its state ConfigMap, and the Events on that ConfigMap.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 from typing import Any
 
 from kubernetes import client
 
+from controllers.upgrade_readiness import logic
 from e2e.kind import deploy, k8s
 
 GATE = "upgrade-readiness"
@@ -178,9 +180,13 @@ class View:
         )
 
     def acknowledged(self, check: str) -> bool:
-        """An admin accepted ``check``: ``/status`` says acknowledged, the metric too, and it blocks nothing."""
+        """An admin accepted ``check`` for the target minor: ``/status`` says acknowledged and lists the
+        acknowledgement active, the metrics too, and it blocks nothing."""
+        entries = self.document.get("acknowledgements") or []
         return (
             check_status(self.document, check) == "acknowledged"
+            and any(e["check"] == check and e["state"] == "active" for e in entries)
+            and k8s.sample(self.samples, "upgrade_readiness_acknowledgements", state="active") == 1
             and k8s.sample(self.samples, "upgrade_readiness_check_status", check=check, status="acknowledged")
             == 1
             and blockers(self.samples, check) == 0
@@ -277,13 +283,18 @@ def one_replica(name: str, *, pod: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def acknowledge(*checks: str) -> None:
-    """The admin's acknowledgement (docs/upgrade-readiness.md): ``checks`` in the key ``acknowledged`` of the
-    ConfigMap the gate reads (``<release fullname>-upgrade-readiness-acks``); none: that ConfigMap deleted."""
+def acknowledge(*checks: str, target: str = "") -> None:
+    """The admin's acknowledgement (docs/upgrade-readiness.md): one key ``ack-<target>-<check>`` per check, for
+    an hour, with a reason, in the ConfigMap the gate watches (``<release fullname>-upgrade-readiness-acks``);
+    none: that ConfigMap deleted."""
     name, core = f"{fullname()}-acks", k8s.api().core
     if checks:
-        body = {"metadata": {"name": name}, "data": {"acknowledged": ",".join(checks)}}
-        core.create_namespaced_config_map(k8s.RELEASE_NAMESPACE, body)
+        minor = logic.parse_target(target)
+        assert minor is not None, f"no target minor to acknowledge for: {target!r}"
+        until = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+        value = logic.ack_value(until=until, reason="e2e: the drain blocker is the scenario's own")
+        data = {logic.ack_key(target=minor, check=check): value for check in checks}
+        core.create_namespaced_config_map(k8s.RELEASE_NAMESPACE, {"metadata": {"name": name}, "data": data})
     else:
         core.delete_namespaced_config_map(name, k8s.RELEASE_NAMESPACE)
 

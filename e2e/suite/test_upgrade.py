@@ -6,8 +6,8 @@ Stages, in order (each builds on the ones before; ``make e2e`` stops at the firs
    workers; an add-on look-alike without the bundle label;
 2b. the upgrade-readiness gate: Upgradeable; then a PodDisruptionBudget allowing no disruption over a pod on a
    worker and a client of an API the new release removes, each reported (``/status``, ``/metrics``, state
-   ConfigMap, Events); the drain blocker acknowledged by an admin (acks ConfigMap): acknowledged, no longer
-   blocking, the gate still not upgradeable; both removed: Upgradeable again once the removed-API window passed;
+   ConfigMap, Events); the drain blocker acknowledged by an admin for the target minor (acks ConfigMap):
+   acknowledged, no longer blocking, the gate still not upgradeable; both removed: Upgradeable again once the removed-API window passed;
 3. the control planes upgraded one by one: while they are mixed, no controller agrees and nothing changes;
 4. the last one upgraded: every controller acts — storage migrated (its leader pod deleted mid-migration),
    bundle switched and pruned, old workers tainted — and how long each took is recorded;
@@ -618,10 +618,14 @@ def test_before_the_upgrade_the_gate_reports_a_drain_blocker_and_a_removed_api_t
     assert marked, served
     timeline.facts["apiserver_requested_deprecated_apis of the client"] = "; ".join(marked)
 
-    # An admin accepts the drain blocker (the acknowledgements ConfigMap): shown as acknowledged, no longer a
-    # blocker; the removed API still blocks. Held for longer than a scrape, so Prometheus saw it too.
-    readiness.acknowledge("drain-blockers")
-    acked = timeline.mark("drain-blockers acknowledged (the acks ConfigMap)")
+    # An admin accepts the drain blocker for the target minor, for an hour (the acknowledgements ConfigMap):
+    # shown as acknowledged, no longer a blocker; the removed API still blocks. Held for longer than a scrape,
+    # so Prometheus saw it too.
+    target = blocked.document["target"]
+    readiness.acknowledge("drain-blockers", target=target)
+    acked = timeline.mark(
+        f"drain-blockers acknowledged for {target} until an hour later (the acks ConfigMap)"
+    )
     watch_gate(
         timeline,
         checks={

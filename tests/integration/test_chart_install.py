@@ -318,7 +318,9 @@ async def test_upgrade_readiness_writes_nothing_but_its_state_and_events(
     assert not await can(installed, kube, gate, "create", "pods", subresource="eviction", namespace="default")
     state, acks = f"{installed.name(gate)}-state", f"{installed.name(gate)}-acks"
     assert await can(installed, kube, gate, "update", "configmaps", namespace=ns, name=state)
-    assert await can(installed, kube, gate, "get", "configmaps", namespace=ns, name=acks)
+    for verb in ("get", "list", "watch"):  # list and watch by a metadata.name field selector
+        assert await can(installed, kube, gate, verb, "configmaps", namespace=ns, name=acks)
+    assert not await can(installed, kube, gate, "list", "configmaps", namespace=ns)  # no other ConfigMap
     assert not await can(installed, kube, gate, "update", "configmaps", namespace=ns, name=acks)
     assert not await can(installed, kube, gate, "get", "configmaps", namespace=ns, name="other")
 

@@ -9,6 +9,7 @@ resource.k8s.io/v1beta1 (removed in 1.38) for the removed-API check.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import pathlib
 import subprocess
@@ -17,13 +18,14 @@ import uuid
 from typing import Any
 
 from controllers.kube import client, resources, state
-from controllers.upgrade_readiness import controller
+from controllers.upgrade_readiness import controller, logic
 from e2e import cluster, controlplane
 from tests import harness
 from tests.integration import uso_helpers
 
 SCRIPT = pathlib.Path(sys.executable).parent / "kube-upgrade-controllers"
 MASTER = "v1.37.2"  # the masters' minor 1.37: the target is 1.38
+PACE = controller.PACE_SECONDS
 DEPRECATED = resources.Resource("resource.k8s.io", "v1beta1", "deviceclasses", namespaced=False)
 
 
@@ -75,8 +77,14 @@ async def test_kubelet_four_minors_below_the_target_blocks_until_upgraded(
         assert finding["subject"] == f"Node {worker}" and "4 minors below 1.38" in finding["message"]
         assert blockers(gate, "kubelet-skew") == 1
         assert harness.metric(gate, "upgrade_readiness_upgradeable") == 0
+
+        async def not_upgradeable_saved() -> bool:  # written after /status and the evaluation's Events
+            saved = await state.read(kube, namespace=namespace, name=gate.ctx.state_name)
+            return saved.get("phase") == "NotUpgradeable"
+
+        await harness.eventually(not_upgradeable_saved, what="state NotUpgradeable")
         saved = await state.read(kube, namespace=namespace, name=gate.ctx.state_name)
-        assert saved.get("phase") == "NotUpgradeable" and saved.get("upgradeable") == "False"
+        assert saved.get("upgradeable") == "False"
         assert f"Node {worker}" in json.loads(saved.get("reasons"))[0]
 
         await nodes.set_status(worker, version="v1.35.0")  # 3 minors below: inside the skew policy
@@ -280,31 +288,80 @@ async def test_a_hostile_next_bundle_fails_its_check_and_the_report_is_still_pub
             await harness.eventually(published, what=f"the report saying {complaint}")
 
 
-async def test_an_acknowledged_check_is_shown_and_does_not_block(
+async def test_an_ack_for_the_target_minor_waives_its_check_until_it_expires(
     kube: client.Kube, namespace: str, nodes: cluster.Nodes
 ) -> None:
+    """The unscoped old key waives nothing (refused, showing the new form); an ack for 1.38 waives the check
+    (shown, never hidden) while one for 1.39 and one for an unknown check do not; when the ack expires the
+    check blocks again at once, with no other change and the next evaluation an hour away. Each write of the
+    ConfigMap is seen through the watch (no evaluation is due)."""
     await master(nodes)
     worker = f"w-{uuid.uuid4().hex[:6]}"
     await nodes.create(worker, version="v1.39.0")  # newer than the target
-    cfg = config(namespace, "kubelet-skew")
+    cfg = config(namespace, "kubelet-skew", evaluate_interval_seconds=3600)
+    path = resources.CONFIGMAPS.path(namespace=namespace, name=cfg.acknowledgements_name)
     async with harness.running(controller.UpgradeReadiness, kube, cfg) as gate:
+
+        def ack_states() -> dict[str, str]:
+            return {a["key"]: a["state"] for a in gate.status().get("acknowledgements", [])}
+
         await harness.eventually(lambda: status_is(gate, "kubelet-skew", "blocked"), what="blocked")
         await kube.create(
             resources.CONFIGMAPS.path(namespace=namespace),
-            {
-                "metadata": {"name": cfg.acknowledgements_name},
-                "data": {"acknowledged": "kubelet-skew, bogus"},
-            },
+            {"metadata": {"name": cfg.acknowledgements_name}, "data": {"acknowledged": "kubelet-skew"}},
         )
+        await harness.eventually(
+            lambda: ack_states() == {"acknowledged": "malformed"}, what="old key refused"
+        )
+        assert status_is(gate, "kubelet-skew", "blocked") and gate.status()["upgradeable"] is False
+        (legacy,) = gate.status()["acknowledgements"]
+        assert "ack-1.38-kubelet-skew" in legacy["problem"] and "every later minor" in legacy["problem"]
+        assert harness.metric(gate, "upgrade_readiness_acknowledgements", state="malformed") == 1
+
+        until = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=6)
+        data = {
+            "ack-1.38-kubelet-skew": logic.ack_value(
+                until=until, reason="the new kubelets are tested, CHG-1"
+            ),
+            "ack-1.39-kubelet-skew": logic.ack_value(reason="next time"),
+            "ack-1.38-bogus": "{}",
+        }
+        await kube.replace(path, {"metadata": {"name": cfg.acknowledgements_name}, "data": data})
         await harness.eventually(lambda: status_is(gate, "kubelet-skew", "acknowledged"), what="acknowledged")
         status = gate.status()
         assert status["upgradeable"] is True
-        assert status["unknownAcknowledgements"] == ["bogus"]
+        assert ack_states() == {
+            "ack-1.38-bogus": "unknown", "ack-1.38-kubelet-skew": "active", "ack-1.39-kubelet-skew": "other-target",
+        }  # fmt: skip
         assert [f["subject"] for f in result(gate, "kubelet-skew")["findings"]] == [f"Node {worker}"]
         assert any(r.startswith("kubelet-skew: ") for r in status["reasons"])  # shown, never hidden
         assert blockers(gate, "kubelet-skew") == 0
         labels = {"check": "kubelet-skew", "subject": f"Node {worker}", "acknowledged": "true"}
         assert harness.metric(gate, "upgrade_readiness_finding_info", **labels) == 1
+        assert harness.metric(gate, "upgrade_readiness_acknowledgements", state="active") == 1
+        assert harness.metric(gate, "upgrade_readiness_acknowledgements", state="unknown") == 1
+        expiry = harness.metric(
+            gate, "upgrade_readiness_acknowledgement_expiry_timestamp_seconds", check="kubelet-skew"
+        )
+        assert expiry == int(until.timestamp())
+
+        # Nothing else changes; the next evaluation is an hour away: the expiry alone makes it block again.
+        expired = await harness.eventually(
+            lambda: status_is(gate, "kubelet-skew", "blocked"), timeout=30, interval=0.1, what="expired"
+        )
+        late = datetime.datetime.now(datetime.UTC) - until.replace(microsecond=0)  # RFC 3339 to the second
+        print(
+            f"\nthe expired ack stopped waiving {late.total_seconds():.1f} s after its until ({expired:.1f} s)"
+        )
+        assert late.total_seconds() < PACE + 1.0
+        assert ack_states()["ack-1.38-kubelet-skew"] == "expired"
+        assert gate.status()["upgradeable"] is False and blockers(gate, "kubelet-skew") == 1
+        assert harness.metric(gate, "upgrade_readiness_acknowledgements", state="expired") == 1
+    events = await kube.list_items(resources.EVENTS.path(namespace=namespace))
+    reasons = {e["reason"] for e in events if e["regarding"]["name"] == gate.ctx.state_name}
+    wanted = {"AcknowledgementMalformed", "AcknowledgementActive", "AcknowledgementUnknown",
+              "AcknowledgementOtherTarget", "AcknowledgementExpired", "AcknowledgementRemoved"}  # fmt: skip
+    assert wanted <= reasons, reasons
 
 
 def readiness(kubeconfig: str, *args: str) -> subprocess.CompletedProcess[str]:

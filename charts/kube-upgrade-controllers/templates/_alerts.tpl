@@ -170,6 +170,6 @@ fleet apart. Every alert links docs/runbooks/<alert>.md.
     description: >-
       upgrade-readiness in {{ "{{ $labels.namespace }}" }} finds {{ "{{ $value }}" }} blocker(s) of the check
       {{ "{{ $labels.check }}" }} for the upgrade to the next minor (upgrade_readiness_finding_info and
-      `kube-upgrade-controllers readiness` list them). Fix them, or acknowledge the check in the
-      upgrade-readiness acknowledgements ConfigMap.
+      `kube-upgrade-controllers readiness` list them). Fix them, or acknowledge the check for that target
+      minor, until a time, in the upgrade-readiness acknowledgements ConfigMap (a key ack-<minor>-<check>).
 {{- end -}}

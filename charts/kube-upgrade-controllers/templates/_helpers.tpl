@@ -195,7 +195,7 @@ labels:
 - apiGroups: [""]
   resources: [configmaps]
   resourceNames: [{{ include "kuc.readinessAcks" . }}]
-  verbs: [get]
+  verbs: [get, list, watch]
 {{- end }}
 {{- if $c.leaderElect }}
 - apiGroups: [coordination.k8s.io]
@@ -214,7 +214,8 @@ labels:
 {{- if or (eq (toString $config.bundleSource) "configmap") $config.variablesConfigmap }}true{{ end -}}
 {{- end -}}
 
-{{/* The ConfigMap whose "acknowledged" key lists the checks admins accepted (upgrade-readiness reads it). */}}
+{{/* The ConfigMap of the admins' acknowledgements, one key per target minor and check (upgrade-readiness
+     watches it by name: list and watch with a metadata.name field selector, so resourceNames binds them). */}}
 {{- define "kuc.readinessAcks" -}}
 {{- $config := mustMergeOverwrite (deepCopy .root.Values.config) (deepCopy .root.Values.upgradeReadiness.config) -}}
 {{- default (printf "%s-upgrade-readiness-acks" (include "kuc.fullname" .root)) $config.acknowledgementsConfigMap -}}

@@ -15,8 +15,9 @@ from typing import Any
 
 from controllers.agreement import masters as agreement_masters
 from controllers.kube import resources, retry, watch
-from controllers.leader_watchdog import logic
+from controllers.leader_watchdog import checks, logic
 from controllers.leader_watchdog import metrics as metrics_module
+from controllers.leader_watchdog.checks import interface
 from controllers.runtime import config, context, reconciler
 from controllers.structs import status
 
@@ -38,23 +39,16 @@ def _lease_keys(values: tuple[str, ...]) -> str | None:
     return None
 
 
-def _check_groups(values: tuple[str, ...]) -> str | None:
-    unknown = sorted(set(values) - set(logic.CHECK_GROUPS))
-    return (
-        f"unknown check(s) {', '.join(unknown)} (known: {', '.join(logic.CHECK_GROUPS)})" if unknown else None
-    )
-
-
 @dataclasses.dataclass(frozen=True)
 class LeaderWatchdogConfig(config.BaseConfig):
     leader_leases: tuple[str, ...] = config.option(
         list(DEFAULT_LEADER_LEASES), "Leader Leases to watch, as NAMESPACE/NAME.", check=_lease_keys
     )
     checks: tuple[str, ...] = config.option(
-        list(logic.CHECK_GROUPS),
-        f"Checks to run: any of {', '.join(logic.CHECK_GROUPS)} (turn off apiservers and endpoints where "
+        list(checks.TABLE.names),
+        f"Checks to run: any of {', '.join(checks.TABLE.names)} (turn off apiservers and endpoints where "
         "masters are not Nodes, e.g. managed control planes).",
-        check=_check_groups,
+        check=checks.TABLE.problem,
     )
     apiserver_namespace: str = config.option(
         "kube-system", "Namespace of the kube-apiserver identity Leases."
@@ -93,9 +87,9 @@ class LeaderWatchdogConfig(config.BaseConfig):
     )
 
     @property
-    def rules(self) -> logic.Rules:
+    def rules(self) -> interface.Rules:
         """The rules are the options of the same names."""
-        return logic.Rules(**{f.name: getattr(self, f.name) for f in dataclasses.fields(logic.Rules)})
+        return interface.Rules(**{f.name: getattr(self, f.name) for f in dataclasses.fields(interface.Rules)})
 
 
 class LeaderWatchdog(reconciler.Reconciler[LeaderWatchdogConfig]):
@@ -118,11 +112,12 @@ class LeaderWatchdog(reconciler.Reconciler[LeaderWatchdogConfig]):
         self.cfg = ctx.config
         self.clock = clock
         self.metrics = metrics_module.Metrics(
-            ctx.exporter, leader_leases=self.cfg.leader_leases if "leaders" in self.cfg.checks else ()
+            ctx.exporter,
+            leader_leases=self.cfg.leader_leases if "leaders" in checks.TABLE.needs(self.cfg.checks) else (),
         )
         self.stores = stores(self.cfg)
         self.history = logic.History()
-        self.findings: dict[tuple[str, str], logic.Finding] = {}
+        self.findings: dict[tuple[str, str], interface.Finding] = {}
         self.published = status.Status(
             reason="starting", detail={"time": None, "critical": False, "findings": []}
         )
@@ -157,7 +152,7 @@ class LeaderWatchdog(reconciler.Reconciler[LeaderWatchdogConfig]):
                 log.info("%s on %s: %s", each.reason, each.ref, each.note)
         return reconciler.Synced(ok=not evaluation.critical)
 
-    def _evaluate(self) -> tuple[logic.Snapshot, logic.Evaluation]:
+    def _evaluate(self) -> tuple[interface.Snapshot, logic.Evaluation]:
         agreement = self.ctx.agreements.current
         shot = snapshot(
             self.cfg,
@@ -181,33 +176,34 @@ class LeaderWatchdog(reconciler.Reconciler[LeaderWatchdogConfig]):
 
 
 def stores(cfg: LeaderWatchdogConfig) -> dict[str, watch.Store[Any]]:
-    """What to watch, by key, each parsed into its record; only what the enabled checks need (Nodes always:
-    masters come from them)."""
+    """What to watch, by key, each parsed into its record: what the enabled checks need (Nodes always: masters
+    come from them)."""
+    needs = checks.TABLE.needs(cfg.checks)
     selectors = cfg.master_selector_list
     found: dict[str, watch.Store[Any]] = {
         "nodes": watch.Store(
-            watch.Stream(resources.NODES), lambda raw: logic.node_record(raw, selectors=selectors)
+            watch.Stream(resources.NODES), lambda raw: interface.node_record(raw, selectors=selectors)
         )
     }
-    if "leaders" in cfg.checks:
+    if "leaders" in needs:
         for key in cfg.leader_leases:
             namespace, _, name = key.partition("/")
             stream = watch.Stream(resources.LEASES, namespace, field_selector=f"metadata.name={name}")
-            found[f"leader:{key}"] = watch.Store(stream, logic.lease_record)
-    if "apiservers" in cfg.checks:
+            found[f"leader:{key}"] = watch.Store(stream, interface.lease_record)
+    if "apiservers" in needs:
         stream = watch.Stream(
             resources.LEASES, cfg.apiserver_namespace, label_selector=cfg.apiserver_selector
         )
-        found["apiservers"] = watch.Store(stream, logic.lease_record)
-    if "endpoints" in cfg.checks:
-        service = logic.KUBERNETES_SERVICE
+        found["apiservers"] = watch.Store(stream, interface.lease_record)
+    if "endpoints" in needs:
+        service = interface.KUBERNETES_SERVICE
         stream = watch.Stream(
-            resources.ENDPOINT_SLICES, service.namespace, label_selector=logic.KUBERNETES_SLICES
+            resources.ENDPOINT_SLICES, service.namespace, label_selector=interface.KUBERNETES_SLICES
         )
-        found["endpoints"] = watch.Store(stream, logic.endpoint_slice_ips)
-    if "heartbeats" in cfg.checks:
+        found["endpoints"] = watch.Store(stream, interface.endpoint_slice_ips)
+    if "heartbeats" in needs:
         found["heartbeats"] = watch.Store(
-            watch.Stream(resources.LEASES, cfg.node_lease_namespace), logic.lease_record
+            watch.Stream(resources.LEASES, cfg.node_lease_namespace), interface.lease_record
         )
     return found
 
@@ -218,9 +214,9 @@ def snapshot(
     *,
     observation: agreement_masters.Observation | None,
     agreed_version: str | None,
-) -> logic.Snapshot:
+) -> interface.Snapshot:
     """What the stores show now, as the checks take it."""
-    nodes: list[logic.NodeRecord] = sorted(found["nodes"].items.values(), key=lambda node: node.name)
+    nodes: list[interface.NodeRecord] = sorted(found["nodes"].items.values(), key=lambda node: node.name)
     if cfg.version_source == "apiserver":
         reported = {m.name: m.reported for m in observation.masters} if observation else {}
         nodes = [
@@ -233,12 +229,12 @@ def snapshot(
     def stored(key: str) -> list[Any]:  # what the store of an enabled check holds (nothing when it is off)
         return list(found[key].items.values()) if key in found else []
 
-    return logic.Snapshot(
+    return interface.Snapshot(
         leaders=leaders,
         apiservers=tuple(stored("apiservers")),
         heartbeats={lease.name: lease for lease in stored("heartbeats")},
         nodes=tuple(nodes),
-        endpoint_ips=logic.service_endpoint_ips(stored("endpoints")),
+        endpoint_ips=interface.service_endpoint_ips(stored("endpoints")),
         agreed_version=agreed_version,
-        checks=frozenset(c for c in logic.CHECK_GROUPS if c in cfg.checks),
+        checks=frozenset(check.name for check in checks.TABLE.enabled(cfg.checks)),
     )

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from controllers.leader_watchdog import logic
+from controllers.leader_watchdog import checks, logic
+from controllers.leader_watchdog.checks import interface
 from controllers.runtime import metrics
 
 
@@ -21,9 +22,9 @@ class Metrics:
         self.raised = counter(
             "findings_raised_total", "Findings that appeared, per check.", "check", "severity"
         )
-        for check in logic.CHECKS:
-            self.findings.labels(check, logic.SEVERITY[check]).set(0)
-            self.raised.labels(check, logic.SEVERITY[check])
+        for kind in checks.KINDS.values():
+            self.findings.labels(kind.name, kind.severity).set(0)
+            self.raised.labels(kind.name, kind.severity)
         self.renewed = gauge(
             "leader_renew_timestamp_seconds",
             "Last renewTime of each leader Lease (Unix time; 0 when missing).",
@@ -76,16 +77,16 @@ class Metrics:
     def observe_evaluation(
         self,
         evaluation: logic.Evaluation,
-        snapshot: logic.Snapshot,
+        snapshot: interface.Snapshot,
         *,
-        raised: Iterable[logic.Finding],
+        raised: Iterable[interface.Finding],
         now: float,
     ) -> None:
-        counts = dict.fromkeys(logic.CHECKS, 0)
+        counts = dict.fromkeys(checks.KINDS, 0)
         for finding in evaluation.findings:
             counts[finding.check] += 1
-        for check, count in counts.items():
-            self.findings.labels(check, logic.SEVERITY[check]).set(count)
+        for name, count in counts.items():
+            self.findings.labels(name, checks.KINDS[name].severity).set(count)
         for finding in raised:
             self.raised.labels(finding.check, finding.severity).inc()
         for key, lease in snapshot.leaders.items():

@@ -19,7 +19,8 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from controllers.kube import client, resources, watch
-from controllers.leader_watchdog import controller, logic
+from controllers.leader_watchdog import controller
+from controllers.leader_watchdog.checks import interface
 from controllers.structs import times
 from e2e import cluster
 from tests import harness
@@ -317,7 +318,7 @@ async def test_apiserver_identity_leases_and_kubernetes_endpoints(
             assert recognised["master"] == hostname
 
             renewer = Renewer(kube, interval=5, duration=3600)
-            labels = {IDENTITY_LABEL: "kube-apiserver", logic.HOSTNAME_LABEL: "removed-master-1"}
+            labels = {IDENTITY_LABEL: "kube-apiserver", interface.HOSTNAME_LABEL: "removed-master-1"}
             await renewer.create(f"kube-system/{extra}", f"{extra}_{uuid.uuid4()}", labels=labels)
             elapsed = await wait_for(dog, "stale-apiserver", extra, timeout=2)
             print(f"stale apiserver reported {elapsed:.3f} s after its identity Lease appeared")

@@ -8,11 +8,12 @@ from collections.abc import Iterable
 import pytest
 
 from controllers.agreement import selector
-from controllers.leader_watchdog import logic
+from controllers.leader_watchdog import checks, logic
+from controllers.leader_watchdog.checks import heartbeats, interface, leaders
 from controllers.structs import refs, status, times
 
 NOW = 1_800_000_000.0
-RULES = logic.Rules(
+RULES = interface.Rules(
     heartbeat_stale_seconds=40, outage_window_seconds=300, notready_jump_min=3, notready_jump_fraction=0.1
 )
 SELECTORS = [selector.parse_selector(text) for text in selector.DEFAULT_MASTER_SELECTORS]
@@ -20,8 +21,8 @@ SELECTORS = [selector.parse_selector(text) for text in selector.DEFAULT_MASTER_S
 
 def master(
     name: str, *, ready: bool = True, version: str = "v1.31.4", address: str = "10.0.0.1"
-) -> logic.NodeRecord:
-    return logic.NodeRecord(
+) -> interface.NodeRecord:
+    return interface.NodeRecord(
         name=name,
         master=True,
         ready=ready,
@@ -31,8 +32,8 @@ def master(
     )
 
 
-def worker(name: str, *, ready: bool = True) -> logic.NodeRecord:
-    return logic.NodeRecord(name=name, master=False, ready=ready, hostnames=frozenset({name}))
+def worker(name: str, *, ready: bool = True) -> interface.NodeRecord:
+    return interface.NodeRecord(name=name, master=False, ready=ready, hostnames=frozenset({name}))
 
 
 def lease(
@@ -44,8 +45,8 @@ def lease(
     namespace: str = "kube-system",
     labels: dict[str, str] | None = None,
     at: float = NOW,
-) -> logic.LeaseRecord:
-    return logic.LeaseRecord(
+) -> interface.LeaseRecord:
+    return interface.LeaseRecord(
         namespace=namespace,
         name=name,
         holder=holder,
@@ -58,14 +59,14 @@ def lease(
 
 def shot(
     *,
-    nodes: Iterable[logic.NodeRecord] = (master("m1"),),
-    leaders: dict[str, logic.LeaseRecord | None] | None = None,
-    apiservers: Iterable[logic.LeaseRecord] = (),
-    heartbeats: dict[str, logic.LeaseRecord] | None = None,
+    nodes: Iterable[interface.NodeRecord] = (master("m1"),),
+    leaders: dict[str, interface.LeaseRecord | None] | None = None,
+    apiservers: Iterable[interface.LeaseRecord] = (),
+    heartbeats: dict[str, interface.LeaseRecord] | None = None,
     endpoint_ips: Iterable[str] | None = None,
     agreed: str | None = None,
-) -> logic.Snapshot:
-    return logic.Snapshot(
+) -> interface.Snapshot:
+    return interface.Snapshot(
         leaders=leaders if leaders is not None else {"kube-system/kube-scheduler": lease("kube-scheduler")},
         apiservers=tuple(apiservers),
         heartbeats=heartbeats or {},
@@ -75,13 +76,15 @@ def shot(
     )
 
 
-def checks(snapshot: logic.Snapshot, *, now: float = NOW, history: logic.History | None = None) -> list[str]:
+def found_checks(
+    snapshot: interface.Snapshot, *, now: float = NOW, history: logic.History | None = None
+) -> list[str]:
     evaluation = logic.evaluate(snapshot, now=now, rules=RULES, history=history or logic.History())
     return [finding.check for finding in evaluation.findings]
 
 
 def test_a_healthy_cluster_has_no_findings() -> None:
-    assert checks(shot(endpoint_ips=["10.0.0.1"], agreed="v1.31.4")) == []
+    assert found_checks(shot(endpoint_ips=["10.0.0.1"], agreed="v1.31.4")) == []
 
 
 # leaseDurationSeconds 15 and RULES' failover grace of 15 s: stale once the claim ran out more than 15 s ago.
@@ -89,7 +92,7 @@ def test_a_healthy_cluster_has_no_findings() -> None:
     ("age", "stale"), [(14.9, False), (15.1, False), (29.9, False), (30.1, True), (600, True)]
 )
 def test_stale_leader_when_nobody_led_for_longer_than_a_failover(age: float, stale: bool) -> None:
-    found = checks(shot(leaders={"kube-system/kube-scheduler": lease("kube-scheduler", age=age)}))
+    found = found_checks(shot(leaders={"kube-system/kube-scheduler": lease("kube-scheduler", age=age)}))
     assert found == (["stale-leader"] if stale else [])
 
 
@@ -112,7 +115,7 @@ def test_a_released_lease_is_stale_once_nobody_took_it_for_longer_than_a_failove
     released_ago: float, stale: bool
 ) -> None:
     released = lease("kube-scheduler", holder="", age=released_ago, duration=1)  # as client-go releases it
-    assert checks(shot(leaders={"kube-system/kube-scheduler": released})) == (
+    assert found_checks(shot(leaders={"kube-system/kube-scheduler": released})) == (
         ["stale-leader"] if stale else []
     )
 
@@ -121,12 +124,12 @@ def test_during_a_failover_the_run_out_holder_is_not_judged() -> None:
     """A holder whose claim ran out seconds ago is on its way out (a restarting control plane): neither a
     stale leader yet nor a leader on an unknown master."""
     gone = lease("kube-scheduler", holder="old-master_1", age=20)
-    assert checks(shot(leaders={"kube-system/kube-scheduler": gone})) == []
+    assert found_checks(shot(leaders={"kube-system/kube-scheduler": gone})) == []
 
 
 def test_a_lease_with_no_time_at_all_is_stale_at_once() -> None:
     timeless = dataclasses.replace(lease("kube-scheduler"), renew_time=None)
-    assert checks(shot(leaders={"kube-system/kube-scheduler": timeless})) == ["stale-leader"]
+    assert found_checks(shot(leaders={"kube-system/kube-scheduler": timeless})) == ["stale-leader"]
 
 
 def test_missing_leader_lease_is_a_warning() -> None:
@@ -141,52 +144,56 @@ def test_missing_leader_lease_is_a_warning() -> None:
 
 
 def test_holder_on_unknown_master() -> None:
-    leaders: dict[str, logic.LeaseRecord | None] = {
+    leaders: dict[str, interface.LeaseRecord | None] = {
         "kube-system/kube-scheduler": lease("s", holder="old-master_9f")
     }
-    assert checks(shot(leaders=leaders)) == ["leader-on-unknown-master"]
+    assert found_checks(shot(leaders=leaders)) == ["leader-on-unknown-master"]
 
 
 def test_holder_matches_a_master_by_hostname_label_case_insensitively() -> None:
     node = dataclasses.replace(
         master("ip-10-0-0-1.ec2.internal"), hostnames=frozenset({"ip-10-0-0-1", "ip-10-0-0-1.ec2.internal"})
     )
-    leaders: dict[str, logic.LeaseRecord | None] = {
+    leaders: dict[str, interface.LeaseRecord | None] = {
         "kube-system/kube-scheduler": lease("s", holder="IP-10-0-0-1_abc")
     }
-    assert checks(shot(nodes=[node], leaders=leaders)) == []
+    assert found_checks(shot(nodes=[node], leaders=leaders)) == []
 
 
 def test_holder_on_a_worker_is_not_on_a_master() -> None:
-    leaders: dict[str, logic.LeaseRecord | None] = {"kube-system/kube-scheduler": lease("s", holder="w1_abc")}
-    assert checks(shot(nodes=[master("m1"), worker("w1")], leaders=leaders)) == ["leader-on-unknown-master"]
+    leaders: dict[str, interface.LeaseRecord | None] = {
+        "kube-system/kube-scheduler": lease("s", holder="w1_abc")
+    }
+    assert found_checks(shot(nodes=[master("m1"), worker("w1")], leaders=leaders)) == [
+        "leader-on-unknown-master"
+    ]
 
 
 def test_holder_on_a_notready_master() -> None:
-    assert checks(shot(nodes=[master("m1", ready=False)])) == ["leader-on-notready-master"]
+    assert found_checks(shot(nodes=[master("m1", ready=False)])) == ["leader-on-notready-master"]
 
 
 def test_holder_master_must_run_the_agreed_version_once_agreed() -> None:
     nodes = [master("m1", version="v1.30.9"), master("m2", version="v1.31.4")]
-    assert checks(shot(nodes=nodes, agreed="v1.31.4")) == ["leader-version-skew"]
-    assert checks(shot(nodes=nodes, agreed=None)) == []  # no agreement: nothing to compare with
-    assert checks(shot(nodes=nodes, agreed="v1.30.9-eks-1")) == []  # vendor suffixes do not count
+    assert found_checks(shot(nodes=nodes, agreed="v1.31.4")) == ["leader-version-skew"]
+    assert found_checks(shot(nodes=nodes, agreed=None)) == []  # no agreement: nothing to compare with
+    assert found_checks(shot(nodes=nodes, agreed="v1.30.9-eks-1")) == []  # vendor suffixes do not count
 
 
 def test_apiserver_identity_lease_on_a_master_is_recognised() -> None:
     identity = lease(
-        "apiserver-a", holder="apiserver-a_x", duration=3600, labels={logic.HOSTNAME_LABEL: "m1"}
+        "apiserver-a", holder="apiserver-a_x", duration=3600, labels={interface.HOSTNAME_LABEL: "m1"}
     )
     snapshot = shot(apiservers=[identity])
-    assert checks(snapshot) == []
+    assert found_checks(snapshot) == []
     evaluation = logic.evaluate(snapshot, now=NOW, rules=RULES, history=logic.History())
     status = logic.status_json(evaluation, snapshot, now=NOW)
     assert status["apiservers"][0]["master"] == "m1" and status["apiservers"][0]["live"]
 
 
 def test_live_apiserver_on_a_removed_master_is_stale() -> None:
-    old = lease("apiserver-b", holder="apiserver-b_x", duration=3600, labels={logic.HOSTNAME_LABEL: "m0"})
-    expired = lease("apiserver-c", age=4000, duration=3600, labels={logic.HOSTNAME_LABEL: "gone"})
+    old = lease("apiserver-b", holder="apiserver-b_x", duration=3600, labels={interface.HOSTNAME_LABEL: "m0"})
+    expired = lease("apiserver-c", age=4000, duration=3600, labels={interface.HOSTNAME_LABEL: "gone"})
     evaluation = logic.evaluate(
         shot(apiservers=[old, expired]), now=NOW, rules=RULES, history=logic.History()
     )
@@ -200,7 +207,7 @@ def test_live_apiserver_on_a_removed_master_is_stale() -> None:
 def test_an_apiserver_lease_not_renewed_for_three_renewals_is_silent_not_live() -> None:
     """A master lost without shutting down (killed, powered off) leaves a Lease unexpired for up to an
     hour: the finding stands, but does not claim the apiserver runs."""
-    lost = lease("apiserver-b", age=95, duration=3600, labels={logic.HOSTNAME_LABEL: "m0"})
+    lost = lease("apiserver-b", age=95, duration=3600, labels={interface.HOSTNAME_LABEL: "m0"})
     (finding,) = logic.evaluate(
         shot(apiservers=[lost]), now=NOW, rules=RULES, history=logic.History()
     ).findings
@@ -242,19 +249,19 @@ def test_the_kubernetes_service_endpoints_are_every_address_of_its_slices() -> N
             ]
         },
     ]
-    slices = [logic.endpoint_slice_ips(raw) for raw in dual_stack]
-    assert logic.service_endpoint_ips(slices) == ("10.0.0.1", "10.0.0.2", "fd00::1")
-    assert logic.service_endpoint_ips([logic.endpoint_slice_ips({"endpoints": None})]) == ()
-    assert logic.service_endpoint_ips([]) is None  # no slice: not judged
+    slices = [interface.endpoint_slice_ips(raw) for raw in dual_stack]
+    assert interface.service_endpoint_ips(slices) == ("10.0.0.1", "10.0.0.2", "fd00::1")
+    assert interface.service_endpoint_ips([interface.endpoint_slice_ips({"endpoints": None})]) == ()
+    assert interface.service_endpoint_ips([]) is None  # no slice: not judged
 
 
 def test_missing_endpoints_are_not_judged() -> None:
-    assert checks(shot(endpoint_ips=None)) == []
+    assert found_checks(shot(endpoint_ips=None)) == []
 
 
 def test_checks_can_be_turned_off() -> None:
     snapshot = dataclasses.replace(shot(endpoint_ips=["10.9.9.9"]), checks=frozenset({"leaders"}))
-    assert checks(snapshot) == []
+    assert found_checks(snapshot) == []
 
 
 # --- node heartbeats and the outage pattern -------------------------------------------------------------
@@ -262,7 +269,7 @@ def test_checks_can_be_turned_off() -> None:
 WORKERS = [worker(f"w{i:03d}") for i in range(100)]
 
 
-def fleet(*, masters: Iterable[str], stale: int, at: float) -> tuple[float, logic.Snapshot]:
+def fleet(*, masters: Iterable[str], stale: int, at: float) -> tuple[float, interface.Snapshot]:
     """100 workers at time ``at``; the first ``stale`` stopped renewing their heartbeat a minute ago."""
     beats = {
         node.name: lease(
@@ -273,7 +280,7 @@ def fleet(*, masters: Iterable[str], stale: int, at: float) -> tuple[float, logi
     return at, shot(nodes=[*map(master, masters), *WORKERS], heartbeats=beats, leaders={})
 
 
-def run(steps: Iterable[tuple[float, logic.Snapshot]]) -> list[logic.Evaluation]:
+def run(steps: Iterable[tuple[float, interface.Snapshot]]) -> list[logic.Evaluation]:
     history = logic.History()
     out = []
     for now, snapshot in steps:
@@ -290,7 +297,7 @@ def found(evaluation: logic.Evaluation) -> set[str]:
 def test_stale_heartbeats_and_notready_conditions_count_as_notready() -> None:
     nodes = [worker("a", ready=False), worker("b", ready=False), worker("c"), worker("d"), worker("e")]
     beats = {name: lease(name, age=age) for name, age in [("a", 60), ("c", 60), ("d", 5)]}  # e: no Lease
-    health = logic.node_health([master("m1"), *nodes], beats, rules=RULES, now=NOW)
+    health = heartbeats.node_health([master("m1"), *nodes], beats, rules=RULES, now=NOW)
     assert (health.workers, health.not_ready, health.condition_not_ready, health.heartbeat_stale) == (
         5,
         ("a", "b", "c"),
@@ -413,7 +420,7 @@ def test_leader_transitions_are_holder_changes() -> None:
 
 
 def test_since_is_kept_from_the_first_sighting() -> None:
-    leaders: dict[str, logic.LeaseRecord | None] = {
+    leaders: dict[str, interface.LeaseRecord | None] = {
         "kube-system/kube-scheduler": lease("s", holder="gone_1", duration=3600)
     }
     evaluations = run([(NOW, shot(leaders=leaders)), (NOW + 30, shot(leaders=leaders))])
@@ -431,7 +438,7 @@ def test_lease_record_parses_a_raw_lease_and_tolerates_junk() -> None:
             "leaseTransitions": 3,
         },
     }
-    record = logic.lease_record(raw)
+    record = interface.lease_record(raw)
     assert (record.key, record.holder_hostname, record.duration_seconds, record.transitions) == (
         "kube-system/kube-scheduler",
         "m1",
@@ -439,7 +446,7 @@ def test_lease_record_parses_a_raw_lease_and_tolerates_junk() -> None:
         3,
     )
     assert times.iso(record.renew_time) == "2026-11-22T01:52:12.123456Z"
-    junk = logic.lease_record(
+    junk = interface.lease_record(
         {"metadata": {"name": "x"}, "spec": {"renewTime": "yesterday", "leaseDurationSeconds": "?"}}
     )
     assert junk.renew_time is None and junk.duration_seconds == 0 and junk.expired(now=NOW)
@@ -449,7 +456,7 @@ def test_node_record_collects_hostnames_and_addresses() -> None:
     raw = {
         "metadata": {
             "name": "ip-10-0-0-1.ec2.internal",
-            "labels": {"node-role.kubernetes.io/control-plane": "", logic.HOSTNAME_LABEL: "IP-10-0-0-1"},
+            "labels": {"node-role.kubernetes.io/control-plane": "", interface.HOSTNAME_LABEL: "IP-10-0-0-1"},
         },
         "status": {
             "addresses": [
@@ -461,12 +468,12 @@ def test_node_record_collects_hostnames_and_addresses() -> None:
             "nodeInfo": {"kubeletVersion": "v1.31.4"},
         },
     }
-    record = logic.node_record(raw, selectors=SELECTORS)
+    record = interface.node_record(raw, selectors=SELECTORS)
     assert record.master and record.ready and record.version == "v1.31.4"
     assert record.hostnames == {"ip-10-0-0-1.ec2.internal", "ip-10-0-0-1"}
     assert record.addresses == {"10.0.0.1"}
-    assert logic.node_record(raw, selectors=SELECTORS, reported_version="v1.32.0").version == "v1.32.0"
-    assert not logic.node_record({"metadata": {"name": "bare"}}, selectors=SELECTORS).ready
+    assert interface.node_record(raw, selectors=SELECTORS, reported_version="v1.32.0").version == "v1.32.0"
+    assert not interface.node_record({"metadata": {"name": "bare"}}, selectors=SELECTORS).ready
 
 
 def test_status_json_lists_findings_with_object_evidence_and_since() -> None:
@@ -490,18 +497,20 @@ def test_status_json_lists_findings_with_object_evidence_and_since() -> None:
 
 
 def test_every_check_has_a_severity_and_a_reason() -> None:
-    assert set(logic.SEVERITY) == set(logic.REASON) == set(logic.CHECKS)
+    kinds = [kind for check in checks.TABLE.checks for kind in check.kinds]
+    assert len({kind.name for kind in kinds}) == len(kinds) == len(checks.KINDS)
+    assert all(kind.severity in ("critical", "warning") and kind.reason for kind in kinds)
 
 
 def test_notices_say_what_appeared_cleared_and_changed_hands() -> None:
     node_ref = refs.ObjectRef(kind="Namespace", name="kube-node-lease")
-    raised = logic.Finding("nodes-not-ready", "Nodes", "3 of 10 NotReady", NOW, node_ref)
+    raised = interface.Finding(heartbeats.NOT_READY, "Nodes", "3 of 10 NotReady", NOW, node_ref)
     lease = refs.ObjectRef(
         kind="Lease", name="kube-scheduler", namespace="kube-system", api_version="coordination.k8s.io/v1"
     )
-    cleared = logic.Finding("stale-leader", str(lease), "old", NOW, lease)
+    cleared = interface.Finding(leaders.STALE, str(lease), "old", NOW, lease)
     key = "kube-system/kube-scheduler"
-    held = {key: logic.LeaseRecord("kube-system", "kube-scheduler", "m1_a", NOW, 15, 0)}
+    held = {key: interface.LeaseRecord("kube-system", "kube-scheduler", "m1_a", NOW, 15, 0)}
     moved = {key: dataclasses.replace(held[key], holder="m2_b")}
     before = logic.conditions([cleared], held, holders={})
     found = status.transitions(before, logic.conditions([raised], moved, holders={key: "m1_a"}))

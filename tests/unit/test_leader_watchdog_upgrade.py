@@ -11,18 +11,19 @@ import pytest
 
 from controllers.leader_watchdog import logic
 from controllers.leader_watchdog import metrics as watchdog_metrics
+from controllers.leader_watchdog.checks import interface
 from controllers.runtime import metrics as runtime_metrics
 
 T0 = 1_800_000_000.0
-RULES = logic.Rules()
+RULES = interface.Rules()
 
 
-def master(name: str, version: str) -> logic.NodeRecord:
-    return logic.NodeRecord(name=name, master=True, ready=True, version=version)
+def master(name: str, version: str) -> interface.NodeRecord:
+    return interface.NodeRecord(name=name, master=True, ready=True, version=version)
 
 
-def worker(name: str, version: str) -> logic.NodeRecord:
-    return logic.NodeRecord(name=name, master=False, ready=True, version=version)
+def worker(name: str, version: str) -> interface.NodeRecord:
+    return interface.NodeRecord(name=name, master=False, ready=True, version=version)
 
 
 @dataclasses.dataclass
@@ -33,10 +34,10 @@ class Cluster:
     now: float = T0
 
     def see(
-        self, nodes: Sequence[logic.NodeRecord], *, agreed: str | None, after: float = 10.0
+        self, nodes: Sequence[interface.NodeRecord], *, agreed: str | None, after: float = 10.0
     ) -> logic.Upgrade | None:
         self.now += after
-        shot = logic.Snapshot(
+        shot = interface.Snapshot(
             leaders={},
             apiservers=(),
             heartbeats={},
@@ -194,14 +195,14 @@ def test_versions_are_written_without_vendor_suffix() -> None:
     ],
 )
 def test_a_restart_of_the_watchdog_mid_upgrade_resumes_from_what_it_sees(
-    nodes: list[logic.NodeRecord], agreed: str | None, expected: tuple[str, str, str] | None
+    nodes: list[interface.NodeRecord], agreed: str | None, expected: tuple[str, str, str] | None
 ) -> None:
     assert state(Cluster().see(nodes, agreed=agreed)) == expected
 
 
 def test_status_shows_the_upgrade() -> None:
     cluster = agreed_cluster()
-    shot = logic.Snapshot(
+    shot = interface.Snapshot(
         leaders={},
         apiservers=(),
         heartbeats={},

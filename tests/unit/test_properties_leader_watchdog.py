@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from controllers.agreement import selector
 from controllers.leader_watchdog import logic
+from controllers.leader_watchdog.checks import interface
 from controllers.structs import status
 from tests import strategies
 
@@ -38,17 +39,17 @@ def test_evaluate_any_snapshot(
     now: float,
     later: float,
 ) -> None:
-    heartbeat_records = [logic.lease_record(raw) for raw in heartbeats]
-    snapshot = logic.Snapshot(
-        leaders={"kube-system/kube-scheduler": None if leader is None else logic.lease_record(leader)},
-        apiservers=tuple(logic.lease_record(raw) for raw in apiservers),
+    heartbeat_records = [interface.lease_record(raw) for raw in heartbeats]
+    snapshot = interface.Snapshot(
+        leaders={"kube-system/kube-scheduler": None if leader is None else interface.lease_record(leader)},
+        apiservers=tuple(interface.lease_record(raw) for raw in apiservers),
         heartbeats={lease.name: lease for lease in heartbeat_records},
-        nodes=tuple(logic.node_record(raw, selectors=SELECTORS) for raw in nodes),
-        endpoint_ips=logic.service_endpoint_ips(logic.endpoint_slice_ips(raw) for raw in slices),
+        nodes=tuple(interface.node_record(raw, selectors=SELECTORS) for raw in nodes),
+        endpoint_ips=interface.service_endpoint_ips(interface.endpoint_slice_ips(raw) for raw in slices),
         agreed_version=agreed,
     )
-    first = logic.evaluate(snapshot, now=now, rules=logic.Rules(), history=logic.History())
-    second = logic.evaluate(snapshot, now=now + later, rules=logic.Rules(), history=first.history)
+    first = logic.evaluate(snapshot, now=now, rules=interface.Rules(), history=logic.History())
+    second = logic.evaluate(snapshot, now=now + later, rules=interface.Rules(), history=first.history)
     if leader is None:
         assert any(f.check == "leader-missing" for f in first.findings)
     for evaluation, moment in ((first, now), (second, now + later)):

@@ -111,5 +111,7 @@ def test_import_linter_contracts_name_every_controller() -> None:
     layers = contract("Layers: controllers > runtime > kube")["layers"]
     assert {layer.strip() for layer in layers[2].split("|")} == PACKAGES
     logic = contract("Each controller's logic.py is pure")["source_modules"]
-    checks = {f"{package}.checks" for package in PACKAGES if (root / package.split(".")[1] / "checks").is_dir()}
+    checks = {
+        f"{package}.checks" for package in PACKAGES if (root / package.split(".")[1] / "checks").is_dir()
+    }
     assert set(logic) == {f"{package}.logic" for package in PACKAGES} | checks

@@ -26,7 +26,7 @@ from controllers.bundles import model
 from controllers.bundles import source as bundle_source
 from controllers.kube import retry
 from controllers.runtime import config, context, reconciler
-from controllers.structs import times
+from controllers.structs import redact, times
 
 log = logging.getLogger(__name__)
 
@@ -271,10 +271,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
 
     async def _failed(self, agreed: version_module.Version, error: Exception) -> Outcome:
         """Report a round that could not act (the skeleton logs the error itself and tries again)."""
-        known = isinstance(error, bundle_source.SourceError | apply_target.SwitchError) or retry.classify(
-            error
-        )
-        message = f"switch failed: {error}" if known else f"switch failed: unexpected {type(error).__name__}"
+        message = f"switch failed: {redact.describe(error)}"
         self.metrics.observe_failed()
         await self._event("SwitchFailed", f"{message}; trying again with backoff", warning=True)
         try:

@@ -10,10 +10,13 @@ from collections.abc import Mapping
 from controllers.bundles import model
 from controllers.kube import resources
 from controllers.kube.client import JSON, ApiError, Kube
+from controllers.runtime import failure
+from controllers.structs import redact
 
 
-class SourceError(Exception):
-    """The bundle source or the variables ConfigMap cannot be read (not a problem of the bundle itself)."""
+class SourceError(failure.TemporaryError, redact.Redacted):
+    """The bundle source or the variables ConfigMap cannot be read (not a problem of the bundle itself): tried
+    again with backoff."""
 
 
 # --- directory tree ----------------------------------------------------------------------------------------
@@ -32,7 +35,7 @@ def _directory_bundle(root: pathlib.Path, minor: str) -> model.Bundle:
         names = sorted(p.name for p in folder.iterdir() if p.is_file() and model.bundle_file_name(p.name))
         files = tuple(model.BundleFile(name=name, text=(folder / name).read_text()) for name in names)
     except (OSError, UnicodeDecodeError) as error:
-        raise SourceError(f"bundle {folder}: {error}") from error
+        raise SourceError(f"bundle {folder}: {redact.describe(error)}") from None
     return model.Bundle(minor=minor, source=f"directory {folder}", files=files)
 
 
@@ -89,7 +92,8 @@ class Source:
                 path, query={"labelSelector": model.CONFIGMAP_MINOR_LABEL}
             )
         except ApiError as error:
-            raise SourceError(f"listing bundle ConfigMaps in {self.namespace}: {error}") from error
+            said = redact.describe(error, sent={})
+            raise SourceError(f"listing bundle ConfigMaps in {self.namespace}: {said}") from None
         labels = (cm["metadata"].get("labels") or {} for cm in self._configmaps)
         return sorted({str(lb[model.CONFIGMAP_MINOR_LABEL]) for lb in labels})
 
@@ -109,7 +113,8 @@ async def variables(
         try:
             obj = await kube.get(resources.CONFIGMAPS.path(namespace=namespace, name=configmap))
         except ApiError as error:
-            raise SourceError(f"variables ConfigMap {namespace}/{configmap}: {error}") from error
+            said = redact.describe(error, sent={})
+            raise SourceError(f"variables ConfigMap {namespace}/{configmap}: {said}") from None
         found.update({str(k): str(v) for k, v in (obj.get("data") or {}).items()})
     found.update(configured)
     return found

@@ -111,6 +111,7 @@ class Discovery:
 
     resources: tuple[ApiResource, ...]  # every served version of every resource
     preferred: frozenset[tuple[str, str]]  # (group, version) pairs that are their group's preferred version
+    failed: frozenset[tuple[str, str]] = frozenset()  # (group, version) pairs whose discovery failed
 
     def lookup(self, *, api_version: str, kind: str) -> ApiResource | None:
         for item in self.resources:
@@ -140,25 +141,27 @@ class Discovery:
 async def discover(kube: Kube) -> Discovery:
     """Every resource (no subresources) of every served group version, not only the preferred ones (a
     bundle may name any served version). A group version whose server is missing or down (an aggregated
-    API: 404, 5xx) is skipped with a warning: it is not ours to migrate or apply to anyway."""
+    API: 404, 5xx) is skipped with a warning and listed in ``failed``: it is not ours to migrate, and a
+    bundle naming it is tried again later rather than called invalid."""
     core, groups = await asyncio.gather(kube.get("/api"), kube.get("/apis"))
     group_versions = served_group_versions(core=core, groups=groups)
 
-    async def one(group: str, version: str) -> list[ApiResource]:
+    async def one(group: str, version: str) -> list[ApiResource] | None:
         path = f"/apis/{group}/{version}" if group else f"/api/{version}"
         try:
             document = await kube.get(path)
         except Exception as error:
             if retry.classify(error) not in ("not_found", "server_error"):
                 raise
-            log.warning("discovery of %s failed: %s", path, error)
-            return []
+            log.warning("discovery of %s failed: %s", path, retry.describe(error))
+            return None
         return parse_resource_list(group=group, version=version, document=document)
 
     results = await asyncio.gather(*(one(group, version) for group, version in group_versions))
     return Discovery(
-        resources=tuple(item for found in results for item in found),
+        resources=tuple(item for found in results if found for item in found),
         preferred=frozenset(preferred_group_versions(core=core, groups=groups)),
+        failed=frozenset(pair for pair, found in zip(group_versions, results, strict=True) if found is None),
     )
 
 

@@ -80,9 +80,10 @@ _BY_STATUS: dict[int, Reason] = {
 
 
 def status_reason(status: int, *, message: str = "") -> Reason:
-    # Server-side apply answers 500 for a field the schema does not declare: the object is wrong, not the
-    # server (the apiserver gives no other sign of it than this message).
-    if status == 500 and "failed to create typed patch object" in message:
+    # Server-side apply answers 500 for a field the schema does not declare or a value of the wrong type,
+    # and for data it cannot decode (bad base64): the object is wrong, not the server (the apiserver gives
+    # no other sign of it than these messages).
+    if status == 500 and message.startswith(("failed to create typed patch object", "failed to convert new")):
         return "invalid"
     return "server_error" if status >= 500 else _BY_STATUS.get(status, "client_error")
 

@@ -20,6 +20,8 @@ from controllers.addon_updater import logic
 from controllers.bundles import model
 from controllers.kube import apply, discovery, resources, retry, watch
 from controllers.kube.client import JSON, ApiError, Kube
+from controllers.runtime import failure
+from controllers.structs import redact
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +31,10 @@ DRY_RUN_CONCURRENCY = 8
 NEW_KIND = retry.Policy(base=0.05, cap=0.5, attempts=20, on=frozenset({"not_found", "invalid"}))
 
 
-class SwitchError(Exception):
-    """The switch could not finish for a reason that may pass (timeouts, apiserver errors): retry later."""
+class SwitchError(failure.TemporaryError, redact.Redacted):
+    """The switch could not finish for a reason that may pass (timeouts, apiserver errors, a permission or a
+    kind missing for now): tried again with backoff, never recorded as an invalid bundle. Its message names
+    objects and holds no apiserver message about an object with data values (``redact.describe``)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -79,6 +83,11 @@ def resolve(
         resource = (
             found.resource if found else _crd_resource(crds.get((manifest.group, manifest.kind)), manifest)
         )
+        if resource is None and (manifest.group, manifest.api_version.rsplit("/", 1)[-1]) in served.failed:
+            raise SwitchError(
+                f"{manifest.where}: {manifest.api_version} {manifest.kind}: the discovery of its API failed "
+                "just now; trying again"
+            )
         if resource is None:
             raise model.BundleError(
                 "unknown_kind",
@@ -115,8 +124,9 @@ def _crd_resource(crd: JSON | None, manifest: model.Manifest) -> resources.Resou
 
 
 def _rejection(item: Item, error: ApiError) -> model.BundleError:
+    said = redact.describe(error, sent=item.body)
     return model.BundleError(
-        "dry_run", f"{item.manifest.where}: {item.key} rejected by the apiserver (dry-run): {error}"
+        "dry_run", f"{item.manifest.where}: {item.key} rejected by the apiserver (dry-run): {said}"
     )
 
 
@@ -129,7 +139,9 @@ async def dry_run(
     policy: retry.Policy = retry.ONCE,
 ) -> list[Item]:
     """Dry-run every item; returns those that failed only because the bundle's own Namespaces or CRDs do not
-    exist yet (``deferrable``). Any other rejection is a BundleError (the first in bundle order)."""
+    exist yet (``deferrable``). A failure that may pass — the apiserver busy, a permission (403) or a resource
+    (404) missing for now — is a SwitchError (tried again later, the bundle is not called invalid); any other
+    rejection is a BundleError (the first in bundle order)."""
     semaphore = asyncio.Semaphore(DRY_RUN_CONCURRENCY)
 
     async def one(item: Item) -> ApiError | None:
@@ -150,11 +162,16 @@ async def dry_run(
     for item, error in zip(items, errors, strict=True):
         if error is None:
             continue
-        if retry.classify(error) in retry.TRANSIENT:  # the apiserver is busy or broken: retry later
-            raise SwitchError(f"dry-run of {item.key}: {error}") from error
-        if item.key not in deferrable:
-            raise _rejection(item, error) from error
-        deferred.append(item)
+        reason = retry.classify(error)
+        if reason in retry.TRANSIENT:  # the apiserver is busy or broken: retry later
+            raise SwitchError(f"dry-run of {item.key}: {redact.describe(error, sent=item.body)}") from None
+        if item.key in deferrable:
+            deferred.append(item)
+        elif reason in ("forbidden", "not_found"):  # fixing RBAC (or the resource coming back) helps
+            said = redact.describe(error, sent=item.body)
+            raise SwitchError(f"dry-run of {item.key}: {said}; trying again") from None
+        else:
+            raise _rejection(item, error) from None
     return deferred
 
 
@@ -185,7 +202,7 @@ async def labelled_objects(
     found = await asyncio.gather(*(one(item) for item in listable), return_exceptions=True)
     for item, outcome in zip(listable, found, strict=True):
         if isinstance(outcome, ApiError):
-            raise SwitchError(f"listing {item.group_resource} to prune: {outcome}") from outcome
+            raise SwitchError(f"listing {item.group_resource} to prune: {redact.describe(outcome)}") from None
         if isinstance(outcome, BaseException):
             raise outcome
     by_kind = {(item.group, item.kind): item.resource for item in listable}
@@ -209,9 +226,12 @@ async def switch(
     items = resolve(manifests, served=served, settings=settings, minor=minor, digest=digest)
     deferred = await dry_run(kube, items, settings=settings, deferrable=deferrable_keys(items, manifests))
     progress(f"dry-run passed for {len(items) - len(deferred)} of {len(items)} objects")
-    live, by_kind = await labelled_objects(kube, served, release=settings.release)
     desired = {item.key for item in items}
-    doomed = logic.prune_set(live=live, desired=desired, release=settings.release) if settings.prune else ()
+    doomed: tuple[logic.LiveObject, ...] = ()
+    by_kind: dict[tuple[str, str], resources.Resource] = {}
+    if settings.prune:
+        live, by_kind = await labelled_objects(kube, served, release=settings.release)
+        doomed = logic.prune_set(live=live, desired=desired, release=settings.release)
     if dry_run_only:
         return Result(
             applied=tuple(i.key for i in items),
@@ -257,7 +277,7 @@ async def _apply(kube: Kube, item: Item, *, settings: Settings) -> None:
             policy=NEW_KIND if item.resource.group else retry.ONCE,
         )
     except ApiError as error:
-        raise SwitchError(f"applying {item.key}: {error}") from error
+        raise SwitchError(f"applying {item.key}: {redact.describe(error, sent=item.body)}") from None
 
 
 async def wait_established(kube: Kube, names: Sequence[str], *, seconds: float) -> None:

@@ -1,0 +1,212 @@
+"""addon-updater's trust on the real control plane (issue 29): no data value leaves through a log line, an
+Event, the state ConfigMap, /status or a metric; a bundle refused for a permission or a discovery that failed
+for now is tried again, not recorded as invalid."""
+
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+import uuid
+from typing import Any
+
+import prometheus_client
+import pytest
+
+from controllers.addon_updater import controller
+from controllers.agreement import version
+from controllers.kube import client, resources
+from e2e import cluster, controlplane
+from tests import harness
+
+CM = resources.CONFIGMAPS
+SECRETS = resources.Resource("", "v1", "secrets", namespaced=True)
+RBAC = "rbac.authorization.k8s.io"
+SECRET_VALUE = "s3cr3t-Value-7f2b"
+SECRET_NUMBER = "4815162342"  # an unquoted numeric password: YAML reads an integer, the apiserver rejects it
+
+
+def v(text: str) -> version.Version:
+    parsed = version.parse_version(text)
+    assert parsed is not None
+    return parsed
+
+
+def write_bundle(root: pathlib.Path, minor: str, **files: str) -> pathlib.Path:
+    (root / minor).mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (root / minor / name).write_text(text)
+    return root
+
+
+def make_config(namespace: str, root: pathlib.Path, **overrides: Any) -> controller.AddonUpdaterConfig:
+    values: dict[str, Any] = {
+        "namespace": namespace,
+        "release": f"t{uuid.uuid4().hex[:8]}",
+        "bundle_dir": str(root),
+        "health_timeout_seconds": 0.0,
+        "settle_seconds": 0.2,
+        **overrides,
+    }
+    return controller.AddonUpdaterConfig(**values)
+
+
+async def everything_it_wrote(kube: client.Kube, updater: controller.AddonUpdater) -> str:
+    """The state ConfigMap, every Event of its namespace, its /status and its metrics, as one text."""
+    namespace = updater.ctx.config.namespace
+    state = await kube.get(CM.path(namespace=namespace, name=updater.ctx.state_name))
+    events = await kube.get(resources.EVENTS.path(namespace=namespace))
+    metrics = prometheus_client.generate_latest(updater.ctx.registry).decode()
+    return "\n".join([json.dumps(state), json.dumps(events), json.dumps(updater.status()), metrics])
+
+
+SECRET_HEAD = "apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: NS}\n"
+
+
+@pytest.mark.parametrize(
+    ("case", "text", "reason", "value"),
+    [
+        # The value's line does not parse: PyYAML would quote it.
+        ("parse", SECRET_HEAD + f"stringData:\n  password: '{SECRET_VALUE}\n", "parse", SECRET_VALUE),
+        # The apiserver rejects it and prints the value ("expected string, got …{Value:4815162342}").
+        ("apiserver", SECRET_HEAD + f"stringData:\n  pin: {SECRET_NUMBER}\n", "dry_run", SECRET_NUMBER),
+        # The same for a ConfigMap: any object's data values are redacted, not only Secrets'.
+        (
+            "configmap",
+            f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c, namespace: NS}}\ndata:\n  n: {SECRET_NUMBER}\n",
+            "dry_run",
+            SECRET_NUMBER,
+        ),
+    ],
+)
+async def test_no_data_value_leaves_through_logs_events_state_status_or_metrics(
+    kube: client.Kube,
+    namespace: str,
+    tmp_path: pathlib.Path,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
+    text: str,
+    reason: str,
+    value: str,
+) -> None:
+    root = write_bundle(tmp_path, "1.36", **{"secret.yaml": text.replace("NS", namespace)})
+    updater = harness.build(controller.AddonUpdater, kube, make_config(namespace, root))
+    with caplog.at_level(logging.DEBUG):
+        outcome = await updater.reconcile(v("v1.36.0"))
+        again = await updater.reconcile(v("v1.36.0"))  # known-invalid: reported from the state
+    assert outcome.result == "invalid" and f"({reason})" in outcome.message, outcome.message
+    assert again.result == "invalid"
+    if case != "parse":  # the apiserver's message is withheld; the object and what was refused are named
+        assert "rejected by the apiserver (dry-run): 500" in outcome.message
+        assert "the apiserver's message is withheld" in outcome.message
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "is invalid" in logged
+    wrote = await everything_it_wrote(kube, updater)
+    assert "BundleInvalid" in wrote
+    for text_out in (logged, wrote, outcome.message, again.message):
+        assert value not in text_out
+    with pytest.raises(client.ApiError):  # nothing was applied
+        await kube.get(SECRETS.path(namespace=namespace, name="db"))
+
+
+# --- permission and discovery failures are tried again --------------------------------------------------
+
+
+async def service_account_kube(
+    kube: client.Kube, control_plane: controlplane.ControlPlane, namespace: str, tmp_path: pathlib.Path
+) -> tuple[client.Kube, str]:
+    """A client authenticated as a new ServiceAccount of ``namespace`` that may keep its state and Events
+    there, and nothing else yet; and the account's name."""
+    name = f"updater-{uuid.uuid4().hex[:6]}"
+    accounts = resources.Resource("", "v1", "serviceaccounts", namespaced=True)
+    await kube.create(accounts.path(namespace=namespace), {"metadata": {"name": name}})
+    rules = [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get", "update"]},
+        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+    ]
+    await grant(kube, namespace, f"{name}-state", name, rules)
+    path = await cluster.service_account_kubeconfig(
+        kube, server=control_plane.server, ca=control_plane.pki / "ca.crt", namespace=namespace, name=name,
+        path=tmp_path / "sa.kubeconfig",
+    )  # fmt: skip
+    return await client.connect(kubeconfig=str(path)), name
+
+
+async def grant(
+    kube: client.Kube, namespace: str, name: str, account: str, rules: list[dict[str, Any]]
+) -> None:
+    roles = resources.Resource(RBAC, "v1", "roles", namespaced=True)
+    bindings = resources.Resource(RBAC, "v1", "rolebindings", namespaced=True)
+    await kube.create(roles.path(namespace=namespace), {"metadata": {"name": name}, "rules": rules})
+    binding = {
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+    }
+    await kube.create(bindings.path(namespace=namespace), binding)
+
+
+async def test_a_bundle_refused_for_a_permission_is_tried_again_and_applied_once_granted(
+    kube: client.Kube,
+    control_plane: controlplane.ControlPlane,
+    namespace: str,
+    tmp_path: pathlib.Path,
+) -> None:
+    text = f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: settings, namespace: {namespace}}}\n"
+    root = write_bundle(tmp_path / "bundles", "1.36", **{"settings.yaml": text + "data: {a: b}\n"})
+    limited, account = await service_account_kube(kube, control_plane, namespace, tmp_path)
+    async with limited:
+        cfg = make_config(namespace, root, prune=False)  # (listing every kind to prune needs more rights)
+        updater = harness.build(controller.AddonUpdater, limited, cfg)
+        for _ in range(2):  # not recorded as invalid: every round tries again
+            with pytest.raises(Exception, match="403"):
+                await updater.reconcile(v("v1.36.0"))
+            assert updater.status()["result"] == "failed"
+            state = (await kube.get(CM.path(namespace=namespace, name=updater.ctx.state_name)))["data"]
+            assert state["phase"] == "Failed" and "dry-run of ConfigMap" in state["lastError"], state
+            assert not state.get("failedDigest")
+        rules = [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "patch"]}]
+        await grant(kube, namespace, f"{account}-bundle", account, rules)
+        outcome = await updater.reconcile(v("v1.36.0"))
+        assert outcome.result == "switched", outcome.message
+    assert (await kube.get(CM.path(namespace=namespace, name="settings")))["data"] == {"a": "b"}
+
+
+async def test_a_kind_missing_because_its_discovery_failed_is_tried_again(
+    kube: client.Kube, namespace: str, tmp_path: pathlib.Path
+) -> None:
+    """An aggregated API whose server is down: its group is listed, its discovery fails (503). A bundle with
+    one of its kinds is not invalid: it is tried again (the API may come back)."""
+    group = f"down{uuid.uuid4().hex[:6]}.example.io"
+    apiservices = resources.APISERVICES
+    await kube.create(
+        apiservices.path(),
+        {
+            "metadata": {"name": f"v1.{group}"},
+            "spec": {
+                "group": group, "version": "v1", "groupPriorityMinimum": 100, "versionPriority": 10,
+                "service": {"name": "nowhere", "namespace": namespace, "port": 443},
+                "insecureSkipTLSVerify": True,
+            },
+        },
+    )  # fmt: skip
+    try:
+        text = f"apiVersion: {group}/v1\nkind: Widget\nmetadata: {{name: w, namespace: {namespace}}}\n"
+        root = write_bundle(tmp_path, "1.36", **{"widget.yaml": text})
+        updater = harness.build(controller.AddonUpdater, kube, make_config(namespace, root))
+
+        async def discovery_fails() -> bool:
+            try:
+                await kube.get(f"/apis/{group}/v1")
+            except client.ApiError as error:
+                return error.status >= 500
+            return False
+
+        await harness.eventually(discovery_fails, what=f"discovery of {group} to fail")
+        for _ in range(2):
+            with pytest.raises(Exception, match="discovery of its API failed"):
+                await updater.reconcile(v("v1.36.0"))
+            state = (await kube.get(CM.path(namespace=namespace, name=updater.ctx.state_name)))["data"]
+            assert state["phase"] == "Failed" and not state.get("failedDigest"), state
+    finally:
+        await kube.request("DELETE", apiservices.path(name=f"v1.{group}"))

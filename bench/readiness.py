@@ -1,7 +1,7 @@
 """Benchmark: one upgrade-readiness evaluation at 5,000 nodes, 1,000 PodDisruptionBudgets and 3 apiservers'
 /metrics: its time and the memory it needs.
 
-Pure: the objects are built as the watch stores hold them (``logic.node_view`` & co. over API-shaped dicts),
+Pure: the objects are built as the watch stores hold them (``interface.node_view`` & co. over API-shaped dicts),
 the three /metrics documents are synthetic but the size of a busy apiserver's (histogram and counter
 series of 300 resources, 30 deprecated APIs among them). One evaluation = parse the three documents, update
 the request history, run every check but the add-on bundle (file I/O), judge. Time: the median of
@@ -26,6 +26,13 @@ from typing import Any
 from bench import report
 from controllers.agreement import selector, version
 from controllers.upgrade_readiness import logic
+from controllers.upgrade_readiness.checks import (
+    crd_stored_versions,
+    drain_blockers,
+    interface,
+    kubelet_skew,
+    removed_apis,
+)
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 PODS_PER_NODE = 6
@@ -92,23 +99,23 @@ def metrics_text(apiserver: int, *, requests: int) -> str:
 
 
 def evaluate(
-    texts: list[str], usage: dict[Any, logic.Usage], views: dict[str, Any], *, now: float
-) -> tuple[logic.Report, dict[Any, logic.Usage]]:
+    texts: list[str], usage: dict[Any, interface.Usage], views: dict[str, Any], *, now: float
+) -> tuple[logic.Report, dict[Any, interface.Usage]]:
     masters = version.parse_version("v1.37.2")
     assert masters is not None
     target = logic.next_minor(masters)
     samples = [
-        logic.parse_apiserver_metrics(text, address=f"https://10.0.0.{i}:6443")
+        interface.parse_apiserver_metrics(text, address=f"https://10.0.0.{i}:6443")
         for i, text in enumerate(texts)
     ]
-    usage = logic.update_usage(usage, samples, now=now)
+    usage = removed_apis.update_usage(usage, samples, now=now)
     nodes = views["nodes"]
     verdicts = [
-        logic.removed_apis(samples, usage, target=target, window_seconds=86400, now=now),
-        logic.kubelet_skew(nodes, target=target),
-        logic.crd_stored_versions(views["crds"]),
-        logic.drain_blockers(
-            views["pdbs"], views["pods"], draining=logic.nodes_to_drain(nodes, target=target)
+        removed_apis.removed_apis(samples, usage, target=target, window_seconds=86400, now=now),
+        kubelet_skew.kubelet_skew(nodes, target=target),
+        crd_stored_versions.crd_stored_versions(views["crds"]),
+        drain_blockers.drain_blockers(
+            views["pdbs"], views["pods"], draining=drain_blockers.nodes_to_drain(nodes, target=target)
         ),
     ]
     evaluated = logic.evaluate(
@@ -119,13 +126,13 @@ def evaluate(
 
 def build_views(*, nodes: int, pdbs: int, namespaces: int) -> dict[str, Any]:
     pod_views = (
-        logic.pod_view(pod(i, nodes=nodes, namespaces=namespaces)) for i in range(nodes * PODS_PER_NODE)
+        interface.pod_view(pod(i, nodes=nodes, namespaces=namespaces)) for i in range(nodes * PODS_PER_NODE)
     )
     return {
-        "nodes": [logic.node_view(node(i, masters=3), selectors=[MASTERS]) for i in range(nodes)],
+        "nodes": [interface.node_view(node(i, masters=3), selectors=[MASTERS]) for i in range(nodes)],
         "pods": [view for view in pod_views if view is not None],
-        "pdbs": [logic.pdb_view(pdb(i, namespaces=namespaces)) for i in range(pdbs)],
-        "crds": [logic.crd_view(crd(i)) for i in range(200)],
+        "pdbs": [interface.pdb_view(pdb(i, namespaces=namespaces)) for i in range(pdbs)],
+        "crds": [interface.crd_view(crd(i)) for i in range(200)],
     }
 
 

@@ -119,15 +119,21 @@ class Reconciler(Generic[C]):
         """Make ``status`` the controller's status: ``/status`` and ``--once`` show it at once; the state
         ConfigMap gets it when it says something new (not before it has a phase; while not ``settled``, in
         the middle of a burst of work, only a new phase is written); an Event is recorded for each condition
-        that changed (in the background, so that a slow API never holds the loop; none for ``--once``, which
-        reports on stdout). Returns those transitions (for the controller's logs)."""
+        that changed (none for ``--once``, which reports on stdout): on the state ConfigMap before the state is
+        written, in order with it; on other objects in the background, so that a slow API never holds the
+        loop. Returns those transitions (for the controller's logs)."""
         news = status_module.transitions(self.published.conditions, status.conditions)
         self.published = status
         if news and not self.ctx.config.once:
             for each in news:
-                self._news.put_nowait(each)
-            if self._sender is None or self._sender.done():  # one sender (again after a restart)
-                self._sender = self.spawn(self._send_news(), wake=False)
+                if each.ref is None:
+                    await self.ctx.event(
+                        each.reason, each.note, action=self.event_action, warning=each.warning
+                    )
+                else:
+                    self._news.put_nowait(each)
+            if not self._news.empty() and (self._sender is None or self._sender.done()):
+                self._sender = self.spawn(self._send_news(), wake=False)  # one (again after a restart)
         if not self.writes_state or not status.phase:
             return news
         data = status.state_data()
@@ -142,16 +148,14 @@ class Reconciler(Generic[C]):
     async def _send_news(self) -> None:
         while True:
             news = await self._news.get()
-            if news.ref is None:
-                await self.ctx.event(news.reason, news.note, action=self.event_action, warning=news.warning)
-            else:
-                await self.ctx.recorder.emit(
-                    news.ref,
-                    reason=news.reason,
-                    note=news.note,
-                    type="Warning" if news.warning else "Normal",
-                    action=self.event_action,
-                )
+            assert news.ref is not None
+            await self.ctx.recorder.emit(
+                news.ref,
+                reason=news.reason,
+                note=news.note,
+                type="Warning" if news.warning else "Normal",
+                action=self.event_action,
+            )
 
     def spawn(self, work: Coroutine[Any, Any, T], *, wake: bool = True) -> asyncio.Task[T]:
         """Run ``work`` beside the loop; the controller syncs again when it ends (unless ``wake`` is

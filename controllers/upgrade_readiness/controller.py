@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -21,8 +20,10 @@ from controllers.bundles import model, source
 from controllers.kube import resources, watch
 from controllers.kube.client import Kube
 from controllers.runtime import config, context, reconciler
-from controllers.upgrade_readiness import effects, logic
+from controllers.structs import status
+from controllers.upgrade_readiness import checks, effects, logic
 from controllers.upgrade_readiness import metrics as metrics_module
+from controllers.upgrade_readiness.checks import interface, removed_apis
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +55,14 @@ def _target_problem(text: str) -> str | None:
     return None if not text or logic.parse_target(text) else "is not a minor such as v1.37"
 
 
-def _checks_problem(names: tuple[str, ...]) -> str | None:
-    unknown = [name for name in names if name not in logic.CHECKS]
-    return f"unknown check(s) {', '.join(unknown)} (known: {', '.join(logic.CHECKS)})" if unknown else None
-
-
 @dataclasses.dataclass(frozen=True)
 class UpgradeReadinessConfig(config.BaseConfig):
     target_version: str = config.option(
         "", "Judge against this minor (v1.37) instead of the masters' minor + 1.", check=_target_problem
     )
-    checks: tuple[str, ...] = config.option(list(logic.CHECKS), "The checks to run.", check=_checks_problem)
+    checks: tuple[str, ...] = config.option(
+        list(checks.TABLE.names), "The checks to run.", check=checks.TABLE.problem
+    )
     strict: bool = config.option(False, "Count a check that cannot be evaluated (unknown) as a blocker.")
     deprecated_api_window_seconds: float = config.option(
         86400.0,
@@ -100,9 +98,10 @@ class UpgradeReadinessConfig(config.BaseConfig):
     )
 
     @property
-    def enabled_checks(self) -> tuple[logic.Check, ...]:
+    def enabled_checks(self) -> tuple[str, ...]:
+        """The checks to run, in the table's order (addon-bundle only where addon-updater is used)."""
         skipped = {"addon-bundle"} if self.bundle_source == "none" else set()
-        return tuple(c for c in logic.CHECKS if c in self.checks and c not in skipped)
+        return tuple(c.name for c in checks.TABLE.enabled(self.checks) if c.name not in skipped)
 
     @property
     def override(self) -> version.Version | None:
@@ -117,6 +116,7 @@ class UpgradeReadiness(reconciler.Reconciler[UpgradeReadinessConfig]):
     name = NAME
     description = DESCRIPTION
     config_type = UpgradeReadinessConfig
+    event_action = "Evaluate"
 
     def __init__(
         self, ctx: context.Context[UpgradeReadinessConfig], *, wall_clock: Callable[[], float] = time.time
@@ -128,11 +128,11 @@ class UpgradeReadiness(reconciler.Reconciler[UpgradeReadinessConfig]):
         self.metrics = metrics_module.Metrics(ctx.exporter)
         masters = cfg.master_selector_list
         self.nodes = watch.Store(
-            watch.Stream(resources.NODES), lambda obj: logic.node_view(obj, selectors=masters)
+            watch.Stream(resources.NODES), lambda obj: interface.node_view(obj, selectors=masters)
         )
-        self.crds = watch.Store(watch.Stream(resources.CRDS), logic.crd_view)
-        self.pdbs = watch.Store(watch.Stream(resources.POD_DISRUPTION_BUDGETS), logic.pdb_view)
-        self.pods = watch.Store(watch.Stream(resources.PODS), logic.pod_view)
+        self.crds = watch.Store(watch.Stream(resources.CRDS), interface.crd_view)
+        self.pdbs = watch.Store(watch.Stream(resources.POD_DISRUPTION_BUDGETS), interface.pdb_view)
+        self.pods = watch.Store(watch.Stream(resources.PODS), interface.pod_view)
         # The one acknowledgements ConfigMap, watched by name (RBAC: list/watch on that name only).
         by_name = f"metadata.name={cfg.acknowledgements_name}"
         self.ack_source = watch.Store(
@@ -144,20 +144,19 @@ class UpgradeReadiness(reconciler.Reconciler[UpgradeReadinessConfig]):
             directory=cfg.bundle_dir,
             namespace=cfg.bundle_namespace or cfg.namespace,
         )
-        self.samples: list[logic.ApiserverMetrics] = []
-        self.usage: dict[tuple[str, logic.Gvr], logic.Usage] = {}
+        self.needs = checks.TABLE.needs(cfg.enabled_checks)
+        self.samples: list[interface.ApiserverMetrics] = []
+        self.usage: dict[tuple[str, interface.Gvr], interface.Usage] = {}
         self.scraped_at: float | None = None
         self.report: logic.Report | None = None
         self.acks: tuple[logic.Ack, ...] = ()
-        self._written: dict[str, str] = {}
+        self.published = status.Status(detail={"synced": False})
 
     def wakes(self) -> reconciler.Wakes:
-        checks = self.cfg.enabled_checks
+        """Nodes (the target comes from the masters) and the acknowledgements always; the rest as the enabled
+        checks need."""
         stores: list[watch.Store[Any]] = [self.nodes, self.ack_source]
-        if "crd-stored-versions" in checks:
-            stores.append(self.crds)
-        if "drain-blockers" in checks:
-            stores += [self.pdbs, self.pods]
+        stores += [store for key, store in self._stores().items() if key in self.needs and key != "nodes"]
         return reconciler.Wakes(
             stores=tuple(stores), agreement=True, every=self.cfg.evaluate_interval_seconds, pace=PACE_SECONDS
         )
@@ -166,11 +165,11 @@ class UpgradeReadiness(reconciler.Reconciler[UpgradeReadinessConfig]):
         now = asyncio.get_running_loop().time()
         before = self.acks
         report = await self.evaluate(now=now)
-        previous, self.report = self.report, report
+        self.report = report
         self.metrics.observe_report(report)
         self.metrics.observe_acks(self.acks)
         await self._report_acks(before)
-        await self._report(report, previous)
+        await self._report(report)
         again = self.cfg.evaluate_interval_seconds - (now - (self.scraped_at or now))
         # An acknowledgement that expires changes the verdict by itself: judge again right after.
         expiry = logic.next_ack_expiry(self.acks, now=self.wall_clock())
@@ -180,68 +179,60 @@ class UpgradeReadiness(reconciler.Reconciler[UpgradeReadinessConfig]):
 
     async def evaluate(self, *, now: float) -> logic.Report:
         """One judgement: every enabled check's verdict against the target, acknowledgements applied."""
-        cfg, kube = self.cfg, self.ctx.kube
+        cfg = self.cfg
         observation = self.ctx.agreements.observation
         statuses = observation.masters if observation else ()
         target = logic.choose_target(statuses, override=cfg.override)
-        checks = cfg.enabled_checks
+        names = cfg.enabled_checks
         data = next(iter(self.ack_source.items.values()), {})
         self.acks = logic.judge_acks(data, target=target.version, now=self.wall_clock())
         if target.version is None:
-            verdicts = logic.unknown_all(checks, f"no target version: {target.reason}")
+            verdicts = logic.unknown_all(names, f"no target version: {target.reason}")
         else:
-            verdicts = await self._verdicts(kube, checks, target=target.version, now=now)
+            observed = await self._observe(target=target.version, now=now)
+            verdicts = [check.judge(observed) for check in checks.TABLE.enabled(names)]
         return logic.evaluate(
             target, verdicts, acknowledged=logic.waived_checks(self.acks), strict=cfg.strict
         )
 
-    async def _verdicts(
-        self, kube: Kube, checks: tuple[logic.Check, ...], *, target: version.Version, now: float
-    ) -> list[logic.Verdict]:
-        cfg = self.cfg
-        nodes = list(self.nodes.items.values())
-        verdicts = []
-        for check in checks:
-            if check == "removed-apis":
-                if self.scraped_at is None or now - self.scraped_at >= cfg.evaluate_interval_seconds:
-                    self.samples = await effects.scrape_all(kube)
-                    self.usage = logic.update_usage(self.usage, self.samples, now=now)
-                    self.scraped_at = now
-                    self.metrics.observe_scrapes(self.samples)
-                verdict = logic.removed_apis(
-                    self.samples,
-                    self.usage,
-                    target=target,
-                    window_seconds=cfg.deprecated_api_window_seconds,
-                    now=now,
-                )
-            elif check == "kubelet-skew":
-                verdict = logic.kubelet_skew(nodes, target=target)
-            elif check == "crd-stored-versions":
-                verdict = logic.crd_stored_versions(self.crds.items.values())
-            elif check == "drain-blockers":
-                draining = logic.nodes_to_drain(nodes, target=target)
-                verdict = logic.drain_blockers(
-                    self.pdbs.items.values(), self.pods.items.values(), draining=draining
-                )
-            else:
-                verdict = await effects.probe_bundle(
-                    kube,
-                    self.bundles,
-                    target=target,
-                    selection=cfg.bundle_selection,
-                    variables=model.parse_variables(cfg.variables),
-                    variables_config_map=cfg.variables_config_map,
-                    namespace=cfg.namespace,
-                )
-            verdicts.append(verdict)
-        return verdicts
+    def _stores(self) -> dict[str, watch.Store[Any]]:
+        return {"nodes": self.nodes, "crds": self.crds, "pdbs": self.pdbs, "pods": self.pods}
 
-    def status(self) -> dict[str, Any]:
-        """``/status`` and ``--once``: the whole judgement (``upgradeable``, ``reasons``, each check)."""
-        if self.report is None:
-            return {"synced": False}
-        return {"synced": True, **self.report.summary(), "acknowledgements": [a.as_json() for a in self.acks]}
+    async def _observe(self, *, target: version.Version, now: float) -> interface.Observed:
+        """What the enabled checks need: their stores, each apiserver's /metrics (read again every evaluation
+        interval), the next bundle."""
+        cfg, kube, needs = self.cfg, self.ctx.kube, self.needs
+        if "metrics" in needs and (
+            self.scraped_at is None or now - self.scraped_at >= cfg.evaluate_interval_seconds
+        ):
+            self.samples = await effects.scrape_all(kube)
+            self.usage = removed_apis.update_usage(self.usage, self.samples, now=now)
+            self.scraped_at = now
+            self.metrics.observe_scrapes(self.samples)
+        bundle: interface.BundleProbe | str = ""
+        if "bundle" in needs:
+            bundle = await effects.probe_bundle(
+                kube,
+                self.bundles,
+                target=target,
+                selection=cfg.bundle_selection,
+                variables=model.parse_variables(cfg.variables),
+                variables_config_map=cfg.variables_config_map,
+                namespace=cfg.namespace,
+            )
+        held = {key: list(store.items.values()) for key, store in self._stores().items() if key in needs}
+        return interface.Observed(
+            target=target,
+            now=now,
+            nodes=held.get("nodes", []),
+            crds=held.get("crds", []),
+            pdbs=held.get("pdbs", []),
+            pods=held.get("pods", []),
+            samples=self.samples,
+            usage=self.usage,
+            deprecated_api_window_seconds=cfg.deprecated_api_window_seconds,
+            bundle=bundle,
+        )
 
     async def _report_acks(self, before: tuple[logic.Ack, ...]) -> None:
         """Each acknowledgement that is new or changed state: logged, and an Event (a Warning when it waives
@@ -265,42 +256,11 @@ class UpgradeReadiness(reconciler.Reconciler[UpgradeReadinessConfig]):
                 warning=not active and ack.state != "other-target",
             )
 
-    async def _report(self, report: logic.Report, previous: logic.Report | None) -> None:
-        """The state ConfigMap and the Events, when the judgement changed (logged as well)."""
-        before = {r.check: r.status for r in previous.results} if previous else {}
-        for result in report.results:
-            if before.get(result.check) == result.status:
-                continue
-            note = f"{result.check} is {result.status}" + (f": {result.reason}" if result.reason else "")
-            log.info("%s", note)
-            if previous is not None or result.status != "pass":
-                await self.ctx.event(
-                    f"Check{result.status.capitalize()}", note[:1024], action="Evaluate",
-                    warning=result.status in ("blocked", "unknown"),
-                )  # fmt: skip
-        target = report.target.version
-        blockers = sum(len(r.findings) for r in report.results if r.status == "blocked")
-        counts = {s: sum(1 for r in report.results if r.status == s) for s in logic.STATUSES}
-        data = {
-            "version": target.minor_text if target else "",
-            "phase": "Upgradeable" if report.upgradeable else "NotUpgradeable",
-            "progress": f"{blockers} blocker(s); checks: "
-            + ", ".join(f"{n} {s}" for s, n in counts.items() if n),
-            "lastError": "",
-            "upgradeable": str(report.upgradeable),
-            "reasons": json.dumps(list(report.reasons)),
-        }
-        if data == self._written:
-            return
-        if previous is None or data["phase"] != self._written.get("phase"):
-            await self.ctx.event(
-                data["phase"],
-                f"target {data['version'] or '-'}: " + ("; ".join(report.reasons) or "nothing blocks")[:900],
-                action="Evaluate",
-                warning=not report.upgradeable,
-            )
-        await self.ctx.record(data)
-        self._written = data
+    async def _report(self, report: logic.Report) -> None:
+        """The status (its state ConfigMap, and an Event for each check whose status changed and for a new
+        phase: the skeleton's), and a log line for each of those changes."""
+        for news in await self.publish(logic.to_status(report, self.acks)):
+            log.info("%s", news.note)
 
 
 async def evaluate_once(kube: Kube, cfg: UpgradeReadinessConfig) -> tuple[logic.Report, dict[str, Any]]:

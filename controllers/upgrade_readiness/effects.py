@@ -11,7 +11,7 @@ from controllers.agreement.version import Version
 from controllers.bundles import documents, model, source
 from controllers.kube import resources
 from controllers.kube.client import ApiError, Kube
-from controllers.upgrade_readiness import logic
+from controllers.upgrade_readiness.checks import interface
 
 KUBERNETES_SLICES = "kubernetes.io/service-name=kubernetes"  # label selector, in the default namespace
 SCRAPE_TIMEOUT_SECONDS = 20.0
@@ -34,27 +34,27 @@ async def apiserver_bases(kube: Kube) -> list[str]:
     return sorted(bases)
 
 
-async def scrape(kube: Kube, *, base: str) -> logic.ApiserverMetrics:
+async def scrape(kube: Kube, *, base: str) -> interface.ApiserverMetrics:
     """One apiserver's deprecated-API metrics (``base`` "": the client's apiserver); a failure is reported
     in the result, not raised."""
     address = base or kube.host
     try:
         text = await kube.get_text("/metrics", base=base, request_timeout=SCRAPE_TIMEOUT_SECONDS)
     except UNANSWERED as error:
-        return logic.ApiserverMetrics(
+        return interface.ApiserverMetrics(
             address, {}, {}, error=f"cannot read /metrics: {str(error) or type(error).__name__}"
         )
-    return await asyncio.to_thread(logic.parse_apiserver_metrics, text, address=address)
+    return await asyncio.to_thread(interface.parse_apiserver_metrics, text, address=address)
 
 
-async def scrape_all(kube: Kube) -> list[logic.ApiserverMetrics]:
+async def scrape_all(kube: Kube) -> list[interface.ApiserverMetrics]:
     """Every live apiserver's, or the client's apiserver's when the EndpointSlices name none (a control plane
     run with --endpoint-reconciler-type=none)."""
     try:
         bases = await apiserver_bases(kube)
     except UNANSWERED as error:
         return [
-            logic.ApiserverMetrics(
+            interface.ApiserverMetrics(
                 kube.host, {}, {}, error=f"cannot list the kubernetes EndpointSlices: {error}"
             )
         ]
@@ -70,26 +70,25 @@ async def probe_bundle(
     variables: dict[str, str],
     variables_config_map: str,
     namespace: str,
-) -> logic.Verdict:
-    """The addon-bundle check: the bundle addon-updater would choose for ``target`` exists and passes its
-    validation (variables, documents), with addon-updater's own code. Not its server-side dry-run: the
-    objects are meant for the next release's apiserver, and this check writes nothing."""
+) -> interface.BundleProbe | str:
+    """What the addon-bundle check judges: the bundle addon-updater would choose for ``target`` and whether it
+    passes its validation (variables, documents), with addon-updater's own code; or why the bundle source
+    cannot be read. Not its server-side dry-run: the objects are meant for the next release's apiserver, and
+    this check writes nothing."""
     where = f"{bundles.kind} {bundles.directory if bundles.kind == 'directory' else bundles.namespace}"
     try:
         chosen = model.select_bundle(
             wanted=target.minor_key, available=await bundles.minors(), selection=selection
         )
         if chosen is None:
-            return logic.addon_bundle(logic.BundleProbe(target.minor_text, "", where))
+            return interface.BundleProbe(target.minor_text, "", where)
         found = await source.variables(
             kube, configured=variables, configmap=variables_config_map, namespace=namespace
         )
         try:
             documents.load(await bundles.load(chosen), variables=found)
         except model.BundleError as error:
-            return logic.addon_bundle(
-                logic.BundleProbe(target.minor_text, chosen, where, f"{error.reason}: {error}")
-            )
+            return interface.BundleProbe(target.minor_text, chosen, where, f"{error.reason}: {error}")
     except source.SourceError as error:
-        return logic.Verdict("addon-bundle", unknown=str(error))
-    return logic.addon_bundle(logic.BundleProbe(target.minor_text, chosen, where))
+        return str(error)
+    return interface.BundleProbe(target.minor_text, chosen, where)

@@ -1,7 +1,8 @@
 """upgrade-readiness's decisions: is the cluster ready for the next minor? (pure: no I/O, no clock).
 
-Each check is one function from what the cluster shows to a :class:`Verdict`: findings (blockers), and a
-reason when it could not be evaluated (unknown). :func:`judge_acks` reads the admins' acknowledgements (per
+Each check (``checks/``, listed in one table) is a pure function from what the cluster shows to a
+:class:`interface.Verdict`: blockers, and a reason when it could not be evaluated (unknown). The target is
+chosen here; :func:`judge_acks` reads the admins' acknowledgements (per
 target minor, with an expiry); :func:`evaluate` applies them and ``strict`` and says whether the cluster is
 upgradeable.
 """
@@ -15,32 +16,14 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, get_args
 
-from controllers.agreement import masters, selector, version
+from controllers.agreement import masters, version
 from controllers.agreement.version import Version
+from controllers.structs import status
+from controllers.upgrade_readiness import checks
+from controllers.upgrade_readiness.checks import interface
 
-Check = Literal["removed-apis", "kubelet-skew", "crd-stored-versions", "drain-blockers", "addon-bundle"]
-CHECKS: tuple[Check, ...] = get_args(Check)
-Status = Literal["pass", "blocked", "acknowledged", "unknown"]
-STATUSES: tuple[Status, ...] = get_args(Status)
-# The skew policy: a kubelet may be up to 3 minors older than the apiserver, never newer.
-MAX_KUBELET_MINORS_BEHIND = 3
-SHOWN = 5  # subjects named in one message
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Finding:
-    check: Check
-    subject: str  # what blocks: "Node w1", "CustomResourceDefinition widgets.example.com", ...
-    message: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Verdict:
-    """One check's result: its blockers, and why it could not be (fully) evaluated."""
-
-    check: Check
-    findings: tuple[Finding, ...] = ()
-    unknown: str = ""
+CheckStatus = Literal["pass", "blocked", "acknowledged", "unknown"]
+STATUSES: tuple[CheckStatus, ...] = get_args(CheckStatus)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -49,11 +32,6 @@ class Target:
 
     version: Version | None
     reason: str
-
-
-def _shown(names: Sequence[str]) -> str:
-    more = f" and {len(names) - SHOWN} more" if len(names) > SHOWN else ""
-    return ", ".join(names[:SHOWN]) + more
 
 
 def next_minor(current: Version) -> Version:
@@ -84,335 +62,6 @@ def choose_target(statuses: Sequence[masters.MasterStatus], *, override: Version
         Version(newest.major, newest.minor, 0, raw=f"v{newest.minor_text}"),
         f"the masters disagree ({', '.join(sorted({v.minor_text for v in versions}))}): the newest minor",
     )
-
-
-# --- kubelet skew -------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class NodeView:
-    name: str
-    kubelet: str  # as reported
-    version: Version | None
-    master: bool
-
-
-def node_view(obj: Mapping[str, Any], *, selectors: Sequence[selector.Selector]) -> NodeView:
-    reported = masters.kubelet_version(obj)
-    return NodeView(
-        name=str(obj["metadata"]["name"]),
-        kubelet=reported,
-        version=version.parse_version(reported),
-        master=selector.matches_any(selectors, masters.node_labels(obj)),
-    )
-
-
-def kubelet_skew(nodes: Iterable[NodeView], *, target: Version) -> Verdict:
-    """Nodes whose kubelet the skew policy leaves out at ``target``: more than 3 minors below it, or newer."""
-    findings, unparsed = [], []
-    for node in sorted(nodes, key=lambda n: n.name):
-        if node.version is None:
-            unparsed.append(f"{node.name}={node.kubelet or '<none>'!r}")
-            continue
-        behind = version.minors_behind(newer=target, older=node.version)
-        if behind > MAX_KUBELET_MINORS_BEHIND:
-            why = f"kubelet {node.kubelet} is {behind} minors below {target.minor_text} (at most 3 allowed)"
-        elif behind < 0:
-            why = f"kubelet {node.kubelet} is newer than {target.minor_text}"
-        else:
-            continue
-        findings.append(Finding("kubelet-skew", f"Node {node.name}", why))
-    unknown = f"unparseable kubelet version on {_shown(unparsed)}" if unparsed else ""
-    return Verdict("kubelet-skew", tuple(findings), unknown)
-
-
-# --- CRD stored versions ------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class CrdView:
-    name: str
-    served: frozenset[str]
-    stored: tuple[str, ...]  # status.storedVersions
-
-
-def crd_view(obj: Mapping[str, Any]) -> CrdView:
-    versions = obj.get("spec", {}).get("versions") or []
-    return CrdView(
-        name=str(obj["metadata"]["name"]),
-        served=frozenset(str(v["name"]) for v in versions if v.get("served")),
-        stored=tuple(str(v) for v in obj.get("status", {}).get("storedVersions") or []),
-    )
-
-
-def crd_stored_versions(crds: Iterable[CrdView]) -> Verdict:
-    """CRDs whose storedVersions list a version no longer served: objects may still be stored at it, and a
-    release that drops it cannot read them (uso-runner migrates them and clears the list)."""
-    findings = []
-    for crd in sorted(crds, key=lambda c: c.name):
-        unserved = [v for v in crd.stored if v not in crd.served]
-        if unserved:
-            message = (
-                f"storedVersions {list(crd.stored)} include {', '.join(unserved)}, no longer served: "
-                "migrate the stored objects (uso-runner) so that only served versions remain"
-            )
-            findings.append(Finding("crd-stored-versions", f"CustomResourceDefinition {crd.name}", message))
-    return Verdict("crd-stored-versions", tuple(findings))
-
-
-# --- drain blockers -----------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class PdbView:
-    namespace: str
-    name: str
-    selector: Mapping[str, Any] | None  # spec.selector (None: selects no pod)
-    disruptions_allowed: int | None  # None: the disruption controller has not computed it (yet)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class PodView:
-    namespace: str
-    name: str
-    node: str
-    labels: Mapping[str, str]
-
-
-def pdb_view(obj: Mapping[str, Any]) -> PdbView:
-    meta, status = obj["metadata"], obj.get("status") or {}
-    computed = (status.get("observedGeneration") or 0) >= (meta.get("generation") or 0) and status
-    allowed = status.get("disruptionsAllowed") if computed else None
-    return PdbView(
-        namespace=str(meta["namespace"]),
-        name=str(meta["name"]),
-        selector=obj.get("spec", {}).get("selector"),
-        disruptions_allowed=int(allowed) if allowed is not None else None,
-    )
-
-
-def pod_view(obj: Mapping[str, Any]) -> PodView | None:
-    """Pods bound to a node that a drain would evict (finished pods are not evicted)."""
-    node = obj.get("spec", {}).get("nodeName")
-    if not node or obj.get("status", {}).get("phase") in ("Succeeded", "Failed"):
-        return None
-    meta = obj["metadata"]
-    return PodView(str(meta["namespace"]), str(meta["name"]), str(node), dict(meta.get("labels") or {}))
-
-
-def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
-    """A metav1.LabelSelector: matchLabels and matchExpressions all hold (``{}`` matches every pod)."""
-    if selector is None:
-        return False
-    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
-        return False
-    for expression in selector.get("matchExpressions") or []:
-        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
-        present = key in labels
-        if not {
-            "In": present and labels.get(key) in values,
-            "NotIn": not present or labels.get(key) not in values,
-            "Exists": present,
-            "DoesNotExist": not present,
-        }.get(operator, False):
-            return False
-    return True
-
-
-def nodes_to_drain(nodes: Iterable[NodeView], *, target: Version) -> frozenset[str]:
-    """Workers the upgrade drains: every one below the target (an unparseable version counts as below)."""
-    return frozenset(
-        n.name
-        for n in nodes
-        if not n.master and (n.version is None or n.version.minor_key < target.minor_key)
-    )
-
-
-def drain_blockers(pdbs: Iterable[PdbView], pods: Iterable[PodView], *, draining: frozenset[str]) -> Verdict:
-    """PodDisruptionBudgets allowing no disruption over pods on workers that the upgrade will drain: the
-    drain of those workers would wait forever."""
-    by_namespace: dict[str, list[PodView]] = {}
-    for pod in pods:
-        if pod.node in draining:
-            by_namespace.setdefault(pod.namespace, []).append(pod)
-    findings, uncomputed = [], []
-    for pdb in sorted(pdbs, key=lambda p: (p.namespace, p.name)):
-        if pdb.disruptions_allowed is not None and pdb.disruptions_allowed > 0:
-            continue
-        covered = [p for p in by_namespace.get(pdb.namespace, ()) if selector_matches(pdb.selector, p.labels)]
-        if not covered:
-            continue
-        if pdb.disruptions_allowed is None:
-            uncomputed.append(f"{pdb.namespace}/{pdb.name}")
-            continue
-        nodes = sorted({p.node for p in covered})
-        message = (
-            f"allows no disruption and covers {len(covered)} pod(s) on {len(nodes)} worker(s) to drain "
-            f"({_shown(nodes)}): their drain would wait until it allows one"
-        )
-        findings.append(Finding("drain-blockers", f"PodDisruptionBudget {pdb.namespace}/{pdb.name}", message))
-    unknown = ""
-    if uncomputed:
-        unknown = (
-            f"disruptionsAllowed not computed for {_shown(uncomputed)} (is kube-controller-manager's "
-            "disruption controller running?)"
-        )
-    return Verdict("drain-blockers", tuple(findings), unknown)
-
-
-# --- removed APIs still requested ---------------------------------------------------------------------------
-
-Gvr = tuple[str, str, str, str]  # group, version, resource, subresource
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-DEPRECATED_METRIC = "apiserver_requested_deprecated_apis"
-REQUESTS_METRIC = "apiserver_request_total"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ApiserverMetrics:
-    """What one apiserver's /metrics says about deprecated APIs: the APIs its gauge marks as requested
-    (with their removed_release), and the request counter per group/version/resource."""
-
-    address: str
-    deprecated: Mapping[Gvr, str]  # → removed_release ("" when none is planned)
-    requests: Mapping[Gvr, float]
-    error: str = ""  # not evaluated: why
-
-
-def _series(line: str) -> tuple[dict[str, str], float] | None:
-    head, _, rest = line.rpartition("}")
-    labels_text = head.partition("{")[2]
-    try:
-        value = float(rest.split()[0])
-    except (IndexError, ValueError):
-        return None
-    return {k: v.replace('\\"', '"').replace("\\\\", "\\") for k, v in _LABEL.findall(labels_text)}, value
-
-
-def parse_apiserver_metrics(text: str, *, address: str) -> ApiserverMetrics:
-    """The two metrics out of an apiserver's /metrics text (every other line is skipped unparsed)."""
-    deprecated: dict[Gvr, str] = {}
-    requests: dict[Gvr, float] = {}
-    for line in text.splitlines():
-        if line.startswith(DEPRECATED_METRIC + "{"):
-            parsed = _series(line)
-            if parsed and parsed[1] == 1:
-                labels = parsed[0]
-                deprecated[_gvr(labels)] = labels.get("removed_release", "")
-        elif line.startswith(REQUESTS_METRIC + "{"):
-            parsed = _series(line)
-            if parsed:
-                key = _gvr(parsed[0])
-                requests[key] = requests.get(key, 0.0) + parsed[1]
-    return ApiserverMetrics(address=address, deprecated=deprecated, requests=requests)
-
-
-def _gvr(labels: Mapping[str, str]) -> Gvr:
-    return (labels.get("group", ""), labels.get("version", ""), labels.get("resource", ""),
-            labels.get("subresource", ""))  # fmt: skip
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Usage:
-    """The request counter of one API on one apiserver, as last seen, and when it last went up."""
-
-    count: float
-    seen_at: float
-    increased_at: float | None  # None: never seen requested
-    rate: float | None = None  # requests per second between the last two observations (None: seen once)
-
-
-def update_usage(
-    previous: Mapping[tuple[str, Gvr], Usage], samples: Iterable[ApiserverMetrics], *, now: float
-) -> dict[tuple[str, Gvr], Usage]:
-    """The counters of the deprecated APIs after one scrape. A count seen for the first time, or a counter
-    that restarted, counts as requested now: the gauge alone never does (it stays 1 until the apiserver
-    restarts, kubernetes/kubernetes#106668). Apiservers that did not answer keep their last usage."""
-    usage: dict[tuple[str, Gvr], Usage] = {}
-    answered = set()
-    for sample in samples:
-        if sample.error:
-            continue
-        answered.add(sample.address)
-        for gvr in sample.deprecated:
-            count = sample.requests.get(gvr, 0.0)
-            last = previous.get((sample.address, gvr))
-            rate: float | None
-            if last is None:  # no earlier count to measure a rate against
-                increased, rate = (now if count > 0 else None), None
-            elif count != last.count:  # up, or down after a restart of the apiserver
-                increased = now if count > 0 else last.increased_at
-                delta = count - last.count if count > last.count else count
-                rate = delta / max(now - last.seen_at, 1e-9)
-            else:
-                increased, rate = last.increased_at, 0.0
-            usage[(sample.address, gvr)] = Usage(count, now, increased, rate)
-    usage.update({key: value for key, value in previous.items() if key[0] not in answered})
-    return usage
-
-
-def _removed_by(removed_release: str, target: Version) -> bool:
-    match = re.fullmatch(r"(\d+)\.(\d+)", removed_release)
-    return match is not None and (int(match[1]), int(match[2])) <= target.minor_key
-
-
-def removed_apis(
-    samples: Sequence[ApiserverMetrics],
-    usage: Mapping[tuple[str, Gvr], Usage],
-    *,
-    target: Version,
-    window_seconds: float,
-    now: float,
-) -> Verdict:
-    """APIs removed at or before ``target`` that clients requested within the window, per group/version/
-    resource across the apiservers (with the request rate last seen)."""
-    used: dict[Gvr, tuple[str, list[str], float | None]] = {}
-    for sample in samples:
-        for gvr, removed in sample.deprecated.items():
-            seen = usage.get((sample.address, gvr))
-            if not _removed_by(removed, target) or seen is None or seen.increased_at is None:
-                continue
-            if now - seen.increased_at > window_seconds:
-                continue
-            _, addresses, rate = used.get(gvr, (removed, [], None))
-            known = [r for r in (rate, seen.rate) if r is not None]
-            used[gvr] = (removed, [*addresses, sample.address], sum(known) if known else None)
-    findings = []
-    for (group, api_version, resource, subresource), (removed, addresses, rate) in sorted(used.items()):
-        api = f"{group}/{api_version}" if group else api_version
-        subject = f"{api} {resource}" + (f"/{subresource}" if subresource else "")
-        lately = "first seen in this scrape" if rate is None else f"{rate:.3g} requests/s lately"
-        message = (
-            f"removed in {removed}, requested within the last {window_seconds:g} s through "
-            f"{_shown(sorted(addresses))} ({lately}): move its clients to a served version"
-        )
-        findings.append(Finding("removed-apis", subject, message))
-    failed = [f"{s.address}: {s.error}" for s in samples if s.error]
-    unknown = "; ".join(failed) if failed else ("" if samples else "no apiserver to read /metrics from")
-    return Verdict("removed-apis", tuple(findings), unknown)
-
-
-# --- the next add-on bundle ---------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class BundleProbe:
-    """What addon-updater's own code said about the bundle for the target minor."""
-
-    minor: str  # the minor looked for
-    chosen: str  # the bundle's minor ("" when none fits)
-    source: str
-    problem: str = ""  # why it is invalid ("" when valid)
-
-
-def addon_bundle(probe: BundleProbe) -> Verdict:
-    if not probe.chosen:
-        message = f"no bundle for {probe.minor} in {probe.source}: addon-updater would change nothing"
-        return Verdict("addon-bundle", (Finding("addon-bundle", f"bundle {probe.minor}", message),))
-    if probe.problem:
-        message = f"the bundle {probe.chosen} from {probe.source} is invalid: {probe.problem}"
-        return Verdict("addon-bundle", (Finding("addon-bundle", f"bundle {probe.chosen}", message),))
-    return Verdict("addon-bundle")
 
 
 # --- acknowledgements: one target minor, one check, an optional expiry ----------------------------------
@@ -493,12 +142,15 @@ def ack_value(*, until: datetime.datetime | None = None, reason: str = "") -> st
 
 
 def judge_acks(
-    data: Mapping[str, object], *, target: Version | None, now: float, checks: Sequence[str] = CHECKS
+    data: Mapping[str, object],
+    *,
+    target: Version | None,
+    now: float,
+    known: Sequence[str] = checks.TABLE.names,
 ) -> tuple[Ack, ...]:
     """Every key of the ConfigMap's ``data``, judged for ``target`` at Unix time ``now`` (sorted by key)."""
     return tuple(
-        _judge_ack(str(name), raw, checks=checks, target=target, now=now)
-        for name, raw in sorted(data.items())
+        _judge_ack(str(name), raw, known=known, target=target, now=now) for name, raw in sorted(data.items())
     )
 
 
@@ -521,10 +173,10 @@ def ack_counts(acks: Iterable[Ack]) -> dict[AckState, int]:
     return found
 
 
-def _judge_ack(name: str, raw: object, *, checks: Sequence[str], target: Version | None, now: float) -> Ack:
+def _judge_ack(name: str, raw: object, *, known: Sequence[str], target: Version | None, now: float) -> Ack:
     minor = f"{target.major}.{target.minor}" if target is not None else "<major>.<minor>"
     if name == LEGACY_ACK_KEY:
-        listed = [c for c in re.split(r"[\s,]+", str(raw)) if c in checks] or ["<check>"]
+        listed = [c for c in re.split(r"[\s,]+", str(raw)) if c in known] or ["<check>"]
         instead = ", ".join(f"{ACK_PREFIX}{minor}-{c}" for c in listed)
         return Ack(name, "malformed", problem=(
             f"unscoped: '{LEGACY_ACK_KEY}' would waive its checks for every later minor too, and is no longer read; "
@@ -536,13 +188,13 @@ def _judge_ack(name: str, raw: object, *, checks: Sequence[str], target: Version
         state: AckState = "malformed" if name.startswith(ACK_PREFIX) else "unknown"
         return Ack(name, state, problem=f"not an acknowledgement key: write {ACK_PREFIX}{minor}-<check>")
     acked_minor, check = f"{int(parts[1])}.{int(parts[2])}", parts[3]
-    if check not in checks:
+    if check not in known:
         return Ack(
             name,
             "unknown",
             acked_minor,
             check,
-            problem=f"unknown check {check!r} (known: {', '.join(checks)})",
+            problem=f"unknown check {check!r} (known: {', '.join(known)})",
         )
     fields = _ack_fields(raw)
     if isinstance(fields, str):
@@ -618,9 +270,9 @@ def _rfc3339(moment: float | None) -> str:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class CheckResult:
-    check: Check
-    status: Status
-    findings: tuple[Finding, ...]
+    check: str
+    status: CheckStatus
+    findings: tuple[interface.Blocker, ...]
     reason: str  # one line: what blocks, or why it is unknown
 
 
@@ -632,7 +284,7 @@ class Report:
 
     @property
     def blocking(self) -> tuple[CheckResult, ...]:
-        blocking: tuple[Status, ...] = ("blocked", "unknown") if self.strict else ("blocked",)
+        blocking: tuple[CheckStatus, ...] = ("blocked", "unknown") if self.strict else ("blocked",)
         return tuple(r for r in self.results if r.status in blocking)
 
     @property
@@ -668,14 +320,14 @@ class Report:
 
 
 def evaluate(
-    target: Target, verdicts: Iterable[Verdict], *, acknowledged: frozenset[str], strict: bool
+    target: Target, verdicts: Iterable[interface.Verdict], *, acknowledged: frozenset[str], strict: bool
 ) -> Report:
     """Each check's status: blocked by findings (acknowledged when an active acknowledgement for the target
     waives the check, waived_checks: shown, never hidden), unknown when it could not be evaluated, else pass."""
     results = []
     for verdict in verdicts:
         if verdict.findings:
-            status: Status = "acknowledged" if verdict.check in acknowledged else "blocked"
+            status: CheckStatus = "acknowledged" if verdict.check in acknowledged else "blocked"
             first = verdict.findings[0]
             more = f" (+{len(verdict.findings) - 1} more)" if len(verdict.findings) > 1 else ""
             reason = f"{first.subject}: {first.message}{more}"
@@ -689,6 +341,54 @@ def evaluate(
     return Report(target=target, results=tuple(results), strict=strict)
 
 
-def unknown_all(checks: Iterable[Check], reason: str) -> list[Verdict]:
+def unknown_all(names: Iterable[str], reason: str) -> list[interface.Verdict]:
     """Every check unknown for one reason (no target to judge against)."""
-    return [Verdict(check, unknown=reason) for check in checks]
+    return [interface.Verdict(name, unknown=reason) for name in names]
+
+
+def conditions(report: Report) -> tuple[status.Condition, ...]:
+    """One condition per check (its status; ``Check<Status>`` Events, a Warning for blocked and unknown; a check
+    that passes when first judged is no news), then ``Upgradeable`` (Event reason: the phase)."""
+    found = [
+        status.Condition(
+            r.check,
+            r.status,
+            f"Check{r.status.capitalize()}",
+            (f"{r.check} is {r.status}" + (f": {r.reason}" if r.reason else ""))[:1024],
+            warning=r.status in ("blocked", "unknown"),
+            quiet=r.status == "pass",
+        )
+        for r in report.results
+    ]
+    target = report.target.version
+    found.append(
+        status.Condition(
+            "Upgradeable",
+            str(report.upgradeable),
+            phase(report),
+            f"target {target.minor_text if target else '-'}: "
+            + ("; ".join(report.reasons) or "nothing blocks")[:900],
+            warning=not report.upgradeable,
+        )
+    )
+    return tuple(found)
+
+
+def phase(report: Report) -> str:
+    return "Upgradeable" if report.upgradeable else "NotUpgradeable"
+
+
+def to_status(report: Report, acks: Iterable[Ack]) -> status.Status:
+    """The status: Upgradeable or NotUpgradeable for the target minor, the blockers counted as progress, a
+    condition per check; the whole judgement (``upgradeable``, ``reasons``, each check) as its own keys."""
+    target = report.target.version
+    blockers = sum(len(r.findings) for r in report.results if r.status == "blocked")
+    counts = {s: sum(1 for r in report.results if r.status == s) for s in STATUSES}
+    return status.Status(
+        phase=phase(report),
+        version=target.minor_text if target else "",
+        progress=f"{blockers} blocker(s); checks: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n),
+        conditions=conditions(report),
+        data={"upgradeable": str(report.upgradeable), "reasons": json.dumps(list(report.reasons))},
+        detail={"synced": True, **report.summary(), "acknowledgements": [a.as_json() for a in acks]},
+    )

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from controllers.runtime import metrics
-from controllers.upgrade_readiness import logic
+from controllers.upgrade_readiness import checks, logic
+from controllers.upgrade_readiness.checks import interface
 
 # At most this many finding series per check (the rest are counted in blockers, listed in /status).
 MAX_FINDING_SERIES = 20
@@ -57,7 +58,7 @@ class Metrics:
         )
         for state in logic.ACK_STATES:
             self.acks.labels(state)
-        for check in logic.CHECKS:
+        for check in checks.TABLE.names:
             self.blockers.labels(check)
             for status in logic.STATUSES:
                 self.status.labels(check, status)
@@ -79,7 +80,7 @@ class Metrics:
                 self.finding.labels(result.check, finding.subject, acknowledged).set(1)
         self.last_evaluation.set_to_current_time()
 
-    def observe_scrapes(self, samples: list[logic.ApiserverMetrics]) -> None:
+    def observe_scrapes(self, samples: list[interface.ApiserverMetrics]) -> None:
         for sample in samples:
             self.scrapes.labels("failed" if sample.error else "ok").inc()
 

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from controllers.agreement import version
-from controllers.upgrade_readiness import logic
+from controllers.upgrade_readiness import checks, logic
 from tests import strategies
 
 TARGET = logic.parse_target("v1.38")
@@ -155,7 +155,7 @@ def test_next_expiry_is_the_first_active_one() -> None:
 
 
 _keys = st.one_of(
-    st.builds("ack-{}-{}".format, strategies.minor_texts, st.sampled_from([*logic.CHECKS, "x", ""])),
+    st.builds("ack-{}-{}".format, strategies.minor_texts, st.sampled_from([*checks.TABLE.names, "x", ""])),
     st.sampled_from(["acknowledged", "ack-", "ack-1.38-", "other"]),
     st.text(max_size=12),
 )

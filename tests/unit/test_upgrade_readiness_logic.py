@@ -7,7 +7,15 @@ from typing import Any
 import pytest
 
 from controllers.agreement import masters, version
-from controllers.upgrade_readiness import logic
+from controllers.upgrade_readiness import checks, logic
+from controllers.upgrade_readiness.checks import (
+    addon_bundle,
+    crd_stored_versions,
+    drain_blockers,
+    interface,
+    kubelet_skew,
+    removed_apis,
+)
 
 V = version.parse_version
 
@@ -16,8 +24,8 @@ def status(name: str, reported: str) -> masters.MasterStatus:
     return masters.MasterStatus(name=name, reported=reported, version=V(reported), ready=True)
 
 
-def node(name: str, kubelet: str, *, master: bool = False) -> logic.NodeView:
-    return logic.NodeView(name=name, kubelet=kubelet, version=V(kubelet), master=master)
+def node(name: str, kubelet: str, *, master: bool = False) -> interface.NodeView:
+    return interface.NodeView(name=name, kubelet=kubelet, version=V(kubelet), master=master)
 
 
 TARGET = logic.next_minor(V("v1.37.2"))  # type: ignore[arg-type]
@@ -37,7 +45,7 @@ def test_target_is_the_agreed_minor_plus_one_the_newest_while_they_disagree_or_t
 
 
 def test_kubelet_skew_more_than_three_minors_below_or_newer_blocks() -> None:
-    verdict = logic.kubelet_skew(
+    verdict = kubelet_skew.kubelet_skew(
         [node("old", "v1.34.9"), node("ok", "v1.35.0"), node("new", "v1.39.0"), node("odd", "x")],
         target=TARGET,
     )
@@ -52,26 +60,26 @@ def test_crd_stored_versions_listing_an_unserved_version() -> None:
         "spec": {"versions": [{"name": "v1", "served": False}, {"name": "v2", "served": True}]},
         "status": {"storedVersions": ["v1", "v2"]},
     }
-    verdict = logic.crd_stored_versions([logic.crd_view(crd)])
+    verdict = crd_stored_versions.crd_stored_versions([interface.crd_view(crd)])
     assert [f.subject for f in verdict.findings] == ["CustomResourceDefinition widgets.example.com"]
     crd["status"]["storedVersions"] = ["v2"]
-    assert logic.crd_stored_versions([logic.crd_view(crd)]).findings == ()
+    assert crd_stored_versions.crd_stored_versions([interface.crd_view(crd)]).findings == ()
 
 
-def pdb(name: str, *, allowed: int | None, selector: dict[str, Any] | None) -> logic.PdbView:
-    return logic.PdbView(namespace="ns", name=name, selector=selector, disruptions_allowed=allowed)
+def pdb(name: str, *, allowed: int | None, selector: dict[str, Any] | None) -> interface.PdbView:
+    return interface.PdbView(namespace="ns", name=name, selector=selector, disruptions_allowed=allowed)
 
 
-def pod(name: str, node_name: str, **labels: str) -> logic.PodView:
-    return logic.PodView(namespace="ns", name=name, node=node_name, labels=labels)
+def pod(name: str, node_name: str, **labels: str) -> interface.PodView:
+    return interface.PodView(namespace="ns", name=name, node=node_name, labels=labels)
 
 
 def test_drain_blockers_only_over_pods_on_workers_to_drain() -> None:
     nodes = [node("m", "v1.37.2", master=True), node("old", "v1.37.2"), node("done", "v1.38.0")]
-    draining = logic.nodes_to_drain(nodes, target=TARGET)
+    draining = drain_blockers.nodes_to_drain(nodes, target=TARGET)
     assert draining == {"old"}
     pods = [pod("a", "old", app="db"), pod("b", "done", app="web"), pod("c", "m", app="cp")]
-    verdict = logic.drain_blockers(
+    verdict = drain_blockers.drain_blockers(
         [
             pdb("db", allowed=0, selector={"matchLabels": {"app": "db"}}),
             pdb("web", allowed=0, selector={"matchLabels": {"app": "web"}}),  # its pods are on upgraded nodes
@@ -98,7 +106,7 @@ def test_drain_blockers_only_over_pods_on_workers_to_drain() -> None:
     ],
 )
 def test_label_selector(selector: dict[str, Any] | None, labels: dict[str, str], matches: bool) -> None:
-    assert logic.selector_matches(selector, labels) is matches
+    assert drain_blockers.selector_matches(selector, labels) is matches
 
 
 METRICS = """# HELP apiserver_requested_deprecated_apis Gauge of deprecated APIs that have been requested
@@ -110,8 +118,8 @@ apiserver_request_total{code="200",component="apiserver",dry_run="",group="",res
 """
 
 
-def scrape(count: int, address: str = "a") -> logic.ApiserverMetrics:
-    return logic.parse_apiserver_metrics(METRICS.replace("{count}", str(count)), address=address)
+def scrape(count: int, address: str = "a") -> interface.ApiserverMetrics:
+    return interface.parse_apiserver_metrics(METRICS.replace("{count}", str(count)), address=address)
 
 
 def test_parse_apiserver_metrics_reads_the_gauge_and_sums_the_counters() -> None:
@@ -123,28 +131,30 @@ def test_parse_apiserver_metrics_reads_the_gauge_and_sums_the_counters() -> None
 
 
 def test_removed_apis_count_only_while_the_counter_moves_within_the_window() -> None:
-    def judge(usage: dict[Any, logic.Usage], samples: list[logic.ApiserverMetrics], now: float) -> list[str]:
-        verdict = logic.removed_apis(samples, usage, target=TARGET, window_seconds=60, now=now)
+    def judge(
+        usage: dict[Any, interface.Usage], samples: list[interface.ApiserverMetrics], now: float
+    ) -> list[str]:
+        verdict = removed_apis.removed_apis(samples, usage, target=TARGET, window_seconds=60, now=now)
         return [f.subject for f in verdict.findings]
 
     first = [scrape(3)]
-    usage = logic.update_usage({}, first, now=0)
+    usage = removed_apis.update_usage({}, first, now=0)
     # Removed in 1.38 (at the target): reported; removed in 1.40: not yet.
     assert judge(usage, first, 0) == ["resource.k8s.io/v1beta1 deviceclasses"]
-    usage = logic.update_usage(usage, [scrape(3)], now=50)
+    usage = removed_apis.update_usage(usage, [scrape(3)], now=50)
     assert judge(usage, [scrape(3)], 50) == ["resource.k8s.io/v1beta1 deviceclasses"]
-    usage = logic.update_usage(usage, [scrape(3)], now=61)
+    usage = removed_apis.update_usage(usage, [scrape(3)], now=61)
     assert judge(usage, [scrape(3)], 61) == []  # the gauge still says 1: stale
-    usage = logic.update_usage(usage, [scrape(13)], now=71)
+    usage = removed_apis.update_usage(usage, [scrape(13)], now=71)
     assert judge(usage, [scrape(13)], 71) == ["resource.k8s.io/v1beta1 deviceclasses"]
     assert usage[("a", ("resource.k8s.io", "v1beta1", "deviceclasses", ""))].rate == pytest.approx(1.0)
     never = [scrape(0, "b")]
-    assert judge(logic.update_usage({}, never, now=0), never, 0) == []
+    assert judge(removed_apis.update_usage({}, never, now=0), never, 0) == []
 
 
 def test_an_apiserver_that_does_not_answer_is_unknown_not_a_blocker() -> None:
-    down = logic.ApiserverMetrics("https://10.0.0.3:6443", {}, {}, error="cannot read /metrics: 403")
-    verdict = logic.removed_apis([scrape(0), down], {}, target=TARGET, window_seconds=60, now=0)
+    down = interface.ApiserverMetrics("https://10.0.0.3:6443", {}, {}, error="cannot read /metrics: 403")
+    verdict = removed_apis.removed_apis([scrape(0), down], {}, target=TARGET, window_seconds=60, now=0)
     assert verdict.findings == () and "10.0.0.3" in verdict.unknown
     report = logic.evaluate(logic.Target(TARGET, ""), [verdict], acknowledged=frozenset(), strict=False)
     assert report.upgradeable and report.results[0].status == "unknown"
@@ -153,14 +163,16 @@ def test_an_apiserver_that_does_not_answer_is_unknown_not_a_blocker() -> None:
 
 
 def test_addon_bundle_missing_or_invalid_blocks() -> None:
-    assert logic.addon_bundle(logic.BundleProbe("1.38", "", "directory /b")).findings
-    assert logic.addon_bundle(logic.BundleProbe("1.38", "1.38", "directory /b", "parse: bad")).findings
-    assert logic.addon_bundle(logic.BundleProbe("1.38", "1.38", "directory /b")).findings == ()
+    assert addon_bundle.addon_bundle(interface.BundleProbe("1.38", "", "directory /b")).findings
+    assert addon_bundle.addon_bundle(
+        interface.BundleProbe("1.38", "1.38", "directory /b", "parse: bad")
+    ).findings
+    assert addon_bundle.addon_bundle(interface.BundleProbe("1.38", "1.38", "directory /b")).findings == ()
 
 
 def test_acknowledged_checks_are_shown_and_do_not_block() -> None:
     acked = frozenset({"kubelet-skew", "removed-apis"})  # what waived_checks found active
-    skew = logic.kubelet_skew([node("old", "v1.30.0")], target=TARGET)
+    skew = kubelet_skew.kubelet_skew([node("old", "v1.30.0")], target=TARGET)
     report = logic.evaluate(logic.Target(TARGET, "t"), [skew], acknowledged=acked, strict=False)
     assert report.upgradeable
     assert report.results[0].status == "acknowledged" and report.results[0].findings
@@ -173,7 +185,7 @@ def test_acknowledged_checks_are_shown_and_do_not_block() -> None:
 def test_no_target_is_not_upgradeable() -> None:
     target = logic.Target(None, "no master reports a parseable version")
     report = logic.evaluate(
-        target, logic.unknown_all(logic.CHECKS, "no target"), acknowledged=frozenset(), strict=False
+        target, logic.unknown_all(checks.TABLE.names, "no target"), acknowledged=frozenset(), strict=False
     )
     assert not report.upgradeable and "no target version" in report.reasons[0]
 
@@ -181,9 +193,13 @@ def test_no_target_is_not_upgradeable() -> None:
 def test_the_request_rate_is_said_only_once_there_is_a_baseline() -> None:
     """Seen once, a counter has no rate yet: the finding says so instead of "0 requests/s" (seen in kind
     while the client was requesting the API every 5 s)."""
-    first = logic.update_usage({}, [scrape(3)], now=0)
-    (finding,) = logic.removed_apis([scrape(3)], first, target=TARGET, window_seconds=60, now=0).findings
+    first = removed_apis.update_usage({}, [scrape(3)], now=0)
+    (finding,) = removed_apis.removed_apis(
+        [scrape(3)], first, target=TARGET, window_seconds=60, now=0
+    ).findings
     assert "first seen in this scrape" in finding.message and "requests/s" not in finding.message
-    later = logic.update_usage(first, [scrape(23)], now=10)
-    (finding,) = logic.removed_apis([scrape(23)], later, target=TARGET, window_seconds=60, now=10).findings
+    later = removed_apis.update_usage(first, [scrape(23)], now=10)
+    (finding,) = removed_apis.removed_apis(
+        [scrape(23)], later, target=TARGET, window_seconds=60, now=10
+    ).findings
     assert "(2 requests/s lately)" in finding.message

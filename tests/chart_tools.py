@@ -45,8 +45,12 @@ CHART_OWNED = frozenset(
         "metricsCertDir",
     }
 )
-# addon-updater's target follows addonUpdater.mode, its targetDir addonUpdater.directory.
-OWNED_BY_KEY: Mapping[str, frozenset[str]] = {"addonUpdater": frozenset({"target", "targetDir"})}
+# addon-updater's target follows addonUpdater.mode, its targetDir addonUpdater.directory;
+# uso-runner's rewriteFallback follows usoRunner.rewriteFallback and its method (the grant goes with it).
+OWNED_BY_KEY: Mapping[str, frozenset[str]] = {
+    "addonUpdater": frozenset({"target", "targetDir"}),
+    "usoRunner": frozenset({"rewriteFallback"}),
+}
 
 
 def chart_owned(key: str) -> frozenset[str]:

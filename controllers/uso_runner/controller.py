@@ -73,6 +73,14 @@ class UsoRunnerConfig(config.BaseConfig):
     use_builtin: bool = config.option(
         False, "Deprecated (removed in the next release): the same as --method=builtin."
     )
+    rewrite_fallback: bool = config.option(
+        True,
+        "With --method=auto|builtin: rewrite a resource's objects itself when kube-controller-manager's "
+        "migrator cannot (storagemigration.k8s.io not served; auto: its StorageVersionMigration stalled). That "
+        "needs get/list/update on every resource (the chart grants it only with usoRunner.rewriteFallback). "
+        "false: such a resource fails instead, loudly (log, Warning Event, "
+        "uso_runner_rewrite_fallback_refused_total, the KubeUpgradeMigrationFailed alert).",
+    )
     builtin_pickup_seconds: float = config.option(
         60.0,
         "With --method=auto|builtin: how long a StorageVersionMigration may wait for kube-controller-manager "
@@ -90,6 +98,10 @@ class UsoRunnerConfig(config.BaseConfig):
         super().__post_init__()
         if self.use_builtin and self.method == "auto":
             raise config.ConfigError("--use-builtin (deprecated: --method=builtin) contradicts --method=auto")
+        if not self.rewrite_fallback and self.migration_method == "rewrite":
+            raise config.ConfigError(
+                "--no-rewrite-fallback contradicts --method=rewrite (rewriting is the method)"
+            )
 
     @property
     def migration_method(self) -> logic.Method:
@@ -234,7 +246,9 @@ class UsoRunner(reconciler.Reconciler[UsoRunnerConfig]):
             only=cfg.resources,
             all_resources=cfg.all_resources,
         )
-        choice = logic.choose_method(asked=cfg.migration_method, discovered=discovered)
+        choice = logic.choose_method(
+            asked=cfg.migration_method, discovered=discovered, rewrite_fallback=cfg.rewrite_fallback
+        )
         report = Report(
             action=decision.action,
             reason=decision.reason,
@@ -245,7 +259,12 @@ class UsoRunner(reconciler.Reconciler[UsoRunnerConfig]):
             method=choice.method,
         )
         if choice.unavailable:
-            why = f"--method=builtin: {choice.unavailable}; rewriting the objects instead"
+            instead = (
+                f"every resource fails: {choice.no_rewrite}"
+                if choice.no_rewrite
+                else "rewriting the objects instead"
+            )
+            why = f"--method={cfg.migration_method}: {choice.unavailable}; {instead}"
             log.warning("%s", why)
             await self.ctx.event("BuiltinMigrationUnavailable", why, action="Migrate", warning=True)
         return _Run(
@@ -366,14 +385,37 @@ class _Run:
         by rewriting, loudly (log, Warning Event, metric); once one was never picked up, the rest of the run
         rewrites without asking kube-controller-manager again."""
         target = self.checkpoint.run_target
+        if self.choice.no_rewrite and self.choice.method == "rewrite":  # not served, and no fallback
+            return await self._refuse(
+                res, logic.ResourceResult(res.group_resource), why=self.choice.unavailable
+            )
         if self._unanswered:
             return await self._fall_back(res, stalled=self._unanswered)
         result = await self.method.migrate(res, target=target)
+        if self.choice.no_rewrite and result.delegated_to and result.stalled:
+            return await self._refuse(res, result, why=result.error, reason=result.stalled)
         if not logic.falls_back(self.choice, result):
             return result
         if result.stalled == "not_picked_up":
             self._unanswered = f"{result.delegated_to} was never picked up"
         return await self._fall_back(res, stalled=f"{result.error}", reason=result.stalled)
+
+    async def _refuse(
+        self,
+        res: discovery.ApiResource,
+        result: logic.ResourceResult,
+        *,
+        why: str,
+        reason: logic.Stall | Literal["not_served"] = "not_served",
+    ) -> logic.ResourceResult:
+        """What kube-controller-manager's migrator did not do is not rewritten either (no rewrite fallback):
+        the resource fails, loudly (log, Warning Event, metric; KubeUpgradeMigrationFailed fires)."""
+        note = f"{res.group_resource} not migrated: {why}; {self.choice.no_rewrite}"
+        log.warning("%s", note)
+        self.metrics.observe_fallback_refused(reason)
+        await self.ctx.event("RewriteFallbackDisabled", note[:1024], action="Migrate", warning=True)
+        result.error = note
+        return result
 
     async def _fall_back(
         self, res: discovery.ApiResource, *, stalled: str, reason: logic.Stall = "not_picked_up"

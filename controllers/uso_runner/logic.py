@@ -407,24 +407,37 @@ def _what_was_done(results: Sequence[ResourceResult], *, dry_run: bool) -> str:
 Method = Literal["auto", "rewrite", "builtin"]
 
 
+NO_REWRITE = (
+    "the rewrite fallback is off (--rewrite-fallback=false, the chart's usoRunner.rewriteFallback: no grant "
+    "to rewrite every resource), so uso-runner does not rewrite it itself"
+)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class MethodChoice:
     """How one run migrates: ``builtin`` (StorageVersionMigrations at ``version``) or ``rewrite``.
     ``fallback``: a StorageVersionMigration that stalls is replaced by rewriting (auto). ``unavailable``:
-    why the asked-for built-in method cannot be used (a warning; "" when nothing to say)."""
+    why the asked-for built-in method cannot be used (a warning; "" when nothing to say). ``no_rewrite``: why
+    uso-runner may not rewrite objects itself although the built-in method cannot do it ("" when it may):
+    then each such resource fails, loudly."""
 
     method: Literal["rewrite", "builtin"]
     version: str = ""
     fallback: bool = False
     unavailable: str = ""
+    no_rewrite: str = ""
 
 
-def choose_method(*, asked: Method, discovered: Iterable[Discovered]) -> MethodChoice:
+def choose_method(
+    *, asked: Method, discovered: Iterable[Discovered], rewrite_fallback: bool = True
+) -> MethodChoice:
     """``rewrite``: always. ``builtin``: StorageVersionMigrations when served (else rewrite, with a warning).
     ``auto``: StorageVersionMigrations when served, falling back to rewriting any that stalls; rewrite when not
-    served (quietly: that is what auto means)."""
+    served (quietly: that is what auto means). Without ``rewrite_fallback`` (builtin and auto only) nothing is
+    rewritten in their place: ``no_rewrite`` says why."""
     if asked == "rewrite":
         return MethodChoice("rewrite")
+    no_rewrite = "" if rewrite_fallback else NO_REWRITE
     version = builtin_version(discovered)
     if version is None:
         why = (
@@ -432,8 +445,11 @@ def choose_method(*, asked: Method, discovered: Iterable[Discovered]) -> MethodC
             f"kube-apiserver needs --runtime-config={SVM_GROUP}/v1beta1=true and the StorageVersionMigrator "
             "feature gate)"
         )
-        return MethodChoice("rewrite", unavailable=why if asked == "builtin" else "")
-    return MethodChoice("builtin", version=version, fallback=asked == "auto")
+        said = asked == "builtin" or not rewrite_fallback
+        return MethodChoice("rewrite", unavailable=why if said else "", no_rewrite=no_rewrite)
+    return MethodChoice(
+        "builtin", version=version, fallback=asked == "auto" and rewrite_fallback, no_rewrite=no_rewrite
+    )
 
 
 def falls_back(choice: MethodChoice, result: ResourceResult) -> bool:

@@ -12,6 +12,7 @@ ERROR_REASONS = ("connection", "throttled", "server_error", "forbidden", "invali
 RESOURCE_STATES = ("pending", "done", "failed")
 # How a StorageVersionMigration ended, as read from its status: its verdict, or how it stalled.
 BUILTIN_OUTCOMES = ("succeeded", "failed", "not_picked_up", "timeout")
+REFUSED_FALLBACKS = ("not_served", "not_picked_up", "timeout")
 # Label values of the per-resource counter are bounded: past this many resources, the rest count as "other".
 MAX_RESOURCE_LABELS = 200
 
@@ -56,6 +57,14 @@ class Metrics:
             "Resources rewritten by uso-runner itself because their StorageVersionMigration stalled (auto).",
             "reason",
         )
+        self.fallbacks_refused = counter(
+            "rewrite_fallback_refused_total",
+            "Resources left unmigrated because kube-controller-manager's migrator could not do them (not_served, "
+            "not_picked_up, timeout) and the rewrite fallback is off (--rewrite-fallback=false).",
+            "reason",
+        )
+        for reason in REFUSED_FALLBACKS:
+            self.fallbacks_refused.labels(reason)
         for outcome in BUILTIN_OUTCOMES:
             self.builtin_outcomes.labels(outcome)
         for stall in BUILTIN_OUTCOMES[2:]:
@@ -98,6 +107,9 @@ class Metrics:
 
     def observe_fallback(self, reason: str) -> None:
         self.fallbacks.labels(reason).inc()
+
+    def observe_fallback_refused(self, reason: str) -> None:
+        self.fallbacks_refused.labels(reason).inc()
 
     def observe_paused(self, paused: bool) -> None:
         self.paused.set(1 if paused else 0)

@@ -110,6 +110,34 @@ async def test_auto_rewrites_loudly_when_no_migrator_picks_the_migration_up(
         assert (await kube.get(resources.CRDS.path(name=name)))["status"]["storedVersions"] == ["v2"]
 
 
+async def test_without_the_rewrite_fallback_a_stalled_migration_fails_loudly_and_nothing_is_rewritten(
+    kube: client.Kube, namespace: str, nodes: cluster.Nodes, control_plane: controlplane.ControlPlane
+) -> None:
+    """--no-rewrite-fallback (the chart's usoRunner.rewriteFallback=false: no grant to rewrite every
+    resource): the StorageVersionMigration no migrator picks up is left for one, and its resource fails with
+    a log line, a Warning Event and the refused-fallback metric; no object is rewritten."""
+    crd_name, prefix = await switched_crd(kube, control_plane, namespace, objects=50)
+    release = f"r{uuid.uuid4().hex[:6]}"
+    await nodes.create(f"m-{release}", version="v1.37.2", master=True)
+    argv = ["--method=auto", "--no-rewrite-fallback", "--builtin-pickup-seconds=2", f"--resources={crd_name}"]
+    uso = h.runner(kube, namespace=namespace, release=release, argv=argv)
+    report = await h.reconcile_now(uso)
+    assert not report["ok"] and report["failedResources"] == [crd_name], report
+    failed = report["resources"][crd_name]
+    assert "not picked up after 2 s" in failed["error"] and "rewrite fallback is off" in failed["error"], (
+        failed
+    )
+    assert "fallbackFrom" not in failed and failed.get("migrated", 0) == 0
+    assert stored_versions(control_plane, prefix) == {"v1"}  # nothing rewritten
+    notes = await warnings(kube, namespace, "RewriteFallbackDisabled")
+    assert len(notes) == 1 and crd_name in notes[0], notes
+    assert await warnings(kube, namespace, "BuiltinMigrationFallback") == []
+    assert harness.metric(uso, "uso_runner_rewrite_fallback_refused_total", reason="not_picked_up") == 1
+    assert harness.metric(uso, "uso_runner_builtin_fallbacks_total", reason="not_picked_up") == 0
+    assert harness.metric(uso, "uso_runner_resources", state="failed") == 1  # KubeUpgradeMigrationFailed
+    assert len(await h.our_migrations(kube, release)) == 1  # left for a migrator that may still come
+
+
 @pytest.fixture(scope="module")
 def not_served() -> Iterator[controlplane.ControlPlane]:
     """A control plane of its own (etcd and kube-apiserver) that does not serve storagemigration.k8s.io. (Not
@@ -142,4 +170,31 @@ async def test_where_the_api_is_not_served_the_objects_are_rewritten(
         unavailable = await warnings(kube, namespace, "BuiltinMigrationUnavailable")
         # builtin was asked for and cannot be had: a Warning says so; auto just rewrites.
         assert len(unavailable) == (1 if method == "builtin" else 0), unavailable
+        await nodes.delete_all()
+
+
+@pytest.mark.parametrize("method", ["auto", "builtin"])
+async def test_where_the_api_is_not_served_and_the_fallback_is_off_every_resource_fails_loudly(
+    method: str, not_served: controlplane.ControlPlane
+) -> None:
+    async with await client.connect(kubeconfig=str(not_served.kubeconfig)) as kube:
+        namespace = f"not-served-{uuid.uuid4().hex[:6]}"
+        await kube.create(resources.NAMESPACES.path(), {"metadata": {"name": namespace}})
+        crd_name, prefix = await switched_crd(kube, not_served, namespace, objects=20)
+        release = f"r{uuid.uuid4().hex[:6]}"
+        nodes = cluster.Nodes(kube)
+        await nodes.create(f"m-{release}", version="v1.37.2", master=True)
+        code, report, logs = await h.run_once_async(
+            str(not_served.kubeconfig),
+            namespace=namespace,
+            release=release,
+            extra=[f"--method={method}", "--no-rewrite-fallback", f"--resources={crd_name}"],
+        )
+        assert (code, report["ok"], report["failedResources"]) == (1, False, [crd_name]), (report, logs)
+        assert "is not served" in report["resources"][crd_name]["error"]
+        assert stored_versions(not_served, prefix) == {"v1"}
+        unavailable = await warnings(kube, namespace, "BuiltinMigrationUnavailable")
+        assert len(unavailable) == 1 and "every resource fails" in unavailable[0], unavailable
+        assert len(await warnings(kube, namespace, "RewriteFallbackDisabled")) == 1
+        assert "rewrite fallback is off" in logs
         await nodes.delete_all()

@@ -43,6 +43,8 @@ def test_flags_and_environment() -> None:
     # The deprecated flag still works for one release: it means --method=builtin.
     deprecated = load(["--use-builtin"])
     assert deprecated.use_builtin and deprecated.migration_method == "builtin"
+    assert load([]).rewrite_fallback
+    assert not load(["--method=auto"], {"USO_RUNNER_REWRITE_FALLBACK": "false"}).rewrite_fallback
 
 
 @pytest.mark.parametrize(
@@ -51,6 +53,8 @@ def test_flags_and_environment() -> None:
         ["--trigger=patch"],
         ["--method=inplace"],
         ["--use-builtin", "--method=auto"],
+        ["--no-rewrite-fallback"],  # the default method is rewrite
+        ["--method=rewrite", "--no-rewrite-fallback"],
         ["--builtin-pickup-seconds=0"],
         ["--workers=0"],
         ["--qps=-1"],

@@ -270,6 +270,23 @@ def test_choose_method() -> None:
     assert (
         builtin.method == "rewrite" and "not served" in builtin.unavailable and "1.37" in builtin.unavailable
     )
+    assert builtin.no_rewrite == ""
+
+
+@pytest.mark.parametrize("asked", ["auto", "builtin"])
+def test_without_the_rewrite_fallback_nothing_is_rewritten_in_the_builtin_methods_place(
+    asked: logic.Method,
+) -> None:
+    v1 = res(logic.SVM_RESOURCE, logic.SVM_GROUP, verbs="create,get,list,delete", version="v1")
+    served = logic.choose_method(asked=asked, discovered=[res("configmaps"), v1], rewrite_fallback=False)
+    assert served == logic.MethodChoice("builtin", version="v1", fallback=False, no_rewrite=logic.NO_REWRITE)
+    stalled = logic.ResourceResult("configmaps", delegated_to="svm", error="x", stalled="not_picked_up")
+    assert not logic.falls_back(served, stalled)
+    unserved = logic.choose_method(asked=asked, discovered=[res("configmaps")], rewrite_fallback=False)
+    assert unserved.method == "rewrite" and "not served" in unserved.unavailable  # said even for auto
+    assert unserved.no_rewrite == logic.NO_REWRITE
+    # rewrite is the method itself: the switch does not apply.
+    assert logic.choose_method(asked="rewrite", discovered=[], rewrite_fallback=False).no_rewrite == ""
 
 
 def test_only_auto_falls_back_and_only_from_a_stalled_migration() -> None:

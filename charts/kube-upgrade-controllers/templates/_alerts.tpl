@@ -60,7 +60,11 @@ fleet apart. Every alert links docs/runbooks/<alert>.md.
     summary: 'Storage version migration failed for {{ "{{ $value }}" }} resource(s).'
     description: >-
       uso-runner in {{ "{{ $labels.namespace }}" }} finished its last run with {{ "{{ $value }}" }} resource(s)
-      not migrated; their objects stay stored at the old version until a run succeeds.
+      not migrated; their objects stay stored at the old version until a run succeeds. With
+      usoRunner.rewriteFallback=false (or method builtin) a resource kube-controller-manager's migrator did
+      not migrate (storagemigration.k8s.io not served, a StorageVersionMigration not picked up or timed out)
+      is failed, not rewritten: uso_runner_rewrite_fallback_refused_total and the RewriteFallbackDisabled
+      Events say so.
 - alert: KubeUpgradeMigrationStalled
   expr: >-
     max by ({{ $c }}, namespace) (uso_runner_run_in_progress) == 1

@@ -136,6 +136,10 @@ app.kubernetes.io/component: {{ (include "kuc.controller" . | fromYaml).name }}
 {{- $_ := set $owned "bundleDir" $addon.bundles.mountPath -}}
 {{- end }}
 {{- end }}
+{{- /* uso-runner rewrites in the built-in migrator's place only where the chart granted it (kuc.rules.usoRunner). */}}
+{{- if and (eq .key "usoRunner") (ne (include "kuc.usoRunnerMethod" $root) "rewrite") }}
+{{- $_ := set $owned "rewriteFallback" (eq (include "kuc.usoRunnerRewrites" $root) "true") -}}
+{{- end }}
 {{- $owned = mustMergeOverwrite $owned (include "kuc.metricsOptions" $root | fromYaml) -}}
 {{- mustMergeOverwrite (deepCopy $root.Values.config) (deepCopy $values.config) $owned | toYaml -}}
 {{- end -}}

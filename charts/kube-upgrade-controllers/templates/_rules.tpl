@@ -19,10 +19,14 @@ integration tests run every controller with its chart ServiceAccount's token and
 {{- end }}
 {{- end -}}
 
-{{/* Storage version migration reads and writes back every stored object, whatever its kind: get, list and
-     update on everything (no create, delete or patch). Rewriting RBAC objects needs escalate and bind;
-     the stored versions of CRDs are set through their status. */}}
+{{/* Storage version migration. Rewriting (method rewrite, or auto with usoRunner.rewriteFallback) reads and
+     writes back every stored object, whatever its kind: get, list and update on everything (no create,
+     delete or patch); rewriting RBAC objects needs escalate and bind; the stored versions of CRDs are set
+     through their status. Without rewriting (builtin, or auto without the fallback) it only hands each
+     resource to kube-controller-manager's migrator: StorageVersionMigrations, and reading the CRDs and
+     APIServices it plans with. */}}
 {{- define "kuc.rules.usoRunner" -}}
+{{- if include "kuc.usoRunnerRewrites" .root }}
 - apiGroups: ["*"]
   resources: ["*"]
   verbs: [get, list, update]
@@ -32,9 +36,30 @@ integration tests run every controller with its chart ServiceAccount's token and
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions/status]
   verbs: [update, patch]
+{{- else }}
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [get, list]
+- apiGroups: [apiregistration.k8s.io]
+  resources: [apiservices]
+  verbs: [list]
+{{- end }}
 - apiGroups: [storagemigration.k8s.io]
   resources: [storageversionmigrations]
   verbs: [get, list, watch, create, delete]
+{{- end -}}
+
+{{/* uso-runner's --method (rewrite unless its config says otherwise; the deprecated useBuiltin is builtin). */}}
+{{- define "kuc.usoRunnerMethod" -}}
+{{- $config := mustMergeOverwrite (deepCopy .Values.config) (deepCopy .Values.usoRunner.config) -}}
+{{- ternary "builtin" (default "rewrite" $config.method) (eq (toString $config.useBuiltin) "true") -}}
+{{- end -}}
+
+{{/* Non-empty when uso-runner may rewrite objects itself, and so holds the broad grant: method rewrite, or
+     auto with usoRunner.rewriteFallback. Never with builtin. */}}
+{{- define "kuc.usoRunnerRewrites" -}}
+{{- $method := include "kuc.usoRunnerMethod" . -}}
+{{- if or (eq $method "rewrite") (and (eq $method "auto") .Values.usoRunner.rewriteFallback) }}true{{ end -}}
 {{- end -}}
 
 {{/* Its own taint on Nodes: update with the resourceVersion read (no delete, no Secrets). */}}

@@ -74,7 +74,16 @@ class AddonUpdaterConfig(config.BaseConfig):
         "default", "Namespace of namespaced bundle objects that name none (apply target)."
     )
     prune: bool = config.option(
-        True, f"Delete objects labelled {logic.BUNDLE_LABEL}=<release> that left the bundle (apply target)."
+        True,
+        "Delete the objects the suite created (its inventory) that left the bundle (apply target); an object "
+        f"that existed before its first apply is adopted and never deleted, nor one annotated "
+        f"{logic.PRUNE_ANNOTATION}=disabled.",
+    )
+    prune_max_fraction: float = config.option(
+        0.5,
+        "Prune nothing when a switch would delete more than this fraction of the objects the suite created "
+        "(an empty bundle never prunes); 1: no limit.",
+        check=config.fraction,
     )
     crd_timeout_seconds: float = config.option(
         60.0, "How long to wait for the bundle's CRDs to be Established.", check=config.positive
@@ -335,8 +344,10 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
             field_manager=cfg.field_manager,
             default_namespace=cfg.default_namespace,
             prune=cfg.prune,
+            prune_max_fraction=cfg.prune_max_fraction,
             crd_timeout_seconds=cfg.crd_timeout_seconds,
         )
+        inventory = logic.parse_inventory((await self.ctx.read_state()).get("inventory"))
         await self.ctx.record({"version": agreed.raw, "phase": "Switching", "progress": "validating"})
         progress: list[str] = []
         result = await apply_target.switch(
@@ -345,13 +356,15 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
             settings=settings,
             minor=bundle.minor,
             digest=decision.digest,
+            inventory=inventory,
             dry_run_only=cfg.dry_run,
             progress=progress.append,
         )
+        skipped = f"; {result.prune_skipped}" if result.prune_skipped else ""
         if cfg.dry_run:
             message = (
                 f"dry-run: bundle {bundle.minor} passes validation; would apply {len(result.applied)} and prune "
-                f"{len(result.pruned)} object(s): {', '.join(map(str, result.pruned)) or 'none'}"
+                f"{len(result.pruned)} object(s): {', '.join(map(str, result.pruned)) or 'none'}{skipped}"
             )
             log.info("%s", message)
             return Outcome(
@@ -363,12 +376,20 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
                 pruned=result.pruned,
             )
         pruned = f"; pruned {', '.join(map(str, result.pruned))}" if result.pruned else ""
+        kept = "".join(f"; kept {key} ({why})" for key, why in sorted(result.kept.items()))
         message = (
             f"switched to bundle {bundle.minor} from {bundle.source}: applied {len(result.applied)} object(s)"
-            f"{pruned}"
+            f"{pruned}{kept}{skipped}"
         )
+        if result.prune_skipped:
+            log.warning("bundle %s: %s", bundle.minor, result.prune_skipped)
         outcome = await self._switched(
-            agreed, decision, message, applied=len(result.applied), pruned=len(result.pruned)
+            agreed,
+            decision,
+            message,
+            applied=len(result.applied),
+            pruned=len(result.pruned),
+            recorded={"inventory": logic.inventory_text(result.inventory)},
         )
         await self.ctx.record({"health": "Progressing", "switchedAt": times.micro_time()})
         health = await self._health(result.unavailable, workloads=result.workloads, minor=bundle.minor)
@@ -388,6 +409,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
         *,
         applied: int,
         pruned: int,
+        recorded: Mapping[str, str] | None = None,
     ) -> Outcome:
         bundle = decision.bundle
         assert bundle is not None
@@ -406,6 +428,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
                 "bundleDigest": decision.digest,
                 "bundleSource": bundle.source,
                 "target": self.cfg.target,
+                **(recorded or {}),
             }
         )
         return Outcome("switched", message, minor=bundle.minor, digest=decision.digest)

@@ -7,6 +7,7 @@ be wrong with a bundle is found here, before anything is switched.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -16,11 +17,15 @@ from controllers.structs import fields
 
 JSON = dict[str, Any]
 
-# Every object the apply target owns carries this label (value: the release), and only such objects are
-# ever pruned.
+# Every object the apply target applies carries this label (value: the release) and these annotations.
 BUNDLE_LABEL = "addons.kube-upgrade-controllers.io/bundle"
 MINOR_ANNOTATION = "addons.kube-upgrade-controllers.io/minor"
 DIGEST_ANNOTATION = "addons.kube-upgrade-controllers.io/digest"
+# Whether the suite created the object ("created") or found it there at its first apply ("adopted"): written
+# at the first apply and never changed. Only a created object is ever pruned.
+ORIGIN_ANNOTATION = "addons.kube-upgrade-controllers.io/origin"
+# "disabled" on an object: never pruned (Flux's kustomize.toolkit.fluxcd.io/prune: disabled).
+PRUNE_ANNOTATION = "addons.kube-upgrade-controllers.io/prune"
 # ConfigMaps that carry a bundle are labelled with its minor: addons.kube-upgrade-controllers.io/minor=1.36
 ADDON_MANAGER_MODE_LABEL = "addonmanager.kubernetes.io/mode"
 
@@ -30,13 +35,7 @@ CRD_KIND = ("apiextensions.k8s.io", "CustomResourceDefinition")
 _GENERATION = re.compile(r"^\.\.(\d{1,4}\.\d{1,4})_([0-9a-f]{12})$")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class LiveObject:
-    """An object found in the cluster with the bundle label."""
-
-    key: model.ObjectKey
-    uid: str
-    labels: Mapping[str, str]
+Origin = Literal["created", "adopted"]
 
 
 # --- selection ---------------------------------------------------------------------------------------------
@@ -89,9 +88,11 @@ def labelled_body(
     release: str,
     minor: str,
     digest: str,
+    origin: Origin | None = None,
 ) -> JSON:
-    """The object as applied: the bundle's document plus the bundle label and annotations, and the default
-    namespace when a namespaced object names none. Labels of the bundle (addonmanager mode…) are kept."""
+    """The object as applied: the bundle's document plus the bundle label and annotations (the origin once
+    it is known), and the default namespace when a namespaced object names none. Labels of the bundle
+    (addonmanager mode…) are kept."""
     body = {**manifest.body}
     metadata = {**body["metadata"]}
     metadata["labels"] = {**(metadata.get("labels") or {}), BUNDLE_LABEL: release}
@@ -99,6 +100,7 @@ def labelled_body(
         **(metadata.get("annotations") or {}),
         MINOR_ANNOTATION: minor,
         DIGEST_ANNOTATION: model.short_digest(digest),
+        **({ORIGIN_ANNOTATION: origin} if origin else {}),
     }
     if namespaced:
         metadata["namespace"] = manifest.namespace or default_namespace
@@ -108,41 +110,112 @@ def labelled_body(
     return body
 
 
-# --- pruning -----------------------------------------------------------------------------------------------
+# --- pruning: only what the suite created (its inventory) -------------------------------------------------
 
 
-def live_object(obj: Mapping[str, Any], *, group: str, kind: str) -> LiveObject | None:
-    """The object as pruning sees it; None without a name (nothing to delete by)."""
-    metadata = fields.mapping(obj.get("metadata"))
-    name = metadata.get("name")
-    if not isinstance(name, str) or not name:
-        return None
-    return LiveObject(
-        key=model.ObjectKey(
-            group=group, kind=kind, namespace=str(metadata.get("namespace") or ""), name=name
-        ),
-        uid=str(metadata.get("uid") or ""),
-        labels=dict(fields.mapping(metadata.get("labels"))),
+@dataclasses.dataclass(frozen=True, slots=True, order=True)
+class Created:
+    """An object the suite created (an entry of its inventory), with the UID it had then."""
+
+    key: model.ObjectKey
+    uid: str
+
+
+def origin_of(live: Mapping[str, Any] | None) -> Origin:
+    """An object that does not exist yet will be created; one that exists keeps the origin recorded on it at
+    the suite's first apply, and one without it was there before: adopted."""
+    if live is None:
+        return "created"
+    recorded = fields.dig(live, "metadata", "annotations", ORIGIN_ANNOTATION)
+    return "created" if recorded == "created" else "adopted"
+
+
+def parse_inventory(text: str) -> tuple[Created, ...]:
+    """The inventory as the state ConfigMap holds it (a JSON list); what is not a well-formed entry is left
+    out (the state is read from the cluster: untrusted)."""
+    try:
+        items = json.loads(text) if text else []
+    except ValueError:
+        return ()
+    entries = set()
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        values = [item.get(field) for field in ("group", "kind", "namespace", "name", "uid")]
+        if all(isinstance(value, str) for value in values) and values[1] and values[3]:
+            group, kind, namespace, name, uid = (str(value) for value in values)
+            entries.add(Created(model.ObjectKey(group, kind, namespace, name), uid))
+    return tuple(sorted(entries))
+
+
+def inventory_text(entries: Iterable[Created]) -> str:
+    return json.dumps(
+        [
+            {
+                "group": e.key.group,
+                "kind": e.key.kind,
+                "namespace": e.key.namespace,
+                "name": e.key.name,
+                "uid": e.uid,
+            }
+            for e in sorted(set(entries))
+        ],
+        separators=(",", ":"),
     )
 
 
-def prune_set(
-    *, live: Iterable[LiveObject], desired: Iterable[model.ObjectKey], release: str
-) -> tuple[LiveObject, ...]:
-    """The objects to delete: labelled with this release's bundle label and not in the new bundle. Never an
-    object without the label. Order: namespaced objects, cluster-scoped ones, CRDs, Namespaces last (deleting
-    a CRD or a Namespace deletes what is in it)."""
-    wanted = set(desired)
-    doomed = {
-        obj.key: obj for obj in live if obj.labels.get(BUNDLE_LABEL) == release and obj.key not in wanted
-    }
+@dataclasses.dataclass(frozen=True, slots=True)
+class PrunePlan:
+    doomed: tuple[Created, ...]  # in deletion order
+    skipped: str = ""  # why nothing is pruned although objects left the bundle ("" when not skipped)
 
-    def rank(obj: LiveObject) -> tuple[int, model.ObjectKey]:
-        kind = (obj.key.group, obj.key.kind)
-        order = 3 if kind == NAMESPACE_KIND else 2 if kind == CRD_KIND else 0 if obj.key.namespace else 1
-        return order, obj.key
 
-    return tuple(sorted(doomed.values(), key=rank))
+def prune_plan(
+    *, inventory: Iterable[Created], desired: Iterable[model.ObjectKey], max_fraction: float
+) -> PrunePlan:
+    """What to delete: the created objects (inventory) that are not in the new bundle, in this order:
+    namespaced objects, cluster-scoped ones, CRDs, Namespaces last (deleting a CRD or a Namespace deletes what
+    is in it). Nothing when the new bundle is empty (an empty bundle is more likely a mistake than a wish to
+    delete everything, as Argo CD's automated sync judges) or when more than ``max_fraction`` of the created
+    objects would go; ``skipped`` says why."""
+    created, wanted = set(inventory), set(desired)
+    leaving = sorted((entry for entry in created if entry.key not in wanted), key=_prune_rank)
+    if not leaving:
+        return PrunePlan(())
+    if not wanted:
+        return PrunePlan(
+            (), f"the bundle is empty: an empty bundle prunes nothing ({len(leaving)} object(s) kept)"
+        )
+    if len(leaving) > max_fraction * len(created):
+        return PrunePlan(
+            (),
+            f"{len(leaving)} of the {len(created)} object(s) the suite created would be pruned, more than "
+            f"pruneMaxFraction {max_fraction:g}: nothing pruned",
+        )
+    return PrunePlan(tuple(leaving))
+
+
+def _prune_rank(entry: Created) -> tuple[int, model.ObjectKey]:
+    kind = (entry.key.group, entry.key.kind)
+    return (
+        3 if kind == NAMESPACE_KIND else 2 if kind == CRD_KIND else 0 if entry.key.namespace else 1
+    ), entry.key
+
+
+def keep_reason(entry: Created, live: Mapping[str, Any], *, release: str) -> str | None:
+    """Why the live object must not be deleted after all (None: delete it): it is not the one the suite
+    created (another UID), it no longer carries this release's label, it was adopted, or it opted out."""
+    metadata = fields.mapping(live.get("metadata"))
+    annotations = fields.mapping(metadata.get("annotations"))
+    if entry.uid and metadata.get("uid") != entry.uid:
+        return "replaced by another object since the suite created it"
+    if fields.mapping(metadata.get("labels")).get(BUNDLE_LABEL) != release:
+        return f"it no longer carries {BUNDLE_LABEL}={release}"
+    if annotations.get(ORIGIN_ANNOTATION) != "created":
+        return "adopted: it existed before the suite first applied it"
+    if annotations.get(PRUNE_ANNOTATION) == "disabled":
+        return f"{PRUNE_ANNOTATION}: disabled"
+    return None
 
 
 # --- health ------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ for now is tried again, not recorded as invalid."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import pathlib
@@ -156,8 +157,7 @@ async def test_a_bundle_refused_for_a_permission_is_tried_again_and_applied_once
     root = write_bundle(tmp_path / "bundles", "1.36", **{"settings.yaml": text + "data: {a: b}\n"})
     limited, account = await service_account_kube(kube, control_plane, namespace, tmp_path)
     async with limited:
-        cfg = make_config(namespace, root, prune=False)  # (listing every kind to prune needs more rights)
-        updater = harness.build(controller.AddonUpdater, limited, cfg)
+        updater = harness.build(controller.AddonUpdater, limited, make_config(namespace, root))
         for _ in range(2):  # not recorded as invalid: every round tries again
             with pytest.raises(Exception, match="403"):
                 await updater.reconcile(v("v1.36.0"))
@@ -210,3 +210,112 @@ async def test_a_kind_missing_because_its_discovery_failed_is_tried_again(
             assert state["phase"] == "Failed" and not state.get("failedDigest"), state
     finally:
         await kube.request("DELETE", apiservices.path(name=f"v1.{group}"))
+
+
+# --- prune by inventory -----------------------------------------------------------------------------------
+
+
+def configmaps(namespace: str, *names: str, note: str = "") -> str:
+    return "".join(
+        f"---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: {namespace}}}\n"
+        f"data: {{from: bundle{note}}}\n"
+        for name in names
+    )
+
+
+async def names_in(kube: client.Kube, namespace: str) -> set[str]:
+    page = await kube.get(CM.path(namespace=namespace))
+    return {
+        item["metadata"]["name"] for item in page["items"] if not item["metadata"]["name"].endswith("-state")
+    }
+
+
+async def test_prune_deletes_only_what_the_suite_created(
+    kube: client.Kube, namespace: str, tmp_path: pathlib.Path
+) -> None:
+    """An object that existed before the first apply is adopted and survives a bundle that drops it; an
+    object annotated prune: disabled survives; an empty bundle, or one that would prune more than
+    pruneMaxFraction, prunes nothing and says why; what the suite created and the bundle dropped goes."""
+    await kube.create(
+        CM.path(namespace=namespace), {"metadata": {"name": "adopted"}, "data": {"mine": "yes"}}
+    )
+    root = tmp_path / "bundles"
+    everything = ("adopted", "created", "opted-out", "k1", "k2", "k3")
+    write_bundle(root, "1.35", **{"all.yaml": configmaps(namespace, *everything)})
+    write_bundle(root, "1.36", **{"some.yaml": configmaps(namespace, "k1", "k2", "k3")})
+    write_bundle(root, "1.37", **{"empty.yaml": "# nothing here\n---\n"})
+    write_bundle(root, "1.38", **{"one.yaml": configmaps(namespace, "k1")})
+    updater = harness.build(controller.AddonUpdater, kube, make_config(namespace, root))
+
+    first = await updater.reconcile(v("v1.35.0"))
+    assert first.result == "switched", first.message
+    adopted = await kube.get(CM.path(namespace=namespace, name="adopted"))
+    assert adopted["metadata"]["annotations"]["addons.kube-upgrade-controllers.io/origin"] == "adopted"
+    state = (await kube.get(CM.path(namespace=namespace, name=updater.ctx.state_name)))["data"]
+    assert sorted(e["name"] for e in json.loads(state["inventory"])) == [
+        "created",
+        "k1",
+        "k2",
+        "k3",
+        "opted-out",
+    ]
+    await kube.patch(
+        CM.path(namespace=namespace, name="opted-out"),
+        {"metadata": {"annotations": {"addons.kube-upgrade-controllers.io/prune": "disabled"}}},
+    )
+
+    dropped = await updater.reconcile(v("v1.36.0"))  # drops 3 objects: 2 of the 5 created are pruned
+    assert dropped.result == "switched", dropped.message
+    assert sorted(map(str, dropped.pruned)) == [f"ConfigMap {namespace}/created"]
+    assert f"kept ConfigMap {namespace}/opted-out (addons.kube-upgrade-controllers.io/prune: disabled)" in (
+        dropped.message
+    )
+    assert await names_in(kube, namespace) == {"adopted", "opted-out", "k1", "k2", "k3"}
+    after = await kube.get(CM.path(namespace=namespace, name="adopted"))
+    assert after["metadata"]["uid"] == adopted["metadata"]["uid"]
+
+    empty = await updater.reconcile(v("v1.37.0"))
+    assert empty.result == "switched" and empty.pruned == ()
+    assert "the bundle is empty: an empty bundle prunes nothing (3 object(s) kept)" in empty.message
+    assert await names_in(kube, namespace) == {"adopted", "opted-out", "k1", "k2", "k3"}
+
+    over = await updater.reconcile(v("v1.38.0"))  # 2 of the 3 created would go: more than 0.5
+    assert over.result == "switched" and over.pruned == ()
+    assert (
+        "2 of the 3 object(s) the suite created would be pruned, more than pruneMaxFraction 0.5"
+        in over.message
+    )
+    assert await names_in(kube, namespace) == {"adopted", "opted-out", "k1", "k2", "k3"}
+    events = await kube.get(resources.EVENTS.path(namespace=namespace))
+    assert any("pruneMaxFraction" in e.get("note", "") for e in events["items"])
+
+    # They stay in the inventory: the next switch (here a changed bundle) prunes them once allowed.
+    lenient = harness.build(
+        controller.AddonUpdater, kube, dataclasses.replace(updater.ctx.config, prune_max_fraction=1.0)
+    )
+    write_bundle(root, "1.38", **{"one.yaml": configmaps(namespace, "k1", note=" v2")})
+    allowed = await lenient.reconcile(v("v1.38.0"))
+    assert allowed.result == "switched", allowed.message
+    assert await names_in(kube, namespace) == {"adopted", "opted-out", "k1"}
+
+
+async def test_a_labelled_object_outside_the_inventory_is_never_pruned(
+    kube: client.Kube, namespace: str, tmp_path: pathlib.Path
+) -> None:
+    """Objects carrying the bundle label without having been created by this suite (an earlier version of
+    it, a copy, someone's kubectl) are not in the inventory and are never deleted."""
+    release = f"t{uuid.uuid4().hex[:8]}"
+    lookalike = {
+        "metadata": {
+            "name": "lookalike",
+            "labels": {"addons.kube-upgrade-controllers.io/bundle": release},
+            "annotations": {"addons.kube-upgrade-controllers.io/origin": "created"},
+        }
+    }
+    await kube.create(CM.path(namespace=namespace), lookalike)
+    root = write_bundle(tmp_path, "1.36", **{"a.yaml": configmaps(namespace, "a", "b", "c")})
+    cfg = make_config(namespace, root, release=release)
+    assert (
+        await harness.build(controller.AddonUpdater, kube, cfg).reconcile(v("v1.36.0"))
+    ).result == "switched"
+    assert await names_in(kube, namespace) == {"lookalike", "a", "b", "c"}

@@ -191,39 +191,79 @@ def test_cluster_scoped_objects_lose_a_namespace() -> None:
 # --- prune -------------------------------------------------------------------------------------------------
 
 
-def live(group: str, kind: str, namespace: str, name: str, labels: dict[str, str]) -> logic.LiveObject:
-    return logic.LiveObject(
-        key=model.ObjectKey(group, kind, namespace, name), uid=f"uid-{name}", labels=labels
+def created(group: str, kind: str, namespace: str, name: str) -> logic.Created:
+    return logic.Created(model.ObjectKey(group, kind, namespace, name), uid=f"uid-{name}")
+
+
+def test_prune_only_created_objects_that_left_the_bundle_namespaces_last() -> None:
+    kept = created("", "ConfigMap", "kube-system", "coredns")
+    gone = created("", "ConfigMap", "kube-system", "dns-autoscaler")
+    crd = created("apiextensions.k8s.io", "CustomResourceDefinition", "", "old.example.io")
+    namespace = created("", "Namespace", "", "old-ns")
+    role = created("rbac.authorization.k8s.io", "ClusterRole", "", "old-role")
+    others = [created("", "ConfigMap", "kube-system", f"keep-{i}") for i in range(4)]
+    plan = logic.prune_plan(
+        inventory=[namespace, crd, role, kept, gone, *others],
+        desired=[kept.key, *(o.key for o in others), model.ObjectKey("", "ConfigMap", "x", "adopted-one")],
+        max_fraction=0.5,
+    )
+    assert [e.key.name for e in plan.doomed] == ["dns-autoscaler", "old-role", "old.example.io", "old-ns"]
+    assert plan.skipped == ""
+
+
+def test_an_empty_bundle_or_one_over_the_threshold_prunes_nothing_and_says_why() -> None:
+    inventory = [created("", "ConfigMap", "ns", name) for name in ("a", "b", "c", "d")]
+    empty = logic.prune_plan(inventory=inventory, desired=[], max_fraction=1.0)
+    assert empty.doomed == () and "the bundle is empty" in empty.skipped
+    half = logic.prune_plan(
+        inventory=inventory, desired=[inventory[0].key, inventory[1].key], max_fraction=0.5
+    )
+    assert len(half.doomed) == 2  # exactly the fraction: allowed
+    over = logic.prune_plan(inventory=inventory, desired=[inventory[0].key], max_fraction=0.5)
+    assert over.doomed == ()
+    assert over.skipped == (
+        "3 of the 4 object(s) the suite created would be pruned, more than pruneMaxFraction 0.5: nothing pruned"
+    )
+    assert logic.prune_plan(inventory=inventory, desired=[e.key for e in inventory], max_fraction=0) == (
+        logic.PrunePlan(())
     )
 
 
-def test_prune_only_labelled_objects_of_this_release_that_left_the_bundle() -> None:
-    ours = {logic.BUNDLE_LABEL: "rel"}
-    kept = live("", "ConfigMap", "kube-system", "coredns", ours)
-    gone = live("", "ConfigMap", "kube-system", "dns-autoscaler", ours)
-    unlabelled = live("", "ConfigMap", "kube-system", "lookalike", {})
-    other_release = live("", "ConfigMap", "kube-system", "theirs", {logic.BUNDLE_LABEL: "other"})
-    crd = live("apiextensions.k8s.io", "CustomResourceDefinition", "", "old.example.io", ours)
-    namespace = live("", "Namespace", "", "old-ns", ours)
-    cluster_role = live("rbac.authorization.k8s.io", "ClusterRole", "", "old-role", ours)
-    doomed = logic.prune_set(
-        live=[namespace, crd, cluster_role, kept, gone, unlabelled, other_release],
-        desired=[kept.key],
-        release="rel",
+def test_origin_created_adopted() -> None:
+    assert logic.origin_of(None) == "created"
+    assert logic.origin_of({"metadata": {"name": "there-before"}}) == "adopted"
+    ours = {"metadata": {"annotations": {logic.ORIGIN_ANNOTATION: "created"}}}
+    assert logic.origin_of(ours) == "created"
+    assert logic.origin_of({"metadata": {"annotations": {logic.ORIGIN_ANNOTATION: "adopted"}}}) == "adopted"
+
+
+def test_keep_reason() -> None:
+    entry = created("", "ConfigMap", "ns", "a")
+
+    def live(**changes: object) -> logic.JSON:
+        metadata: dict[str, object] = {
+            "uid": "uid-a",
+            "labels": {logic.BUNDLE_LABEL: "rel"},
+            "annotations": {logic.ORIGIN_ANNOTATION: "created"},
+        }
+        return {"metadata": {**metadata, **changes}}
+
+    assert logic.keep_reason(entry, live(), release="rel") is None
+    assert "replaced" in (logic.keep_reason(entry, live(uid="other"), release="rel") or "")
+    assert "no longer carries" in (logic.keep_reason(entry, live(labels={}), release="rel") or "")
+    assert "no longer carries" in (logic.keep_reason(entry, live(), release="other") or "")
+    assert "adopted" in (logic.keep_reason(entry, live(annotations={}), release="rel") or "")
+    opted_out = {logic.ORIGIN_ANNOTATION: "created", logic.PRUNE_ANNOTATION: "disabled"}
+    assert logic.keep_reason(entry, live(annotations=opted_out), release="rel") == (
+        "addons.kube-upgrade-controllers.io/prune: disabled"
     )
-    assert [o.key.name for o in doomed] == ["dns-autoscaler", "old-role", "old.example.io", "old-ns"]
 
 
-def test_prune_nothing_when_everything_is_wanted() -> None:
-    obj = live("apps", "Deployment", "ns", "d", {logic.BUNDLE_LABEL: "rel"})
-    assert logic.prune_set(live=[obj], desired=[obj.key], release="rel") == ()
-
-
-def test_live_object() -> None:
-    obj = logic.live_object(
-        {"metadata": {"name": "n", "namespace": "ns", "uid": "u", "labels": {"a": "b"}}}, group="g", kind="K"
-    )
-    assert obj == logic.LiveObject(key=model.ObjectKey("g", "K", "ns", "n"), uid="u", labels={"a": "b"})
+def test_inventory_round_trip_and_garbage() -> None:
+    entries = (created("", "ConfigMap", "ns", "a"), created("apps", "Deployment", "ns", "d"))
+    assert logic.parse_inventory(logic.inventory_text(entries)) == tuple(sorted(entries))
+    for garbage in ("", "{", "{}", "[1, null]", '[{"kind": "ConfigMap"}]', '[{"group": 1}]'):
+        assert logic.parse_inventory(garbage) == ()
 
 
 # --- health ------------------------------------------------------------------------------------------------

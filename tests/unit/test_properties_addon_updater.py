@@ -4,6 +4,7 @@ not established / not available with a reason."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from hypothesis import event, given
@@ -68,11 +69,19 @@ def test_health_of_any_object(crds: list[dict[str, Any]], objects: list[dict[str
 
 
 @strategies.PROPERTY
-@given(objects=st.lists(strategies.workloads, max_size=4))
-def test_prune_set_of_any_live_objects(objects: list[dict[str, Any]]) -> None:
-    live = [found for obj in objects if (found := logic.live_object(obj, group="apps", kind="Deployment"))]
-    doomed = logic.prune_set(live=live, desired=(), release="r")
-    assert all(obj.labels.get(logic.BUNDLE_LABEL) == "r" for obj in doomed)
+@given(
+    objects=st.lists(strategies.workloads, max_size=4),
+    text=st.one_of(st.text(max_size=40), strategies.garbage.map(json.dumps)),
+)
+def test_prune_decisions_on_any_live_object_or_inventory(objects: list[dict[str, Any]], text: str) -> None:
+    inventory = logic.parse_inventory(text)
+    plan = logic.prune_plan(inventory=inventory, desired=(), max_fraction=1.0)
+    assert plan.doomed == ()  # an empty bundle never prunes
+    entry = logic.Created(model.ObjectKey("apps", "Deployment", "ns", "d"), uid="u")
+    for obj in objects:
+        logic.origin_of(obj)
+        reason = logic.keep_reason(entry, obj, release="r")
+        assert reason is None or reason
 
 
 def test_bundle_dates_stay_strings_and_bad_ones_are_parse_errors() -> None:

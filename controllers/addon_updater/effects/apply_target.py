@@ -1,8 +1,8 @@
 """The ``apply`` target: server-side apply of the bundle, validated by a server-side dry-run first.
 
-Order: resolve every document's resource → dry-run every object → Namespaces and CRDs → wait until the CRDs
-are Established → the rest → prune labelled objects that left the bundle → wait for Deployments and
-DaemonSets to become available. Objects that cannot be dry-run before the Namespaces and CRDs of the same
+Order: resolve every document's resource → dry-run every object → read each one (does it exist: created or
+adopted?) → Namespaces and CRDs → wait until the CRDs are Established → the rest → prune what the suite
+created (its inventory) and left the bundle → look at the Deployments and DaemonSets once. Objects that cannot be dry-run before the Namespaces and CRDs of the same
 bundle exist (custom resources of a new CRD, objects in a new Namespace) are dry-run right after those are
 applied, before anything else changes.
 """
@@ -21,7 +21,7 @@ from controllers.bundles import model
 from controllers.kube import apply, discovery, resources, retry, watch
 from controllers.kube.client import JSON, ApiError, Kube
 from controllers.runtime import failure
-from controllers.structs import redact
+from controllers.structs import fields, redact
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +51,21 @@ class Settings:
     field_manager: str
     default_namespace: str
     prune: bool
+    prune_max_fraction: float
     crd_timeout_seconds: float
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Result:
     applied: tuple[model.ObjectKey, ...]  # in the order applied (or that would be, in dry-run)
-    pruned: tuple[model.ObjectKey, ...]
+    pruned: tuple[model.ObjectKey, ...]  # (in dry-run: that would be, unless found kept then)
     unavailable: Mapping[model.ObjectKey, str]
     workloads: int
+    inventory: tuple[logic.Created, ...] = ()  # what the suite created and has not pruned, after the switch
+    kept: Mapping[model.ObjectKey, str] = dataclasses.field(
+        default_factory=dict
+    )  # left the bundle, not pruned
+    prune_skipped: str = ""  # why nothing was pruned
 
 
 def label_selector(release: str) -> str:
@@ -187,26 +193,26 @@ def deferrable_keys(items: Sequence[Item], manifests: Sequence[model.Manifest]) 
     }
 
 
-async def labelled_objects(
-    kube: Kube, served: discovery.Discovery, *, release: str
-) -> tuple[list[logic.LiveObject], dict[tuple[str, str], resources.Resource]]:
-    """Every object of every listable kind carrying this release's bundle label."""
-    listable = served.listable()
-    selector = label_selector(release)
+async def observe(kube: Kube, items: Sequence[Item]) -> dict[model.ObjectKey, JSON | None]:
+    """Each object as it is now (None: it does not exist), to know what the suite creates and what it adopts.
+    A namespace or a kind that does not exist yet (the bundle brings it) reads as absent."""
+    semaphore = asyncio.Semaphore(DRY_RUN_CONCURRENCY)
 
-    async def one(item: discovery.ApiResource) -> list[logic.LiveObject]:
-        objects = await kube.list_items(item.resource.path(), query={"labelSelector": selector})
-        parsed = (logic.live_object(obj, group=item.group, kind=item.kind) for obj in objects)
-        return [obj for obj in parsed if obj is not None]
+    async def one(item: Item) -> JSON | None:
+        async with semaphore:
+            return await _get(kube, item.resource, item.key)
 
-    found = await asyncio.gather(*(one(item) for item in listable), return_exceptions=True)
-    for item, outcome in zip(listable, found, strict=True):
-        if isinstance(outcome, ApiError):
-            raise SwitchError(f"listing {item.group_resource} to prune: {redact.describe(outcome)}") from None
-        if isinstance(outcome, BaseException):
-            raise outcome
-    by_kind = {(item.group, item.kind): item.resource for item in listable}
-    return [obj for objs in found if isinstance(objs, list) for obj in objs], by_kind
+    found = await asyncio.gather(*(one(item) for item in items))
+    return {item.key: live for item, live in zip(items, found, strict=True)}
+
+
+async def _get(kube: Kube, resource: resources.Resource, key: model.ObjectKey) -> JSON | None:
+    try:
+        return await kube.get(resource.path(namespace=key.namespace or None, name=key.name))
+    except ApiError as error:
+        if error.not_found:
+            return None
+        raise SwitchError(f"reading {key}: {redact.describe(error)}") from None
 
 
 async def switch(
@@ -216,6 +222,7 @@ async def switch(
     settings: Settings,
     minor: str,
     digest: str,
+    inventory: Sequence[logic.Created],
     dry_run_only: bool,
     progress: Callable[[str], None] = lambda _: None,
 ) -> Result:
@@ -226,51 +233,111 @@ async def switch(
     items = resolve(manifests, served=served, settings=settings, minor=minor, digest=digest)
     deferred = await dry_run(kube, items, settings=settings, deferrable=deferrable_keys(items, manifests))
     progress(f"dry-run passed for {len(items) - len(deferred)} of {len(items)} objects")
+    live = await observe(kube, items)
+    origins = {item.key: logic.origin_of(live[item.key]) for item in items}
+    items = tuple(_with_origin(item, origins[item.key]) for item in items)
     desired = {item.key for item in items}
-    doomed: tuple[logic.LiveObject, ...] = ()
-    by_kind: dict[tuple[str, str], resources.Resource] = {}
-    if settings.prune:
-        live, by_kind = await labelled_objects(kube, served, release=settings.release)
-        doomed = logic.prune_set(live=live, desired=desired, release=settings.release)
+    plan = logic.prune_plan(inventory=inventory, desired=desired, max_fraction=settings.prune_max_fraction)
+    if not settings.prune:
+        plan = logic.PrunePlan(())
     if dry_run_only:
         return Result(
             applied=tuple(i.key for i in items),
-            pruned=tuple(o.key for o in doomed),
+            pruned=tuple(entry.key for entry in plan.doomed),
             unavailable={},
             workloads=len(logic.workloads(desired)),
+            prune_skipped=plan.skipped,
         )
 
+    created: list[logic.Created] = []
     applied: list[model.ObjectKey] = []
     first = [item for item in items if logic.is_first_phase(item.manifest)]
     rest = [item for item in items if not logic.is_first_phase(item.manifest)]
-    for item in first:
-        await _apply(kube, item, settings=settings)
+
+    async def apply_one(item: Item) -> None:
+        uid = await _apply(kube, item, settings=settings)
         applied.append(item.key)
+        if origins[item.key] == "created":
+            created.append(logic.Created(item.key, uid))
+
+    for item in first:
+        await apply_one(item)
     crd_names = [item.key.name for item in first if (item.key.group, item.key.kind) == logic.CRD_KIND]
     if crd_names:
         progress(f"waiting for {len(crd_names)} CRD(s) to be Established")
         await wait_established(kube, crd_names, seconds=settings.crd_timeout_seconds)
     if deferred:
-        await dry_run(kube, deferred, settings=settings, deferrable=set(), policy=NEW_KIND)
+        await dry_run(kube, [i for i in items if i.key in {d.key for d in deferred}], settings=settings,
+                      deferrable=set(), policy=NEW_KIND)  # fmt: skip
     for item in rest:
-        await _apply(kube, item, settings=settings)
-        applied.append(item.key)
+        await apply_one(item)
         progress(f"applied {len(applied)}/{len(items)}")
 
-    pruned: list[model.ObjectKey] = []
-    for obj in doomed:
-        resource = by_kind[(obj.key.group, obj.key.kind)]
-        if await apply.delete(kube, resource, namespace=obj.key.namespace, name=obj.key.name, uid=obj.uid):
-            pruned.append(obj.key)
-            log.info("pruned %s", obj.key)
+    pruned, kept, gone = await prune(kube, plan.doomed, served=served, release=settings.release)
+    leaving = {entry.key for entry in inventory} - desired
+    remaining = [
+        e
+        for e in inventory
+        if e.key in leaving and e.key not in pruned and e.key not in kept and e.key not in gone
+    ]
     wanted = logic.workloads(desired)
     problems = await wait_available(kube, wanted, release=settings.release, seconds=0.0)
-    return Result(applied=tuple(applied), pruned=tuple(pruned), unavailable=problems, workloads=len(wanted))
+    return Result(
+        applied=tuple(applied),
+        pruned=tuple(pruned),
+        unavailable=problems,
+        workloads=len(wanted),
+        inventory=(*created, *remaining),
+        kept=kept,
+        prune_skipped=plan.skipped,
+    )
 
 
-async def _apply(kube: Kube, item: Item, *, settings: Settings) -> None:
+def _with_origin(item: Item, origin: logic.Origin) -> Item:
+    metadata = {**item.body["metadata"]}
+    metadata["annotations"] = {**metadata.get("annotations", {}), logic.ORIGIN_ANNOTATION: origin}
+    return dataclasses.replace(item, body={**item.body, "metadata": metadata})
+
+
+async def prune(
+    kube: Kube, doomed: Sequence[logic.Created], *, served: discovery.Discovery, release: str
+) -> tuple[list[model.ObjectKey], dict[model.ObjectKey, str], set[model.ObjectKey]]:
+    """Delete the doomed objects that are still the suite's (read first: ``logic.keep_reason``), by UID
+    precondition so that a namesake created meanwhile survives. Returns what was pruned, what was kept and
+    why, and what was gone already."""
+    by_kind = {(item.group, item.kind): item.resource for item in served.listable()}
+    pruned: list[model.ObjectKey] = []
+    kept: dict[model.ObjectKey, str] = {}
+    gone: set[model.ObjectKey] = set()
+    for entry in doomed:
+        resource = by_kind.get((entry.key.group, entry.key.kind))
+        live = await _get(kube, resource, entry.key) if resource else None
+        if resource is None or live is None:
+            gone.add(entry.key)
+            continue
+        reason = logic.keep_reason(entry, live, release=release)
+        if reason:
+            kept[entry.key] = reason
+            log.info("not pruning %s: %s", entry.key, reason)
+            continue
+        try:
+            deleted = await apply.delete(
+                kube, resource, namespace=entry.key.namespace, name=entry.key.name, uid=entry.uid
+            )
+        except ApiError as error:
+            raise SwitchError(f"pruning {entry.key}: {redact.describe(error)}") from None
+        if deleted:
+            pruned.append(entry.key)
+            log.info("pruned %s", entry.key)
+        else:
+            gone.add(entry.key)
+    return pruned, kept, gone
+
+
+async def _apply(kube: Kube, item: Item, *, settings: Settings) -> str:
+    """Apply one object; returns its UID."""
     try:
-        await retry.call(
+        applied = await retry.call(
             lambda: apply.server_side_apply(
                 kube, item.resource, item.body, field_manager=settings.field_manager
             ),
@@ -278,6 +345,7 @@ async def _apply(kube: Kube, item: Item, *, settings: Settings) -> None:
         )
     except ApiError as error:
         raise SwitchError(f"applying {item.key}: {redact.describe(error, sent=item.body)}") from None
+    return str(fields.dig(applied, "metadata", "uid") or "")
 
 
 async def wait_established(kube: Kube, names: Sequence[str], *, seconds: float) -> None:

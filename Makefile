@@ -79,8 +79,8 @@ test: venv fixture tools image lint ## Everything: lint, unit tests, integration
 	$(VENV)/bin/pytest
 
 .PHONY: generate
-generate: venv ## Regenerate values.schema.json's controller sections from the registry and the config types
-	$(PY) -m tests.chart_schema
+generate: venv ## Write every list that names the controllers from the registry: console scripts and import-linter contracts (pyproject.toml), the chart's controller list and traits (_registry.tpl), values.schema.json's sections (make test checks they are current)
+	$(PY) -m tests.registry_files
 
 .PHONY: unit
 unit: venv ## Only the pure unit tests (no control plane)

@@ -39,7 +39,7 @@ OLD, NEW = "v1.35.4", "v1.36.1"
 WORKERS = 20
 SETTLE = 3
 WIDGETS = 300
-TAINT_KEY = "upgrade.kube-upgrade-controllers.io/outdated"
+TAINT_KEY = "upgrade.kube-upgrade-controllers.io/outdated"  # node-tainter's default key
 LEASES = resources.LEASES
 WIDGET_GROUP = "demo.kube-upgrade-controllers.io"
 WIDGETS_RESOURCE = resources.Resource(WIDGET_GROUP, "v2", "widgets", namespaced=True)
@@ -321,19 +321,7 @@ def controller_flags(name: str, *, plane: controlplane.ControlPlane, widgets_nam
         f"--kubeconfig={plane.kubeconfig}", "--namespace=kube-system", f"--settle-seconds={SETTLE}",
         "--min-masters=3", "--log-format=json",
     ]  # fmt: skip
-    specific = {
-        "addon-updater": [f"--bundle-dir={REPO / 'examples' / 'bundles'}", "--target=apply", "--health-timeout-seconds=5",
-                          "--variables=CLUSTER_DOMAIN=cluster.local,DNS_SERVICE_IP=10.0.0.10"],
-        "uso-runner": ["--workers=16"],
-        "node-tainter": [f"--taint-key={TAINT_KEY}"],
-        "leader-watchdog": [
-            # The simulated masters are Node objects; the fixture's one real apiserver is not one of them,
-            # so the apiserver-identity check is left out here (the tests cover it).
-            "--checks=leaders,endpoints,heartbeats", "--heartbeat-stale-seconds=10", "--evaluate-interval-seconds=1",
-        ],
-        "upgrade-readiness": ["--evaluate-interval-seconds=5"],
-    }  # fmt: skip
-    return common + specific[name]
+    return common + [flag.format(repo=REPO) for flag in registry.find(name).demo_flags]
 
 
 @contextlib.contextmanager

@@ -85,7 +85,6 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
             watch.Stream(resources.NODES), lambda obj: logic.node_view(obj, policy=self.policy)
         )
         self.plan: logic.Plan | None = None
-        self.in_flight: set[str] = set()
         self.reported: set[tuple[str, logic.Taint | None]] = set()  # dry-run changes already logged
         self.last_error = ""
         self._slots = asyncio.Semaphore(ctx.config.concurrency)
@@ -106,11 +105,11 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
         if self.ctx.config.once:  # the report shows what was planned; the state and metrics what is now
             await asyncio.gather(*started)
             plan = logic.plan(self.nodes.items.values(), agreed=agreed, policy=self.policy)
-        self.metrics.observe_plan(plan, in_flight=len(self.in_flight))
-        await self.publish(self._status(plan), settled=not self.in_flight)
+        self.metrics.observe_plan(plan, in_flight=len(self.working))
+        await self.publish(self._status(plan), settled=not self.working)
         return reconciler.Synced(
             ok=agreed is not None and not (self.ctx.config.once and self.retries.failing),
-            pace=BUSY_PACE_SECONDS if self.in_flight else None,
+            pace=BUSY_PACE_SECONDS if self.working else None,
         )
 
     def _start(self, agreed: version.Version) -> list[asyncio.Task[None]]:
@@ -119,14 +118,13 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
         assert self.plan is not None
         started = []
         for change in self.plan.changes:
-            if change.node in self.in_flight or not self.retries.ready(change.node):
+            if not self.ready(change.node):
                 continue
             if self.ctx.config.dry_run:
                 if (change.node, change.taint) not in self.reported:
                     self.reported.add((change.node, change.taint))
                     log.info("dry-run: would %s node %s (%s)", change.action, change.node, change.taint)
                 continue
-            self.in_flight.add(change.node)
             work = self._apply(self.nodes.items[change.node], change, agreed=agreed)
             started.append(self.run_item(change.node, work, what=f"{change.action} {change.node}"))
         return started
@@ -142,8 +140,6 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
         except Exception:
             self.metrics.observe_operation(change.action, ok=False)
             raise
-        finally:
-            self.in_flight.discard(change.node)
         self.metrics.observe_conflicts(result.conflicts)
         view = self.nodes.remember(result.node) if result.node is not None else None
         if result.outcome == "applied":
@@ -168,7 +164,7 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
             "synced": True,
             "agreed": agreed is not None,
             "dryRun": self.ctx.config.dry_run,
-            "inFlight": sorted(self.in_flight),
+            "inFlight": sorted(self.working),
             "failed": sorted(self.retries.failing),
             **plan_report(self.plan),
         }
@@ -176,7 +172,7 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
             reason = reconciler.no_agreement(self.ctx)
             return status.Status(reason=reason, last_error=self.last_error, detail=detail)
         adding = sum(1 for c in plan.changes if c.taint is not None)
-        phase = "Tainting" if self.in_flight or plan.changes else "Waiting" if plan.waiting else "Done"
+        phase = "Tainting" if self.working or plan.changes else "Waiting" if plan.waiting else "Done"
         if phase == "Done":
             self.last_error = ""
         return status.Status(

@@ -97,6 +97,7 @@ class Reconciler(Generic[C]):
         self.ctx = ctx
         self._work: asyncio.TaskGroup | None = None
         self.retries: failure.ItemBackoff[str] = failure.ItemBackoff(self.item_retry)
+        self.working: set[str] = set()  # the items whose work is in flight (run_item)
         self.published = status_module.Status()
         self._written: dict[str, str] = {}
         self._state: state.State | None = None
@@ -166,11 +167,18 @@ class Reconciler(Generic[C]):
             task.add_done_callback(lambda _: self.ctx.wake())
         return task
 
+    def ready(self, key: str) -> bool:
+        """Whether item ``key`` may be worked on now: not in flight, not waiting out a failure's backoff."""
+        return key not in self.working and self.retries.ready(key)
+
     def run_item(self, key: str, work: Coroutine[Any, Any, None], *, what: str = "") -> asyncio.Task[None]:
-        """Work on item ``key`` beside the loop; the controller syncs again when it ends. A temporary failure
-        makes the item wait out its backoff (``self.retries.ready(key)`` says when it may be tried again; the
-        skeleton syncs again then), a permanent one stops it, a success forgets its failures; a bug stops the
-        controller. ``what`` names the work in logs and the last error ("taint node w1")."""
+        """Work on item ``key`` beside the loop (it is in ``self.working`` meanwhile; start it only when
+        :meth:`ready`); the controller syncs again when it ends. A temporary failure makes the item wait out
+        its backoff (the skeleton syncs again when it is due), a permanent one stops it, a success forgets its
+        failures; a bug stops the controller. ``what`` names the work in logs and the last error ("taint node
+        w1")."""
+        assert key not in self.working, f"{key} is already in flight"
+        self.working.add(key)
 
         async def attempt() -> None:
             try:
@@ -182,6 +190,8 @@ class Reconciler(Generic[C]):
                 again = "not again until it is reset" if delay is None else f"again in {delay:.1f} s"
                 log.warning("%s: %s failed (%s); %s", self.name, what or key, failure.describe(error), again)
                 return
+            finally:
+                self.working.discard(key)
             self.retries.succeeded(key)
 
         return self.spawn(attempt())

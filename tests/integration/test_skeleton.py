@@ -251,7 +251,7 @@ async def test_items_wait_out_their_own_backoff_and_long_work_reports_to_the_nex
         async def sync(self) -> reconciler.Synced:
             self.syncs += 1
             for key in self.tries:
-                if len(self.tries[key]) < (1 if key == "good" else 3) and self.retries.ready(key):
+                if len(self.tries[key]) < (1 if key == "good" else 3) and self.ready(key):
                     self.run_item(key, self.attempt(key), what=f"try {key}")
             if self.long is not None and not self.long.running:
                 long, self.long = self.long, None

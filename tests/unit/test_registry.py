@@ -68,10 +68,10 @@ def test_run_rejects_an_unknown_name_with_exit_2(capsys: pytest.CaptureFixture[s
 
 
 def test_the_charts_controller_list_is_the_registry() -> None:
-    """kuc.controllerNames (_helpers.tpl) is what the chart ranges over; values.yaml has a section for each."""
-    helpers = (CHART / "templates" / "_helpers.tpl").read_text()
+    """kuc.controllerNames (_registry.tpl) is what the chart ranges over; values.yaml has a section for each."""
+    helpers = (CHART / "templates" / "_registry.tpl").read_text()
     block = re.search(r'define "kuc\.controllerNames" -}}\n(.*?)\n{{- end', helpers, re.DOTALL)
-    assert block, "no kuc.controllerNames in _helpers.tpl"
+    assert block, "no kuc.controllerNames in _registry.tpl"
     assert list(yaml.safe_load(block.group(1)).items()) == [
         (entry.values_key, entry.name) for entry in registry.CONTROLLERS
     ]

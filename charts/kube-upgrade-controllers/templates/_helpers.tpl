@@ -38,22 +38,14 @@ app.kubernetes.io/part-of: kube-upgrade-controllers
 {{- end }}
 {{- end -}}
 
-{{/* The controller keys in a fixed order, with their kebab-case names (= console scripts). */}}
-{{- define "kuc.controllerNames" -}}
-addonUpdater: addon-updater
-usoRunner: uso-runner
-nodeTainter: node-tainter
-leaderWatchdog: leader-watchdog
-upgradeReadiness: upgrade-readiness
-{{- end -}}
-
 {{/* Facts about one controller as YAML: name, fullname, workload (Deployment, DaemonSet, or Combined: in the
      one combined Deployment), serviceAccount, replicas, leaderElect. */}}
 {{- define "kuc.controller" -}}
 {{- $root := .root -}}
 {{- $name := get (include "kuc.controllerNames" . | fromYaml) .key -}}
+{{- $traits := get (include "kuc.controllerTraits" . | fromYaml) .key -}}
 {{- $values := get $root.Values .key -}}
-{{- $daemonSet := and (eq .key "addonUpdater") (eq $values.mode "directory") -}}
+{{- $daemonSet := and $traits.directoryMode (eq $values.mode "directory") -}}
 {{- $combined := and $root.Values.combined.enabled (not $daemonSet) -}}
 {{- $fullname := printf "%s-%s" (include "kuc.fullname" $root) $name -}}
 {{- $replicas := 1 -}}
@@ -64,6 +56,7 @@ workload: {{ ternary "DaemonSet" (ternary "Combined" "Deployment" $combined) $da
 serviceAccount: {{ ternary (include "kuc.combinedName" $root) $fullname $combined }}
 replicas: {{ $replicas }}
 leaderElect: {{ gt (int $replicas) 1 }}
+{{ toYaml $traits }}
 {{- end -}}
 
 {{/* The combined Deployment (combined.enabled): its name, and the controllers that run in it. */}}
@@ -114,18 +107,19 @@ app.kubernetes.io/component: {{ (include "kuc.controller" . | fromYaml).name }}
   "leaderElect" $c.leaderElect
   "metricsBindAddress" (printf ":%d" (int $root.Values.ports.metrics))
   "healthProbeBindAddress" (printf ":%d" (int $root.Values.ports.health)) -}}
-{{- if eq .key "addonUpdater" }}
+{{- if $c.directoryMode }}
 {{- $_ := set $owned "target" $values.mode -}}
 {{- if eq $values.mode "directory" }}
 {{- $_ := set $owned "targetDir" (printf "%s/%s" (trimSuffix "/" $values.directory.hostPath) $values.directory.linkName) -}}
 {{- end }}
-{{- if $values.bundles.image }}
+{{- end }}
+{{- if and (eq $c.bundles "owns") $values.bundles.image }}
 {{- $_ := set $owned "bundleDir" $values.bundles.mountPath -}}
 {{- end }}
-{{- end }}
-{{- /* upgrade-readiness checks the next bundle where addon-updater finds its bundles, as it would. */}}
-{{- if and (eq .key "upgradeReadiness") $root.Values.addonUpdater.enabled }}
-{{- $addon := $root.Values.addonUpdater -}}
+{{- /* A reader of the bundles (upgrade-readiness) looks for them where their owner (addon-updater) finds
+     them, as it would. */}}
+{{- $addon := get $root.Values (include "kuc.bundlesOwner" $root) -}}
+{{- if and (eq $c.bundles "reads") $addon.enabled }}
 {{- $addonConfig := mustMergeOverwrite (deepCopy $root.Values.config) (deepCopy $addon.config) -}}
 {{- $_ := set $owned "bundleSource" (default "directory" $addonConfig.bundleSource) -}}
 {{- $_ := set $owned "bundleSelection" (default "exact" $addonConfig.selection) -}}
@@ -176,7 +170,7 @@ labels:
      the Lease. create cannot be limited to a name, so it stays in this namespace. */}}
 {{- define "kuc.namespaceRules" -}}
 {{- $c := include "kuc.controller" . | fromYaml -}}
-{{- if ne .key "leaderWatchdog" }}
+{{- if $c.writesState }}
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [create]
@@ -185,21 +179,14 @@ labels:
   resourceNames: [{{ include "kuc.stateName" . }}]
   verbs: [get, update, patch]
 {{- end }}
-{{- if and (eq .key "addonUpdater") (include "kuc.addonConfigMaps" .) }}
+{{- $addon := get .root.Values (include "kuc.bundlesOwner" .root) -}}
+{{- if and (include "kuc.addonConfigMaps" .) (or (eq $c.bundles "owns") (and (eq $c.bundles "reads") $addon.enabled)) }}
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, list, watch]
 {{- end }}
-{{- if eq .key "upgradeReadiness" }}
-{{- if and .root.Values.addonUpdater.enabled (include "kuc.addonConfigMaps" .) }}
-- apiGroups: [""]
-  resources: [configmaps]
-  verbs: [get, list, watch]
-{{- end }}
-- apiGroups: [""]
-  resources: [configmaps]
-  resourceNames: [{{ include "kuc.readinessAcks" . }}]
-  verbs: [get, list, watch]
+{{- if $c.namespaceRules }}
+{{- include (printf "kuc.namespaceRules.%s" .key) . | nindent 0 }}
 {{- end }}
 {{- if $c.leaderElect }}
 - apiGroups: [coordination.k8s.io]
@@ -214,7 +201,8 @@ labels:
 
 {{/* Non-empty when addon-updater reads ConfigMaps in its namespace (bundles or variables from ConfigMaps). */}}
 {{- define "kuc.addonConfigMaps" -}}
-{{- $config := mustMergeOverwrite (deepCopy .root.Values.config) (deepCopy .root.Values.addonUpdater.config) -}}
+{{- $owner := get .root.Values (include "kuc.bundlesOwner" .root) -}}
+{{- $config := mustMergeOverwrite (deepCopy .root.Values.config) (deepCopy $owner.config) -}}
 {{- if or (eq (toString $config.bundleSource) "configmap") $config.variablesConfigmap }}true{{ end -}}
 {{- end -}}
 

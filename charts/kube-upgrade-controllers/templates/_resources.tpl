@@ -174,8 +174,8 @@ spec:
 {{- $c := include "kuc.controller" . | fromYaml -}}
 {{- $values := get $root.Values .key -}}
 {{- $directory := eq $c.workload "DaemonSet" -}}
-{{- $addon := $root.Values.addonUpdater -}}
-{{- $bundles := and (or (eq .key "addonUpdater") (and (eq .key "upgradeReadiness") $addon.enabled)) $addon.bundles.image -}}
+{{- $addon := get $root.Values (include "kuc.bundlesOwner" $root) -}}
+{{- $bundles := and (or (eq $c.bundles "owns") (and (eq $c.bundles "reads") $addon.enabled)) $addon.bundles.image -}}
 metadata:
   labels:
     {{- include "kuc.controllerLabels" . | nindent 4 }}

@@ -97,3 +97,12 @@ integration tests run every controller with its chart ServiceAccount's token and
 - nonResourceURLs: [/metrics]
   verbs: [get]
 {{- end -}}
+
+{{/* Namespaced, by name: the admins' acknowledgements ConfigMap (watched with a metadata.name field
+     selector, so resourceNames binds list and watch too). */}}
+{{- define "kuc.namespaceRules.upgradeReadiness" -}}
+- apiGroups: [""]
+  resources: [configmaps]
+  resourceNames: [{{ include "kuc.readinessAcks" . }}]
+  verbs: [get, list, watch]
+{{- end -}}

@@ -124,6 +124,11 @@ bench-agreement: venv fixture ## Benchmark: agreement reaction and memory at 5,0
 bench-uso: venv fixture ## Benchmark: uso-runner vs kubectl get|replace, kube-storage-version-migrator, kube-controller-manager's in-tree migrator, a bare PUT loop
 	$(PY) -m bench.uso
 
+.PHONY: bench-pace
+bench-pace: venv fixture tools ## Benchmark (~1 h): every migration method on 20,000 real rewrites, its rate and a steady other client's p99 vs idle; the table and bench/pace.png
+	e2e/build-tool.sh storage-version-migrator >/dev/null
+	$(PY) -m bench.pace
+
 .PHONY: bench-readiness
 bench-readiness: venv ## Benchmark: one upgrade-readiness evaluation at 5,000 nodes, 1,000 PDBs, 3 apiservers' /metrics
 	$(PY) -m bench.readiness
@@ -140,5 +145,5 @@ bench-combined: venv fixture ## Benchmark: idle RSS of the four controllers as f
 	$(PY) -m bench.combined
 
 .PHONY: bench
-bench: bench-uso bench-apf bench-tainter bench-agreement bench-image bench-combined ## Every benchmark, then bench/README.md: one table, figures next to anchors
+bench: bench-uso bench-apf bench-pace bench-tainter bench-agreement bench-image bench-combined ## Every benchmark, then bench/README.md: one table, figures next to anchors
 	$(PY) -m bench.report

@@ -40,6 +40,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -135,19 +136,30 @@ class OtherClient:
         }
 
 
-def run_uso_as(kubeconfig: pathlib.Path, *, release: str, workers: int) -> dict[str, Any]:
+def run_uso_as(
+    kubeconfig: pathlib.Path,
+    *,
+    release: str,
+    workers: int,
+    resources: str = "configmaps",
+    extra: Sequence[str] = ("--latency-budget=0",),
+) -> dict[str, Any]:
+    """``uso-runner --once`` over ``resources`` as ``kubeconfig``'s ServiceAccount (unpaced unless ``extra``
+    says otherwise): its objects, wall seconds (process start included), run seconds (its own), pacing."""
     result = uso.measured(
         [sys.executable, "-m", "controllers.uso_runner", f"--kubeconfig={kubeconfig}", "--once",
-         f"--namespace={HOME}", f"--release={release}", "--resources=configmaps", "--qps=0",
-         f"--workers={workers}", "--log-format=text"]
+         f"--namespace={HOME}", f"--release={release}", f"--resources={resources}", "--qps=0",
+         f"--workers={workers}", "--log-format=text", *extra]
     )  # fmt: skip
     report = json.loads(result["stdout"].strip().splitlines()[-1]) if result["stdout"].strip() else {}
     objects, seconds = report.get("objectsMigrated", 0), report.get("durationSeconds")
     return {
         "exit": result["exit"],
         "objects": objects,
+        "seconds": result["seconds"],
         "runSeconds": seconds,
         "objectsPerSecond": round(objects / seconds, 1) if objects and seconds else None,
+        **({"pacing": report["pacing"]} if report.get("pacing") else {}),
         **({"stderr": result["stderr"][-800:]} if result["exit"] else {}),
     }
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import statistics
 import sys
 from typing import Any
 
@@ -150,6 +151,52 @@ def combined_rows(data: dict[str, Any]) -> list[Row]:
     ]  # fmt: skip
 
 
+def pace_table(data: dict[str, Any]) -> str:
+    """The Pareto run (bench.pace) as a Markdown table, with its idle figures and the goal's verdict."""
+    summary = data["summary"]
+    idle = summary["idle"]
+    lines = [
+        f"{data['objects']:,} Widgets rewritten by each method (real rewrites: storage version switched before each "
+        f"run), {data['repeats']} runs per point, the other client at {data['otherClient']['ratePerSecond']:g} "
+        f"requests/s; idle (all idle windows pooled): p50 {idle.get('p50Ms')} ms, p99 {idle.get('p99Ms')} ms "
+        f"({idle.get('requests')} requests).",
+        "",
+        "| method | objects/s (median; range) | other client p50 / p99 (runs pooled) | p99 / idle p99 (pooled; "
+        "each run) | apiserver + etcd cores | 1-min load (before → after, each run) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, point in summary["points"].items():
+        runs = [r for r in data["runs"] if r["point"] == name]
+        rate_range = point["objectsPerSecondRange"] or ["—", "—"]
+        cores = statistics.median(r["cpu"]["apiserverEtcdCores"] for r in runs)
+        loads = ", ".join(f"{r['load1'][0]:.1f} → {r['load1'][1]:.1f}" for r in runs)
+        rewritten = "" if point["allRewritten"] else " (**not every object rewritten**)"
+        lines.append(
+            f"| {point['label']}{rewritten} | {point['objectsPerSecond']} ({rate_range[0]}-{rate_range[1]}) | "
+            f"{point['latency'].get('p50Ms')} / {point['latency'].get('p99Ms')} ms | "
+            f"**{point['p99RatioToIdle']}x** ({', '.join(f'{r:g}' for r in point['p99RatioPerRun'])}) | "
+            f"{cores:.2f} | {loads} |"
+        )
+    goal = summary["goal"]
+    lines.append("")
+    if goal.get("met") is None:
+        lines.append(f"Goal: not decided ({goal.get('why') or 'a point is missing'}).")
+    else:
+        checks = goal["checks"]
+        parts = [
+            f"p99 {checks['p99RatioToIdle']['value']}x idle (≤ 1.5x: {_met(checks['p99RatioToIdle']['met'])})"
+        ]
+        for anchor, label in (("intree", "the in-tree migrator"), ("ksvm", "kube-storage-version-migrator")):
+            check = checks[anchor]
+            if check.get("speedup") is not None:
+                parts.append(
+                    f"{check['speedup']}x as fast as {label} at p99 {check['p99Ratio'][0]}x vs its "
+                    f"{check['p99Ratio'][1]}x ({_met(check['met'])})"
+                )
+        lines.append(f"Goal (default budget {data['defaultBudget']:g}): " + "; ".join(parts) + ".")
+    return "\n".join(lines)
+
+
 def render() -> str:
     sections: list[tuple[str, list[Row], str]] = []
     for name, to_rows in (
@@ -186,6 +233,25 @@ def render() -> str:
     for _, rows, _ in sections:
         lines += [f"| {' | '.join(row)} |" for row in rows]
     lines += ["", "Runs: " + "; ".join(context for _, _, context in sections) + "."]
+    pace = _load("pace")
+    if pace is not None:
+        machine = pace["machine"]
+        lines += [
+            "",
+            "## How fast, at what cost to other clients (`make bench-pace`)",
+            "",
+            f"pace.json, {pace['when']}, kube-apiserver {pace['kubeVersion']}, {machine['cpus']} cores"
+            + (
+                " (kube-apiserver and etcd pinned to one core, the clients to the other)"
+                if pace.get("pinned")
+                else ""
+            )
+            + f"; `uptime` before: `{machine['uptimeBefore']}`, after: `{machine['uptimeAfter']}`.",
+            "",
+            pace_table(pace),
+            "",
+            "![migration rate against the other client's p99 / idle p99, each method](pace.png)",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -9,8 +9,9 @@ Everything runs in one go on a fresh local control plane (etcd + kube-apiserver)
    the migration reports Succeeded;
 3b. kube-controller-manager's in-tree migrator (``storagemigration.k8s.io/v1``, GA in 1.37; what
    ``uso-runner --method=builtin|auto`` hands resources to), its client QPS raised the same way;
-4. the write ceiling: a bare concurrent PUT loop (list, then PUT every object back; no checkpoint, no
-   retries, no metrics), as a process of its own with the same client and the same concurrency.
+4. the write ceiling: a bare concurrent PUT loop (list, then PUT every object back, the next page listed
+   while a page's objects are written; no checkpoint, no retries, no metrics, no pacing), as a process of
+   its own with the same client and the same concurrency.
 
 Each method runs as its own process; its peak RSS comes from the kernel (wait4). Then uso-runner runs again
 over ``--rss-objects`` ConfigMaps (default 100,000) for its peak RSS. Prints objects/s, ratios and RSS;
@@ -35,6 +36,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -42,6 +44,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench import report
 from controllers.kube import client, resources
+from controllers.uso_runner.effects import migrate
 from e2e import cluster, controlplane
 
 CM = resources.CONFIGMAPS
@@ -124,7 +127,7 @@ async def ceiling(kubeconfig: str, workers: int) -> None:
             semaphore.release()
 
     tasks: set[asyncio.Task[None]] = set()
-    async for page in kube.list_pages(CM.path(namespace=NAMESPACE), limit=500):
+    async for page in migrate.listed_ahead(kube.list_pages(CM.path(namespace=NAMESPACE), limit=500)):
         for item in page["items"]:
             item["apiVersion"], item["kind"] = "v1", "ConfigMap"
             await semaphore.acquire()
@@ -152,6 +155,7 @@ def run_uso(plane: controlplane.ControlPlane, *, workers: int) -> dict[str, Any]
             f"--release={release}",
             "--resources=configmaps",
             "--qps=0",
+            "--latency-budget=0",  # the fixed-rate figures: --workers writes in flight, unpaced
             f"--workers={workers}",
             "--log-format=text",
         ]
@@ -180,11 +184,13 @@ def run_script(plane: controlplane.ControlPlane) -> dict[str, Any]:
     return result
 
 
-async def run_migrator(plane: controlplane.ControlPlane, kube: client.Kube) -> dict[str, Any]:
-    try:
-        binary = controlplane.tool_path("storage-version-migrator")
-    except subprocess.CalledProcessError as error:
-        return {"skipped": f"could not build kube-storage-version-migrator: exit {error.returncode}"}
+def ksvm_binary() -> pathlib.Path:
+    """kube-storage-version-migrator's migrator (built from the Go module proxy and cached)."""
+    return controlplane.tool_path("storage-version-migrator")
+
+
+async def install_ksvm_crd(kube: client.Kube) -> None:
+    """kube-storage-version-migrator's own StorageVersionMigration CRD (migration.k8s.io/v1alpha1), served."""
     version = controlplane.read_versions()["SVM_VERSION"]
     gomodcache = await asyncio.to_thread(subprocess.check_output, ["go", "env", "GOMODCACHE"], text=True)
     manifest = (
@@ -200,44 +206,75 @@ async def run_migrator(plane: controlplane.ControlPlane, kube: client.Kube) -> d
     for _ in range(300):
         try:
             await kube.get(SVM.path())
-            break
+            return
         except client.ApiError:
             await asyncio.sleep(0.2)
+
+
+def start_ksvm(plane: controlplane.ControlPlane, *, stderr: Any) -> subprocess.Popen[bytes]:
+    """The migrator, its client QPS raised out of the way (defaults 5/10 would throttle it), so that its
+    design (one object at a time) is what is measured."""
+    return subprocess.Popen(
+        [str(ksvm_binary()), f"--kubeconfig={plane.kubeconfig}", *KSVM_FLAGS],
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+    )
+
+
+KSVM_FLAGS = ("--kube-api-qps=100000", "--kube-api-burst=100000")
+INTREE_FLAGS = ("--kube-api-qps=100000", "--kube-api-burst=100000")
+INTREE = resources.Resource("storagemigration.k8s.io", "v1", "storageversionmigrations", namespaced=False)
+
+
+def svm_verdict(svm: client.JSON) -> str | None:
+    """``Succeeded`` or ``Failed`` once a StorageVersionMigration (either API) ended, None before. The in-tree
+    one turns Running off only after it set a CRD's storedVersions; kube-storage-version-migrator replaces
+    Running with its verdict."""
+    conditions = {c.get("type"): c.get("status") for c in (svm.get("status") or {}).get("conditions") or []}
+    if conditions.get("Running") == "True":
+        return None
+    return next((v for v in ("Succeeded", "Failed") if conditions.get(v) == "True"), None)
+
+
+async def migrate_by_svm(
+    kube: client.Kube,
+    svms: resources.Resource,
+    target: client.JSON,
+    *,
+    alive: Callable[[], bool] = lambda: True,
+    limit_seconds: float = 3600,
+) -> tuple[float, str]:
+    """Create a StorageVersionMigration of ``target`` (its spec.resource) and follow it to its end: the
+    seconds from its creation, and ``Succeeded``, ``Failed`` or ``timeout`` (after ``limit_seconds``, or when
+    ``alive`` fails)."""
+    started = time.monotonic()
+    name = f"bench-{uuid.uuid4().hex[:6]}"
+    await kube.create(
+        svms.path(),
+        {"apiVersion": svms.api_version, "kind": "StorageVersionMigration", "metadata": {"name": name},
+         "spec": {"resource": target}},
+    )  # fmt: skip
+    while time.monotonic() - started < limit_seconds and alive():
+        if verdict := svm_verdict(await kube.get(svms.path(name=name))):
+            return time.monotonic() - started, verdict
+        await asyncio.sleep(0.2)
+    return time.monotonic() - started, "timeout"
+
+
+async def run_migrator(plane: controlplane.ControlPlane, kube: client.Kube) -> dict[str, Any]:
+    try:
+        ksvm_binary()
+    except subprocess.CalledProcessError as error:
+        return {"skipped": f"could not build kube-storage-version-migrator: exit {error.returncode}"}
+    await install_ksvm_crd(kube)
     with tempfile.TemporaryFile() as stderr_file:
-        process = subprocess.Popen(  # noqa: ASYNC220 - the RSS watcher needs the Popen object
-            [
-                str(binary),
-                f"--kubeconfig={plane.kubeconfig}",
-                "--kube-api-qps=100000",
-                "--kube-api-burst=100000",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=stderr_file,
-        )
+        process = start_ksvm(plane, stderr=stderr_file)
         watcher = asyncio.create_task(asyncio.to_thread(wait_watching_rss, process))
         try:
             await asyncio.sleep(2)  # let it start its informers before the clock starts
             puts_before = await asyncio.to_thread(configmap_puts, plane)
-            started = time.monotonic()
-            name = f"bench-{uuid.uuid4().hex[:6]}"
-            await kube.create(
-                SVM.path(),
-                {
-                    "apiVersion": "migration.k8s.io/v1alpha1",
-                    "kind": "StorageVersionMigration",
-                    "metadata": {"name": name},
-                    "spec": {"resource": {"group": "", "version": "v1", "resource": "configmaps"}},
-                },
-            )
-            outcome = "timeout"
-            while time.monotonic() - started < 3600 and process.poll() is None:
-                status = (await kube.get(SVM.path(name=name))).get("status") or {}
-                conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
-                if conditions.get("Succeeded") == "True" or conditions.get("Failed") == "True":
-                    outcome = "Succeeded" if conditions.get("Succeeded") == "True" else "Failed"
-                    break
-                await asyncio.sleep(0.2)
-            seconds = time.monotonic() - started
+            target = {"group": "", "version": "v1", "resource": "configmaps"}
+            seconds, outcome = await migrate_by_svm(kube, SVM, target, alive=lambda: process.poll() is None)
         finally:
             peak = peak_rss_mib(process.pid)
             process.terminate()
@@ -252,7 +289,7 @@ async def run_migrator(plane: controlplane.ControlPlane, kube: client.Kube) -> d
         "outcome": outcome,
         "objects": objects,
         "peakRssMiB": peak,
-        "flags": "--kube-api-qps=100000 --kube-api-burst=100000 (defaults 5/10 would throttle it)",
+        "flags": " ".join(KSVM_FLAGS) + " (defaults 5/10 would throttle it)",
         "stderr": stderr if outcome != "Succeeded" else "",
     }
 
@@ -263,35 +300,12 @@ async def run_intree(plane: controlplane.ControlPlane, kube: client.Kube) -> dic
     Its client QPS is raised from the default 20 (as the migrator's above), so that what is measured is its
     design: one merge PATCH per object, in sequence."""
     try:
-        plane.start_controller_manager(flags=["--kube-api-qps=100000", "--kube-api-burst=100000"])
+        plane.start_controller_manager(flags=INTREE_FLAGS)
     except subprocess.CalledProcessError as error:
         return {"skipped": f"could not build kube-controller-manager: exit {error.returncode}"}
-    svms = resources.Resource("storagemigration.k8s.io", "v1", "storageversionmigrations", namespaced=False)
     try:
         patches_before = await asyncio.to_thread(configmap_writes, plane, verb="PATCH")
-        started = time.monotonic()
-        name = f"bench-{uuid.uuid4().hex[:6]}"
-        await kube.create(
-            svms.path(),
-            {
-                "apiVersion": "storagemigration.k8s.io/v1",
-                "kind": "StorageVersionMigration",
-                "metadata": {"name": name},
-                "spec": {"resource": {"group": "", "resource": "configmaps"}},
-            },
-        )
-        outcome = "timeout"
-        while time.monotonic() - started < 3600:
-            status = (await kube.get(svms.path(name=name))).get("status") or {}
-            conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
-            if conditions.get("Running") != "True" and "True" in (
-                conditions.get("Succeeded"),
-                conditions.get("Failed"),
-            ):
-                outcome = "Succeeded" if conditions.get("Succeeded") == "True" else "Failed"
-                break
-            await asyncio.sleep(0.2)
-        seconds = time.monotonic() - started
+        seconds, outcome = await migrate_by_svm(kube, INTREE, {"group": "", "resource": "configmaps"})
         peak = peak_rss_mib(plane.controller_manager.pid) if plane.controller_manager else None
     finally:
         plane.stop_controller_manager()
@@ -301,7 +315,7 @@ async def run_intree(plane: controlplane.ControlPlane, kube: client.Kube) -> dic
         "outcome": outcome,
         "objects": objects,
         "peakRssMiB": peak,  # kube-controller-manager's, with its garbage collector's informers
-        "flags": "--kube-api-qps=100000 --kube-api-burst=100000 (default 20/30 would throttle it)",
+        "flags": " ".join(INTREE_FLAGS) + " (default 20/30 would throttle it)",
     }
 
 
@@ -312,9 +326,15 @@ def configmap_puts(plane: controlplane.ControlPlane) -> int:
 
 def configmap_writes(plane: controlplane.ControlPlane, *, verb: str) -> int:
     """ConfigMap requests of ``verb`` the apiserver answered with 200, by its own count."""
+    return apiserver_writes(plane, verb=verb, resource="configmaps")
+
+
+def apiserver_writes(plane: controlplane.ControlPlane, *, verb: str, resource: str, group: str = "") -> int:
+    """Requests of ``verb`` on ``resource`` (of ``group``) the apiserver answered with 200, by its own count
+    (``apiserver_request_total``)."""
     with urllib.request.urlopen(f"{plane.server}/metrics", context=plane.admin_tls(), timeout=60) as response:
         text = response.read().decode()
-    wanted = {"verb": verb, "resource": "configmaps", "code": "200", "subresource": ""}
+    wanted = {"verb": verb, "group": group, "resource": resource, "code": "200", "subresource": ""}
     return int(
         sum(
             sample.value

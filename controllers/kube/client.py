@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
@@ -245,7 +245,7 @@ class Kube:
         start: str = "",
         policy: retry.Policy = retry.THROTTLED,
         on_error: Callable[[retry.Reason, BaseException], None] | None = None,
-    ) -> AsyncIterator[JSON]:
+    ) -> AsyncGenerator[JSON]:
         """Every page of a list (limit/continue), from the continue token ``start`` when given; ``policy``
         retries one page's request, so a retried page continues where the list was. On 410 for an expired
         continue token, resume from the token the 410 carries (``inconsistent`` continue), or restart the

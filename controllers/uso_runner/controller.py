@@ -26,6 +26,12 @@ NAME = "uso-runner"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 
 
+def _budget(value: float) -> str | None:
+    return (
+        None if value == 0 or value > 1 else "must be 0 (off) or more than 1 (a multiple of the idle latency)"
+    )
+
+
 def _resource_names(values: tuple[str, ...]) -> str | None:
     bad = [v for v in values if not v or " " in v or v.startswith(".")]
     return f"not resource names (plural or plural.group): {bad}" if bad else None
@@ -51,8 +57,16 @@ class UsoRunnerConfig(config.BaseConfig):
         16, "Object writes in flight at once, across all resources.", check=config.positive
     )
     resource_workers: int = config.option(4, "Resources migrated at the same time.", check=config.positive)
+    latency_budget: float = config.option(
+        1.5,
+        "Self-pacing: object writes may take up to this many times their idle latency (learned before the "
+        "run and every 30 s); the writes in flight (at most --workers) follow it. 0: off (--workers always).",
+        check=_budget,
+    )
     qps: float = config.option(
-        200.0, "Client-side limit of object writes per second (0: no limit).", check=config.non_negative
+        0.0,
+        "Client-side limit of object writes per second (0: none; the pacing decides).",
+        check=config.non_negative,
     )
     page_size: int = config.option(500, "Objects per list page.", check=config.positive)
     max_retries: int = config.option(
@@ -124,6 +138,7 @@ class Report:
     stored_versions: dict[str, str] = dataclasses.field(default_factory=dict)
     method: str = "rewrite"
     duration_seconds: float = 0.0
+    pacing: dict[str, float | int] | None = None  # the rewrite's pacer at the end (None: nothing rewritten)
 
     @property
     def ok(self) -> bool:
@@ -144,6 +159,7 @@ class Report:
             "skipped": [{"resource": name, "why": why} for name, why in self.skipped],
             "storedVersions": self.stored_versions,
             "durationSeconds": round(self.duration_seconds, 3),
+            **({"pacing": self.pacing} if self.pacing is not None else {}),
         }
 
 
@@ -318,6 +334,8 @@ class _Run:
             dry_run=cfg.dry_run,
             gate=self.gate if self.guarded else None,
             bookmarks=self,
+            latency_budget=cfg.latency_budget,
+            announce=self._backed_off,
         )
         self.method: migrate.Migrator | builtin_module.Builtin = self.rewrite
         if self.choice.method == "builtin":
@@ -377,6 +395,8 @@ class _Run:
 
         await asyncio.gather(*(one(res) for res in self.plan.migrate))
         self.report.duration_seconds = time.monotonic() - started
+        if any(not r.delegated_to for r in self.report.results) and not cfg.dry_run:
+            self.report.pacing = self.rewrite.pacing_report()
         await self._conclude()
         return self.report
 
@@ -416,6 +436,10 @@ class _Run:
         await self.ctx.event("RewriteFallbackDisabled", note[:1024], action="Migrate", warning=True)
         result.error = note
         return result
+
+    async def _backed_off(self, note: str) -> None:
+        """The pacer backed off hard (at most once a minute): an Event says so."""
+        await self.ctx.event("MigrationBackedOff", note, action="Migrate")
 
     async def _fall_back(
         self, res: discovery.ApiResource, *, stalled: str, reason: logic.Stall = "not_picked_up"

@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
@@ -554,3 +556,202 @@ def stale_migrations(items: Iterable[Mapping[str, object]], *, target: str) -> l
         if finished and annotations.get(ANNOTATION_TARGET) != target and metadata.get("name"):
             stale.append(str(metadata["name"]))
     return sorted(stale)
+
+
+# --- self-pacing (--latency-budget): how many object writes a migration keeps in flight ---------------------
+#
+# A migration competes with the cluster's other clients for the apiserver (on a CPU-bound apiserver, each
+# write in flight makes every other request slower). The Pacer holds its own writes' latency within
+# ``budget`` times their idle latency, after TCP Vegas and Netflix's concurrency-limits (Gradient2):
+#
+# - **learn**: before pacing, writes go one at a time; the median latency of ``probe_samples`` of them (the
+#   very first write, which opens the connection, left out) is the *idle latency*: a write alone, the
+#   apiserver's cost of one write plus the network, with whatever else the cluster does at the time;
+# - **pace**: every window (``min_window`` writes, or as many as the limit, all started at the current limit)
+#   compares the window's latency with the budget: a quarter of its writes above ``hard_factor`` times it (or a
+#   write throttled: 429, 5xx, a dropped connection) halves the limit at once (a *hard* back-off); a median
+#   above the budget shrinks it in proportion (latency grows with concurrency on a busy apiserver); below it,
+#   the limit grows by one while one more write in flight would still fit the budget (slow probing), doubling
+#   at first (slow start) while far below it; never above ``ceiling`` (``--workers``), never below 1;
+# - **re-learn**: every ``relearn_seconds`` the idle latency is measured again the same way (writes drain to
+#   one in flight for ``probe_samples`` writes, then the limit goes back): the cluster's other load changes.
+#   The idle latency is the lower of the last two measurements, so that one taken during a burst of the
+#   cluster's other load does not loosen the budget (a lasting change is followed at the second).
+#
+# Decided from what the caller reports (latencies, the clock): no I/O, no time source of its own.
+
+PacePhase = Literal["learn", "pace", "relearn", "off"]
+PaceWhy = Literal["learned", "relearn", "relearned", "slow_start", "up", "over_budget", "hard", "throttled"]
+# The changes that lower the limit because of the apiserver (counted: uso_runner_pacing_backoffs_total).
+PACE_BACKOFFS: tuple[PaceWhy, ...] = ("over_budget", "hard", "throttled")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PaceSettings:
+    """``budget``: the allowed latency as a multiple of the idle latency (0: no pacing, ``ceiling`` always)."""
+
+    budget: float
+    ceiling: int
+    probe_samples: int = 10
+    min_window: int = 16
+    hard_factor: float = 2.0
+    relearn_seconds: float = 30.0
+    announce_seconds: float = 60.0  # a hard back-off is announced (Event) at most this often
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PaceChange:
+    """The limit moved from ``before`` to ``after`` because of ``why``; ``announce``: a hard back-off to tell
+    (log at warning level, Event), rate-limited to one per ``announce_seconds``."""
+
+    before: int
+    after: int
+    why: PaceWhy
+    latency: float  # the window's median latency (s) that decided it (0 for a throttled write)
+    idle: float  # the idle latency it was compared with (s)
+    announce: bool = False
+
+    def describe(self, *, budget: float) -> str:
+        """One line for the log or an Event."""
+        if self.why == "throttled":
+            cause = "a write was throttled or failed (429, 5xx or a dropped connection)"
+        else:
+            ratio = self.latency / self.idle if self.idle else 0.0
+            cause = (
+                f"write latency {self.latency * 1000:.1f} ms is {ratio:.1f}x the idle "
+                f"{self.idle * 1000:.1f} ms (budget {budget:g}x)"
+            )
+        return f"{cause}: writes in flight {self.before} -> {self.after}"
+
+
+@dataclasses.dataclass
+class Pacer:
+    """The current limit of writes in flight (:attr:`limit`), moved by what the caller reports: each answered
+    write's latency (:meth:`observe`) and each throttled one (:meth:`throttled`). A write reports the
+    :attr:`epoch` it started in: a write started before the last change says nothing about the new limit."""
+
+    settings: PaceSettings
+    now: float  # when the pacer was made (the clock of every later call)
+    limit: int = dataclasses.field(init=False)
+    phase: PacePhase = dataclasses.field(init=False)
+    epoch: int = 0
+    idle: float = 0.0  # the idle latency learned (s); 0 before it is
+    latency: float = 0.0  # the last window's median latency (s)
+    _window: list[float] = dataclasses.field(default_factory=list)
+    _probe: list[float] = dataclasses.field(default_factory=list)
+    _measured: float = math.inf  # the last measurement of the idle latency (s)
+    _warm: bool = False  # the first write (a new connection) was seen
+    _slow_start: bool = True
+    _resume: int = 1  # the limit to go back to after re-learning
+    _learned_at: float = 0.0
+    _announced_at: float = -math.inf
+
+    def __post_init__(self) -> None:
+        if self.settings.budget:
+            self.limit, self.phase = 1, "learn"
+        else:
+            self.limit, self.phase = self.settings.ceiling, "off"
+
+    @property
+    def target(self) -> float:
+        """The latency (s) the pacer holds writes under (0 until the idle latency is learned)."""
+        return self.idle * self.settings.budget
+
+    def observe(self, *, latency: float, epoch: int, alone: bool, now: float) -> PaceChange | None:
+        """A write started in ``epoch`` was answered after ``latency`` s; ``alone``: no other write of this
+        migration was in flight while it ran. The change of limit it brings, if any."""
+        if epoch != self.epoch or latency < 0 or not math.isfinite(latency):
+            return None
+        if self.phase == "off":
+            self._window_off(latency)
+            return None
+        if self.phase in ("learn", "relearn"):
+            return self._learn(latency, alone=alone, now=now)
+        if now - self._learned_at >= self.settings.relearn_seconds:
+            return self._set(1, "relearn", latency=latency, now=now, phase="relearn", resume=self.limit)
+        self._window.append(latency)
+        if len(self._window) < max(self.settings.min_window, self.limit):
+            return None
+        window = sorted(self._window)
+        self._window.clear()
+        self.latency = statistics.median(window)
+        return self._decide(slow=window[len(window) * 3 // 4], now=now)
+
+    def throttled(self, *, epoch: int, now: float) -> PaceChange | None:
+        """A write started in ``epoch`` was throttled or failed transiently: back off hard (once per epoch)."""
+        if self.phase in ("off", "learn", "relearn") or epoch != self.epoch:
+            return None
+        return self._set(max(1, self.limit // 2), "throttled", latency=0.0, now=now)
+
+    def _window_off(self, latency: float) -> None:
+        """Unpaced: only the observed latency is kept (for the metric)."""
+        self._window.append(latency)
+        if len(self._window) >= max(self.settings.min_window, self.limit):
+            self.latency = statistics.median(self._window)
+            self._window.clear()
+
+    def _learn(self, latency: float, *, alone: bool, now: float) -> PaceChange | None:
+        if not alone:  # one still in flight from before: the probe starts once the writes drained to one
+            return None
+        if not self._warm:  # the first write opened the connection (TLS): not what a write costs
+            self._warm = True
+            return None
+        self._probe.append(latency)
+        if len(self._probe) < self.settings.probe_samples:
+            return None
+        measured = statistics.median(self._probe)
+        self.idle = min(measured, self._measured)
+        self._measured = measured
+        self._probe.clear()
+        self._learned_at = now
+        if self.phase == "relearn":
+            return self._set(self._resume, "relearned", latency=self.idle, now=now, phase="pace")
+        return self._set(1, "learned", latency=self.idle, now=now, phase="pace")
+
+    def _decide(self, *, slow: float, now: float) -> PaceChange | None:
+        """``slow``: the window's upper quartile. A quarter of the writes far over budget (a stall: every write
+        in flight was slow, those after it may not be) is a hard back-off; the median decides the rest."""
+        s, limit, ratio = self.settings, self.limit, self.latency / self.idle
+        if max(ratio, slow / self.idle) >= s.budget * s.hard_factor:
+            return self._set(max(1, limit // 2), "hard", latency=max(self.latency, slow), now=now)
+        if ratio > s.budget:
+            self._slow_start = False
+            shrunk = max(1, min(limit - 1, math.floor(limit * s.budget / ratio)))
+            return self._set(shrunk, "over_budget", latency=self.latency, now=now)
+        headroom = 1 + (s.budget - 1) / 2  # far enough below the budget to grow whatever the slope
+        if self._slow_start and ratio <= 1 + (s.budget - 1) / 4:
+            return self._set(min(s.ceiling, limit * 2), "slow_start", latency=self.latency, now=now)
+        self._slow_start = False
+        # One more write in flight makes each take about (limit + 1) / limit as long where latency grows
+        # with concurrency: grow only when that still fits (or when the latency is well below the budget).
+        if ratio <= headroom or ratio * (limit + 1) / limit <= s.budget:
+            return self._set(min(s.ceiling, limit + 1), "up", latency=self.latency, now=now)
+        return None
+
+    def _set(
+        self,
+        limit: int,
+        why: PaceWhy,
+        *,
+        latency: float,
+        now: float,
+        phase: PacePhase | None = None,
+        resume: int | None = None,
+    ) -> PaceChange | None:
+        before = self.limit
+        if phase is not None:
+            self.phase = phase
+        if resume is not None:
+            self._resume = resume
+        self._window.clear()
+        if limit == before and phase is None:
+            return None
+        self.limit = limit
+        self.epoch += 1
+        hard = why in ("hard", "throttled")
+        announce = hard and now - self._announced_at >= self.settings.announce_seconds
+        if announce:
+            self._announced_at = now
+        return PaceChange(
+            before=before, after=limit, why=why, latency=latency, idle=self.idle, announce=announce
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import prometheus_client
 
 from controllers.runtime import metrics
+from controllers.uso_runner import logic
 
 OUTCOMES = ("migrated", "conflict", "not_found")
 # The reasons (kube.retry.classify) a failed request can have here: conflicts and 404s end a rewrite.
@@ -65,6 +66,30 @@ class Metrics:
         )
         for reason in REFUSED_FALLBACKS:
             self.fallbacks_refused.labels(reason)
+
+        self.pacing_concurrency = gauge(
+            "pacing_concurrency",
+            "Object writes the migration may have in flight now: the pacer's limit (--workers when pacing is off).",
+        )
+        self.pacing_latency = gauge(
+            "pacing_latency_seconds", "Median latency of the migration's last window of object writes."
+        )
+        self.pacing_idle_latency = gauge(
+            "pacing_idle_latency_seconds",
+            "The object writes' idle latency the pacer learned (a write alone; 0 before it is, or unpaced).",
+        )
+        self.pacing_budget = gauge(
+            "pacing_latency_budget_ratio",
+            "--latency-budget: the object writes' latency allowed, as a multiple of their idle latency (0: off).",
+        )
+        self.pacing_backoffs = counter(
+            "pacing_backoffs_total",
+            "Times the pacer lowered the writes in flight: over_budget (latency above the budget), hard (far "
+            "above it: halved), throttled (a 429, 5xx or dropped connection: halved).",
+            "reason",
+        )
+        for why in logic.PACE_BACKOFFS:
+            self.pacing_backoffs.labels(why)
         for outcome in BUILTIN_OUTCOMES:
             self.builtin_outcomes.labels(outcome)
         for stall in BUILTIN_OUTCOMES[2:]:
@@ -95,6 +120,15 @@ class Metrics:
         self.resources.labels("pending").set(pending)
         self.resources.labels("done").set(done)
         self.resources.labels("failed").set(failed)
+
+    def observe_pacing(self, *, budget: float, limit: int, latency: float, idle: float) -> None:
+        self.pacing_budget.set(budget)
+        self.pacing_concurrency.set(limit)
+        self.pacing_latency.set(latency)
+        self.pacing_idle_latency.set(idle)
+
+    def observe_backoff(self, reason: str) -> None:
+        self.pacing_backoffs.labels(reason).inc()
 
     def observe_run_started(self) -> None:
         self.in_progress.set(1)

@@ -28,6 +28,8 @@ def test_defaults() -> None:
     assert (cfg.workers, cfg.resource_workers, cfg.page_size, cfg.max_retries) == (16, 4, 500, 5)
     assert cfg.method == cfg.migration_method == "rewrite" and not cfg.use_builtin
     assert (cfg.builtin_pickup_seconds, cfg.builtin_timeout_seconds) == (60, 3600)
+    # Paced by default, with no fixed rate on top: the pacing decides how fast.
+    assert (cfg.latency_budget, cfg.qps) == (1.5, 0)
 
 
 def test_flags_and_environment() -> None:
@@ -40,6 +42,8 @@ def test_flags_and_environment() -> None:
     builtin = load(["--method=builtin"], {"USO_RUNNER_BUILTIN_TIMEOUT_SECONDS": "90"})
     assert builtin.migration_method == "builtin" and builtin.builtin_timeout_seconds == 90
     assert load([], {"USO_RUNNER_METHOD": "auto"}).migration_method == "auto"
+    assert load(["--latency-budget=0"]).latency_budget == 0  # off: --workers always
+    assert load([], {"USO_RUNNER_LATENCY_BUDGET": "1.25"}).latency_budget == 1.25
     # The deprecated flag still works for one release: it means --method=builtin.
     deprecated = load(["--use-builtin"])
     assert deprecated.use_builtin and deprecated.migration_method == "builtin"
@@ -61,6 +65,9 @@ def test_flags_and_environment() -> None:
         ["--page-size=0"],
         ["--resources=.bad"],
         ["--builtin-timeout-seconds=0"],
+        ["--latency-budget=1"],  # writes can never be faster than alone: a budget must be above 1
+        ["--latency-budget=0.5"],
+        ["--latency-budget=-1"],
     ],
 )
 def test_bad_values_are_config_errors(argv: list[str]) -> None:
@@ -82,6 +89,13 @@ def test_metrics_are_preinitialised_and_bounded() -> None:
     )
     observed.observe_run_started()
     assert registry.get_sample_value("uso_runner_run_in_progress") == 1
+    for reason in ("over_budget", "hard", "throttled"):
+        assert registry.get_sample_value("uso_runner_pacing_backoffs_total", {"reason": reason}) == 0
+    observed.observe_pacing(budget=1.5, limit=6, latency=0.012, idle=0.008)
+    assert registry.get_sample_value("uso_runner_pacing_concurrency") == 6
+    assert registry.get_sample_value("uso_runner_pacing_latency_budget_ratio") == 1.5
+    assert registry.get_sample_value("uso_runner_pacing_latency_seconds") == 0.012
+    assert registry.get_sample_value("uso_runner_pacing_idle_latency_seconds") == 0.008
     observed.observe_paused(True)
     observed.observe_builtin(running=2)
     assert registry.get_sample_value("uso_runner_run_paused") == 1

@@ -8,6 +8,8 @@ an object only when its encoding changes: the answer keeps the resourceVersion r
 done. Transient failures are retried (``kube.retry``), then counted as failed.
 With ``bookmarks``, the continue token after which every object was rewritten is handed over as the list
 goes, and a list starts from the one saved earlier (a new leader goes on where the last one was).
+Writes in flight are bounded by a :class:`Window` whose limit the pacer (``logic.Pacer``) moves with
+the writes' latency (``--latency-budget``; a fixed ``workers`` when pacing is off).
 Nothing here logs object contents: errors are logged by status and reason only (a 422 message may quote
 field values).
 """
@@ -17,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
-from typing import ClassVar, Literal, Protocol
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any, ClassVar, Literal, Protocol
 
 import prometheus_client
 
@@ -30,6 +33,7 @@ from controllers.uso_runner import metrics as metrics_module
 log = logging.getLogger(__name__)
 
 PageHook = Callable[[JSON], Awaitable[None]]
+Announce = Callable[[str], Coroutine[Any, Any, None]]
 # PUTs of one object that may meet a 409 (each followed by a read) before the object fails: a 409 every
 # time means a writer changes it faster than a read and a write take.
 CONFLICT_TRIES = 5
@@ -48,9 +52,69 @@ class Bookmarks(Protocol):
     async def reached(self, group_resource: str, token: str) -> None: ...
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ticket:
+    """One write's place in the window: the pacer's epoch when it started, and whether it runs alone."""
+
+    epoch: int
+    alone: bool
+
+
+class Window:
+    """The writes in flight, at most the pacer's limit: :meth:`acquire` before a write (waits for room),
+    :meth:`answered` or :meth:`throttled` as it goes, :meth:`release` when it is over. Every change of limit
+    goes to ``on_change``."""
+
+    def __init__(self, pacer: logic.Pacer, *, on_change: Callable[[logic.PaceChange | None], None]) -> None:
+        self.pacer = pacer
+        self.in_flight = 0
+        self._on_change = on_change
+        self._waiters: list[asyncio.Future[None]] = []
+
+    async def acquire(self) -> Ticket:
+        while self.in_flight >= self.pacer.limit:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        self.in_flight += 1
+        # With a limit of one nothing else starts until this write is over: it runs alone.
+        return Ticket(epoch=self.pacer.epoch, alone=self.in_flight == 1 and self.pacer.limit == 1)
+
+    def answered(self, ticket: Ticket, *, latency: float) -> None:
+        """The apiserver answered the write (2xx, or a 4xx such as 409) after ``latency`` s."""
+        change = self.pacer.observe(
+            latency=latency, epoch=ticket.epoch, alone=ticket.alone, now=time.monotonic()
+        )
+        self._changed(change)
+
+    def throttled(self, ticket: Ticket) -> None:
+        """The write was throttled or failed transiently (429, 5xx, a dropped connection)."""
+        self._changed(self.pacer.throttled(epoch=ticket.epoch, now=time.monotonic()))
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        self._wake()
+
+    def _changed(self, change: logic.PaceChange | None) -> None:
+        self._on_change(change)
+        if change is not None:
+            self._wake()
+
+    def _wake(self) -> None:
+        room = self.pacer.limit - self.in_flight
+        for waiter in self._waiters[: max(0, room)]:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
 @dataclasses.dataclass
 class Migrator:
-    """Rewrites objects with at most ``workers`` PUTs in flight across every resource it migrates."""
+    """Rewrites objects with at most ``workers`` PUTs in flight across every resource it migrates, fewer when
+    ``latency_budget`` (a multiple of the writes' idle latency; 0: off) paces them."""
 
     kube: Kube
     metrics: metrics_module.Metrics
@@ -62,15 +126,61 @@ class Migrator:
     on_page: PageHook | None = None  # test seam: awaited after each page is listed
     gate: Gate | None = None  # awaited before each write: may wait, or raise Stop
     bookmarks: Bookmarks | None = None  # resume a list part-way, and record how far it got
+    latency_budget: float = 0.0
+    announce: Announce | None = None  # awaited (beside the writes) with what a hard back-off says
 
     def __post_init__(self) -> None:
-        self._slots = asyncio.Semaphore(self.workers)
+        settings = logic.PaceSettings(budget=self.latency_budget, ceiling=self.workers)
+        self.pacer = logic.Pacer(settings, now=time.monotonic())
+        self.hard_backoffs = 0
+        self._window = Window(self.pacer, on_change=self._paced)
+        self._announcing: set[asyncio.Task[None]] = set()
+        self.metrics.observe_pacing(budget=self.latency_budget, limit=self.pacer.limit, latency=0.0, idle=0.0)
         self._limiter = RateLimiter(qps=self.qps)
         self._policy = retry.Policy(base=0.2, cap=5.0, attempts=self.max_retries)
 
     def _count(self, reason: retry.Reason, _: BaseException) -> None:
         if reason not in ("conflict", "not_found"):  # those are how a rewrite ends, not errors
             self.metrics.observe_error(reason)
+
+    def _paced(self, change: logic.PaceChange | None) -> None:
+        """After each answered write: the pacer's figures to the metrics; a change of limit to the log, and
+        a hard back-off to the counters (and, at most once a minute, to a warning and an Event)."""
+        pacer = self.pacer
+        self.metrics.observe_pacing(
+            budget=self.latency_budget, limit=pacer.limit, latency=pacer.latency, idle=pacer.idle
+        )
+        if change is None:
+            return
+        budget = self.latency_budget
+        if change.why in logic.PACE_BACKOFFS:
+            self.metrics.observe_backoff(change.why)
+        if change.why in ("hard", "throttled"):
+            self.hard_backoffs += 1
+        if change.announce:
+            note = f"backing off hard: {change.describe(budget=budget)}"
+            log.warning("pacing: %s", note)
+            if self.announce is not None:
+                task = asyncio.create_task(self.announce(note))
+                self._announcing.add(task)
+                task.add_done_callback(self._announcing.discard)
+        elif change.why == "learned":
+            log.info(
+                "pacing: idle write latency %.1f ms; writes may take up to %.1f ms (budget %gx)",
+                change.idle * 1000, pacer.target * 1000, budget,
+            )  # fmt: skip
+        else:
+            log.debug("pacing: %s (%s)", change.describe(budget=budget), change.why)
+
+    def pacing_report(self) -> dict[str, float | int]:
+        """What the pacer ended with, for the run's report."""
+        return {
+            "latencyBudget": self.latency_budget,
+            "idleLatencySeconds": round(self.pacer.idle, 4),
+            "latencySeconds": round(self.pacer.latency, 4),
+            "concurrency": self.pacer.limit,
+            "hardBackoffs": self.hard_backoffs,
+        }
 
     name: ClassVar[str] = "rewrite"
 
@@ -112,7 +222,7 @@ class Migrator:
             pages = self.kube.list_pages(
                 resource.path(), limit=self.page_size, start=start, policy=self._policy, on_error=self._count
             )
-            async for page in pages:
+            async for page in listed_ahead(pages):
                 api_version = str(page.get("apiVersion") or resource.api_version)
                 kind = str(page.get("kind") or "").removesuffix("List")
                 items = page.get("items") or []
@@ -130,8 +240,8 @@ class Migrator:
                     item.setdefault("kind", kind)
                     if self.gate is not None:
                         await self.gate()
-                    await self._slots.acquire()
-                    task = asyncio.create_task(self._put(resource, item, result, counters))
+                    ticket = await self._window.acquire()
+                    task = asyncio.create_task(self._put(resource, item, result, counters, ticket))
                     in_flight.add(task)
                     task.add_done_callback(self._done(in_flight, ledger=ledger, page=index))
                 # A failed object keeps the bookmark where it is: a resumed list must come back to it.
@@ -147,7 +257,7 @@ class Migrator:
         def release(task: asyncio.Task[None]) -> None:
             in_flight.discard(task)
             ledger.done(page)
-            self._slots.release()
+            self._window.release()
 
         return release
 
@@ -157,11 +267,12 @@ class Migrator:
         item: JSON,
         result: logic.ResourceResult,
         counters: dict[str, prometheus_client.Counter],
+        ticket: Ticket,
     ) -> None:
         metadata = item.get("metadata") or {}
         path = resource.path(namespace=metadata.get("namespace"), name=str(metadata.get("name") or ""))
         try:
-            outcome = await self._rewrite(path, item)
+            outcome = await self._rewrite(path, item, ticket)
         except Exception as error:
             reason = retry.classify(error)
             if reason == "not_found":
@@ -182,7 +293,7 @@ class Migrator:
             result.migrated += 1
         counters[outcome].inc()
 
-    async def _rewrite(self, path: str, item: JSON) -> Literal["migrated", "conflict"]:
+    async def _rewrite(self, path: str, item: JSON, ticket: Ticket) -> Literal["migrated", "conflict"]:
         """PUT ``item`` back; after a 409, read the object again and PUT what was read: ``conflict`` when that
         write changed nothing (the resourceVersion read comes back: it was stored at the new version
         already), else ``migrated``. Raises what the last try met (a 409 after CONFLICT_TRIES)."""
@@ -190,9 +301,7 @@ class Migrator:
         for tries in range(1, CONFLICT_TRIES + 1):
             await self._limiter.acquire()
             try:
-                answer = await self.kube.request(
-                    "PUT", path, body=body, policy=self._policy, on_error=self._count
-                )
+                answer = await self._timed_put(path, body, ticket)
             except ApiError as error:
                 if not error.conflict or tries == CONFLICT_TRIES:
                     raise
@@ -202,6 +311,44 @@ class Migrator:
             unchanged = reread and _resource_version(answer) == _resource_version(body)
             return "conflict" if unchanged else "migrated"
         raise AssertionError("unreachable: the last try returns or raises")
+
+    async def _timed_put(self, path: str, body: JSON, ticket: Ticket) -> JSON:
+        """One PUT (its transient failures retried), its latency reported to the window when it was
+        answered at the first try, or its throttling when it was not."""
+        troubled = False
+
+        def noted(reason: retry.Reason, error: BaseException) -> None:
+            nonlocal troubled
+            self._count(reason, error)
+            if reason in retry.TRANSIENT:
+                troubled = True
+                self._window.throttled(ticket)
+
+        started = time.monotonic()
+        try:
+            answer = await self.kube.request("PUT", path, body=body, policy=self._policy, on_error=noted)
+        except ApiError:
+            if not troubled:
+                self._window.answered(ticket, latency=time.monotonic() - started)
+            raise
+        if not troubled:
+            self._window.answered(ticket, latency=time.monotonic() - started)
+        return answer
+
+
+async def listed_ahead(pages: AsyncGenerator[JSON]) -> AsyncIterator[JSON]:
+    """Each page of ``pages`` while the next one is being listed: the writes of a page do not wait for the
+    next list request (which would leave the window empty while it is answered)."""
+    upcoming: asyncio.Task[JSON | None] = asyncio.create_task(anext(pages, None))
+    try:
+        while (page := await upcoming) is not None:
+            upcoming = asyncio.create_task(anext(pages, None))
+            yield page
+    finally:
+        if not upcoming.done():
+            upcoming.cancel()
+            await asyncio.gather(upcoming, return_exceptions=True)
+        await pages.aclose()
 
 
 def _resource_version(obj: JSON) -> str:

@@ -82,6 +82,14 @@ test: venv fixture tools image lint ## Everything: lint, unit tests, integration
 generate: venv ## Write every list that names the controllers from the registry: console scripts and import-linter contracts (pyproject.toml), the chart's controller list and traits (_registry.tpl), values.schema.json's sections (make test checks they are current)
 	$(PY) -m tests.registry_files
 
+.PHONY: release-delta
+release-delta: venv ## Regenerate the release delta (controllers/release_delta/data) from each minor's newest release, 1.33 on (Go; the go command's module proxy)
+	$(PY) -m hack.release_delta generate
+
+.PHONY: verify-delta
+verify-delta: venv ## Read the releases the committed release delta names again and check that it regenerates byte for byte
+	$(PY) -m hack.release_delta verify
+
 .PHONY: unit
 unit: venv ## Only the pure unit tests (no control plane)
 	$(VENV)/bin/pytest tests/unit

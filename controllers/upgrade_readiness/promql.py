@@ -1,0 +1,174 @@
+"""Which metric names a PromQL expression selects (pure; the expression is untrusted input).
+
+Not a PromQL parser: a tokenizer and the few rules that tell a metric name from everything else an
+identifier can be in PromQL — function and aggregation names (followed by ``(``, an aggregation also by
+``by``/``without``), keywords (``by``, ``on``, ``offset``, ``and``, ...), label names (inside ``{}`` and in
+the label lists of ``by (...)``, ``on (...)``, ``group_left (...)``), strings and numbers. Selectors by
+``{__name__="x"}`` and the quoted names of ``{"x.y"}`` count too; ``{__name__=~"a|b"}`` counts when the
+regex is a plain alternation of names, and is reported as not understood otherwise (an untrusted regex is
+never run). Never raises; inputs beyond :data:`MAX_EXPRESSION` characters are not read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+MAX_EXPRESSION = 64 * 1024
+AGGREGATIONS = frozenset(
+    [
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "group",
+        "stddev",
+        "stdvar",
+        "count",
+        "count_values",
+        "bottomk",
+        "topk",
+        "quantile",
+        "limitk",
+        "limit_ratio",
+    ]
+)
+LABEL_LISTS = frozenset(("by", "without", "on", "ignoring", "group_left", "group_right"))
+KEYWORDS = frozenset(("bool", "offset", "and", "or", "unless", "atan2", "inf", "nan"))
+_TOKEN = re.compile(
+    r"""
+    (?P<space>\s+|\#[^\n]*)
+  | (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`[^`]*`)
+  | (?P<number>(?:0[xX][0-9a-fA-F_]+|(?:\d[\d_]*\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(?:[a-zA-Z]+\d*)*)
+  | (?P<ident>[a-zA-Z_:][a-zA-Z0-9_:]*)
+  | (?P<op>=~|!~|!=|==|<=|>=|[-+*/%^<>=(){}\[\],@:;|])
+    """,
+    re.VERBOSE,
+)
+_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_QUOTED_NAME = re.compile(r"^[^\x00-\x1f]{1,512}$")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Selection:
+    """The metric names an expression selects, and what could not be read (``problem``; names found
+    before it still count)."""
+
+    names: frozenset[str]
+    problem: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Token:
+    kind: str  # string, number, ident, op
+    text: str
+
+
+def _tokens(expr: str) -> tuple[list[_Token], str]:
+    out: list[_Token] = []
+    at = 0
+    while at < len(expr):
+        match = _TOKEN.match(expr, at)
+        if match is None:
+            return out, f"cannot read {expr[at : at + 20]!r} at character {at}"
+        kind = match.lastgroup or ""
+        if kind != "space":
+            out.append(_Token(kind, match.group()))
+        at = match.end()
+    return out, ""
+
+
+def _unquote(text: str) -> str:
+    body = text[1:-1]
+    if text[0] == "`":
+        return body
+    return re.sub(r"\\(.)", r"\1", body)
+
+
+def metric_names(expr: object) -> Selection:
+    """The metric names ``expr`` selects (see the module's docstring for what counts)."""
+    if not isinstance(expr, str):
+        return Selection(frozenset(), "the expression is not a string")
+    if len(expr) > MAX_EXPRESSION:
+        return Selection(frozenset(), f"the expression is longer than {MAX_EXPRESSION} characters")
+    tokens, problem = _tokens(expr)
+    names: set[str] = set()
+    problems = [problem] if problem else []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        after = tokens[i + 1] if i + 1 < len(tokens) else None
+        if token.kind == "op" and token.text == "{":
+            i = _matchers(tokens, i + 1, names, problems)
+            continue
+        if token.kind == "op" and token.text == "[":  # a range or subquery: durations only
+            i = _closing(tokens, i, "[", "]")
+            continue
+        if token.kind != "ident":
+            i += 1
+            continue
+        word = token.text
+        lower = word.lower()
+        if lower in LABEL_LISTS:
+            has_list = after is not None and after.text == "("
+            i = _closing(tokens, i + 1, "(", ")") if has_list else i + 1  # a list of label names
+            continue
+        if lower in KEYWORDS or (
+            lower in AGGREGATIONS and after is not None and after.text.lower() in LABEL_LISTS
+        ):
+            i += 1
+            continue
+        if after is not None and after.text == "(":  # a function or an aggregation
+            i += 1
+            continue
+        names.add(word)
+        i += 1
+    return Selection(frozenset(names), "; ".join(problems))
+
+
+def _closing(tokens: list[_Token], i: int, opening: str, closing: str) -> int:
+    """The index after the bracket that closes the one at ``i``."""
+    depth = 0
+    while i < len(tokens):
+        if tokens[i].kind == "op":
+            if tokens[i].text == opening:
+                depth += 1
+            elif tokens[i].text == closing:
+                depth -= 1
+                if depth == 0:
+                    return i + 1
+        i += 1
+    return i
+
+
+def _matchers(tokens: list[_Token], i: int, names: set[str], problems: list[str]) -> int:
+    """Reads label matchers up to the closing ``}``; adds the names ``__name__`` matchers select."""
+    while i < len(tokens) and tokens[i].text != "}":
+        token = tokens[i]
+        operator = tokens[i + 1].text if i + 1 < len(tokens) else ""
+        value = tokens[i + 2] if i + 2 < len(tokens) else None
+        matcher = operator in ("=", "!=", "=~", "!~") and value is not None and value.kind == "string"
+        if token.kind in ("ident", "string") and matcher and value is not None:
+            label = _unquote(token.text) if token.kind == "string" else token.text
+            if label == "__name__":
+                _name_matcher(operator, _unquote(value.text), names, problems)
+            i += 3
+            continue
+        if token.kind == "string":  # {"metric.name", ...}: a quoted metric name
+            name = _unquote(token.text)
+            if _QUOTED_NAME.match(name):
+                names.add(name)
+        i += 1
+    return i + 1
+
+
+def _name_matcher(operator: str, value: str, names: set[str], problems: list[str]) -> None:
+    if operator == "=":
+        names.add(value)
+    elif operator == "=~":
+        alternatives = value.split("|")
+        if all(_NAME.match(a) for a in alternatives):
+            names.update(alternatives)
+        else:
+            problems.append(f"a __name__ regex that is not a list of names: {value[:80]!r}")
+    # != and !~ select every other metric: nothing to name

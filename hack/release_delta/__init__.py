@@ -1,0 +1,1 @@
+"""The release delta generator (``make release-delta``, ``make verify-delta``): docs/release-delta.md."""

@@ -1,0 +1,89 @@
+"""The PromQL metric-name extractor: what an alert rule selects, and nothing else; never raises."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from controllers.upgrade_readiness import promql
+
+
+@pytest.mark.parametrize(
+    ("expr", "names"),
+    [
+        ("up", {"up"}),
+        ('apiserver_request_total{verb="LIST", code=~"5.."}', {"apiserver_request_total"}),
+        ("rate(apiserver_request_total[5m])", {"apiserver_request_total"}),
+        ("sum by (job, instance) (rate(a_total[5m])) / ignoring(code) group_left(x) b", {"a_total", "b"}),
+        ("sum(rate(a_total[5m])) by (le)", {"a_total"}),
+        ("SUM BY (le) (a)", {"a"}),
+        (
+            "histogram_quantile(0.99, sum by (le, verb) (rate(apiserver_request_duration_seconds_bucket[5m])))",
+            {"apiserver_request_duration_seconds_bucket"},
+        ),
+        ("a and on(job) b unless c or d", {"a", "b", "c", "d"}),
+        ("a > bool 5", {"a"}),
+        ("a offset 1h30m", {"a"}),
+        ("a @ start()", {"a"}),
+        ("max_over_time(deriv(a[1h:5m])[1d:])", {"a"}),
+        ('label_replace(up, "dst", "$1", "src", "(.*)")', {"up"}),
+        ('count_values("version", build_info)', {"build_info"}),
+        ("topk(5, sum without (pod) (x)) * on() group_right y", {"x", "y"}),
+        ('{__name__="apiserver_storage_objects", resource="pods"}', {"apiserver_storage_objects"}),
+        ('{__name__=~"a_total|b_total"}', {"a_total", "b_total"}),
+        ('{"my.dotted.metric", job="x"}', {"my.dotted.metric"}),
+        ("vector(1) + scalar(a) - 1e3 + 0x1f + Inf + NaN", {"a"}),
+        ('absent(up{job="kubelet"} == 1)  # a comment naming not_a_metric', {"up"}),
+        ("a_total # trailing comment\n + b_total", {"a_total", "b_total"}),
+        ("kube:apiserver:rate5m", {"kube:apiserver:rate5m"}),
+    ],
+)
+def test_names(expr: str, names: set[str]) -> None:
+    selection = promql.metric_names(expr)
+    assert selection.names == names
+    assert selection.problem == ""
+
+
+def test_a_regex_on_the_name_that_is_no_list_of_names_is_reported_not_run() -> None:
+    selection = promql.metric_names('{__name__=~"(a+)+b"} + c')
+    assert selection.names == {"c"}
+    assert "not a list of names" in selection.problem
+
+
+def test_negative_name_matchers_select_nothing_by_name() -> None:
+    assert promql.metric_names('{__name__!="a", job="x"}').names == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("expr", "problem"),
+    [
+        (None, "not a string"),
+        (42, "not a string"),
+        ("x" * (promql.MAX_EXPRESSION + 1), "longer than"),
+        ('up{job="unterminated', "cannot read"),
+        ("up $ 1", "cannot read"),
+    ],
+)
+def test_bad_input_is_a_problem_not_an_exception(expr: object, problem: str) -> None:
+    assert problem in promql.metric_names(expr).problem
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_any_text_is_read_without_an_exception(expr: str) -> None:
+    selection = promql.metric_names(expr)
+    for name in selection.names:
+        assert name in expr or name.replace("\\", "") in expr.replace("\\", "")
+
+
+_PIECES = st.sampled_from(
+    ["sum", "by", "(", ")", "{", "}", "[5m]", "rate", "a_total", "b", ",", "job", "=", '"x"', "=~", "offset",
+     "1h", "on", "group_left", "+", "and", "__name__", "@", "bool", "1", ":", "[", "]"]
+)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_PIECES, max_size=40))
+def test_any_sequence_of_promql_tokens_is_read_without_an_exception(pieces: list[str]) -> None:
+    assert promql.metric_names(" ".join(pieces)).names <= set(pieces)

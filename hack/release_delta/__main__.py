@@ -36,7 +36,8 @@ MODULE = "k8s.io/kubernetes"
 
 
 def _go(*args: str, cwd: pathlib.Path) -> str:
-    env = {**os.environ, "GOWORK": "off", "GO111MODULE": "on"}
+    # GOTOOLCHAIN=auto: a go command older than the scanner's go.mod asks fetches the Go it needs.
+    env = {**os.environ, "GOWORK": "off", "GO111MODULE": "on", "GOTOOLCHAIN": "auto"}
     try:
         done = subprocess.run(["go", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
     except FileNotFoundError:

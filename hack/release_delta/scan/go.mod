@@ -1,3 +1,3 @@
 module kube-upgrade-controllers/hack/release_delta/scan
 
-go 1.24
+go 1.26

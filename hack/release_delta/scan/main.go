@@ -227,7 +227,13 @@ func newLoader(kubeVersion string) (*loader, error) {
 	}
 	ctx := build.Default
 	ctx.GOOS, ctx.GOARCH, ctx.CgoEnabled = "linux", "amd64", false
-	ctx.BuildTags, ctx.ToolTags, ctx.ReleaseTags = nil, nil, build.Default.ReleaseTags
+	ctx.BuildTags, ctx.ToolTags = nil, nil
+	// Every go1.N release tag: files are chosen as the newest Go would choose them, whatever Go runs this
+	// (the output must not depend on the machine that regenerates it).
+	ctx.ReleaseTags = nil
+	for minor := 1; minor <= 99; minor++ {
+		ctx.ReleaseTags = append(ctx.ReleaseTags, fmt.Sprintf("go1.%d", minor))
+	}
 	return &loader{
 		stagingVersion: "v0." + strings.TrimPrefix(kubeVersion, "v1."),
 		staging:        staging,

@@ -13,10 +13,10 @@ import sys
 from collections.abc import Sequence
 
 from controllers import registry
-from controllers.cli import agreement, command, readiness, status
+from controllers.cli import agreement, command, delta, readiness, status
 from controllers.runtime import app, config, exits
 
-COMMANDS: tuple[command.Command, ...] = (readiness.COMMAND, status.COMMAND, agreement.COMMAND)
+COMMANDS: tuple[command.Command, ...] = (readiness.COMMAND, status.COMMAND, agreement.COMMAND, delta.COMMAND)
 PROG = "kube-upgrade-controllers"
 PLUGIN_PROG = "kubectl upgrade"  # the same commands as a kubectl plugin (the kubectl-upgrade script)
 

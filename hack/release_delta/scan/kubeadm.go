@@ -53,8 +53,11 @@ func (l *loader) kubeadm() (Kubeadm, error) {
 	// The versions its scheme registers, less those validateSupportedVersion refuses ("old").
 	registered := map[string]string{}
 	inspect(scheme, func(f *file, n ast.Node) bool {
-		call, ok := n.(*ast.CallExpr)
-		if sel, isSel := call_fun(call, ok); isSel && sel.Sel.Name == "AddToScheme" {
+		if call, ok := n.(*ast.CallExpr); ok && typeName(call.Fun) == "AddToScheme" {
+			sel, _ := call.Fun.(*ast.SelectorExpr)
+			if sel == nil {
+				return true
+			}
 			if target := importPath(f, sel.X); strings.HasPrefix(target, kubeadmApp+"/apis/kubeadm/v") {
 				registered[group+"/"+path.Base(target)] = "served"
 			}
@@ -87,14 +90,6 @@ func (l *loader) kubeadm() (Kubeadm, error) {
 	}
 	k.Gates = l.kubeadmGates(features)
 	return k, nil
-}
-
-func call_fun(call *ast.CallExpr, ok bool) (*ast.SelectorExpr, bool) {
-	if !ok {
-		return nil, false
-	}
-	sel, isSel := call.Fun.(*ast.SelectorExpr)
-	return sel, isSel
 }
 
 // supportMatrix reads the map literals validateSupportedVersion assigns to local names (oldKnownAPIVersions,

@@ -7,11 +7,12 @@
 // The source comes from the go command's configured module proxy (`go mod download`): k8s.io/kubernetes at
 // the version, and its staging modules (k8s.io/api, k8s.io/apiserver, ...) at v0.<minor>.<patch>, each fetched
 // only when a scanned package imports it. Nothing is built: files are selected with go/build's constraints
-// for linux/amd64 without cgo (how the release builds its server binaries) and read with go/parser.
+// for linux/amd64 without cgo (how the release builds its server binaries), read with go/parser and
+// type-checked with go/types.
 //
-// A component is the dependency set of its command (cmd/kube-apiserver, ...): every package reachable by
-// imports inside k8s.io/kubernetes and its staging modules. Third-party modules are not read, so their
-// flags and metrics are not seen (documented in docs/release-delta.md).
+// A component is the code its command (cmd/kube-apiserver, ...) can run: reach.go follows references from
+// main through the type-checked packages of k8s.io/kubernetes and its staging modules. Third-party modules
+// are not read, so their flags and metrics are not seen (docs/release-delta.md).
 package main
 
 import (

@@ -75,7 +75,7 @@ lint: venv ## ruff (lint + format check), mypy --strict, import-linter contracts
 	$(VENV)/bin/hadolint images/Dockerfile images/bundle.Dockerfile
 
 .PHONY: test
-test: venv fixture tools image lint ## Everything: lint, unit tests, integration tests on a real local control plane, the image's checks
+test: venv fixture tools image lint verify-delta ## Everything: lint, the release delta's regeneration check, unit tests, integration tests on a real local control plane, the image's checks
 	$(VENV)/bin/pytest
 
 .PHONY: generate

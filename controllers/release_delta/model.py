@@ -168,7 +168,7 @@ class Delta:
     kubeadm_apis: tuple[KubeadmApi, ...] = ()  # what the target's kubeadm reads
     kubeadm_apis_removed: tuple[str, ...] = ()
     kubeadm_gates_removed: tuple[str, ...] = ()
-    kubeadm_gates_locked: tuple[LockedGate, ...] = ()  # components () : kubeadm's own gates
+    kubeadm_gates_locked: tuple[LockedGate, ...] = ()  # kubeadm's own gates (no components)
     versions: tuple[VersionChange, ...] = ()  # only those that change
 
     @property

@@ -10,7 +10,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controllers.upgrade_readiness import component_settings as cs
+from controllers.upgrade_readiness.checks import component_settings as cs
 
 
 def test_command_line_flags_in_every_spelling() -> None:

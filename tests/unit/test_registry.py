@@ -94,6 +94,7 @@ SHARED = {
     "controllers.runtime",
     "controllers.kube",
     "controllers.bundles",
+    "controllers.release_delta",
 }
 
 

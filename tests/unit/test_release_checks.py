@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from controllers.release_delta import model
-from controllers.upgrade_readiness import component_settings as cs
-from controllers.upgrade_readiness import release_checks as rc
+from controllers.upgrade_readiness.checks import component_settings as cs
+from controllers.upgrade_readiness.checks import next_release as rc
 
 DELTA = model.Delta(
     source=model.Release("v1.36.3"),

@@ -1,8 +1,10 @@
 """The checks that compare the live cluster with the release delta of the target minor (pure).
 
-Each takes the target's :class:`model.Delta` and what the cluster shows (read by
-:mod:`controllers.upgrade_readiness.component_settings` and :mod:`controllers.upgrade_readiness.promql`)
-and returns a :class:`ReleaseVerdict`: findings, each with a severity, and what could not be evaluated.
+Each takes the target's :class:`model.Delta` and what the cluster shows (read by :mod:`.component_settings`
+and :mod:`.promql`) and returns a :class:`ReleaseVerdict`: findings, each with a severity (not every one
+blocks, unlike :class:`interface.Blocker`), and what could not be evaluated. They are not in the check
+table yet: each becomes a ``checks/<name>.py`` with its ``judge`` once its stores (mirror pods, the
+kubeadm-config, kubelet-config and kube-proxy ConfigMaps, PrometheusRules) and their RBAC are wired.
 
 - ``feature-gates``: a gate set on a component that the target removes (the component refuses to start
   on a gate it does not know), or set to the non-default value of a gate the target locks: blocker.
@@ -20,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import Literal, get_args
 
 from controllers.release_delta import model
-from controllers.upgrade_readiness import component_settings, promql
+from controllers.upgrade_readiness.checks import component_settings, promql
 
 ReleaseCheck = Literal[
     "feature-gates", "component-flags", "kubeadm-config", "alert-metrics", "component-versions"

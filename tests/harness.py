@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import pathlib
 import ssl
 import subprocess
 import time
@@ -114,7 +115,9 @@ class Served(NamedTuple):
 
 
 @contextlib.contextmanager
-def serve(*argv: str, env: dict[str, str] | None = None, probe_port: int | None = None) -> Iterator[Served]:
+def serve(
+    *argv: str, env: dict[str, str] | None = None, probe_port: int | None = None, cwd: pathlib.Path | None = None
+) -> Iterator[Served]:
     """A controller process (``argv``) serving on a free localhost port (the probes on ``probe_port`` when
     given); killed at the end, its output then printed (pytest shows it when the test failed)."""
     port = controlplane.free_port()
@@ -131,6 +134,7 @@ def serve(*argv: str, env: dict[str, str] | None = None, probe_port: int | None 
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
+        cwd=cwd,
     )
     try:
         yield Served(process, port)

@@ -116,7 +116,10 @@ class Served(NamedTuple):
 
 @contextlib.contextmanager
 def serve(
-    *argv: str, env: dict[str, str] | None = None, probe_port: int | None = None, cwd: pathlib.Path | None = None
+    *argv: str,
+    env: dict[str, str] | None = None,
+    probe_port: int | None = None,
+    cwd: pathlib.Path | None = None,
 ) -> Iterator[Served]:
     """A controller process (``argv``) serving on a free localhost port (the probes on ``probe_port`` when
     given); killed at the end, its output then printed (pytest shows it when the test failed)."""

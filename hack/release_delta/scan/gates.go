@@ -41,19 +41,11 @@ func (l *loader) gates(d *decl) []Gate {
 		if value != "VersionedSpecs" && value != "FeatureSpec" {
 			return true
 		}
-		for _, elt := range lit.Elts {
-			kv, ok := elt.(*ast.KeyValueExpr)
-			if !ok {
-				continue
-			}
-			name, ok := l.str(p, f, kv.Key)
-			if !ok {
-				continue
-			}
-			gate := Gate{Name: name, Package: p.path}
+		for _, e := range l.entries(p, f, lit) {
+			gate := Gate{Name: e.key, Package: p.path}
 			if value == "FeatureSpec" {
-				gate.Specs = []Spec{l.spec(p, f, kv.Value)}
-			} else if list, ok := kv.Value.(*ast.CompositeLit); ok {
+				gate.Specs = []Spec{l.spec(p, f, e.value)}
+			} else if list, ok := e.value.(*ast.CompositeLit); ok {
 				for _, item := range list.Elts {
 					gate.Specs = append(gate.Specs, l.spec(p, f, item))
 				}

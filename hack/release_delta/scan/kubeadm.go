@@ -113,12 +113,8 @@ func (l *loader) supportMatrix(config *pkg) map[string]map[string]bool {
 					return true
 				}
 				keys := map[string]bool{}
-				for _, elt := range lit.Elts {
-					if kv, ok := elt.(*ast.KeyValueExpr); ok {
-						if key, ok := l.str(config, f, kv.Key); ok {
-							keys[key] = true
-						}
-					}
+				for _, e := range l.entries(config, f, lit) {
+					keys[e.key] = true
 				}
 				lists[name.Name] = keys
 				return true
@@ -135,17 +131,12 @@ func (l *loader) kubeadmGates(features *pkg) []KubeadmGate {
 		if !ok || typeName(lit.Type) != "FeatureList" {
 			return true
 		}
-		for _, elt := range lit.Elts {
-			kv, ok := elt.(*ast.KeyValueExpr)
-			if !ok {
+		for _, e := range l.entries(features, f, lit) {
+			value, isLit := e.value.(*ast.CompositeLit)
+			if !isLit {
 				continue
 			}
-			name, ok := l.str(features, f, kv.Key)
-			value, isLit := kv.Value.(*ast.CompositeLit)
-			if !ok || !isLit {
-				continue
-			}
-			gate := KubeadmGate{Name: name, Spec: Spec{PreRelease: "GA"}}
+			gate := KubeadmGate{Name: e.key, Spec: Spec{PreRelease: "GA"}}
 			for _, field := range value.Elts {
 				key, v := fieldName(field)
 				switch key {

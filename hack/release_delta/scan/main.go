@@ -450,6 +450,25 @@ func unquote(lit string) (string, bool) {
 	return s, err == nil
 }
 
+// entry is an element of a map literal whose key is a constant string.
+type entry struct {
+	key   string
+	value ast.Expr
+}
+
+// entries are the elements of a map literal with a constant string key (the others are left out).
+func (l *loader) entries(p *pkg, f *file, lit *ast.CompositeLit) []entry {
+	var out []entry
+	for _, elt := range lit.Elts {
+		if kv, ok := elt.(*ast.KeyValueExpr); ok {
+			if key, ok := l.str(p, f, kv.Key); ok {
+				out = append(out, entry{key, kv.Value})
+			}
+		}
+	}
+	return out
+}
+
 // fieldName is the key of a keyed composite-literal element ("" when unkeyed).
 func fieldName(e ast.Expr) (string, ast.Expr) {
 	kv, ok := e.(*ast.KeyValueExpr)

@@ -41,6 +41,10 @@ engine: ## Make sure a container engine answers (as root on Debian: installs doc
 image: venv ## Build kube-upgrade-controllers:<chart appVersion> (and :dev) and the example bundle image, offline
 	@UV="$(UV)" e2e/image.sh
 
+.PHONY: dist
+dist: venv tools image ## The release's files in dist/: wheel, sdist, the chart (helm package), the image (docker save), the krew plugin (RELEASE_URL=...)
+	@UV="$(UV)" e2e/dist.sh dist
+
 .PHONY: kind-up
 kind-up: venv image ## A kind cluster here (3 control planes + 2 workers at the old release, built offline) with the suite and a Prometheus stack installed (MONITORING=0: without the stack); writes .kind/env
 	@e2e/kind/cluster.sh up

@@ -20,8 +20,9 @@ BUNDLES = ("bundle_source", "bundle_dir", "bundle_namespace", "bundle_selection"
 
 
 def readiness_view(document: dict[str, Any], *, acknowledgements: str, full: bool) -> output.View:
-    """A verdict line, where the acknowledgements came from, a row per check and a row per finding (the
-    brief view cuts long reasons and shows the first SHOWN findings of each check)."""
+    """A verdict line, where the acknowledgements came from, a row per check, a row per finding (the brief
+    view cuts long reasons and shows the first SHOWN findings of each check), and a row per acknowledgement
+    key with its state (active, expired, other-target, unknown, malformed)."""
     verdict = "Upgradeable" if document["upgradeable"] else "NOT upgradeable"
     lines = (f"{verdict} to {document['target'] or '?'} ({document['targetReason']})", acknowledgements)
 
@@ -37,9 +38,16 @@ def readiness_view(document: dict[str, Any], *, acknowledgements: str, full: boo
         findings += [(check["check"], f["subject"], cut(f["message"])) for f in listed]
         if hidden := len(check["findings"]) - len(listed):
             findings.append((check["check"], f"(+{hidden} more)", "-o wide lists every finding"))
+    acks = tuple(
+        (str(a.get("key", "")), str(a.get("state", "")), str(a.get("until", "")),
+         cut(str(a.get("problem") or a.get("reason") or "")))
+        for a in document.get("acknowledgements") or []
+    )  # fmt: skip
     tables = [output.Table(("CHECK", "STATUS", "FINDINGS", "REASON"), checks)]
     if findings:
         tables.append(output.Table(("CHECK", "SUBJECT", "FINDING"), tuple(findings)))
+    if acks:
+        tables.append(output.Table(("ACKNOWLEDGEMENT", "STATE", "UNTIL", "REASON OR PROBLEM"), acks))
     return output.View(lines=lines, tables=tuple(tables))
 
 

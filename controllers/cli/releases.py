@@ -123,7 +123,7 @@ async def find(
             namespace=chosen.namespace,
             name=name or chosen.acknowledgements,
             prefix=chosen.prefix,
-            found_by=f"release {chosen.name}'s upgrade-readiness config{named}",
+            found_by=f"release {chosen.name}{named}",
         )
     elif release:
         prefix = chart_prefix(release)

@@ -21,6 +21,7 @@ import yaml
 
 from controllers.cli import releases
 from controllers.kube import client, resources
+from controllers.upgrade_readiness import logic
 from e2e import cluster, controlplane
 from tests import chart_tools as ct
 
@@ -244,9 +245,15 @@ async def test_refused_credentials_and_a_missing_permission_are_exit_3(
 # --- the release's acknowledgements -------------------------------------------------------------------------
 
 
-async def acknowledge(kube: client.Kube, *, namespace: str, name: str, check: str) -> None:
-    """Acknowledge ``check`` in the ConfigMap as an admin would (the format is upgrade-readiness's)."""
-    body = {"metadata": {"name": name}, "data": {"acknowledged": check}}
+async def acknowledge(kube: client.Kube, *, namespace: str, name: str, check: str, target: str) -> None:
+    """Acknowledge ``check`` for the ``target`` minor in the ConfigMap, in upgrade-readiness's own format."""
+    parsed = logic.parse_target(target)
+    assert parsed is not None
+    key = logic.ack_key(target=parsed, check=check)
+    body = {
+        "metadata": {"name": name},
+        "data": {key: logic.ack_value(reason="CHG-1: the old node pool goes")},
+    }
     await kube.create(resources.CONFIGMAPS.path(namespace=namespace), body)
 
 
@@ -267,7 +274,7 @@ async def test_readiness_uses_the_acknowledgements_of_the_release_helm_installed
     )  # the chart's name for its objects, as NOTES.txt names the release
     assert await kube.get(resources.CONFIGMAPS.path(namespace=namespace, name=f"{prefix}-upgrade-readiness"))
     acks = f"{prefix}-upgrade-readiness-acks"
-    await acknowledge(kube, namespace=namespace, name=acks, check="kubelet-skew")
+    await acknowledge(kube, namespace=namespace, name=acks, check="kubelet-skew", target="v1.37")
     old = f"{run_label}-old"
     await nodes.create(old, version=OUT_OF_SKEW)
 
@@ -288,13 +295,10 @@ async def test_readiness_uses_the_acknowledgements_of_the_release_helm_installed
         found = {"namespace": namespace, "name": acks, "exists": True}
         assert document["acknowledgementsConfigMap"] == {
             **found,
-            "foundBy": f"release {release}'s upgrade-readiness config",
+            "foundBy": f"release {release}",
         }
     table = await cli(*base[:-2], "--release", release)
-    assert (
-        f"acknowledgements: ConfigMap {namespace}/{acks} (release {release}'s upgrade-readiness config)"
-        in table.out
-    )
+    assert f"acknowledgements: ConfigMap {namespace}/{acks} (release {release})" in table.out
 
     # Named as NOTES prints it, in a namespace without the release: the chart's name there, which is absent.
     empty = f"empty-{suffix}"

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from controllers import cli, registry
-from controllers.cli import command, output, releases
+from controllers.cli import command, output, readiness, releases
 from controllers.kube import client
 from controllers.runtime import app, config, exits
 
@@ -234,3 +234,30 @@ def test_the_charts_prefix_for_a_release_name() -> None:
     assert releases.chart_prefix("kube-upgrade-controllers") == "kube-upgrade-controllers"
     assert releases.chart_prefix("prod-kube-upgrade-controllers-eu") == "prod-kube-upgrade-controllers-eu"
     assert releases.chart_prefix("a-very-long-release-name-x") == "a-very-long-release-name-x-kube-upgrade"
+
+
+def test_the_readiness_table_shows_a_few_findings_per_check_and_every_acknowledgement() -> None:
+    findings = [{"subject": f"Node w{i}", "message": "kubelet v1.33.9 is 4 minors below 1.37 " + "x" * 100}
+                for i in range(readiness.SHOWN + 2)]  # fmt: skip
+    document = {
+        "upgradeable": False, "target": "1.37", "targetReason": "the masters' minor 1.36 + 1",
+        "checks": [{"check": "kubelet-skew", "status": "blocked", "reason": "Node w0: " + "y" * 200,
+                    "findings": findings}],
+        "acknowledgements": [{"key": "ack-1.36-kubelet-skew", "state": "other-target", "until": "",
+                              "reason": "old", "problem": "for 1.36, the target is 1.37"}],
+    }  # fmt: skip
+    brief = output.render(
+        output.Outcome(code=1, document=document, brief=readiness.readiness_view(
+            document, acknowledgements="acknowledgements: here", full=False)), "table"
+    ).splitlines()  # fmt: skip
+    assert brief[:2] == ["NOT upgradeable to 1.37 (the masters' minor 1.36 + 1)", "acknowledgements: here"]
+    assert brief[4].endswith("…") and len(brief[4].split("  ")[-1].strip()) == readiness.REASON_WIDTH
+    assert sum("Node w" in line for line in brief[6:]) == readiness.SHOWN
+    assert "(+2 more)  -o wide lists every finding" in "\n".join(brief)
+    assert brief[-1].split() == ["ack-1.36-kubelet-skew", "other-target", "-", "for", "1.36,", "the", "target",
+                                 "is", "1.37"]  # fmt: skip
+    full = readiness.readiness_view(document, acknowledgements="", full=True)
+    assert (
+        len(full.tables[1].rows) == readiness.SHOWN + 2
+        and full.tables[0].rows[0][3] == "Node w0: " + "y" * 200
+    )

@@ -1,9 +1,9 @@
-"""``make demo``: a simulated control-plane upgrade on a real local control plane, all four controllers reacting.
+"""``make demo``: a simulated control-plane upgrade on a real local control plane, all five controllers reacting.
 
 1. A real etcd + kube-apiserver (built once from the Go module proxy, cached).
 2. 3 masters + 20 workers at v1.35 as Node objects, kept alive by this script (node heartbeat Leases, the
    controller-manager and scheduler leader Leases, the ``default/kubernetes`` endpoints).
-3. The four controllers as real processes with their own flags.
+3. The five controllers (the registry's) as real processes with their own flags.
 4. A rolling master upgrade to v1.36 (add a new master, remove an old one, three times), with a CRD whose
    storage version moves from v1 to v2; then the workers are replaced one by one; then a stale leader.
 5. A timeline as things happen, a summary table, the metrics URLs. Nothing is left running.

@@ -1,1 +1,1 @@
-"""Process plumbing shared by the four controllers: config, logging, metrics/health, leader election."""
+"""Process plumbing shared by every controller: config, logging, metrics/health, leader election."""

@@ -313,9 +313,12 @@ def test_every_alert_is_complete_and_has_a_runbook(tmp_path: pathlib.Path) -> No
         runbook = ct.REPO / "docs" / "runbooks" / f"{rule['alert']}.md"
         assert runbook.is_file(), f"missing {runbook.relative_to(ct.REPO)}"
         assert rule["alert"] in cases, f"no promtool case for {rule['alert']}"
-    # By default no runbook_url: the chart cannot know where its user publishes the runbooks.
+    # By default the runbook's path in the project (the chart cannot know where its user publishes them).
     default = ct.rules_file(tmp_path / "default.yaml")["groups"]
-    assert not [rule for group in default for rule in group["rules"] if "runbook_url" in rule["annotations"]]
+    for rule in (rule for group in default for rule in group["rules"]):
+        assert (ct.REPO / rule["annotations"]["runbook_url"]).is_file(), rule["annotations"]["runbook_url"]
+    empty = ct.rules_file(tmp_path / "empty.yaml", "--set", "prometheusRule.runbookBaseUrl=")["groups"]
+    assert not [rule for group in empty for rule in group["rules"] if "runbook_url" in rule["annotations"]]
 
 
 def test_disabled_alerts_are_left_out(tmp_path: pathlib.Path) -> None:
@@ -350,7 +353,7 @@ def test_promtool_test_fails_when_an_alert_is_broken(tmp_path: pathlib.Path) -> 
 
 
 def exported_samples() -> dict[str, list[dict[str, str]]]:
-    """Every sample the four controllers export at start (their label sets are pre-initialised)."""
+    """Every sample the controllers export at start (their label sets are pre-initialised)."""
     registry = prometheus_client.CollectorRegistry()
 
     def exporter(prefix: str) -> metrics.Exporter:

@@ -32,7 +32,7 @@ CRDS = resources.CRDS
 TAINT_KEY = "upgrade.kube-upgrade-controllers.io/outdated"
 MASTER_VERSION, OLD_VERSION = "v1.36.3", "v1.35.2"
 
-# All four controllers with two replicas (leader election, PDBs), except the watchdog: with one replica it
+# The controllers with two replicas (leader election, PDBs), except the watchdog: with one replica it
 # needs no Lease, so it may write nothing but Events.
 INSTALL_VALUES: dict[str, Any] = {
     "config": {"minMasters": 1, "settleSeconds": 0},

@@ -34,7 +34,7 @@ def test_controller_is_read_from_the_state_name_whatever_the_release() -> None:
     )
     uso = [row for row in rows if row.controller == "uso-runner"]
     assert [(row.namespace, row.phase) for row in uso] == [("a", "done"), ("upgrades", "migrating")]
-    assert rows[-1].controller == "kuc-sample-controller"  # not one of the four: listed last, by its name
+    assert rows[-1].controller == "kuc-sample-controller"  # not a registry name: listed last, by its name
 
 
 def table(rows: list[status.StatusRow], *, full: bool = False) -> str:

@@ -1,14 +1,15 @@
-"""Benchmark: idle memory of the four controllers as four processes, side by side with one combined process.
+"""Benchmark: idle memory of every controller of the registry (five) as separate processes, side by side with one
+combined process.
 
-On a fresh local control plane with 3 agreeing masters and 20 workers, the four controllers run first as
-four processes (their console scripts), then as one ``kube-upgrade-controllers run`` process, with the same
+On a fresh local control plane with 3 agreeing masters and 20 workers, the controllers run first as separate
+processes (their console scripts), then as one ``kube-upgrade-controllers run`` process, with the same
 configuration: the same flags, and each controller's own options in its environment variables. Each setup
 is measured once every controller is ready and has finished its first round (the addon bundle switched,
 the storage migration done, the nodes planned) and has then been idle for ``--idle-seconds``: resident
 memory (VmRSS) and peak (VmHWM) of each process, from /proc.
 
 Besides, what the client saves by not loading kubernetes_asyncio's generated models: the RSS of an
-interpreter that imports the four controllers and connects, with and without ``kubernetes_asyncio.client``
+interpreter that imports every controller and connects, with and without ``kubernetes_asyncio.client``
 imported first (as it was before the client stopped loading the models).
 Writes ``bench/results/combined.json``.
 
@@ -43,7 +44,12 @@ RESULTS = REPO / "bench" / "results" / "combined.json"
 GOAL_MIB = 100.0
 VERSION = "v1.36.1"
 # What each controller's first round leaves in its state ConfigMap (the watchdog keeps none).
-DONE_PHASES = {"addon-updater": "Done", "uso-runner": "Succeeded", "node-tainter": "Done"}
+DONE_PHASES = {
+    "addon-updater": {"Done"},
+    "uso-runner": {"Succeeded"},
+    "node-tainter": {"Done"},
+    "upgrade-readiness": {"Upgradeable", "NotUpgradeable"},
+}
 
 
 def memory_mib(pid: int) -> dict[str, float]:
@@ -103,7 +109,7 @@ def ready(port: int) -> bool:
 
 
 async def first_rounds_done(kube: client.Kube, *, namespace: str, release: str) -> bool:
-    for name, phase in DONE_PHASES.items():
+    for name, phases in DONE_PHASES.items():
         try:
             state = await kube.get(
                 resources.CONFIGMAPS.path(namespace=namespace, name=f"{release}-{name}-state")
@@ -112,7 +118,7 @@ async def first_rounds_done(kube: client.Kube, *, namespace: str, release: str) 
             if error.not_found:
                 return False
             raise
-        if state.get("data", {}).get("phase") != phase:
+        if state.get("data", {}).get("phase") not in phases:
             return False
     return True
 
@@ -139,7 +145,7 @@ async def measure(
 
 
 def connected_mib(kubeconfig: str, *, models: bool) -> float:
-    """RSS of a fresh interpreter that imports the four controllers and connects (``models``: after importing
+    """RSS of a fresh interpreter that imports every controller and connects (``models``: after importing
     kubernetes_asyncio.client as a whole)."""
     code = "; ".join([
         "import asyncio, resource, controllers.registry",
@@ -169,16 +175,16 @@ async def run(idle_seconds: float, workdir: pathlib.Path) -> dict[str, Any]:
                         "--min-masters=3", "--settle-seconds=1", "--log-format=json"]  # fmt: skip
 
             with contextlib.ExitStack() as stack:
-                four = [
+                processes = [
                     (name, *stack.enter_context(
-                        started([str(bin_dir / name), *common("four")], env=env, log=workdir / f"{name}.log")
+                        started([str(bin_dir / name), *common("apart")], env=env, log=workdir / f"{name}.log")
                     ))
                     for name in registry.NAMES
                 ]  # fmt: skip
                 separate = await measure(
-                    kube, four, namespace=namespace, release="four", idle_seconds=idle_seconds
+                    kube, processes, namespace=namespace, release="apart", idle_seconds=idle_seconds
                 )
-            print("four processes:", json.dumps(separate), flush=True)
+            print(f"{len(separate)} processes:", json.dumps(separate), flush=True)
             argv = [str(bin_dir / "kube-upgrade-controllers"), "run", *common("one")]
             with started(argv, env=env, log=workdir / "combined.log") as (process, port):
                 combined = await measure(
@@ -194,18 +200,19 @@ async def run(idle_seconds: float, workdir: pathlib.Path) -> dict[str, Any]:
             "with the generated models": connected_mib(kubeconfig, models=True),
             "without (the client as it is)": connected_mib(kubeconfig, models=False),
         }
-    four_total = round(sum(m["rss"] for m in separate.values()), 1)
+    separate_total = round(sum(m["rss"] for m in separate.values()), 1)
     one = combined["combined"]
     return {
-        "benchmark": "idle memory: four controller processes vs one combined process",
+        "benchmark": "idle memory: one process per controller vs one combined process",
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "kubeApiserver": apiserver,
         "cpus": os.cpu_count(),
         "loadAverage1m": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),
         "idleSeconds": idle_seconds,
-        "fourProcessesMiB": separate,
-        "fourProcessesTotalRssMiB": four_total,
+        "controllers": len(separate),
+        "separateProcessesMiB": separate,
+        "separateProcessesTotalRssMiB": separate_total,
         "combinedMiB": one,
         "importAndConnectRssMiB": imports,
         "goalCombinedRssMiB": GOAL_MIB,
@@ -226,9 +233,10 @@ def main(argv: list[str] | None = None) -> int:
         result = asyncio.run(run(args.idle_seconds, pathlib.Path(workdir)))
     report.save(result, path=args.output)
     print()
-    for name, memory in result["fourProcessesMiB"].items():
+    for name, memory in result["separateProcessesMiB"].items():
         print(f"{name:28}{memory['rss']:>8.1f} MiB RSS{memory['peak']:>10.1f} MiB peak")
-    print(f"{'four processes, total':28}{result['fourProcessesTotalRssMiB']:>8.1f} MiB RSS")
+    total = f"{result['controllers']} processes, total"
+    print(f"{total:28}{result['separateProcessesTotalRssMiB']:>8.1f} MiB RSS")
     one = result["combinedMiB"]
     print(f"{'one combined process':28}{one['rss']:>8.1f} MiB RSS{one['peak']:>10.1f} MiB peak")
     print(

@@ -115,14 +115,15 @@ class Reconciler(Generic[C]):
         return self.published.to_json()
 
     async def publish(
-        self, status: status_module.Status, *, settled: bool = True
+        self, status: status_module.Status, *, settled: bool = True, record: bool = True
     ) -> list[status_module.Transition]:
         """Make ``status`` the controller's status: ``/status`` and ``--once`` show it at once; the state
         ConfigMap gets it when it says something new (not before it has a phase; while not ``settled``, in
         the middle of a burst of work, only a new phase is written); an Event is recorded for each condition
         that changed (none for ``--once``, which reports on stdout): on the state ConfigMap before the state is
         written, in order with it; on other objects in the background, so that a slow API never holds the
-        loop. Returns those transitions (for the controller's logs)."""
+        loop. ``record`` False: the controller writes its state ConfigMap itself (uso-runner: its checkpoint
+        changes with it, atomically). Returns those transitions (for the controller's logs)."""
         news = status_module.transitions(self.published.conditions, status.conditions)
         self.published = status
         if news and not self.ctx.config.once:
@@ -135,7 +136,7 @@ class Reconciler(Generic[C]):
                     self._news.put_nowait(each)
             if not self._news.empty() and (self._sender is None or self._sender.done()):
                 self._sender = self.spawn(self._send_news(), wake=False)  # one (again after a restart)
-        if not self.writes_state or not status.phase:
+        if not (record and self.writes_state and status.phase):
             return news
         data = status.state_data()
         if data == self._written or (not settled and data["phase"] == self._written.get("phase")):

@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Coroutine
 from typing import Any, Literal
 
 from controllers.agreement.version import Version
@@ -14,7 +13,7 @@ from controllers.kube import discovery, retry
 from controllers.kube import state as state_module
 from controllers.kube.client import ApiError
 from controllers.runtime import config, context, reconciler
-from controllers.structs import refs
+from controllers.structs import refs, status
 from controllers.uso_runner import logic
 from controllers.uso_runner import metrics as metrics_module
 from controllers.uso_runner.effects import builtin as builtin_module
@@ -173,10 +172,10 @@ class UsoRunner(reconciler.Reconciler[UsoRunnerConfig]):
     def __init__(self, ctx: Ctx) -> None:
         super().__init__(ctx)
         self.metrics = metrics_module.Metrics(ctx.exporter)
-        self.last: dict[str, Any] = {"action": "none", "reason": "no run yet"}
-        # The run in progress (spawned: sync never waits); it ends with its report or what ended it.
-        self._running: asyncio.Task[Report | Exception] | None = None
-        self._running_for: Version | None = None
+        self.published = status.Status(reason="no run yet", detail={"action": "none"})
+        # The run in progress, beside the loop (sync never waits), and the version it runs for.
+        self._run: reconciler.Work[Report] | None = None
+        self._run_for: Version | None = None
         if ctx.config.use_builtin:
             log.warning("--use-builtin is deprecated and goes away in the next release: use --method=builtin")
 
@@ -184,53 +183,56 @@ class UsoRunner(reconciler.Reconciler[UsoRunnerConfig]):
         # A run is spawned beside the loop (sync never waits for it), so liveness bounds sync as usual.
         return reconciler.Wakes(agreement=True)
 
-    def status(self) -> dict[str, Any]:
-        """The last run's report (or why there was none)."""
-        return self.last
-
     async def sync(self) -> reconciler.Synced:
-        """Start (or resume) a migration run for the agreement in force when due, as work beside the loop
-        that wakes it when it ends; a failed run is tried again after ``retrySeconds``. Errors propagate
-        (the skeleton retries with backoff), a run's own when its end is collected here."""
-        if self._running is not None and not self._running.done():
+        """Start (or resume) a migration run for the agreement in force when due, as long work beside the
+        loop (the skeleton's: it wakes the loop when it ends); a failed run is tried again after
+        ``retrySeconds``. Errors propagate (the skeleton retries with backoff), a run's own when the sync
+        after it collects its result."""
+        if self._run is not None and self._run.running:
             return reconciler.Synced()  # the run reads the agreement itself (pause, stop)
         # A run cancelled with an earlier term of leadership is not collected: the checkpoint resumes it.
-        if self._running is not None and not self._running.cancelled():
-            task, ran_for, self._running, self._running_for = self._running, self._running_for, None, None
-            report = task.result()
-            if isinstance(report, Exception):
-                raise report  # the run's own failure: the skeleton retries with backoff
-            self.last = report.as_json()
+        if self._run is not None and not self._run.abandoned:
+            run, ran_for, self._run, self._run_for = self._run, self._run_for, None, None
+            report = run.result()  # raises the run's own failure: the skeleton retries with backoff
+            await self._show(report.as_json(), phase="Succeeded" if report.ok else "Failed")
             current = self.ctx.agreements.current
             if current is not None and current.version == ran_for:
                 return reconciler.Synced(
                     ok=report.ok, again_in=None if report.ok else self.ctx.config.retry_seconds
                 )
             # The agreement moved on during the run (which then paused or stopped): act on it now.
-        self._running = self._running_for = None
+        self._run = self._run_for = None
         agreement = self.ctx.agreements.current
         if agreement is None:
-            self.last = {"action": "none", "reason": reconciler.no_agreement(self.ctx)}
+            await self._show({"action": "none", "reason": reconciler.no_agreement(self.ctx)}, phase="")
             return reconciler.Synced(ok=False)
         once = self.ctx.config.once
         prepared = await self.prepare(agreement.version, follow_agreement=not once)
         if isinstance(prepared, Report):
-            self.last = prepared.as_json()
+            await self._show(prepared.as_json(), phase="Idle")
             return reconciler.Synced()
-        self.last = {
+        progress = {
             "action": prepared.report.action,
             "reason": "run in progress",
             "target": agreement.version.raw,
         }
-        self._running, self._running_for = self.spawn(_outcome(prepared.execute())), agreement.version
+        await self._show(progress, phase="Running")
+        self._run, self._run_for = self.beside(prepared.execute()), agreement.version
         if not once:
             return reconciler.Synced()
-        report = await self._running  # --once: the process exits with the run's verdict
-        self._running = self._running_for = None
-        if isinstance(report, Exception):
-            raise report
-        self.last = report.as_json()
+        run, self._run, self._run_for = self._run, None, None
+        report = await run.wait()  # --once: the process exits with the run's verdict (or what ended it)
+        await self._show(report.as_json(), phase="Succeeded" if report.ok else "Failed")
         return reconciler.Synced(ok=report.ok)
+
+    async def _show(self, report: dict[str, Any], *, phase: str) -> None:
+        """``/status`` and ``--once``: the run's report under the common status (Idle: nothing was due;
+        Running; Succeeded; Failed). Its state ConfigMap is the run's own: the checkpoint changes with it."""
+        own = {key: value for key, value in report.items() if key != "reason"}
+        shown = status.Status(
+            phase=phase, version=report.get("target", ""), reason=report["reason"], detail=own
+        )
+        await self.publish(shown, record=False)
 
     async def reconcile(self, agreed: Version, *, follow_agreement: bool = False) -> Report:
         """Decide against the checkpoint; run (or resume) a migration when due, to its end (tests)."""
@@ -293,15 +295,6 @@ class UsoRunner(reconciler.Reconciler[UsoRunnerConfig]):
             guarded=agreed if follow_agreement else None,
             choice=choice,
         )
-
-
-async def _outcome(run: Coroutine[Any, Any, Report]) -> Report | Exception:
-    """A spawned run's report, or the exception that ended it, for the next sync to raise: through sync it
-    meets the skeleton's backoff, where a spawned task's failure would stop and restart the controller."""
-    try:
-        return await run
-    except Exception as error:  # not swallowed: sync raises it
-        return error
 
 
 @dataclasses.dataclass

@@ -391,9 +391,14 @@ async def tainted_workers(kube: client.Kube) -> list[str]:
 
 
 async def run_scenario(
-    plane: controlplane.ControlPlane, timeline: Timeline, *, logs: pathlib.Path
+    plane: controlplane.ControlPlane,
+    timeline: Timeline,
+    *,
+    logs: pathlib.Path,
+    started: Callable[[dict[str, Process]], None] | None = None,
 ) -> dict[str, Process]:
-    """The whole story; returns the controller processes (already stopped) for the summary."""
+    """The whole story; returns the controller processes (already stopped) for the summary. ``started`` is
+    told the processes as soon as they run (the README's dashboard picture has a Prometheus scrape them)."""
     async with await client.connect(kubeconfig=str(plane.kubeconfig)) as kube:
         cluster = Cluster(kube)
         await kube.create(resources.NAMESPACES.path(), {"metadata": {"name": "demo"}})
@@ -409,6 +414,8 @@ async def run_scenario(
             f"cluster ready: 3 masters + {WORKERS} workers at {OLD}, {WIDGETS} widgets stored at v1",
         )
         with controllers(plane, widgets_namespace="demo", logs=logs) as procs:
+            if started is not None:
+                started(procs)
             # The nodes and leaders are kept alive beside the story; if that ever stops, the demo stops with
             # its error at once rather than at a later step that waits for healthy heartbeats.
             async with asyncio.TaskGroup() as group:

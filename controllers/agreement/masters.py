@@ -60,7 +60,6 @@ DEFAULT_SETTLE_SECONDS = 30.0
 class Rules:
     min_masters: int = DEFAULT_MIN_MASTERS
     require_ready: bool = True
-    settle_seconds: float = DEFAULT_SETTLE_SECONDS
 
 
 def node_ready(node: Mapping[str, Any]) -> bool:

@@ -67,7 +67,7 @@ class AgreementFeed:
         self.config = config
         self.metrics = metrics
         self.rules = config.agreement_rules
-        self.tracker = masters.Tracker(settle_seconds=self.rules.settle_seconds)
+        self.tracker = masters.Tracker(settle_seconds=config.settle_window)
         self.observation: masters.Observation | None = None
         self.synced = asyncio.Event()  # set once the masters were observed
         self._clock = clock or asyncio.get_running_loop().time
@@ -131,7 +131,9 @@ class AgreementFeed:
         if observation.reason != (self.observation.reason if self.observation else None):
             if observation.agreed:
                 log.info(
-                    "masters agree on %s; settling for %.0f s", observation.version, self.rules.settle_seconds
+                    "masters agree on %s; settling for %.0f s",
+                    observation.version,
+                    self.tracker.settle_seconds,
                 )
             else:
                 log.info("masters do not agree: %s", observation.reason)

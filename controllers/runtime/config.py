@@ -209,8 +209,12 @@ class BaseConfig:
         return masters.Rules(
             min_masters=self.min_masters,
             require_ready=self.require_ready,
-            settle_seconds=0.0 if self.once else self.settle_seconds,
         )
+
+    @property
+    def settle_window(self) -> float:
+        """How long an agreement must hold before it is in force (none for ``--once``: it acts on what is)."""
+        return 0.0 if self.once else self.settle_seconds
 
 
 def _yaml_key(name: str) -> str:

@@ -6,7 +6,7 @@ from controllers.agreement import masters, selector
 from controllers.agreement.version import parse_version
 
 SELECTORS = [selector.parse_selector(text) for text in selector.DEFAULT_MASTER_SELECTORS]
-RULES = masters.Rules(min_masters=3, settle_seconds=30)
+RULES = masters.Rules(min_masters=3)
 
 
 def node(name: str, kubelet: str, *, master: bool = True, ready: bool = True) -> dict[str, Any]:

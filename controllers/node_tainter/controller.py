@@ -61,8 +61,8 @@ class NodeTainterConfig(config.BaseConfig):
     concurrency: int = config.option(16, "Nodes changed in parallel at most.", check=config.positive)
 
     @property
-    def policy(self) -> logic.Policy:
-        return logic.Policy(
+    def policy(self) -> logic.TaintPolicy:
+        return logic.TaintPolicy(
             taint_key=self.taint_key,
             effect=self.taint_effect,
             master_selectors=self.master_selector_list,
@@ -84,7 +84,7 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
         self.nodes = watch.Store(
             watch.Stream(resources.NODES), lambda obj: logic.node_view(obj, policy=self.policy)
         )
-        self.plan: logic.Plan | None = None
+        self.plan: logic.TaintPlan | None = None
         self.reported: set[tuple[str, logic.Taint | None]] = set()  # dry-run changes already logged
         self.last_error = ""
         self._slots = asyncio.Semaphore(ctx.config.concurrency)
@@ -129,7 +129,9 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
             started.append(self.run_item(change.node, work, what=f"{change.action} {change.node}"))
         return started
 
-    async def _apply(self, node: logic.NodeView, change: logic.Change, *, agreed: version.Version) -> None:
+    async def _apply(
+        self, node: logic.TaintableNode, change: logic.Change, *, agreed: version.Version
+    ) -> None:
         """Apply one change with its metrics, logs and Event (an item of the skeleton: a failure waits out
         the node's backoff; a bug stops the controller, restarted by its process)."""
         try:
@@ -150,11 +152,11 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
             # taint does not wait for the last one's Event.
             self.spawn(self._record(view or node, change, why=why), wake=False)
 
-    async def _record(self, node: logic.NodeView, change: logic.Change, *, why: str) -> None:
+    async def _record(self, node: logic.TaintableNode, change: logic.Change, *, why: str) -> None:
         async with self._event_slots:  # the Recorder never fails its caller
             await effects.record(self.ctx.recorder, node, change, why=why)
 
-    def _status(self, plan: logic.Plan) -> status.Status:
+    def _status(self, plan: logic.TaintPlan) -> status.Status:
         """The phase and progress of ``plan`` (what is now); ``/status`` and the ``--once`` report also show
         the plan of this sync, and what is in flight or failed. Nothing is recorded without an agreement;
         progress made while changes are in flight is recorded once they are done (``settled``)."""
@@ -191,7 +193,7 @@ class NodeTainter(reconciler.Reconciler[NodeTainterConfig]):
         )
 
 
-def plan_report(plan: logic.Plan) -> dict[str, Any]:
+def plan_report(plan: logic.TaintPlan) -> dict[str, Any]:
     return {
         "changes": [
             {"node": c.node, "action": c.action, "taint": str(c.taint) if c.taint else ""}

@@ -21,46 +21,51 @@ from controllers.structs import refs
 log = logging.getLogger(__name__)
 
 
-Outcome = Literal["applied", "gone", "moot", "redecided"]
+ChangeOutcome = Literal["applied", "gone", "moot", "redecided"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Result:
+class ChangeResult:
     """``applied``: written; ``gone``: the node was deleted; ``moot``: it already carries what we want;
     ``redecided``: after a conflict the rule wants something else now (the next plan takes it from there)."""
 
-    outcome: Outcome
+    outcome: ChangeOutcome
     conflicts: int = 0
     node: JSON | None = None  # the node as last written or read
 
 
 async def apply_change(
-    kube: Kube, node: logic.NodeView, change: logic.Change, *, agreed: version.Version, policy: logic.Policy
-) -> Result:
+    kube: Kube,
+    node: logic.TaintableNode,
+    change: logic.Change,
+    *,
+    agreed: version.Version,
+    policy: logic.TaintPolicy,
+) -> ChangeResult:
     """Make ``node`` carry ``change.taint`` under our key. Raises ApiError when the apiserver refuses for
     another reason than a conflict, or after too many conflicts in a row (``retry.CONFLICTS``)."""
     path = resources.NODES.path(name=node.name)
     current, conflicts = node, 0
 
-    async def attempt() -> Result:
+    async def attempt() -> ChangeResult:
         nonlocal current
         if conflicts:  # refused with 409: read the node again and decide again on what is there now
             log.debug("node %s changed under us (409); reading it again", node.name)
             obj = await kube.get(path)
             fresh = logic.node_view(obj, policy=policy)
             if fresh is None:
-                return Result("gone", conflicts)
+                return ChangeResult("gone", conflicts)
             current = fresh
             if logic.desired_taint(current, agreed=agreed, policy=policy) != change.taint:
-                return Result("redecided", conflicts, obj)
+                return ChangeResult("redecided", conflicts, obj)
             if logic.change_for(current, change.taint) is None:
-                return Result("moot", conflicts, obj)
+                return ChangeResult("moot", conflicts, obj)
         taints = logic.edit_taints(current.taints, key=policy.taint_key, taint=change.taint)
         body: JSON = {
             "metadata": {"resourceVersion": current.resource_version},
             "spec": {"taints": taints or None},
         }
-        return Result("applied", conflicts, await kube.patch(path, body))
+        return ChangeResult("applied", conflicts, await kube.patch(path, body))
 
     def count(reason: retry.Reason, _: BaseException) -> None:
         nonlocal conflicts
@@ -70,11 +75,13 @@ async def apply_change(
         return await retry.call(attempt, policy=retry.CONFLICTS, on_error=count)
     except ApiError as error:
         if error.not_found:
-            return Result("gone", conflicts)
+            return ChangeResult("gone", conflicts)
         raise
 
 
-async def record(recorder: events.Recorder, node: logic.NodeView, change: logic.Change, *, why: str) -> None:
+async def record(
+    recorder: events.Recorder, node: logic.TaintableNode, change: logic.Change, *, why: str
+) -> None:
     """One Event on the node for each change made."""
     reason = {"taint": "Tainted", "untaint": "Untainted", "update": "TaintUpdated"}[change.action]
     if change.taint is not None:

@@ -21,8 +21,8 @@ from controllers.structs import fields
 DEFAULT_TAINT_KEY = "upgrade.kube-upgrade-controllers.io/outdated"
 Effect = Literal["PreferNoSchedule", "NoSchedule"]
 EFFECTS: tuple[Effect, ...] = get_args(Effect)
-Action = Literal["taint", "untaint", "update"]
-ACTIONS: tuple[Action, ...] = get_args(Action)
+TaintAction = Literal["taint", "untaint", "update"]
+ACTIONS: tuple[TaintAction, ...] = get_args(TaintAction)
 # The version skew policy: a kubelet may be up to 3 minors older than the apiserver, never newer.
 MAX_SKEW_MINORS = 3
 
@@ -45,7 +45,7 @@ class Taint:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Policy:
+class TaintPolicy:
     """What the decision depends on besides the nodes and the agreed version (from the config)."""
 
     taint_key: str = DEFAULT_TAINT_KEY
@@ -56,7 +56,7 @@ class Policy:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class NodeView:
+class TaintableNode:
     """What the decision needs of one Node (built by :func:`node_view` from the API object)."""
 
     name: str
@@ -80,14 +80,14 @@ class Change:
     previous: tuple[Taint, ...]
 
     @property
-    def action(self) -> Action:
+    def action(self) -> TaintAction:
         if self.taint is None:
             return "untaint"
         return "update" if self.previous else "taint"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Plan:
+class TaintPlan:
     agreed: version.Version | None
     changes: tuple[Change, ...] = ()
     outdated: int = 0  # workers below the agreed version (excluded ones included)
@@ -114,7 +114,7 @@ def taint_value(reported: str) -> str:
     return _LABEL_VALUE_BAD.sub("_", reported)[:63].strip("-_.")
 
 
-def node_view(obj: Mapping[str, Any], *, policy: Policy) -> NodeView | None:
+def node_view(obj: Mapping[str, Any], *, policy: TaintPolicy) -> TaintableNode | None:
     """The decision's view of a Node object; None when it has no name (never raises on odd input)."""
     meta = fields.mapping(obj.get("metadata"))
     name = meta.get("name")
@@ -126,7 +126,7 @@ def node_view(obj: Mapping[str, Any], *, policy: Policy) -> NodeView | None:
     reported = str(
         fields.mapping(fields.mapping(obj.get("status")).get("nodeInfo")).get("kubeletVersion") or ""
     )
-    return NodeView(
+    return TaintableNode(
         name=name,
         resource_version=str(meta.get("resourceVersion") or ""),
         uid=str(meta.get("uid") or ""),
@@ -144,33 +144,33 @@ def node_view(obj: Mapping[str, Any], *, policy: Policy) -> NodeView | None:
     )
 
 
-def desired_taint(node: NodeView, *, agreed: version.Version, policy: Policy) -> Taint | None:
+def desired_taint(node: TaintableNode, *, agreed: version.Version, policy: TaintPolicy) -> Taint | None:
     """THE rule: a worker whose kubelet is below the agreed version carries our taint; nothing else does."""
     if node.master or node.excluded or node.version is None or node.version >= agreed:
         return None
     return Taint(key=policy.taint_key, value=taint_value(node.reported), effect=policy.effect)
 
 
-def change_for(node: NodeView, taint: Taint | None) -> Change | None:
+def change_for(node: TaintableNode, taint: Taint | None) -> Change | None:
     """The change that makes ``node`` carry exactly ``taint`` under our key; None when it already does."""
     if node.ours == ((taint,) if taint else ()):
         return None
     return Change(node=node.name, taint=taint, previous=node.ours)
 
 
-def plan(nodes: Iterable[NodeView], *, agreed: version.Version | None, policy: Policy) -> Plan:
+def plan(nodes: Iterable[TaintableNode], *, agreed: version.Version | None, policy: TaintPolicy) -> TaintPlan:
     """Every change needed now, with the NoSchedule cap applied. No agreement: no change."""
     nodes = sorted(nodes, key=lambda n: n.name)
     tainted = sum(1 for n in nodes if n.ours)
     unknown = tuple(n.name for n in nodes if n.version is None)
     if agreed is None:
-        return Plan(agreed=None, tainted=tainted, unknown=unknown)
+        return TaintPlan(agreed=None, tainted=tainted, unknown=unknown)
     desired = {n.name: desired_taint(n, agreed=agreed, policy=policy) for n in nodes}
     waiting = _over_cap(nodes, desired, policy=policy) if policy.effect == "NoSchedule" else set()
     workers = [n for n in nodes if not n.master and n.version is not None]
     behind = [version.minors_behind(newer=agreed, older=n.version) for n in workers if n.version]
     changes = (change_for(n, desired[n.name]) for n in nodes if n.name not in waiting)
-    return Plan(
+    return TaintPlan(
         agreed=agreed,
         changes=tuple(c for c in changes if c is not None),
         outdated=sum(1 for n in workers if n.version is not None and n.version < agreed),
@@ -183,7 +183,9 @@ def plan(nodes: Iterable[NodeView], *, agreed: version.Version | None, policy: P
     )
 
 
-def _over_cap(nodes: Sequence[NodeView], desired: Mapping[str, Taint | None], *, policy: Policy) -> set[str]:
+def _over_cap(
+    nodes: Sequence[TaintableNode], desired: Mapping[str, Taint | None], *, policy: TaintPolicy
+) -> set[str]:
     """The nodes that would newly become unschedulable beyond the cap (oldest kubelet first gets a slot).
 
     Only schedulable (uncordoned) workers count: a cordoned node is unschedulable already. Nodes we hold
@@ -208,7 +210,7 @@ def edit_taints(
     return [*kept, taint.to_json()] if taint else kept
 
 
-def explain(node: NodeView, *, agreed: version.Version) -> str:
+def explain(node: TaintableNode, *, agreed: version.Version) -> str:
     """Why the rule decides as it does for ``node`` (for Events and logs)."""
     if node.master:
         return "masters never carry the taint"

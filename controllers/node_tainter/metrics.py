@@ -52,7 +52,7 @@ class Metrics:
             for outcome in OUTCOMES:
                 self.operations.labels(operation, outcome)
 
-    def observe_plan(self, plan: logic.Plan, *, in_flight: int = 0) -> None:
+    def observe_plan(self, plan: logic.TaintPlan, *, in_flight: int = 0) -> None:
         self.outdated.set(plan.outdated)
         self.tainted.set(plan.tainted)
         self.waiting.set(len(plan.waiting))
@@ -63,7 +63,7 @@ class Metrics:
         if not plan.changes and not in_flight and plan.agreed is not None:
             self.last_reconcile.set_to_current_time()
 
-    def observe_operation(self, action: logic.Action, *, ok: bool) -> None:
+    def observe_operation(self, action: logic.TaintAction, *, ok: bool) -> None:
         self.operations.labels(action, "applied" if ok else "failed").inc()
 
     def observe_conflicts(self, count: int) -> None:

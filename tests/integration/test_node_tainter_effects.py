@@ -9,12 +9,14 @@ from controllers.node_tainter import effects, logic
 from e2e import cluster
 
 NODES = resources.NODES
-POLICY = logic.Policy(master_selectors=(selector.parse_selector("node-role.kubernetes.io/control-plane"),))
+POLICY = logic.TaintPolicy(
+    master_selectors=(selector.parse_selector("node-role.kubernetes.io/control-plane"),)
+)
 AGREED = version.Version(1, 36, 1, raw="v1.36.1")
 THEIRS = {"key": "example.com/theirs", "value": "x", "effect": "NoSchedule"}
 
 
-async def stale_view(kube: client.Kube, nodes: cluster.Nodes, name: str) -> logic.NodeView:
+async def stale_view(kube: client.Kube, nodes: cluster.Nodes, name: str) -> logic.TaintableNode:
     await nodes.create(name, version="v1.35.2")
     view = logic.node_view(await kube.get(NODES.path(name=name)), policy=POLICY)
     assert view is not None

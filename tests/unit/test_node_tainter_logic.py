@@ -11,7 +11,7 @@ from controllers.node_tainter import logic
 
 KEY = logic.DEFAULT_TAINT_KEY
 MASTERS = tuple(selector.parse_selector(s) for s in selector.DEFAULT_MASTER_SELECTORS)
-POLICY = logic.Policy(master_selectors=MASTERS)
+POLICY = logic.TaintPolicy(master_selectors=MASTERS)
 V136 = version.Version(1, 36, 1, raw="v1.36.1")
 
 
@@ -33,7 +33,9 @@ def node_obj(
     }
 
 
-def view(name: str, kubelet: str, *, policy: logic.Policy = POLICY, **kwargs: Any) -> logic.NodeView:
+def view(
+    name: str, kubelet: str, *, policy: logic.TaintPolicy = POLICY, **kwargs: Any
+) -> logic.TaintableNode:
     node = logic.node_view(node_obj(name, kubelet, **kwargs), policy=policy)
     assert node is not None
     return node
@@ -65,7 +67,7 @@ def test_desired_taint_compares_major_minor_patch(kubelet: str, expected: logic.
 
 
 def test_masters_and_excluded_nodes_are_never_tainted() -> None:
-    policy = logic.Policy(master_selectors=MASTERS, exclude=selector.parse_selector("pool=gpu"))
+    policy = logic.TaintPolicy(master_selectors=MASTERS, exclude=selector.parse_selector("pool=gpu"))
     assert logic.desired_taint(view("m", "v1.30.0", master=True), agreed=V136, policy=policy) is None
     legacy = view("k3s", "v1.30.0", labels={"node-role.kubernetes.io/master": "true"})
     assert logic.desired_taint(legacy, agreed=V136, policy=policy) is None
@@ -75,7 +77,7 @@ def test_masters_and_excluded_nodes_are_never_tainted() -> None:
 
 
 def test_effect_and_key_come_from_the_policy() -> None:
-    policy = logic.Policy(taint_key="example.com/old", effect="NoSchedule", master_selectors=MASTERS)
+    policy = logic.TaintPolicy(taint_key="example.com/old", effect="NoSchedule", master_selectors=MASTERS)
     taint = logic.desired_taint(view("w", "v1.35.0", policy=policy), agreed=V136, policy=policy)
     assert taint == logic.Taint("example.com/old", "v1.35.0", "NoSchedule")
     assert taint.to_json() == {"key": "example.com/old", "value": "v1.35.0", "effect": "NoSchedule"}
@@ -193,8 +195,10 @@ def test_change_for_is_none_when_nothing_must_change() -> None:
     assert change == logic.Change(node="w", taint=taint, previous=())
 
 
-def no_schedule(fraction: float) -> logic.Policy:
-    return logic.Policy(effect="NoSchedule", master_selectors=MASTERS, max_unschedulable_fraction=fraction)
+def no_schedule(fraction: float) -> logic.TaintPolicy:
+    return logic.TaintPolicy(
+        effect="NoSchedule", master_selectors=MASTERS, max_unschedulable_fraction=fraction
+    )
 
 
 def test_no_schedule_cap_leaves_the_rest_waiting_oldest_first() -> None:
@@ -231,7 +235,7 @@ def test_no_schedule_cap_zero_taints_nothing_new_but_still_untaints() -> None:
 
 
 def test_prefer_no_schedule_has_no_cap() -> None:
-    policy = logic.Policy(master_selectors=MASTERS, max_unschedulable_fraction=0.0)
+    policy = logic.TaintPolicy(master_selectors=MASTERS, max_unschedulable_fraction=0.0)
     plan = logic.plan([view(f"w{i}", "v1.35.0") for i in range(5)], agreed=V136, policy=policy)
     assert len(plan.changes) == 5 and plan.waiting == ()
 

@@ -25,7 +25,7 @@ MASTERS = tuple(selector.parse_selector(text) for text in selector.DEFAULT_MASTE
 def test_plan_from_any_nodes(
     nodes: list[dict[str, Any]], agreed: str, effect: logic.Effect, fraction: float
 ) -> None:
-    policy = logic.Policy(
+    policy = logic.TaintPolicy(
         master_selectors=MASTERS,
         exclude=selector.parse_selector("exclude"),
         effect=effect,

@@ -87,9 +87,11 @@ class LeaderWatchdogConfig(config.BaseConfig):
     )
 
     @property
-    def rules(self) -> interface.Rules:
+    def rules(self) -> interface.Thresholds:
         """The rules are the options of the same names."""
-        return interface.Rules(**{f.name: getattr(self, f.name) for f in dataclasses.fields(interface.Rules)})
+        return interface.Thresholds(
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(interface.Thresholds)}
+        )
 
 
 class LeaderWatchdog(reconciler.Reconciler[LeaderWatchdogConfig]):

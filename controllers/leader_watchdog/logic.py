@@ -65,7 +65,7 @@ class History:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Transition:
+class HolderChange:
     lease: str
     previous: str
     holder: str
@@ -75,7 +75,7 @@ class Transition:
 class Evaluation:
     findings: tuple[interface.Finding, ...]
     history: History
-    transitions: tuple[Transition, ...]
+    transitions: tuple[HolderChange, ...]
     nodes: interface.NodeHealth
     master_set_changed: bool
 
@@ -90,10 +90,10 @@ class Evaluation:
 
 def transitions(
     previous: Mapping[str, str], leaders: Mapping[str, interface.LeaseRecord | None]
-) -> tuple[Transition, ...]:
+) -> tuple[HolderChange, ...]:
     """Leader Leases whose holder changed since the last evaluation (a first sight is no transition)."""
     return tuple(
-        Transition(lease=key, previous=previous[key], holder=lease.holder)
+        HolderChange(lease=key, previous=previous[key], holder=lease.holder)
         for key, lease in sorted(leaders.items())
         if lease is not None and key in previous and lease.holder != previous[key]
     )
@@ -170,7 +170,7 @@ def upgrade_progress(
 
 
 def evaluate(
-    snapshot: interface.Snapshot, *, now: float, rules: interface.Rules, history: History
+    snapshot: interface.Snapshot, *, now: float, rules: interface.Thresholds, history: History
 ) -> Evaluation:
     """Every enabled check at ``now``; returns the findings and the history for the next evaluation."""
     masters = snapshot.masters

@@ -198,7 +198,7 @@ class UpgradeReadiness(reconciler.Reconciler[UpgradeReadinessConfig]):
     def _stores(self) -> dict[str, watch.Store[Any]]:
         return {"nodes": self.nodes, "crds": self.crds, "pdbs": self.pdbs, "pods": self.pods}
 
-    async def _observe(self, *, target: version.Version, now: float) -> interface.Observed:
+    async def _observe(self, *, target: version.Version, now: float) -> interface.Evidence:
         """What the enabled checks need: their stores, each apiserver's /metrics (read again every evaluation
         interval), the next bundle."""
         cfg, kube, needs = self.cfg, self.ctx.kube, self.needs
@@ -221,7 +221,7 @@ class UpgradeReadiness(reconciler.Reconciler[UpgradeReadinessConfig]):
                 namespace=cfg.namespace,
             )
         held = {key: list(store.items.values()) for key, store in self._stores().items() if key in needs}
-        return interface.Observed(
+        return interface.Evidence(
             target=target,
             now=now,
             nodes=held.get("nodes", []),

@@ -1,7 +1,7 @@
 """upgrade-readiness's decisions: is the cluster ready for the next minor? (pure: no I/O, no clock).
 
 Each check (``checks/``, listed in one table) is a pure function from what the cluster shows to a
-:class:`interface.Verdict`: blockers, and a reason when it could not be evaluated (unknown). The target is
+:class:`interface.Judgement`: blockers, and a reason when it could not be evaluated (unknown). The target is
 chosen here; :func:`judge_acks` reads the admins' acknowledgements (per
 target minor, with an expiry); :func:`evaluate` applies them and ``strict`` and says whether the cluster is
 upgradeable.
@@ -320,7 +320,7 @@ class Report:
 
 
 def evaluate(
-    target: Target, verdicts: Iterable[interface.Verdict], *, acknowledged: frozenset[str], strict: bool
+    target: Target, verdicts: Iterable[interface.Judgement], *, acknowledged: frozenset[str], strict: bool
 ) -> Report:
     """Each check's status: blocked by findings (acknowledged when an active acknowledgement for the target
     waives the check, waived_checks: shown, never hidden), unknown when it could not be evaluated, else pass."""
@@ -341,9 +341,9 @@ def evaluate(
     return Report(target=target, results=tuple(results), strict=strict)
 
 
-def unknown_all(names: Iterable[str], reason: str) -> list[interface.Verdict]:
+def unknown_all(names: Iterable[str], reason: str) -> list[interface.Judgement]:
     """Every check unknown for one reason (no target to judge against)."""
-    return [interface.Verdict(name, unknown=reason) for name in names]
+    return [interface.Judgement(name, unknown=reason) for name in names]
 
 
 def conditions(report: Report) -> tuple[status.Condition, ...]:

@@ -13,7 +13,7 @@ from controllers.leader_watchdog.checks import heartbeats, interface, leaders
 from controllers.structs import refs, status, times
 
 NOW = 1_800_000_000.0
-RULES = interface.Rules(
+RULES = interface.Thresholds(
     heartbeat_stale_seconds=40, outage_window_seconds=300, notready_jump_min=3, notready_jump_fraction=0.1
 )
 SELECTORS = [selector.parse_selector(text) for text in selector.DEFAULT_MASTER_SELECTORS]
@@ -415,7 +415,7 @@ def test_leader_transitions_are_holder_changes() -> None:
     assert [e.transitions for e in evaluations] == [
         (),
         (),
-        (logic.Transition(lease="kube-system/kube-scheduler", previous="m1_a", holder="m1_b"),),
+        (logic.HolderChange(lease="kube-system/kube-scheduler", previous="m1_a", holder="m1_b"),),
     ]
 
 

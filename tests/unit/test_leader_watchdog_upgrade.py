@@ -15,7 +15,7 @@ from controllers.leader_watchdog.checks import interface
 from controllers.runtime import metrics as runtime_metrics
 
 T0 = 1_800_000_000.0
-RULES = interface.Rules()
+RULES = interface.Thresholds()
 
 
 def master(name: str, version: str) -> interface.NodeRecord:

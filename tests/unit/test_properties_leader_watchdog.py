@@ -48,8 +48,8 @@ def test_evaluate_any_snapshot(
         endpoint_ips=interface.service_endpoint_ips(interface.endpoint_slice_ips(raw) for raw in slices),
         agreed_version=agreed,
     )
-    first = logic.evaluate(snapshot, now=now, rules=interface.Rules(), history=logic.History())
-    second = logic.evaluate(snapshot, now=now + later, rules=interface.Rules(), history=first.history)
+    first = logic.evaluate(snapshot, now=now, rules=interface.Thresholds(), history=logic.History())
+    second = logic.evaluate(snapshot, now=now + later, rules=interface.Thresholds(), history=first.history)
     if leader is None:
         assert any(f.check == "leader-missing" for f in first.findings)
     for evaluation, moment in ((first, now), (second, now + later)):

@@ -16,7 +16,7 @@ def node_health(
     nodes: Iterable[interface.NodeRecord],
     heartbeats: Mapping[str, interface.LeaseRecord],
     *,
-    rules: interface.Rules,
+    rules: interface.Thresholds,
     now: float,
 ) -> interface.NodeHealth:
     """Workers (non-masters) NotReady by their Ready condition or by a heartbeat Lease older than the

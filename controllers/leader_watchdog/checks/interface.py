@@ -199,7 +199,7 @@ class Finding:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Rules:
+class Thresholds:
     # A failover leaves a Lease expired (or released) for a moment: the next candidate takes it at its next
     # retry (every 2 s by default). Only a longer gap is a stale leader.
     leader_failover_seconds: float = 15.0
@@ -228,7 +228,7 @@ class Situation:
 
     snapshot: Snapshot
     now: float
-    rules: Rules
+    rules: Thresholds
     health: NodeHealth
     masters_changed_at: float | None = None
     notready_before_change: int = 0

@@ -6,23 +6,23 @@ from controllers.structs import checking
 from controllers.upgrade_readiness.checks import interface
 
 
-def addon_bundle(probe: interface.BundleProbe) -> interface.Verdict:
+def addon_bundle(probe: interface.BundleProbe) -> interface.Judgement:
     if not probe.chosen:
         message = f"no bundle for {probe.minor} in {probe.source}: addon-updater would change nothing"
-        return interface.Verdict(
+        return interface.Judgement(
             "addon-bundle", (interface.Blocker("addon-bundle", f"bundle {probe.minor}", message),)
         )
     if probe.problem:
         message = f"the bundle {probe.chosen} from {probe.source} is invalid: {probe.problem}"
-        return interface.Verdict(
+        return interface.Judgement(
             "addon-bundle", (interface.Blocker("addon-bundle", f"bundle {probe.chosen}", message),)
         )
-    return interface.Verdict("addon-bundle")
+    return interface.Judgement("addon-bundle")
 
 
-def judge(observed: interface.Observed) -> interface.Verdict:
+def judge(observed: interface.Evidence) -> interface.Judgement:
     if isinstance(observed.bundle, str):
-        return interface.Verdict("addon-bundle", unknown=observed.bundle)
+        return interface.Judgement("addon-bundle", unknown=observed.bundle)
     return addon_bundle(observed.bundle)
 
 

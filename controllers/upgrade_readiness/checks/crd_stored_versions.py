@@ -8,7 +8,7 @@ from controllers.structs import checking
 from controllers.upgrade_readiness.checks import interface
 
 
-def crd_stored_versions(crds: Iterable[interface.CrdView]) -> interface.Verdict:
+def crd_stored_versions(crds: Iterable[interface.CrdView]) -> interface.Judgement:
     """CRDs whose storedVersions list a version no longer served: objects may still be stored at it, and a
     release that drops it cannot read them (uso-runner migrates them and clears the list)."""
     findings = []
@@ -22,10 +22,10 @@ def crd_stored_versions(crds: Iterable[interface.CrdView]) -> interface.Verdict:
             findings.append(
                 interface.Blocker("crd-stored-versions", f"CustomResourceDefinition {crd.name}", message)
             )
-    return interface.Verdict("crd-stored-versions", tuple(findings))
+    return interface.Judgement("crd-stored-versions", tuple(findings))
 
 
-def judge(observed: interface.Observed) -> interface.Verdict:
+def judge(observed: interface.Evidence) -> interface.Judgement:
     return crd_stored_versions(observed.crds)
 
 

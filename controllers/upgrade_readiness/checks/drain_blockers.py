@@ -40,7 +40,7 @@ def nodes_to_drain(nodes: Iterable[interface.NodeView], *, target: Version) -> f
 
 def drain_blockers(
     pdbs: Iterable[interface.PdbView], pods: Iterable[interface.PodView], *, draining: frozenset[str]
-) -> interface.Verdict:
+) -> interface.Judgement:
     """PodDisruptionBudgets allowing no disruption over pods on workers that the upgrade will drain: the
     drain of those workers would wait forever."""
     by_namespace: dict[str, list[interface.PodView]] = {}
@@ -71,10 +71,10 @@ def drain_blockers(
             f"disruptionsAllowed not computed for {interface.shown(uncomputed)} (is kube-controller-manager's "
             "disruption controller running?)"
         )
-    return interface.Verdict("drain-blockers", tuple(findings), unknown)
+    return interface.Judgement("drain-blockers", tuple(findings), unknown)
 
 
-def judge(observed: interface.Observed) -> interface.Verdict:
+def judge(observed: interface.Evidence) -> interface.Judgement:
     draining = nodes_to_drain(observed.nodes, target=observed.target)
     return drain_blockers(observed.pdbs, observed.pods, draining=draining)
 

@@ -1,6 +1,6 @@
 """upgrade-readiness's check interface, pure: what a check is given — the objects its stores hold as typed
 views, each apiserver's deprecated-API metrics, the next bundle as addon-updater's code sees it, all in one
-:class:`Observed` — and what it returns: a :class:`Verdict` of :class:`Blocker` s, and why it could not be
+:class:`Evidence` — and what it returns: a :class:`Judgement` of :class:`Blocker` s, and why it could not be
 (fully) evaluated. The checks are ``checks/*.py``, listed once in ``checks/__init__.py``."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class Blocker:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Verdict:
+class Judgement:
     """One check's result: its blockers, and why it could not be (fully) evaluated."""
 
     check: str
@@ -183,7 +183,7 @@ class BundleProbe:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Observed:
+class Evidence:
     """What the checks are given: the target, the time (the event loop's clock), and what the inputs the enabled
     checks need show now (the others are left empty)."""
 

@@ -13,7 +13,7 @@ from controllers.upgrade_readiness.checks import interface
 MAX_KUBELET_MINORS_BEHIND = 3
 
 
-def kubelet_skew(nodes: Iterable[interface.NodeView], *, target: Version) -> interface.Verdict:
+def kubelet_skew(nodes: Iterable[interface.NodeView], *, target: Version) -> interface.Judgement:
     """Nodes whose kubelet the skew policy leaves out at ``target``: more than 3 minors below it, or newer."""
     findings, unparsed = [], []
     for node in sorted(nodes, key=lambda n: n.name):
@@ -29,10 +29,10 @@ def kubelet_skew(nodes: Iterable[interface.NodeView], *, target: Version) -> int
             continue
         findings.append(interface.Blocker("kubelet-skew", f"Node {node.name}", why))
     unknown = f"unparseable kubelet version on {interface.shown(unparsed)}" if unparsed else ""
-    return interface.Verdict("kubelet-skew", tuple(findings), unknown)
+    return interface.Judgement("kubelet-skew", tuple(findings), unknown)
 
 
-def judge(observed: interface.Observed) -> interface.Verdict:
+def judge(observed: interface.Evidence) -> interface.Judgement:
     return kubelet_skew(observed.nodes, target=observed.target)
 
 

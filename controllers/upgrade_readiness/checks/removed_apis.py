@@ -54,7 +54,7 @@ def removed_apis(
     target: Version,
     window_seconds: float,
     now: float,
-) -> interface.Verdict:
+) -> interface.Judgement:
     """APIs removed at or before ``target`` that clients requested within the window, per group/version/
     resource across the apiservers (with the request rate last seen)."""
     used: dict[interface.Gvr, tuple[str, list[str], float | None]] = {}
@@ -80,10 +80,10 @@ def removed_apis(
         findings.append(interface.Blocker("removed-apis", subject, message))
     failed = [f"{s.address}: {s.error}" for s in samples if s.error]
     unknown = "; ".join(failed) if failed else ("" if samples else "no apiserver to read /metrics from")
-    return interface.Verdict("removed-apis", tuple(findings), unknown)
+    return interface.Judgement("removed-apis", tuple(findings), unknown)
 
 
-def judge(observed: interface.Observed) -> interface.Verdict:
+def judge(observed: interface.Evidence) -> interface.Judgement:
     return removed_apis(
         observed.samples,
         observed.usage,

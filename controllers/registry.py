@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any, Literal
 
 from controllers.addon_updater import controller as addon_updater
+from controllers.bundles import policy
 from controllers.leader_watchdog import controller as leader_watchdog
 from controllers.node_tainter import controller as node_tainter
 from controllers.runtime import config, reconciler
@@ -61,11 +62,15 @@ CONTROLLERS: tuple[Entry, ...] = (
         "addonUpdater",
         bundles="owns",
         directory_mode=True,
+        # The example bundles are CoreDNS in kube-system (the demo's own namespace too: allowed by name) with a
+        # custom resource of their own CRD (docs/addon-updater.md, "What a bundle may contain").
         demo_flags=(
             "--bundle-dir={repo}/examples/bundles",
             "--target=apply",
             "--health-timeout-seconds=5",
             "--variables=CLUSTER_DOMAIN=cluster.local,DNS_SERVICE_IP=10.0.0.10",
+            "--allowed-namespaces=kube-system",
+            f"--allowed-resources={','.join((*policy.DEFAULT_RESOURCES, 'forwardzones.dns.addons.example.io'))}",
         ),
     ),
     Entry(uso_runner.UsoRunner, "usoRunner", demo_flags=("--workers=16",)),

@@ -45,10 +45,20 @@ CHART_OWNED = frozenset(
         "metricsCertDir",
     }
 )
-# addon-updater's target follows addonUpdater.mode, its targetDir addonUpdater.directory;
+# addon-updater's target follows addonUpdater.mode, its targetDir addonUpdater.directory, its bundleNamespace
+# addonUpdater.bundles.namespace and its bundle policy addonUpdater.policy (the RBAC goes with it);
 # uso-runner's rewriteFallback follows usoRunner.rewriteFallback and its method (the grant goes with it).
 OWNED_BY_KEY: Mapping[str, frozenset[str]] = {
-    "addonUpdater": frozenset({"target", "targetDir"}),
+    "addonUpdater": frozenset(
+        {
+            "target",
+            "targetDir",
+            "bundleNamespace",
+            "allowedResources",
+            "allowedNamespaces",
+            "allowPrivilegedRbac",
+        }
+    ),
     "usoRunner": frozenset({"rewriteFallback"}),
 }
 

@@ -20,11 +20,11 @@ from typing import Any, Literal
 
 from controllers.addon_updater import logic
 from controllers.addon_updater import metrics as metrics_module
-from controllers.addon_updater.effects import apply_target, directory
+from controllers.addon_updater.effects import admission, apply_target, directory
 from controllers.agreement import version as version_module
-from controllers.bundles import model
+from controllers.bundles import model, policy
 from controllers.bundles import source as bundle_source
-from controllers.kube import retry
+from controllers.kube import discovery, retry
 from controllers.runtime import config, context, reconciler
 from controllers.structs import redact, times
 
@@ -45,7 +45,10 @@ class AddonUpdaterConfig(config.BaseConfig):
         "/bundles", "Root of the bundle tree (directory source): one <major.minor> directory per bundle."
     )
     bundle_namespace: str = config.option(
-        "", "Namespace of the bundle ConfigMaps (configmap source); empty: --namespace."
+        "",
+        "Namespace of the bundle ConfigMaps (configmap source) and of the variables ConfigMap: one that only "
+        "admins may write (never --namespace, where the suite's ServiceAccounts create ConfigMaps); required "
+        "with either.",
     )
     selection: Literal["exact", "nearestLower"] = config.option(
         "exact",
@@ -67,7 +70,26 @@ class AddonUpdaterConfig(config.BaseConfig):
         check=model.variable_problem,
     )
     variables_config_map: str = config.option(
-        "", "ConfigMap in --namespace whose keys are variables for the bundle; empty: none."
+        "", "ConfigMap in --bundle-namespace whose keys are variables for the bundle; empty: none."
+    )
+    allowed_resources: tuple[str, ...] = config.option(
+        list(policy.DEFAULT_RESOURCES),
+        "The bundle policy: the kinds a bundle may contain, as plural.group (plural alone for the core group), "
+        "e.g. deployments.apps. A bundle with any other kind is refused whole.",
+        check=policy.resources_problem,
+    )
+    allowed_namespaces: tuple[str, ...] = config.option(
+        [policy.ANY_NAMESPACE],
+        "The bundle policy: the namespaces a bundle's objects may be in and the Namespaces it may create; * "
+        "any but the suite's own: --namespace only when named here (and never its objects), --bundle-namespace "
+        "never.",
+        check=policy.namespaces_problem,
+    )
+    allow_privileged_rbac: bool = config.option(
+        False,
+        "Let bundles hold (Cluster)Roles that grant * (verbs, resources, groups, URLs), escalate, bind or "
+        "impersonate or aggregate roles, and bindings to them or to cluster-admin; off: such a bundle is refused "
+        "whole.",
     )
     field_manager: str = config.option("addon-updater", "Field manager name of server-side apply.")
     default_namespace: str = config.option(
@@ -100,6 +122,26 @@ class AddonUpdaterConfig(config.BaseConfig):
         "on agreement changes.",
         check=config.non_negative,
     )
+
+    def __post_init__(self) -> None:
+        uses = self.bundle_source == "configmap" or bool(self.variables_config_map)
+        problem = bundle_source.namespace_problem(
+            uses_configmaps=uses, bundle_namespace=self.bundle_namespace, namespace=self.namespace
+        )
+        if problem:
+            raise config.ConfigError(problem)
+
+    @property
+    def rules(self) -> policy.Policy:
+        """The bundle policy."""
+        return policy.Policy(
+            resources=frozenset(self.allowed_resources),
+            namespaces=frozenset(self.allowed_namespaces),
+            allow_privileged_rbac=self.allow_privileged_rbac,
+            release=self.release,
+            release_namespace=self.namespace,
+            bundle_namespace=self.bundle_namespace,
+        )
 
 
 Result = Literal["switched", "current", "missing", "invalid", "failed", "planned", "no-agreement"]
@@ -151,7 +193,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
             kube=ctx.kube,
             kind=self.cfg.bundle_source,
             directory=self.cfg.bundle_dir,
-            namespace=self.cfg.bundle_namespace or self.cfg.namespace,
+            namespace=self.cfg.bundle_namespace,
         )
         self.last: Outcome | None = None
         self.lock = asyncio.Lock()
@@ -206,7 +248,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
             self.ctx.kube,
             configured=model.parse_variables(cfg.variables),
             configmap=cfg.variables_config_map,
-            namespace=cfg.namespace,
+            namespace=cfg.bundle_namespace,
         )
         generation = None
         if cfg.target == "directory":
@@ -320,6 +362,15 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
         bundle, files, manifests = decision.bundle, decision.files, decision.manifests
         assert bundle is not None
         target = pathlib.Path(self.cfg.target_dir)
+        await admission.admit(  # what kube-addon-manager will apply is judged by the same policy
+            self.ctx.kube,
+            manifests,
+            served=await discovery.discover(self.ctx.kube),
+            rules=self.cfg.rules,
+            default_namespace=self.cfg.default_namespace,
+            minor=bundle.minor,
+            digest=decision.digest,
+        )
         if self.cfg.dry_run:
             message = f"dry-run: would switch {target} to bundle {bundle.minor} ({len(files)} files, {len(manifests)} objects)"
             log.info("%s", message)
@@ -346,6 +397,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
             prune=cfg.prune,
             prune_max_fraction=cfg.prune_max_fraction,
             crd_timeout_seconds=cfg.crd_timeout_seconds,
+            rules=cfg.rules,
         )
         inventory = logic.parse_inventory((await self.ctx.read_state()).get("inventory"))
         await self.ctx.record({"version": agreed.raw, "phase": "Switching", "progress": "validating"})
@@ -466,4 +518,4 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
     def _source_text(self) -> str:
         if self.cfg.bundle_source == "directory":
             return f"directory {self.cfg.bundle_dir}"
-        return f"ConfigMaps in {self.cfg.bundle_namespace or self.cfg.namespace}"
+        return f"ConfigMaps in {self.cfg.bundle_namespace}"

@@ -19,7 +19,9 @@ JSON = dict[str, Any]
 Selection = Literal["exact", "nearestLower"]
 
 
-FailureReason = Literal["variable", "parse", "limit", "invalid", "duplicate", "unknown_kind", "dry_run"]
+FailureReason = Literal[
+    "variable", "parse", "limit", "invalid", "duplicate", "unknown_kind", "policy", "dry_run"
+]
 
 
 FAILURE_REASONS: tuple[FailureReason, ...] = get_args(FailureReason)

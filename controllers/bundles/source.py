@@ -19,6 +19,21 @@ class SourceError(failure.TemporaryError, redact.Redacted):
     again with backoff."""
 
 
+def namespace_problem(*, uses_configmaps: bool, bundle_namespace: str, namespace: str) -> str | None:
+    """Config check: bundles and variables from ConfigMaps come from the bundle namespace only, never from
+    the release's (where the suite's own ServiceAccounts may create ConfigMaps)."""
+    if not uses_configmaps:
+        return None
+    if not bundle_namespace:
+        return "--bundle-namespace is required with ConfigMap bundles or a variables ConfigMap"
+    if bundle_namespace == namespace:
+        return (
+            f"--bundle-namespace must not be --namespace ({namespace}): the suite's own ServiceAccounts may "
+            "create ConfigMaps there, and no bundle may come from where they can write"
+        )
+    return None
+
+
 # --- directory tree ----------------------------------------------------------------------------------------
 
 

@@ -85,7 +85,9 @@ class UpgradeReadinessConfig(config.BaseConfig):
     )
     bundle_dir: str = config.option("/bundles", "Root of the bundle tree (directory source).")
     bundle_namespace: str = config.option(
-        "", "Namespace of the bundle ConfigMaps (configmap source); empty: --namespace."
+        "",
+        "addon-updater's bundle namespace: of the bundle ConfigMaps (configmap source) and the variables "
+        "ConfigMap; required with either, never --namespace.",
     )
     bundle_selection: Literal["exact", "nearestLower"] = config.option(
         "exact", "Which bundle fits a minor, as addon-updater's selection: exact or nearestLower."
@@ -94,8 +96,16 @@ class UpgradeReadinessConfig(config.BaseConfig):
         [], "addon-updater's variables NAME=VALUE for the bundle.", check=model.variable_problem
     )
     variables_config_map: str = config.option(
-        "", "addon-updater's variables ConfigMap in --namespace; empty: none."
+        "", "addon-updater's variables ConfigMap in --bundle-namespace; empty: none."
     )
+
+    def __post_init__(self) -> None:
+        uses = self.bundle_source == "configmap" or bool(self.variables_config_map)
+        problem = source.namespace_problem(
+            uses_configmaps=uses, bundle_namespace=self.bundle_namespace, namespace=self.namespace
+        )
+        if problem:
+            raise config.ConfigError(problem)
 
     @property
     def enabled_checks(self) -> tuple[str, ...]:
@@ -142,7 +152,7 @@ class UpgradeReadiness(reconciler.Reconciler[UpgradeReadinessConfig]):
             kube=ctx.kube,
             kind=cfg.bundle_source,
             directory=cfg.bundle_dir,
-            namespace=cfg.bundle_namespace or cfg.namespace,
+            namespace=cfg.bundle_namespace,
         )
         self.needs = checks.TABLE.needs(cfg.enabled_checks)
         self.samples: list[interface.ApiserverMetrics] = []
@@ -218,7 +228,7 @@ class UpgradeReadiness(reconciler.Reconciler[UpgradeReadinessConfig]):
                 selection=cfg.bundle_selection,
                 variables=model.parse_variables(cfg.variables),
                 variables_config_map=cfg.variables_config_map,
-                namespace=cfg.namespace,
+                namespace=cfg.bundle_namespace,
             )
         held = {key: list(store.items.values()) for key, store in self._stores().items() if key in needs}
         return interface.Evidence(

@@ -3,9 +3,11 @@
     python -m e2e.kind.deploy
 
 1. loads the image from ``make image`` into every node (``kind load docker-image``; the chart never pulls it);
-2. makes the e2e's add-on bundles (``e2e/kind/bundles/<minor>/``) ConfigMaps labelled with their minor, and
-   a Secret with a random marker that uso-runner's first run rewrites (the e2e suite checks that no
-   controller ever logs it);
+2. makes the e2e's add-on bundles (``e2e/kind/bundles/<minor>/``) ConfigMaps labelled with their minor, in
+   the bundle namespace (``kuc-addon-bundles``: admins only, the chart's controllers may just read it), the
+   namespace the bundles' objects go to (``kuc-e2e-addons``, the bundle policy's one namespace: the chart
+   binds addon-updater's rights there), and a Secret with a random marker that uso-runner's first run
+   rewrites (the e2e suite checks that no controller ever logs it);
 3. ``helm upgrade --install`` release ``kuc`` with every controller (``e2e/kind/values.yaml``,
    ``config.minMasters`` = the cluster's control planes), and a second release ``kuc-apiserver`` with only the
    leader-watchdog, reading the masters' versions from their kube-apiserver mirror pods
@@ -39,6 +41,8 @@ IMAGE = "kube-upgrade-controllers"
 BUNDLES = pathlib.Path(__file__).resolve().parent / "bundles"
 VALUES = pathlib.Path(__file__).resolve().parent / "values.yaml"
 MINOR_LABEL = "addons.kube-upgrade-controllers.io/minor"
+# The bundle namespace and the one the bundles' objects go to, as e2e/kind/values.yaml names them.
+BUNDLE_NAMESPACE, ADDON_NAMESPACE = "kuc-addon-bundles", "kuc-e2e-addons"
 APISERVER_RELEASE = "kuc-apiserver"
 SECRET_NAMESPACE, SECRET_NAME = "kuc-e2e", "e2e-marker"
 # (release, controller) pairs the two releases run.
@@ -69,9 +73,11 @@ def with_pause_image(text: str) -> str:
 
 
 def bundle_config_maps() -> None:
-    """One ConfigMap per minor in the release namespace, a key per file, labelled with the minor."""
+    """One ConfigMap per minor in the bundle namespace, a key per file, labelled with the minor; and the
+    namespace the bundles' objects go to (it exists before the chart binds addon-updater's rights in it)."""
     core = cluster.api().core
-    ensure_namespace(cluster.RELEASE_NAMESPACE)
+    ensure_namespace(BUNDLE_NAMESPACE)
+    ensure_namespace(ADDON_NAMESPACE)
     for directory in sorted(p for p in BUNDLES.iterdir() if p.is_dir()):
         minor = directory.name
         body = k8s.V1ConfigMap(
@@ -81,11 +87,11 @@ def bundle_config_maps() -> None:
             data={f.name: with_pause_image(f.read_text()) for f in sorted(directory.glob("*.yaml"))},
         )
         try:
-            core.create_namespaced_config_map(cluster.RELEASE_NAMESPACE, body)
+            core.create_namespaced_config_map(BUNDLE_NAMESPACE, body)
         except k8s.ApiException as error:
             if error.status != 409:
                 raise
-            core.replace_namespaced_config_map(body.metadata.name, cluster.RELEASE_NAMESPACE, body)
+            core.replace_namespaced_config_map(body.metadata.name, BUNDLE_NAMESPACE, body)
         cluster.log(TAG, f"bundle {minor}: ConfigMap {body.metadata.name} ({len(body.data)} files)")
 
 

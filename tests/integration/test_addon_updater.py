@@ -28,7 +28,7 @@ import pytest
 
 from controllers.addon_updater import controller, logic
 from controllers.agreement import version
-from controllers.bundles import documents, model
+from controllers.bundles import documents, model, policy
 from controllers.kube import client, resources
 from e2e import cluster
 from tests import addon_dir, harness
@@ -60,9 +60,19 @@ def bundle_root(tmp_path: pathlib.Path, namespace: str) -> pathlib.Path:
     return root
 
 
-def make_config(namespace: str, bundle_root: pathlib.Path, **overrides: Any) -> controller.AddonUpdaterConfig:
+# The controllers' own namespace (state, Events): never one a bundle may write to. The bundles' objects go to
+# each test's namespace.
+STATE_NAMESPACE = "default"
+# The example bundles' kinds: the default policy and their custom resource.
+EXAMPLE_RESOURCES = (*policy.DEFAULT_RESOURCES, "forwardzones.dns.addons.example.io")
+
+
+def make_config(bundle_root: pathlib.Path, **overrides: Any) -> controller.AddonUpdaterConfig:
+    """An updater of the bundles under ``bundle_root`` (whose objects name their namespace), its state in
+    STATE_NAMESPACE."""
     values: dict[str, Any] = {
-        "namespace": namespace,
+        "namespace": STATE_NAMESPACE,
+        "allowed_resources": EXAMPLE_RESOURCES,
         "release": f"t{uuid.uuid4().hex[:8]}",
         "bundle_dir": str(bundle_root),
         "variables": ("CLUSTER_DOMAIN=cluster.local", f"DNS_SERVICE_IP=10.0.0.{next(_service_ips)}"),
@@ -183,7 +193,7 @@ async def test_agreement_switches_bundles_up_and_back_down(
     kube: client.Kube, namespace: str, bundle_root: pathlib.Path, nodes: cluster.Nodes
 ) -> None:
     run_label = f"addon-test-{uuid.uuid4().hex[:8]}"
-    cfg = make_config(namespace, bundle_root, master_selectors=(f"{cluster.CONTROL_PLANE},{run_label}",))
+    cfg = make_config(bundle_root, master_selectors=(f"{cluster.CONTROL_PLANE},{run_label}",))
     other = f"{namespace}-other"[:63]
     await kube.create(resources.NAMESPACES.path(), {"metadata": {"name": other}})
     # Look-alikes without the bundle label: the 1.35-only object's name elsewhere, and its data here.
@@ -273,7 +283,6 @@ async def test_resync_applies_a_changed_bundle_without_an_agreement_change(
     run_label = f"addon-resync-{uuid.uuid4().hex[:8]}"
     target = tmp_path / "addons"
     cfg = make_config(
-        namespace,
         bundle_root,
         target="directory",
         target_dir=str(target),
@@ -300,7 +309,7 @@ async def test_resync_applies_a_changed_bundle_without_an_agreement_change(
 async def test_unavailable_deployment_is_reported_unhealthy_after_the_timeout(
     kube: client.Kube, namespace: str, bundle_root: pathlib.Path
 ) -> None:
-    cfg = make_config(namespace, bundle_root, health_timeout_seconds=4.0)
+    cfg = make_config(bundle_root, health_timeout_seconds=4.0)
     updater = make_updater(kube, cfg)
     outcome = await updater.reconcile(v("v1.36.0"))
     switched = time.monotonic()
@@ -371,9 +380,9 @@ async def test_invalid_bundle_changes_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     target = tmp_path / "addons"
-    apply_updater = make_updater(kube, make_config(namespace, bundle_root, health_timeout_seconds=0.0))
+    apply_updater = make_updater(kube, make_config(bundle_root, health_timeout_seconds=0.0))
     directory_updater = make_updater(
-        kube, make_config(namespace, bundle_root, target="directory", target_dir=str(target))
+        kube, make_config(bundle_root, target="directory", target_dir=str(target))
     )
     updaters = {each.ctx.config.target: each for each in (apply_updater, directory_updater)}
     for updater in updaters.values():
@@ -466,7 +475,7 @@ async def test_directory_switch_is_atomic_for_a_concurrent_reader(
     target = tmp_path / "etc" / "addons"
     target.mkdir(parents=True)
     (target / "old-addon.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: before}\n")
-    cfg = make_config(namespace, bundle_root, target="directory", target_dir=str(target))
+    cfg = make_config(bundle_root, target="directory", target_dir=str(target))
     updater = make_updater(kube, cfg)
     bundles = {minor: rendered(bundle_root, minor, cfg) for minor in ("1.35", "1.36")}
     bundles["before"] = {"old-addon.yaml": (target / "old-addon.yaml").read_text()}
@@ -501,7 +510,7 @@ async def test_missing_bundle_changes_nothing_and_nearest_lower_picks_the_closes
     (bundle_root / "1.33").mkdir()
     shutil.copy(bundle_root / "1.35" / "dns-autoscaler.yaml", bundle_root / "1.33")
     target = tmp_path / "addons"
-    cfg = make_config(namespace, bundle_root, target="directory", target_dir=str(target))
+    cfg = make_config(bundle_root, target="directory", target_dir=str(target))
     strict = make_updater(kube, cfg)
     assert (await strict.reconcile(v("v1.35.0"))).result == "switched"
     before = addon_dir.listing(target), os.readlink(target)
@@ -545,9 +554,9 @@ async def test_bundles_from_configmaps(kube: client.Kube, namespace: str, tmp_pa
     )
     target = tmp_path / "addons"
     cfg = make_config(
-        namespace,
         tmp_path / "unused",
         bundle_source="configmap",
+        bundle_namespace=namespace,
         target="directory",
         target_dir=str(target),
         variables=("DNS_SERVICE_IP=10.0.0.99",),
@@ -568,7 +577,7 @@ async def test_bundles_from_configmaps(kube: client.Kube, namespace: str, tmp_pa
 async def test_dry_run_validates_and_plans_but_changes_nothing(
     kube: client.Kube, namespace: str, bundle_root: pathlib.Path
 ) -> None:
-    cfg = make_config(namespace, bundle_root, health_timeout_seconds=0.0)
+    cfg = make_config(bundle_root, health_timeout_seconds=0.0)
     updater = make_updater(kube, cfg)
     assert (await updater.reconcile(v("v1.35.0"))).result == "switched"
     before, state_before = await snapshot(kube, namespace), await state_of(updater)
@@ -598,7 +607,7 @@ async def test_bundle_with_its_own_namespace(
         f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: ingress-config, namespace: {own}}}\n"
         f"data: {{proxy-body-size: 8m}}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: {own}}}\n"
     )
-    updater = make_updater(kube, make_config(namespace, tmp_path))
+    updater = make_updater(kube, make_config(tmp_path))
     outcome = await updater.reconcile(v("v1.36.0"))
     assert outcome.result == "switched", outcome.message
     assert [str(k) for k in outcome.applied] == [f"Namespace {own}", f"ConfigMap {own}/ingress-config"]
@@ -623,7 +632,8 @@ async def test_once_console_script(
     target = tmp_path / "addons"
     common = [
         sys.executable, "-m", "controllers.addon_updater", "--once", "--kubeconfig", kubeconfig,
-        "--namespace", namespace, "--bundle-dir", str(bundle_root), "--target", "directory",
+        "--namespace", STATE_NAMESPACE, "--bundle-dir", str(bundle_root), "--target", "directory",
+        "--allowed-resources", ",".join(EXAMPLE_RESOURCES),
         "--target-dir", str(target), "--master-selectors", f"{cluster.CONTROL_PLANE},{run_label}",
         "--log-format", "text",
     ]  # fmt: skip

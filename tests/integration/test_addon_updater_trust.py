@@ -4,6 +4,7 @@ for now is tried again, not recorded as invalid."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -15,7 +16,9 @@ import prometheus_client
 import pytest
 
 from controllers.addon_updater import controller
+from controllers.addon_updater.effects import admission
 from controllers.agreement import version
+from controllers.bundles import policy
 from controllers.kube import client, resources
 from e2e import cluster, controlplane
 from tests import harness
@@ -40,9 +43,14 @@ def write_bundle(root: pathlib.Path, minor: str, **files: str) -> pathlib.Path:
     return root
 
 
-def make_config(namespace: str, root: pathlib.Path, **overrides: Any) -> controller.AddonUpdaterConfig:
+# The updater's own namespace (its state and Events): the bundles' objects go to each test's namespace.
+STATE_NAMESPACE = "default"
+
+
+def make_config(root: pathlib.Path, **overrides: Any) -> controller.AddonUpdaterConfig:
     values: dict[str, Any] = {
-        "namespace": namespace,
+        "namespace": STATE_NAMESPACE,
+        "allowed_resources": (*policy.DEFAULT_RESOURCES, "secrets"),
         "release": f"t{uuid.uuid4().hex[:8]}",
         "bundle_dir": str(root),
         "health_timeout_seconds": 0.0,
@@ -91,7 +99,7 @@ async def test_no_data_value_leaves_through_logs_events_state_status_or_metrics(
     value: str,
 ) -> None:
     root = write_bundle(tmp_path, "1.36", **{"secret.yaml": text.replace("NS", namespace)})
-    updater = harness.build(controller.AddonUpdater, kube, make_config(namespace, root))
+    updater = harness.build(controller.AddonUpdater, kube, make_config(root))
     with caplog.at_level(logging.DEBUG):
         outcome = await updater.reconcile(v("v1.36.0"))
         again = await updater.reconcile(v("v1.36.0"))  # known-invalid: reported from the state
@@ -116,8 +124,8 @@ async def test_no_data_value_leaves_through_logs_events_state_status_or_metrics(
 async def service_account_kube(
     kube: client.Kube, control_plane: controlplane.ControlPlane, namespace: str, tmp_path: pathlib.Path
 ) -> tuple[client.Kube, str]:
-    """A client authenticated as a new ServiceAccount of ``namespace`` that may keep its state and Events
-    there, and nothing else yet; and the account's name."""
+    """A client authenticated as a new ServiceAccount of ``namespace`` that may keep its state and Events in
+    STATE_NAMESPACE, and nothing else yet; and the account's name."""
     name = f"updater-{uuid.uuid4().hex[:6]}"
     accounts = resources.Resource("", "v1", "serviceaccounts", namespaced=True)
     await kube.create(accounts.path(namespace=namespace), {"metadata": {"name": name}})
@@ -125,7 +133,7 @@ async def service_account_kube(
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get", "update"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
     ]
-    await grant(kube, namespace, f"{name}-state", name, rules)
+    await grant(kube, STATE_NAMESPACE, f"{name}-state", name, rules, account_namespace=namespace)
     path = await cluster.service_account_kubeconfig(
         kube, server=control_plane.server, ca=control_plane.pki / "ca.crt", namespace=namespace, name=name,
         path=tmp_path / "sa.kubeconfig",
@@ -134,7 +142,13 @@ async def service_account_kube(
 
 
 async def grant(
-    kube: client.Kube, namespace: str, name: str, account: str, rules: list[dict[str, Any]]
+    kube: client.Kube,
+    namespace: str,
+    name: str,
+    account: str,
+    rules: list[dict[str, Any]],
+    *,
+    account_namespace: str = "",
 ) -> None:
     roles = resources.Resource(RBAC, "v1", "roles", namespaced=True)
     bindings = resources.Resource(RBAC, "v1", "rolebindings", namespaced=True)
@@ -142,7 +156,9 @@ async def grant(
     binding = {
         "metadata": {"name": name},
         "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": name},
-        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+        "subjects": [
+            {"kind": "ServiceAccount", "name": account, "namespace": account_namespace or namespace}
+        ],
     }
     await kube.create(bindings.path(namespace=namespace), binding)
 
@@ -157,18 +173,23 @@ async def test_a_bundle_refused_for_a_permission_is_tried_again_and_applied_once
     root = write_bundle(tmp_path / "bundles", "1.36", **{"settings.yaml": text + "data: {a: b}\n"})
     limited, account = await service_account_kube(kube, control_plane, namespace, tmp_path)
     async with limited:
-        updater = harness.build(controller.AddonUpdater, limited, make_config(namespace, root))
+        updater = harness.build(controller.AddonUpdater, limited, make_config(root))
         for _ in range(2):  # not recorded as invalid: every round tries again
             with pytest.raises(Exception, match="403"):
                 await updater.reconcile(v("v1.36.0"))
             assert updater.status()["result"] == "failed"
-            state = (await kube.get(CM.path(namespace=namespace, name=updater.ctx.state_name)))["data"]
+            state = (await kube.get(CM.path(namespace=STATE_NAMESPACE, name=updater.ctx.state_name)))["data"]
             assert state["phase"] == "Failed" and "dry-run of ConfigMap" in state["lastError"], state
             assert not state.get("failedDigest")
-        rules = [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "patch"]}]
+        rules = [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "patch"]}]
         await grant(kube, namespace, f"{account}-bundle", account, rules)
-        outcome = await updater.reconcile(v("v1.36.0"))
-        assert outcome.result == "switched", outcome.message
+
+        async def switched() -> bool:  # (the authorizer sees a new binding within moments)
+            with contextlib.suppress(admission.SwitchError):
+                return (await updater.reconcile(v("v1.36.0"))).result == "switched"
+            return False
+
+        await harness.eventually(switched, timeout=10, interval=0.2, what="the switch once granted")
     assert (await kube.get(CM.path(namespace=namespace, name="settings")))["data"] == {"a": "b"}
 
 
@@ -193,7 +214,7 @@ async def test_a_kind_missing_because_its_discovery_failed_is_tried_again(
     try:
         text = f"apiVersion: {group}/v1\nkind: Widget\nmetadata: {{name: w, namespace: {namespace}}}\n"
         root = write_bundle(tmp_path, "1.36", **{"widget.yaml": text})
-        updater = harness.build(controller.AddonUpdater, kube, make_config(namespace, root))
+        updater = harness.build(controller.AddonUpdater, kube, make_config(root))
 
         async def discovery_fails() -> bool:
             try:
@@ -206,7 +227,7 @@ async def test_a_kind_missing_because_its_discovery_failed_is_tried_again(
         for _ in range(2):
             with pytest.raises(Exception, match="discovery of its API failed"):
                 await updater.reconcile(v("v1.36.0"))
-            state = (await kube.get(CM.path(namespace=namespace, name=updater.ctx.state_name)))["data"]
+            state = (await kube.get(CM.path(namespace=STATE_NAMESPACE, name=updater.ctx.state_name)))["data"]
             assert state["phase"] == "Failed" and not state.get("failedDigest"), state
     finally:
         await kube.request("DELETE", apiservices.path(name=f"v1.{group}"))
@@ -245,13 +266,13 @@ async def test_prune_deletes_only_what_the_suite_created(
     write_bundle(root, "1.36", **{"some.yaml": configmaps(namespace, "k1", "k2", "k3")})
     write_bundle(root, "1.37", **{"empty.yaml": "# nothing here\n---\n"})
     write_bundle(root, "1.38", **{"one.yaml": configmaps(namespace, "k1")})
-    updater = harness.build(controller.AddonUpdater, kube, make_config(namespace, root))
+    updater = harness.build(controller.AddonUpdater, kube, make_config(root))
 
     first = await updater.reconcile(v("v1.35.0"))
     assert first.result == "switched", first.message
     adopted = await kube.get(CM.path(namespace=namespace, name="adopted"))
     assert adopted["metadata"]["annotations"]["addons.kube-upgrade-controllers.io/origin"] == "adopted"
-    state = (await kube.get(CM.path(namespace=namespace, name=updater.ctx.state_name)))["data"]
+    state = (await kube.get(CM.path(namespace=STATE_NAMESPACE, name=updater.ctx.state_name)))["data"]
     assert sorted(e["name"] for e in json.loads(state["inventory"])) == [
         "created",
         "k1",
@@ -286,7 +307,7 @@ async def test_prune_deletes_only_what_the_suite_created(
         in over.message
     )
     assert await names_in(kube, namespace) == {"adopted", "opted-out", "k1", "k2", "k3"}
-    events = await kube.get(resources.EVENTS.path(namespace=namespace))
+    events = await kube.get(resources.EVENTS.path(namespace=STATE_NAMESPACE))
     assert any("pruneMaxFraction" in e.get("note", "") for e in events["items"])
 
     # They stay in the inventory: the next switch (here a changed bundle) prunes them once allowed.
@@ -314,8 +335,69 @@ async def test_a_labelled_object_outside_the_inventory_is_never_pruned(
     }
     await kube.create(CM.path(namespace=namespace), lookalike)
     root = write_bundle(tmp_path, "1.36", **{"a.yaml": configmaps(namespace, "a", "b", "c")})
-    cfg = make_config(namespace, root, release=release)
+    cfg = make_config(root, release=release)
     assert (
         await harness.build(controller.AddonUpdater, kube, cfg).reconcile(v("v1.36.0"))
     ).result == "switched"
     assert await names_in(kube, namespace) == {"lookalike", "a", "b", "c"}
+
+
+# --- the bundle policy ------------------------------------------------------------------------------------
+
+
+def binding(name: str, role: str) -> str:
+    return (
+        f"---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: {name}}}\n"
+        f"roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}\n"
+        "subjects: [{kind: ServiceAccount, name: default, namespace: default}]\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "extra", "rule"),
+    [
+        ("cluster-admin", lambda ns: binding(f"{ns}-root", "cluster-admin"), "binds cluster-admin"),
+        # A role of the cluster (made by the test) that lets its holder impersonate: read and judged.
+        ("cluster role", lambda ns: binding(f"{ns}-imp", f"{ns}-impersonator"), "-impersonator, which grants impersonate"),
+        ("own namespace", lambda ns: configmaps(STATE_NAMESPACE, "planted"), "namespace default is the suite's own"),
+        ("kind", lambda ns: f"---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p, namespace: {ns}}}\n"
+         "spec: {containers: [{name: c, image: x}]}\n", "the kind pods is not an allowed resource"),
+    ],
+)  # fmt: skip
+async def test_a_bundle_the_policy_refuses_is_refused_whole_naming_the_object_and_the_rule(
+    kube: client.Kube, namespace: str, tmp_path: pathlib.Path, case: str, extra: Any, rule: str
+) -> None:
+    text = configmaps(namespace, "harmless", "also-harmless") + extra(namespace)
+    root = write_bundle(tmp_path, "1.36", **{"bundle.yaml": text})
+    roles = "/apis/rbac.authorization.k8s.io/v1/clusterroles"
+    impersonate = {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]}
+    await kube.create(roles, {"metadata": {"name": f"{namespace}-impersonator"}, "rules": [impersonate]})
+    for target in ("apply", "directory"):
+        cfg = make_config(root, target=target, target_dir=str(tmp_path / "addons"))
+        updater = harness.build(controller.AddonUpdater, kube, cfg)
+        outcome = await updater.reconcile(v("v1.36.0"))
+        assert outcome.result == "invalid", outcome.message
+        assert "(policy): refused by the bundle policy: bundle.yaml document 3: " in outcome.message
+        assert rule in outcome.message, outcome.message
+        assert harness.metric(updater, "addon_updater_validation_failures_total", reason="policy") == 1
+        state = (await kube.get(CM.path(namespace=STATE_NAMESPACE, name=updater.ctx.state_name)))["data"]
+        assert state["phase"] == "Invalid" and rule in state["lastError"]
+    assert await names_in(kube, namespace) == set()  # nothing of it was applied
+    assert not (tmp_path / "addons").exists()  # nor written
+    for name in (f"{namespace}-root", f"{namespace}-imp"):
+        with pytest.raises(client.ApiError):
+            await kube.get(f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{name}")
+    await kube.request("DELETE", f"{roles}/{namespace}-impersonator")
+
+
+async def test_a_binding_to_a_harmless_role_of_the_cluster_is_admitted(
+    kube: client.Kube, namespace: str, tmp_path: pathlib.Path
+) -> None:
+    name = f"{namespace}-view"
+    root = write_bundle(tmp_path, "1.36", **{"bundle.yaml": binding(name, "view")})
+    updater = harness.build(controller.AddonUpdater, kube, make_config(root))
+    try:
+        outcome = await updater.reconcile(v("v1.36.0"))
+        assert outcome.result == "switched", outcome.message
+    finally:
+        await kube.request("DELETE", f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{name}")

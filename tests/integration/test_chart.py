@@ -16,6 +16,7 @@ import yaml
 
 from controllers import registry
 from controllers.addon_updater import metrics as addon_metrics
+from controllers.bundles import policy
 from controllers.leader_watchdog import metrics as watchdog_metrics
 from controllers.node_tainter import metrics as tainter_metrics
 from controllers.runtime import agreement_feed, config, metrics
@@ -73,8 +74,9 @@ def test_defaults_render_every_controller_but_addon_updater_without_extras() -> 
 def test_all_enabled_renders_every_object() -> None:
     objects = ct.template("-f", ct.ALL_ENABLED)
     n = len(ct.CONTROLLERS)
+    # (+1 ClusterRole and RoleBinding: addon-updater's namespaced rights, bound in kube-system only.)
     assert kinds(objects) == {
-        "ServiceAccount": n, "ClusterRole": n, "ClusterRoleBinding": n, "Role": n, "RoleBinding": n,
+        "ServiceAccount": n, "ClusterRole": n + 1, "ClusterRoleBinding": n, "Role": n, "RoleBinding": n + 1,
         "ConfigMap": n + 1, "Service": n, "Deployment": n, "PodDisruptionBudget": n, "ServiceMonitor": 1,
         "PrometheusRule": 1, "Pod": 1,
     }  # fmt: skip
@@ -126,7 +128,7 @@ def test_combined_is_one_deployment_bound_to_every_controllers_roles() -> None:
     )
     n = len(ct.CONTROLLERS)
     assert kinds(objects) == {
-        "ServiceAccount": 1, "ClusterRole": n, "ClusterRoleBinding": n, "Role": n, "RoleBinding": n,
+        "ServiceAccount": 1, "ClusterRole": n + 1, "ClusterRoleBinding": n, "Role": n, "RoleBinding": n + 1,
         "ConfigMap": n + 1, "Service": 1, "Deployment": 1, "PodDisruptionBudget": 1, "ServiceMonitor": 1,
         "PrometheusRule": 1, "Pod": 1,
     }  # fmt: skip
@@ -185,9 +187,12 @@ def test_directory_mode_is_a_daemonset_on_the_masters() -> None:
         "/etc/kubernetes/addons/active",
         False,
     )
-    # It writes files, not API objects: no bundle rules, no list of everything.
+    # It writes files, not API objects: no bundle rules, no list of everything; it reads the roles that the
+    # bundle's bindings refer to (its policy judges them).
     role = ct.find(objects, "ClusterRole", "kuc-kube-upgrade-controllers-addon-updater")
-    assert all(rule["apiGroups"] in ([""], ["events.k8s.io"]) for rule in role["rules"])
+    for rule in role["rules"]:
+        assert set(rule["verbs"]) <= {"get", "list", "watch"} or rule["apiGroups"] == ["events.k8s.io"], rule
+    assert not [o for o in objects if o["metadata"]["name"].endswith("addon-updater-namespaced")]
     assert not [o for o in objects if o["kind"] == "Deployment" and "addon-updater" in o["metadata"]["name"]]
 
 
@@ -291,7 +296,7 @@ def test_every_value_is_documented_by_a_comment_starting_with_its_name() -> None
         and not any(path.startswith(f"{d}.") for d in documented)
     ]
     assert not missing, f"values without a comment starting with their name: {missing}"
-    assert "addonUpdater.rbac.rules" in documented and "image.repository" in documented
+    assert "addonUpdater.policy.namespaces" in documented and "image.repository" in documented
 
 
 RUNBOOKS = sorted((ct.REPO / "docs" / "runbooks").glob("*.md"))
@@ -402,3 +407,93 @@ def test_alerts_and_dashboard_use_only_metrics_the_controllers_export(tmp_path: 
                     f"{name}{{{label}={value!r}}} never exported"
                 )
     assert used > 20
+
+
+def test_addon_updaters_rights_follow_its_bundle_policy() -> None:
+    """apply mode: the policy's cluster-scoped kinds cluster-wide, its namespaced kinds bound in the policy's
+    namespaces only; no * rule, no Secrets, no escalate/bind unless asked; the config says the same policy."""
+    name = "kuc-kube-upgrade-controllers-addon-updater"
+    objects = ct.template(
+        "-f", ct.ALL_ENABLED, "--set", "addonUpdater.policy.namespaces={kube-system,addons}"
+    )
+    rules = (
+        ct.find(objects, "ClusterRole", name)["rules"]
+        + ct.find(objects, "ClusterRole", f"{name}-namespaced")["rules"]
+    )
+    for rule in rules:
+        for field in ("apiGroups", "resources", "verbs"):
+            assert "*" not in rule.get(field, []), rule
+        assert "secrets" not in rule.get("resources", []) and not {"escalate", "bind"} & set(rule["verbs"])
+    bindings = [
+        o for o in objects if o["kind"] == "RoleBinding" and o["roleRef"]["name"] == f"{name}-namespaced"
+    ]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["addons", "kube-system"]
+    assert not [
+        o
+        for o in objects
+        if o["kind"] == "ClusterRoleBinding" and o["roleRef"]["name"] == f"{name}-namespaced"
+    ]
+    namespaces = [r for r in rules if "namespaces" in r.get("resources", []) and "delete" in r["verbs"]]
+    assert namespaces == [{"apiGroups": [""], "resources": ["namespaces"], "resourceNames": ["kube-system", "addons"],
+                           "verbs": ["update", "patch", "delete"]}]  # fmt: skip
+    cfg = config_file(objects, "addon-updater")
+    assert cfg["allowedNamespaces"] == ["kube-system", "addons"] and cfg["allowPrivilegedRbac"] is False
+    assert sorted(cfg["allowedResources"]) == sorted(
+        policy.DEFAULT_RESOURCES
+    )  # the chart's defaults: the same
+    granted = {f"{res}.{group}" if group else res for r in rules for group in r.get("apiGroups", [])
+               for res in r.get("resources", []) if "create" in r["verbs"]}  # fmt: skip
+    assert granted - {"events.events.k8s.io"} == set(cfg["allowedResources"])  # (Events: every controller's)
+    escalating = ct.template("-f", ct.ALL_ENABLED, "--set", "addonUpdater.rbac.escalate=true")
+    assert {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"],
+            "verbs": ["escalate", "bind"]} in ct.find(escalating, "ClusterRole", name)["rules"]  # fmt: skip
+
+
+def test_bundles_from_configmaps_come_from_their_own_namespace() -> None:
+    """configmap source: the bundle namespace (created, kept on uninstall), read by addon-updater and
+    upgrade-readiness only; their config files name it; the release namespace's Roles read no ConfigMaps."""
+    objects = ct.template("--set", "addonUpdater.enabled=true", "--set", "addonUpdater.config.bundleSource=configmap",
+                          "--set", "addonUpdater.config.variablesConfigMap=addon-vars")  # fmt: skip
+    bundles = "kuc-kube-upgrade-controllers-bundles"
+    namespace = ct.find(objects, "Namespace", bundles)
+    assert namespace["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    role = ct.find(objects, "Role", "kuc-kube-upgrade-controllers-bundle-readers")
+    assert role["metadata"]["namespace"] == bundles
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}
+    ]
+    binding = ct.find(objects, "RoleBinding", "kuc-kube-upgrade-controllers-bundle-readers")
+    assert sorted(s["name"] for s in binding["subjects"]) == [
+        "kuc-kube-upgrade-controllers-addon-updater", "kuc-kube-upgrade-controllers-upgrade-readiness"
+    ]  # fmt: skip
+    for controller in ("addon-updater", "upgrade-readiness"):
+        assert config_file(objects, controller)["bundleNamespace"] == bundles
+    for obj in objects:
+        if obj["kind"] == "Role" and obj["metadata"].get("namespace", "upgrades") == "upgrades":
+            for rule in obj["rules"]:
+                if "configmaps" in rule["resources"]:
+                    assert rule.get("resourceNames") or rule["verbs"] == ["create"], (
+                        obj["metadata"]["name"],
+                        rule,
+                    )
+    named = ct.template("--set", "addonUpdater.enabled=true", "--set", "addonUpdater.config.bundleSource=configmap",
+                        "--set", "addonUpdater.bundles.namespace=addon-bundles",
+                        "--set", "addonUpdater.bundles.createNamespace=false")  # fmt: skip
+    assert not [o for o in named if o["kind"] == "Namespace"]
+    assert ct.find(named, "Role", "kuc-kube-upgrade-controllers-bundle-readers")["metadata"]["namespace"] == (
+        "addon-bundles"
+    )
+
+
+def test_a_bundle_image_named_by_digest_is_kept_as_written() -> None:
+    image = "registry.example/kube-upgrade-addons@sha256:" + "ab" * 32
+    objects = ct.template(
+        "--set", "addonUpdater.enabled=true", "--set", f"addonUpdater.bundles.image={image}"
+    )
+    for name in ("addon-updater", "upgrade-readiness"):
+        pod = ct.find(objects, "Deployment", f"kuc-kube-upgrade-controllers-{name}")["spec"]["template"][
+            "spec"
+        ]
+        assert {"name": "bundles", "image": {"reference": image, "pullPolicy": "IfNotPresent"}} in pod[
+            "volumes"
+        ]

@@ -41,13 +41,13 @@ INSTALL_VALUES: dict[str, Any] = {
         "replicas": 2,
         "bundles": {"image": "registry.example/kube-upgrade-addons:v1.36"},
         "config": {"healthTimeoutSeconds": 1, "crdTimeoutSeconds": 30},
-        "rbac": {
-            "extraRules": [
-                {
-                    "apiGroups": ["dns.addons.example.io"],
-                    "resources": ["forwardzones"],
-                    "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
-                }
+        # (policy.namespaces: the install's own add-on namespace, set by the fixture.)
+        "policy": {
+            "namespacedResources": [
+                *yaml.safe_load((ct.CHART / "values.yaml").read_text())["addonUpdater"]["policy"][
+                    "namespacedResources"
+                ],
+                {"apiGroups": ["dns.addons.example.io"], "resources": ["forwardzones"]},
             ]
         },
     },
@@ -94,7 +94,20 @@ class Installed:
         self.release = f"kuc{uuid.uuid4().hex[:6]}"
         self.namespace = f"chart-{uuid.uuid4().hex[:6]}"
         self.fullname = f"{self.release}-kube-upgrade-controllers"
+        self.addons = (
+            f"{self.namespace}-addons"  # where its bundles' objects go (addonUpdater.policy.namespaces)
+        )
         self.manifest: list[dict[str, Any]] = []
+
+    def values(self, values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` with addon-updater's policy naming this install's add-on namespace."""
+        addon = values.get("addonUpdater", {})
+        policy = {**addon.get("policy", {}), "namespaces": [self.addons]}
+        return {**values, "addonUpdater": {**addon, "policy": policy}}
+
+    async def create_addons_namespace(self, kube: client.Kube) -> None:
+        """The add-on namespace exists before the install (its RoleBinding goes there)."""
+        await kube.create(resources.NAMESPACES.path(), {"metadata": {"name": self.addons}})
 
     def name(self, controller: str) -> str:
         return f"{self.fullname}-{controller}"
@@ -127,10 +140,11 @@ def installed(
     async def prepare() -> None:
         async with await client.connect(kubeconfig=str(control_plane.kubeconfig)) as kube:
             await ensure_monitoring_crds(kube)
+            await setup.create_addons_namespace(kube)
 
     asyncio.run(prepare())
     values = setup.root / "values.yaml"
-    values.write_text(yaml.safe_dump(INSTALL_VALUES))
+    values.write_text(yaml.safe_dump(setup.values(INSTALL_VALUES)))
     setup.helm("install", setup.release, ct.CHART, "--namespace", setup.namespace, "--create-namespace",
                "-f", values)  # fmt: skip
     setup.manifest = [
@@ -256,7 +270,7 @@ async def test_addon_updater_runs_with_its_service_account(
     for minor in ("1.35", "1.36"):
         (bundles / minor).mkdir(parents=True)
         for source in (ct.REPO / "examples" / "bundles" / minor).glob("*.yaml"):
-            text = source.read_text().replace("namespace: kube-system", f"namespace: {installed.namespace}")
+            text = source.read_text().replace("namespace: kube-system", f"namespace: {installed.addons}")
             (bundles / minor / source.name).write_text(text)
     code, out, err = await run_as_service_account(
         installed, kube, "addon-updater", "--bundle-dir", str(bundles),
@@ -271,7 +285,7 @@ async def test_addon_updater_runs_with_its_service_account(
         )
     )
     assert state["data"]["version"].startswith("v1.36"), state["data"]
-    await kube.get(resources.CONFIGMAPS.path(namespace=installed.namespace, name="coredns"))
+    await kube.get(resources.CONFIGMAPS.path(namespace=installed.addons, name="coredns"))
     await kube.get(CRDS.path(name="forwardzones.dns.addons.example.io"))
     shutil.rmtree(bundles)
 
@@ -401,12 +415,17 @@ async def test_controllers_cannot_do_what_they_do_not_need(installed: Installed,
         assert await can(
             installed, kube, "uso-runner", verb, "storageversionmigrations", group="storagemigration.k8s.io"
         )
-    # addon-updater (apply mode) manages the bundle kinds; not nodes, pods or Secrets' contents.
+    # addon-updater (apply mode) manages the bundle kinds in its policy's namespaces only; not nodes, pods or
+    # Secrets' contents.
     assert await can(
-        installed, kube, "addon-updater", "patch", "deployments", group="apps", namespace="kube-system"
+        installed, kube, "addon-updater", "patch", "deployments", group="apps", namespace=installed.addons
     )
+    for namespace in ("kube-system", installed.namespace):
+        assert not await can(
+            installed, kube, "addon-updater", "patch", "deployments", group="apps", namespace=namespace
+        )
     for verb, resource in (("delete", "nodes"), ("create", "pods"), ("get", "secrets"), ("update", "nodes")):
-        assert not await can(installed, kube, "addon-updater", verb, resource, namespace="kube-system"), (
+        assert not await can(installed, kube, "addon-updater", verb, resource, namespace=installed.addons), (
             verb,
             resource,
         )
@@ -429,8 +448,11 @@ async def test_combined_runs_the_controllers_with_one_service_account(
 ) -> None:
     """combined.enabled: one ServiceAccount bound to every controller's roles runs them in one process."""
     setup = Installed(control_plane, tmp_path)
+    await setup.create_addons_namespace(kube)
     values = tmp_path / "values.yaml"
-    values.write_text(yaml.safe_dump({**INSTALL_VALUES, "combined": {"enabled": True, "replicas": 2}}))
+    values.write_text(
+        yaml.safe_dump(setup.values({**INSTALL_VALUES, "combined": {"enabled": True, "replicas": 2}}))
+    )
     setup.helm(
         "install", setup.release, ct.CHART, "--namespace", setup.namespace, "--create-namespace", "-f", values
     )

@@ -25,11 +25,10 @@ SVM = "storagemigration.k8s.io"
 SECRET_READS = (("list", ""), ("watch", ""), ("get", "kube-system"), ("list", "kube-system"))
 
 # Every controller, each with its own ServiceAccount (two replicas: Leases), uso-runner handing resources to
-# kube-controller-manager only. addon-updater prunes nothing here: with prune on it lists every kind to find
-# what left its bundle (its own rules; docs/security.md).
+# kube-controller-manager only. (addon-updater's rights follow its bundle policy: test_chart_bundles.py.)
 BUILTIN: dict[str, Any] = {
     "config": {"minMasters": 1, "settleSeconds": 0},
-    "addonUpdater": {"enabled": True, "replicas": 2, "config": {"prune": False}},
+    "addonUpdater": {"enabled": True, "replicas": 2},
     "usoRunner": {"replicas": 2, "config": {"method": "builtin", "builtinPickupSeconds": 1}},
     "nodeTainter": {"replicas": 2},
     "leaderWatchdog": {"replicas": 2},

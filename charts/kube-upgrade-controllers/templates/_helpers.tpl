@@ -116,6 +116,13 @@ app.kubernetes.io/component: {{ (include "kuc.controller" . | fromYaml).name }}
 {{- if and (eq $c.bundles "owns") $values.bundles.image }}
 {{- $_ := set $owned "bundleDir" $values.bundles.mountPath -}}
 {{- end }}
+{{- if eq $c.bundles "owns" }}
+{{- /* The bundle namespace and policy, as the chart grants them (addon-updater/_policy.tpl). */}}
+{{- $_ := set $owned "bundleNamespace" (include "kuc.bundleNamespace" $root) -}}
+{{- $_ := set $owned "allowedResources" (include "kuc.addonAllowedResources" $root | fromJsonArray) -}}
+{{- $_ := set $owned "allowedNamespaces" $values.policy.namespaces -}}
+{{- $_ := set $owned "allowPrivilegedRbac" $values.policy.allowPrivilegedRbac -}}
+{{- end }}
 {{- /* A reader of the bundles (upgrade-readiness) looks for them where their owner (addon-updater) finds
      them, as it would. */}}
 {{- $addon := get $root.Values (include "kuc.bundlesOwner" $root) -}}
@@ -123,9 +130,10 @@ app.kubernetes.io/component: {{ (include "kuc.controller" . | fromYaml).name }}
 {{- $addonConfig := mustMergeOverwrite (deepCopy $root.Values.config) (deepCopy $addon.config) -}}
 {{- $_ := set $owned "bundleSource" (default "directory" $addonConfig.bundleSource) -}}
 {{- $_ := set $owned "bundleSelection" (default "exact" $addonConfig.selection) -}}
-{{- range $key := list "bundleDir" "bundleNamespace" "variables" "variablesConfigMap" }}
+{{- range $key := list "bundleDir" "variables" "variablesConfigMap" }}
 {{- if hasKey $addonConfig $key }}{{ $_ := set $owned $key (get $addonConfig $key) }}{{ end }}
 {{- end }}
+{{- $_ := set $owned "bundleNamespace" (include "kuc.bundleNamespace" $root) -}}
 {{- if $addon.bundles.image }}
 {{- $_ := set $owned "bundleDir" $addon.bundles.mountPath -}}
 {{- end }}
@@ -179,12 +187,6 @@ labels:
   resourceNames: [{{ include "kuc.stateName" . }}]
   verbs: [get, update, patch]
 {{- end }}
-{{- $addon := get .root.Values (include "kuc.bundlesOwner" .root) -}}
-{{- if and (include "kuc.addonConfigMaps" .) (or (eq $c.bundles "owns") (and (eq $c.bundles "reads") $addon.enabled)) }}
-- apiGroups: [""]
-  resources: [configmaps]
-  verbs: [get, list, watch]
-{{- end }}
 {{- if $c.namespaceRules }}
 {{- include (printf "kuc.namespaceRules.%s" .key) . | nindent 0 }}
 {{- end }}
@@ -199,11 +201,11 @@ labels:
 {{- end }}
 {{- end -}}
 
-{{/* Non-empty when addon-updater reads ConfigMaps in its namespace (bundles or variables from ConfigMaps). */}}
+{{/* Non-empty when addon-updater reads ConfigMaps (bundles or variables) in the bundle namespace. */}}
 {{- define "kuc.addonConfigMaps" -}}
-{{- $owner := get .root.Values (include "kuc.bundlesOwner" .root) -}}
-{{- $config := mustMergeOverwrite (deepCopy .root.Values.config) (deepCopy $owner.config) -}}
-{{- if or (eq (toString $config.bundleSource) "configmap") $config.variablesConfigmap }}true{{ end -}}
+{{- $owner := get .Values (include "kuc.bundlesOwner" .) -}}
+{{- $config := mustMergeOverwrite (deepCopy .Values.config) (deepCopy $owner.config) -}}
+{{- if and $owner.enabled (or (eq (toString $config.bundleSource) "configmap") $config.variablesConfigMap) }}true{{ end -}}
 {{- end -}}
 
 {{/* The ConfigMap of the admins' acknowledgements, one key per target minor and check (upgrade-readiness

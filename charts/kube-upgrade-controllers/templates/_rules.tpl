@@ -3,19 +3,21 @@ What each controller needs beyond the common rules (kuc.commonClusterRules). Kee
 integration tests run every controller with its chart ServiceAccount's token and check what it cannot do.
 */}}
 
-{{/* Apply mode: the kinds its bundles contain (values: addonUpdater.rbac.rules). Directory mode writes
-     files on the masters, so it needs no more than the common rules. */}}
+{{/* Apply mode: the cluster-scoped kinds of its bundle policy (the namespaced ones are bound in the policy's
+     namespaces only: addon-updater/rbac.yaml). Both modes: get on roles where bundles may hold bindings (the
+     policy judges the role a binding refers to). No list of other kinds: prune reads its inventory by name. */}}
 {{- define "kuc.rules.addonUpdater" -}}
 {{- $values := .root.Values.addonUpdater -}}
-{{- $config := mustMergeOverwrite (deepCopy .root.Values.config) (deepCopy $values.config) -}}
 {{- if ne $values.mode "directory" }}
-{{- toYaml (concat $values.rbac.rules $values.rbac.extraRules) }}
-{{- /* Pruning finds the objects that left the bundle by their label, in every listable kind. */}}
-{{- if or (not (hasKey $config "prune")) $config.prune }}
-- apiGroups: ["*"]
-  resources: ["*"]
-  verbs: [list]
+{{- include "kuc.addonPolicyRules" (dict "root" .root "scope" "cluster") }}
 {{- end }}
+{{- if include "kuc.addonBindings" . }}
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [clusterroles, roles]
+  verbs: [get]
+{{- end }}
+{{- with $values.rbac.extraRules }}
+{{ toYaml . }}
 {{- end }}
 {{- end -}}
 

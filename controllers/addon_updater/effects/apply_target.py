@@ -1,8 +1,9 @@
 """The ``apply`` target: server-side apply of the bundle, validated by a server-side dry-run first.
 
-Order: resolve every document's resource → dry-run every object → read each one (does it exist: created or
-adopted?) → Namespaces and CRDs → wait until the CRDs are Established → the rest → prune what the suite
-created (its inventory) and left the bundle → look at the Deployments and DaemonSets once. Objects that cannot be dry-run before the Namespaces and CRDs of the same
+Order: resolve every document's resource and judge the bundle by its policy (``admission``) → dry-run every
+object → read each one (does it exist: created or adopted?) → Namespaces and CRDs → wait until the CRDs are
+Established → the rest → prune what the suite created (its inventory) and left the bundle → look at the
+Deployments and DaemonSets once. Objects that cannot be dry-run before the Namespaces and CRDs of the same
 bundle exist (custom resources of a new CRD, objects in a new Namespace) are dry-run right after those are
 applied, before anything else changes.
 """
@@ -17,10 +18,10 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 
 from controllers.addon_updater import logic
-from controllers.bundles import model
+from controllers.addon_updater.effects import admission
+from controllers.bundles import model, policy
 from controllers.kube import apply, discovery, resources, retry, watch
 from controllers.kube.client import JSON, ApiError, Kube
-from controllers.runtime import failure
 from controllers.structs import fields, redact
 
 log = logging.getLogger(__name__)
@@ -31,20 +32,6 @@ DRY_RUN_CONCURRENCY = 8
 NEW_KIND = retry.Policy(base=0.05, cap=0.5, attempts=20, on=frozenset({"not_found", "invalid"}))
 
 
-class SwitchError(failure.TemporaryError, redact.Redacted):
-    """The switch could not finish for a reason that may pass (timeouts, apiserver errors, a permission or a
-    kind missing for now): tried again with backoff, never recorded as an invalid bundle. Its message names
-    objects and holds no apiserver message about an object with data values (``redact.describe``)."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Item:
-    manifest: model.Manifest
-    resource: resources.Resource
-    key: model.ObjectKey
-    body: logic.JSON
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
     release: str
@@ -53,6 +40,7 @@ class Settings:
     prune: bool
     prune_max_fraction: float
     crd_timeout_seconds: float
+    rules: policy.Policy
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -62,9 +50,8 @@ class Result:
     unavailable: Mapping[model.ObjectKey, str]
     workloads: int
     inventory: tuple[logic.Created, ...] = ()  # what the suite created and has not pruned, after the switch
-    kept: Mapping[model.ObjectKey, str] = dataclasses.field(
-        default_factory=dict
-    )  # left the bundle, not pruned
+    # Left the bundle and not pruned, with the reason.
+    kept: Mapping[model.ObjectKey, str] = dataclasses.field(default_factory=dict)
     prune_skipped: str = ""  # why nothing was pruned
 
 
@@ -72,64 +59,7 @@ def label_selector(release: str) -> str:
     return f"{logic.BUNDLE_LABEL}={release}"
 
 
-def resolve(
-    manifests: Sequence[model.Manifest],
-    *,
-    served: discovery.Discovery,
-    settings: Settings,
-    minor: str,
-    digest: str,
-) -> tuple[Item, ...]:
-    """Each document with its REST resource, identity and labelled body, in apply order. A kind neither
-    served nor defined by a CRD of the bundle is a BundleError."""
-    crds = logic.bundle_crd_kinds(manifests)
-    items = []
-    for manifest in logic.ordered(manifests):
-        found = served.lookup(api_version=manifest.api_version, kind=manifest.kind)
-        resource = (
-            found.resource if found else _crd_resource(crds.get((manifest.group, manifest.kind)), manifest)
-        )
-        if resource is None and (manifest.group, manifest.api_version.rsplit("/", 1)[-1]) in served.failed:
-            raise SwitchError(
-                f"{manifest.where}: {manifest.api_version} {manifest.kind}: the discovery of its API failed "
-                "just now; trying again"
-            )
-        if resource is None:
-            raise model.BundleError(
-                "unknown_kind",
-                f"{manifest.where}: {manifest.api_version} {manifest.kind} is not served by the apiserver "
-                "and no CRD of the bundle defines it",
-            )
-        body = logic.labelled_body(
-            manifest,
-            namespaced=resource.namespaced,
-            default_namespace=settings.default_namespace,
-            release=settings.release,
-            minor=minor,
-            digest=digest,
-        )
-        key = logic.object_key(
-            manifest, namespaced=resource.namespaced, default_namespace=settings.default_namespace
-        )
-        items.append(Item(manifest=manifest, resource=resource, key=key, body=body))
-    return tuple(items)
-
-
-def _crd_resource(crd: JSON | None, manifest: model.Manifest) -> resources.Resource | None:
-    if crd is None:
-        return None
-    spec = crd["spec"]
-    version = manifest.api_version.rsplit("/", 1)[-1]
-    versions = {str(v.get("name")) for v in spec.get("versions") or [] if v.get("served", True)}
-    if version not in versions:
-        return None
-    namespaced = spec.get("scope") == "Namespaced"
-    return resources.Resource(
-        str(spec["group"]), version, str(spec["names"]["plural"]), namespaced=namespaced
-    )
-
-
-def _rejection(item: Item, error: ApiError) -> model.BundleError:
+def _rejection(item: admission.Item, error: ApiError) -> model.BundleError:
     said = redact.describe(error, sent=item.body)
     return model.BundleError(
         "dry_run", f"{item.manifest.where}: {item.key} rejected by the apiserver (dry-run): {said}"
@@ -138,19 +68,19 @@ def _rejection(item: Item, error: ApiError) -> model.BundleError:
 
 async def dry_run(
     kube: Kube,
-    items: Sequence[Item],
+    items: Sequence[admission.Item],
     *,
     settings: Settings,
     deferrable: set[model.ObjectKey],
     policy: retry.Policy = retry.ONCE,
-) -> list[Item]:
+) -> list[admission.Item]:
     """Dry-run every item; returns those that failed only because the bundle's own Namespaces or CRDs do not
     exist yet (``deferrable``). A failure that may pass — the apiserver busy, a permission (403) or a resource
     (404) missing for now — is a SwitchError (tried again later, the bundle is not called invalid); any other
     rejection is a BundleError (the first in bundle order)."""
     semaphore = asyncio.Semaphore(DRY_RUN_CONCURRENCY)
 
-    async def one(item: Item) -> ApiError | None:
+    async def one(item: admission.Item) -> ApiError | None:
         async with semaphore:
             try:
                 await retry.call(
@@ -164,24 +94,28 @@ async def dry_run(
             return None
 
     errors = await asyncio.gather(*(one(item) for item in items))
-    deferred: list[Item] = []
+    deferred: list[admission.Item] = []
     for item, error in zip(items, errors, strict=True):
         if error is None:
             continue
         reason = retry.classify(error)
         if reason in retry.TRANSIENT:  # the apiserver is busy or broken: retry later
-            raise SwitchError(f"dry-run of {item.key}: {redact.describe(error, sent=item.body)}") from None
+            raise admission.SwitchError(
+                f"dry-run of {item.key}: {redact.describe(error, sent=item.body)}"
+            ) from None
         if item.key in deferrable:
             deferred.append(item)
         elif reason in ("forbidden", "not_found"):  # fixing RBAC (or the resource coming back) helps
             said = redact.describe(error, sent=item.body)
-            raise SwitchError(f"dry-run of {item.key}: {said}; trying again") from None
+            raise admission.SwitchError(f"dry-run of {item.key}: {said}; trying again") from None
         else:
             raise _rejection(item, error) from None
     return deferred
 
 
-def deferrable_keys(items: Sequence[Item], manifests: Sequence[model.Manifest]) -> set[model.ObjectKey]:
+def deferrable_keys(
+    items: Sequence[admission.Item], manifests: Sequence[model.Manifest]
+) -> set[model.ObjectKey]:
     """Objects whose dry-run may fail before the bundle's own Namespaces and CRDs are applied."""
     crd_kinds = set(logic.bundle_crd_kinds(manifests))
     namespaces = logic.bundle_namespaces(manifests)
@@ -193,12 +127,12 @@ def deferrable_keys(items: Sequence[Item], manifests: Sequence[model.Manifest]) 
     }
 
 
-async def observe(kube: Kube, items: Sequence[Item]) -> dict[model.ObjectKey, JSON | None]:
+async def observe(kube: Kube, items: Sequence[admission.Item]) -> dict[model.ObjectKey, JSON | None]:
     """Each object as it is now (None: it does not exist), to know what the suite creates and what it adopts.
     A namespace or a kind that does not exist yet (the bundle brings it) reads as absent."""
     semaphore = asyncio.Semaphore(DRY_RUN_CONCURRENCY)
 
-    async def one(item: Item) -> JSON | None:
+    async def one(item: admission.Item) -> JSON | None:
         async with semaphore:
             return await _get(kube, item.resource, item.key)
 
@@ -212,7 +146,7 @@ async def _get(kube: Kube, resource: resources.Resource, key: model.ObjectKey) -
     except ApiError as error:
         if error.not_found:
             return None
-        raise SwitchError(f"reading {key}: {redact.describe(error)}") from None
+        raise admission.SwitchError(f"reading {key}: {redact.describe(error)}") from None
 
 
 async def switch(
@@ -230,7 +164,15 @@ async def switch(
     health once (the controller follows it from there, without waiting). Raises BundleError before anything
     changed when the apiserver rejects an object."""
     served = await discovery.discover(kube)
-    items = resolve(manifests, served=served, settings=settings, minor=minor, digest=digest)
+    items = await admission.admit(
+        kube,
+        manifests,
+        served=served,
+        rules=settings.rules,
+        default_namespace=settings.default_namespace,
+        minor=minor,
+        digest=digest,
+    )
     deferred = await dry_run(kube, items, settings=settings, deferrable=deferrable_keys(items, manifests))
     progress(f"dry-run passed for {len(items) - len(deferred)} of {len(items)} objects")
     live = await observe(kube, items)
@@ -254,7 +196,7 @@ async def switch(
     first = [item for item in items if logic.is_first_phase(item.manifest)]
     rest = [item for item in items if not logic.is_first_phase(item.manifest)]
 
-    async def apply_one(item: Item) -> None:
+    async def apply_one(item: admission.Item) -> None:
         uid = await _apply(kube, item, settings=settings)
         applied.append(item.key)
         if origins[item.key] == "created":
@@ -293,7 +235,7 @@ async def switch(
     )
 
 
-def _with_origin(item: Item, origin: logic.Origin) -> Item:
+def _with_origin(item: admission.Item, origin: logic.Origin) -> admission.Item:
     metadata = {**item.body["metadata"]}
     metadata["annotations"] = {**metadata.get("annotations", {}), logic.ORIGIN_ANNOTATION: origin}
     return dataclasses.replace(item, body={**item.body, "metadata": metadata})
@@ -325,7 +267,7 @@ async def prune(
                 kube, resource, namespace=entry.key.namespace, name=entry.key.name, uid=entry.uid
             )
         except ApiError as error:
-            raise SwitchError(f"pruning {entry.key}: {redact.describe(error)}") from None
+            raise admission.SwitchError(f"pruning {entry.key}: {redact.describe(error)}") from None
         if deleted:
             pruned.append(entry.key)
             log.info("pruned %s", entry.key)
@@ -334,7 +276,7 @@ async def prune(
     return pruned, kept, gone
 
 
-async def _apply(kube: Kube, item: Item, *, settings: Settings) -> str:
+async def _apply(kube: Kube, item: admission.Item, *, settings: Settings) -> str:
     """Apply one object; returns its UID."""
     try:
         applied = await retry.call(
@@ -344,7 +286,9 @@ async def _apply(kube: Kube, item: Item, *, settings: Settings) -> str:
             policy=NEW_KIND if item.resource.group else retry.ONCE,
         )
     except ApiError as error:
-        raise SwitchError(f"applying {item.key}: {redact.describe(error, sent=item.body)}") from None
+        raise admission.SwitchError(
+            f"applying {item.key}: {redact.describe(error, sent=item.body)}"
+        ) from None
     return str(fields.dig(applied, "metadata", "uid") or "")
 
 
@@ -361,7 +305,7 @@ async def wait_established(kube: Kube, names: Sequence[str], *, seconds: float) 
                 if not pending:
                     return
     except TimeoutError as error:
-        raise SwitchError(
+        raise admission.SwitchError(
             f"CRD(s) not Established after {seconds:.0f} s: {', '.join(sorted(pending))}"
         ) from error
 
@@ -376,13 +320,17 @@ async def wait_available(
     the unavailable ones with the reason (empty: healthy). ``seconds`` 0 looks once."""
     if not wanted:
         return {}
-    kinds = sorted({key.kind for key in wanted})
+    # One watch per kind and namespace: the updater's rights on namespaced kinds hold in the policy's
+    # namespaces only (the chart binds them there), never cluster-wide.
+    places = sorted({(key.kind, key.namespace) for key in wanted})
     stores = [
         watch.Store(
-            watch.Stream(WORKLOAD_RESOURCES[kind], label_selector=label_selector(release)),
+            watch.Stream(
+                WORKLOAD_RESOURCES[kind], namespace=namespace, label_selector=label_selector(release)
+            ),
             functools.partial(_with_kind, kind=kind),
         )
-        for kind in kinds
+        for kind, namespace in places
     ]
     changed = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -399,7 +347,7 @@ async def wait_available(
                     if not problems or loop.time() >= deadline:
                         return problems
                 elif loop.time() >= list_deadline:
-                    raise SwitchError("could not list the bundle's Deployments and DaemonSets")
+                    raise admission.SwitchError("could not list the bundle's Deployments and DaemonSets")
                 changed.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(

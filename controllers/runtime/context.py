@@ -24,7 +24,7 @@ class Context(Generic[C]):
     config: C
     kube: client.Kube
     registry: prometheus_client.CollectorRegistry
-    health: server.Health
+    health: server.Probes
     agreements: AgreementFeed
     recorder: events.Recorder
     loop_metrics: metrics.LoopMetrics
@@ -88,7 +88,7 @@ def build(
         config=config,
         kube=kube,
         registry=registry,
-        health=server.Health(),
+        health=server.Probes(),
         agreements=AgreementFeed(kube=kube, config=config, metrics=AgreementMetrics(exporter)),
         recorder=events.Recorder(kube=kube, controller=name, enabled=not config.dry_run),
         loop_metrics=metrics.LoopMetrics(exporter),

@@ -26,7 +26,7 @@ from controllers.kube import retry
 
 K = TypeVar("K", bound=Hashable)
 
-Kind = Literal["temporary", "permanent", "bug"]
+FailureKind = Literal["temporary", "permanent", "bug"]
 
 
 class TemporaryError(Exception):
@@ -41,7 +41,7 @@ class PermanentError(Exception):
     """Cannot be done as things are: no timed retry; ``reason`` is shown as the last error."""
 
 
-def kind(error: BaseException) -> Kind:
+def kind(error: BaseException) -> FailureKind:
     if isinstance(error, PermanentError):
         return "permanent"
     if isinstance(error, TemporaryError) or retry.classify(error) is not None:

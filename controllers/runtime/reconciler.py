@@ -26,7 +26,7 @@ Status: a controller hands :meth:`Reconciler.publish` its :class:`controllers.st
 skeleton renders it for ``/status`` and ``--once``, writes it to the state ConfigMap when it changed, and
 records an Event for each condition that changed.
 
-Liveness: the skeleton tells :class:`server.Health` when the loop must come round next (a sync may take
+Liveness: the skeleton tells :class:`server.Probes` when the loop must come round next (a sync may take
 ``Wakes.sync_seconds``; a wait ends by its timeout), so ``/healthz`` fails only for a wedged loop.
 """
 

@@ -17,7 +17,7 @@ from controllers.runtime.secure import PROBE_PATHS, Serving
 
 
 @dataclasses.dataclass
-class Health:
+class Probes:
     """``ready`` once the controller has observed the cluster (``reason`` says why not). Alive unless it is
     wedged: its loop did not come round by ``due`` (set by the skeleton from the controller's own wake-ups
     and its sync deadline; None while it waits for a change with no deadline), or it is ``down`` (failed
@@ -45,7 +45,7 @@ class Health:
         return ""
 
 
-def _probe(health: Mapping[str, Health], *, problem: Callable[[Health], str], failing: int) -> web.Response:
+def _probe(health: Mapping[str, Probes], *, problem: Callable[[Probes], str], failing: int) -> web.Response:
     reasons = [f"{name}: {why}" for name, h in health.items() if (why := problem(h))]
     return web.Response(text="; ".join(reasons) or "ok", status=failing if reasons else 200)
 
@@ -53,7 +53,7 @@ def _probe(health: Mapping[str, Health], *, problem: Callable[[Health], str], fa
 def make_app(
     *,
     registry: prometheus_client.CollectorRegistry,
-    health: Mapping[str, Health],
+    health: Mapping[str, Probes],
     routes: dict[str, Callable[[], Any]] | None = None,
     metrics_port: int | None = None,
     secure: Serving | None = None,
@@ -63,7 +63,7 @@ def make_app(
         return web.Response(body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
 
     async def healthz(_: web.Request) -> web.Response:
-        return _probe(health, problem=Health.wedged, failing=500)
+        return _probe(health, problem=Probes.wedged, failing=500)
 
     async def readyz(_: web.Request) -> web.Response:
         return _probe(health, problem=lambda h: "" if h.ready else h.reason, failing=503)
@@ -102,7 +102,7 @@ async def start(
     *,
     addresses: set[str],
     registry: prometheus_client.CollectorRegistry,
-    health: Mapping[str, Health],
+    health: Mapping[str, Probes],
     routes: dict[str, Callable[[], Any]] | None = None,
     metrics_address: str | None = None,
     secure: Serving | None = None,

@@ -2,7 +2,7 @@
 
 A :class:`Check` has a name (what users write in ``--checks``), the inputs it needs (the stores to watch, the
 reads to make: only those of enabled checks are made) and a pure verdict over what those inputs show now. A
-controller's :class:`Table` lists its checks once; the ``--checks`` option, its validation, which stores are
+controller's :class:`CheckTable` lists its checks once; the ``--checks`` option, its validation, which stores are
 watched and what is reported per check all follow from it. Adding a check is its module and a line in the
 table.
 """
@@ -28,7 +28,7 @@ class Check(Generic[In, Out]):
 
 
 @dataclasses.dataclass(frozen=True)
-class Table(Generic[C]):
+class CheckTable(Generic[C]):
     checks: tuple[C, ...]
 
     def __post_init__(self) -> None:

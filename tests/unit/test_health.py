@@ -1,4 +1,4 @@
-"""Liveness (server.Health) on a fake clock: a loop that promised to come round and did not is wedged."""
+"""Liveness (server.Probes) on a fake clock: a loop that promised to come round and did not is wedged."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ class Clock:
 
 def test_a_loop_waiting_for_a_change_without_a_deadline_is_alive_forever() -> None:
     clock = Clock()
-    health = server.Health(clock=clock, grace=60)
+    health = server.Probes(clock=clock, grace=60)
     health.expect(within=None)
     clock.now += 10_000
     assert health.wedged() == ""
@@ -24,7 +24,7 @@ def test_a_loop_waiting_for_a_change_without_a_deadline_is_alive_forever() -> No
 
 def test_a_loop_is_wedged_only_after_its_promise_and_the_grace() -> None:
     clock = Clock()
-    health = server.Health(clock=clock, grace=60)
+    health = server.Probes(clock=clock, grace=60)
     health.expect(within=30)
     clock.now += 89
     assert health.wedged() == ""
@@ -35,7 +35,7 @@ def test_a_loop_is_wedged_only_after_its_promise_and_the_grace() -> None:
 
 
 def test_down_is_wedged_whatever_the_loop_says() -> None:
-    health = server.Health(clock=Clock())
+    health = server.Probes(clock=Clock())
     health.down = "failed 5 times in a row: KeyError: 'spec'"
     assert health.wedged() == "failed 5 times in a row: KeyError: 'spec'"
 

@@ -13,7 +13,7 @@ from controllers.upgrade_readiness.checks import (
     removed_apis,
 )
 
-TABLE = checking.Table(
+TABLE = checking.CheckTable(
     (
         removed_apis.CHECK,
         kubelet_skew.CHECK,

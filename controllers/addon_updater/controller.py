@@ -124,12 +124,7 @@ class AddonUpdaterConfig(config.BaseConfig):
     )
 
     def __post_init__(self) -> None:
-        uses = self.bundle_source == "configmap" or bool(self.variables_config_map)
-        problem = bundle_source.namespace_problem(
-            uses_configmaps=uses, bundle_namespace=self.bundle_namespace, namespace=self.namespace
-        )
-        if problem:
-            raise config.ConfigError(problem)
+        bundle_source.check_namespace(self)
 
     @property
     def rules(self) -> policy.Policy:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import pathlib
 from collections.abc import Mapping
+from typing import Protocol
 
 from controllers.bundles import model
 from controllers.kube import resources
 from controllers.kube.client import JSON, ApiError, Kube
-from controllers.runtime import failure
+from controllers.runtime import config, failure
 from controllers.structs import redact
 
 
@@ -19,19 +20,33 @@ class SourceError(failure.TemporaryError, redact.Redacted):
     again with backoff."""
 
 
-def namespace_problem(*, uses_configmaps: bool, bundle_namespace: str, namespace: str) -> str | None:
-    """Config check: bundles and variables from ConfigMaps come from the bundle namespace only, never from
-    the release's (where the suite's own ServiceAccounts may create ConfigMaps)."""
-    if not uses_configmaps:
-        return None
-    if not bundle_namespace:
-        return "--bundle-namespace is required with ConfigMap bundles or a variables ConfigMap"
-    if bundle_namespace == namespace:
-        return (
-            f"--bundle-namespace must not be --namespace ({namespace}): the suite's own ServiceAccounts may "
-            "create ConfigMaps there, and no bundle may come from where they can write"
+class BundleOptions(Protocol):
+    """The options of a controller that reads bundles (addon-updater, upgrade-readiness)."""
+
+    @property
+    def bundle_source(self) -> str: ...
+    @property
+    def variables_config_map(self) -> str: ...
+    @property
+    def bundle_namespace(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+
+
+def check_namespace(options: BundleOptions) -> None:
+    """Config check (ConfigError): bundles and variables from ConfigMaps come from the bundle namespace only,
+    never from the release's (where the suite's own ServiceAccounts may create ConfigMaps)."""
+    if options.bundle_source != "configmap" and not options.variables_config_map:
+        return
+    if not options.bundle_namespace:
+        raise config.ConfigError(
+            "--bundle-namespace is required with ConfigMap bundles or a variables ConfigMap"
         )
-    return None
+    if options.bundle_namespace == options.namespace:
+        raise config.ConfigError(
+            f"--bundle-namespace must not be --namespace ({options.namespace}): the suite's own ServiceAccounts "
+            "may create ConfigMaps there, and no bundle may come from where they can write"
+        )
 
 
 # --- directory tree ----------------------------------------------------------------------------------------

@@ -100,12 +100,7 @@ class UpgradeReadinessConfig(config.BaseConfig):
     )
 
     def __post_init__(self) -> None:
-        uses = self.bundle_source == "configmap" or bool(self.variables_config_map)
-        problem = source.namespace_problem(
-            uses_configmaps=uses, bundle_namespace=self.bundle_namespace, namespace=self.namespace
-        )
-        if problem:
-            raise config.ConfigError(problem)
+        source.check_namespace(self)
 
     @property
     def enabled_checks(self) -> tuple[str, ...]:

@@ -11,14 +11,12 @@ already as strong as cluster-admin (docs/security.md).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import pathlib
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 
 from controllers.bundles import model
 from controllers.kube import client, resources
@@ -60,27 +58,7 @@ class Install(rbac.Install):
 def releases(
     control_plane: controlplane.ControlPlane, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Install]]:
-    done: dict[str, Install] = {}
-    try:
-        for name, values in INSTALLS.items():
-            setup = Install(control_plane, tmp_path_factory.mktemp(name))
-
-            async def prepare(setup: Install = setup) -> None:
-                async with await client.connect(kubeconfig=str(control_plane.kubeconfig)) as kube:
-                    await setup.create_addons_namespace(kube)
-
-            asyncio.run(prepare())
-            path = setup.root / "values.yaml"
-            path.write_text(yaml.safe_dump(setup.values(values)))
-            setup.helm("install", setup.release, ct.CHART, "--namespace", setup.namespace, "--create-namespace",
-                       "-f", path)  # fmt: skip
-            manifest = setup.helm("get", "manifest", setup.release, "-n", setup.namespace)
-            setup.manifest = [doc for doc in yaml.safe_load_all(manifest) if doc]
-            done[name] = setup
-        yield done
-    finally:
-        for setup in done.values():
-            setup.helm("uninstall", setup.release, "-n", setup.namespace, "--wait", check=False)
+    yield from installs.install_each(Install, control_plane, tmp_path_factory, INSTALLS)
 
 
 async def test_no_service_account_of_the_chart_can_write_a_bundle(

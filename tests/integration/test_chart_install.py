@@ -16,7 +16,7 @@ import shutil
 import sys
 import uuid
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import yaml
@@ -154,6 +154,40 @@ def installed(
     ]
     yield setup
     setup.helm("uninstall", setup.release, "--namespace", setup.namespace, check=False)
+
+
+InstalledT = TypeVar("InstalledT", bound=Installed)
+
+
+def install_each(
+    kind: type[InstalledT],
+    plane: controlplane.ControlPlane,
+    factory: pytest.TempPathFactory,
+    installs: Mapping[str, dict[str, Any]],
+) -> Iterator[dict[str, InstalledT]]:
+    """The chart installed once per value set (each with its add-on namespace), uninstalled afterwards: the
+    body of a module fixture (``yield from``)."""
+    done: dict[str, InstalledT] = {}
+    try:
+        for name, values in installs.items():
+            setup = kind(plane, factory.mktemp(name))
+
+            async def prepare(setup: InstalledT = setup) -> None:
+                async with await client.connect(kubeconfig=str(plane.kubeconfig)) as kube:
+                    await setup.create_addons_namespace(kube)
+
+            asyncio.run(prepare())
+            path = setup.root / "values.yaml"
+            path.write_text(yaml.safe_dump(setup.values(values)))
+            setup.helm("install", setup.release, ct.CHART, "--namespace", setup.namespace, "--create-namespace",
+                       "-f", path)  # fmt: skip
+            manifest = setup.helm("get", "manifest", setup.release, "-n", setup.namespace)
+            setup.manifest = [doc for doc in yaml.safe_load_all(manifest) if doc]
+            done[name] = setup
+        yield done
+    finally:
+        for setup in done.values():
+            setup.helm("uninstall", setup.release, "-n", setup.namespace, "--wait", check=False)
 
 
 def object_path(obj: Mapping[str, Any]) -> str:

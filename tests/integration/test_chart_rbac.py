@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 
 from controllers.kube import client, resources
 from e2e import controlplane
@@ -69,21 +68,7 @@ def releases(
     control_plane: controlplane.ControlPlane, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Install]]:
     """The chart installed once per value set, uninstalled afterwards."""
-    done: dict[str, Install] = {}
-    try:
-        for name, values in INSTALLS.items():
-            setup = Install(control_plane, tmp_path_factory.mktemp(name))
-            path = setup.root / "values.yaml"
-            path.write_text(yaml.safe_dump(values))
-            setup.helm("install", setup.release, ct.CHART, "--namespace", setup.namespace, "--create-namespace",
-                       "-f", path)  # fmt: skip
-            manifest = setup.helm("get", "manifest", setup.release, "-n", setup.namespace)
-            setup.manifest = [doc for doc in yaml.safe_load_all(manifest) if doc]
-            done[name] = setup
-        yield done
-    finally:
-        for setup in done.values():
-            setup.helm("uninstall", setup.release, "-n", setup.namespace, "--wait", check=False)
+    yield from installs.install_each(Install, control_plane, tmp_path_factory, INSTALLS)
 
 
 async def allowed(kube: client.Kube, setup: Install, account: str, verb: str, resource: str, *,

@@ -8,7 +8,7 @@ from typing import Any
 
 from controllers.agreement import masters
 from controllers.cli import command, output
-from controllers.kube import masters as kube_masters
+from controllers.kube import master_stores
 from controllers.runtime import config, exits
 
 
@@ -60,7 +60,7 @@ async def run(args: argparse.Namespace, cluster: command.Cluster) -> output.Outc
         once=True,  # no settle window
     )
     kube = await cluster.connect()
-    statuses = await kube_masters.current_masters(
+    statuses = await master_stores.current_masters(
         kube, selectors=cfg.master_selector_list, source=cfg.version_source
     )
     observation = masters.evaluate(statuses, rules=cfg.agreement_rules)

@@ -22,7 +22,7 @@ from controllers.structs import refs
 
 log = logging.getLogger(__name__)
 
-EventType = Literal["SYNC", "ADDED", "MODIFIED", "DELETED"]
+ChangeType = Literal["SYNC", "ADDED", "MODIFIED", "DELETED"]
 T = TypeVar("T")
 
 # The apiserver sends a bookmark about once a minute; silence well beyond that means a dead connection.
@@ -33,7 +33,7 @@ INACTIVITY_TIMEOUT = 70.0
 class WatchEvent:
     """One change, or (``SYNC``) a whole listing with the ``resource_version`` it was read at."""
 
-    type: EventType
+    type: ChangeType
     object: JSON | None = None
     objects: tuple[JSON, ...] = ()
     resource_version: str = ""

@@ -8,8 +8,7 @@ import logging
 from collections.abc import Callable
 
 from controllers.agreement import masters
-from controllers.kube import masters as kube_masters
-from controllers.kube import watch
+from controllers.kube import master_stores, watch
 from controllers.kube.client import Kube
 from controllers.runtime import metrics
 from controllers.runtime.config import BaseConfig
@@ -89,7 +88,7 @@ class AgreementFeed:
     async def now(self) -> masters.Observation:
         """The agreement right now, from one list (``--once``: the settle window is 0 then, so it is in
         force at once)."""
-        statuses = await kube_masters.current_masters(
+        statuses = await master_stores.current_masters(
             self.kube, selectors=self.config.master_selector_list, source=self.config.version_source
         )
         observation = masters.evaluate(statuses, rules=self.rules)
@@ -108,7 +107,7 @@ class AgreementFeed:
     async def run(self) -> None:
         """Watch forever (cancel to stop)."""
         selectors, source = self.config.master_selector_list, self.config.version_source
-        stores = kube_masters.stores(selectors=selectors, source=source)
+        stores = master_stores.stores(selectors=selectors, source=source)
         changed = asyncio.Event()
         async with asyncio.TaskGroup() as group:
             for store in stores:
@@ -124,7 +123,7 @@ class AgreementFeed:
                     continue
                 changed.clear()
                 if all(store.synced for store in stores):  # report only once every watch has listed
-                    statuses = kube_masters.statuses(stores, selectors=selectors, source=source)
+                    statuses = master_stores.statuses(stores, selectors=selectors, source=source)
                     self._observe(masters.evaluate(statuses, rules=self.rules))
 
     def _observe(self, observation: masters.Observation) -> None:

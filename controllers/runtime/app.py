@@ -22,10 +22,10 @@ from typing import Any, Literal
 
 import prometheus_client
 
-from controllers.kube import auth, client, leases, retry
+from controllers.kube import auth, client, election, retry
 from controllers.runtime import config as config_module
 from controllers.runtime import context, exits, logs, reconciler, secure, server
-from controllers.structs import leases as lease_bodies
+from controllers.structs import leases
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +306,7 @@ class Elector:
     )
     # The Lease's record as this replica last saw it change, and when: another holder's claim runs out
     # leaseDurationSeconds after that, by this replica's clock (never by the holder's renewTime).
-    observed: lease_bodies.Observed | None = None
+    observed: leases.Observed | None = None
 
     async def acquire(self) -> None:
         while True:
@@ -338,7 +338,7 @@ class Elector:
         namespace = self.ctx.config.namespace
         try:
             await retry.call(
-                lambda: leases.release(
+                lambda: election.release(
                     self.kube, namespace=namespace, name=self.name, identity=self.identity
                 ),
                 policy=RELEASE,
@@ -355,11 +355,11 @@ class Elector:
             return
         log.info("released leadership of %s/%s", namespace, self.name)
 
-    async def _round(self) -> leases.Outcome | Literal["failed"]:
+    async def _round(self) -> election.RoundOutcome | Literal["failed"]:
         """One try; an API or connection failure is "failed" (a bug is raised)."""
         cfg = self.ctx.config
         try:
-            outcome, self.observed = await leases.try_acquire_or_renew(
+            outcome, self.observed = await election.try_acquire_or_renew(
                 self.kube,
                 namespace=cfg.namespace,
                 name=self.name,

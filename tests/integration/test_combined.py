@@ -11,9 +11,9 @@ import subprocess
 import sys
 import uuid
 
-from controllers.kube import client, leases, resources
+from controllers.kube import client, election, resources
 from controllers.node_tainter import logic as tainter_logic
-from controllers.structs import leases as lease_bodies
+from controllers.structs import leases
 from e2e import cluster
 from tests import harness
 
@@ -77,8 +77,8 @@ async def test_two_controllers_in_one_process(
         # Each controller leads through its own Lease and writes its own state.
         release = "kube-upgrade-controllers"
         for name in ("node-tainter", "leader-watchdog"):
-            lease = await leases.get(kube, namespace=namespace, name=f"{release}-{name}")
-            assert lease is not None and lease_bodies.holder(lease)
+            lease = await election.get(kube, namespace=namespace, name=f"{release}-{name}")
+            assert lease is not None and leases.holder(lease)
         state = await kube.get(
             resources.CONFIGMAPS.path(namespace=namespace, name=f"{release}-node-tainter-state")
         )
@@ -87,8 +87,8 @@ async def test_two_controllers_in_one_process(
         process.send_signal(signal.SIGTERM)
         assert process.wait(15) == 0
     for name in ("node-tainter", "leader-watchdog"):  # both released at once
-        lease = await leases.get(kube, namespace=namespace, name=f"{release}-{name}")
-        assert lease is not None and lease_bodies.holder(lease) == ""
+        lease = await election.get(kube, namespace=namespace, name=f"{release}-{name}")
+        assert lease is not None and leases.holder(lease) == ""
 
 
 async def test_once_runs_each_controller_once_and_exits_with_the_worst_code(

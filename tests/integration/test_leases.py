@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import datetime
 
-from controllers.kube import client, leases, resources
-from controllers.structs import leases as lease_bodies
-from controllers.structs import times
+from controllers.kube import client, election, resources
+from controllers.structs import leases, times
 
 NAME = "skewed"
 DURATION = 15
@@ -45,10 +44,10 @@ async def create_held(kube: client.Kube, namespace: str, *, skew: float) -> None
 class Candidate:
     def __init__(self, kube: client.Kube, namespace: str, clock: Clock) -> None:
         self.kube, self.namespace, self.clock = kube, namespace, clock
-        self.observed: lease_bodies.Observed | None = None
+        self.observed: leases.Observed | None = None
 
-    async def round(self) -> leases.Outcome:
-        outcome, self.observed = await leases.try_acquire_or_renew(
+    async def round(self) -> election.RoundOutcome:
+        outcome, self.observed = await election.try_acquire_or_renew(
             self.kube, namespace=self.namespace, name=NAME, identity="me_2", duration_seconds=DURATION,
             observed=self.observed, clock=self.clock,
         )  # fmt: skip
@@ -59,18 +58,18 @@ async def test_a_live_holder_whose_clock_is_an_hour_behind_keeps_its_lease(
     kube: client.Kube, namespace: str
 ) -> None:
     await create_held(kube, namespace, skew=-3600)
-    lease = await leases.get(kube, namespace=namespace, name=NAME)
+    lease = await election.get(kube, namespace=namespace, name=NAME)
     assert lease is not None
     # Judged by renewTime against the wall clock (what the elector did before), it looks expired long ago.
-    assert lease_bodies.expired(lease_bodies.renewed_at(lease), DURATION, now=times.now().timestamp())
+    assert leases.expired(leases.renewed_at(lease), DURATION, now=times.now().timestamp())
     clock = Clock()
     candidate = Candidate(kube, namespace, clock)
     for _ in range(20):  # 20 retry periods of 2 s = 40 s, more than twice the lease duration
         assert await candidate.round() == "held-by-other"
         await holder_renews(kube, namespace, skew=-3600)
         clock.now += 2
-    lease = await leases.get(kube, namespace=namespace, name=NAME)
-    assert lease is not None and lease_bodies.holder(lease) == "other_1"
+    lease = await election.get(kube, namespace=namespace, name=NAME)
+    assert lease is not None and leases.holder(lease) == "other_1"
     # The holder stops renewing: the Lease is taken one lease duration after its last renewal was seen.
     assert await candidate.round() == "held-by-other"
     seen_at = clock.now
@@ -78,18 +77,18 @@ async def test_a_live_holder_whose_clock_is_an_hour_behind_keeps_its_lease(
     assert await candidate.round() == "held-by-other"
     clock.now = seen_at + DURATION
     assert await candidate.round() == "acquired"
-    lease = await leases.get(kube, namespace=namespace, name=NAME)
-    assert lease is not None and lease_bodies.holder(lease) == "me_2" and lease_bodies.transitions(lease) == 4
+    lease = await election.get(kube, namespace=namespace, name=NAME)
+    assert lease is not None and leases.holder(lease) == "me_2" and leases.transitions(lease) == 4
 
 
 async def test_a_dead_holder_whose_clock_was_an_hour_ahead_loses_its_lease_after_one_duration(
     kube: client.Kube, namespace: str
 ) -> None:
     await create_held(kube, namespace, skew=3600)
-    lease = await leases.get(kube, namespace=namespace, name=NAME)
+    lease = await election.get(kube, namespace=namespace, name=NAME)
     assert lease is not None
     # Judged by renewTime, it would stay live for another hour.
-    assert not lease_bodies.expired(lease_bodies.renewed_at(lease), DURATION, now=times.now().timestamp())
+    assert not leases.expired(leases.renewed_at(lease), DURATION, now=times.now().timestamp())
     clock = Clock()
     candidate = Candidate(kube, namespace, clock)
     assert await candidate.round() == "held-by-other"
@@ -107,5 +106,5 @@ async def test_a_released_lease_is_free_at_once(kube: client.Kube, namespace: st
     clock = Clock()
     candidate = Candidate(kube, namespace, clock)
     assert await candidate.round() == "held-by-other"
-    await leases.release(kube, namespace=namespace, name=NAME, identity="other_1")
+    await election.release(kube, namespace=namespace, name=NAME, identity="other_1")
     assert await candidate.round() == "acquired"

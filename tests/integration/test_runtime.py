@@ -12,9 +12,8 @@ import uuid
 
 import pytest
 
-from controllers.kube import client, leases, resources
-from controllers.structs import leases as lease_bodies
-from controllers.structs import times
+from controllers.kube import client, election, resources
+from controllers.structs import leases, times
 from e2e import cluster
 from tests import harness
 
@@ -60,9 +59,11 @@ async def test_two_replicas_one_leader_and_fast_takeover_after_kill_9(
         assert harness.sample(text, "sample_controller_masters_agreed") == 1
         assert 'sample_controller_agreed_version_info{version="v1.36.0"} 1.0' in text
         assert harness.scrape(follower_port, "/readyz")[0] == 200
-        lease = await leases.get(kube, namespace=namespace, name="kube-upgrade-controllers-sample-controller")
+        lease = await election.get(
+            kube, namespace=namespace, name="kube-upgrade-controllers-sample-controller"
+        )
         assert lease is not None
-        assert lease_bodies.holder(lease)
+        assert leases.holder(lease)
 
         os.kill(leader.pid, signal.SIGKILL)
         takeover = await harness.eventually(
@@ -111,7 +112,7 @@ async def test_a_leader_whose_lease_is_taken_goes_back_to_standby_and_leads_agai
         assert harness.scrape(port, "/readyz")[0] == 200  # a standby is ready
         assert process.poll() is None
         # The intruder goes away: the same process leads again.
-        await leases.release(kube, namespace=namespace, name=name, identity="intruder_1")
+        await election.release(kube, namespace=namespace, name=name, identity="intruder_1")
         await harness.eventually(lambda: metric(port, "sample_controller_leader") == 1, timeout=30)
         assert process.poll() is None
         assert metric(port, "sample_controller_restarts_total") == 0
@@ -130,9 +131,9 @@ async def test_sigterm_releases_the_lease_at_once(kubeconfig: str, kube: client.
         )
         process.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(process.wait, 15) == 0
-    lease = await leases.get(kube, namespace=namespace, name="kube-upgrade-controllers-sample-controller")
+    lease = await election.get(kube, namespace=namespace, name="kube-upgrade-controllers-sample-controller")
     assert lease is not None
-    assert lease_bodies.holder(lease) == ""  # released: a successor need not wait 60 s
+    assert leases.holder(lease) == ""  # released: a successor need not wait 60 s
 
 
 async def test_once_and_dry_run_exit_codes(kubeconfig: str, nodes: cluster.Nodes) -> None:

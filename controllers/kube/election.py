@@ -8,17 +8,16 @@ from typing import Literal, NamedTuple
 
 from controllers.kube import resources
 from controllers.kube.client import JSON, ApiError, Kube
-from controllers.structs import leases as lease_bodies
-from controllers.structs import times
+from controllers.structs import leases, times
 
-Outcome = Literal["acquired", "renewed", "held-by-other", "conflict"]
+RoundOutcome = Literal["acquired", "renewed", "held-by-other", "conflict"]
 
 
 class Round(NamedTuple):
     """One round's outcome, and the Lease's record as this replica now knows it (for the next round)."""
 
-    outcome: Outcome
-    observed: lease_bodies.Observed | None
+    outcome: RoundOutcome
+    observed: leases.Observed | None
 
 
 async def get(kube: Kube, *, namespace: str, name: str) -> JSON | None:
@@ -37,7 +36,7 @@ async def try_acquire_or_renew(
     name: str,
     identity: str,
     duration_seconds: float,
-    observed: lease_bodies.Observed | None,
+    observed: leases.Observed | None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Round:
     """One round of leader election, as client-go's leaderelection does it (optimistic concurrency). Another
@@ -50,7 +49,7 @@ async def try_acquire_or_renew(
         "renewTime": stamp,
     }
     lease = await get(kube, namespace=namespace, name=name)
-    seen = None if lease is None else lease_bodies.observe(observed, lease, now=clock())
+    seen = None if lease is None else leases.observe(observed, lease, now=clock())
     try:
         if lease is None:
             body: JSON = {
@@ -59,13 +58,13 @@ async def try_acquire_or_renew(
             }
             await kube.create(resources.LEASES.path(namespace=namespace), body)
             return Round("acquired", seen)
-        if lease_bodies.holder(lease) == identity:
+        if leases.holder(lease) == identity:
             lease["spec"].update(spec)
             await kube.replace(resources.LEASES.path(namespace=namespace, name=name), lease)
             return Round("renewed", seen)
         if seen is not None and seen.live(now=clock()):
             return Round("held-by-other", seen)
-        transitions = lease_bodies.transitions(lease) + 1
+        transitions = leases.transitions(lease) + 1
         lease["spec"] = {
             **lease.get("spec", {}),
             **spec,
@@ -84,7 +83,7 @@ async def release(kube: Kube, *, namespace: str, name: str, identity: str) -> No
     """Give the Lease up at once so another replica takes over without waiting for it to expire (a 409 is
     raised: the caller reads again and decides again; a Lease that is gone or someone else's is left alone)."""
     lease = await get(kube, namespace=namespace, name=name)
-    if lease is None or lease_bodies.holder(lease) != identity:
+    if lease is None or leases.holder(lease) != identity:
         return
     lease["spec"].update({"holderIdentity": None, "leaseDurationSeconds": 1, "renewTime": times.micro_time()})
     try:

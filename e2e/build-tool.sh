@@ -8,6 +8,7 @@
 #              containerd containerd-shim-runc-v2 ctr runc crictl cni-host-local cni-loopback cni-ptp cni-portmap
 #   monitoring (the kind scenario's Prometheus stack):
 #              prometheus alertmanager prometheus-operator prometheus-config-reloader kube-state-metrics
+#   upgrade gate (make capi-proof): capi-manager (Cluster API's core manager)
 # VERSION defaults to the pin in versions.env (the Kubernetes tools to KUBE_VERSION); coredns and pause have no
 # pin of their own (e2e/kind/node-image.sh asks kubeadm which ones a release wants) and need it.
 # Prints the cached binary's path on stdout; progress goes to stderr. Builds only when missing.
@@ -33,6 +34,7 @@ case "$tool" in
   prometheus-operator | prometheus-config-reloader) version=${2:-$PROMETHEUS_OPERATOR_VERSION} ;;
   kube-state-metrics) version=${2:-$KUBE_STATE_METRICS_VERSION} ;;
   storage-version-migrator) version=$SVM_VERSION ;;
+  capi-manager) version=${2:-$CAPI_VERSION} ;;
   kind) version=${2:-$KIND_VERSION} ;;
   containerd | containerd-shim-runc-v2 | ctr) version=${2:-$CONTAINERD_VERSION} ;;
   runc) version=${2:-$RUNC_VERSION} ;;
@@ -185,6 +187,23 @@ case "$tool" in
     printf 'module fixture/storage-version-migrator\n\ngo 1.26\n' >go.mod
     go mod edit -require=github.com/modern-go/reflect2@v1.0.2
     ldflags="-s -w"
+    ;;
+  capi-manager)
+    # Cluster API's core manager (its Makefile's `managers` target builds sigs.k8s.io/cluster-api/core). Its
+    # go.mod replaces the API module by ./api; the API module is published at the same tag, which is what a
+    # wrapper module resolves it to. The build tag and the version stamps are its Dockerfile's and
+    # hack/scripts/release/version.sh's (a module zip has no git metadata: tree state "archive").
+    pkg=sigs.k8s.io/cluster-api/core
+    printf 'module fixture/capi-manager\n\ngo 1.26.0\n' >go.mod
+    go mod edit -require="sigs.k8s.io/cluster-api/api@$version"
+    export GOFLAGS="$GOFLAGS -tags=fieldsv1string"
+    tag_time=$(go mod download -json "sigs.k8s.io/cluster-api@$version" | sed -n 's/.*"Info": "\(.*\)".*/\1/p' |
+      xargs sed -n 's/.*"Time":[[:space:]]*"\([^"]*\)".*/\1/p')
+    minor=${version#v1.}
+    ldflags="-s -w"
+    for var in "gitVersion=$version" gitMajor=1 "gitMinor=${minor%%.*}" gitTreeState=archive "buildDate=$tag_time"; do
+      ldflags+=" -X sigs.k8s.io/cluster-api/version.$var"
+    done
     ;;
   kind)
     pkg=sigs.k8s.io/kind

@@ -42,9 +42,29 @@ class Parser(argparse.ArgumentParser):
         if kwargs.get("description"):
             kwargs["description"] = textwrap.fill(kwargs["description"], HELP_WIDTH)
         super().__init__(**kwargs)
+        self.register("action", "parsers", _Subcommands)
 
     def error(self, message: str) -> NoReturn:
         self.exit(exits.USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        if not isinstance(action, _Subcommands) or action.required:  # else _Subcommands says what is wrong
+            super()._check_value(action, value)
+
+
+class _Subcommands(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """Optional subcommands of a command (``readiness ack``): a word that names none is an unrecognized
+    argument like any other (``readiness --target v1.37``: "unrecognized arguments: --target v1.37", not
+    "invalid choice: 'v1.37'"). Required ones (the commands themselves) say "invalid choice"."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: Any = None
+    ) -> None:
+        if values[0] in self.choices or self.required:
+            super().__call__(parser, namespace, values, option)
+            return
+        unrecognized = getattr(namespace, argparse._UNRECOGNIZED_ARGS_ATTR, [])
+        setattr(namespace, argparse._UNRECOGNIZED_ARGS_ATTR, [*unrecognized, *values])
 
 
 @dataclasses.dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from controllers.cli import agreement, command, output, releases
+from controllers.cli import ack, agreement, command, output, releases
 from controllers.runtime import exits
 from controllers.upgrade_readiness import controller as upgrade_readiness
 
@@ -85,10 +85,11 @@ COMMAND = command.Command(
     "Read-only. The acknowledgements are those of the chart's release: found from its objects (in any "
     "namespace, or in -n), or named as the chart names them for --release and -n; the output says which "
     "ConfigMap it used. Exit 0 when nothing blocks the upgrade, 1 when something does (or no target "
-    "version can be found).",
+    "version can be found). 'readiness ack' acknowledges a blocker for one target minor until a time.",
     run=run,
     outputs=output.WITH_WIDE,
     namespace="namespace of the chart's release (default: the one release found, in any namespace)",
+    subcommands=(ack.COMMAND,),
     options=(
         *(command.config_option(Config, name) for name in JUDGEMENT),
         command.option(

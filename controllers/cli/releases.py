@@ -112,11 +112,18 @@ async def find(
     ``--acknowledgements-config-map`` given), and whether it exists."""
     # The release may be named by its Helm name or by its prefix: matched in choose(), not by the selector.
     selector = f"{state.PART_OF_LABEL}={state.PART_OF},{state.CONTROLLER_LABEL}={readiness.NAME}"
-    items = await kube.list_items(
-        resources.CONFIGMAPS.path(namespace=namespace), query={"labelSelector": selector}
-    )
-    chosen = choose([r for r in map(release_of, items) if r is not None], release=release)
     where = f"namespace {namespace}" if namespace else "any namespace"
+    try:
+        items = await kube.list_items(
+            resources.CONFIGMAPS.path(namespace=namespace), query={"labelSelector": selector}
+        )
+    except client.ApiError as error:
+        # Someone who may only patch the acknowledgements (the chart's acknowledgers Role) may not list
+        # ConfigMaps: with the release and namespace named, the chart's name for them is enough.
+        if error.status != 403 or not (release and namespace):
+            raise
+        items, where = [], f"namespace {namespace} (listing its ConfigMaps is forbidden)"
+    chosen = choose([r for r in map(release_of, items) if r is not None], release=release)
     named = "; name from --acknowledgements-config-map" if name else ""
     if chosen is not None:
         found = Acknowledgements(

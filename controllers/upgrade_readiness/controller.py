@@ -116,6 +116,18 @@ class UpgradeReadinessConfig(config.BaseConfig):
     def acknowledgements_name(self) -> str:
         return self.acknowledgements_config_map or f"{self.release}-{NAME}-acks"
 
+    @property
+    def verdict_name(self) -> str:
+        """The ConfigMap of the verdict that admission policies read (docs/upgrade-gate.md)."""
+        return f"{self.release}-{NAME}-verdict"
+
+    def acknowledge_command(self, target: str) -> str:
+        """The command that acknowledges a blocker for ``target`` in this release."""
+        return (
+            f"kube-upgrade-controllers readiness ack --target v{target} --until <RFC 3339> "
+            f"[--checks a,b] --reason <why> -n {self.namespace} --release {self.release}"
+        )
+
 
 class UpgradeReadiness(reconciler.Reconciler[UpgradeReadinessConfig]):
     name = NAME
@@ -156,6 +168,7 @@ class UpgradeReadiness(reconciler.Reconciler[UpgradeReadinessConfig]):
         self.report: logic.Report | None = None
         self.acks: tuple[logic.Ack, ...] = ()
         self.published = status.Status(detail={"synced": False})
+        self._verdict: dict[str, str] = {}
 
     def wakes(self) -> reconciler.Wakes:
         """Nodes (the target comes from the masters) and the acknowledgements always; the rest as the enabled
@@ -175,6 +188,7 @@ class UpgradeReadiness(reconciler.Reconciler[UpgradeReadinessConfig]):
         self.metrics.observe_acks(self.acks)
         await self._report_acks(before)
         await self._report(report)
+        await self._publish_verdict(report)
         again = self.cfg.evaluate_interval_seconds - (now - (self.scraped_at or now))
         # An acknowledgement that expires changes the verdict by itself: judge again right after.
         expiry = logic.next_ack_expiry(self.acks, now=self.wall_clock())
@@ -266,6 +280,22 @@ class UpgradeReadiness(reconciler.Reconciler[UpgradeReadinessConfig]):
         phase: the skeleton's), and a log line for each of those changes."""
         for news in await self.publish(logic.to_status(report, self.acks)):
             log.info("%s", news.note)
+
+    async def _publish_verdict(self, report: logic.Report) -> None:
+        """The verdict ConfigMap, written when it changed (admission policies read it as their parameters)."""
+        target = report.target.version
+        acknowledge = self.cfg.acknowledge_command(target.minor_text) if target else ""
+        data = logic.gate_verdict(report, self.acks, acknowledge=acknowledge).data()
+        if data == self._verdict or self.cfg.dry_run:
+            return
+        await effects.publish_verdict(
+            self.ctx.kube,
+            namespace=self.cfg.namespace,
+            name=self.cfg.verdict_name,
+            data=data,
+            controller=NAME,
+        )
+        self._verdict = data
 
 
 async def evaluate_once(kube: Kube, cfg: UpgradeReadinessConfig) -> tuple[logic.Report, dict[str, Any]]:

@@ -18,7 +18,7 @@ from typing import Any, Literal, get_args
 
 from controllers.agreement import masters, version
 from controllers.agreement.version import Version
-from controllers.structs import status
+from controllers.structs import gate, status
 from controllers.upgrade_readiness import checks
 from controllers.upgrade_readiness.checks import interface
 
@@ -391,4 +391,26 @@ def to_status(report: Report, acks: Iterable[Ack]) -> status.Status:
         conditions=conditions(report),
         data={"upgradeable": str(report.upgradeable), "reasons": json.dumps(list(report.reasons))},
         detail={"synced": True, **report.summary(), "acknowledgements": [a.as_json() for a in acks]},
+    )
+
+
+def gate_verdict(report: Report, acks: Iterable[Ack], *, acknowledge: str) -> gate.GateVerdict:
+    """What admission policies and the verdict relay read (``acknowledge``: the command that acknowledges a
+    blocker for the target). Its ``expires`` is the first active acknowledgement's expiry: the controller
+    judges again then and writes the new verdict (CEL has no clock)."""
+    active = [ack for ack in acks if ack.state == ACK_WAIVES]
+    ends = [ack.until for ack in active if ack.until is not None]
+    target = report.target.version
+    return gate.GateVerdict(
+        upgradeable=report.upgradeable,
+        target=target.minor_text if target else "",
+        reasons="; ".join(report.reasons),
+        acknowledged="; ".join(
+            ack.key
+            + (f" until {_rfc3339(ack.until)}" if ack.until is not None else " (no expiry)")
+            + (f" ({ack.reason})" if ack.reason else "")
+            for ack in active
+        ),
+        expires=min(ends) if ends else None,
+        acknowledge=acknowledge if target else "",
     )

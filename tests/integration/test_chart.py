@@ -74,11 +74,12 @@ def test_defaults_render_every_controller_but_addon_updater_without_extras() -> 
 def test_all_enabled_renders_every_object() -> None:
     objects = ct.template("-f", ct.ALL_ENABLED)
     n = len(ct.CONTROLLERS)
-    # (+1 ClusterRole and RoleBinding: addon-updater's namespaced rights, bound in kube-system only.)
+    # (+1 ClusterRole and RoleBinding: addon-updater's namespaced rights, bound in kube-system only;
+    # + the acknowledgers' ConfigMap, Role and RoleBinding, and a policy and binding per gated kind.)
     assert kinds(objects) == {
-        "ServiceAccount": n, "ClusterRole": n + 1, "ClusterRoleBinding": n, "Role": n, "RoleBinding": n + 1,
-        "ConfigMap": n + 1, "Service": n, "Deployment": n, "PodDisruptionBudget": n, "ServiceMonitor": 1,
-        "PrometheusRule": 1, "Pod": 1,
+        "ServiceAccount": n, "ClusterRole": n + 1, "ClusterRoleBinding": n, "Role": n + 1, "RoleBinding": n + 2,
+        "ConfigMap": n + 2, "Service": n, "Deployment": n, "PodDisruptionBudget": n, "ServiceMonitor": 1,
+        "PrometheusRule": 1, "Pod": 1, "ValidatingAdmissionPolicy": 4, "ValidatingAdmissionPolicyBinding": 4,
     }  # fmt: skip
     for controller in ct.CONTROLLERS.values():
         cfg = config_file(objects, controller)
@@ -124,8 +125,9 @@ def test_all_enabled_renders_every_object() -> None:
 
 def test_combined_is_one_deployment_bound_to_every_controllers_roles() -> None:
     objects = ct.template(
-        "-f", ct.ALL_ENABLED, "--set", "combined.enabled=true", "--set", "combined.replicas=2"
-    )
+        "-f", ct.ALL_ENABLED, "--set", "combined.enabled=true", "--set", "combined.replicas=2",
+        "--set", "upgradeReadiness.acknowledgers.enabled=false", "--set", "upgradeGate.enabled=false",
+    )  # fmt: skip
     n = len(ct.CONTROLLERS)
     assert kinds(objects) == {
         "ServiceAccount": 1, "ClusterRole": n + 1, "ClusterRoleBinding": n, "Role": n, "RoleBinding": n + 1,

@@ -346,7 +346,7 @@ async def test_upgrade_readiness_runs_with_its_service_account(
         assert "forbidden" not in check["reason"].lower(), check
 
 
-async def test_upgrade_readiness_writes_nothing_but_its_state_and_events(
+async def test_upgrade_readiness_writes_nothing_but_its_state_its_verdict_and_events(
     installed: Installed, kube: client.Kube
 ) -> None:
     gate, ns = "upgrade-readiness", installed.namespace
@@ -366,6 +366,16 @@ async def test_upgrade_readiness_writes_nothing_but_its_state_and_events(
     assert not await can(installed, kube, gate, "create", "pods", subresource="eviction", namespace="default")
     state, acks = f"{installed.name(gate)}-state", f"{installed.name(gate)}-acks"
     assert await can(installed, kube, gate, "update", "configmaps", namespace=ns, name=state)
+    # ... and its verdict, which the upgrade gate's admission policies read (docs/upgrade-gate.md)
+    assert await can(
+        installed,
+        kube,
+        gate,
+        "update",
+        "configmaps",
+        namespace=ns,
+        name=f"{installed.fullname}-upgrade-readiness-verdict",
+    )
     for verb in ("get", "list", "watch"):  # list and watch by a metadata.name field selector
         assert await can(installed, kube, gate, verb, "configmaps", namespace=ns, name=acks)
     assert not await can(installed, kube, gate, "list", "configmaps", namespace=ns)  # no other ConfigMap

@@ -184,7 +184,7 @@ labels:
   verbs: [create]
 - apiGroups: [""]
   resources: [configmaps]
-  resourceNames: [{{ include "kuc.stateName" . }}]
+  resourceNames: [{{ include "kuc.stateName" . }}{{ if eq .key "upgradeReadiness" }}, {{ include "kuc.verdictName" .root }}{{ end }}]
   verbs: [get, update, patch]
 {{- end }}
 {{- if $c.namespaceRules }}

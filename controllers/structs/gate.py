@@ -1,0 +1,134 @@
+"""The gate's verdict as admission policies read it: a ConfigMap's string data (pure: no I/O, no clock).
+
+upgrade-readiness publishes its verdict in ``<release>-upgrade-readiness-verdict``; the verdict relay mirrors
+each workload cluster's into its Cluster's namespace, one ConfigMap per namespace whose keys carry the
+cluster's name as a prefix (``<cluster>.upgradeable``). The chart's ValidatingAdmissionPolicies read these
+keys as ``params.data[...]`` (CEL sees strings only, and has no clock: whoever writes the verdict turns it
+when an acknowledgement expires), and the Runtime Extension answers Cluster API's hooks from them.
+
+    format        "1"
+    upgradeable   "true" | "false"
+    target        "1.38": the minor it was judged against ("" when there is none)
+    reasons       why not (or what to know), one line
+    acknowledged  the active acknowledgements, one line
+    expires       when the first active acknowledgement expires (RFC 3339; ""), so the verdict changes then
+    acknowledge   the command that acknowledges a blocker for the target
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import re
+from collections.abc import Mapping
+
+FORMAT = "1"
+KEYS = ("format", "upgradeable", "target", "reasons", "acknowledged", "expires", "acknowledge")
+# What an admission message can carry: the apiserver's Status message is not meant for pages of text.
+MAX_TEXT = 1500
+_TARGET = re.compile(r"(\d{1,4})\.(\d{1,4})")
+# A cluster's keys in a mirror: its name (a DNS-1123 subdomain, as Cluster API's names are) and a dot.
+_CLUSTER = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GateVerdict:
+    upgradeable: bool
+    target: str  # "1.38"; "" when there is no target
+    reasons: str = ""
+    acknowledged: str = ""
+    expires: float | None = None  # Unix time
+    acknowledge: str = ""
+
+    def data(self, *, prefix: str = "") -> dict[str, str]:
+        """Its keys (each with ``prefix``, a mirror's ``<cluster>.``)."""
+        values = {
+            "format": FORMAT,
+            "upgradeable": "true" if self.upgradeable else "false",
+            "target": self.target,
+            "reasons": bounded(self.reasons),
+            "acknowledged": bounded(self.acknowledged),
+            "expires": rfc3339(self.expires),
+            "acknowledge": bounded(self.acknowledge),
+        }
+        return {prefix + key: value for key, value in values.items()}
+
+    @property
+    def summary(self) -> str:
+        """One line: ``upgradeable to 1.38``, ``not upgradeable to 1.38: <reasons>``."""
+        verdict = "upgradeable" if self.upgradeable else "not upgradeable"
+        where = f" to {self.target}" if self.target else " (no target)"
+        return f"{verdict}{where}" + (f": {self.reasons}" if self.reasons and not self.upgradeable else "")
+
+
+def bounded(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= MAX_TEXT else line[: MAX_TEXT - 1] + "…"
+
+
+def rfc3339(moment: float | None) -> str:
+    if moment is None:
+        return ""
+    try:
+        return datetime.datetime.fromtimestamp(moment, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):
+        return ""
+
+
+def _moment(text: str) -> float | None:
+    try:
+        parsed = datetime.datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+        return parsed.timestamp() if parsed.tzinfo is not None else None
+    except (ValueError, OverflowError):
+        return None
+
+
+def read(data: Mapping[str, object], *, prefix: str = "") -> GateVerdict | str:
+    """The verdict under ``prefix`` in a ConfigMap's data (another cluster's, so untrusted), or what is
+    wrong with it. Text is kept bounded; an unknown format, a missing or odd ``upgradeable``, a target that
+    is no minor, an unreadable ``expires`` are refused, never guessed."""
+    values: dict[str, str] = {}
+    for key in KEYS:
+        raw = data.get(prefix + key, "")
+        if not isinstance(raw, str):
+            return f"{prefix}{key} is not a string"
+        values[key] = raw
+    if values["format"] != FORMAT:
+        return f"{prefix}format is {values['format'][:16]!r}, not {FORMAT!r}: written by another release"
+    if values["upgradeable"] not in ("true", "false"):
+        return f"{prefix}upgradeable is {values['upgradeable'][:16]!r}, not 'true' or 'false'"
+    if values["target"] and not _TARGET.fullmatch(values["target"]):
+        return f"{prefix}target {values['target'][:16]!r} is not a minor such as 1.38"
+    if values["upgradeable"] == "true" and not values["target"]:
+        return f"{prefix}upgradeable without a target"
+    expires = _moment(values["expires"]) if values["expires"] else None
+    if values["expires"] and expires is None:
+        return f"{prefix}expires {values['expires'][:40]!r} is not an RFC 3339 time"
+    return GateVerdict(
+        upgradeable=values["upgradeable"] == "true",
+        target=values["target"],
+        reasons=bounded(values["reasons"]),
+        acknowledged=bounded(values["acknowledged"]),
+        expires=expires,
+        acknowledge=bounded(values["acknowledge"]),
+    )
+
+
+def at(verdict: GateVerdict, *, now: float) -> GateVerdict:
+    """The verdict as it stands at ``now`` when nobody has judged again since it was written: once its
+    acknowledgement expired, not upgradeable (who copies a verdict cannot tell what else changed)."""
+    if verdict.expires is None or now < verdict.expires or not verdict.upgradeable:
+        return verdict
+    return dataclasses.replace(
+        verdict,
+        upgradeable=False,
+        reasons=f"its acknowledgement expired at {rfc3339(verdict.expires)} and the cluster has not "
+        f"been judged since; {verdict.reasons}".rstrip("; "),
+        acknowledged="",
+        expires=None,
+    )
+
+
+def cluster_prefix(cluster: str) -> str | None:
+    """``<cluster>.``: a mirror's key prefix for a Cluster (None for a name that cannot be one)."""
+    return f"{cluster}." if _CLUSTER.fullmatch(cluster) else None

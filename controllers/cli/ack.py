@@ -29,20 +29,20 @@ class Request:
 
 
 def plan(
-    *, target: str, until: str | None, checks: Sequence[str], reason: str, revoke: bool, now: float
+    *, target: str, until: str | None, names: Sequence[str], reason: str, revoke: bool, now: float
 ) -> Request:
-    """The keys for ``checks`` (all of them when empty) and ``target``; a :class:`command.UsageError` for
+    """The keys for the checks ``names`` (all of them when empty) and ``target``; a :class:`command.UsageError` for
     anything that would write what the controller cannot read, or an acknowledgement already expired."""
     parsed = logic.parse_target(target)
     if parsed is None:
         raise command.UsageError(f"--target {target!r} is not a minor such as v1.38")
     known = checks.TABLE.names
-    unknown = [name for name in checks if name not in known]
+    unknown = [name for name in names if name not in known]
     if unknown:
         raise command.UsageError(
             f"--checks: unknown check(s) {', '.join(unknown)} (known: {', '.join(known)})"
         )
-    chosen = list(dict.fromkeys(checks)) or list(known)
+    chosen = list(dict.fromkeys(names)) or list(known)
     keys = [logic.ack_key(target=parsed, check=name) for name in chosen]
     if revoke:
         if until is not None or reason:
@@ -122,7 +122,7 @@ async def run(args: argparse.Namespace, cluster: command.Cluster) -> output.Outc
     request = plan(
         target=args.target,
         until=args.until,
-        checks=args.checks,
+        names=args.checks,
         reason=args.reason or "",
         revoke=args.revoke,
         now=datetime.datetime.now(datetime.UTC).timestamp(),

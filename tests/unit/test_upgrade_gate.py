@@ -116,13 +116,13 @@ def test_cluster_names_that_cannot_prefix_keys_are_refused() -> None:
 
 
 def plan(**kwargs: object) -> ack.Request:
-    settings: dict[str, object] = {"target": "v1.38", "until": LATER, "checks": [], "reason": "", "revoke": False,
+    settings: dict[str, object] = {"target": "v1.38", "until": LATER, "names": [], "reason": "", "revoke": False,
                                    "now": NOW, **kwargs}  # fmt: skip
     return ack.plan(**settings)  # type: ignore[arg-type]
 
 
 def test_an_ack_writes_one_key_per_check_for_the_one_minor_as_the_controller_reads_it() -> None:
-    request = plan(checks=["drain-blockers", "kubelet-skew"], reason="CHG-7")
+    request = plan(names=["drain-blockers", "kubelet-skew"], reason="CHG-7")
     assert request.changes == {
         "ack-1.38-drain-blockers": json.dumps({"until": LATER, "reason": "CHG-7"}),
         "ack-1.38-kubelet-skew": json.dumps({"until": LATER, "reason": "CHG-7"}),
@@ -141,7 +141,7 @@ def test_without_checks_every_check_is_acknowledged() -> None:
 
 
 def test_revoke_removes_the_keys() -> None:
-    request = plan(until=None, revoke=True, checks=["kubelet-skew"])
+    request = plan(until=None, revoke=True, names=["kubelet-skew"])
     assert request.revoke and request.changes == {"ack-1.38-kubelet-skew": None}
 
 
@@ -153,7 +153,7 @@ def test_revoke_removes_the_keys() -> None:
         ({"until": "2026-06-01"}, "with a time zone"),
         ({"until": "2026-06-01T11:00:00Z"}, "not in the future"),
         ({"target": "1.38.x"}, "not a minor"),
-        ({"checks": ["nope"]}, "unknown check(s) nope"),
+        ({"names": ["nope"]}, "unknown check(s) nope"),
         ({"revoke": True}, "--revoke takes no --until"),
         ({"reason": "x" * 5000}, "too long"),
     ],
@@ -170,7 +170,10 @@ def test_what_the_controller_could_not_read_is_refused_before_anything_is_writte
     [
         (["readiness", "ack", "--target", "v1.38"], "--until is required"),
         (["readiness", "ack", "--until", LATER], "the following arguments are required: --target"),
-        (["readiness", "ack", "--target", "v1.38", "--revoke", "--until", LATER], "--revoke takes no --until"),
+        (
+            ["readiness", "ack", "--target", "v1.38", "--revoke", "--until", LATER],
+            "--revoke takes no --until",
+        ),
         (["readiness", "acknowledge", "--target", "v1.38"], "unrecognized arguments: acknowledge"),
     ],
 )

@@ -24,7 +24,7 @@ TARGET = logic.parse_target("v1.38")
 
 def report(*, blocked: bool, acknowledged: frozenset[str] = frozenset()) -> logic.Report:
     verdicts = [
-        interface.Verdict(
+        interface.Judgement(
             "kubelet-skew", (interface.Blocker("kubelet-skew", "Node w1", "too old"),) if blocked else ()
         )
     ]

@@ -76,7 +76,7 @@ class UsoRunnerConfig(config.BaseConfig):
     retry_seconds: float = config.option(
         300.0, "After a run with failed resources, run again after this long.", check=config.positive
     )
-    method: logic.Method = config.option(  # noqa: RUF009 (a Literal, immutable, like trigger's)
+    method: logic.MigrationMethod = config.option(  # noqa: RUF009 (a Literal, immutable, like trigger's)
         "rewrite",
         "How resources are migrated: rewrite (every object PUT back by uso-runner), builtin (one "
         "StorageVersionMigration per resource for kube-controller-manager's migrator; rewrite when "
@@ -117,7 +117,7 @@ class UsoRunnerConfig(config.BaseConfig):
             )
 
     @property
-    def migration_method(self) -> logic.Method:
+    def migration_method(self) -> logic.MigrationMethod:
         """--method, or builtin for the deprecated --use-builtin."""
         return "builtin" if self.use_builtin else self.method
 
@@ -126,7 +126,7 @@ Ctx = context.Context[UsoRunnerConfig]
 
 
 @dataclasses.dataclass
-class Report:
+class RunReport:
     action: str
     reason: str
     target: str = ""
@@ -174,7 +174,7 @@ class UsoRunner(reconciler.Reconciler[UsoRunnerConfig]):
         self.metrics = metrics_module.Metrics(ctx.exporter)
         self.published = status.Status(reason="no run yet", detail={"action": "none"})
         # The run in progress, beside the loop (sync never waits), and the version it runs for.
-        self._run: reconciler.Work[Report] | None = None
+        self._run: reconciler.Work[RunReport] | None = None
         self._run_for: Version | None = None
         if ctx.config.use_builtin:
             log.warning("--use-builtin is deprecated and goes away in the next release: use --method=builtin")
@@ -208,7 +208,7 @@ class UsoRunner(reconciler.Reconciler[UsoRunnerConfig]):
             return reconciler.Synced(ok=False)
         once = self.ctx.config.once
         prepared = await self.prepare(agreement.version, follow_agreement=not once)
-        if isinstance(prepared, Report):
+        if isinstance(prepared, RunReport):
             await self._show(prepared.as_json(), phase="Idle")
             return reconciler.Synced()
         progress = {
@@ -234,12 +234,12 @@ class UsoRunner(reconciler.Reconciler[UsoRunnerConfig]):
         )
         await self.publish(shown, record=False)
 
-    async def reconcile(self, agreed: Version, *, follow_agreement: bool = False) -> Report:
+    async def reconcile(self, agreed: Version, *, follow_agreement: bool = False) -> RunReport:
         """Decide against the checkpoint; run (or resume) a migration when due, to its end (tests)."""
         prepared = await self.prepare(agreed, follow_agreement=follow_agreement)
-        return prepared if isinstance(prepared, Report) else await prepared.execute()
+        return prepared if isinstance(prepared, RunReport) else await prepared.execute()
 
-    async def prepare(self, agreed: Version, *, follow_agreement: bool = False) -> Report | _Run:
+    async def prepare(self, agreed: Version, *, follow_agreement: bool = False) -> RunReport | _Run:
         """Decide against the checkpoint: the report when nothing is due, else the run to execute.
         ``follow_agreement`` (the daemon, whose agreement feed is live): the run writes only while the
         masters still agree on ``agreed``."""
@@ -249,7 +249,7 @@ class UsoRunner(reconciler.Reconciler[UsoRunnerConfig]):
         decision = logic.decide(checkpoint=checkpoint, agreed=agreed, mode=cfg.trigger)
         log.info("masters agree on %s: %s", agreed, decision.reason)
         if decision.action == "none":
-            return Report(action="none", reason=decision.reason, target=agreed.raw)
+            return RunReport(action="none", reason=decision.reason, target=agreed.raw)
         if decision.action == "start":
             checkpoint = logic.start_run(checkpoint, target=agreed.raw)
         served, aggregated = await asyncio.gather(
@@ -267,7 +267,7 @@ class UsoRunner(reconciler.Reconciler[UsoRunnerConfig]):
         choice = logic.choose_method(
             asked=cfg.migration_method, discovered=discovered, rewrite_fallback=cfg.rewrite_fallback
         )
-        report = Report(
+        report = RunReport(
             action=decision.action,
             reason=decision.reason,
             target=checkpoint.run_target,
@@ -305,8 +305,8 @@ class _Run:
     metrics: metrics_module.Metrics
     checkpoint: logic.Checkpoint
     state: state_module.State
-    plan: logic.Plan
-    report: Report
+    plan: logic.MigrationPlan
+    report: RunReport
     choice: logic.MethodChoice
     guarded: Version | None = None  # the daemon's agreed version: writes pause while masters disagree
 
@@ -330,9 +330,9 @@ class _Run:
             latency_budget=cfg.latency_budget,
             announce=self._backed_off,
         )
-        self.method: migrate.Migrator | builtin_module.Builtin = self.rewrite
+        self.migrator: migrate.Migrator | builtin_module.Builtin = self.rewrite
         if self.choice.method == "builtin":
-            self.method = builtin_module.Builtin(
+            self.migrator = builtin_module.Builtin(
                 kube=self.ctx.kube,
                 metrics=self.metrics,
                 version=self.choice.version,
@@ -352,16 +352,16 @@ class _Run:
         total = len(self.plan.migrate)
         return f"{self._done}/{total} resources ({len(self.plan.done)} done before a restart, {self._failed} failed)"
 
-    async def execute(self) -> Report:
+    async def execute(self) -> RunReport:
         """Migrate every planned resource, checkpointing as it goes; the report."""
-        cfg, method = self.ctx.config, self.method
+        cfg, migrator = self.ctx.config, self.migrator
         started = time.monotonic()
         pending = [r.group_resource for r in self.plan.migrate]
         log.info(
             "run for %s: %d resource(s) to migrate (%s), %d unchanged, %d already done, %d skipped%s",
             self.checkpoint.run_target,
             len(pending),
-            method.name,
+            migrator.name,
             len(self.plan.unchanged),
             len(self.plan.done),
             len(self.plan.skipped),
@@ -404,7 +404,7 @@ class _Run:
             )
         if self._unanswered:
             return await self._fall_back(res, stalled=self._unanswered)
-        result = await self.method.migrate(res, target=target)
+        result = await self.migrator.migrate(res, target=target)
         if self.choice.no_rewrite and result.delegated_to and result.stalled:
             return await self._refuse(res, result, why=result.error, reason=result.stalled)
         if not logic.falls_back(self.choice, result):
@@ -528,7 +528,7 @@ class _Run:
             await self.ctx.event("MigrationResumed", f"the masters agree on {target} again", action="Migrate")
 
     async def _conclude(self) -> None:
-        report, target, method = self.report, self.checkpoint.run_target, self.method
+        report, target, migrator = self.report, self.checkpoint.run_target, self.migrator
         end = logic.conclude(results=report.results, target=target, dry_run=self.ctx.config.dry_run)
         self.metrics.observe_run_finished(
             duration_seconds=report.duration_seconds, succeeded=end.phase == "Succeeded"
@@ -546,7 +546,7 @@ class _Run:
             log.error("run for %s: %s", target, end.note)
             return
         try:
-            for name in await method.tidy(target=target):
+            for name in await migrator.tidy(target=target):
                 log.info("deleted StorageVersionMigration %s of an earlier run", name)
         except ApiError as error:  # housekeeping: the run itself succeeded
             log.warning("deleting earlier StorageVersionMigrations failed: %s %s", error.status, error.reason)

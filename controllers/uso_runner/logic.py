@@ -25,7 +25,7 @@ from controllers.agreement.version import Version, parse_version
 from controllers.structs import fields
 
 TriggerMode = Literal["minor", "any"]
-Action = Literal["start", "resume", "none"]
+RunAction = Literal["start", "resume", "none"]
 # A StorageVersionMigration that made no progress: never picked up by a migrator, or not finished in time.
 Stall = Literal["", "not_picked_up", "timeout"]
 DEFAULT_SKIP = ("events", "events.events.k8s.io")
@@ -173,34 +173,34 @@ def guard(*, current: Version | None, target: Version, mode: TriggerMode) -> Gua
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Decision:
-    action: Action
+class RunDecision:
+    action: RunAction
     reason: str
 
 
-def decide(*, checkpoint: Checkpoint, agreed: Version, mode: TriggerMode) -> Decision:
+def decide(*, checkpoint: Checkpoint, agreed: Version, mode: TriggerMode) -> RunDecision:
     """What to do now that the masters agree on ``agreed``."""
     target = parse_version(checkpoint.run_target)
     if checkpoint.run_target:
         if target is not None and same_trigger(target, agreed, mode=mode):
-            return Decision("resume", f"resuming the unfinished run for {checkpoint.run_target}")
-        return Decision(
+            return RunDecision("resume", f"resuming the unfinished run for {checkpoint.run_target}")
+        return RunDecision(
             "start", f"the unfinished run for {checkpoint.run_target!r} is superseded by {agreed}"
         )
     previous = parse_version(checkpoint.version)
     if previous is None:
         if checkpoint.version:
-            return Decision("start", f"recorded version {checkpoint.version!r} is not a version")
-        return Decision("start", "no run recorded yet: migrating every stored resource")
+            return RunDecision("start", f"recorded version {checkpoint.version!r} is not a version")
+        return RunDecision("start", "no run recorded yet: migrating every stored resource")
     if same_trigger(previous, agreed, mode=mode):
-        return Decision(
+        return RunDecision(
             "none", f"already migrated for {previous} ({'version' if mode == 'any' else 'minor'})"
         )
-    return Decision("start", f"agreed version changed from {previous} to {agreed}")
+    return RunDecision("start", f"agreed version changed from {previous} to {agreed}")
 
 
 @dataclasses.dataclass(frozen=True)
-class Plan:
+class MigrationPlan:
     """Resources by what happens to them (each a tuple of discovered resources, in discovery order)."""
 
     migrate: tuple[Discovered, ...]
@@ -217,7 +217,7 @@ def plan(
     skip: Iterable[str],
     only: Iterable[str] = (),
     all_resources: bool,
-) -> Plan:
+) -> MigrationPlan:
     """Which discovered resources to migrate: stored ones (list+update, not aggregated, not skipped), whose
     storageVersionHash changed since their last migration or that were never migrated (``all_resources``:
     every one), minus those this run already finished."""
@@ -247,7 +247,9 @@ def plan(
             migrate.append(res)
         else:
             unchanged.append(res)
-    return Plan(migrate=tuple(migrate), unchanged=tuple(unchanged), done=tuple(done), skipped=tuple(skipped))
+    return MigrationPlan(
+        migrate=tuple(migrate), unchanged=tuple(unchanged), done=tuple(done), skipped=tuple(skipped)
+    )
 
 
 StoredVersionsReason = Literal[
@@ -406,7 +408,7 @@ def _what_was_done(results: Sequence[ResourceResult], *, dry_run: bool) -> str:
 
 # --- how a run migrates: rewriting objects itself, or StorageVersionMigrations --------------------------------
 
-Method = Literal["auto", "rewrite", "builtin"]
+MigrationMethod = Literal["auto", "rewrite", "builtin"]
 
 
 NO_REWRITE = (
@@ -431,7 +433,7 @@ class MethodChoice:
 
 
 def choose_method(
-    *, asked: Method, discovered: Iterable[Discovered], rewrite_fallback: bool = True
+    *, asked: MigrationMethod, discovered: Iterable[Discovered], rewrite_fallback: bool = True
 ) -> MethodChoice:
     """``rewrite``: always. ``builtin``: StorageVersionMigrations when served (else rewrite, with a warning).
     ``auto``: StorageVersionMigrations when served, falling back to rewriting any that stalls; rewrite when not

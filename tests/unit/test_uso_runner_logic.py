@@ -275,7 +275,7 @@ def test_choose_method() -> None:
 
 @pytest.mark.parametrize("asked", ["auto", "builtin"])
 def test_without_the_rewrite_fallback_nothing_is_rewritten_in_the_builtin_methods_place(
-    asked: logic.Method,
+    asked: logic.MigrationMethod,
 ) -> None:
     v1 = res(logic.SVM_RESOURCE, logic.SVM_GROUP, verbs="create,get,list,delete", version="v1")
     served = logic.choose_method(asked=asked, discovered=[res("configmaps"), v1], rewrite_fallback=False)

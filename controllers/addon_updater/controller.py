@@ -26,7 +26,7 @@ from controllers.bundles import model, policy
 from controllers.bundles import source as bundle_source
 from controllers.kube import discovery, retry
 from controllers.runtime import config, context, reconciler
-from controllers.structs import redact, times
+from controllers.structs import redact, status, times
 
 log = logging.getLogger(__name__)
 
@@ -139,14 +139,14 @@ class AddonUpdaterConfig(config.BaseConfig):
         )
 
 
-Result = Literal["switched", "current", "missing", "invalid", "failed", "planned", "no-agreement"]
+RoundResult = Literal["switched", "current", "missing", "invalid", "failed", "planned", "no-agreement"]
 
 
 @dataclasses.dataclass(frozen=True)
-class Outcome:
+class SwitchRound:
     """What one round did (``/status``, ``--once``, the daemon's log)."""
 
-    result: Result
+    result: RoundResult
     message: str
     minor: str = ""
     digest: str = ""
@@ -171,6 +171,25 @@ class Outcome:
             "health": self.health,
         }
 
+    def to_status(self) -> status.Status:
+        """The common status over this round: its phase as the state ConfigMap names it, the message as the
+        reason (and as the last error when the round could not switch), the round's own keys."""
+        failed = self.result in ("missing", "invalid", "failed")
+        return status.Status(
+            phase=ROUND_PHASES[self.result],
+            version=self.minor,
+            reason=self.message,
+            last_error=self.message if failed else "",
+            detail=self.summary(),
+        )
+
+
+# The state ConfigMap's phase of each round's result ("" where the round records none).
+ROUND_PHASES: dict[RoundResult, str] = {
+    "switched": "Done", "current": "Done", "missing": "BundleMissing", "invalid": "Invalid", "failed": "Failed",
+    "planned": "Planned", "no-agreement": "",
+}  # fmt: skip
+
 
 class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
     name = "addon-updater"
@@ -190,7 +209,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
             directory=self.cfg.bundle_dir,
             namespace=self.cfg.bundle_namespace,
         )
-        self.last: Outcome | None = None
+        self.last: SwitchRound | None = None
         self.lock = asyncio.Lock()
 
     def wakes(self) -> reconciler.Wakes:
@@ -198,13 +217,17 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
         return reconciler.Wakes(agreement=True, every=self.cfg.resync_seconds or None)
 
     def status(self) -> dict[str, Any]:
-        """The last round (``result``, ``message``, ``minor``, ``digest``, ``applied``, …)."""
-        return self.last.summary() if self.last else {"result": "none", "message": "no round yet"}
+        """The common status over the last round (``result``, ``message``, ``minor``, ``digest``, …)."""
+        if self.last is None:
+            return status.Status(
+                reason="no round yet", detail={"result": "none", "message": "no round yet"}
+            ).to_json()
+        return self.last.to_status().to_json()
 
     async def sync(self) -> reconciler.Synced:
         agreement = self.ctx.agreements.current
         if agreement is None:
-            self.last = Outcome("no-agreement", reconciler.no_agreement(self.ctx))
+            self.last = SwitchRound("no-agreement", reconciler.no_agreement(self.ctx))
             return reconciler.Synced(ok=False)
         previous = self.last
         outcome = await self.reconcile(agreement.version)
@@ -215,9 +238,9 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
         again = HEALTH_POLL_SECONDS if outcome.health == "Progressing" else None
         return reconciler.Synced(ok=outcome.ok, again_in=again)
 
-    async def reconcile(self, agreed: version_module.Version) -> Outcome:
+    async def reconcile(self, agreed: version_module.Version) -> SwitchRound:
         """Bring the target to the bundle of the agreed version's minor (one round). A bad bundle is an
-        Outcome; a failure to act (the apiserver, the bundle source, the file system) is recorded in the
+        SwitchRound; a failure to act (the apiserver, the bundle source, the file system) is recorded in the
         state, an Event and a metric, then raised: the skeleton tries again with backoff."""
         async with self.lock:
             try:
@@ -227,7 +250,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
                 raise
             return self.last
 
-    async def _reconcile(self, agreed: version_module.Version) -> Outcome:
+    async def _reconcile(self, agreed: version_module.Version) -> SwitchRound:
         cfg = self.cfg
         state = await self.ctx.read_state()
         minor = model.select_bundle(
@@ -262,7 +285,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
         self.metrics.observe_missing(False)
         assert decision.bundle is not None
         if decision.action == "known-invalid":
-            return Outcome(
+            return SwitchRound(
                 "invalid", state.get("lastError"), minor=decision.bundle.minor, digest=decision.digest
             )
         if decision.action == "invalid":
@@ -279,7 +302,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
 
     # --- outcomes ----------------------------------------------------------------------------------------
 
-    async def _missing(self, agreed: version_module.Version) -> Outcome:
+    async def _missing(self, agreed: version_module.Version) -> SwitchRound:
         self.metrics.observe_missing(True)
         message = (
             f"no bundle for {agreed.minor_text} (selection {self.cfg.selection}) in {self._source_text()}; "
@@ -293,11 +316,11 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
                 current,
                 {"version": agreed.raw, "phase": "BundleMissing", "progress": "", "lastError": message},
             )
-        return Outcome("missing", message)
+        return SwitchRound("missing", message)
 
     async def _invalid(
-        self, agreed: version_module.Version, decision: logic.Decision, error: model.BundleError
-    ) -> Outcome:
+        self, agreed: version_module.Version, decision: logic.SwitchDecision, error: model.BundleError
+    ) -> SwitchRound:
         assert decision.bundle is not None
         minor, source = decision.bundle.minor, decision.bundle.source or self._source_text()
         message = f"bundle {minor} from {source} is invalid ({error.reason}): {error}; nothing changed"
@@ -313,9 +336,9 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
                 "progress": "",
             }
         )
-        return Outcome("invalid", message, minor=minor, digest=decision.digest)
+        return SwitchRound("invalid", message, minor=minor, digest=decision.digest)
 
-    async def _failed(self, agreed: version_module.Version, error: Exception) -> Outcome:
+    async def _failed(self, agreed: version_module.Version, error: Exception) -> SwitchRound:
         """Report a round that could not act (the skeleton logs the error itself and tries again)."""
         message = f"switch failed: {redact.describe(error)}"
         self.metrics.observe_failed()
@@ -326,9 +349,9 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
             if retry.classify(failure) is None:
                 raise
             log.warning("could not record the failure in the state ConfigMap: %s", retry.describe(failure))
-        return Outcome("failed", message)
+        return SwitchRound("failed", message)
 
-    async def _current(self, agreed: version_module.Version, decision: logic.Decision) -> Outcome:
+    async def _current(self, agreed: version_module.Version, decision: logic.SwitchDecision) -> SwitchRound:
         """The bundle is in place: refresh its health (one look, no waiting) and the metrics."""
         assert decision.bundle is not None
         minor = decision.bundle.minor
@@ -344,7 +367,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
         current = await self.ctx.read_state()
         if current.get("version") != agreed.raw:
             await self.ctx.update_state(current, {"version": agreed.raw})
-        return Outcome(
+        return SwitchRound(
             "current",
             f"bundle {minor} is already in place",
             minor=minor,
@@ -353,7 +376,9 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
             health=health,
         )
 
-    async def _switch_directory(self, agreed: version_module.Version, decision: logic.Decision) -> Outcome:
+    async def _switch_directory(
+        self, agreed: version_module.Version, decision: logic.SwitchDecision
+    ) -> SwitchRound:
         bundle, files, manifests = decision.bundle, decision.files, decision.manifests
         assert bundle is not None
         target = pathlib.Path(self.cfg.target_dir)
@@ -369,7 +394,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
         if self.cfg.dry_run:
             message = f"dry-run: would switch {target} to bundle {bundle.minor} ({len(files)} files, {len(manifests)} objects)"
             log.info("%s", message)
-            return Outcome("planned", message, minor=bundle.minor, digest=decision.digest)
+            return SwitchRound("planned", message, minor=bundle.minor, digest=decision.digest)
         await self.ctx.record(
             {"version": agreed.raw, "phase": "Switching", "progress": f"writing {len(files)} files"}
         )
@@ -382,7 +407,9 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
         )
         return await self._switched(agreed, decision, message, applied=len(manifests), pruned=0)
 
-    async def _switch_apply(self, agreed: version_module.Version, decision: logic.Decision) -> Outcome:
+    async def _switch_apply(
+        self, agreed: version_module.Version, decision: logic.SwitchDecision
+    ) -> SwitchRound:
         cfg, bundle = self.cfg, decision.bundle
         assert bundle is not None
         settings = apply_target.Settings(
@@ -414,7 +441,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
                 f"{len(result.pruned)} object(s): {', '.join(map(str, result.pruned)) or 'none'}{skipped}"
             )
             log.info("%s", message)
-            return Outcome(
+            return SwitchRound(
                 "planned",
                 message,
                 minor=bundle.minor,
@@ -451,13 +478,13 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
     async def _switched(
         self,
         agreed: version_module.Version,
-        decision: logic.Decision,
+        decision: logic.SwitchDecision,
         message: str,
         *,
         applied: int,
         pruned: int,
         recorded: Mapping[str, str] | None = None,
-    ) -> Outcome:
+    ) -> SwitchRound:
         bundle = decision.bundle
         assert bundle is not None
         log.info("%s", message)
@@ -478,7 +505,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
                 **(recorded or {}),
             }
         )
-        return Outcome("switched", message, minor=bundle.minor, digest=decision.digest)
+        return SwitchRound("switched", message, minor=bundle.minor, digest=decision.digest)
 
     # --- health ------------------------------------------------------------------------------------------
 

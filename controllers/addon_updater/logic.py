@@ -310,13 +310,13 @@ def stale_generations(names: Iterable[str], *, keep: Iterable[str]) -> tuple[str
 
 # --- the decision of a round ----------------------------------------------------------------------------
 
-Action = Literal["missing", "invalid", "known-invalid", "current", "switch"]
+SwitchAction = Literal["missing", "invalid", "known-invalid", "current", "switch"]
 
 
-Health = Literal["Healthy", "Progressing", "Unhealthy"]
+BundleHealth = Literal["Healthy", "Progressing", "Unhealthy"]
 
 
-def health(*, unavailable: int, waited: float, timeout: float) -> Health:
+def health(*, unavailable: int, waited: float, timeout: float) -> BundleHealth:
     """A switched bundle's health: every workload available; some not yet, within ``timeout`` seconds of the
     switch; or some still not after that."""
     if not unavailable:
@@ -324,7 +324,7 @@ def health(*, unavailable: int, waited: float, timeout: float) -> Health:
     return "Progressing" if waited < timeout else "Unhealthy"
 
 
-def health_settled(*, recorded: str, now: Health) -> bool:
+def health_settled(*, recorded: str, now: BundleHealth) -> bool:
     """Whether ``now`` is news worth an Event: health settled (Healthy or Unhealthy) on another value than
     the one recorded (a resync that finds the same health says nothing)."""
     return now != "Progressing" and now != recorded
@@ -352,8 +352,8 @@ class Recorded:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Decision:
-    action: Action
+class SwitchDecision:
+    action: SwitchAction
     bundle: model.Bundle | None = None
     digest: str = ""
     files: tuple[model.BundleFile, ...] = ()  # rendered (variables substituted)
@@ -370,25 +370,25 @@ def decide(
     version: str,
     target: Literal["apply", "directory"],
     generation: str | None,
-) -> Decision:
+) -> SwitchDecision:
     """The whole decision of one round, in this order: no bundle fits the agreed minor (``bundle`` None) →
     missing; it cannot be read → invalid; the same content is in place (and, for the directory target, the
     directory shows it: ``generation``) → current; it was found invalid for this agreed version already →
     known-invalid (reported once; a changed bundle, variable or version is tried again); it does not load
     (documents.load: bounds, variables, documents) → invalid; else switch."""
     if bundle is None:
-        return Decision("missing")
+        return SwitchDecision("missing")
     if isinstance(bundle, model.BundleError):
-        return Decision("invalid", model.Bundle(minor=minor, source="", files=()), error=bundle)
+        return SwitchDecision("invalid", model.Bundle(minor=minor, source="", files=()), error=bundle)
     digest = model.bundle_digest(bundle, variables=variables)
     in_place = target == "apply" or generation == generation_name(minor=bundle.minor, digest=digest)
-    action: Action = "switch"
+    action: SwitchAction = "switch"
     if recorded.phase == "Done" and (recorded.minor, recorded.digest) == (bundle.minor, digest) and in_place:
         action = "current"
     elif recorded.phase == "Invalid" and recorded.failed_digest == digest and recorded.version == version:
-        return Decision("known-invalid", bundle, digest)
+        return SwitchDecision("known-invalid", bundle, digest)
     try:
         loaded = documents.load(bundle, variables=variables)
-        return Decision(action, bundle, digest, files=loaded.files, manifests=loaded.manifests)
+        return SwitchDecision(action, bundle, digest, files=loaded.files, manifests=loaded.manifests)
     except model.BundleError as error:
-        return Decision("invalid", bundle, digest, error=error)
+        return SwitchDecision("invalid", bundle, digest, error=error)

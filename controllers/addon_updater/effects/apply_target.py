@@ -44,7 +44,7 @@ class Settings:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Result:
+class ApplyResult:
     applied: tuple[model.ObjectKey, ...]  # in the order applied (or that would be, in dry-run)
     pruned: tuple[model.ObjectKey, ...]  # (in dry-run: that would be, unless found kept then)
     unavailable: Mapping[model.ObjectKey, str]
@@ -159,7 +159,7 @@ async def switch(
     inventory: Sequence[logic.Created],
     dry_run_only: bool,
     progress: Callable[[str], None] = lambda _: None,
-) -> Result:
+) -> ApplyResult:
     """Validate against the apiserver, then (unless ``dry_run_only``) apply, prune and look at the workloads'
     health once (the controller follows it from there, without waiting). Raises BundleError before anything
     changed when the apiserver rejects an object."""
@@ -183,7 +183,7 @@ async def switch(
     if not settings.prune:
         plan = logic.PrunePlan(())
     if dry_run_only:
-        return Result(
+        return ApplyResult(
             applied=tuple(i.key for i in items),
             pruned=tuple(entry.key for entry in plan.doomed),
             unavailable={},
@@ -224,7 +224,7 @@ async def switch(
     ]
     wanted = logic.workloads(desired)
     problems = await wait_available(kube, wanted, release=settings.release, seconds=0.0)
-    return Result(
+    return ApplyResult(
         applied=tuple(applied),
         pruned=tuple(pruned),
         unavailable=problems,

@@ -7,14 +7,7 @@ import pytest
 
 from controllers.kube import retry
 from controllers.runtime import failure
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests import clocks
 
 
 def test_kinds_of_failure() -> None:
@@ -32,7 +25,7 @@ def test_kinds_of_failure() -> None:
 
 
 def test_each_item_waits_its_own_capped_backoff_and_a_success_forgets_it() -> None:
-    clock = Clock()
+    clock = clocks.Clock()
     items: failure.ItemBackoff[str] = failure.ItemBackoff(retry.Policy(base=2.0, cap=5.0), clock=clock)
     error = retry.ApiError(status=503, body={"reason": "ServiceUnavailable"})
     assert items.ready("a") and items.next_in() is None
@@ -50,7 +43,7 @@ def test_each_item_waits_its_own_capped_backoff_and_a_success_forgets_it() -> No
 
 
 def test_what_a_failure_asks_for_wins_and_a_permanent_one_stops_the_item() -> None:
-    clock = Clock()
+    clock = clocks.Clock()
     items: failure.ItemBackoff[str] = failure.ItemBackoff(retry.Policy(base=1.0, cap=60.0), clock=clock)
     assert items.failed("a", retry.ApiError(status=429, body={}, retry_after=9.0)) == 9.0
     assert items.failed("b", failure.TemporaryError("not yet", delay=0.5)) == 0.5
@@ -68,7 +61,9 @@ def test_temporary_error_keeps_its_reason(delay: float | None) -> None:
 
 
 def test_what_a_server_asks_is_bounded_and_many_failures_do_not_overflow() -> None:
-    items: failure.ItemBackoff[str] = failure.ItemBackoff(retry.Policy(base=1.0, cap=60.0), clock=Clock())
+    items: failure.ItemBackoff[str] = failure.ItemBackoff(
+        retry.Policy(base=1.0, cap=60.0), clock=clocks.Clock()
+    )
     assert items.failed("a", retry.ApiError(status=429, body={}, retry_after=1e9)) == retry.RETRY_AFTER_CAP
     assert items.failed("b", failure.TemporaryError("x", delay=-5)) == 0.0
     assert [items.failed("c", failure.TemporaryError("x")) for _ in range(2000)][-1] == 60.0

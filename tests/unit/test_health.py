@@ -4,18 +4,11 @@ from __future__ import annotations
 
 from controllers.kube import retry
 from controllers.runtime import server
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests import clocks
 
 
 def test_a_loop_waiting_for_a_change_without_a_deadline_is_alive_forever() -> None:
-    clock = Clock()
+    clock = clocks.Clock()
     health = server.Probes(clock=clock, grace=60)
     health.expect(within=None)
     clock.now += 10_000
@@ -23,7 +16,7 @@ def test_a_loop_waiting_for_a_change_without_a_deadline_is_alive_forever() -> No
 
 
 def test_a_loop_is_wedged_only_after_its_promise_and_the_grace() -> None:
-    clock = Clock()
+    clock = clocks.Clock()
     health = server.Probes(clock=clock, grace=60)
     health.expect(within=30)
     clock.now += 89
@@ -35,7 +28,7 @@ def test_a_loop_is_wedged_only_after_its_promise_and_the_grace() -> None:
 
 
 def test_down_is_wedged_whatever_the_loop_says() -> None:
-    health = server.Probes(clock=Clock())
+    health = server.Probes(clock=clocks.Clock())
     health.down = "failed 5 times in a row: KeyError: 'spec'"
     assert health.wedged() == "failed 5 times in a row: KeyError: 'spec'"
 

@@ -24,7 +24,7 @@ from controllers.addon_updater.effects import admission, apply_target, directory
 from controllers.agreement import version as version_module
 from controllers.bundles import model, policy
 from controllers.bundles import source as bundle_source
-from controllers.kube import discovery, retry
+from controllers.kube import discovery
 from controllers.runtime import config, context, reconciler
 from controllers.structs import redact, status, times
 
@@ -239,15 +239,11 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
         return reconciler.Synced(ok=outcome.ok, again_in=again)
 
     async def reconcile(self, agreed: version_module.Version) -> SwitchRound:
-        """Bring the target to the bundle of the agreed version's minor (one round). A bad bundle is an
-        SwitchRound; a failure to act (the apiserver, the bundle source, the file system) is recorded in the
-        state, an Event and a metric, then raised: the skeleton tries again with backoff."""
+        """Bring the target to the bundle of the agreed version's minor (one round). A bad bundle is a
+        SwitchRound; a failure to act (the apiserver, the bundle source, the file system) is raised: the
+        skeleton reports it (:meth:`failed`) and tries again with backoff."""
         async with self.lock:
-            try:
-                self.last = await self._reconcile(agreed)
-            except Exception as error:
-                self.last = await self._failed(agreed, error)
-                raise
+            self.last = await self._reconcile(agreed)
             return self.last
 
     async def _reconcile(self, agreed: version_module.Version) -> SwitchRound:
@@ -338,18 +334,16 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
         )
         return SwitchRound("invalid", message, minor=minor, digest=decision.digest)
 
-    async def _failed(self, agreed: version_module.Version, error: Exception) -> SwitchRound:
-        """Report a round that could not act (the skeleton logs the error itself and tries again)."""
+    async def failed(self, error: Exception) -> None:
+        """A round that could not act: its metric, a Warning Event and the state Failed (the skeleton has
+        logged it and tries again with backoff)."""
         message = f"switch failed: {redact.describe(error)}"
+        self.last = SwitchRound("failed", message)
         self.metrics.observe_failed()
         await self._event("SwitchFailed", f"{message}; trying again with backoff", warning=True)
-        try:
-            await self.ctx.record({"version": agreed.raw, "phase": "Failed", "lastError": message})
-        except Exception as failure:  # the apiserver may be what failed; the next round records it
-            if retry.classify(failure) is None:
-                raise
-            log.warning("could not record the failure in the state ConfigMap: %s", retry.describe(failure))
-        return SwitchRound("failed", message)
+        agreement = self.ctx.agreements.current
+        version = {"version": agreement.version.raw} if agreement else {}
+        await self.ctx.record({**version, "phase": "Failed", "lastError": message})
 
     async def _current(self, agreed: version_module.Version, decision: logic.SwitchDecision) -> SwitchRound:
         """The bundle is in place: refresh its health (one look, no waiting) and the metrics."""

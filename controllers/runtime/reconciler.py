@@ -12,7 +12,9 @@ backoff (0.5 s doubling up to a minute, or what a 429's Retry-After or a ``Tempo
 reset by the next sync that returns; a change that arrives meanwhile waits for it. A transient failure (a
 connection refused or reset, a timeout, a 5xx, a 429, a ``TemporaryError``) is one warning line; a
 ``PermanentError`` is one error line and no timed retry (the next change wakes it); anything else is a bug,
-logged once with its traceback, then one line per repeat. Nothing a sync raises ends the controller.
+logged once with its traceback, then one line per repeat. Nothing a sync raises ends the controller. The
+skeleton then hands the failure to :meth:`Reconciler.failed` (by default: ``/status`` shows it as the last
+error; a controller may report it more, as addon-updater does).
 ``sync`` returns ``Synced(ok=False)`` when it could not act but has nothing to retry (the masters do not
 agree).
 
@@ -168,6 +170,13 @@ class Reconciler(Generic[C]):
             task.add_done_callback(lambda _: self.ctx.wake())
         return task
 
+    async def failed(self, error: Exception) -> None:
+        """What a failed sync leaves behind (the skeleton calls it once the failure is logged, before the
+        retry): by default ``/status`` shows it as the last error and nothing is written. A controller that
+        reports a failure more (addon-updater: a metric, an Event, its state) says so here; a failure to
+        report is logged, never raised (the API may be what failed)."""
+        self.published = dataclasses.replace(self.published, last_error=failure.describe(error))
+
     def ready(self, key: str) -> bool:
         """Whether item ``key`` may be worked on now: not in flight, not waiting out a failure's backoff."""
         return key not in self.working and self.retries.ready(key)
@@ -272,6 +281,7 @@ async def run(controller: Reconciler[Any]) -> None:
                 result = await controller.sync()
             except Exception as error:
                 delay = failures.record(error)
+                await report_failure(controller, error)
                 # Nothing wakes it sooner: a change waits for the retry (a permanent failure: for a change).
                 timeout, pace = delay, (wakes.pace if delay is None else delay)
             else:
@@ -346,12 +356,23 @@ async def once(controller: Reconciler[Any]) -> int:
         try:
             code = exits.OK if (await controller.sync()).ok else exits.BLOCKED
         except Exception as error:  # a bug with its traceback
-            reason = retry.classify(error)
-            shown = retry.describe(error) if reason else repr(error)
-            log.error("%s: sync failed: %s", controller.name, shown, exc_info=reason is None)
+            reason, bug = retry.classify(error), failure.kind(error) == "bug"
+            shown = repr(error) if bug else failure.describe(error)
+            log.error("%s: sync failed: %s", controller.name, shown, exc_info=bug)
             code = exits.UNCHECKED if reason in UNCHECKED else exits.BLOCKED
+            await report_failure(controller, error)
     print(json.dumps(controller.status(), sort_keys=True, default=str))  # one line: the last one is it
     return code
+
+
+async def report_failure(controller: Reconciler[Any], error: Exception) -> None:
+    """The controller's :meth:`Reconciler.failed`; what keeps it from reporting is logged (a bug raised)."""
+    try:
+        await controller.failed(error)
+    except Exception as failing:
+        if failure.kind(failing) == "bug":
+            raise
+        log.warning("%s: could not report the failure: %s", controller.name, failure.describe(failing))
 
 
 # The failures of --once that mean "could not check" (exit 3) rather than "could not act" (exit 1).

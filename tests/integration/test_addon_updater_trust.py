@@ -175,8 +175,9 @@ async def test_a_bundle_refused_for_a_permission_is_tried_again_and_applied_once
     async with limited:
         updater = harness.build(controller.AddonUpdater, limited, make_config(root))
         for _ in range(2):  # not recorded as invalid: every round tries again
-            with pytest.raises(Exception, match="403"):
+            with pytest.raises(Exception, match="403") as raised:
                 await updater.reconcile(v("v1.36.0"))
+            await updater.failed(raised.value)  # what the skeleton does with a sync that raised
             assert updater.status()["result"] == "failed"
             state = (await kube.get(CM.path(namespace=STATE_NAMESPACE, name=updater.ctx.state_name)))["data"]
             assert state["phase"] == "Failed" and "dry-run of ConfigMap" in state["lastError"], state
@@ -225,8 +226,9 @@ async def test_a_kind_missing_because_its_discovery_failed_is_tried_again(
 
         await harness.eventually(discovery_fails, what=f"discovery of {group} to fail")
         for _ in range(2):
-            with pytest.raises(Exception, match="discovery of its API failed"):
+            with pytest.raises(Exception, match="discovery of its API failed") as raised:
                 await updater.reconcile(v("v1.36.0"))
+            await updater.failed(raised.value)  # what the skeleton does with a sync that raised
             state = (await kube.get(CM.path(namespace=STATE_NAMESPACE, name=updater.ctx.state_name)))["data"]
             assert state["phase"] == "Failed" and not state.get("failedDigest"), state
     finally:

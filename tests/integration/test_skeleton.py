@@ -214,6 +214,7 @@ async def test_a_controller_says_what_a_failure_means(kube: client.Kube, namespa
         await harness.eventually(lambda: saying.syncs >= 3, timeout=5, what="the two quick retries")
         await asyncio.sleep(1.0)
         assert saying.syncs == 3  # stopped: no timed retry after the permanent failure
+        assert saying.status()["lastError"] == "the bundle is invalid"  # failed(): the default report
         saying.ctx.wake()  # a change
         await harness.eventually(lambda: saying.syncs == 4, timeout=5, what="the sync a change brings")
     assert errors(saying, "temporary") == 2

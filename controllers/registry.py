@@ -33,6 +33,8 @@ class Entry:
     # It has namespaced RBAC rules of its own: ``kuc.namespaceRules.<values key>`` in the chart's _rules.tpl
     # (its cluster rules are ``kuc.rules.<values key>``).
     namespace_rules: bool = False
+    # The chart sets some of its options from what it grants: ``kuc.chartOptions.<values key>`` in _rules.tpl.
+    chart_options: bool = False
     # Its own flags in the demo (``make demo``; "{repo}" is the repository's root).
     demo_flags: tuple[str, ...] = ()
 
@@ -73,7 +75,7 @@ CONTROLLERS: tuple[Entry, ...] = (
             f"--allowed-resources={','.join((*policy.DEFAULT_RESOURCES, 'forwardzones.dns.addons.example.io'))}",
         ),
     ),
-    Entry(uso_runner.UsoRunner, "usoRunner", demo_flags=("--workers=16",)),
+    Entry(uso_runner.UsoRunner, "usoRunner", chart_options=True, demo_flags=("--workers=16",)),
     Entry(node_tainter.NodeTainter, "nodeTainter"),
     Entry(
         leader_watchdog.LeaderWatchdog,

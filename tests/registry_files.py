@@ -79,7 +79,7 @@ def registry_template() -> str:
     traits = "\n".join(
         f"{entry.values_key}: {{bundles: {entry.bundles or 'none'}, "
         f"directoryMode: {str(entry.directory_mode).lower()}, writesState: {str(entry.writes_state).lower()}, "
-        f"namespaceRules: {str(entry.namespace_rules).lower()}}}"
+        f"namespaceRules: {str(entry.namespace_rules).lower()}, chartOptions: {str(entry.chart_options).lower()}}}"
         for entry in registry.CONTROLLERS
     )
     owner = next(entry.values_key for entry in registry.CONTROLLERS if entry.bundles == "owns")
@@ -93,7 +93,8 @@ def registry_template() -> str:
 {{{{/* What the templates need to know of each controller: bundles (owns: its values hold the bundle image;
      reads: it judges the next bundle where the owner finds its bundles; none), directoryMode (mode
      "directory" runs it as a DaemonSet writing a host directory), writesState (its state ConfigMap),
-     namespaceRules (it has kuc.namespaceRules.<key> in _rules.tpl). */}}}}
+     namespaceRules (it has kuc.namespaceRules.<key> in _rules.tpl), chartOptions (the chart sets some of its
+     options: kuc.chartOptions.<key> in _rules.tpl). */}}}}
 {{{{- define "kuc.controllerTraits" -}}}}
 {traits}
 {{{{- end -}}}}

@@ -138,9 +138,8 @@ app.kubernetes.io/component: {{ (include "kuc.controller" . | fromYaml).name }}
 {{- $_ := set $owned "bundleDir" $addon.bundles.mountPath -}}
 {{- end }}
 {{- end }}
-{{- /* uso-runner rewrites in the built-in migrator's place only where the chart granted it (kuc.rules.usoRunner). */}}
-{{- if and (eq .key "usoRunner") (ne (include "kuc.usoRunnerMethod" $root) "rewrite") }}
-{{- $_ := set $owned "rewriteFallback" (eq (include "kuc.usoRunnerRewrites" $root) "true") -}}
+{{- if $c.chartOptions }}
+{{- $owned = mustMergeOverwrite $owned (include (printf "kuc.chartOptions.%s" .key) . | fromYaml) -}}
 {{- end }}
 {{- $owned = mustMergeOverwrite $owned (include "kuc.metricsOptions" $root | fromYaml) -}}
 {{- mustMergeOverwrite (deepCopy $root.Values.config) (deepCopy $values.config) $owned | toYaml -}}
@@ -184,7 +183,7 @@ labels:
   verbs: [create]
 - apiGroups: [""]
   resources: [configmaps]
-  resourceNames: [{{ include "kuc.stateName" . }}{{ if eq .key "upgradeReadiness" }}, {{ include "kuc.verdictName" .root }}{{ end }}]
+  resourceNames: [{{ include "kuc.stateName" . }}]
   verbs: [get, update, patch]
 {{- end }}
 {{- if $c.namespaceRules }}

@@ -12,13 +12,14 @@ upgradeReadiness: upgrade-readiness
 {{/* What the templates need to know of each controller: bundles (owns: its values hold the bundle image;
      reads: it judges the next bundle where the owner finds its bundles; none), directoryMode (mode
      "directory" runs it as a DaemonSet writing a host directory), writesState (its state ConfigMap),
-     namespaceRules (it has kuc.namespaceRules.<key> in _rules.tpl). */}}
+     namespaceRules (it has kuc.namespaceRules.<key> in _rules.tpl), chartOptions (the chart sets some of its
+     options: kuc.chartOptions.<key> in _rules.tpl). */}}
 {{- define "kuc.controllerTraits" -}}
-addonUpdater: {bundles: owns, directoryMode: true, writesState: true, namespaceRules: false}
-usoRunner: {bundles: none, directoryMode: false, writesState: true, namespaceRules: false}
-nodeTainter: {bundles: none, directoryMode: false, writesState: true, namespaceRules: false}
-leaderWatchdog: {bundles: none, directoryMode: false, writesState: false, namespaceRules: false}
-upgradeReadiness: {bundles: reads, directoryMode: false, writesState: true, namespaceRules: true}
+addonUpdater: {bundles: owns, directoryMode: true, writesState: true, namespaceRules: false, chartOptions: false}
+usoRunner: {bundles: none, directoryMode: false, writesState: true, namespaceRules: false, chartOptions: true}
+nodeTainter: {bundles: none, directoryMode: false, writesState: true, namespaceRules: false, chartOptions: false}
+leaderWatchdog: {bundles: none, directoryMode: false, writesState: false, namespaceRules: false, chartOptions: false}
+upgradeReadiness: {bundles: reads, directoryMode: false, writesState: true, namespaceRules: true, chartOptions: false}
 {{- end -}}
 
 {{/* The values key of the controller whose values hold the add-on bundles. */}}

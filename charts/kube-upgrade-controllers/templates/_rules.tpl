@@ -52,6 +52,14 @@ integration tests run every controller with its chart ServiceAccount's token and
 {{- end -}}
 
 {{/* uso-runner's --method (rewrite unless its config says otherwise; the deprecated useBuiltin is builtin). */}}
+{{/* The options the chart sets from what it grants: uso-runner rewrites in the built-in migrator's place only
+     where kuc.rules.usoRunner granted it. */}}
+{{- define "kuc.chartOptions.usoRunner" -}}
+{{- if ne (include "kuc.usoRunnerMethod" .root) "rewrite" }}
+rewriteFallback: {{ eq (include "kuc.usoRunnerRewrites" .root) "true" }}
+{{- end }}
+{{- end -}}
+
 {{- define "kuc.usoRunnerMethod" -}}
 {{- $config := mustMergeOverwrite (deepCopy .Values.config) (deepCopy .Values.usoRunner.config) -}}
 {{- ternary "builtin" (default "rewrite" $config.method) (eq (toString $config.useBuiltin) "true") -}}
@@ -100,9 +108,14 @@ integration tests run every controller with its chart ServiceAccount's token and
   verbs: [get]
 {{- end -}}
 
-{{/* Namespaced, by name: the admins' acknowledgements ConfigMap (watched with a metadata.name field
-     selector, so resourceNames binds list and watch too). */}}
+{{/* Namespaced, by name: its verdict ConfigMap (the upgrade gate's admission policies read it; created
+     with the common create rule), and the admins' acknowledgements ConfigMap (watched with a metadata.name
+     field selector, so resourceNames binds list and watch too). */}}
 {{- define "kuc.namespaceRules.upgradeReadiness" -}}
+- apiGroups: [""]
+  resources: [configmaps]
+  resourceNames: [{{ include "kuc.verdictName" .root }}]
+  verbs: [get, update, patch]
 - apiGroups: [""]
   resources: [configmaps]
   resourceNames: [{{ include "kuc.readinessAcks" . }}]

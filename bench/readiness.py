@@ -119,7 +119,7 @@ def evaluate(
         ),
     ]
     evaluated = logic.evaluate(
-        logic.Target(target, "bench"), verdicts, acknowledged=frozenset(), strict=False
+        logic.TargetMinor(target, "bench"), verdicts, acknowledged=frozenset(), strict=False
     )
     return evaluated, usage
 

@@ -27,7 +27,7 @@ STATUSES: tuple[CheckStatus, ...] = get_args(CheckStatus)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Target:
+class TargetMinor:
     """The minor the cluster is judged against, and how it was chosen (``version`` None: no target)."""
 
     version: Version | None
@@ -46,19 +46,19 @@ def parse_target(text: str) -> Version | None:
     return Version(parsed.major, parsed.minor, 0, raw=f"v{parsed.major}.{parsed.minor}")
 
 
-def choose_target(statuses: Sequence[masters.MasterStatus], *, override: Version | None) -> Target:
+def choose_target(statuses: Sequence[masters.MasterStatus], *, override: Version | None) -> TargetMinor:
     """``override``; else the masters' minor + 1 when they agree on one minor; while they disagree (an
     upgrade under way), the newest minor among them."""
     if override is not None:
-        return Target(override, f"--target-version {override.minor_text}")
+        return TargetMinor(override, f"--target-version {override.minor_text}")
     versions = sorted(m.version for m in statuses if m.version is not None)
     if not versions:
-        return Target(None, "no master reports a parseable version")
+        return TargetMinor(None, "no master reports a parseable version")
     minors = {v.minor_key for v in versions}
     if len(minors) == 1:
-        return Target(next_minor(versions[-1]), f"the masters' minor {versions[-1].minor_text} + 1")
+        return TargetMinor(next_minor(versions[-1]), f"the masters' minor {versions[-1].minor_text} + 1")
     newest = versions[-1]
-    return Target(
+    return TargetMinor(
         Version(newest.major, newest.minor, 0, raw=f"v{newest.minor_text}"),
         f"the masters disagree ({', '.join(sorted({v.minor_text for v in versions}))}): the newest minor",
     )
@@ -278,7 +278,7 @@ class CheckResult:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Report:
-    target: Target
+    target: TargetMinor
     results: tuple[CheckResult, ...]
     strict: bool
 
@@ -320,7 +320,11 @@ class Report:
 
 
 def evaluate(
-    target: Target, verdicts: Iterable[interface.Judgement], *, acknowledged: frozenset[str], strict: bool
+    target: TargetMinor,
+    verdicts: Iterable[interface.Judgement],
+    *,
+    acknowledged: frozenset[str],
+    strict: bool,
 ) -> Report:
     """Each check's status: blocked by findings (acknowledged when an active acknowledgement for the target
     waives the check, waived_checks: shown, never hidden), unknown when it could not be evaluated, else pass."""

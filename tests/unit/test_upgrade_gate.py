@@ -28,7 +28,9 @@ def report(*, blocked: bool, acknowledged: frozenset[str] = frozenset()) -> logi
             "kubelet-skew", (interface.Blocker("kubelet-skew", "Node w1", "too old"),) if blocked else ()
         )
     ]
-    return logic.evaluate(logic.Target(TARGET, "test"), verdicts, acknowledged=acknowledged, strict=False)
+    return logic.evaluate(
+        logic.TargetMinor(TARGET, "test"), verdicts, acknowledged=acknowledged, strict=False
+    )
 
 
 def test_the_verdict_says_what_blocks_and_how_to_acknowledge() -> None:
@@ -59,7 +61,7 @@ def test_an_active_ack_makes_it_upgradeable_until_its_expiry() -> None:
 
 
 def test_without_a_target_nothing_is_upgradeable_and_there_is_nothing_to_acknowledge() -> None:
-    judged = logic.evaluate(logic.Target(None, "no master"), [], acknowledged=frozenset(), strict=False)
+    judged = logic.evaluate(logic.TargetMinor(None, "no master"), [], acknowledged=frozenset(), strict=False)
     published = logic.gate_verdict(judged, (), acknowledge="ack it").data()
     assert (
         published["upgradeable"] == "false" and published["target"] == "" and published["acknowledge"] == ""

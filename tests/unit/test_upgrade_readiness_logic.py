@@ -156,9 +156,9 @@ def test_an_apiserver_that_does_not_answer_is_unknown_not_a_blocker() -> None:
     down = interface.ApiserverMetrics("https://10.0.0.3:6443", {}, {}, error="cannot read /metrics: 403")
     verdict = removed_apis.removed_apis([scrape(0), down], {}, target=TARGET, window_seconds=60, now=0)
     assert verdict.findings == () and "10.0.0.3" in verdict.unknown
-    report = logic.evaluate(logic.Target(TARGET, ""), [verdict], acknowledged=frozenset(), strict=False)
+    report = logic.evaluate(logic.TargetMinor(TARGET, ""), [verdict], acknowledged=frozenset(), strict=False)
     assert report.upgradeable and report.results[0].status == "unknown"
-    strict = logic.evaluate(logic.Target(TARGET, ""), [verdict], acknowledged=frozenset(), strict=True)
+    strict = logic.evaluate(logic.TargetMinor(TARGET, ""), [verdict], acknowledged=frozenset(), strict=True)
     assert not strict.upgradeable
 
 
@@ -173,17 +173,17 @@ def test_addon_bundle_missing_or_invalid_blocks() -> None:
 def test_acknowledged_checks_are_shown_and_do_not_block() -> None:
     acked = frozenset({"kubelet-skew", "removed-apis"})  # what waived_checks found active
     skew = kubelet_skew.kubelet_skew([node("old", "v1.30.0")], target=TARGET)
-    report = logic.evaluate(logic.Target(TARGET, "t"), [skew], acknowledged=acked, strict=False)
+    report = logic.evaluate(logic.TargetMinor(TARGET, "t"), [skew], acknowledged=acked, strict=False)
     assert report.upgradeable
     assert report.results[0].status == "acknowledged" and report.results[0].findings
     assert report.reasons == (f"kubelet-skew: {report.results[0].reason}",)
     assert report.summary()["checks"][0]["findings"][0]["subject"] == "Node old"
-    blocked = logic.evaluate(logic.Target(TARGET, "t"), [skew], acknowledged=frozenset(), strict=False)
+    blocked = logic.evaluate(logic.TargetMinor(TARGET, "t"), [skew], acknowledged=frozenset(), strict=False)
     assert not blocked.upgradeable and blocked.blocking[0].check == "kubelet-skew"
 
 
 def test_no_target_is_not_upgradeable() -> None:
-    target = logic.Target(None, "no master reports a parseable version")
+    target = logic.TargetMinor(None, "no master reports a parseable version")
     report = logic.evaluate(
         target, logic.unknown_all(checks.TABLE.names, "no target"), acknowledged=frozenset(), strict=False
     )

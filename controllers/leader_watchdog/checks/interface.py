@@ -151,7 +151,7 @@ def master_of(hostname: str, masters: Iterable[NodeRecord]) -> NodeRecord | None
     return next((m for m in masters if wanted in m.hostnames), None) if wanted else None
 
 
-Severity = Literal["critical", "warning"]
+FindingSeverity = Literal["critical", "warning"]
 NAMES_SHOWN = 10  # node names quoted in evidence; the count is always complete
 
 
@@ -163,7 +163,7 @@ class Kind:
     like: the controller confirms a new one with a fresh read before raising it."""
 
     name: str
-    severity: Severity
+    severity: FindingSeverity
     reason: str
     silence_based: bool = False
 
@@ -181,7 +181,7 @@ class Finding:
         return self.kind.name
 
     @property
-    def severity(self) -> Severity:
+    def severity(self) -> FindingSeverity:
         return self.kind.severity
 
     @property

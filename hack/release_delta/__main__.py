@@ -84,7 +84,12 @@ def committed_versions() -> list[str]:
     """The releases the committed pair files were generated from, in order."""
     versions: set[str] = set()
     for path in DATA.glob("*.json"):
-        delta = model.loads(path.read_text(encoding="utf-8"))
+        try:
+            delta = model.loads(path.read_text(encoding="utf-8"))
+        except model.DeltaError as error:
+            sys.exit(
+                f"release-delta: {path.relative_to(ROOT)}: {error} (`make release-delta` writes it anew)"
+            )
         versions.update((delta.source.version, delta.target.version))
     return sorted(versions, key=lambda v: model.parse_minor(model.Release(v).minor))
 

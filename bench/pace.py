@@ -16,14 +16,16 @@ etcd is read to count the objects stored at the new version. The methods, on the
 
 uso-runner runs as a ServiceAccount (the admin is in system:masters, which APF exempts). A steady other client
 (its own ServiceAccount; an open loop of GETs and PUTs of its own ConfigMaps at ``--rate``) runs throughout;
-its latency is kept per phase: an idle window of ``--idle-seconds`` before every migration, then the
-migration. Each point is measured ``--repeats`` times, in a rotated order, with the 1-min load average before
+its latency is kept per phase: an idle window of ``--idle-seconds`` before every migration (after a pause of
+``--settle-seconds`` once the storage was switched: the CRD update makes the apiserver and the controllers
+relist), then the migration. Each point is measured ``--repeats`` times, in a rotated order, with the 1-min load average before
 and after. Each point's rate is objects / wall seconds (process start included for uso-runner; from the
 StorageVersionMigration's creation to its end for the others); its cost is the other client's p99 during it
 over the idle p99 (all idle windows pooled). Prints the table, writes ``bench/results/pace.json`` and the plot
 ``bench/pace.png``.
 
-    python -m bench.pace [--objects 20000] [--repeats 3] [--rate 20] [--idle-seconds 15] [--workers 16]
+    python -m bench.pace [--objects 20000] [--repeats 3] [--rate 20] [--idle-seconds 15] [--settle-seconds 10]
+                         [--workers 16]
                          [--budgets 1.25,1.5,2] [--points intree,ksvm,...] [--pin]
 """
 
@@ -184,12 +186,16 @@ class Bench:
 
 
 async def measure(
-    bench: Bench, point: Point, *, repeat: int, idle_seconds: float, release: str
+    bench: Bench, point: Point, *, repeat: int, idle_seconds: float, settle_seconds: float, release: str
 ) -> dict[str, Any]:
-    """One point: the storage switched, an idle window, the migration; the other client's latency in each."""
+    """One point: the storage switched, a pause while the apiserver settles (a CRD update rebuilds its
+    handler, the watch caches and the controllers' informers relist), an idle window, the migration; the
+    other client's latency in the idle window and in the migration."""
     await bench.flow_schema(point.apf)
     target = await bench.switch()
     tag = f"{point.name}#{repeat}"
+    bench.other.phase = "between"
+    await asyncio.sleep(settle_seconds)
     load_before = load1()
     bench.other.phase = f"idle:{tag}"
     await asyncio.sleep(idle_seconds)
@@ -372,7 +378,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     for point in [*plain[shift:], *plain[:shift], *with_apf]:  # rotated; APF last
                         release = f"pace-{len(runs)}"
                         runs.append(await measure(state, point, repeat=repeat, idle_seconds=args.idle_seconds,
-                                                  release=release))  # fmt: skip
+                                                  settle_seconds=args.settle_seconds, release=release))  # fmt: skip
                     await state.flow_schema(False)
             finally:
                 loop_task.cancel()
@@ -409,6 +415,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each point (rotated order)")
     parser.add_argument("--rate", type=float, default=20.0, help="the other client's requests per second")
     parser.add_argument("--idle-seconds", type=float, default=15.0, help="the idle window before each run")
+    parser.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=10.0,
+        help="the pause after each storage switch, before the idle window",
+    )
     parser.add_argument("--workers", type=int, default=16, help="uso-runner's --workers")
     parser.add_argument("--budgets", default="1.25,1.5,2", help="uso-runner --latency-budget values")
     parser.add_argument(

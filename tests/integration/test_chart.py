@@ -62,7 +62,7 @@ def test_defaults_render_every_controller_but_addon_updater_without_extras() -> 
     n = len(ct.CONTROLLERS) - 1
     assert kinds(objects) == {
         "ServiceAccount": n, "ClusterRole": n, "ClusterRoleBinding": n, "Role": n - 1, "RoleBinding": n - 1,
-        "ConfigMap": n, "Service": n, "Deployment": n, "Pod": 1,
+        "ConfigMap": n, "Service": n, "Deployment": n, "Pod": 1, "FlowSchema": 1, "PriorityLevelConfiguration": 1,
     }  # fmt: skip
     # addon-updater is off by default; the watchdog writes nothing, so it has no Role.
     assert not [o for o in objects if "addon-updater" in o["metadata"]["name"]]
@@ -80,6 +80,7 @@ def test_all_enabled_renders_every_object() -> None:
         "ServiceAccount": n, "ClusterRole": n + 1, "ClusterRoleBinding": n, "Role": n + 1, "RoleBinding": n + 2,
         "ConfigMap": n + 2, "Service": n, "Deployment": n, "PodDisruptionBudget": n, "ServiceMonitor": 1,
         "PrometheusRule": 1, "Pod": 1, "ValidatingAdmissionPolicy": 4, "ValidatingAdmissionPolicyBinding": 4,
+        "FlowSchema": 1, "PriorityLevelConfiguration": 1,
     }  # fmt: skip
     for controller in ct.CONTROLLERS.values():
         cfg = config_file(objects, controller)
@@ -132,7 +133,7 @@ def test_combined_is_one_deployment_bound_to_every_controllers_roles() -> None:
     assert kinds(objects) == {
         "ServiceAccount": 1, "ClusterRole": n + 1, "ClusterRoleBinding": n, "Role": n, "RoleBinding": n + 1,
         "ConfigMap": n + 1, "Service": 1, "Deployment": 1, "PodDisruptionBudget": 1, "ServiceMonitor": 1,
-        "PrometheusRule": 1, "Pod": 1,
+        "PrometheusRule": 1, "Pod": 1, "FlowSchema": 1, "PriorityLevelConfiguration": 1,
     }  # fmt: skip
     combined = "kuc-kube-upgrade-controllers-combined"
     for binding in (o for o in objects if o["kind"] in ("ClusterRoleBinding", "RoleBinding")):

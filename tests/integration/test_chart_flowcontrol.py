@@ -29,11 +29,10 @@ def flow_objects(*args: str) -> dict[str, dict[str, Any]]:
     return {o["kind"]: o for o in objects if o["apiVersion"].startswith("flowcontrol.apiserver.k8s.io/")}
 
 
-def test_off_by_default_and_with_uso_runner() -> None:
-    assert flow_objects() == {}
-    assert (
-        flow_objects("--set", "usoRunner.flowControl.enabled=true", "--set", "usoRunner.enabled=false") == {}
-    )
+def test_on_by_default_and_only_with_uso_runner() -> None:
+    assert set(flow_objects()) == {"FlowSchema", "PriorityLevelConfiguration"}
+    assert flow_objects("--set", "usoRunner.flowControl.enabled=false") == {}
+    assert flow_objects("--set", "usoRunner.enabled=false") == {}
 
 
 def test_the_flowschema_sends_the_service_account_to_its_sized_priority_level() -> None:

@@ -204,7 +204,8 @@ async def test_install_creates_every_object_server_side(installed: Installed, ku
     kinds = sorted({obj["kind"] for obj in installed.manifest})
     assert kinds == sorted(
         ["AlertmanagerConfig", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "PodDisruptionBudget",
-         "PrometheusRule", "Role", "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor"]
+         "PrometheusRule", "Role", "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor",
+         "FlowSchema", "PriorityLevelConfiguration"]
     )  # fmt: skip
     for obj in installed.manifest:
         live = await kube.get(object_path(obj))

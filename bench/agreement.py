@@ -111,7 +111,7 @@ async def run(node_count: int) -> dict[str, object]:
                 argv = [
                     str(bin_dir / name), f"--kubeconfig={plane.kubeconfig}", "--dry-run", "--settle-seconds=0",
                     "--min-masters=3", f"--metrics-bind-address=127.0.0.1:{port}",
-                    f"--health-probe-bind-address=127.0.0.1:{port}",
+                    f"--health-probe-bind-address=127.0.0.1:{port}", "--no-metrics-secure",  # read plainly here
                 ]  # fmt: skip
                 procs[name] = (start(argv), port)
             try:

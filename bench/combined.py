@@ -88,7 +88,13 @@ def started(
     bind = f"127.0.0.1:{port}"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [*argv, f"--metrics-bind-address={bind}", f"--health-probe-bind-address={bind}"],
+            # Plain HTTP on one address (its /readyz is read here), as the figures were taken.
+            [
+                *argv,
+                f"--metrics-bind-address={bind}",
+                f"--health-probe-bind-address={bind}",
+                "--no-metrics-secure",
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,

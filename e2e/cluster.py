@@ -11,12 +11,17 @@ import asyncio
 import dataclasses
 import json
 import pathlib
+import uuid
 from collections.abc import Iterable, Mapping
 
 from controllers.kube import client, resources
 
 NODES = resources.NODES
 SERVICEACCOUNTS = resources.Resource("", "v1", "serviceaccounts", namespaced=True)
+CLUSTER_ROLES = resources.Resource("rbac.authorization.k8s.io", "v1", "clusterroles", namespaced=False)
+CLUSTER_ROLE_BINDINGS = resources.Resource(
+    "rbac.authorization.k8s.io", "v1", "clusterrolebindings", namespaced=False
+)
 CONTROL_PLANE = "node-role.kubernetes.io/control-plane"
 
 
@@ -32,13 +37,7 @@ async def service_account_kubeconfig(
 ) -> pathlib.Path:
     """Write a kubeconfig that authenticates as the ServiceAccount ``namespace/name`` with a token from
     TokenRequest (valid ``seconds``), as a pod of it would; returns ``path``."""
-    request = {
-        "apiVersion": "authentication.k8s.io/v1",
-        "kind": "TokenRequest",
-        "spec": {"expirationSeconds": seconds},
-    }
-    sa = SERVICEACCOUNTS.path(namespace=namespace, name=name)
-    token = (await kube.request("POST", f"{sa}/token", body=request))["status"]["token"]
+    token = await service_account_token(kube, namespace=namespace, name=name, seconds=seconds)
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -50,6 +49,36 @@ async def service_account_kubeconfig(
     text = json.dumps(config, indent=2) + "\n"  # JSON is YAML: any kubeconfig reader takes it
     await asyncio.to_thread(path.write_text, text)
     return path
+
+
+async def service_account_token(kube: client.Kube, *, namespace: str, name: str, seconds: int = 600) -> str:
+    """A token of the ServiceAccount ``namespace/name`` from TokenRequest (valid ``seconds``), the way a pod
+    of it gets its projected token."""
+    request = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {"expirationSeconds": seconds},
+    }
+    sa = SERVICEACCOUNTS.path(namespace=namespace, name=name)
+    return str((await kube.request("POST", f"{sa}/token", body=request))["status"]["token"])
+
+
+async def grant_metrics_reader(kube: client.Kube, *, namespace: str, account: str) -> str:
+    """A ClusterRole like the chart's metrics-reader (get /metrics, /status, /status/*) bound to the
+    ServiceAccount ``namespace/account``: what a scraper of the secure default needs. Returns the binding's
+    name (the ClusterRole's too)."""
+    name = f"metrics-reader-{uuid.uuid4().hex[:8]}"
+    rules = [{"nonResourceURLs": ["/metrics", "/status", "/status/*"], "verbs": ["get"]}]
+    await kube.create(CLUSTER_ROLES.path(), {"metadata": {"name": name}, "rules": rules})
+    await kube.create(
+        CLUSTER_ROLE_BINDINGS.path(),
+        {
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+        },
+    )
+    return name
 
 
 def node_status(*, version: str, ready: bool = True, address: str = "") -> client.JSON:

@@ -6,7 +6,8 @@
 3. The five controllers (the registry's) as real processes with their own flags.
 4. A rolling master upgrade to v1.36 (add a new master, remove an old one, three times), with a CRD whose
    storage version moves from v1 to v2; then the workers are replaced one by one; then a stale leader.
-5. A timeline as things happen, a summary table, the metrics URLs. Nothing is left running.
+5. A timeline as things happen, a summary table, the metrics URLs (served as they ship: HTTPS, to a bearer
+   token RBAC lets get /metrics; the demo reads them with one). Nothing is left running.
 
     python -m e2e.demo            (what make demo runs)
 """
@@ -22,6 +23,7 @@ import os
 import pathlib
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -32,6 +34,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from controllers import registry
 from controllers.kube import client, resources, retry
 from controllers.structs import times
+from e2e import cluster as accounts
 from e2e import controlplane
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -288,20 +291,37 @@ async def switch_widget_storage_to_v2(kube: client.Kube) -> None:
 # --- the controllers -----------------------------------------------------------------------------------------
 
 
+# Who reads the controllers' metrics here: they serve them as they ship, over HTTPS to a bearer token RBAC
+# lets get /metrics (a self-signed certificate made at start: not verified, as the chart's ServiceMonitor).
+READER = "demo-metrics-reader"
+UNVERIFIED = ssl.create_default_context()
+UNVERIFIED.check_hostname = False
+UNVERIFIED.verify_mode = ssl.CERT_NONE
+
+
+async def metrics_reader_token(kube: client.Kube) -> str:
+    """The ServiceAccount kube-system/demo-metrics-reader, allowed to get /metrics and /status; its token."""
+    await kube.create(accounts.SERVICEACCOUNTS.path(namespace="kube-system"), {"metadata": {"name": READER}})
+    await accounts.grant_metrics_reader(kube, namespace="kube-system", account=READER)
+    return await accounts.service_account_token(kube, namespace="kube-system", name=READER, seconds=3600)
+
+
 @dataclasses.dataclass
 class Process:
     name: str
     port: int
     popen: subprocess.Popen[bytes]
     log: pathlib.Path
+    token: str  # of the metrics reader
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"https://127.0.0.1:{self.port}"
 
     def get(self, path: str) -> str:
+        request = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {self.token}"})
         try:
-            with urllib.request.urlopen(self.url + path, timeout=2) as response:
+            with urllib.request.urlopen(request, timeout=2, context=UNVERIFIED) as response:
                 return str(response.read().decode())
         except OSError:
             return ""
@@ -326,7 +346,7 @@ def controller_flags(name: str, *, plane: controlplane.ControlPlane, widgets_nam
 
 @contextlib.contextmanager
 def controllers(
-    plane: controlplane.ControlPlane, *, widgets_namespace: str, logs: pathlib.Path
+    plane: controlplane.ControlPlane, *, widgets_namespace: str, logs: pathlib.Path, token: str
 ) -> Iterator[dict[str, Process]]:
     bin_dir = pathlib.Path(sys.executable).parent
     started: dict[str, Process] = {}
@@ -344,7 +364,7 @@ def controllers(
             ]
             with log.open("wb") as out:
                 popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-            started[name] = Process(name=name, port=port, popen=popen, log=log)
+            started[name] = Process(name=name, port=port, popen=popen, log=log, token=token)
         yield started
     finally:
         for process in started.values():
@@ -413,7 +433,8 @@ async def run_scenario(
             "cluster",
             f"cluster ready: 3 masters + {WORKERS} workers at {OLD}, {WIDGETS} widgets stored at v1",
         )
-        with controllers(plane, widgets_namespace="demo", logs=logs) as procs:
+        token = await metrics_reader_token(kube)
+        with controllers(plane, widgets_namespace="demo", logs=logs, token=token) as procs:
             if started is not None:
                 started(procs)
             # The nodes and leaders are kept alive beside the story; if that ever stops, the demo stops with
@@ -548,7 +569,10 @@ def print_summary(timeline: Timeline, procs: dict[str, Process]) -> None:
     print(f"{'step':<14} {'at':>7}  what")
     for step in timeline.steps:
         print(f"{step.key:<14} {step.at:6.1f}s  {step.text}")
-    print("\nMetrics were served at (now stopped):")
+    print(
+        "\nMetrics were served at (now stopped; HTTPS with a self-signed certificate, to a bearer token allowed"
+    )
+    print(f"to get /metrics: here the ServiceAccount kube-system/{READER}'s):")
     for process in procs.values():
         print(f"  {process.name:<16} {process.url}/metrics")
 

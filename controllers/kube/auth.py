@@ -2,11 +2,14 @@
 front of its metrics server. A bearer token is authenticated with a TokenReview, then its user is authorized
 with a SubjectAccessReview for ``get`` on the request's path (a nonResourceURL). Decisions are cached briefly,
 per token and path, so that a Prometheus scraping every 30 s costs the apiserver two requests a minute, not
-two per scrape; a denial is cached for less time than an approval, so that a new RoleBinding works soon.
+two per scrape; a denial is cached for less time than an approval, so that a new RoleBinding works soon. The
+cache holds at most 1,024 decisions, the least recently used dropped first: a flood of distinct tokens
+(valid or not) costs reviews, never unbounded memory.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import logging
@@ -26,7 +29,7 @@ TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
 SUBJECT_ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 ALLOWED_TTL = 60.0
 DENIED_TTL = 10.0
-_MAX_CACHED = 1024
+MAX_CACHED = 1024
 
 Verdict = Literal["allowed", "unauthenticated", "forbidden", "unavailable"]
 # The HTTP status each verdict is answered with.
@@ -98,31 +101,65 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
+class DecisionCache:
+    """Recent decisions by (token digest, path), each until it expires: at most ``size`` of them, the least
+    recently used dropped first (controller-runtime's authorizer caches the same way, in an LRU)."""
+
+    def __init__(self, *, size: int = MAX_CACHED) -> None:
+        self._size = size
+        self._entries: collections.OrderedDict[tuple[str, str], tuple[float, Decision]] = (
+            collections.OrderedDict()
+        )
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: tuple[str, str], *, now: float) -> Decision | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires, decision = entry
+        if expires <= now:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return decision
+
+    def put(self, key: tuple[str, str], decision: Decision, *, expires: float) -> None:
+        self._entries[key] = (expires, decision)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+
+def cache_key(*, token: str, path: str) -> tuple[str, str]:
+    """What a decision is cached by: never the token itself."""
+    return hashlib.sha256(token.encode()).hexdigest(), path
+
+
 class Authorizer:
     """Decides, for one request's bearer token and path, as the apiserver's RBAC says."""
 
     def __init__(self, kube: Kube, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._kube = kube
         self._clock = clock
-        self._cache: dict[tuple[str, str], tuple[float, Decision]] = {}
+        self._cache = DecisionCache()
 
     async def decide(self, *, token: str, path: str) -> Decision:
         if not token:
             return Decision("unauthenticated", "no bearer token")
-        key = (hashlib.sha256(token.encode()).hexdigest(), path)
+        key = cache_key(token=token, path=path)
         now = self._clock()
-        cached = self._cache.get(key)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        cached = self._cache.get(key, now=now)
+        if cached is not None:
+            return cached
         try:
             decision = await self._review(token=token, path=path)
         except (ApiError, aiohttp.ClientError, TimeoutError, OSError) as error:  # not cached: ask again
             log.warning("cannot review a token for %s: %s", path, retry.describe(error))
             return Decision("unavailable", f"cannot review the token now: {retry.describe(error)}")
-        if len(self._cache) >= _MAX_CACHED:
-            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
         ttl = ALLOWED_TTL if decision.verdict == "allowed" else DENIED_TTL
-        self._cache[key] = (now + ttl, decision)
+        self._cache.put(key, decision, expires=now + ttl)
         return decision
 
     async def _review(self, *, token: str, path: str) -> Decision:

@@ -157,10 +157,10 @@ class BaseConfig:
         ":8080", "Address of /metrics ('0' turns the server off).", check=bind_address
     )
     metrics_secure: bool = option(
-        False,
+        True,
         "Serve /metrics and /status over HTTPS to authorized readers only: a bearer token that a TokenReview "
         "accepts and whose user may get the path (SubjectAccessReview, nonResourceURLs). /healthz and /readyz "
-        "stay open.",
+        "stay open. --no-metrics-secure: plain HTTP to anyone who reaches the port.",
     )
     metrics_cert_dir: str = option(
         "",

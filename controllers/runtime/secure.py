@@ -1,5 +1,6 @@
-"""``--metrics-secure``: HTTPS on the metrics address, and only authorized readers of ``/metrics`` and
-``/status`` (controller-runtime's ``WithAuthenticationAndAuthorization`` filter, as kubebuilder scaffolds it).
+"""``--metrics-secure`` (the default): HTTPS on the metrics address, and only authorized readers of
+``/metrics`` and ``/status`` (controller-runtime's ``WithAuthenticationAndAuthorization`` filter, as kubebuilder
+v4 scaffolds it, on by default there too).
 
 The certificate is the mounted one (``--metrics-cert-dir`` with ``tls.crt`` and ``tls.key``, e.g. from
 cert-manager) or, without one, a self-signed one made at start and kept in memory only (Prometheus then

@@ -12,8 +12,11 @@
    ``config.minMasters`` = the cluster's control planes), and a second release ``kuc-apiserver`` with only the
    leader-watchdog, reading the masters' versions from their kube-apiserver mirror pods
    (``versionSource: apiserver``), so both version sources are exercised;
-4. ``helm test`` of both; then waits until every controller's ``/metrics`` (read through the apiserver's
-   service proxy) shows the masters agreed, and prints ``kube-upgrade-controllers status``.
+4. ``helm test`` of both; then waits until every controller's ``/metrics`` shows the masters agreed, and
+   prints ``kube-upgrade-controllers status``. The controllers serve ``/metrics`` and ``/status`` as the chart
+   ships them (HTTPS, to a bearer token RBAC allows): the suite reads them through an in-cluster reader
+   (``e2e/kind/metrics_reader.py``, installed first, in namespace ``kuc-e2e``), whose ServiceAccount both
+   releases bind with ``metrics.readers`` (``e2e/kind/values.yaml``).
 
 With ``KUC_E2E_MONITORING=1`` (``make e2e``; ``MONITORING=0`` turns it off) the Prometheus stack (``e2e/kind/monitoring.py``)
 is installed before the chart, release ``kuc`` gets ``e2e/kind/monitoring-values.yaml`` (its ServiceMonitor,
@@ -29,6 +32,7 @@ import pathlib
 import re
 import secrets
 import sys
+from typing import Any
 
 from kubernetes import client as k8s
 
@@ -40,6 +44,7 @@ TAG = "kind-deploy"
 IMAGE = "kube-upgrade-controllers"
 BUNDLES = pathlib.Path(__file__).resolve().parent / "bundles"
 VALUES = pathlib.Path(__file__).resolve().parent / "values.yaml"
+READER_SCRIPT = pathlib.Path(__file__).resolve().parent / "metrics_reader.py"
 MINOR_LABEL = "addons.kube-upgrade-controllers.io/minor"
 # The bundle namespace and the one the bundles' objects go to, as e2e/kind/values.yaml names them.
 BUNDLE_NAMESPACE, ADDON_NAMESPACE = "kuc-addon-bundles", "kuc-e2e-addons"
@@ -111,6 +116,41 @@ def marker_secret() -> None:
 def secret_marker() -> str:
     secret = cluster.api().core.read_namespaced_secret(SECRET_NAME, SECRET_NAMESPACE)
     return base64.b64decode(secret.data["password"]).decode()
+
+
+def metrics_reader() -> None:
+    """The in-cluster reader of the controllers' /metrics and /status (``e2e/kind/metrics_reader.py``, run by
+    the controller image from a ConfigMap) with its ServiceAccount and Service, on the first control plane
+    (upgraded in place, never drained): what ``k8s.pod_get`` reads through."""
+    ensure_namespace(cluster.READER_NAMESPACE)
+    name, namespace, port = cluster.READER, cluster.READER_NAMESPACE, cluster.READER_PORT
+    labels = {"app": name}
+    container = {
+        "name": "reader", "image": controller_image(), "imagePullPolicy": "Never",
+        "command": ["python", "/reader/metrics_reader.py", str(port)],
+        "ports": [{"name": "http", "containerPort": port}],
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": port}, "periodSeconds": 2},
+        "volumeMounts": [{"name": "script", "mountPath": "/reader", "readOnly": True}],
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "runAsNonRoot": True, "runAsUser": 65532, "capabilities": {"drop": ["ALL"]}},
+    }  # fmt: skip
+    objects: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": namespace},
+         "data": {"metrics_reader.py": READER_SCRIPT.read_text()}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace},
+         "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels},
+                  "spec": {"serviceAccountName": name, "terminationGracePeriodSeconds": 1, "containers": [container],
+                           "volumes": [{"name": "script", "configMap": {"name": name}}]}}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
+         "spec": {"selector": labels, "ports": [{"name": "http", "port": port, "targetPort": "http"}]}},
+    ]  # fmt: skip
+    node = monitoring.stack_node()
+    cluster.log(
+        TAG, f"the metrics reader {namespace}/{name} (on {node}): how the suite reads /metrics and /status"
+    )
+    monitoring.apply(monitoring.pinned(objects, node=node))
+    cluster.run(["kubectl", "-n", namespace, "rollout", "status", f"deployment/{name}", "--timeout=180s"])
 
 
 def ensure_namespace(name: str) -> None:
@@ -193,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         monitoring.install(controller_image=controller_image())
     bundle_config_maps()
     marker_secret()
+    metrics_reader()
     install(control_planes=control_planes, with_monitoring=with_monitoring)
     wait_agreed(version=old)
     if with_monitoring:

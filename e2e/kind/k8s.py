@@ -35,6 +35,8 @@ RELEASE_NAMESPACE = "kube-upgrade"
 RELEASE = "kuc"
 CHART = REPO / "charts" / "kube-upgrade-controllers"
 CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
+# The in-cluster reader of the controllers' secure /metrics and /status (e2e/kind/metrics_reader.py).
+READER_NAMESPACE, READER, READER_PORT = "kuc-e2e", "metrics-reader", 8080
 CONTROLLERS = registry.NAMES
 
 T = TypeVar("T")
@@ -223,11 +225,25 @@ def events(*, since: float, namespace: str = "") -> list[tuple[float, dict[str, 
     return sorted(found, key=lambda pair: pair[0])
 
 
+def pod_get(pod: str, path: str, *, port: int = 8080) -> str:
+    """``path`` (``metrics``, ``status``) of a controller pod of the release namespace, read as an authorized
+    client in the cluster reads it (the chart serves them over HTTPS to a bearer token RBAC allows: the
+    apiserver's pod proxy cannot carry one): through the metrics reader (``e2e/kind/metrics_reader.py``, its
+    ServiceAccount bound by the chart's ``metrics.readers``), reached by the apiserver's service proxy. A
+    failed read raises ApiException, as an API call does."""
+    ip = api().core.read_namespaced_pod(pod, RELEASE_NAMESPACE).status.pod_ip
+    if not ip:
+        raise k8s.ApiException(reason=f"pod {pod} has no IP yet")
+    proxy = f"/api/v1/namespaces/{READER_NAMESPACE}/services/{READER}:{READER_PORT}/proxy/{ip}/{port}/{path}"
+    try:
+        return run(["kubectl", "get", "--raw", proxy], timeout=60)
+    except RuntimeError as error:  # its stderr: the controller's answer (401, 403, 503) or the proxy's
+        raise k8s.ApiException(reason=str(error)) from error
+
+
 def pod_metrics(pod: str, *, port: int = 8080) -> Samples:
-    """A pod's /metrics read through the apiserver's pod proxy: ``{'name{labels}': value}``."""
-    text = api().core.connect_get_namespaced_pod_proxy_with_path(
-        f"{pod}:{port}", RELEASE_NAMESPACE, "metrics"
-    )
+    """A controller pod's /metrics (:func:`pod_get`): ``{'name{labels}': value}``."""
+    text = pod_get(pod, "metrics", port=port)
     samples: Samples = {}
     for line in str(text).splitlines():
         if line and not line.startswith("#"):

@@ -8,8 +8,9 @@ Before the upgrade the suite makes the gate say no for two real reasons and then
   ``--runtime-config``, and whose ``removed_release`` is the new release's minor) every few seconds with its
   ServiceAccount's token.
 
-The gate is read the three ways an operator reads it: its ``/status`` document and ``/metrics`` (through the
-apiserver's pod proxy), its state ConfigMap, and the Events on that ConfigMap.
+The gate is read the three ways an operator reads it: its ``/status`` document and ``/metrics`` (over HTTPS with
+a reader's token, through the in-cluster metrics reader: ``k8s.pod_get``), its state ConfigMap, and the
+Events on that ConfigMap.
 """
 
 from __future__ import annotations
@@ -87,9 +88,8 @@ def gate_pod() -> str:
 
 
 def status(pod: str) -> dict[str, Any]:
-    """The gate's ``/status`` document, read through the apiserver's pod proxy."""
-    path = f"/api/v1/namespaces/{k8s.RELEASE_NAMESPACE}/pods/{pod}:8080/proxy/status"
-    document: dict[str, Any] = json.loads(k8s.run(["kubectl", "get", "--raw", path], timeout=60))
+    """The gate's ``/status`` document, read as an authorized client in the cluster reads it (k8s.pod_get)."""
+    document: dict[str, Any] = json.loads(k8s.pod_get(pod, "status"))
     return document
 
 

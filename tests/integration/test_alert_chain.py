@@ -1,8 +1,9 @@
 """The upgrade signal through a real Prometheus and Alertmanager, with the real leader-watchdog on the local
 control plane: what the kind scenario proves, at the scale of one machine.
 
-The watchdog (its console script, serving /metrics) watches Nodes whose versions the test moves as an
-upgrade does; a real Prometheus scrapes it every second and evaluates the chart's rules (clusterLabel
+The watchdog (its console script, serving /metrics as it does by default: HTTPS, a bearer token reviewed by
+the apiserver) watches Nodes whose versions the test moves as an upgrade does; a real Prometheus scrapes it
+every second with a ServiceAccount token allowed to get /metrics and evaluates the chart's rules (clusterLabel
 cluster, KubeUpgradeInProgress keeping firing 10 s) and kubernetes-mixin's KubeVersionMismatch (the
 expression quoted in e2e/monitoring/stack.py, its `for` cut to 5 s); a real Alertmanager with
 docs/alerting.md's rules notifies the kind scenario's recorder. KubeVersionMismatch needs
@@ -29,10 +30,12 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
+from controllers.kube import client
 from e2e import cluster, controlplane
 from e2e.monitoring import stack
 from tests import alerting, chart_tools, harness
 from tests.integration import test_alertmanager
+from tests.integration import test_metrics_secure as secure
 
 OLD, NEW = "v1.36.1", "v1.37.2"
 CLUSTER = "eu-1"
@@ -60,7 +63,9 @@ async def build_info(versions: dict[str, str]) -> AsyncIterator[int]:
         await runner.cleanup()
 
 
-def prometheus_config(*, watchdog: int, components: int, alertmanager: str) -> dict[str, object]:
+def prometheus_config(
+    *, watchdog: int, components: int, alertmanager: str, token_file: pathlib.Path
+) -> dict[str, object]:
     target = {"labels": {"cluster": CLUSTER, "namespace": "upgrades"}}
     return {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -68,8 +73,11 @@ def prometheus_config(*, watchdog: int, components: int, alertmanager: str) -> d
             "alertmanagers": [{"static_configs": [{"targets": [alertmanager.removeprefix("http://")]}]}]
         },
         "scrape_configs": [
-            {
+            {  # what the chart's ServiceMonitor asks of the Prometheus Operator (metrics.secure)
                 "job_name": "leader-watchdog",
+                "scheme": "https",
+                "tls_config": {"insecure_skip_verify": True},  # the self-signed certificate made at start
+                "authorization": {"type": "Bearer", "credentials_file": str(token_file)},
                 "static_configs": [{**target, "targets": [f"127.0.0.1:{watchdog}"]}],
             },
             {
@@ -81,7 +89,7 @@ def prometheus_config(*, watchdog: int, components: int, alertmanager: str) -> d
 
 
 async def test_a_healthy_upgrade_notifies_nothing_and_the_same_mismatch_without_it_is_notified(
-    kubeconfig: str, namespace: str, nodes: cluster.Nodes, tmp_path: pathlib.Path
+    kubeconfig: str, kube: client.Kube, namespace: str, nodes: cluster.Nodes, tmp_path: pathlib.Path
 ) -> None:
     masters, worker = ["chain-m1", "chain-m2"], "chain-w1"
     for name in masters:
@@ -91,6 +99,9 @@ async def test_a_healthy_upgrade_notifies_nothing_and_the_same_mismatch_without_
     rules = chart_tools.rules_file(tmp_path / "chart-rules.yml",
                                    "--set", "prometheusRule.thresholds.upgradeInProgressKeepFiring=10s")["groups"]  # fmt: skip
     rules += stack.mixin_rules(alert_for="5s")["spec"]["groups"]
+    token_file = tmp_path / "prometheus-token"
+    token_file.write_text(await secure.service_account_token(kube, namespace=namespace, name="prometheus"))
+    await secure.grant_metrics_reader(kube, namespace=namespace, account="prometheus")
     watchdog = [sys.executable, "-m", "controllers.leader_watchdog", "--kubeconfig", kubeconfig,
                 "--checks", "heartbeats", "--node-lease-namespace", namespace, "--settle-seconds", "0",
                 "--evaluate-interval-seconds", "0.5"]  # fmt: skip
@@ -103,7 +114,9 @@ async def test_a_healthy_upgrade_notifies_nothing_and_the_same_mismatch_without_
             harness.serve(*watchdog) as served,
             alerting.alertmanager(test_alertmanager.documented_config(url), tmp_path) as am,
             alerting.prometheus(
-                prometheus_config(watchdog=served.port, components=components, alertmanager=am),
+                prometheus_config(
+                    watchdog=served.port, components=components, alertmanager=am, token_file=token_file
+                ),
                 rules,
                 tmp_path,
             ) as prom,  # fmt: skip

@@ -144,7 +144,14 @@ async def run_scenario(
         }
         started = time.monotonic()
         with harness.serve(
-            COMMAND, "run", "uso-runner", "node-tainter", "leader-watchdog", *common, env=env
+            COMMAND,
+            "run",
+            "uso-runner",
+            "node-tainter",
+            "leader-watchdog",
+            *common,
+            "--no-metrics-secure",
+            env=env,
         ) as (process, port):
             await harness.eventually(
                 lambda: total(scrape(port), "uso_runner_objects_total", outcome="migrated") >= OBJECTS / 5,

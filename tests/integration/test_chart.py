@@ -60,8 +60,8 @@ def config_file(objects: list[dict[str, Any]], controller: str) -> dict[str, Any
 def test_defaults_render_every_controller_but_addon_updater_without_extras() -> None:
     objects = ct.template()
     n = len(ct.CONTROLLERS) - 1
-    assert kinds(objects) == {
-        "ServiceAccount": n, "ClusterRole": n, "ClusterRoleBinding": n, "Role": n - 1, "RoleBinding": n - 1,
+    assert kinds(objects) == {  # + the metrics-reader ClusterRole (metrics.secure, the default)
+        "ServiceAccount": n, "ClusterRole": n + 1, "ClusterRoleBinding": n, "Role": n - 1, "RoleBinding": n - 1,
         "ConfigMap": n, "Service": n, "Deployment": n, "Pod": 1, "FlowSchema": 1, "PriorityLevelConfiguration": 1,
     }  # fmt: skip
     # addon-updater is off by default; the watchdog writes nothing, so it has no Role.
@@ -74,10 +74,11 @@ def test_defaults_render_every_controller_but_addon_updater_without_extras() -> 
 def test_all_enabled_renders_every_object() -> None:
     objects = ct.template("-f", ct.ALL_ENABLED)
     n = len(ct.CONTROLLERS)
-    # (+1 ClusterRole and RoleBinding: addon-updater's namespaced rights, bound in kube-system only;
-    # + the acknowledgers' ConfigMap, Role and RoleBinding, and a policy and binding per gated kind.)
+    # (+1 ClusterRole and RoleBinding: addon-updater's namespaced rights, bound in kube-system only; +1
+    # ClusterRole: the metrics reader, metrics.secure; + the acknowledgers' ConfigMap, Role and RoleBinding,
+    # and a policy and binding per gated kind.)
     assert kinds(objects) == {
-        "ServiceAccount": n, "ClusterRole": n + 1, "ClusterRoleBinding": n, "Role": n + 1, "RoleBinding": n + 2,
+        "ServiceAccount": n, "ClusterRole": n + 2, "ClusterRoleBinding": n, "Role": n + 1, "RoleBinding": n + 2,
         "ConfigMap": n + 2, "Service": n, "Deployment": n, "PodDisruptionBudget": n, "ServiceMonitor": 1,
         "PrometheusRule": 1, "Pod": 1, "ValidatingAdmissionPolicy": 4, "ValidatingAdmissionPolicyBinding": 4,
         "FlowSchema": 1, "PriorityLevelConfiguration": 1,
@@ -131,7 +132,7 @@ def test_combined_is_one_deployment_bound_to_every_controllers_roles() -> None:
     )  # fmt: skip
     n = len(ct.CONTROLLERS)
     assert kinds(objects) == {
-        "ServiceAccount": 1, "ClusterRole": n + 1, "ClusterRoleBinding": n, "Role": n, "RoleBinding": n + 1,
+        "ServiceAccount": 1, "ClusterRole": n + 2, "ClusterRoleBinding": n, "Role": n, "RoleBinding": n + 1,
         "ConfigMap": n + 1, "Service": 1, "Deployment": 1, "PodDisruptionBudget": 1, "ServiceMonitor": 1,
         "PrometheusRule": 1, "Pod": 1, "FlowSchema": 1, "PriorityLevelConfiguration": 1,
     }  # fmt: skip
@@ -191,10 +192,13 @@ def test_directory_mode_is_a_daemonset_on_the_masters() -> None:
         False,
     )
     # It writes files, not API objects: no bundle rules, no list of everything; it reads the roles that the
-    # bundle's bindings refer to (its policy judges them).
+    # bundle's bindings refer to (its policy judges them), and reviews the tokens of its metrics' readers.
     role = ct.find(objects, "ClusterRole", "kuc-kube-upgrade-controllers-addon-updater")
+    reviews = (["authentication.k8s.io"], ["authorization.k8s.io"])
     for rule in role["rules"]:
-        assert set(rule["verbs"]) <= {"get", "list", "watch"} or rule["apiGroups"] == ["events.k8s.io"], rule
+        reads = set(rule["verbs"]) <= {"get", "list", "watch"}
+        assert reads or rule["apiGroups"] in (["events.k8s.io"], *reviews), rule
+        assert rule["apiGroups"] not in reviews or rule["verbs"] == ["create"], rule
     assert not [o for o in objects if o["metadata"]["name"].endswith("addon-updater-namespaced")]
     assert not [o for o in objects if o["kind"] == "Deployment" and "addon-updater" in o["metadata"]["name"]]
 

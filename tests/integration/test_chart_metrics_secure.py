@@ -1,5 +1,6 @@
-"""The chart's metrics.secure and networkPolicy: rendered offline, then installed into the real fixture with a
-controller run as its ServiceAccount serving /metrics to a reader the chart bound, and refusing a stranger."""
+"""The chart's metrics.secure (on by default) and networkPolicy: rendered offline, then installed into the real
+fixture with a controller run as its ServiceAccount serving /metrics to a reader the chart bound, and
+refusing a stranger."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from tests.integration import test_metrics_secure as secure_test
 
 BIN = pathlib.Path(sys.executable).parent
 FULLNAME = "kuc-kube-upgrade-controllers"
-SECURE = ["--set", "metrics.secure=true", "--set", "serviceMonitor.enabled=true"]
+SECURE = ["--set", "serviceMonitor.enabled=true"]  # metrics.secure is the default
+PLAIN = ["--set", "metrics.secure=false", "--set", "serviceMonitor.enabled=true"]
 READERS = [
     "--set-json",
     'metrics.readers=[{"kind": "ServiceAccount", "name": "prom"}, {"kind": "Group", "name": "ops"}]',
@@ -42,16 +44,33 @@ def endpoint(objects: list[dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def test_off_by_default_plain_http_and_no_review_rights() -> None:
-    objects = ct.template("-f", ct.ALL_ENABLED)
+@pytest.mark.parametrize("combined", [False, True])
+def test_turned_off_plain_http_no_review_rights_and_every_controller_told(
+    combined: bool, tmp_path: pathlib.Path
+) -> None:
+    """metrics.secure=false must reach every controller: their own default is secure too."""
+    extra = ["--set", "combined.enabled=true"] if combined else []
+    objects = ct.template("-f", ct.ALL_ENABLED, *PLAIN, *extra)
     assert "scheme" not in endpoint(objects) and "bearerTokenFile" not in endpoint(objects)
     for role in by_kind(objects, "ClusterRole"):
         assert not [rule for rule in role["rules"] if rule in REVIEW_RULES], role["metadata"]["name"]
     assert not [o for o in objects if "metrics-reader" in o["metadata"]["name"]]
     assert not by_kind(objects, "NetworkPolicy")
+    types = ct.config_types()
+    for key, controller in ct.CONTROLLERS.items():
+        cm = ct.find(objects, "ConfigMap", f"{FULLNAME}-{controller}")
+        path = tmp_path / f"{controller}.yaml"
+        path.write_text(cm["data"]["config.yaml"])
+        loaded = config.load(types[key], ["--config", str(path)], prog=controller,
+                             prefix=config.env_prefix(controller), description="", environ={})  # fmt: skip
+        assert not loaded.metrics_secure
+    if combined:
+        (deployment,) = by_kind(objects, "Deployment")
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert "--no-metrics-secure" in container["args"]
 
 
-def test_secure_scrapes_https_with_a_token_and_lets_each_controller_review_it() -> None:
+def test_secure_by_default_scrapes_https_with_a_token_and_lets_each_controller_review_it() -> None:
     objects = ct.template("-f", ct.ALL_ENABLED, *SECURE, *READERS)
     assert endpoint(objects) | {"interval": "", "scrapeTimeout": ""} == {
         "port": "metrics",
@@ -154,7 +173,7 @@ async def test_installed_secure_chart_serves_metrics_to_the_bound_reader_only(
     await install.ensure_monitoring_crds(kube)
     values = {
         **install.INSTALL_VALUES,
-        "metrics": {"secure": True, "readers": [{"kind": "ServiceAccount", "name": "prom"}]},
+        "metrics": {"readers": [{"kind": "ServiceAccount", "name": "prom"}]},  # secure: the default
         "networkPolicy": {"enabled": True, "metricsNamespaces": ["monitoring"]},
     }
     (tmp_path / "values.yaml").write_text(yaml.safe_dump(values))

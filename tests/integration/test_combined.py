@@ -42,7 +42,7 @@ async def test_two_controllers_in_one_process(
     common = [
         f"--kubeconfig={kubeconfig}", f"--namespace={namespace}", f"--master-selectors={cluster.CONTROL_PLANE},{label}",
         "--settle-seconds=0", "--leader-elect", "--lease-duration-seconds=4", "--renew-deadline-seconds=3",
-        "--retry-period-seconds=0.5",
+        "--retry-period-seconds=0.5", "--no-metrics-secure",
     ]  # fmt: skip
     with harness.serve(
         COMMAND, "run", "node-tainter", "leader-watchdog", *common, env=env(tmp_path, label)

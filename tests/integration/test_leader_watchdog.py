@@ -549,7 +549,8 @@ async def test_once_prints_the_status_json_and_exits_1_on_a_critical_finding(
 
 async def test_daemon_serves_status_and_metrics(kubeconfig: str, namespace: str) -> None:
     argv = [sys.executable, "-m", "controllers.leader_watchdog", "--kubeconfig", kubeconfig, "--checks", "leaders",
-            "--leader-leases", f"{namespace}/kube-scheduler", "--evaluate-interval-seconds", "0.5"]  # fmt: skip
+            "--leader-leases", f"{namespace}/kube-scheduler", "--evaluate-interval-seconds", "0.5",
+            "--no-metrics-secure"]  # fmt: skip
     with harness.serve(*argv) as (process, port):
 
         def found() -> bool:

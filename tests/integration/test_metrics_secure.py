@@ -1,6 +1,6 @@
-"""--metrics-secure on the real control plane: HTTPS, then TokenReview + SubjectAccessReview on /metrics and
-/status (401 without a valid token, 403 for a user RBAC does not let read, 200 for one it does); the probes
-stay open, and the probe address serves nothing else (with or without --metrics-secure)."""
+"""--metrics-secure (the default) on the real control plane: HTTPS, then TokenReview + SubjectAccessReview on
+/metrics and /status (401 without a valid token, 403 for a user RBAC does not let read, 200 for one it does);
+the probes stay open, and the probe address serves nothing else (with or without --metrics-secure)."""
 
 from __future__ import annotations
 
@@ -8,52 +8,24 @@ import contextlib
 import pathlib
 import ssl
 import sys
-import uuid
 from collections.abc import Iterator
 
-from controllers.kube import auth, client, resources
+from controllers.kube import auth, client
 from controllers.runtime import secure
-from e2e import controlplane
+from e2e import cluster, controlplane
 from tests import harness
 
-SERVICE_ACCOUNTS = resources.Resource("", "v1", "serviceaccounts", namespaced=True)
-CLUSTER_ROLES = resources.Resource("rbac.authorization.k8s.io", "v1", "clusterroles", namespaced=False)
-CLUSTER_ROLE_BINDINGS = resources.Resource(
-    "rbac.authorization.k8s.io", "v1", "clusterrolebindings", namespaced=False
-)
+SERVICE_ACCOUNTS = cluster.SERVICEACCOUNTS
+CLUSTER_ROLE_BINDINGS = cluster.CLUSTER_ROLE_BINDINGS
 
 
 async def service_account_token(kube: client.Kube, *, namespace: str, name: str) -> str:
-    """A ServiceAccount's token (TokenRequest), the way a Prometheus pod gets its projected token."""
+    """A new ServiceAccount's token (TokenRequest), the way a Prometheus pod gets its projected token."""
     await kube.create(SERVICE_ACCOUNTS.path(namespace=namespace), {"metadata": {"name": name}})
-    path = SERVICE_ACCOUNTS.path(namespace=namespace, name=name, subresource="token")
-    request = {
-        "apiVersion": "authentication.k8s.io/v1",
-        "kind": "TokenRequest",
-        "spec": {"expirationSeconds": 600},
-    }
-    return str((await kube.request("POST", path, body=request))["status"]["token"])
+    return await cluster.service_account_token(kube, namespace=namespace, name=name)
 
 
-async def grant_metrics_reader(kube: client.Kube, *, namespace: str, account: str) -> str:
-    """A ClusterRole like the chart's metrics reader, bound to ``account``; returns the binding's name."""
-    name = f"metrics-reader-{uuid.uuid4().hex[:8]}"
-    await kube.create(
-        CLUSTER_ROLES.path(),
-        {
-            "metadata": {"name": name},
-            "rules": [{"nonResourceURLs": ["/metrics", "/status", "/status/*"], "verbs": ["get"]}],
-        },
-    )
-    await kube.create(
-        CLUSTER_ROLE_BINDINGS.path(),
-        {
-            "metadata": {"name": name},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
-        },
-    )
-    return name
+grant_metrics_reader = cluster.grant_metrics_reader
 
 
 def unverified() -> ssl.SSLContext:
@@ -66,17 +38,10 @@ def unverified() -> ssl.SSLContext:
 
 @contextlib.contextmanager
 def secure_sample(*args: str, kubeconfig: str) -> Iterator[tuple[int, int]]:
-    """The sample controller with --metrics-secure: (HTTPS metrics port, plain probe port)."""
+    """The sample controller as it starts by default (--metrics-secure): (HTTPS metrics port, plain probe
+    port)."""
     probe_port = controlplane.free_port()
-    argv = (
-        sys.executable,
-        "-m",
-        "tests.sample_controller",
-        "--kubeconfig",
-        kubeconfig,
-        "--metrics-secure",
-        *args,
-    )
+    argv = (sys.executable, "-m", "tests.sample_controller", "--kubeconfig", kubeconfig, *args)
     with harness.serve(*argv, probe_port=probe_port) as (_, port):
         yield port, probe_port
 
@@ -111,7 +76,8 @@ async def test_metrics_and_status_need_a_token_allowed_to_read_them(
 async def test_without_secure_the_probe_address_serves_only_probes(kubeconfig: str) -> None:
     """So that a NetworkPolicy may admit everyone to the probe port and only scrapers to the metrics port."""
     probe_port = controlplane.free_port()
-    argv = (sys.executable, "-m", "tests.sample_controller", "--kubeconfig", kubeconfig, "--settle-seconds=0")
+    argv = (sys.executable, "-m", "tests.sample_controller", "--kubeconfig", kubeconfig, "--settle-seconds=0",
+            "--no-metrics-secure")  # fmt: skip
     with harness.serve(*argv, probe_port=probe_port) as (_, port):
         await harness.eventually(lambda: harness.scrape(probe_port, "/readyz")[0] == 200, timeout=30)
         assert harness.scrape(probe_port, "/healthz")[0] == 200

@@ -137,6 +137,12 @@ async def test_the_operator_picks_up_the_charts_service_monitor_rules_and_inhibi
     jobs = {job["job_name"]: job for job in prometheus["scrape_configs"]}
     assert {f"serviceMonitor/{namespace}/{release_objects}/0", "serviceMonitor/monitoring/apiserver/0",
             "serviceMonitor/monitoring/kubelet/0", "serviceMonitor/monitoring/kube-state-metrics/0"} <= set(jobs)  # fmt: skip
+    # The chart's secure default, as the Operator turns it into Prometheus' scrape config: HTTPS, Prometheus'
+    # own ServiceAccount token, the self-signed certificate not verified (kubebuilder's ServiceMonitor does so).
+    chart_job = jobs[f"serviceMonitor/{namespace}/{release_objects}/0"]
+    assert chart_job["scheme"] == "https", chart_job
+    assert chart_job["tls_config"]["insecure_skip_verify"] is True, chart_job
+    assert chart_job["bearer_token_file"] == "/var/run/secrets/kubernetes.io/serviceaccount/token", chart_job
     assert prometheus["global"]["external_labels"]["cluster"] == stack.CLUSTER
     assert [
         a["kubernetes_sd_configs"][0]["namespaces"]["names"] for a in prometheus["alerting"]["alertmanagers"]

@@ -22,7 +22,16 @@ RETRY_PERIOD = 0.5
 
 
 def sample_controller(*args: str, kubeconfig: str) -> contextlib.AbstractContextManager[harness.Served]:
-    return harness.serve(sys.executable, "-m", "tests.sample_controller", "--kubeconfig", kubeconfig, *args)
+    """Plain HTTP (--no-metrics-secure): these tests read its metrics; test_metrics_secure covers the default."""
+    return harness.serve(
+        sys.executable,
+        "-m",
+        "tests.sample_controller",
+        "--kubeconfig",
+        kubeconfig,
+        "--no-metrics-secure",
+        *args,
+    )
 
 
 async def test_two_replicas_one_leader_and_fast_takeover_after_kill_9(

@@ -7,13 +7,12 @@ metrics.secure (--metrics-secure): the controllers' extra rules, the certificate
 /etc/kube-upgrade-controllers-metrics-tls
 {{- end -}}
 
-{{/* The options a controller's config file gets from metrics.* (none while it is off). */}}
+{{/* The options a controller's config file gets from metrics.* (metricsSecure either way: the controllers'
+     own default is secure too, so "off" must be said). */}}
 {{- define "kuc.metricsOptions" -}}
-{{- if .Values.metrics.secure -}}
-metricsSecure: true
-{{- if .Values.metrics.certSecret }}
+metricsSecure: {{ .Values.metrics.secure }}
+{{- if and .Values.metrics.secure .Values.metrics.certSecret }}
 metricsCertDir: {{ include "kuc.metricsCertDir" . }}
-{{- end }}
 {{- end }}
 {{- end -}}
 
@@ -24,6 +23,8 @@ metricsCertDir: {{ include "kuc.metricsCertDir" . }}
 {{- if .Values.metrics.certSecret }}
 - --metrics-cert-dir={{ include "kuc.metricsCertDir" . }}
 {{- end }}
+{{- else -}}
+- --no-metrics-secure
 {{- end }}
 {{- end -}}
 

@@ -285,8 +285,8 @@ def one_replica(name: str, *, pod: dict[str, Any]) -> dict[str, Any]:
 
 def acknowledge(*checks: str, target: str = "") -> None:
     """The admin's acknowledgement (docs/upgrade-readiness.md): one key ``ack-<target>-<check>`` per check, for
-    an hour, with a reason, in the ConfigMap the gate watches (``<release fullname>-upgrade-readiness-acks``);
-    none: that ConfigMap deleted."""
+    an hour, with a reason, written into the ConfigMap the chart made for them and the gate watches
+    (``<release fullname>-upgrade-readiness-acks``); none: every key removed again."""
     name, core = f"{fullname()}-acks", k8s.api().core
     if checks:
         minor = logic.parse_target(target)
@@ -294,9 +294,11 @@ def acknowledge(*checks: str, target: str = "") -> None:
         until = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
         value = logic.ack_value(until=until, reason="e2e: the drain blocker is the scenario's own")
         data = {logic.ack_key(target=minor, check=check): value for check in checks}
-        core.create_namespaced_config_map(k8s.RELEASE_NAMESPACE, {"metadata": {"name": name}, "data": data})
+        core.patch_namespaced_config_map(name, k8s.RELEASE_NAMESPACE, {"data": data})
     else:
-        core.delete_namespaced_config_map(name, k8s.RELEASE_NAMESPACE)
+        acks = core.read_namespaced_config_map(name, k8s.RELEASE_NAMESPACE)
+        acks.data = {}
+        core.replace_namespaced_config_map(name, k8s.RELEASE_NAMESPACE, acks)
 
 
 def create_drain_blocker(*, worker: str) -> None:

@@ -60,9 +60,10 @@ def config_file(objects: list[dict[str, Any]], controller: str) -> dict[str, Any
 def test_defaults_render_every_controller_but_addon_updater_without_extras() -> None:
     objects = ct.template()
     n = len(ct.CONTROLLERS) - 1
-    assert kinds(objects) == {  # + the metrics-reader ClusterRole (metrics.secure, the default)
+    # + the metrics-reader ClusterRole (metrics.secure, the default) and the acknowledgements ConfigMap
+    assert kinds(objects) == {
         "ServiceAccount": n, "ClusterRole": n + 1, "ClusterRoleBinding": n, "Role": n - 1, "RoleBinding": n - 1,
-        "ConfigMap": n, "Service": n, "Deployment": n, "Pod": 1, "FlowSchema": 1, "PriorityLevelConfiguration": 1,
+        "ConfigMap": n + 1, "Service": n, "Deployment": n, "Pod": 1, "FlowSchema": 1, "PriorityLevelConfiguration": 1,
     }  # fmt: skip
     # addon-updater is off by default; the watchdog writes nothing, so it has no Role.
     assert not [o for o in objects if "addon-updater" in o["metadata"]["name"]]
@@ -75,7 +76,7 @@ def test_all_enabled_renders_every_object() -> None:
     objects = ct.template("-f", ct.ALL_ENABLED)
     n = len(ct.CONTROLLERS)
     # (+1 ClusterRole and RoleBinding: addon-updater's namespaced rights, bound in kube-system only; +1
-    # ClusterRole: the metrics reader, metrics.secure; + the acknowledgers' ConfigMap, Role and RoleBinding,
+    # ClusterRole: the metrics reader, metrics.secure; + the acknowledgements ConfigMap, the acknowledgers' Role and RoleBinding,
     # and a policy and binding per gated kind.)
     assert kinds(objects) == {
         "ServiceAccount": n, "ClusterRole": n + 2, "ClusterRoleBinding": n, "Role": n + 1, "RoleBinding": n + 2,
@@ -133,7 +134,7 @@ def test_combined_is_one_deployment_bound_to_every_controllers_roles() -> None:
     n = len(ct.CONTROLLERS)
     assert kinds(objects) == {
         "ServiceAccount": 1, "ClusterRole": n + 2, "ClusterRoleBinding": n, "Role": n, "RoleBinding": n + 1,
-        "ConfigMap": n + 1, "Service": 1, "Deployment": 1, "PodDisruptionBudget": 1, "ServiceMonitor": 1,
+        "ConfigMap": n + 2, "Service": 1, "Deployment": 1, "PodDisruptionBudget": 1, "ServiceMonitor": 1,
         "PrometheusRule": 1, "Pod": 1, "FlowSchema": 1, "PriorityLevelConfiguration": 1,
     }  # fmt: skip
     combined = "kuc-kube-upgrade-controllers-combined"

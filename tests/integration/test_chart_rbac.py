@@ -5,6 +5,10 @@ chart installed with helm, RBAC evaluated by the apiserver's own authorizer).
   grant (method rewrite, or auto with usoRunner.rewriteFallback): a rewrite reads and writes back every object.
 - uso-runner with method builtin, or auto without the fallback, holds no ``*`` rule and no escalate/bind: it
   only hands resources to kube-controller-manager's migrator, and runs so with its own token.
+- No ServiceAccount of the chart but uso-runner's rewrite grant (which updates every object) can write
+  upgrade-readiness's acknowledgements (which waive blockers): none may update or delete them, and the name is
+  taken by the chart's own ConfigMap, so that the ConfigMap create every controller holds for its state cannot
+  make it; an admin's keys survive ``helm upgrade``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from e2e import controlplane
 from tests import chart_tools as ct
 from tests.integration import test_chart_install as installs
 from tests.integration.test_chart_install import agreed_cluster  # noqa: F401 (a fixture used below)
+
+CONFIGMAPS = resources.CONFIGMAPS
 
 SVM = "storagemigration.k8s.io"
 SECRET_READS = (("list", ""), ("watch", ""), ("get", "kube-system"), ("list", "kube-system"))
@@ -192,3 +198,35 @@ def test_the_rendered_rules_follow_the_method() -> None:
     assert not broad("--set", "usoRunner.config.method=builtin")
     assert not broad("--set", "usoRunner.config.method=builtin", "--set", "usoRunner.rewriteFallback=true")
     assert not broad("--set", "usoRunner.config.useBuiltin=true")
+
+
+async def test_no_chart_service_account_can_write_the_acknowledgements(
+    releases: dict[str, Install], kube: client.Kube
+) -> None:
+    setup = releases["defaults"]
+    name = f"{setup.fullname}-upgrade-readiness-acks"
+    path = CONFIGMAPS.path(namespace=setup.namespace, name=name)
+    assert (await kube.get(path)).get("data") is None  # the chart's, empty
+    for account in setup.service_accounts():
+        for verb in ("update", "patch", "delete"):
+            # uso-runner's rewrite grant updates every object by design (the one exemption, as for Secrets).
+            wanted = rewrites(setup, account) and verb == "update"
+            found = await allowed(
+                kube, setup, account, verb, "configmaps", namespace=setup.namespace, name=name
+            )
+            assert found == wanted, (account, verb)
+    # A stolen controller token: create is allowed in the namespace (its state), but the name is taken.
+    kubeconfig = await installs.token_kubeconfig(setup, kube, "node-tainter")
+    forged = {"metadata": {"name": name}, "data": {"ack-1.99-drain-blockers": "{}"}}
+    async with await client.connect(kubeconfig=str(kubeconfig)) as stolen:
+        with pytest.raises(client.ApiError) as created:
+            await stolen.create(CONFIGMAPS.path(namespace=setup.namespace), forged)
+        assert created.value.already_exists, created.value
+        with pytest.raises(client.ApiError) as patched:
+            await stolen.patch(path, {"data": forged["data"]})
+        assert patched.value.status == 403, patched.value
+    # An admin's acknowledgement survives an upgrade of the release (helm leaves keys it did not set alone).
+    admin = {"ack-1.38-drain-blockers": '{"until": "2030-01-01T00:00:00Z", "reason": "CHG-1"}'}
+    await kube.patch(path, {"data": admin})
+    setup.helm("upgrade", setup.release, ct.CHART, "-n", setup.namespace, "--set", "config.settleSeconds=7")
+    assert (await kube.get(path))["data"] == admin

@@ -451,7 +451,13 @@ def test_addon_updaters_rights_follow_its_bundle_policy() -> None:
     )  # the chart's defaults: the same
     granted = {f"{res}.{group}" if group else res for r in rules for group in r.get("apiGroups", [])
                for res in r.get("resources", []) if "create" in r["verbs"]}  # fmt: skip
-    assert granted - {"events.events.k8s.io"} == set(cfg["allowedResources"])  # (Events: every controller's)
+    # (Events: every controller's; the token and access reviews: every controller's with metrics.secure.)
+    common = {
+        "events.events.k8s.io",
+        "tokenreviews.authentication.k8s.io",
+        "subjectaccessreviews.authorization.k8s.io",
+    }
+    assert granted - common == set(cfg["allowedResources"])
     escalating = ct.template("-f", ct.ALL_ENABLED, "--set", "addonUpdater.rbac.escalate=true")
     assert {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"],
             "verbs": ["escalate", "bind"]} in ct.find(escalating, "ClusterRole", name)["rules"]  # fmt: skip

@@ -168,6 +168,7 @@ def helm(*args: str, timeout: float = 600.0) -> str:
 
 
 def install(*, control_planes: int, with_monitoring: bool) -> None:
+    ensure_namespace(cluster.RELEASE_NAMESPACE)  # (the bundles are no longer made there first)
     common = ["--namespace", cluster.RELEASE_NAMESPACE, "--wait", "--timeout", "5m"]
     masters = f"config.minMasters={control_planes}"
     target = cluster.gate_target()

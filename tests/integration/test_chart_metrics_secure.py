@@ -44,6 +44,18 @@ def endpoint(objects: list[dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def loaded_configs(objects: list[dict[str, Any]], tmp_path: pathlib.Path) -> list[config.BaseConfig]:
+    """Each controller's config file as the chart rendered it, loaded as the controller loads it."""
+    types, found = ct.config_types(), []
+    for key, controller in ct.CONTROLLERS.items():
+        cm = ct.find(objects, "ConfigMap", f"{FULLNAME}-{controller}")
+        path = tmp_path / f"{controller}.yaml"
+        path.write_text(cm["data"]["config.yaml"])
+        found.append(config.load(types[key], ["--config", str(path)], prog=controller,
+                                 prefix=config.env_prefix(controller), description="", environ={}))  # fmt: skip
+    return found
+
+
 @pytest.mark.parametrize("combined", [False, True])
 def test_turned_off_plain_http_no_review_rights_and_every_controller_told(
     combined: bool, tmp_path: pathlib.Path
@@ -56,13 +68,7 @@ def test_turned_off_plain_http_no_review_rights_and_every_controller_told(
         assert not [rule for rule in role["rules"] if rule in REVIEW_RULES], role["metadata"]["name"]
     assert not [o for o in objects if "metrics-reader" in o["metadata"]["name"]]
     assert not by_kind(objects, "NetworkPolicy")
-    types = ct.config_types()
-    for key, controller in ct.CONTROLLERS.items():
-        cm = ct.find(objects, "ConfigMap", f"{FULLNAME}-{controller}")
-        path = tmp_path / f"{controller}.yaml"
-        path.write_text(cm["data"]["config.yaml"])
-        loaded = config.load(types[key], ["--config", str(path)], prog=controller,
-                             prefix=config.env_prefix(controller), description="", environ={})  # fmt: skip
+    for loaded in loaded_configs(objects, tmp_path):
         assert not loaded.metrics_secure
     if combined:
         (deployment,) = by_kind(objects, "Deployment")
@@ -100,13 +106,7 @@ def test_secure_options_reach_the_controllers(combined: bool, tmp_path: pathlib.
     combined process's flag; with one: the Secret mounted where --metrics-cert-dir points."""
     extra = ["--set", "combined.enabled=true"] if combined else []
     objects = ct.template("-f", ct.ALL_ENABLED, *SECURE, *extra)
-    types = ct.config_types()
-    for key, controller in ct.CONTROLLERS.items():
-        cm = ct.find(objects, "ConfigMap", f"{FULLNAME}-{controller}")
-        path = tmp_path / f"{controller}.yaml"
-        path.write_text(cm["data"]["config.yaml"])
-        loaded = config.load(types[key], ["--config", str(path)], prog=controller,
-                             prefix=config.env_prefix(controller), description="", environ={})  # fmt: skip
+    for loaded in loaded_configs(objects, tmp_path):
         assert loaded.metrics_secure and not loaded.metrics_cert_dir
     with_cert = ct.template("-f", ct.ALL_ENABLED, *SECURE, *extra, "--set", "metrics.certSecret=metrics-tls")
     deployments = by_kind(with_cert, "Deployment")

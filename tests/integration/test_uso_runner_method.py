@@ -147,9 +147,10 @@ def not_served() -> Iterator[controlplane.ControlPlane]:
         yield plane
 
 
+@pytest.mark.parametrize("fallback", [True, False])
 @pytest.mark.parametrize("method", ["auto", "builtin"])
-async def test_where_the_api_is_not_served_the_objects_are_rewritten(
-    method: str, not_served: controlplane.ControlPlane
+async def test_where_the_api_is_not_served_the_objects_are_rewritten_unless_the_fallback_is_off(
+    method: str, fallback: bool, not_served: controlplane.ControlPlane
 ) -> None:
     async with await client.connect(kubeconfig=str(not_served.kubeconfig)) as kube:
         namespace = f"not-served-{uuid.uuid4().hex[:6]}"
@@ -162,39 +163,24 @@ async def test_where_the_api_is_not_served_the_objects_are_rewritten(
             str(not_served.kubeconfig),
             namespace=namespace,
             release=release,
-            extra=[f"--method={method}", f"--resources={crd_name}"],
+            extra=[
+                f"--method={method}",
+                f"--resources={crd_name}",
+                *([] if fallback else ["--no-rewrite-fallback"]),
+            ],
         )
-        assert (code, report["method"], report["ok"]) == (0, "rewrite", True), (report, logs)
-        assert report["resources"][crd_name]["migrated"] == 50
-        assert stored_versions(not_served, prefix) == {"v2"}
         unavailable = await warnings(kube, namespace, "BuiltinMigrationUnavailable")
-        # builtin was asked for and cannot be had: a Warning says so; auto just rewrites.
-        assert len(unavailable) == (1 if method == "builtin" else 0), unavailable
-        await nodes.delete_all()
-
-
-@pytest.mark.parametrize("method", ["auto", "builtin"])
-async def test_where_the_api_is_not_served_and_the_fallback_is_off_every_resource_fails_loudly(
-    method: str, not_served: controlplane.ControlPlane
-) -> None:
-    async with await client.connect(kubeconfig=str(not_served.kubeconfig)) as kube:
-        namespace = f"not-served-{uuid.uuid4().hex[:6]}"
-        await kube.create(resources.NAMESPACES.path(), {"metadata": {"name": namespace}})
-        crd_name, prefix = await switched_crd(kube, not_served, namespace, objects=20)
-        release = f"r{uuid.uuid4().hex[:6]}"
-        nodes = cluster.Nodes(kube)
-        await nodes.create(f"m-{release}", version="v1.37.2", master=True)
-        code, report, logs = await h.run_once_async(
-            str(not_served.kubeconfig),
-            namespace=namespace,
-            release=release,
-            extra=[f"--method={method}", "--no-rewrite-fallback", f"--resources={crd_name}"],
-        )
-        assert (code, report["ok"], report["failedResources"]) == (1, False, [crd_name]), (report, logs)
-        assert "is not served" in report["resources"][crd_name]["error"]
-        assert stored_versions(not_served, prefix) == {"v1"}
-        unavailable = await warnings(kube, namespace, "BuiltinMigrationUnavailable")
-        assert len(unavailable) == 1 and "every resource fails" in unavailable[0], unavailable
-        assert len(await warnings(kube, namespace, "RewriteFallbackDisabled")) == 1
-        assert "rewrite fallback is off" in logs
+        if fallback:
+            assert (code, report["method"], report["ok"]) == (0, "rewrite", True), (report, logs)
+            assert report["resources"][crd_name]["migrated"] == 50
+            assert stored_versions(not_served, prefix) == {"v2"}
+            # builtin was asked for and cannot be had: a Warning says so; auto just rewrites.
+            assert len(unavailable) == (1 if method == "builtin" else 0), unavailable
+        else:  # nothing may rewrite in the built-in migrator's place: every resource fails, loudly
+            assert (code, report["ok"], report["failedResources"]) == (1, False, [crd_name]), (report, logs)
+            assert "is not served" in report["resources"][crd_name]["error"]
+            assert stored_versions(not_served, prefix) == {"v1"}
+            assert len(unavailable) == 1 and "every resource fails" in unavailable[0], unavailable
+            assert len(await warnings(kube, namespace, "RewriteFallbackDisabled")) == 1
+            assert "rewrite fallback is off" in logs
         await nodes.delete_all()

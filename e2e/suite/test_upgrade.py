@@ -356,10 +356,12 @@ def test_the_suite_runs_and_agrees_on_the_old_release(timeline: Timeline, scenar
         lambda: uso_state().get("phase") == "Succeeded", timeout=300, what="uso-runner's first run"
     )
     table = deploy.status()
-    rows = {line.split()[0]: line.split() for line in table.splitlines()[1:]}
+    header, *lines = table.splitlines()
+    version = header.split().index("VERSION")  # (the columns before it: CONTROLLER, NAMESPACE)
+    rows = {line.split()[0]: line.split() for line in lines}
     assert list(rows) == list(k8s.CONTROLLERS)  # one row each: no config ConfigMap taken for a state
     for controller in ("addon-updater", "uso-runner", "node-tainter"):  # the watchdog keeps no state
-        assert rows[controller][3] == OLD, rows[controller]
+        assert rows[controller][version] == OLD, rows[controller]
     timeline.mark(f"helm test passed for both releases; `status`: every controller's state at {OLD}")
     print(table, flush=True)
     scenario.transitions_before = lease_transitions()

@@ -283,11 +283,13 @@ class ControlPlane:
         _terminate(self.apiserver)
         self.apiserver = None
 
-    def user_kubeconfig(self, user: str) -> pathlib.Path:
-        """A kubeconfig for ``user`` (a client certificate from the fixture's CA, no group: not exempt from
-        API priority and fairness, unlike the admin); RBAC for it is the caller's business."""
+    def user_kubeconfig(self, user: str, *, group: str = "") -> pathlib.Path:
+        """A kubeconfig for ``user`` (a client certificate from the fixture's CA, in ``group`` if given, else in
+        none: not exempt from API priority and fairness, unlike the admin); RBAC for it is the caller's
+        business."""
+        subject = f"/O={group}/CN={user}" if group else f"/CN={user}"
         _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{user}.key", "-out", f"{user}.csr",
-                 "-subj", f"/CN={user}", cwd=self.pki)  # fmt: skip
+                 "-subj", subject, cwd=self.pki)  # fmt: skip
         _openssl("x509", "-req", "-in", f"{user}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
                  "-out", f"{user}.crt", "-days", "3650", "-extfile", "client.ext", cwd=self.pki)  # fmt: skip
         path = self.root / f"kubeconfig-{user}"

@@ -39,6 +39,7 @@ async def running(controller: type[R], kube: client.Kube, cfg: config.BaseConfig
     tasks = {
         asyncio.create_task(instance.ctx.agreements.run(), name="agreement"),
         asyncio.create_task(reconciler.run(instance), name=controller.name),
+        *(asyncio.create_task(served, name=f"{controller.name} serving") for served in instance.servers()),
     }
 
     def ready() -> bool:

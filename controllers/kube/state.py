@@ -82,6 +82,20 @@ async def update(kube: Kube, state: State, changes: Mapping[str, str], *, contro
     return await retry.call(attempt, policy=retry.CONFLICTS)
 
 
+async def replace_data(
+    kube: Kube, *, namespace: str, name: str, data: Mapping[str, str], controller: str
+) -> None:
+    """Make ``data`` the ConfigMap's whole data (created when missing), unless it holds that already; a
+    conflict reads it again. For ConfigMaps that others read as one document (the upgrade gate's verdicts)."""
+
+    async def attempt() -> None:
+        current = await read(kube, namespace=namespace, name=name)
+        if {k: v for k, v in current.data.items() if k != "updatedAt"} != dict(data):
+            await write(kube, current, data, controller=controller)
+
+    await retry.call(attempt, policy=retry.CONFLICTS)
+
+
 async def list_all(kube: Kube, *, namespace: str | None = None) -> list[State]:
     """Every controller state ConfigMap of the suite (for the status command)."""
     query = {"labelSelector": f"{PART_OF_LABEL}={PART_OF},{CONTROLLER_LABEL}"}

@@ -145,7 +145,12 @@ async def _serve(
             if process.metrics_secure
             else None,
         )
-        await live_all([life(each, lease_kube=lease_kube) for each in running])
+        await live_all(
+            [
+                *(life(each, lease_kube=lease_kube) for each in running),
+                *(served for each in running for served in each.servers()),
+            ]
+        )
         return exits.BLOCKED  # not reached: a controller's life ends only when cancelled
     except asyncio.CancelledError:
         if stopping:

@@ -112,6 +112,12 @@ class Reconciler(Generic[C]):
     async def sync(self) -> Synced:
         raise NotImplementedError
 
+    def servers(self) -> Sequence[Coroutine[Any, Any, None]]:
+        """What the controller serves for as long as its process lives, on every replica, leader or not (a
+        Runtime Extension's HTTPS server): run beside every controller's life; one that ends ends the process.
+        None by default."""
+        return ()
+
     def status(self) -> dict[str, Any]:
         """The ``/status`` document (and what ``--once`` prints): the status last published."""
         return self.published.to_json()

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from controllers.agreement import version
 from controllers.bundles import model, source
-from controllers.kube import resources, watch
+from controllers.kube import resources, state, watch
 from controllers.kube.client import Kube
 from controllers.runtime import config, context, reconciler
 from controllers.structs import status
@@ -288,7 +288,7 @@ class UpgradeReadiness(reconciler.Reconciler[UpgradeReadinessConfig]):
         data = logic.gate_verdict(report, self.acks, acknowledge=acknowledge).data()
         if data == self._verdict or self.cfg.dry_run:
             return
-        await effects.publish_verdict(
+        await state.replace_data(
             self.ctx.kube,
             namespace=self.cfg.namespace,
             name=self.cfg.verdict_name,

@@ -1,6 +1,6 @@
 """Every read upgrade-readiness makes beyond its watches (it writes nothing but its state, its verdict and
 Events): each live apiserver's /metrics, and the next add-on bundle through addon-updater's own code
-(controllers/bundles); and the verdict's one write."""
+(controllers/bundles)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import aiohttp
 
 from controllers.agreement.version import Version
 from controllers.bundles import documents, model, source
-from controllers.kube import resources, retry, state
+from controllers.kube import resources
 from controllers.kube.client import ApiError, Kube
 from controllers.upgrade_readiness.checks import interface
 
@@ -93,17 +93,3 @@ async def probe_bundle(
     except source.SourceError as error:
         return str(error)
     return interface.BundleProbe(target.minor_text, chosen, where)
-
-
-async def publish_verdict(
-    kube: Kube, *, namespace: str, name: str, data: dict[str, str], controller: str
-) -> None:
-    """Replace the verdict ConfigMap's data with ``data`` (created when missing), unless it holds that
-    already; a conflict reads it again."""
-
-    async def attempt() -> None:
-        current = await state.read(kube, namespace=namespace, name=name)
-        if {k: v for k, v in current.data.items() if k != "updatedAt"} != data:
-            await state.write(kube, current, data, controller=controller)
-
-    await retry.call(attempt, policy=retry.CONFLICTS)

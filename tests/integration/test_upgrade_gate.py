@@ -161,32 +161,6 @@ class Gate:
             name=name, path=self.root / f"{name}.kubeconfig",
         )  # fmt: skip
 
-    async def user_kubeconfig(self, user: str, *, group: str) -> pathlib.Path:
-        """A kubeconfig of ``user`` in ``group``: a client certificate signed by the fixture's CA."""
-        pki = self.plane.pki
-        for args in (
-            ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{user}.key", "-out", f"{user}.csr",
-             "-subj", f"/O={group}/CN={user}"],
-            ["x509", "-req", "-in", f"{user}.csr", "-CA", str(pki / "ca.crt"), "-CAkey", str(pki / "ca.key"),
-             "-CAcreateserial", "-CAserial", f"{user}.srl", "-out", f"{user}.crt", "-days", "1"],
-        ):  # fmt: skip
-            process = await asyncio.create_subprocess_exec(
-                "openssl", *args, cwd=self.root, stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-            )  # fmt: skip
-            assert await process.wait() == 0
-        config = {
-            "apiVersion": "v1", "kind": "Config", "current-context": user,
-            "clusters": [{"name": "fixture", "cluster": {"server": self.plane.server,
-                                                         "certificate-authority": str(pki / "ca.crt")}}],
-            "users": [{"name": user, "user": {"client-certificate": str(self.root / f"{user}.crt"),
-                                              "client-key": str(self.root / f"{user}.key")}}],
-            "contexts": [{"name": user, "context": {"cluster": "fixture", "user": user}}],
-        }  # fmt: skip
-        path = self.root / f"{user}.kubeconfig"
-        path.write_text(json.dumps(config))
-        return path
-
     async def readiness_ack(self, kubeconfig: pathlib.Path, *args: str) -> tuple[int, str, str]:
         process = await asyncio.create_subprocess_exec(
             str(SCRIPT), "readiness", "ack", "--kubeconfig", str(kubeconfig), "-n", self.namespace,
@@ -405,7 +379,9 @@ async def test_without_a_verdict_nothing_is_written_and_the_exempt_pass(gate: Ga
                                    kind.patch("v1.38.0"))  # fmt: skip
     await gate.kube.patch(path, cluster_kind.patch("v1.37.2"))  # a downgrade is no upgrade
     # The break-glass group: a member (here by a client certificate with that organisation) passes.
-    oncall = await gate.user_kubeconfig("oncall", group="gate-break-glass")
+    oncall = await asyncio.to_thread(
+        gate.plane.user_kubeconfig, f"oncall-{uuid.uuid4().hex[:6]}", group="gate-break-glass"
+    )
     await gate.kube.create(ROLE_BINDINGS.path(namespace=gate.namespace), {
         "metadata": {"name": "break-glass"},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "versions"},

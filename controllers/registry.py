@@ -16,6 +16,7 @@ from controllers.node_tainter import controller as node_tainter
 from controllers.runtime import config, reconciler
 from controllers.upgrade_readiness import controller as upgrade_readiness
 from controllers.uso_runner import controller as uso_runner
+from controllers.verdict_relay import controller as verdict_relay
 
 # A controller's relation to the add-on bundles: "owns" (its values hold the bundle image; addon-updater),
 # "reads" (it judges the next bundle where the owner finds its bundles; upgrade-readiness), or none.
@@ -37,6 +38,9 @@ class Entry:
     chart_options: bool = False
     # Its own flags in the demo (``make demo``; "{repo}" is the repository's root).
     demo_flags: tuple[str, ...] = ()
+    # It belongs in a Cluster API management cluster, not in every cluster: off by default in the chart, left
+    # out of ``run`` without names and out of the demo (which has no Cluster API).
+    management_cluster: bool = False
 
     @property
     def name(self) -> str:
@@ -95,8 +99,11 @@ CONTROLLERS: tuple[Entry, ...] = (
         namespace_rules=True,
         demo_flags=("--evaluate-interval-seconds=5",),
     ),
+    Entry(verdict_relay.VerdictRelay, "verdictRelay", chart_options=True, management_cluster=True),
 )
 NAMES: tuple[str, ...] = tuple(entry.name for entry in CONTROLLERS)
+# What runs in every cluster: ``run`` without names, the demo.
+EVERY_CLUSTER: tuple[str, ...] = tuple(entry.name for entry in CONTROLLERS if not entry.management_cluster)
 
 
 def find(name: str) -> Entry:

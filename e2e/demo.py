@@ -351,7 +351,7 @@ def controllers(
     bin_dir = pathlib.Path(sys.executable).parent
     started: dict[str, Process] = {}
     try:
-        for name in registry.NAMES:
+        for name in registry.EVERY_CLUSTER:
             port = controlplane.free_port()
             log = logs / f"{name}.log"
             argv = [

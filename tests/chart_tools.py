@@ -47,7 +47,8 @@ CHART_OWNED = frozenset(
 )
 # addon-updater's target follows addonUpdater.mode, its targetDir addonUpdater.directory, its bundleNamespace
 # addonUpdater.bundles.namespace and its bundle policy addonUpdater.policy (the RBAC goes with it);
-# uso-runner's rewriteFallback follows usoRunner.rewriteFallback and its method (the grant goes with it).
+# uso-runner's rewriteFallback follows usoRunner.rewriteFallback and its method (the grant goes with it);
+# verdict-relay's namespaces follow verdictRelay.clusterNamespaces (its RBAC), its extension verdictRelay.extension.
 OWNED_BY_KEY: Mapping[str, frozenset[str]] = {
     "addonUpdater": frozenset(
         {
@@ -60,6 +61,7 @@ OWNED_BY_KEY: Mapping[str, frozenset[str]] = {
         }
     ),
     "usoRunner": frozenset({"rewriteFallback"}),
+    "verdictRelay": frozenset({"clusterNamespaces", "extensionBindAddress", "extensionCertDir"}),
 }
 
 

@@ -79,7 +79,8 @@ def registry_template() -> str:
     traits = "\n".join(
         f"{entry.values_key}: {{bundles: {entry.bundles or 'none'}, "
         f"directoryMode: {str(entry.directory_mode).lower()}, writesState: {str(entry.writes_state).lower()}, "
-        f"namespaceRules: {str(entry.namespace_rules).lower()}, chartOptions: {str(entry.chart_options).lower()}}}"
+        f"namespaceRules: {str(entry.namespace_rules).lower()}, chartOptions: {str(entry.chart_options).lower()}, "
+        f"managementCluster: {str(entry.management_cluster).lower()}}}"
         for entry in registry.CONTROLLERS
     )
     owner = next(entry.values_key for entry in registry.CONTROLLERS if entry.bundles == "owns")
@@ -94,7 +95,8 @@ def registry_template() -> str:
      reads: it judges the next bundle where the owner finds its bundles; none), directoryMode (mode
      "directory" runs it as a DaemonSet writing a host directory), writesState (its state ConfigMap),
      namespaceRules (it has kuc.namespaceRules.<key> in _rules.tpl), chartOptions (the chart sets some of its
-     options: kuc.chartOptions.<key> in _rules.tpl). */}}}}
+     options: kuc.chartOptions.<key> in _rules.tpl), managementCluster (it runs in a Cluster API management
+     cluster: never in the combined Deployment; its values hold a Runtime Extension). */}}}}
 {{{{- define "kuc.controllerTraits" -}}}}
 {traits}
 {{{{- end -}}}}

@@ -21,11 +21,13 @@ PROG = "kube-upgrade-controllers"
 PLUGIN_PROG = "kubectl upgrade"  # the same commands as a kubectl plugin (the kubectl-upgrade script)
 
 DESCRIPTION = (
-    "Five Kubernetes controllers that act once all control-plane nodes (masters) agree on a new version, "
-    "and the commands to ask them and the cluster how an upgrade stands."
+    "Five Kubernetes controllers that act once all control-plane nodes (masters) agree on a new version (and "
+    "a sixth, verdict-relay, for Cluster API management clusters), and the commands to ask them and the "
+    "cluster how an upgrade stands."
 )
 RUN_HELP = (
-    f"Run the named controllers ({', '.join(registry.NAMES)}; default: all) in one process: one API client "
+    f"Run the named controllers ({', '.join(registry.NAMES)}; default: {', '.join(registry.EVERY_CLUSTER)}) "
+    "in one process: one API client "
     "and one metrics/health server (/metrics, /healthz, /readyz, /status, /status/NAME), each controller with "
     "its own agreement, state ConfigMap, Lease and metric prefix. The options below apply to every one of "
     "them; each reads the rest from its environment variables (<CONTROLLER>_...) and its config file "
@@ -55,7 +57,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = PROG) -> int:
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     if args.command is None:  # run
         try:
-            chosen = [registry.find(name).controller for name in args.names or registry.NAMES]
+            chosen = [registry.find(name).controller for name in args.names or registry.EVERY_CLUSTER]
         except KeyError as error:
             args.parser.error(str(error.args[0]))
         return app.main_combined(chosen, rest, prog=args.parser.prog, description=RUN_HELP)

@@ -132,3 +132,43 @@ def at(verdict: GateVerdict, *, now: float) -> GateVerdict:
 def cluster_prefix(cluster: str) -> str | None:
     """``<cluster>.``: a mirror's key prefix for a Cluster (None for a name that cannot be one)."""
     return f"{cluster}." if _CLUSTER.fullmatch(cluster) else None
+
+
+_MINOR = re.compile(r"v?(\d{1,4})\.(\d{1,4})(?:[.+-]|$)")
+
+
+def minor_of(text: str) -> tuple[int, int] | None:
+    """(major, minor) of a version as upgrade drivers write it (``v1.38.0``, ``1.38.2+k3s1``); None otherwise."""
+    found = _MINOR.match(text)
+    return (int(found[1]), int(found[2])) if found else None
+
+
+def admits(verdict: GateVerdict | None, *, old: str, new: str) -> str:
+    """Why the gate refuses a change of a version field from ``old`` to ``new`` ("" when it admits it). The
+    rule of the chart's ValidatingAdmissionPolicies (templates/_gate.tpl says it in CEL), and of the Runtime
+    Extension's hooks: no minor upgrade (a patch, a downgrade) passes; an upgrade passes to a minor below the
+    verdict's target, or to the target while the verdict is upgradeable; anything else is refused — the
+    target while not upgradeable, a minor beyond it (judged one minor at a time), any upgrade without a
+    verdict or a target."""
+    wanted, current = minor_of(new), minor_of(old)
+    if not new:
+        return ""
+    if wanted is None:
+        return f"{new} is not a Kubernetes version the upgrade gate can judge (v1.38.0)"
+    if current is not None and wanted <= current:
+        return ""
+    if verdict is None or minor_of(verdict.target) is None:
+        reasons = f": {verdict.reasons}" if verdict is not None and verdict.reasons else ""
+        return f"{new}: no verdict of the upgrade gate{reasons}"
+    target = minor_of(verdict.target)
+    assert target is not None
+    if wanted < target or (wanted == target and verdict.upgradeable):
+        return ""
+    if wanted > target:
+        return f"{new}: the gate judged the next minor {verdict.target} only: upgrade one minor at a time"
+    acknowledge = (
+        f". To acknowledge a blocker for {verdict.target}: {verdict.acknowledge}"
+        if verdict.acknowledge
+        else ""
+    )
+    return f"{new}: not upgradeable to {verdict.target}: {verdict.reasons}{acknowledge}"

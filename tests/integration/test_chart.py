@@ -57,18 +57,21 @@ def config_file(objects: list[dict[str, Any]], controller: str) -> dict[str, Any
     return loaded
 
 
-def test_defaults_render_every_controller_but_addon_updater_without_extras() -> None:
+def test_defaults_render_every_controller_but_addon_updater_and_verdict_relay_without_extras() -> None:
     objects = ct.template()
-    n = len(ct.CONTROLLERS) - 1
+    n = len(ct.CONTROLLERS) - 2
     # + the metrics-reader ClusterRole (metrics.secure, the default) and the acknowledgements ConfigMap
     assert kinds(objects) == {
         "ServiceAccount": n, "ClusterRole": n + 1, "ClusterRoleBinding": n, "Role": n - 1, "RoleBinding": n - 1,
         "ConfigMap": n + 1, "Service": n, "Deployment": n, "Pod": 1, "FlowSchema": 1, "PriorityLevelConfiguration": 1,
     }  # fmt: skip
-    # addon-updater is off by default; the watchdog writes nothing, so it has no Role.
-    assert not [o for o in objects if "addon-updater" in o["metadata"]["name"]]
+    # addon-updater and verdict-relay (a management cluster's) are off by default; the watchdog writes
+    # nothing, so it has no Role.
+    assert not [
+        o for o in objects if "addon-updater" in o["metadata"]["name"] or "relay" in o["metadata"]["name"]
+    ]
     assert not [o for o in objects if o["kind"] == "Role" and "leader-watchdog" in o["metadata"]["name"]]
-    for controller in set(ct.CONTROLLERS.values()) - {"addon-updater"}:
+    for controller in set(ct.CONTROLLERS.values()) - {"addon-updater", "verdict-relay"}:
         assert config_file(objects, controller)["leaderElect"] is False
 
 
@@ -76,13 +79,14 @@ def test_all_enabled_renders_every_object() -> None:
     objects = ct.template("-f", ct.ALL_ENABLED)
     n = len(ct.CONTROLLERS)
     # (+1 ClusterRole and RoleBinding: addon-updater's namespaced rights, bound in kube-system only; +1
-    # ClusterRole: the metrics reader, metrics.secure; + the acknowledgements ConfigMap, the acknowledgers' Role and RoleBinding,
-    # and a policy and binding per gated kind.)
+    # ClusterRole: the metrics reader, metrics.secure; + the acknowledgements ConfigMap, the acknowledgers' Role
+    # and RoleBinding, a policy and binding per gated kind, the verdict relay's Role and RoleBinding in each of
+    # its two cluster namespaces, its Runtime Extension's Service and ExtensionConfig.)
     assert kinds(objects) == {
-        "ServiceAccount": n, "ClusterRole": n + 2, "ClusterRoleBinding": n, "Role": n + 1, "RoleBinding": n + 2,
-        "ConfigMap": n + 2, "Service": n, "Deployment": n, "PodDisruptionBudget": n, "ServiceMonitor": 1,
+        "ServiceAccount": n, "ClusterRole": n + 2, "ClusterRoleBinding": n, "Role": n + 3, "RoleBinding": n + 4,
+        "ConfigMap": n + 2, "Service": n + 1, "Deployment": n, "PodDisruptionBudget": n, "ServiceMonitor": 1,
         "PrometheusRule": 1, "Pod": 1, "ValidatingAdmissionPolicy": 4, "ValidatingAdmissionPolicyBinding": 4,
-        "FlowSchema": 1, "PriorityLevelConfiguration": 1,
+        "FlowSchema": 1, "PriorityLevelConfiguration": 1, "ExtensionConfig": 1,
     }  # fmt: skip
     for controller in ct.CONTROLLERS.values():
         cfg = config_file(objects, controller)
@@ -130,8 +134,9 @@ def test_combined_is_one_deployment_bound_to_every_controllers_roles() -> None:
     objects = ct.template(
         "-f", ct.ALL_ENABLED, "--set", "combined.enabled=true", "--set", "combined.replicas=2",
         "--set", "upgradeReadiness.acknowledgers.enabled=false", "--set", "upgradeGate.enabled=false",
+        "--set", "verdictRelay.enabled=false",  # it never joins the combined process (below)
     )  # fmt: skip
-    n = len(ct.CONTROLLERS)
+    n = len(ct.CONTROLLERS) - 1
     assert kinds(objects) == {
         "ServiceAccount": 1, "ClusterRole": n + 2, "ClusterRoleBinding": n, "Role": n, "RoleBinding": n + 1,
         "ConfigMap": n + 2, "Service": 1, "Deployment": 1, "PodDisruptionBudget": 1, "ServiceMonitor": 1,
@@ -145,10 +150,11 @@ def test_combined_is_one_deployment_bound_to_every_controllers_roles() -> None:
     (container,) = pod["containers"]
     assert container["command"] == ["kube-upgrade-controllers"]
     assert container["args"][0] == "run"
-    assert sorted(container["args"][1 : 1 + n]) == sorted(ct.CONTROLLERS.values())
+    inside = sorted(set(ct.CONTROLLERS.values()) - {"verdict-relay"})
+    assert sorted(container["args"][1 : 1 + n]) == inside
     env = {item["name"]: item.get("value") for item in container["env"]}
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
-    for controller in ct.CONTROLLERS.values():
+    for controller in inside:
         path = f"/etc/kube-upgrade-controllers/{controller}"
         assert env[f"{config.env_prefix(controller)}_CONFIG"] == f"{path}/config.yaml"
         assert path in mounts
@@ -156,6 +162,13 @@ def test_combined_is_one_deployment_bound_to_every_controllers_roles() -> None:
         assert config_file(objects, controller)["leaderElect"] is True
     test_pod = ct.find(objects, "Pod", "kuc-kube-upgrade-controllers-test-readyz")
     assert test_pod["spec"]["containers"][0]["args"] == [f"http://{combined}.upgrades.svc:8081/readyz"]
+    # The verdict relay stays a Deployment of its own (its Secret reads and its extension out of the combined
+    # process and its ServiceAccount).
+    relay = "kuc-kube-upgrade-controllers-verdict-relay"
+    objects = ct.template("-f", ct.ALL_ENABLED, "--set", "combined.enabled=true")
+    assert ct.find(objects, "Deployment", relay)["spec"]["template"]["spec"]["serviceAccountName"] == relay
+    assert "verdict-relay" not in ct.find(objects, "Deployment", combined)["spec"]["template"]["spec"][
+        "containers"][0]["args"]  # fmt: skip
     # Directory mode stays a DaemonSet of its own; the others are combined.
     objects = ct.template("-f", DIRECTORY_MODE, "--set", "combined.enabled=true")
     assert ct.find(objects, "DaemonSet", "kuc-kube-upgrade-controllers-addon-updater")

@@ -110,13 +110,14 @@ def test_secure_options_reach_the_controllers(combined: bool, tmp_path: pathlib.
         assert loaded.metrics_secure and not loaded.metrics_cert_dir
     with_cert = ct.template("-f", ct.ALL_ENABLED, *SECURE, *extra, "--set", "metrics.certSecret=metrics-tls")
     deployments = by_kind(with_cert, "Deployment")
-    assert len(deployments) == (1 if combined else len(ct.CONTROLLERS))
+    # Combined: one process, and the verdict relay's own Deployment (it never joins the combined process).
+    assert len(deployments) == (2 if combined else len(ct.CONTROLLERS))
     for deployment in deployments:
         pod = deployment["spec"]["template"]["spec"]
         (container,) = pod["containers"]
         assert {"name": "metrics-tls", "secret": {"secretName": "metrics-tls"}} in pod["volumes"]
         mount = next(m for m in container["volumeMounts"] if m["name"] == "metrics-tls")
-        if combined:
+        if deployment["metadata"]["name"].endswith("-combined"):
             assert ["--metrics-secure", f"--metrics-cert-dir={mount['mountPath']}"] == [
                 a for a in container["args"] if a.startswith("--metrics-") and "bind" not in a
             ]

@@ -162,3 +162,34 @@ spec:
   matchResources:
     namespaceSelector: {{ toJson $gate.namespaceSelector }}
 {{- end -}}
+
+{{/* --- the verdict relay (a management cluster's controller; trait managementCluster) --------------------- */}}
+
+{{- define "kuc.extensionEnabled" -}}
+{{- $c := include "kuc.controller" . | fromYaml -}}
+{{- if and $c.managementCluster (get .root.Values .key).extension.enabled }}true{{ end -}}
+{{- end -}}
+
+{{- define "kuc.extensionPort" -}}
+{{- if include "kuc.extensionEnabled" . -}}
+- name: extension
+  containerPort: {{ (get .root.Values .key).extension.port }}
+  protocol: TCP
+{{- end -}}
+{{- end -}}
+
+{{- define "kuc.extensionVolumeMount" -}}
+{{- if and (include "kuc.extensionEnabled" .) (get .root.Values .key).extension.certSecret -}}
+- name: extension-tls
+  mountPath: /etc/kube-upgrade-controllers/extension-tls
+  readOnly: true
+{{- end -}}
+{{- end -}}
+
+{{- define "kuc.extensionVolume" -}}
+{{- if and (include "kuc.extensionEnabled" .) (get .root.Values .key).extension.certSecret -}}
+- name: extension-tls
+  secret:
+    secretName: {{ (get .root.Values .key).extension.certSecret }}
+{{- end -}}
+{{- end -}}

@@ -46,7 +46,9 @@ app.kubernetes.io/part-of: kube-upgrade-controllers
 {{- $traits := get (include "kuc.controllerTraits" . | fromYaml) .key -}}
 {{- $values := get $root.Values .key -}}
 {{- $daemonSet := and $traits.directoryMode (eq $values.mode "directory") -}}
-{{- $combined := and $root.Values.combined.enabled (not $daemonSet) -}}
+{{- /* The relay keeps a Deployment of its own: its Secret reads and its Runtime Extension stay out of the
+     combined process (and its ServiceAccount). */}}
+{{- $combined := and $root.Values.combined.enabled (not $daemonSet) (not $traits.managementCluster) -}}
 {{- $fullname := printf "%s-%s" (include "kuc.fullname" $root) $name -}}
 {{- $replicas := 1 -}}
 {{- if $combined }}{{ $replicas = $root.Values.combined.replicas }}{{ else if not $daemonSet }}{{ $replicas = $values.replicas }}{{ end -}}

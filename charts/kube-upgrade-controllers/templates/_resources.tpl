@@ -217,6 +217,7 @@ spec:
         - name: health
           containerPort: {{ $root.Values.ports.health }}
           protocol: TCP
+        {{- with include "kuc.extensionPort" . }}{{ . | nindent 8 }}{{ end }}
       livenessProbe:
         httpGet:
           path: /healthz
@@ -248,6 +249,7 @@ spec:
           mountPath: {{ $values.directory.hostPath }}
         {{- end }}
         {{- with include "kuc.metricsVolumeMount" $root }}{{ . | nindent 8 }}{{ end }}
+        {{- with include "kuc.extensionVolumeMount" . }}{{ . | nindent 8 }}{{ end }}
   {{- if $directory }}
   nodeSelector:
     {{- toYaml $values.directory.nodeSelector | nindent 4 }}
@@ -287,4 +289,5 @@ spec:
         type: DirectoryOrCreate
     {{- end }}
     {{- with include "kuc.metricsVolume" $root }}{{ . | nindent 4 }}{{ end }}
+    {{- with include "kuc.extensionVolume" . }}{{ . | nindent 4 }}{{ end }}
 {{- end -}}

@@ -121,3 +121,35 @@ rewriteFallback: {{ eq (include "kuc.usoRunnerRewrites" .root) "true" }}
   resourceNames: [{{ include "kuc.readinessAcks" . }}]
   verbs: [get, list, watch]
 {{- end -}}
+
+{{/* The relay, in a Cluster API management cluster: watch Clusters; in each namespace of
+     verdictRelay.clusterNamespaces (Roles there: templates/verdict-relay.yaml), get each Cluster's
+     <cluster>-kubeconfig Secret by name (no list, no watch) and write its mirror ConfigMap (create cannot be
+     limited to a name, hence the namespaces: never cluster-wide, where it could create a bundle ConfigMap). */}}
+{{- define "kuc.rules.verdictRelay" -}}
+- apiGroups: [cluster.x-k8s.io]
+  resources: [clusters]
+  verbs: [get, list, watch]
+{{- end -}}
+
+{{- define "kuc.relayNamespaceRules" -}}
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [create]
+- apiGroups: [""]
+  resources: [configmaps]
+  resourceNames: [{{ include "kuc.verdictMirrorName" . }}]
+  verbs: [get, update, patch]
+{{- end -}}
+
+{{/* The options the chart sets for the verdict relay: the namespaces its Roles cover (kuc.rules.verdictRelay),
+     the extension's address and certificate directory (its Service and Secret). */}}
+{{- define "kuc.chartOptions.verdictRelay" -}}
+{{- $values := get .root.Values .key -}}
+clusterNamespaces: {{ toJson $values.clusterNamespaces }}
+extensionBindAddress: {{ ternary (printf ":%d" (int $values.extension.port)) "0" $values.extension.enabled | quote }}
+extensionCertDir: {{ ternary "/etc/kube-upgrade-controllers/extension-tls" "" (and $values.extension.enabled (ne $values.extension.certSecret "")) | quote }}
+{{- end -}}

@@ -110,6 +110,11 @@ cluster-down: venv ## Stop the local control plane and delete its data
 bench-tainter: venv fixture ## Benchmark: node-tainter taints 1,000 outdated nodes vs a kubectl taint loop
 	$(PY) -m bench.tainter
 
+.PHONY: capi-proof
+capi-proof: venv fixture ## The upgrade gate holds Cluster API's own core manager (v1.14.2, built from the module proxy: ~20 min cold) on a topology upgrade until the ack (not in make test)
+	@e2e/build-tool.sh capi-manager >/dev/null
+	$(PY) -m e2e.capi_proof
+
 .PHONY: tools
 tools: ## Build (or reuse the cached) helm, promtool and the Prometheus stack (prometheus, alertmanager, prometheus-operator, kube-state-metrics) from the Go module proxy (the chart and alerting tests use them)
 	@for tool in helm promtool prometheus alertmanager prometheus-operator kube-state-metrics; do e2e/build-tool.sh $$tool >/dev/null; done

@@ -132,6 +132,7 @@ async def run(args: argparse.Namespace, cluster: command.Cluster) -> output.Outc
         kube, namespace=args.namespace, release=args.release, name=args.acknowledgements_config_map
     )
     exists = await write(kube, namespace=acks.namespace, name=acks.name, changes=request.changes)
+    acks = dataclasses.replace(acks, exists=exists)  # as it is now, written
     document = {
         "target": request.target.minor_text,
         "revoke": request.revoke,

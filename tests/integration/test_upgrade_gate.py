@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from controllers.kube import client, resources, state
+from controllers.structs import gate as gate_struct
 from controllers.upgrade_readiness import controller
 from e2e import capi, cluster, controlplane
 from tests import chart_tools as ct
@@ -245,10 +246,10 @@ async def test_a_bump_is_refused_while_blocked_accepted_after_an_ack_and_refused
     acker = await gate.token_kubeconfig("acker")
     stranger = await gate.token_kubeconfig("stranger")
     subject = {"kind": "ServiceAccount", "name": "acker", "namespace": gate.namespace}
-    await gate.install(upgradeReadiness={"acknowledgers": {"enabled": True, "subjects": [subject]}})
-    for kind in KINDS:
+    for kind in KINDS:  # before the policies: a Plan's creation is judged, and there is no verdict yet
         await gate.kube.create(kind.resource.path(namespace=gate.namespace),
                                kind.body(f"{kind.name.lower()}-a", MASTER))  # fmt: skip
+    await gate.install(upgradeReadiness={"acknowledgers": {"enabled": True, "subjects": [subject]}})
 
     async with harness.running(controller.UpgradeReadiness, gate.kube, readiness_config(gate)):
         await harness.eventually(lambda: _verdict_says(gate, upgradeable="false"), what="verdict: blocked")
@@ -398,3 +399,59 @@ async def _admitted(kube: client.Kube, path: str, body: client.JSON) -> bool:
     except client.ApiError:
         return False
     return True
+
+
+# (old, new, verdict): upgradeable, target; None: no verdict keys at all
+DECISIONS = [
+    ("v1.37.2", "v1.37.9", (False, "1.38")),  # a patch
+    ("v1.38.1", "v1.37.4", (False, "1.38")),  # a downgrade
+    ("v1.36.1", "v1.37.0", (False, "1.38")),  # below the target
+    ("v1.37.2", "v1.38.0", (False, "1.38")),  # the target, blocked
+    ("v1.37.2", "v1.38.0+k3s1", (True, "1.38")),  # the target, upgradeable
+    ("v1.37.2", "v1.39.0", (True, "1.38")),  # beyond the target
+    ("v1.37.2", "v1.38.0", (False, "")),  # no target
+    ("v1.37.2", "v1.38.0", None),  # no verdict for it
+    ("v1.37.2", "1.38.0", (True, "1.38")),  # no v
+    ("v1.37.2", "v2.0.0", (True, "1.38")),  # a major
+    ("garbage", "v1.38.0", (True, "1.38")),  # from an unreadable version: an upgrade
+    ("v1.37.2", "garbage", (True, "1.38")),  # to one
+]
+
+
+REFUSALS = (
+    "not upgradeable to",
+    "one minor at a time",
+    "no verdict of the upgrade gate",
+    "is not a Kubernetes version",
+)
+
+
+async def test_the_policies_and_the_extension_apply_one_rule(gate: Gate) -> None:
+    """The CEL of the chart's policies and structs/gate.admits (the Runtime Extension's) decide alike."""
+    await gate.install(upgradeGate={"kinds": ["TenantControlPlane"]})
+    kind = KINDS[3]
+    path = resources.CONFIGMAPS.path(namespace=gate.namespace)
+    name = f"{gate.fullname}-upgrade-readiness-verdict"
+    await gate.kube.create(path, {"metadata": {"name": name}, "data": {}})
+    for index, (old, new, verdict) in enumerate(DECISIONS):
+        written = (
+            gate_struct.GateVerdict(upgradeable=verdict[0], target=verdict[1], reasons="r")
+            if verdict
+            else None
+        )
+        await gate.kube.replace(f"{path}/{name}", {"metadata": {"name": name},
+                                                   "data": written.data() if written else {}})  # fmt: skip
+        obj = f"t{index}"
+        await gate.kube.create(kind.resource.path(namespace=gate.namespace), kind.body(obj, old))
+        expected = gate_struct.admits(written, old=old, new=new)
+        found = ""
+
+        async def agrees(obj: str = obj, new: str = new, expected: str = expected) -> bool:
+            nonlocal found
+            found = await gate.bump(kind, obj, new)
+            said = [phrase for phrase in REFUSALS if phrase in expected]
+            return (found == "") == (expected == "") and all(phrase in found for phrase in said)
+
+        await harness.eventually(
+            agrees, timeout=20, what=f"{old} -> {new} with {verdict}: CEL {found!r}, Python {expected!r}"
+        )

@@ -49,7 +49,9 @@ from controllers.kube import client, resources
 from e2e import capi, cluster, controlplane
 
 BIN = pathlib.Path(sys.executable).parent
-NAMESPACE = "proof"  # the Cluster's, in the "management cluster"
+NAMESPACE = "proof"  # the Cluster's, in the "management cluster" (the ExtensionConfig selects it)
+CONTROL = "proof-control"  # a control Cluster's: not selected by the ExtensionConfig, so never held
+GATED = {"upgrade-gate": "on"}  # the label the ExtensionConfig's namespaceSelector asks for
 WORKLOAD = "kube-upgrade"  # upgrade-readiness's, in the "workload cluster"
 RELEASE = "kube-upgrade-controllers"
 VERDICT = f"{RELEASE}-upgrade-readiness-verdict"
@@ -227,7 +229,7 @@ def webhooks(*, port: int, ca: bytes) -> list[dict[str, Any]]:
     return [d for d in documents if d]
 
 
-def management_objects(kubernetes_version: str) -> list[tuple[resources.Resource, dict[str, Any]]]:
+def management_objects(cluster_name: str) -> list[tuple[resources.Resource, dict[str, Any]]]:
     def infra(kind: str, name: str) -> tuple[resources.Resource, dict[str, Any]]:
         resource = resources.Resource(GROUP_INFRA, "v1beta2", kind.lower() + "s", namespaced=True)
         return resource, {"apiVersion": f"{GROUP_INFRA}/v1beta2", "kind": kind, "metadata": {"name": name},
@@ -255,8 +257,8 @@ def management_objects(kubernetes_version: str) -> list[tuple[resources.Resource
                                "infrastructure": {"templateRef": {
                                    **ref, "kind": "GenericInfrastructureClusterTemplate", "name": "proof-infra"}},
                            }}),
-        (CLUSTERS, {"apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Cluster", "metadata": {"name": "prod"},
-                    "spec": {"topology": {"classRef": {"name": "proof-class"}, "version": kubernetes_version,
+        (CLUSTERS, {"apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Cluster", "metadata": {"name": cluster_name},
+                    "spec": {"topology": {"classRef": {"name": "proof-class"}, "version": FROM,
                                           "controlPlane": {"replicas": 1}}}}),
     ]  # fmt: skip
 
@@ -292,9 +294,11 @@ async def token_kubeconfig(kube: client.Kube, plane: controlplane.ControlPlane) 
     })  # fmt: skip
 
 
-async def control_plane_object(kube: client.Kube) -> dict[str, Any] | None:
-    found = await kube.list_items(KCP.path(namespace=NAMESPACE),
-                                  query={"labelSelector": "cluster.x-k8s.io/cluster-name=prod"})  # fmt: skip
+async def control_plane_object(
+    kube: client.Kube, *, namespace: str = NAMESPACE, cluster_name: str = "prod"
+) -> dict[str, Any] | None:
+    found = await kube.list_items(KCP.path(namespace=namespace),
+                                  query={"labelSelector": f"cluster.x-k8s.io/cluster-name={cluster_name}"})  # fmt: skip
     return found[0] if found else None
 
 
@@ -360,8 +364,9 @@ async def run_the_gate(
     kube: client.Kube, plane: controlplane.ControlPlane, scratch: pathlib.Path, processes: list[Process],
     timeline: Timeline, ca: bytes,
 ) -> None:  # fmt: skip
-    for namespace in (WORKLOAD, NAMESPACE, "capi-gate"):
-        await create(kube, resources.NAMESPACES.path(), {"metadata": {"name": namespace}})
+    for namespace in (WORKLOAD, NAMESPACE, CONTROL, "capi-gate"):
+        labels = GATED if namespace == NAMESPACE else {}
+        await create(kube, resources.NAMESPACES.path(), {"metadata": {"name": namespace, "labels": labels}})
     nodes = cluster.Nodes(kube)
     await nodes.create("proof-master", version=FROM, master=True)
     await nodes.create("proof-worker", version="v1.34.6")
@@ -391,7 +396,7 @@ async def run_the_gate(
                          "metadata": {"name": "upgrade-gate"},
                          "spec": {"clientConfig": {"url": f"https://127.0.0.1:{extension_port}",
                                                    "caBundle": base64.b64encode(ca).decode()},
-                                  "namespaceSelector": {}}}  # fmt: skip
+                                  "namespaceSelector": {"matchLabels": GATED}}}  # fmt: skip
             await create(kube, EXTENSION_CONFIGS.path(), extension)
 
             async def discovered() -> bool:
@@ -407,11 +412,13 @@ async def run_the_gate(
                     for h in handlers
                 )
             )
-            for resource, body in management_objects(FROM):
-                await create(kube, resource.path(namespace=NAMESPACE), body)
+            for namespace, cluster_name in ((NAMESPACE, "prod"), (CONTROL, "control")):
+                for resource, body in management_objects(cluster_name):
+                    await create(kube, resource.path(namespace=namespace), body)
 
             async def created() -> bool:
-                return await control_plane_object(kube) is not None
+                return (await control_plane_object(kube) is not None
+                        and await control_plane_object(kube, namespace=CONTROL, cluster_name="control") is not None)  # fmt: skip
 
             await until(created, within=120, what="the topology controller to create the KubeadmControlPlane")
             await hold_then_proceed(kube, plane, timeline, relay_port)
@@ -431,23 +438,43 @@ async def hold_then_proceed(
     kube: client.Kube, plane: controlplane.ControlPlane, timeline: Timeline, relay_port: int
 ) -> None:
     control_plane = await control_plane_object(kube)
-    assert control_plane is not None
+    control = await control_plane_object(kube, namespace=CONTROL, cluster_name="control")
+    assert control_plane is not None and control is not None
     name = control_plane["metadata"]["name"]
     timeline.mark(f"the topology controller created KubeadmControlPlane {name} at spec.version "
-                  f"{control_plane['spec']['version']}")  # fmt: skip
+                  f"{control_plane['spec']['version']} (and {control['metadata']['name']} for the control Cluster "
+                  f"in {CONTROL}, a namespace the ExtensionConfig does not select)")  # fmt: skip
     # No KubeadmControlPlane controller and no machines run here: say what one would once the control plane
     # runs its version (the topology controller upgrades only a stable control plane).
-    stable = {"status": {"version": FROM, "replicas": 1, "upToDateReplicas": 1, "readyReplicas": 1,
-                         "availableReplicas": 1, "observedGeneration": control_plane["metadata"]["generation"],
-                         "initialization": {"controlPlaneInitialized": True}}}  # fmt: skip
-    await kube.patch(KCP.path(namespace=NAMESPACE, name=name, subresource="status"), stable)
+    for each in (control_plane, control):
+        stable = {"status": {"version": FROM, "replicas": 1, "upToDateReplicas": 1, "readyReplicas": 1,
+                             "availableReplicas": 1, "observedGeneration": each["metadata"]["generation"],
+                             "initialization": {"controlPlaneInitialized": True}}}  # fmt: skip
+        meta = each["metadata"]
+        await kube.patch(
+            KCP.path(namespace=meta["namespace"], name=meta["name"], subresource="status"), stable
+        )
     timeline.mark(
-        f"its status set as a KubeadmControlPlane controller would: running {FROM}, 1/1 replicas up to date"
+        f"their status set as a KubeadmControlPlane controller would: running {FROM}, 1/1 replicas up to date"
     )
     await until(lambda: mirrored(kube), within=60, what="the relay to mirror the verdict")
     await kube.patch(CLUSTERS.path(namespace=NAMESPACE, name="prod"), {"spec": {"topology": {"version": TO}}})
+    await kube.patch(
+        CLUSTERS.path(namespace=CONTROL, name="control"), {"spec": {"topology": {"version": TO}}}
+    )
     bumped = time.monotonic()
-    timeline.mark(f"Cluster prod: spec.topology.version {FROM} -> {TO} (admitted: no admission policy here)")
+    timeline.mark(f"Clusters prod and control: spec.topology.version {FROM} -> {TO} (admitted: no admission "
+                  "policy here)")  # fmt: skip
+
+    async def control_moved() -> bool:
+        found = await control_plane_object(kube, namespace=CONTROL, cluster_name="control") or {}
+        return bool(found.get("spec", {}).get("version") == TO)
+
+    await until(
+        control_moved, within=60, what="the control Cluster's KubeadmControlPlane to move (no extension)"
+    )
+    timeline.mark(f"control (no extension called): its KubeadmControlPlane at {TO} after "
+                  f"{time.monotonic() - bumped:.1f} s")  # fmt: skip
     held = False
     while time.monotonic() - bumped < HOLD_SECONDS:
         version = (await control_plane_object(kube) or {}).get("spec", {}).get("version")

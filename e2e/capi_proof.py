@@ -370,7 +370,8 @@ async def run_the_gate(
     nodes = cluster.Nodes(kube)
     await nodes.create("proof-master", version=FROM, master=True)
     await nodes.create("proof-worker", version="v1.34.6")
-    common = ["--kubeconfig", str(plane.kubeconfig), "--log-format", "text"]
+    # Plain HTTP metrics on 127.0.0.1: the proof reads the extension's answers there.
+    common = ["--kubeconfig", str(plane.kubeconfig), "--log-format", "text", "--no-metrics-secure"]
     readiness_port, relay_port, extension_port = (controlplane.free_port() for _ in range(3))
     readiness = [str(BIN / "upgrade-readiness"), *common, "--namespace", WORKLOAD, "--release", RELEASE,
                  "--checks", "kubelet-skew", "--settle-seconds", "0", "--evaluate-interval-seconds", "2",

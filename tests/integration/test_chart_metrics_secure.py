@@ -70,8 +70,8 @@ def test_turned_off_plain_http_no_review_rights_and_every_controller_told(
     assert not by_kind(objects, "NetworkPolicy")
     for loaded in loaded_configs(objects, tmp_path):
         assert not loaded.metrics_secure
-    if combined:
-        (deployment,) = by_kind(objects, "Deployment")
+    if combined:  # the combined process (the verdict relay keeps a Deployment of its own)
+        deployment = ct.find(objects, "Deployment", f"{FULLNAME}-combined")
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         assert "--no-metrics-secure" in container["args"]
 

@@ -208,20 +208,20 @@ async def switch(
     if crd_names:
         progress(f"waiting for {len(crd_names)} CRD(s) to be Established")
         await wait_established(kube, crd_names, seconds=settings.crd_timeout_seconds)
-    if deferred:
-        await dry_run(kube, [i for i in items if i.key in {d.key for d in deferred}], settings=settings,
-                      deferrable=set(), policy=NEW_KIND)  # fmt: skip
+    if deferred:  # (now with their origin, as they will be applied)
+        later = {item.key for item in deferred}
+        await dry_run(
+            kube, [i for i in items if i.key in later], settings=settings, deferrable=set(), policy=NEW_KIND
+        )
     for item in rest:
         await apply_one(item)
         progress(f"applied {len(applied)}/{len(items)}")
 
     pruned, kept, gone = await prune(kube, plan.doomed, served=served, release=settings.release)
-    leaving = {entry.key for entry in inventory} - desired
-    remaining = [
-        e
-        for e in inventory
-        if e.key in leaving and e.key not in pruned and e.key not in kept and e.key not in gone
-    ]
+    # Still the suite's to prune later: what left the bundle and was not pruned now (the guards skipped it, or
+    # prune is off); what was kept for a reason or is gone leaves the inventory.
+    done = {*pruned, *kept, *gone}
+    remaining = [entry for entry in inventory if entry.key not in desired and entry.key not in done]
     wanted = logic.workloads(desired)
     problems = await wait_available(kube, wanted, release=settings.release, seconds=0.0)
     return ApplyResult(

@@ -88,11 +88,10 @@ def labelled_body(
     release: str,
     minor: str,
     digest: str,
-    origin: Origin | None = None,
 ) -> JSON:
-    """The object as applied: the bundle's document plus the bundle label and annotations (the origin once
-    it is known), and the default namespace when a namespaced object names none. Labels of the bundle
-    (addonmanager mode…) are kept."""
+    """The object as applied: the bundle's document plus the bundle label and annotations, and the default
+    namespace when a namespaced object names none. Labels of the bundle (addonmanager mode…) are kept. (Its
+    origin annotation is added once the object was read: ``with_origin``.)"""
     body = {**manifest.body}
     metadata = {**body["metadata"]}
     metadata["labels"] = {**(metadata.get("labels") or {}), BUNDLE_LABEL: release}
@@ -100,7 +99,6 @@ def labelled_body(
         **(metadata.get("annotations") or {}),
         MINOR_ANNOTATION: minor,
         DIGEST_ANNOTATION: model.short_digest(digest),
-        **({ORIGIN_ANNOTATION: origin} if origin else {}),
     }
     if namespaced:
         metadata["namespace"] = manifest.namespace or default_namespace
@@ -128,6 +126,13 @@ def origin_of(live: Mapping[str, Any] | None) -> Origin:
         return "created"
     recorded = fields.dig(live, "metadata", "annotations", ORIGIN_ANNOTATION)
     return "created" if recorded == "created" else "adopted"
+
+
+def with_origin(body: Mapping[str, Any], origin: Origin) -> JSON:
+    """The labelled body with its origin annotation."""
+    metadata = {**body["metadata"]}
+    metadata["annotations"] = {**(metadata.get("annotations") or {}), ORIGIN_ANNOTATION: origin}
+    return {**body, "metadata": metadata}
 
 
 def parse_inventory(text: str) -> tuple[Created, ...]:

@@ -235,6 +235,10 @@ def test_origin_created_adopted() -> None:
     ours = {"metadata": {"annotations": {logic.ORIGIN_ANNOTATION: "created"}}}
     assert logic.origin_of(ours) == "created"
     assert logic.origin_of({"metadata": {"annotations": {logic.ORIGIN_ANNOTATION: "adopted"}}}) == "adopted"
+    body = {"metadata": {"name": "a", "annotations": {"x": "y"}}}
+    marked = logic.with_origin(body, "adopted")
+    assert marked["metadata"]["annotations"] == {"x": "y", logic.ORIGIN_ANNOTATION: "adopted"}
+    assert logic.origin_of(marked) == "adopted" and body["metadata"]["annotations"] == {"x": "y"}
 
 
 def test_keep_reason() -> None:

@@ -177,7 +177,7 @@ async def switch(
     progress(f"dry-run passed for {len(items) - len(deferred)} of {len(items)} objects")
     live = await observe(kube, items)
     origins = {item.key: logic.origin_of(live[item.key]) for item in items}
-    items = tuple(_with_origin(item, origins[item.key]) for item in items)
+    items = tuple(dataclasses.replace(i, body=logic.with_origin(i.body, origins[i.key])) for i in items)
     desired = {item.key for item in items}
     plan = logic.prune_plan(inventory=inventory, desired=desired, max_fraction=settings.prune_max_fraction)
     if not settings.prune:
@@ -233,12 +233,6 @@ async def switch(
         kept=kept,
         prune_skipped=plan.skipped,
     )
-
-
-def _with_origin(item: admission.Item, origin: logic.Origin) -> admission.Item:
-    metadata = {**item.body["metadata"]}
-    metadata["annotations"] = {**metadata.get("annotations", {}), logic.ORIGIN_ANNOTATION: origin}
-    return dataclasses.replace(item, body={**item.body, "metadata": metadata})
 
 
 async def prune(

@@ -71,6 +71,19 @@ def selector(run_label: str) -> str:
     return f"--master-selectors={cluster.CONTROL_PLANE},{run_label}"
 
 
+def readiness_argv(kubeconfig: str, namespace: str, run_label: str) -> list[str]:
+    """``readiness`` of the kubelet-skew check alone, against this test's masters."""
+    return [
+        "readiness",
+        "--kubeconfig",
+        kubeconfig,
+        "-n",
+        namespace,
+        "--checks=kubelet-skew",
+        selector(run_label),
+    ]
+
+
 def check_readiness(ran: Ran, fmt: str, *, upgradeable: bool, subject: str = "") -> None:
     assert ran.code == (0 if upgradeable else 1), (fmt, ran.out, ran.err)
     assert ran.err == ""
@@ -98,15 +111,7 @@ def check_readiness(ran: Ran, fmt: str, *, upgradeable: bool, subject: str = "")
 async def test_readiness_exit_codes_in_every_format(
     kubeconfig: str, namespace: str, nodes: cluster.Nodes, masters: list[str], run_label: str
 ) -> None:
-    argv = [
-        "readiness",
-        "--kubeconfig",
-        kubeconfig,
-        "-n",
-        namespace,
-        "--checks=kubelet-skew",
-        selector(run_label),
-    ]
+    argv = readiness_argv(kubeconfig, namespace, run_label)
     for fmt in FORMATS:
         check_readiness(await cli(*argv, "-o", fmt), fmt, upgradeable=True)
     old = f"{run_label}-w1"
@@ -122,15 +127,7 @@ async def test_readiness_table_shows_a_few_findings_and_wide_all(
 ) -> None:
     old = [f"{run_label}-old{i}" for i in range(8)]
     await nodes.create_many(old, version=OUT_OF_SKEW)
-    argv = [
-        "readiness",
-        "--kubeconfig",
-        kubeconfig,
-        "-n",
-        namespace,
-        "--checks=kubelet-skew",
-        selector(run_label),
-    ]
+    argv = readiness_argv(kubeconfig, namespace, run_label)
     brief, wide = await cli(*argv), await cli(*argv, "-o", "wide")
     assert brief.code == wide.code == 1
     assert sum(f"Node {name}" in brief.out for name in old) == 5 and "(+3 more)" in brief.out

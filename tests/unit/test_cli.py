@@ -4,6 +4,7 @@ table), the output formats, the kubeconfig lookup, and how a release's acknowled
 
 from __future__ import annotations
 
+import argparse
 import json
 import pathlib
 
@@ -260,4 +261,27 @@ def test_the_readiness_table_shows_a_few_findings_per_check_and_every_acknowledg
     assert (
         len(full.tables[1].rows) == readiness.SHOWN + 2
         and full.tables[0].rows[0][3] == "Node w0: " + "y" * 200
+    )
+
+
+def test_a_command_can_have_subcommands_each_with_its_own_run() -> None:
+    """The plug-in point for ``readiness ack ...``: a child command is a Command of its own, chosen by name
+    after its parent's, with its own options; without it, the parent runs."""
+
+    async def nothing(args: argparse.Namespace, cluster: command.Cluster) -> output.Outcome:
+        raise AssertionError("not run here")
+
+    child = command.Command(
+        name="ack", summary="s", description="d", run=nothing, options=(command.option("CHECK"),)
+    )
+    parent = command.Command(name="judge", summary="s", description="d", run=nothing, subcommands=(child,))
+    parser = command.Parser(prog="p")
+    parent.add_to(parser.add_subparsers())
+    assert parser.parse_args(["judge", "-o", "json"]).command is parent
+    chosen = parser.parse_args(["judge", "ack", "kubelet-skew", "-o", "yaml"])
+    assert (chosen.command, chosen.CHECK, chosen.output, chosen.parser.prog) == (
+        child,
+        "kubelet-skew",
+        "yaml",
+        "p judge ack",
     )

@@ -127,7 +127,8 @@ async def test_the_example_controller_of_the_docs_builds_and_runs(
     for name in names:
         await kube.create(resources.NAMESPACES.path(), {"metadata": {"name": name, "labels": {label: ""}}})
     argv = [python, "-m", "controllers.namespace_labeler", "--kubeconfig", kubeconfig, "--namespace", names[0],
-            f"--master-selectors={cluster.CONTROL_PLANE},{label}", "--settle-seconds=0", f"--selector={label}"]  # fmt: skip
+            f"--master-selectors={cluster.CONTROL_PLANE},{label}", "--settle-seconds=0", f"--selector={label}",
+            "--no-metrics-secure"]  # fmt: skip
     with harness.serve(*argv, env=in_tree(tree), cwd=tree) as (process, port):
 
         async def labelled() -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from controllers.cli import releases
+from controllers.cli import ack, releases
 from controllers.kube import client, resources
 from controllers.upgrade_readiness import logic
 from e2e import cluster, controlplane
@@ -243,15 +243,13 @@ async def test_refused_credentials_and_a_missing_permission_are_exit_3(
 
 
 async def acknowledge(kube: client.Kube, *, namespace: str, name: str, check: str, target: str) -> None:
-    """Acknowledge ``check`` for the ``target`` minor in the ConfigMap, in upgrade-readiness's own format."""
+    """Acknowledge ``check`` for the ``target`` minor in the ConfigMap (the chart's, or a new one), in
+    upgrade-readiness's own format, written as ``readiness ack`` writes it."""
     parsed = logic.parse_target(target)
     assert parsed is not None
     key = logic.ack_key(target=parsed, check=check)
-    body = {
-        "metadata": {"name": name},
-        "data": {key: logic.ack_value(reason="CHG-1: the old node pool goes")},
-    }
-    await kube.create(resources.CONFIGMAPS.path(namespace=namespace), body)
+    value = logic.ack_value(reason="CHG-1: the old node pool goes")
+    assert await ack.write(kube, namespace=namespace, name=name, changes={key: value})
 
 
 def helm(kubeconfig: str, *args: str) -> None:
@@ -311,7 +309,11 @@ async def test_readiness_uses_the_acknowledgements_of_the_release_helm_installed
     await asyncio.to_thread(helm, kubeconfig, "install", other, str(ct.CHART), "-n", namespace)
     one_line(await cli(*base, "-n", namespace), 2, "several releases of the chart", release, other)
     chosen_other = await cli(*base, "-n", namespace, "--release", other)
-    assert chosen_other.code == 1 and not chosen_other.document("json")["acknowledgementsConfigMap"]["exists"]
+    assert chosen_other.code == 1, chosen_other.err  # its own (empty) acknowledgements: blocked
+    assert chosen_other.document("json")["acknowledgementsConfigMap"] == {
+        "namespace": namespace, "name": f"{releases.chart_prefix(other)}-upgrade-readiness-acks", "exists": True,
+        "foundBy": f"release {other}",
+    }  # fmt: skip
     for name in (release, other):
         await asyncio.to_thread(helm, kubeconfig, "uninstall", name, "-n", namespace)
 

@@ -24,6 +24,7 @@ from tests import harness
 from tests.integration import uso_helpers
 
 SCRIPT = pathlib.Path(sys.executable).parent / "kube-upgrade-controllers"
+RELEASE = "kube-upgrade-controllers"  # the release the one-shot command is pointed at (none is installed)
 MASTER = "v1.37.2"  # the masters' minor 1.37: the target is 1.38
 PACE = controller.PACE_SECONDS
 DEPRECATED = resources.Resource("resource.k8s.io", "v1beta1", "deviceclasses", namespaced=False)
@@ -366,7 +367,17 @@ async def test_an_ack_for_the_target_minor_waives_its_check_until_it_expires(
 
 def readiness(kubeconfig: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(SCRIPT), "readiness", f"--kubeconfig={kubeconfig}", *args],
+        # The release named: other tests' releases of the chart share this apiserver (several: ambiguous).
+        [
+            str(SCRIPT),
+            "readiness",
+            f"--kubeconfig={kubeconfig}",
+            "-n",
+            "kube-system",
+            "--release",
+            RELEASE,
+            *args,
+        ],
         capture_output=True,
         text=True,
         timeout=120,

@@ -14,6 +14,7 @@ from controllers.agreement.version import Version
 from controllers.cli import command, output, releases
 from controllers.kube import client, resources
 from controllers.runtime import exits
+from controllers.structs import times
 from controllers.upgrade_readiness import checks, logic
 
 FIELD_MANAGER = "kube-upgrade-controllers-readiness-ack"
@@ -66,15 +67,12 @@ def plan(
 
 
 def _until(text: str) -> datetime.datetime:
-    try:
-        moment = datetime.datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
-    except ValueError:
-        moment = None
-    if moment is None or "T" not in text.upper() or moment.tzinfo is None:
+    moment = times.parse_rfc3339(text)
+    if moment is None:
         raise command.UsageError(
             f"--until {text!r} is not an RFC 3339 time with a time zone, e.g. 2026-12-01T00:00:00Z"
         )
-    return moment
+    return datetime.datetime.fromtimestamp(moment, datetime.UTC)
 
 
 async def write(kube: client.Kube, *, namespace: str, name: str, changes: Mapping[str, str | None]) -> bool:

@@ -18,9 +18,10 @@ when an acknowledgement expires), and the Runtime Extension answers Cluster API'
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import re
 from collections.abc import Mapping
+
+from controllers.structs import times
 
 FORMAT = "1"
 KEYS = ("format", "upgradeable", "target", "reasons", "acknowledged", "expires", "acknowledge")
@@ -48,7 +49,7 @@ class GateVerdict:
             "target": self.target,
             "reasons": bounded(self.reasons),
             "acknowledged": bounded(self.acknowledged),
-            "expires": rfc3339(self.expires),
+            "expires": times.rfc3339(self.expires),
             "acknowledge": bounded(self.acknowledge),
         }
         return {prefix + key: value for key, value in values.items()}
@@ -64,23 +65,6 @@ class GateVerdict:
 def bounded(text: str) -> str:
     line = " ".join(text.split())
     return line if len(line) <= MAX_TEXT else line[: MAX_TEXT - 1] + "…"
-
-
-def rfc3339(moment: float | None) -> str:
-    if moment is None:
-        return ""
-    try:
-        return datetime.datetime.fromtimestamp(moment, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    except (OverflowError, ValueError, OSError):
-        return ""
-
-
-def _moment(text: str) -> float | None:
-    try:
-        parsed = datetime.datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
-        return parsed.timestamp() if parsed.tzinfo is not None else None
-    except (ValueError, OverflowError):
-        return None
 
 
 def read(data: Mapping[str, object], *, prefix: str = "") -> GateVerdict | str:
@@ -101,7 +85,7 @@ def read(data: Mapping[str, object], *, prefix: str = "") -> GateVerdict | str:
         return f"{prefix}target {values['target'][:16]!r} is not a minor such as 1.38"
     if values["upgradeable"] == "true" and not values["target"]:
         return f"{prefix}upgradeable without a target"
-    expires = _moment(values["expires"]) if values["expires"] else None
+    expires = times.parse_rfc3339(values["expires"]) if values["expires"] else None
     if values["expires"] and expires is None:
         return f"{prefix}expires {values['expires'][:40]!r} is not an RFC 3339 time"
     return GateVerdict(
@@ -122,7 +106,7 @@ def at(verdict: GateVerdict, *, now: float) -> GateVerdict:
     return dataclasses.replace(
         verdict,
         upgradeable=False,
-        reasons=f"its acknowledgement expired at {rfc3339(verdict.expires)} and the cluster has not "
+        reasons=f"its acknowledgement expired at {times.rfc3339(verdict.expires)} and the cluster has not "
         f"been judged since; {verdict.reasons}".rstrip("; "),
         acknowledged="",
         expires=None,

@@ -34,3 +34,30 @@ def iso(moment: float | None) -> str | None:
         return micro_time(datetime.datetime.fromtimestamp(moment, datetime.UTC))
     except (ValueError, OverflowError, OSError):
         return None
+
+
+def parse_rfc3339(text: object) -> float | None:
+    """An RFC 3339 time with its time zone (``2026-12-01T00:00:00Z``) as Unix time; None for anything else (a
+    date alone, a time without a zone, a moment outside years 1-9999)."""
+    if not isinstance(text, str) or "T" not in text.upper():
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    try:
+        return moment.timestamp()
+    except (OverflowError, ValueError):
+        return None
+
+
+def rfc3339(moment: float | None) -> str:
+    """Unix time as ``2026-12-01T00:00:00Z`` (to the second); "" for None or a moment outside years 1-9999."""
+    if moment is None:
+        return ""
+    try:
+        return datetime.datetime.fromtimestamp(moment, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):
+        return ""

@@ -18,7 +18,7 @@ from typing import Any, Literal, get_args
 
 from controllers.agreement import masters, version
 from controllers.agreement.version import Version
-from controllers.structs import gate, status
+from controllers.structs import gate, status, times
 from controllers.upgrade_readiness import checks
 from controllers.upgrade_readiness.checks import interface
 
@@ -106,7 +106,7 @@ class Ack:
             "state": self.state,
             "target": self.target,
             "check": self.check,
-            "until": _rfc3339(self.until) if self.until is not None else "",
+            "until": times.rfc3339(self.until) if self.until is not None else "",
             "reason": self.reason,
             "problem": self.problem,
         }
@@ -116,7 +116,7 @@ class Ack:
         """One line for a log or an Event."""
         what = f"acknowledgement {self.key}"
         if self.state == ACK_WAIVES:
-            until = f" until {_rfc3339(self.until)}" if self.until is not None else " (no expiry)"
+            until = f" until {times.rfc3339(self.until)}" if self.until is not None else " (no expiry)"
             return f"{what} waives {self.check} for {self.target}{until}" + (
                 f": {self.reason}" if self.reason else ""
             )
@@ -135,7 +135,7 @@ def ack_value(*, until: datetime.datetime | None = None, reason: str = "") -> st
     if until is not None:
         if until.tzinfo is None:
             raise ValueError("until needs a time zone (RFC 3339), e.g. 2026-12-01T00:00:00Z")
-        fields["until"] = _rfc3339(until.timestamp())
+        fields["until"] = times.rfc3339(until.timestamp())
     if reason:
         fields["reason"] = reason
     return json.dumps(fields, ensure_ascii=False)
@@ -210,7 +210,7 @@ def _judge_ack(name: str, raw: object, *, known: Sequence[str], target: Version 
             ack, state="other-target", problem=f"for {acked_minor}; the target is {minor}"
         )
     if until is not None and until <= now:
-        return dataclasses.replace(ack, state="expired", problem=f"expired at {_rfc3339(until)}")
+        return dataclasses.replace(ack, state="expired", problem=f"expired at {times.rfc3339(until)}")
     return ack
 
 
@@ -235,34 +235,10 @@ def _ack_fields(raw: object) -> tuple[float | None, str] | str:
         return "reason is not a string"
     if "until" not in parsed:
         return None, reason
-    until = _parse_rfc3339(parsed["until"])
+    until = times.parse_rfc3339(parsed["until"])
     if until is None:
         return f"until {str(parsed['until'])[:64]!r} is not an RFC 3339 time with a time zone, e.g. 2026-12-01T00:00:00Z"
     return until, reason
-
-
-def _parse_rfc3339(text: object) -> float | None:
-    if not isinstance(text, str) or "T" not in text.upper():
-        return None
-    try:
-        moment = datetime.datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        return None
-    try:
-        return moment.timestamp()
-    except (OverflowError, ValueError):
-        return None
-
-
-def _rfc3339(moment: float | None) -> str:
-    if moment is None:
-        return ""
-    try:
-        return datetime.datetime.fromtimestamp(moment, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    except (OverflowError, ValueError, OSError):
-        return str(moment)
 
 
 # --- the whole judgement ------------------------------------------------------------------------------------
@@ -411,7 +387,7 @@ def gate_verdict(report: Report, acks: Iterable[Ack], *, acknowledge: str) -> ga
         reasons="; ".join(report.reasons),
         acknowledged="; ".join(
             ack.key
-            + (f" until {_rfc3339(ack.until)}" if ack.until is not None else " (no expiry)")
+            + (f" until {times.rfc3339(ack.until)}" if ack.until is not None else " (no expiry)")
             + (f" ({ack.reason})" if ack.reason else "")
             for ack in active
         ),

@@ -184,10 +184,11 @@ class Gate:
         return ""
 
 
-@pytest.fixture
-async def gate(
+@pytest.fixture(name="gate")
+async def gate_fixture(
     kube: client.Kube, namespace: str, control_plane: controlplane.ControlPlane, tmp_path: pathlib.Path
 ) -> AsyncIterator[Gate]:
+    """The chart's gate objects for one namespace (the kinds' CRDs installed), removed afterwards."""
     await ensure_crds(kube)
     installed = Gate(kube, control_plane, namespace, tmp_path)
     try:

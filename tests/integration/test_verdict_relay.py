@@ -17,7 +17,6 @@ import logging
 import pathlib
 import ssl
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -31,7 +30,7 @@ from e2e import cluster, controlplane
 from tests import chart_tools as ct
 from tests import harness
 from tests.integration import test_chart_install as installs
-from tests.integration.test_upgrade_gate import KINDS, Gate, ensure_crds
+from tests.integration.test_upgrade_gate import KINDS, Gate, ensure_crds, gate_fixture  # noqa: F401 (the gate fixture)
 
 SECRETS = resources.Resource("", "v1", "secrets", namespaced=True)
 CLUSTERS = KINDS[0].resource
@@ -44,19 +43,6 @@ BLOCKED = gate_struct.GateVerdict(
 OPEN = gate_struct.GateVerdict(
     upgradeable=True, target="1.38", acknowledged="ack-1.38-kubelet-skew (no expiry)"
 )
-
-
-@pytest.fixture
-async def gate(
-    kube: client.Kube, namespace: str, control_plane: controlplane.ControlPlane, tmp_path: pathlib.Path
-) -> AsyncIterator[Gate]:
-    """The chart's gate (policies in relay mode) for one namespace of Clusters, as test_upgrade_gate's."""
-    await ensure_crds(kube)
-    installed = Gate(kube, control_plane, namespace, tmp_path)
-    try:
-        yield installed
-    finally:
-        await installed.uninstall()
 
 
 def inline_kubeconfig(plane: controlplane.ControlPlane, user: dict[str, Any]) -> str:

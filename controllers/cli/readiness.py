@@ -20,11 +20,16 @@ BUNDLES = ("bundle_source", "bundle_dir", "bundle_namespace", "bundle_selection"
 
 
 def readiness_view(document: dict[str, Any], *, acknowledgements: str, full: bool) -> output.View:
-    """A verdict line, where the acknowledgements came from, a row per check, a row per finding (the brief
+    """A verdict line, the release delta the checks compared with (saying when the target is a prerelease),
+    where the acknowledgements came from, a row per check, a row per finding with its severity (the brief
     view cuts long reasons and shows the first SHOWN findings of each check), and a row per acknowledgement
     key with its state (active, expired, other-target, unknown, malformed)."""
     verdict = "Upgradeable" if document["upgradeable"] else "NOT upgradeable"
-    lines = (f"{verdict} to {document['target'] or '?'} ({document['targetReason']})", acknowledgements)
+    lines = [f"{verdict} to {document['target'] or '?'} ({document['targetReason']})"]
+    if delta := document.get("releaseDelta"):
+        prerelease = f": the target is a prerelease ({delta['to']})" if delta["prerelease"] else ""
+        lines.append(f"Compared with the release delta {delta['from']} -> {delta['to']}{prerelease}")
+    lines.append(acknowledgements)
 
     def cut(text: str) -> str:
         return text if full else output.clip(text, REASON_WIDTH)
@@ -32,12 +37,12 @@ def readiness_view(document: dict[str, Any], *, acknowledgements: str, full: boo
     checks = tuple(
         (c["check"], c["status"], str(len(c["findings"])), cut(c["reason"])) for c in document["checks"]
     )
-    findings: list[tuple[str, str, str]] = []
+    findings: list[tuple[str, str, str, str]] = []
     for check in document["checks"]:
         listed = check["findings"] if full else check["findings"][:SHOWN]
-        findings += [(check["check"], f["subject"], cut(f["message"])) for f in listed]
+        findings += [(check["check"], f["severity"], f["subject"], cut(f["message"])) for f in listed]
         if hidden := len(check["findings"]) - len(listed):
-            findings.append((check["check"], f"(+{hidden} more)", "-o wide lists every finding"))
+            findings.append((check["check"], "", f"(+{hidden} more)", "-o wide lists every finding"))
     acks = tuple(
         (str(a.get("key", "")), str(a.get("state", "")), str(a.get("until", "")),
          cut(str(a.get("problem") or a.get("reason") or "")))
@@ -45,10 +50,10 @@ def readiness_view(document: dict[str, Any], *, acknowledgements: str, full: boo
     )  # fmt: skip
     tables = [output.Table(("CHECK", "STATUS", "FINDINGS", "REASON"), checks)]
     if findings:
-        tables.append(output.Table(("CHECK", "SUBJECT", "FINDING"), tuple(findings)))
+        tables.append(output.Table(("CHECK", "SEVERITY", "SUBJECT", "FINDING"), tuple(findings)))
     if acks:
         tables.append(output.Table(("ACKNOWLEDGEMENT", "STATE", "UNTIL", "REASON OR PROBLEM"), acks))
-    return output.View(lines=lines, tables=tuple(tables))
+    return output.View(lines=tuple(lines), tables=tuple(tables))
 
 
 async def run(args: argparse.Namespace, cluster: command.Cluster) -> output.Outcome:
@@ -81,7 +86,10 @@ COMMAND = command.Command(
     summary="whether the cluster is ready for the next minor (exit 0 ready, 1 blocked)",
     description="Run upgrade-readiness's checks once against the next minor (the masters' minor + 1, or "
     "--target-version): removed APIs still requested, kubelets outside the skew policy, CRDs storing an "
-    "unserved version, PodDisruptionBudgets that would block the drains, the next add-on bundle. "
+    "unserved version, PodDisruptionBudgets that would block the drains, the next add-on bundle, and what "
+    "the target's release delta removes that the cluster uses (feature gates, flags, the kubeadm "
+    "configuration's API version, metrics its alert rules select; the etcd and CoreDNS it installs: "
+    "information). The output names the release delta used and says when the target is a prerelease. "
     "Read-only. The acknowledgements are those of the chart's release: found from its objects (in any "
     "namespace, or in -n), or named as the chart names them for --release and -n; the output says which "
     "ConfigMap it used. Exit 0 when nothing blocks the upgrade, 1 when something does (or no target "

@@ -46,3 +46,4 @@ APISERVICES = Resource("apiregistration.k8s.io", "v1", "apiservices", namespaced
 DEPLOYMENTS = Resource("apps", "v1", "deployments", namespaced=True)
 DAEMONSETS = Resource("apps", "v1", "daemonsets", namespaced=True)
 POD_DISRUPTION_BUDGETS = Resource("policy", "v1", "poddisruptionbudgets", namespaced=True)
+PROMETHEUS_RULES = Resource("monitoring.coreos.com", "v1", "prometheusrules", namespaced=True)

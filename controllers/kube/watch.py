@@ -27,6 +27,8 @@ T = TypeVar("T")
 
 # The apiserver sends a bookmark about once a minute; silence well beyond that means a dead connection.
 INACTIVITY_TIMEOUT = 70.0
+# How often an optional stream whose resource is not served looks again.
+UNSERVED_RECHECK = 60.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -50,6 +52,7 @@ async def watch(
     resource_version: str | None = None,
     inactivity_timeout: float = INACTIVITY_TIMEOUT,
     backoff: retry.Backoff | None = None,
+    unserved_recheck: float = UNSERVED_RECHECK,
 ) -> AsyncGenerator[WatchEvent]:
     """Events of ``stream`` forever. ``resource_version`` starts by watching from there (no first list).
     A consumer that stops early wraps it in ``contextlib.aclosing``: that ends the watch request at once,
@@ -81,6 +84,15 @@ async def watch(
                 raise
             if reason == "gone":
                 version = None
+                continue
+            if reason == "not_found" and stream.optional:
+                # Not served (a CRD not installed, or removed): nothing to hold; look again later.
+                log.debug(
+                    "%s is not served; listing again in %.0f s", resource.group_resource, unserved_recheck
+                )
+                version = None
+                yield WatchEvent("SYNC")
+                await asyncio.sleep(unserved_recheck)
                 continue
             delay = backoff.next_delay()
             log.warning(
@@ -137,12 +149,15 @@ async def _watch_once(
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Stream:
-    """What one watch follows: a resource, optionally in one namespace and narrowed by selectors."""
+    """What one watch follows: a resource, optionally in one namespace and narrowed by selectors.
+    ``optional``: the resource may not be served (a CRD that may not be installed): while it is not (404), the
+    stream holds nothing, is synced, and looks again every UNSERVED_RECHECK seconds."""
 
     resource: Resource
     namespace: str | None = None
     label_selector: str | None = None
     field_selector: str | None = None
+    optional: bool = False
 
     @property
     def path(self) -> str:
@@ -255,6 +270,12 @@ async def follow(kube: Kube, store: Store[Any], *, changed: Callable[[], None]) 
 
 
 async def list_into(kube: Kube, store: Store[Any]) -> None:
-    """One list (``--once``): the store as a watch's first SYNC would leave it."""
-    objects, version = await _list(kube, store.stream.path, store.stream.query)
+    """One list (``--once``): the store as a watch's first SYNC would leave it (empty for an optional stream
+    whose resource is not served)."""
+    try:
+        objects, version = await _list(kube, store.stream.path, store.stream.query)
+    except ApiError as error:
+        if not (error.not_found and store.stream.optional):
+            raise
+        objects, version = [], ""
     store.apply(WatchEvent("SYNC", objects=tuple(objects), resource_version=version))

@@ -1,9 +1,11 @@
 """upgrade-readiness's sync: judge the cluster against the next minor, report, never change anything.
 
-Woken by Node, CRD, PodDisruptionBudget and Pod changes, by the masters, and every evaluation interval
-(when it also reads every live apiserver's /metrics). Each round builds every check's verdict from the
-stores and the reads, lets ``logic.evaluate`` judge, and reports: metrics, ``/status``, the state ConfigMap
-(``Upgradeable``, reasons) and an Event on it for every check whose status changed.
+Woken by changes of what the enabled checks watch (Nodes, CRDs, PodDisruptionBudgets, Pods, the static pods'
+mirror pods and kubeadm's ConfigMaps in kube-system, PrometheusRules), by the masters, and every evaluation
+interval (when it also reads every live apiserver's /metrics). Each round builds every check's verdict from
+the stores, the reads and the release delta of the target, lets ``logic.evaluate`` judge, and reports:
+metrics, ``/status``, the state ConfigMap (``Upgradeable``, reasons) and an Event on it for every check whose
+status changed.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from controllers.agreement import version
 from controllers.bundles import model, source
 from controllers.kube import resources, state, watch
 from controllers.kube.client import Kube
+from controllers.release_delta import catalog
+from controllers.release_delta import model as delta_model
 from controllers.runtime import config, context, reconciler
 from controllers.structs import status
 from controllers.upgrade_readiness import checks, effects, logic
 from controllers.upgrade_readiness import metrics as metrics_module
-from controllers.upgrade_readiness.checks import interface, removed_apis
+from controllers.upgrade_readiness.checks import component_settings, interface, removed_apis
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +35,11 @@ NAME = "upgrade-readiness"
 DESCRIPTION = (
     "Judge, continuously and read-only, whether the cluster is ready for the next Kubernetes minor (the "
     "masters' minor + 1): removed APIs still requested, kubelets outside the skew policy, CRDs storing an "
-    "unserved version, PodDisruptionBudgets that would block the drains, the next add-on bundle. Reports "
-    "Upgradeable with reasons (metrics, /status, its state ConfigMap, Events); admins acknowledge a check "
-    "for one target minor, until a time, in a ConfigMap (shown, never hidden)."
+    "unserved version, PodDisruptionBudgets that would block the drains, the next add-on bundle, and from "
+    "the target's release delta: feature gates and flags the components are given that it removes, the "
+    "kubeadm configuration's API version, alert rules on metrics it no longer exports, the etcd and CoreDNS "
+    "it installs. Reports Upgradeable with reasons (metrics, /status, its state ConfigMap, Events); admins "
+    "acknowledge a check for one target minor, until a time, in a ConfigMap (shown, never hidden)."
 )
 # Node and Pod changes come in bursts at scale; one evaluation of 5,000 nodes is cheap but not free.
 PACE_SECONDS = 2.0
@@ -45,6 +51,14 @@ def _data(configmap: dict[str, Any]) -> dict[str, object]:
     """A ConfigMap's ``data`` (every key: logic.judge_acks reads them), whatever shape it arrived in."""
     data = configmap.get("data")
     return {str(key): value for key, value in data.items()} if isinstance(data, dict) else {}
+
+
+def _config_map(name: str, parse: Callable[[dict[str, Any]], Any]) -> watch.Store[Any]:
+    """One of kubeadm's ConfigMaps in kube-system, watched by name (RBAC: that name only)."""
+    stream = watch.Stream(
+        resources.CONFIGMAPS, namespace=component_settings.NAMESPACE, field_selector=f"metadata.name={name}"
+    )
+    return watch.Store(stream, parse)
 
 
 def _camel(state: str) -> str:
@@ -150,6 +164,28 @@ class UpgradeReadiness(reconciler.Reconciler[UpgradeReadinessConfig]):
         self.crds = watch.Store(watch.Stream(resources.CRDS), interface.crd_view)
         self.pdbs = watch.Store(watch.Stream(resources.POD_DISRUPTION_BUDGETS), interface.pdb_view)
         self.pods = watch.Store(watch.Stream(resources.PODS), interface.pod_view)
+        cs = component_settings
+        self.static_pods = watch.Store(
+            watch.Stream(resources.PODS, namespace=cs.NAMESPACE), interface.static_pod_view
+        )
+        self.config_maps = {
+            "kubeadm-config": _config_map(
+                cs.KUBEADM_CONFIG_MAP,
+                lambda obj: cs.cluster_configuration(cs.config_map_text(obj, cs.KUBEADM_CONFIG_KEY)),
+            ),
+            "kubelet-config": _config_map(
+                cs.KUBELET_CONFIG_MAP,
+                lambda obj: cs.kubelet_settings(cs.config_map_text(obj, cs.KUBELET_CONFIG_KEY)),
+            ),
+            "kube-proxy-config": _config_map(
+                cs.KUBE_PROXY_CONFIG_MAP,
+                lambda obj: cs.kube_proxy_settings(cs.config_map_text(obj, cs.KUBE_PROXY_CONFIG_KEY)),
+            ),
+        }
+        # Where the Prometheus Operator's CRD is served (optional: none is not an error).
+        self.prometheus_rules = watch.Store(
+            watch.Stream(resources.PROMETHEUS_RULES, optional=True), interface.prometheus_rules
+        )
         # The one acknowledgements ConfigMap, watched by name (RBAC: list/watch on that name only).
         by_name = f"metadata.name={cfg.acknowledgements_name}"
         self.ack_source = watch.Store(
@@ -166,6 +202,7 @@ class UpgradeReadiness(reconciler.Reconciler[UpgradeReadinessConfig]):
         self.usage: dict[tuple[str, interface.Gvr], interface.Usage] = {}
         self.scraped_at: float | None = None
         self.report: logic.Report | None = None
+        self.delta_used: logic.DeltaUsed | None = None
         self.acks: tuple[logic.Ack, ...] = ()
         self.published = status.Status(detail={"synced": False})
         self._verdict: dict[str, str] = {}
@@ -207,15 +244,39 @@ class UpgradeReadiness(reconciler.Reconciler[UpgradeReadinessConfig]):
         self.acks = logic.judge_acks(data, target=target.version, now=self.wall_clock())
         if target.version is None:
             verdicts = logic.unknown_all(names, f"no target version: {target.reason}")
+            self.delta_used = None
         else:
             observed = await self._observe(target=target.version, now=now)
             verdicts = [check.judge(observed) for check in checks.TABLE.enabled(names)]
         return logic.evaluate(
-            target, verdicts, acknowledged=logic.waived_checks(self.acks), strict=cfg.strict
+            target,
+            verdicts,
+            acknowledged=logic.waived_checks(self.acks),
+            strict=cfg.strict,
+            delta=self.delta_used,
         )
 
     def _stores(self) -> dict[str, watch.Store[Any]]:
-        return {"nodes": self.nodes, "crds": self.crds, "pdbs": self.pdbs, "pods": self.pods}
+        return {
+            "nodes": self.nodes,
+            "crds": self.crds,
+            "pdbs": self.pdbs,
+            "pods": self.pods,
+            "static-pods": self.static_pods,
+            "prometheus-rules": self.prometheus_rules,
+            **self.config_maps,
+        }
+
+    def _delta(self, *, target: version.Version) -> delta_model.Delta | str:
+        """The shipped release delta from the masters' (oldest) minor to the target, or why there is none."""
+        observation = self.ctx.agreements.observation
+        span = logic.delta_span(observation.masters if observation else (), target=target)
+        if isinstance(span, str):
+            return span
+        try:
+            return catalog.delta(*span)
+        except delta_model.DeltaError as error:
+            return f"no release delta from {span[0]} to {span[1]}: {error}"
 
     async def _observe(self, *, target: version.Version, now: float) -> interface.Evidence:
         """What the enabled checks need: their stores, each apiserver's /metrics (read again every evaluation
@@ -239,7 +300,17 @@ class UpgradeReadiness(reconciler.Reconciler[UpgradeReadinessConfig]):
                 variables_config_map=cfg.variables_config_map,
                 namespace=cfg.bundle_namespace,
             )
+        delta = self._delta(target=target) if "delta" in needs else ""
+        self.delta_used = (
+            logic.DeltaUsed(delta.source.version, delta.target.version, delta.prerelease)
+            if isinstance(delta, delta_model.Delta)
+            else None
+        )
         held = {key: list(store.items.values()) for key, store in self._stores().items() if key in needs}
+
+        def one(key: str) -> Any:
+            return next(iter(held.get(key, ())), None)
+
         return interface.Evidence(
             target=target,
             now=now,
@@ -251,6 +322,12 @@ class UpgradeReadiness(reconciler.Reconciler[UpgradeReadinessConfig]):
             usage=self.usage,
             deprecated_api_window_seconds=cfg.deprecated_api_window_seconds,
             bundle=bundle,
+            delta=delta,
+            static_pods=held.get("static-pods", []),
+            kubeadm_config=one("kubeadm-config"),
+            kubelet_config=one("kubelet-config"),
+            kube_proxy_config=one("kube-proxy-config"),
+            rules=[rule for rules in held.get("prometheus-rules", []) for rule in rules],
         )
 
     async def _report_acks(self, before: tuple[logic.Ack, ...]) -> None:

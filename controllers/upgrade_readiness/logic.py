@@ -1,10 +1,10 @@
 """upgrade-readiness's decisions: is the cluster ready for the next minor? (pure: no I/O, no clock).
 
 Each check (``checks/``, listed in one table) is a pure function from what the cluster shows to a
-:class:`interface.Judgement`: blockers, and a reason when it could not be evaluated (unknown). The target is
-chosen here; :func:`judge_acks` reads the admins' acknowledgements (per
-target minor, with an expiry); :func:`evaluate` applies them and ``strict`` and says whether the cluster is
-upgradeable.
+:class:`interface.Judgement`: findings (blocker, warning or info), and a reason when it could not be evaluated
+(unknown). The target is chosen here, and the span of the release delta the checks compare the cluster with;
+:func:`judge_acks` reads the admins' acknowledgements (per target minor, with an expiry); :func:`evaluate`
+applies them and ``strict`` and says whether the cluster is upgradeable.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from controllers.structs import gate, status, times
 from controllers.upgrade_readiness import checks
 from controllers.upgrade_readiness.checks import interface
 
-CheckStatus = Literal["pass", "blocked", "acknowledged", "unknown"]
+# pass: nothing found (or information only); warning: findings that do not block (they do with strict).
+CheckStatus = Literal["pass", "warning", "blocked", "acknowledged", "unknown"]
 STATUSES: tuple[CheckStatus, ...] = get_args(CheckStatus)
 
 
@@ -62,6 +63,18 @@ def choose_target(statuses: Sequence[masters.MasterStatus], *, override: Version
         Version(newest.major, newest.minor, 0, raw=f"v{newest.minor_text}"),
         f"the masters disagree ({', '.join(sorted({v.minor_text for v in versions}))}): the newest minor",
     )
+
+
+def delta_span(statuses: Sequence[masters.MasterStatus], *, target: Version) -> tuple[str, str] | str:
+    """The minors the release delta the checks compare with spans: from the oldest master's minor (mid-upgrade
+    too: what the masters not yet upgraded set is what the target must accept) to the target; or why there
+    is none."""
+    minors = sorted({m.version.minor_key for m in statuses if m.version is not None})
+    if not minors:
+        return "no master reports a parseable version: no release delta to compare with"
+    if minors[0] >= target.minor_key:
+        return f"the masters run {'.'.join(map(str, minors[0]))} already: nothing the upgrade to {target.minor_text} removes"
+    return ".".join(map(str, minors[0])), target.minor_text
 
 
 # --- acknowledgements: one target minor, one check, an optional expiry ----------------------------------
@@ -248,8 +261,30 @@ def _ack_fields(raw: object) -> tuple[float | None, str] | str:
 class CheckResult:
     check: str
     status: CheckStatus
-    findings: tuple[interface.Blocker, ...]
-    reason: str  # one line: what blocks, or why it is unknown
+    findings: tuple[interface.Finding, ...]
+    reason: str  # one line: what blocks, why it is unknown, what it warns of or tells
+
+    @property
+    def blockers(self) -> int:
+        """Its findings that block the upgrade (0 unless blocked: acknowledged ones do not)."""
+        return sum(f.severity == "blocker" for f in self.findings) if self.status == "blocked" else 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeltaUsed:
+    """The release delta the checks compared the cluster with: the releases it was read from."""
+
+    source: str  # v1.37.2
+    target: str  # v1.38.0-beta.0
+    prerelease: bool  # the target is a prerelease (its facts may change before its release)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"from": self.source, "to": self.target, "prerelease": self.prerelease}
+
+    @property
+    def note(self) -> str:
+        prerelease = f" (the target is a prerelease: {self.target})" if self.prerelease else ""
+        return f"release delta {self.source} -> {self.target}{prerelease}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -257,6 +292,7 @@ class Report:
     target: TargetMinor
     results: tuple[CheckResult, ...]
     strict: bool
+    delta: DeltaUsed | None = None
 
     @property
     def blocking(self) -> tuple[CheckResult, ...]:
@@ -283,12 +319,16 @@ class Report:
             "targetReason": self.target.reason,
             "strict": self.strict,
             "reasons": list(self.reasons),
+            "releaseDelta": self.delta.as_json() if self.delta else None,
             "checks": [
                 {
                     "check": r.check,
                     "status": r.status,
                     "reason": r.reason,
-                    "findings": [{"subject": f.subject, "message": f.message} for f in r.findings],
+                    "findings": [
+                        {"subject": f.subject, "message": f.message, "severity": f.severity}
+                        for f in r.findings
+                    ],
                 }
                 for r in self.results
             ],
@@ -301,24 +341,40 @@ def evaluate(
     *,
     acknowledged: frozenset[str],
     strict: bool,
+    delta: DeltaUsed | None = None,
 ) -> Report:
-    """Each check's status: blocked by findings (acknowledged when an active acknowledgement for the target
-    waives the check, waived_checks: shown, never hidden), unknown when it could not be evaluated, else pass."""
+    """Each check's status: blocked by blocker findings (acknowledged when an active acknowledgement for the
+    target waives the check, waived_checks: shown, never hidden), unknown when it could not be evaluated,
+    warning when it found only what does not block, else pass (information, if any, listed). ``strict``:
+    warnings are blockers (and unknown blocks the upgrade, Report.blocking)."""
     results = []
     for verdict in verdicts:
-        if verdict.findings:
-            status: CheckStatus = "acknowledged" if verdict.check in acknowledged else "blocked"
-            first = verdict.findings[0]
-            more = f" (+{len(verdict.findings) - 1} more)" if len(verdict.findings) > 1 else ""
-            reason = f"{first.subject}: {first.message}{more}"
+        findings = verdict.findings
+        if strict:
+            findings = tuple(
+                dataclasses.replace(f, severity="blocker") if f.severity == "warning" else f for f in findings
+            )
+        blocking = [f for f in findings if f.severity == "blocker"]
+        warnings = [f for f in findings if f.severity == "warning"]
+        status: CheckStatus
+        if blocking:
+            status = "acknowledged" if verdict.check in acknowledged else "blocked"
+            reason = _first(blocking)
             if verdict.unknown:
                 reason += f"; also not evaluated: {verdict.unknown}"
         elif verdict.unknown:
             status, reason = "unknown", verdict.unknown
+        elif warnings:
+            status, reason = "warning", _first(warnings)
         else:
-            status, reason = "pass", ""
-        results.append(CheckResult(verdict.check, status, verdict.findings, reason))
-    return Report(target=target, results=tuple(results), strict=strict)
+            status, reason = "pass", _first(findings) if findings else ""
+        results.append(CheckResult(verdict.check, status, findings, reason))
+    return Report(target=target, results=tuple(results), strict=strict, delta=delta)
+
+
+def _first(findings: Sequence[interface.Finding]) -> str:
+    more = f" (+{len(findings) - 1} more)" if len(findings) > 1 else ""
+    return f"{findings[0].subject}: {findings[0].message}{more}"
 
 
 def unknown_all(names: Iterable[str], reason: str) -> list[interface.Judgement]:
@@ -327,15 +383,16 @@ def unknown_all(names: Iterable[str], reason: str) -> list[interface.Judgement]:
 
 
 def conditions(report: Report) -> tuple[status.Condition, ...]:
-    """One condition per check (its status; ``Check<Status>`` Events, a Warning for blocked and unknown; a check
-    that passes when first judged is no news), then ``Upgradeable`` (Event reason: the phase)."""
+    """One condition per check (its status; ``Check<Status>`` Events, a Warning for blocked, warning and
+    unknown; a check that passes when first judged is no news), then ``Upgradeable`` (Event reason: the
+    phase)."""
     found = [
         status.Condition(
             r.check,
             r.status,
             f"Check{r.status.capitalize()}",
             (f"{r.check} is {r.status}" + (f": {r.reason}" if r.reason else ""))[:1024],
-            warning=r.status in ("blocked", "unknown"),
+            warning=r.status in ("blocked", "unknown", "warning"),
             quiet=r.status == "pass",
         )
         for r in report.results
@@ -362,7 +419,7 @@ def to_status(report: Report, acks: Iterable[Ack]) -> status.Status:
     """The status: Upgradeable or NotUpgradeable for the target minor, the blockers counted as progress, a
     condition per check; the whole judgement (``upgradeable``, ``reasons``, each check) as its own keys."""
     target = report.target.version
-    blockers = sum(len(r.findings) for r in report.results if r.status == "blocked")
+    blockers = sum(r.blockers for r in report.results)
     counts = {s: sum(1 for r in report.results if r.status == s) for s in STATUSES}
     return status.Status(
         phase=phase(report),

@@ -21,9 +21,17 @@ class Metrics:
             "Findings that block the upgrade to the target minor, per check (acknowledged ones not counted).",
             "check",
         )
+        self.findings = gauge(
+            "findings",
+            "Findings per check and severity (blocker, warning: does not block unless strict, info), "
+            "acknowledged or not.",
+            "check",
+            "severity",
+        )
         self.status = gauge(
             "check_status",
-            "1 for each check's current status (pass, blocked, acknowledged or unknown: not evaluated).",
+            "1 for each check's current status (pass, warning, blocked, acknowledged or unknown: not "
+            "evaluated).",
             "check",
             "status",
         )
@@ -36,6 +44,7 @@ class Metrics:
             f"One series per finding (value 1; at most {MAX_FINDING_SERIES} per check), acknowledged or not.",
             "check",
             "subject",
+            "severity",
             "acknowledged",
         )
         self.scrapes = counter(
@@ -60,6 +69,8 @@ class Metrics:
             self.acks.labels(state)
         for check in checks.TABLE.names:
             self.blockers.labels(check)
+            for severity in interface.SEVERITIES:
+                self.findings.labels(check, severity)
             for status in logic.STATUSES:
                 self.status.labels(check, status)
         for outcome in SCRAPE_OUTCOMES:
@@ -72,12 +83,15 @@ class Metrics:
             self.target.labels(report.target.version.minor_text).set(1)
         self.finding.clear()
         for result in report.results:
-            self.blockers.labels(result.check).set(len(result.findings) if result.status == "blocked" else 0)
+            self.blockers.labels(result.check).set(result.blockers)
+            for severity in interface.SEVERITIES:
+                count = sum(f.severity == severity for f in result.findings)
+                self.findings.labels(result.check, severity).set(count)
             for status in logic.STATUSES:
                 self.status.labels(result.check, status).set(1 if status == result.status else 0)
             acknowledged = "true" if result.status == "acknowledged" else "false"
             for finding in result.findings[:MAX_FINDING_SERIES]:
-                self.finding.labels(result.check, finding.subject, acknowledged).set(1)
+                self.finding.labels(result.check, finding.subject, finding.severity, acknowledged).set(1)
         self.last_evaluation.set_to_current_time()
 
     def observe_scrapes(self, samples: list[interface.ApiserverMetrics]) -> None:

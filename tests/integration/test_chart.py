@@ -62,11 +62,11 @@ def test_defaults_render_every_controller_but_addon_updater_and_verdict_relay_wi
     n = len(ct.CONTROLLERS) - 2
     # + the metrics-reader ClusterRole (metrics.secure, the default) and the acknowledgements ConfigMap
     assert kinds(objects) == {
-        "ServiceAccount": n, "ClusterRole": n + 1, "ClusterRoleBinding": n, "Role": n - 1, "RoleBinding": n - 1,
+        "ServiceAccount": n, "ClusterRole": n + 1, "ClusterRoleBinding": n, "Role": n, "RoleBinding": n,
         "ConfigMap": n + 1, "Service": n, "Deployment": n, "Pod": 1, "FlowSchema": 1, "PriorityLevelConfiguration": 1,
     }  # fmt: skip
     # addon-updater and verdict-relay (a management cluster's) are off by default; the watchdog writes
-    # nothing, so it has no Role.
+    # nothing, so it has no Role; upgrade-readiness has one more, in kube-system (what its release checks read).
     assert not [
         o for o in objects if "addon-updater" in o["metadata"]["name"] or "relay" in o["metadata"]["name"]
     ]
@@ -81,9 +81,10 @@ def test_all_enabled_renders_every_object() -> None:
     # (+1 ClusterRole and RoleBinding: addon-updater's namespaced rights, bound in kube-system only; +1
     # ClusterRole: the metrics reader, metrics.secure; + the acknowledgements ConfigMap, the acknowledgers' Role
     # and RoleBinding, a policy and binding per gated kind, the verdict relay's Role and RoleBinding in each of
-    # its two cluster namespaces, its Runtime Extension's Service and ExtensionConfig.)
+    # its two cluster namespaces, its Runtime Extension's Service and ExtensionConfig; upgrade-readiness's Role
+    # and RoleBinding in kube-system.)
     assert kinds(objects) == {
-        "ServiceAccount": n, "ClusterRole": n + 2, "ClusterRoleBinding": n, "Role": n + 3, "RoleBinding": n + 4,
+        "ServiceAccount": n, "ClusterRole": n + 2, "ClusterRoleBinding": n, "Role": n + 4, "RoleBinding": n + 5,
         "ConfigMap": n + 2, "Service": n + 1, "Deployment": n, "PodDisruptionBudget": n, "ServiceMonitor": 1,
         "PrometheusRule": 1, "Pod": 1, "ValidatingAdmissionPolicy": 4, "ValidatingAdmissionPolicyBinding": 4,
         "FlowSchema": 1, "PriorityLevelConfiguration": 1, "ExtensionConfig": 1,
@@ -138,7 +139,7 @@ def test_combined_is_one_deployment_bound_to_every_controllers_roles() -> None:
     )  # fmt: skip
     n = len(ct.CONTROLLERS) - 1
     assert kinds(objects) == {
-        "ServiceAccount": 1, "ClusterRole": n + 2, "ClusterRoleBinding": n, "Role": n, "RoleBinding": n + 1,
+        "ServiceAccount": 1, "ClusterRole": n + 2, "ClusterRoleBinding": n, "Role": n + 1, "RoleBinding": n + 2,
         "ConfigMap": n + 2, "Service": 1, "Deployment": 1, "PodDisruptionBudget": 1, "ServiceMonitor": 1,
         "PrometheusRule": 1, "Pod": 1, "FlowSchema": 1, "PriorityLevelConfiguration": 1,
     }  # fmt: skip
@@ -524,3 +525,31 @@ def test_a_bundle_image_named_by_digest_is_kept_as_written() -> None:
         assert {"name": "bundles", "image": {"reference": image, "pullPolicy": "IfNotPresent"}} in pod[
             "volumes"
         ]
+
+
+def test_upgrade_readiness_grants_follow_its_checks() -> None:
+    """What the release checks read is granted only while one of them runs: the pods and kubeadm's ConfigMaps
+    (by name) in kube-system through a Role there, PrometheusRules in its ClusterRole."""
+    name = "kuc-kube-upgrade-controllers-upgrade-readiness"
+
+    def grants(*args: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        objects = ct.template(*args)
+        roles = [o for o in objects if o["kind"] == "Role" and o["metadata"]["namespace"] == "kube-system"]
+        cluster = ct.find(objects, "ClusterRole", name)["rules"]
+        return [r for role in roles for r in role["rules"]], [
+            r for r in cluster if "monitoring.coreos.com" in r.get("apiGroups", [])
+        ]
+
+    in_kube_system, rules = grants()
+    assert in_kube_system == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"],
+         "resourceNames": ["kubeadm-config", "kubelet-config", "kube-proxy"]},
+    ]  # fmt: skip
+    assert rules == [{"apiGroups": ["monitoring.coreos.com"], "resources": ["prometheusrules"],
+                      "verbs": ["get", "list", "watch"]}]  # fmt: skip
+    assert grants("--set", "upgradeReadiness.config.checks={removed-apis,kubelet-skew}") == ([], [])
+    in_kube_system, rules = grants("--set", "upgradeReadiness.config.checks={kubeadm-config}")
+    assert in_kube_system and not rules
+    in_kube_system, rules = grants("--set", "upgradeReadiness.config.checks={alert-metrics}")
+    assert rules and not in_kube_system

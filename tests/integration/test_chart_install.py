@@ -26,6 +26,7 @@ from controllers.runtime import config
 from e2e import cluster, controlplane, monitoring
 from tests import chart_tools as ct
 from tests.integration import uso_helpers
+from tests.integration.kube_system import KubeSystem
 
 BIN = pathlib.Path(sys.executable).parent
 CRDS = resources.CRDS
@@ -338,13 +339,45 @@ async def test_upgrade_readiness_runs_with_its_service_account(
     assert code in (0, 1), out + err  # 1: the fixture's worker may be judged a blocker; never an API error
     report = json.loads(out.strip().splitlines()[-1])
     assert report["target"] == "1.37", report
-    # Every check could read what it needs: /metrics, the EndpointSlices, Pods, PDBs, CRDs, the bundle.
+    # Every check could read what it needs: /metrics, the EndpointSlices, Pods, PDBs, CRDs, the bundle, the
+    # pods and kubeadm's ConfigMaps in kube-system, PrometheusRules (a PrometheusRule that other tests left
+    # may hold what alert-metrics cannot read: unknown, never forbidden).
     assert [c["check"] for c in report["checks"]] == [
-        "removed-apis", "kubelet-skew", "crd-stored-versions", "drain-blockers", "addon-bundle"
+        "removed-apis", "kubelet-skew", "crd-stored-versions", "drain-blockers", "addon-bundle", "feature-gates",
+        "component-flags", "kubeadm-config", "alert-metrics", "component-versions",
     ]  # fmt: skip
     for check in report["checks"]:
-        assert check["status"] != "unknown" or check["check"] == "drain-blockers", check
+        assert check["status"] != "unknown" or check["check"] in ("drain-blockers", "alert-metrics"), check
         assert "forbidden" not in check["reason"].lower(), check
+
+
+async def test_upgrade_readiness_reads_kubeadms_objects_in_kube_system_with_its_service_account(
+    installed: Installed, kube: client.Kube, agreed_cluster: tuple[str, str], tmp_path: pathlib.Path
+) -> None:
+    """The release checks with the chart's grants only: a control plane's static pods (mirror pods) and
+    kubeadm's ConfigMaps in kube-system, read through the Role there."""
+    made = KubeSystem(kube)
+    master, _ = agreed_cluster
+    try:
+        await made.control_planes(MASTER_VERSION, "kind-sidecar-gate", [master])
+        await made.config_maps(MASTER_VERSION, "kind-sidecar-gate")
+        code, out, err = await run_as_service_account(
+            installed,
+            kube,
+            "upgrade-readiness",
+            "--checks",
+            "feature-gates,kubeadm-config,component-versions",
+        )
+    finally:
+        await made.delete_all()
+    assert code == 1, out + err
+    checks = {c["check"]: c for c in json.loads(out.strip().splitlines()[-1])["checks"]}
+    assert checks["feature-gates"]["status"] == "blocked"
+    assert (
+        len(checks["feature-gates"]["findings"]) == 3 + 3 + 2
+    )  # the static pods, extraArgs, kubelet, kube-proxy
+    assert checks["kubeadm-config"]["status"] == "pass"
+    assert "(the cluster runs 3.6.8-0)" in checks["component-versions"]["findings"][0]["message"]
 
 
 async def test_upgrade_readiness_writes_nothing_but_its_state_its_verdict_and_events(
@@ -382,6 +415,21 @@ async def test_upgrade_readiness_writes_nothing_but_its_state_its_verdict_and_ev
     assert not await can(installed, kube, gate, "list", "configmaps", namespace=ns)  # no other ConfigMap
     assert not await can(installed, kube, gate, "update", "configmaps", namespace=ns, name=acks)
     assert not await can(installed, kube, gate, "get", "configmaps", namespace=ns, name="other")
+    # kubeadm's three ConfigMaps in kube-system, by name, read-only; no other ConfigMap there.
+    for name in ("kubeadm-config", "kubelet-config", "kube-proxy"):
+        for verb in ("get", "list", "watch"):
+            assert await can(installed, kube, gate, verb, "configmaps", namespace="kube-system", name=name)
+        assert not await can(
+            installed, kube, gate, "update", "configmaps", namespace="kube-system", name=name
+        )
+    assert not await can(installed, kube, gate, "list", "configmaps", namespace="kube-system")
+    assert not await can(installed, kube, gate, "get", "configmaps", namespace="kube-system", name="coredns")
+    # PrometheusRules, read-only (alert-metrics); never nodes/proxy (the kubelets' own configuration).
+    for verb in ("get", "list", "watch"):
+        assert await can(installed, kube, gate, verb, "prometheusrules", group="monitoring.coreos.com")
+    for verb in WRITE_VERBS:
+        assert not await can(installed, kube, gate, verb, "prometheusrules", group="monitoring.coreos.com")
+    assert not await can(installed, kube, gate, "get", "nodes", subresource="proxy")
 
 
 async def can(installed: Installed, kube: client.Kube, controller: str, verb: str, resource: str,

@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import json
 import os
+import uuid
 
 import pytest
 
 from controllers.kube import client, resources, watch
 from e2e import controlplane
 from tests import harness
+from tests.integration import uso_helpers
 
 CM = resources.CONFIGMAPS
 
@@ -72,6 +74,57 @@ async def test_watch_receives_events(kube: client.Kube, namespace: str) -> None:
     await asyncio.wait_for(task, 10)
     assert [e.type for e in events] == ["SYNC", "ADDED"]
     assert events[1].object is not None and events[1].object["metadata"]["name"] == "watched"
+
+
+async def test_an_optional_stream_of_a_resource_not_served_holds_nothing_until_it_is(
+    kube: client.Kube,
+) -> None:
+    """A CRD that is not installed (404) is an empty listing for an optional stream (its store is synced), and
+    its objects appear once it is; a stream that is not optional never lists it."""
+    group = f"g{uuid.uuid4().hex[:8]}.example.io"
+    things = resources.Resource(group, "v1", "things", namespaced=True)
+    store: watch.Store[client.JSON] = watch.Store(watch.Stream(things, optional=True), watch.as_is)
+    await watch.list_into(kube, store)
+    assert store.synced and store.items == {}
+    with pytest.raises(client.ApiError, match="404"):
+        await watch.list_into(kube, watch.Store(watch.Stream(things), watch.as_is))
+
+    async def follow() -> None:
+        async with contextlib.aclosing(watch.watch(kube, store.stream, unserved_recheck=0.2)) as events:
+            async for event in events:
+                store.apply(event)
+
+    follower = asyncio.create_task(follow())
+    try:
+        crd = {
+            "metadata": {"name": f"things.{group}"},
+            "spec": {"group": group, "scope": "Namespaced",
+                     "names": {"plural": "things", "singular": "thing", "kind": "Thing"},
+                     "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+                         "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]},
+        }  # fmt: skip
+        await kube.create(resources.CRDS.path(), crd)
+        await uso_helpers.established(kube, f"things.{group}")
+        namespace = "default"
+        await harness.eventually(lambda: _create_thing(kube, things, namespace), timeout=30, what="created")
+        await harness.eventually(
+            lambda: f"{namespace}/one" in store.items, timeout=30, what="the object seen"
+        )
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+        await kube.delete(resources.CRDS.path(name=f"things.{group}"))
+
+
+async def _create_thing(kube: client.Kube, things: resources.Resource, namespace: str) -> bool:
+    """True once the thing exists (a CRD just Established may answer 404 for a moment)."""
+    try:
+        await kube.create(things.path(namespace=namespace), {"apiVersion": things.api_version, "kind": "Thing",
+                                                              "metadata": {"name": "one"}})  # fmt: skip
+    except client.ApiError as error:
+        return error.already_exists
+    return True
 
 
 async def test_a_listing_read_before_watched_changes_does_not_undo_them(

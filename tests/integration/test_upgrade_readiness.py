@@ -337,7 +337,12 @@ async def test_an_ack_for_the_target_minor_waives_its_check_until_it_expires(
         assert [f["subject"] for f in result(gate, "kubelet-skew")["findings"]] == [f"Node {worker}"]
         assert any(r.startswith("kubelet-skew: ") for r in status["reasons"])  # shown, never hidden
         assert blockers(gate, "kubelet-skew") == 0
-        labels = {"check": "kubelet-skew", "subject": f"Node {worker}", "acknowledged": "true"}
+        labels = {
+            "check": "kubelet-skew",
+            "subject": f"Node {worker}",
+            "severity": "blocker",
+            "acknowledged": "true",
+        }
         assert harness.metric(gate, "upgrade_readiness_finding_info", **labels) == 1
         assert harness.metric(gate, "upgrade_readiness_acknowledgements", state="active") == 1
         assert harness.metric(gate, "upgrade_readiness_acknowledgements", state="unknown") == 1

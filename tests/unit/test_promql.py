@@ -87,3 +87,31 @@ _PIECES = st.sampled_from(
 @given(st.lists(_PIECES, max_size=40))
 def test_any_sequence_of_promql_tokens_is_read_without_an_exception(pieces: list[str]) -> None:
     assert promql.metric_names(" ".join(pieces)).names <= {piece.strip('"') for piece in pieces}
+
+
+@pytest.mark.parametrize(
+    ("expr", "selectors"),
+    [
+        ("up", {"up"}),
+        ('sum(rate(apiserver_request_total{verb="LIST", code=~"5.."}[5m] offset 1h))',
+         {'apiserver_request_total{verb="LIST",code=~"5.."}'}),
+        ("max by (resource) (apiserver_storage_objects) > 1e5 and on(job) up", {"apiserver_storage_objects", "up"}),
+        ('{__name__="a", job!="x"} / b{}', {'{__name__="a",job!="x"}', "b"}),
+        ('{"my.dotted.metric", job="x"}', {'{"my.dotted.metric",job="x"}'}),
+        (r'up{path=~"a\\.b\"c"}', {r'up{path=~"a\\.b\"c"}'}),
+        ("a{job=`raw\\s`}", {'a{job="raw\\\\s"}'}),
+    ],
+)  # fmt: skip
+def test_selectors_are_rebuilt_from_their_tokens(expr: str, selectors: set[str]) -> None:
+    selection = promql.metric_names(expr)
+    assert selection.selectors == selectors
+    assert selection.problem == ""
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_every_selector_rebuilt_reads_back_as_itself(expr: str) -> None:
+    """A rebuilt selector is well formed: read again, it is exactly one selector, itself."""
+    for selector in promql.metric_names(expr).selectors:
+        again = promql.metric_names(selector)
+        assert again.selectors == {selector}, (expr, selector)

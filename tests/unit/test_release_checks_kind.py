@@ -10,8 +10,15 @@ import pytest
 
 from controllers.agreement import version
 from controllers.release_delta import catalog, model
+from controllers.upgrade_readiness.checks import (
+    alert_metrics,
+    component_flags,
+    component_versions,
+    feature_gates,
+    interface,
+    kubeadm_config,
+)
 from controllers.upgrade_readiness.checks import component_settings as cs
-from controllers.upgrade_readiness.checks import next_release as rc
 from tests.fixtures import kubeadm
 
 CONTROL_PLANES = ("kind-control-plane", "kind-control-plane2", "kind-control-plane3")
@@ -45,7 +52,7 @@ def running(release: str, variant: str) -> dict[Any, str]:
 
 def test_sidecar_containers_blocks_the_upgrade_to_1_37_everywhere_it_is_set() -> None:
     delta = catalog.delta("1.36", "1.37")
-    verdict = rc.feature_gates(what_the_cluster_shows("v1.36.3", "kind-sidecar-gate"), delta=delta)
+    verdict = feature_gates.feature_gates(what_the_cluster_shows("v1.36.3", "kind-sidecar-gate"), delta=delta)
     assert verdict.unknown == ""
     subjects = [f.subject for f in verdict.findings]
     assert all(
@@ -70,12 +77,12 @@ def test_sidecar_containers_blocks_the_upgrade_to_1_37_everywhere_it_is_set() ->
 def test_with_the_gate_removed_nothing_else_blocks_the_upgrade_to_1_37() -> None:
     delta = catalog.delta("1.36", "1.37")
     shown = what_the_cluster_shows("v1.36.3", "kind")
-    assert rc.feature_gates(shown, delta=delta) == rc.ReleaseVerdict("feature-gates")
-    assert rc.component_flags(shown, delta=delta) == rc.ReleaseVerdict("component-flags")
-    assert rc.kubeadm_config(cluster_configuration("v1.36.3", "kind"), delta=delta) == rc.ReleaseVerdict(
-        "kubeadm-config"
-    )  # kubeadm v1.36 stores v1beta4, which v1.37 reads
-    versions = rc.component_versions(delta, running=running("v1.36.3", "kind"))
+    assert feature_gates.feature_gates(shown, delta=delta) == interface.Judgement("feature-gates")
+    assert component_flags.component_flags(shown, delta=delta) == interface.Judgement("component-flags")
+    assert kubeadm_config.kubeadm_config(
+        cluster_configuration("v1.36.3", "kind"), delta=delta
+    ) == interface.Judgement("kubeadm-config")  # kubeadm v1.36 stores v1beta4, which v1.37 reads
+    versions = component_versions.component_versions(delta, running=running("v1.36.3", "kind"))
     assert [f.message for f in versions.findings] == [
         "kubeadm 1.37 installs etcd 3.7.0-0, 1.36 installed 3.6.8-0 (the cluster runs 3.6.8-0)",
         "kubeadm 1.37 installs coredns v1.14.6, 1.36 installed v1.14.2",
@@ -91,7 +98,9 @@ def test_an_alert_on_a_metric_1_37_hides_is_reported() -> None:
             {"alert": "KubeAPIErrorsHigh", "expr": 'sum(rate(apiserver_request_total{code=~"5.."}[5m])) > 1'},
         ]}]},
     }  # fmt: skip
-    verdict = rc.alert_metrics(rc.prometheus_rules(rule), delta=catalog.delta("1.36", "1.37"))
+    verdict = alert_metrics.alert_metrics(
+        interface.prometheus_rules(rule), delta=catalog.delta("1.36", "1.37")
+    )
     (finding,) = verdict.findings
     assert finding.subject.endswith("rule 'KubeAPIServerTooManyObjects'")
     assert finding.severity == "warning"
@@ -104,8 +113,12 @@ def test_the_upgraded_cluster_against_the_prerelease(variant: str) -> None:
     delta = catalog.delta(model.minor_text(newest[0]), model.minor_text(newest[1]))
     assert delta.source.minor == "1.37" and delta.prerelease
     shown = what_the_cluster_shows("v1.37.2", variant)
-    assert rc.feature_gates(shown, delta=delta).findings == ()
-    assert rc.kubeadm_config(cluster_configuration("v1.37.2", variant), delta=delta).findings == ()
-    (etcd, coredns) = rc.component_versions(delta, running=running("v1.37.2", variant)).findings
+    assert feature_gates.feature_gates(shown, delta=delta).findings == ()
+    assert (
+        kubeadm_config.kubeadm_config(cluster_configuration("v1.37.2", variant), delta=delta).findings == ()
+    )
+    (etcd, coredns) = component_versions.component_versions(
+        delta, running=running("v1.37.2", variant)
+    ).findings
     assert etcd.message.startswith(f"kubeadm 1.38 ({delta.target.version}, a prerelease) installs etcd")
     assert "(the cluster runs 3.7.0-0)" in etcd.message and coredns.subject == "coredns"

@@ -25,7 +25,7 @@ TARGET = logic.parse_target("v1.38")
 def report(*, blocked: bool, acknowledged: frozenset[str] = frozenset()) -> logic.Report:
     verdicts = [
         interface.Judgement(
-            "kubelet-skew", (interface.Blocker("kubelet-skew", "Node w1", "too old"),) if blocked else ()
+            "kubelet-skew", (interface.Finding("kubelet-skew", "Node w1", "too old"),) if blocked else ()
         )
     ]
     return logic.evaluate(

@@ -209,6 +209,13 @@ labels:
 {{- if and $owner.enabled (or (eq (toString $config.bundleSource) "configmap") $config.variablesConfigMap) }}true{{ end -}}
 {{- end -}}
 
+{{/* Non-empty when upgrade-readiness runs any of the checks in .any: its checks option unset (all run), or
+     naming one of them (the grants they need follow the checks). */}}
+{{- define "kuc.readinessRuns" -}}
+{{- $config := mustMergeOverwrite (deepCopy .root.Values.config) (deepCopy .root.Values.upgradeReadiness.config) -}}
+{{- if not (hasKey $config "checks") }}true{{ else }}{{ range .any }}{{ if has . $config.checks }}true{{ end }}{{ end }}{{ end -}}
+{{- end -}}
+
 {{/* The ConfigMap of the admins' acknowledgements, one key per target minor and check (upgrade-readiness
      watches it by name: list and watch with a metadata.name field selector, so resourceNames binds them). */}}
 {{- define "kuc.readinessAcks" -}}

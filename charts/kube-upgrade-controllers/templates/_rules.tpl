@@ -90,7 +90,9 @@ rewriteFallback: {{ eq (include "kuc.usoRunnerRewrites" .root) "true" }}
 {{- end -}}
 
 {{/* Read-only: what the checks judge (CRDs, PodDisruptionBudgets and the pods they cover, the kubernetes
-     EndpointSlices to find every apiserver) and each apiserver's /metrics (the deprecated-API metrics). */}}
+     EndpointSlices to find every apiserver), each apiserver's /metrics (the deprecated-API metrics), and with
+     alert-metrics the Prometheus Operator's PrometheusRules (their expressions). What it reads in kube-system
+     is granted there only: upgrade-readiness/rbac.yaml. */}}
 {{- define "kuc.rules.upgradeReadiness" -}}
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
@@ -106,6 +108,11 @@ rewriteFallback: {{ eq (include "kuc.usoRunnerRewrites" .root) "true" }}
   verbs: [list]
 - nonResourceURLs: [/metrics]
   verbs: [get]
+{{- if include "kuc.readinessRuns" (dict "root" .root "any" (list "alert-metrics")) }}
+- apiGroups: [monitoring.coreos.com]
+  resources: [prometheusrules]
+  verbs: [get, list, watch]
+{{- end }}
 {{- end -}}
 
 {{/* Namespaced, by name: its verdict ConfigMap (the upgrade gate's admission policies read it; created

@@ -10,12 +10,12 @@ def addon_bundle(probe: interface.BundleProbe) -> interface.Judgement:
     if not probe.chosen:
         message = f"no bundle for {probe.minor} in {probe.source}: addon-updater would change nothing"
         return interface.Judgement(
-            "addon-bundle", (interface.Blocker("addon-bundle", f"bundle {probe.minor}", message),)
+            "addon-bundle", (interface.Finding("addon-bundle", f"bundle {probe.minor}", message),)
         )
     if probe.problem:
         message = f"the bundle {probe.chosen} from {probe.source} is invalid: {probe.problem}"
         return interface.Judgement(
-            "addon-bundle", (interface.Blocker("addon-bundle", f"bundle {probe.chosen}", message),)
+            "addon-bundle", (interface.Finding("addon-bundle", f"bundle {probe.chosen}", message),)
         )
     return interface.Judgement("addon-bundle")
 

@@ -28,9 +28,14 @@ Configured = (
     model.Component | Literal["kubeadm"]
 )  # kubeadm: ClusterConfiguration.featureGates (its own gates)
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
-KUBEADM_CONFIG = "ConfigMap kube-system/kubeadm-config"
-KUBELET_CONFIG = "ConfigMap kube-system/kubelet-config"
-KUBE_PROXY_CONFIG = "ConfigMap kube-system/kube-proxy"
+NAMESPACE = "kube-system"  # where kubeadm keeps its ConfigMaps and the kubelets the static pods' mirror pods
+# kubeadm's ConfigMaps, the key of each that holds the configuration.
+KUBEADM_CONFIG_MAP, KUBEADM_CONFIG_KEY = "kubeadm-config", "ClusterConfiguration"
+KUBELET_CONFIG_MAP, KUBELET_CONFIG_KEY = "kubelet-config", "kubelet"
+KUBE_PROXY_CONFIG_MAP, KUBE_PROXY_CONFIG_KEY = "kube-proxy", "config.conf"
+KUBEADM_CONFIG = f"ConfigMap {NAMESPACE}/{KUBEADM_CONFIG_MAP}"
+KUBELET_CONFIG = f"ConfigMap {NAMESPACE}/{KUBELET_CONFIG_MAP}"
+KUBE_PROXY_CONFIG = f"ConfigMap {NAMESPACE}/{KUBE_PROXY_CONFIG_MAP}"
 # ClusterConfiguration's sections with extraArgs, and the component each configures.
 EXTRA_ARGS: tuple[tuple[str, model.Component], ...] = (
     ("apiServer", "kube-apiserver"),
@@ -218,14 +223,25 @@ def component_config_settings(
 
 def kubelet_settings(text: object) -> Settings:
     return component_config_settings(
-        text, component="kubelet", kind="KubeletConfiguration", source=f"{KUBELET_CONFIG} kubelet"
+        text,
+        component="kubelet",
+        kind="KubeletConfiguration",
+        source=f"{KUBELET_CONFIG} {KUBELET_CONFIG_KEY}",
     )
 
 
 def kube_proxy_settings(text: object) -> Settings:
     return component_config_settings(
-        text, component="kube-proxy", kind="KubeProxyConfiguration", source=f"{KUBE_PROXY_CONFIG} config.conf"
+        text,
+        component="kube-proxy",
+        kind="KubeProxyConfiguration",
+        source=f"{KUBE_PROXY_CONFIG} {KUBE_PROXY_CONFIG_KEY}",
     )
+
+
+def config_map_text(obj: Mapping[str, Any], key: str) -> object:
+    """One key of a ConfigMap's data (None when it has none)."""
+    return _mapping(obj.get("data")).get(key)
 
 
 def _extra_args(value: object, where: str, problems: list[str]) -> list[tuple[str, str | None]]:

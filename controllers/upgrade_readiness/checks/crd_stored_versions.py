@@ -20,7 +20,7 @@ def crd_stored_versions(crds: Iterable[interface.CrdView]) -> interface.Judgemen
                 "migrate the stored objects (uso-runner) so that only served versions remain"
             )
             findings.append(
-                interface.Blocker("crd-stored-versions", f"CustomResourceDefinition {crd.name}", message)
+                interface.Finding("crd-stored-versions", f"CustomResourceDefinition {crd.name}", message)
             )
     return interface.Judgement("crd-stored-versions", tuple(findings))
 

@@ -63,7 +63,7 @@ def drain_blockers(
             f"({interface.shown(nodes)}): their drain would wait until it allows one"
         )
         findings.append(
-            interface.Blocker("drain-blockers", f"PodDisruptionBudget {pdb.namespace}/{pdb.name}", message)
+            interface.Finding("drain-blockers", f"PodDisruptionBudget {pdb.namespace}/{pdb.name}", message)
         )
     unknown = ""
     if uncomputed:

@@ -1,34 +1,44 @@
 """upgrade-readiness's check interface, pure: what a check is given — the objects its stores hold as typed
-views, each apiserver's deprecated-API metrics, the next bundle as addon-updater's code sees it, all in one
-:class:`Evidence` — and what it returns: a :class:`Judgement` of :class:`Blocker` s, and why it could not be
-(fully) evaluated. The checks are ``checks/*.py``, listed once in ``checks/__init__.py``."""
+views, each apiserver's deprecated-API metrics, the next bundle as addon-updater's code sees it, the release
+delta of the target, all in one :class:`Evidence` — and what it returns: a :class:`Judgement` of
+:class:`Finding` s, each with a severity, and why it could not be (fully) evaluated. The checks are
+``checks/*.py``, listed once in ``checks/__init__.py``."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 from controllers.agreement import masters, selector, version
 from controllers.agreement.version import Version
+from controllers.release_delta import model
+from controllers.upgrade_readiness.checks import component_settings
 
 SHOWN = 5  # subjects named in one message
 
 
+# blocker: the upgrade must wait for it; warning: something to know that does not block (it does with
+# --strict); info: what the upgrade brings, nothing to fix.
+Severity = Literal["blocker", "warning", "info"]
+SEVERITIES: tuple[Severity, ...] = get_args(Severity)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
-class Blocker:
+class Finding:
     check: str
-    subject: str  # what blocks: "Node w1", "CustomResourceDefinition widgets.example.com", ...
+    subject: str  # what it is about: "Node w1", "CustomResourceDefinition widgets.example.com", ...
     message: str
+    severity: Severity = "blocker"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Judgement:
-    """One check's result: its blockers, and why it could not be (fully) evaluated."""
+    """One check's result: its findings, and why it could not be (fully) evaluated."""
 
     check: str
-    findings: tuple[Blocker, ...] = ()
+    findings: tuple[Finding, ...] = ()
     unknown: str = ""
 
 
@@ -183,6 +193,65 @@ class BundleProbe:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class StaticPod:
+    """A control-plane static pod as its mirror pod shows it: what it sets for its component, its images."""
+
+    node: str
+    settings: tuple[component_settings.Settings, ...]
+    images: Mapping[str, str]  # container name → image
+
+
+def static_pod_view(obj: Mapping[str, Any]) -> StaticPod | None:
+    """A mirror pod (the kubelet's copy of a static pod; None for any other pod)."""
+    if component_settings.MIRROR_ANNOTATION not in (obj.get("metadata", {}).get("annotations") or {}):
+        return None
+    spec = obj.get("spec") or {}
+    containers = spec.get("containers")
+    images = {
+        str(c.get("name")): str(c.get("image"))
+        for c in (containers if isinstance(containers, list) else [])
+        if isinstance(c, Mapping) and isinstance(c.get("image"), str)
+    }
+    return StaticPod(str(spec.get("nodeName") or ""), component_settings.mirror_pod_settings(obj), images)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rule:
+    """One rule of a PrometheusRule: where it is and its expression (untrusted)."""
+
+    namespace: str
+    name: str  # the PrometheusRule
+    group: str
+    rule: str  # the alert's or the recording rule's name
+    expr: object
+
+    @property
+    def subject(self) -> str:
+        return f"PrometheusRule {self.namespace}/{self.name} group {self.group!r} rule {self.rule!r}"
+
+
+def prometheus_rules(obj: Mapping[str, object]) -> tuple[Rule, ...]:
+    """The rules of a PrometheusRule object (spec.groups[].rules[]), whatever their shape (untrusted)."""
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    spec = obj.get("spec")
+    groups = spec.get("groups") if isinstance(spec, Mapping) else None
+    namespace, prometheus_rule = str(meta.get("namespace", "")), str(meta.get("name", ""))
+    rules = []
+    for group in groups if isinstance(groups, list) else []:
+        if not isinstance(group, Mapping):
+            continue
+        items = group.get("rules")
+        for rule in items if isinstance(items, list) else []:
+            if isinstance(rule, Mapping):
+                name = str(rule.get("alert") or rule.get("record") or "")
+                rules.append(
+                    Rule(namespace, prometheus_rule, str(group.get("name", "")), name, rule.get("expr"))
+                )
+    return tuple(rules)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Evidence:
     """What the checks are given: the target, the time (the event loop's clock), and what the inputs the enabled
     checks need show now (the others are left empty)."""
@@ -197,3 +266,11 @@ class Evidence:
     usage: Mapping[tuple[str, Gvr], Usage] = dataclasses.field(default_factory=dict)
     deprecated_api_window_seconds: float = 86400.0
     bundle: BundleProbe | str = ""  # the probe, or why the bundle source could not be read
+    # The release delta from the masters' minor to the target, or why there is none.
+    delta: model.Delta | str = ""
+    static_pods: Sequence[StaticPod] = ()
+    # kubeadm's ConfigMaps in kube-system, as read (None: absent, not a kubeadm cluster or not kubeadm's way).
+    kubeadm_config: component_settings.ClusterConfiguration | None = None
+    kubelet_config: component_settings.Settings | None = None
+    kube_proxy_config: component_settings.Settings | None = None
+    rules: Sequence[Rule] = ()

@@ -27,7 +27,7 @@ def kubelet_skew(nodes: Iterable[interface.NodeView], *, target: Version) -> int
             why = f"kubelet {node.kubelet} is newer than {target.minor_text}"
         else:
             continue
-        findings.append(interface.Blocker("kubelet-skew", f"Node {node.name}", why))
+        findings.append(interface.Finding("kubelet-skew", f"Node {node.name}", why))
     unknown = f"unparseable kubelet version on {interface.shown(unparsed)}" if unparsed else ""
     return interface.Judgement("kubelet-skew", tuple(findings), unknown)
 

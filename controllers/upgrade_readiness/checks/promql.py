@@ -7,6 +7,10 @@ the label lists of ``by (...)``, ``on (...)``, ``group_left (...)``), strings an
 ``{__name__="x"}`` and the quoted names of ``{"x.y"}`` count too; ``{__name__=~"a|b"}`` counts when the
 regex is a plain alternation of names, and is reported as not understood otherwise (an untrusted regex is
 never run). Never raises; inputs beyond :data:`MAX_EXPRESSION` characters are not read.
+
+It also gives the expression's vector selectors, rebuilt from their tokens (``name{label="value",...}``,
+``{matchers}``; ranges, offsets and ``@`` left out): what the blind-alerts check asks Prometheus about, one
+well-formed selector each, never a piece of the untrusted text as it was written.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ class Selection:
 
     names: frozenset[str]
     problem: str = ""
+    selectors: frozenset[str] = frozenset()  # the vector selectors, rebuilt: 'up{job="kubelet"}'
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -93,13 +98,16 @@ def metric_names(expr: object) -> Selection:
         return Selection(frozenset(), f"the expression is longer than {MAX_EXPRESSION} characters")
     tokens, problem = _tokens(expr)
     names: set[str] = set()
+    selectors: set[str] = set()
     problems = [problem] if problem else []
     i = 0
     while i < len(tokens):
         token = tokens[i]
         after = tokens[i + 1] if i + 1 < len(tokens) else None
         if token.kind == "op" and token.text == "{":
-            i = _matchers(tokens, i + 1, names, problems)
+            i, matchers = _matchers(tokens, i + 1, names, problems)
+            if matchers:
+                selectors.add("{" + ",".join(matchers) + "}")
             continue
         if token.kind == "op" and token.text == "[":  # a range or subquery: durations only
             i = _closing(tokens, i, "[", "]")
@@ -123,7 +131,11 @@ def metric_names(expr: object) -> Selection:
             continue
         names.add(word)
         i += 1
-    return Selection(frozenset(names), "; ".join(problems))
+        matchers: list[str] = []
+        if after is not None and after.text == "{":
+            i, matchers = _matchers(tokens, i + 1, names, problems)
+        selectors.add(word + ("{" + ",".join(matchers) + "}" if matchers else ""))
+    return Selection(frozenset(names), "; ".join(problems), frozenset(selectors))
 
 
 def _closing(tokens: list[_Token], i: int, opening: str, closing: str) -> int:
@@ -141,8 +153,10 @@ def _closing(tokens: list[_Token], i: int, opening: str, closing: str) -> int:
     return i
 
 
-def _matchers(tokens: list[_Token], i: int, names: set[str], problems: list[str]) -> int:
-    """Reads label matchers up to the closing ``}``; adds the names ``__name__`` matchers select."""
+def _matchers(tokens: list[_Token], i: int, names: set[str], problems: list[str]) -> tuple[int, list[str]]:
+    """Reads label matchers up to the closing ``}``; adds the names ``__name__`` matchers select. Returns the
+    index after the ``}`` and the matchers, each rebuilt from its tokens (``label="value"``)."""
+    matchers: list[str] = []
     while i < len(tokens) and tokens[i].text != "}":
         token = tokens[i]
         operator = tokens[i + 1].text if i + 1 < len(tokens) else ""
@@ -152,14 +166,23 @@ def _matchers(tokens: list[_Token], i: int, names: set[str], problems: list[str]
             label = _unquote(token.text) if token.kind == "string" else token.text
             if label == "__name__":
                 _name_matcher(operator, _unquote(value.text), names, problems)
+            matchers.append(
+                f"{_quoted(label) if token.kind == 'string' else label}{operator}{_quoted(_unquote(value.text))}"
+            )
             i += 3
             continue
         if token.kind == "string":  # {"metric.name", ...}: a quoted metric name
             name = _unquote(token.text)
             if _QUOTED_NAME.match(name):
                 names.add(name)
+                matchers.append(_quoted(name))
         i += 1
-    return i + 1
+    return i + 1, matchers
+
+
+def _quoted(text: str) -> str:
+    """A PromQL double-quoted string of ``text``."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def _name_matcher(operator: str, value: str, names: set[str], problems: list[str]) -> None:

@@ -77,7 +77,7 @@ def removed_apis(
             f"removed in {removed}, requested within the last {window_seconds:g} s through "
             f"{interface.shown(sorted(addresses))} ({lately}): move its clients to a served version"
         )
-        findings.append(interface.Blocker("removed-apis", subject, message))
+        findings.append(interface.Finding("removed-apis", subject, message))
     failed = [f"{s.address}: {s.error}" for s in samples if s.error]
     unknown = "; ".join(failed) if failed else ("" if samples else "no apiserver to read /metrics from")
     return interface.Judgement("removed-apis", tuple(findings), unknown)

@@ -131,10 +131,10 @@ def metric_names(expr: object) -> Selection:
             continue
         names.add(word)
         i += 1
-        matchers: list[str] = []
+        labels: list[str] = []
         if after is not None and after.text == "{":
-            i, matchers = _matchers(tokens, i + 1, names, problems)
-        selectors.add(word + ("{" + ",".join(matchers) + "}" if matchers else ""))
+            i, labels = _matchers(tokens, i + 1, names, problems)
+        selectors.add(word + ("{" + ",".join(labels) + "}" if labels else ""))
     return Selection(frozenset(names), "; ".join(problems), frozenset(selectors))
 
 

@@ -238,8 +238,8 @@ def test_the_charts_prefix_for_a_release_name() -> None:
 
 
 def test_the_readiness_table_shows_a_few_findings_per_check_and_every_acknowledgement() -> None:
-    findings = [{"subject": f"Node w{i}", "message": "kubelet v1.33.9 is 4 minors below 1.37 " + "x" * 100}
-                for i in range(readiness.SHOWN + 2)]  # fmt: skip
+    findings = [{"subject": f"Node w{i}", "message": "kubelet v1.33.9 is 4 minors below 1.37 " + "x" * 100,
+                 "severity": "blocker"} for i in range(readiness.SHOWN + 2)]  # fmt: skip
     document = {
         "upgradeable": False, "target": "1.37", "targetReason": "the masters' minor 1.36 + 1",
         "checks": [{"check": "kubelet-skew", "status": "blocked", "reason": "Node w0: " + "y" * 200,
@@ -255,6 +255,8 @@ def test_the_readiness_table_shows_a_few_findings_per_check_and_every_acknowledg
     assert brief[4].endswith("…") and len(brief[4].split("  ")[-1].strip()) == readiness.REASON_WIDTH
     assert sum("Node w" in line for line in brief[6:]) == readiness.SHOWN
     assert "(+2 more)  -o wide lists every finding" in "\n".join(brief)
+    assert brief[6].split()[:3] == ["CHECK", "SEVERITY", "SUBJECT"]
+    assert brief[7].split()[:3] == ["kubelet-skew", "blocker", "Node"]
     assert brief[-1].split() == ["ack-1.36-kubelet-skew", "other-target", "-", "for", "1.36,", "the", "target",
                                  "is", "1.37"]  # fmt: skip
     full = readiness.readiness_view(document, acknowledgements="", full=True)

@@ -74,6 +74,9 @@ log "docker build $bundles:$version (and :dev) from images/bundle.Dockerfile"
 build -f images/bundle.Dockerfile -t "$bundles:$version" -t "$bundles:dev" .
 
 # The image a rebuild replaced is left untagged: remove it (the build stage's layers stay, as the cache).
-docker image prune --force --filter "label=org.opencontainers.image.title=$image" >/dev/null
+# Cleanup only: another build's prune running at the same moment ("a prune operation is already running")
+# is no reason to fail this one.
+docker image prune --force --filter "label=org.opencontainers.image.title=$image" >/dev/null ||
+  log "the old image is left for the next build to remove (the engine refused a prune now)"
 size=$(docker image inspect --format '{{.Size}}' "$image:$version" | numfmt --to=iec)
 log "done: $image:$version ($size), $bundles:$version"

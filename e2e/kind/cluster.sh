@@ -129,6 +129,16 @@ ensure_network() {
   if docker network inspect "$network" >/dev/null 2>&1; then
     return
   fi
+  # A network left by another cluster (one of another name that a killed run left behind) may hold the range:
+  # name it and how to remove it, rather than the engine's "Pool overlaps".
+  local other
+  for other in $(docker network ls --quiet --filter "label=$kuc_label=network"); do
+    if [[ $(docker network inspect --format '{{range .IPAM.Config}}{{.Subnet}} {{end}}' "$other") == *"$node_subnet "* ]]; then
+      other=$(docker network inspect --format '{{.Name}}' "$other")
+      die "the range $node_subnet is taken by docker network $other (cluster $other): delete it with" \
+        "KIND_CLUSTER_NAME=$other e2e/kind/cluster.sh down, or choose another range with KUC_KIND_NODE_SUBNET"
+    fi
+  done
   log "creating docker network $network ($node_subnet)"
   docker network create --driver bridge --subnet "$node_subnet" \
     --opt com.docker.network.bridge.enable_ip_masquerade=true \

@@ -406,7 +406,7 @@ class AddonUpdater(reconciler.Reconciler[AddonUpdaterConfig]):
     ) -> SwitchRound:
         cfg, bundle = self.cfg, decision.bundle
         assert bundle is not None
-        settings = apply_target.Settings(
+        settings = apply_target.ApplySettings(
             release=cfg.release,
             field_manager=cfg.field_manager,
             default_namespace=cfg.default_namespace,

@@ -16,7 +16,7 @@ from typing import Any, Literal, get_args
 from controllers.structs import redact
 
 JSON = dict[str, Any]
-Selection = Literal["exact", "nearestLower"]
+BundleSelection = Literal["exact", "nearestLower"]
 
 
 FailureReason = Literal[
@@ -118,7 +118,9 @@ def parse_minor(text: str) -> tuple[int, int] | None:
     return (int(match[1]), int(match[2])) if match else None
 
 
-def select_bundle(*, wanted: tuple[int, int], available: Iterable[str], selection: Selection) -> str | None:
+def select_bundle(
+    *, wanted: tuple[int, int], available: Iterable[str], selection: BundleSelection
+) -> str | None:
     """The bundle minor to use for the agreed ``wanted`` minor: the same minor, or with ``nearestLower`` the
     closest minor below it when that one is missing. None: no bundle fits (change nothing)."""
     minors = {key: text for text in available if (key := parse_minor(text)) is not None}

@@ -22,7 +22,7 @@ DEFAULTS = config.BaseConfig()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Release:
+class ChartRelease:
     """A release of the chart, as its upgrade-readiness config ConfigMap shows it."""
 
     name: str  # the Helm release
@@ -54,7 +54,7 @@ class Acknowledgements:
         return f"acknowledgements: ConfigMap {self.namespace}/{self.name} ({self.found_by}{presence})"
 
 
-def release_of(obj: Mapping[str, Any]) -> Release | None:
+def release_of(obj: Mapping[str, Any]) -> ChartRelease | None:
     """The release a ConfigMap labelled as upgrade-readiness's belongs to, from its config file; None for
     anything else (a state ConfigMap, a config that is not a mapping). The values are the cluster's:
     only strings are taken."""
@@ -77,7 +77,7 @@ def release_of(obj: Mapping[str, Any]) -> Release | None:
     prefix = text_of("release", DEFAULTS.release)
     labels = meta.get("labels") or {}
     name = labels.get(INSTANCE_LABEL) if isinstance(labels, Mapping) else None
-    return Release(
+    return ChartRelease(
         name=name if isinstance(name, str) and name else prefix,
         namespace=text_of("namespace", str(meta.get("namespace") or DEFAULTS.namespace)),
         prefix=prefix,
@@ -95,7 +95,7 @@ def chart_prefix(release: str) -> str:
     return full[:40].rstrip("-")
 
 
-def choose(found: Sequence[Release], *, release: str | None) -> Release | None:
+def choose(found: Sequence[ChartRelease], *, release: str | None) -> ChartRelease | None:
     """The one release meant: named by ``release`` (its Helm name or its prefix), or the only one found.
     Several: a UsageError naming them."""
     matching = [r for r in found if release is None or release in (r.name, r.prefix)]

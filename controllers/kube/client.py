@@ -99,7 +99,7 @@ class Kube:
         qps: float = 0.0,
         request_timeout: float = 60.0,
         fresh_connections: bool = False,
-        policy: retry.Policy = retry.THROTTLED,
+        policy: retry.RetryPolicy = retry.THROTTLED,
     ) -> None:
         self.api_client = api_client
         self.request_timeout = request_timeout
@@ -151,7 +151,7 @@ class Kube:
         body: JSON | str | None = None,
         content_type: str | None = None,
         request_timeout: float | None = None,
-        policy: retry.Policy | None = None,
+        policy: retry.RetryPolicy | None = None,
         on_error: Callable[[retry.Reason, BaseException], None] | None = None,
     ) -> JSON:
         """One API call; raises :class:`ApiError` on a non-2xx answer. ``policy`` says which failures are
@@ -243,7 +243,7 @@ class Kube:
         query: Query | None = None,
         limit: int = 500,
         start: str = "",
-        policy: retry.Policy = retry.THROTTLED,
+        policy: retry.RetryPolicy = retry.THROTTLED,
         on_error: Callable[[retry.Reason, BaseException], None] | None = None,
     ) -> AsyncGenerator[JSON]:
         """Every page of a list (limit/continue), from the continue token ``start`` when given; ``policy``
@@ -412,7 +412,7 @@ async def connect(
     qps: float = 0.0,
     request_timeout: float = 60.0,
     fresh_connections: bool = False,
-    policy: retry.Policy = retry.THROTTLED,
+    policy: retry.RetryPolicy = retry.THROTTLED,
 ) -> Kube:
     """A client configured as :func:`kubeconfig_source` finds (``context``: a kubeconfig context other than
     its current one). Raises :class:`KubeconfigError` when there is none or it cannot be loaded."""

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 EventType = Literal["Normal", "Warning"]
 # Up to 5 more tries over about 10 s at most: long enough for a removed apiserver's endpoint to go.
-RETRY = retry.Policy(base=0.5, cap=4.0, attempts=5)
+RETRY = retry.RetryPolicy(base=0.5, cap=4.0, attempts=5)
 
 
 @dataclasses.dataclass
@@ -36,7 +36,7 @@ class Recorder:
     instance: str = dataclasses.field(
         default_factory=lambda: os.environ.get("POD_NAME") or socket.gethostname()
     )
-    policy: retry.Policy = RETRY
+    policy: retry.RetryPolicy = RETRY
 
     async def emit(
         self, ref: refs.ObjectRef, *, reason: str, note: str, type: EventType = "Normal", action: str

@@ -1,7 +1,7 @@
 """One error classifier and one retry policy for every API call (after kopf's ``api.request`` and the
 storage-version-migrator's ``interpret()``).
 
-``classify`` names what went wrong (a bounded label for logs and metrics); a :class:`Policy` says which
+``classify`` names what went wrong (a bounded label for logs and metrics); a :class:`RetryPolicy` says which
 kinds are worth another try and how long to wait: exponential backoff with full jitter, or exactly what the
 apiserver asked for in ``Retry-After``. :func:`call` is the one retry loop.
 """
@@ -109,7 +109,7 @@ def clamp_retry_after(seconds: float | None, *, cap: float = RETRY_AFTER_CAP) ->
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Policy:
+class RetryPolicy:
     """Retry the ``on`` kinds of failure at most ``attempts`` times (None: forever); wait a random delay in
     [0, min(cap, base * 2**attempt)] between tries, or what ``Retry-After`` asks for (at most
     ``retry_after_cap``)."""
@@ -131,18 +131,18 @@ class Policy:
 
 
 # One try, no retry.
-ONCE = Policy(attempts=0)
+ONCE = RetryPolicy(attempts=0)
 # What every request does by itself: wait as long as the apiserver's priority and fairness asks.
-THROTTLED = Policy(base=1.0, attempts=8, on=frozenset({"throttled"}))
+THROTTLED = RetryPolicy(base=1.0, attempts=8, on=frozenset({"throttled"}))
 # Read-modify-write after a 409: read again and decide again at once (client-go's RetryOnConflict).
-CONFLICTS = Policy(base=0.01, cap=0.5, attempts=10, on=frozenset({"conflict"}))
+CONFLICTS = RetryPolicy(base=0.01, cap=0.5, attempts=10, on=frozenset({"conflict"}))
 
 
 @dataclasses.dataclass(slots=True)
 class Backoff:
     """A policy's delays for a loop that keeps its own count (a watch: reset after every success)."""
 
-    policy: Policy = Policy()
+    policy: RetryPolicy = RetryPolicy()
     attempt: int = 0
 
     def next_delay(self, *, retry_after: float | None = None) -> float:
@@ -157,7 +157,7 @@ class Backoff:
 async def call(
     attempt: Callable[[], Awaitable[T]],
     *,
-    policy: Policy,
+    policy: RetryPolicy,
     on_error: Callable[[Reason, BaseException], None] | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> T:

@@ -31,7 +31,7 @@ PACE_SECONDS = 0.05
 # of 5,000 nodes costs tens of milliseconds).
 BUSY_PACE_SECONDS = 0.5
 # A node whose change failed is tried again after 2 s, 4 s, … up to a minute (reset once it went through).
-NODE_RETRY = retry.Policy(base=2.0, cap=60.0)
+NODE_RETRY = retry.RetryPolicy(base=2.0, cap=60.0)
 EVENT_CONCURRENCY = 4
 
 

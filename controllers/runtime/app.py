@@ -179,10 +179,10 @@ def routes(running: Sequence[reconciler.Reconciler[Any]]) -> dict[str, Any]:
 # A controller that failed is started again in its process after about 1 s, 2 s, 4 s, … up to a minute;
 # after DOWN_AFTER failures in a row /healthz reports it down (the kubelet then restarts the pod), until a
 # run of it has lasted STEADY_SECONDS.
-RESTART = retry.Policy(base=1.0, cap=60.0)
+RESTART = retry.RetryPolicy(base=1.0, cap=60.0)
 DOWN_AFTER = 5
 # Giving the Lease up when stopping: a few quick tries, transient failures and conflicts (read again).
-RELEASE = retry.Policy(base=0.2, cap=1.0, attempts=3, on=retry.TRANSIENT | {"conflict"})
+RELEASE = retry.RetryPolicy(base=0.2, cap=1.0, attempts=3, on=retry.TRANSIENT | {"conflict"})
 STEADY_SECONDS = 300.0
 
 
@@ -205,7 +205,7 @@ async def life(
     controller: reconciler.Reconciler[Any],
     *,
     lease_kube: client.Kube | None,
-    restart: retry.Policy = RESTART,
+    restart: retry.RetryPolicy = RESTART,
 ) -> None:
     """One controller for as long as the process lives: standby until it leads (``--leader-elect``), then
     its work until leadership ends (back to standby, to compete again) or something fails (started again

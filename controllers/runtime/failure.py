@@ -76,7 +76,7 @@ class ItemBackoff(Generic[K]):
     """Failed items and when each may be tried again: ``policy.base * 2**n`` seconds after its n-th failure
     in a row, at most ``policy.cap``, or what the failure asks for. A success forgets the item."""
 
-    policy: retry.Policy
+    policy: retry.RetryPolicy
     clock: Callable[[], float] = time.monotonic  # the event loop's clock
     items: dict[K, ItemFailure] = dataclasses.field(default_factory=dict)
 

@@ -52,9 +52,9 @@ log = logging.getLogger(__name__)
 C = TypeVar("C", bound=config_module.BaseConfig)
 T = TypeVar("T")
 # A failed sync is tried again after a random delay in [0, min(60, 0.5 * 2**n)] s (reset by a success).
-SYNC_RETRY = retry.Policy(base=0.5, cap=60.0)
+SYNC_RETRY = retry.RetryPolicy(base=0.5, cap=60.0)
 # A failed item is tried again after 1 s, 2 s, 4 s, … up to a minute (reset by its success).
-ITEM_RETRY = retry.Policy(base=1.0, cap=60.0)
+ITEM_RETRY = retry.RetryPolicy(base=1.0, cap=60.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +89,7 @@ class Reconciler(Generic[C]):
     description: ClassVar[str]
     config_type: ClassVar[type[config_module.BaseConfig]]
     # How long a failed item waits before it is tried again (:meth:`run_item`).
-    item_retry: ClassVar[retry.Policy] = ITEM_RETRY
+    item_retry: ClassVar[retry.RetryPolicy] = ITEM_RETRY
     # Whether its status goes to its state ConfigMap (the watchdog writes nothing but Events).
     writes_state: ClassVar[bool] = True
     # The action of the Events its conditions' transitions record ("Evaluate", "Observe").

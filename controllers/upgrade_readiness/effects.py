@@ -67,7 +67,7 @@ async def probe_bundle(
     bundles: source.Source,
     *,
     target: Version,
-    selection: model.Selection,
+    selection: model.BundleSelection,
     variables: dict[str, str],
     variables_config_map: str,
     namespace: str,

@@ -18,8 +18,8 @@ from controllers.structs import gate
 
 KUBECONFIG_SUFFIX = "-kubeconfig"  # Cluster API's Secret of a cluster's admin kubeconfig
 KUBECONFIG_KEY = "value"
-State = Literal["upgradeable", "blocked", "unread"]
-STATES: tuple[State, ...] = ("upgradeable", "blocked", "unread")
+VerdictState = Literal["upgradeable", "blocked", "unread"]
+STATES: tuple[VerdictState, ...] = ("upgradeable", "blocked", "unread")
 
 HOOKS_API_VERSION = "hooks.runtime.cluster.x-k8s.io/v1alpha1"
 # The handlers the extension serves: its name in the discovery answer (the path's last part) → the hook.
@@ -57,7 +57,7 @@ class Reading:
     problem: str = ""
 
 
-def state_of(reading: Reading | None, *, now: float) -> State:
+def state_of(reading: Reading | None, *, now: float) -> VerdictState:
     if reading is None or reading.verdict is None:
         return "unread"
     return "upgradeable" if gate.at(reading.verdict, now=now).upgradeable else "blocked"

@@ -39,7 +39,7 @@ class Metrics:
             for answer in logic.ANSWERS:
                 self.answers.labels(hook, answer)
 
-    def observe_states(self, states: Iterable[logic.State]) -> None:
+    def observe_states(self, states: Iterable[logic.VerdictState]) -> None:
         counts = dict.fromkeys(logic.STATES, 0)
         for state in states:
             counts[state] += 1

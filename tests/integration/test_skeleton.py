@@ -152,7 +152,7 @@ async def test_a_failing_controller_is_restarted_in_process_and_the_others_go_on
     cfg = make_config(namespace, label)
     broken = harness.build(Broken, kube, cfg)
     healthy = harness.build(Healthy, kube, cfg)
-    fast = retry.Policy(base=0.05, cap=0.1)
+    fast = retry.RetryPolicy(base=0.05, cap=0.1)
     lives = [asyncio.create_task(app.life(each, lease_kube=None, restart=fast)) for each in (broken, healthy)]
     try:
         await harness.eventually(
@@ -230,7 +230,7 @@ async def test_items_wait_out_their_own_backoff_and_long_work_reports_to_the_nex
     sync backoff and does not stop the controller)."""
 
     class Items(Scripted):
-        item_retry = retry.Policy(base=0.2, cap=0.2)
+        item_retry = retry.RetryPolicy(base=0.2, cap=0.2)
         every: ClassVar[float | None] = None
 
         def __init__(self, ctx: context.Context[config.BaseConfig]) -> None:

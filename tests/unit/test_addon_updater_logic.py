@@ -54,7 +54,7 @@ def reason_of(text: str) -> str:
     ],
 )
 def test_select_bundle(
-    wanted: tuple[int, int], available: list[str], selection: model.Selection, chosen: str | None
+    wanted: tuple[int, int], available: list[str], selection: model.BundleSelection, chosen: str | None
 ) -> None:
     assert model.select_bundle(wanted=wanted, available=available, selection=selection) == chosen
 

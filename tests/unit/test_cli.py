@@ -201,14 +201,14 @@ def config_map(
 
 def test_a_release_is_read_from_its_config_and_only_strings_are_taken() -> None:
     found = releases.release_of(config_map("release: up-kube-upgrade-controllers\nnamespace: upgrades\n"))
-    assert found == releases.Release(
+    assert found == releases.ChartRelease(
         name="up", namespace="upgrades", prefix="up-kube-upgrade-controllers",
         acknowledgements="up-kube-upgrade-controllers-upgrade-readiness-acks",
     )  # fmt: skip
     named = releases.release_of(config_map("release: p\nacknowledgementsConfigMap: mine\n", instance=None))
     assert named is not None and (named.name, named.acknowledgements) == ("p", "mine")
     odd = releases.release_of(config_map("release: [1]\nnamespace: 7\nacknowledgementsConfigMap: {}\n"))
-    assert odd == releases.Release(
+    assert odd == releases.ChartRelease(
         name="up", namespace="upgrades", prefix=config.BaseConfig().release,
         acknowledgements=f"{config.BaseConfig().release}-upgrade-readiness-acks",
     )  # fmt: skip
@@ -219,8 +219,12 @@ def test_a_release_is_read_from_its_config_and_only_strings_are_taken() -> None:
 
 
 def test_the_release_meant_is_chosen_by_its_name_or_prefix() -> None:
-    a = releases.Release(name="a", namespace="x", prefix="a-kube-upgrade-controllers", acknowledgements="")
-    b = releases.Release(name="b", namespace="y", prefix="b-kube-upgrade-controllers", acknowledgements="")
+    a = releases.ChartRelease(
+        name="a", namespace="x", prefix="a-kube-upgrade-controllers", acknowledgements=""
+    )
+    b = releases.ChartRelease(
+        name="b", namespace="y", prefix="b-kube-upgrade-controllers", acknowledgements=""
+    )
     assert releases.choose([a], release=None) is a
     assert releases.choose([a, b], release="b") is b
     assert releases.choose([a, b], release="a-kube-upgrade-controllers") is a

@@ -26,7 +26,7 @@ def test_kinds_of_failure() -> None:
 
 def test_each_item_waits_its_own_capped_backoff_and_a_success_forgets_it() -> None:
     clock = clocks.Clock()
-    items: failure.ItemBackoff[str] = failure.ItemBackoff(retry.Policy(base=2.0, cap=5.0), clock=clock)
+    items: failure.ItemBackoff[str] = failure.ItemBackoff(retry.RetryPolicy(base=2.0, cap=5.0), clock=clock)
     error = retry.ApiError(status=503, body={"reason": "ServiceUnavailable"})
     assert items.ready("a") and items.next_in() is None
     assert [items.failed("a", error, what="taint a") for _ in range(4)] == [2.0, 4.0, 5.0, 5.0]
@@ -44,7 +44,7 @@ def test_each_item_waits_its_own_capped_backoff_and_a_success_forgets_it() -> No
 
 def test_what_a_failure_asks_for_wins_and_a_permanent_one_stops_the_item() -> None:
     clock = clocks.Clock()
-    items: failure.ItemBackoff[str] = failure.ItemBackoff(retry.Policy(base=1.0, cap=60.0), clock=clock)
+    items: failure.ItemBackoff[str] = failure.ItemBackoff(retry.RetryPolicy(base=1.0, cap=60.0), clock=clock)
     assert items.failed("a", retry.ApiError(status=429, body={}, retry_after=9.0)) == 9.0
     assert items.failed("b", failure.TemporaryError("not yet", delay=0.5)) == 0.5
     assert items.failed("c", failure.PermanentError("cannot")) is None
@@ -62,7 +62,7 @@ def test_temporary_error_keeps_its_reason(delay: float | None) -> None:
 
 def test_what_a_server_asks_is_bounded_and_many_failures_do_not_overflow() -> None:
     items: failure.ItemBackoff[str] = failure.ItemBackoff(
-        retry.Policy(base=1.0, cap=60.0), clock=clocks.Clock()
+        retry.RetryPolicy(base=1.0, cap=60.0), clock=clocks.Clock()
     )
     assert items.failed("a", retry.ApiError(status=429, body={}, retry_after=1e9)) == retry.RETRY_AFTER_CAP
     assert items.failed("b", failure.TemporaryError("x", delay=-5)) == 0.0

@@ -34,7 +34,7 @@ def test_down_is_wedged_whatever_the_loop_says() -> None:
 
 
 def test_backoff_takes_retry_after_as_asked_and_counts_it() -> None:
-    backoff = retry.Backoff(retry.Policy(base=0.5, cap=60.0))
+    backoff = retry.Backoff(retry.RetryPolicy(base=0.5, cap=60.0))
     assert backoff.next_delay(retry_after=7.0) == 7.0
     assert backoff.attempt == 1
     assert 0 <= backoff.next_delay() <= 1.0  # the second try's window: [0, 0.5 * 2]

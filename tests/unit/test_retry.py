@@ -49,7 +49,7 @@ def test_classifier_connection_errors_and_bugs() -> None:
 
 
 def test_backoff_is_jittered_exponential_and_capped() -> None:
-    policy = retry.Policy(base=0.5, cap=4.0)
+    policy = retry.RetryPolicy(base=0.5, cap=4.0)
     for attempt, bound in enumerate([0.5, 1.0, 2.0, 4.0, 4.0, 4.0]):
         delays = [policy.delay(attempt) for _ in range(200)]
         assert all(0 <= d <= bound for d in delays)
@@ -58,7 +58,7 @@ def test_backoff_is_jittered_exponential_and_capped() -> None:
 
 
 def test_retry_after_wins_over_the_backoff() -> None:
-    assert retry.Policy(base=0.1, cap=0.2).delay(5, retry_after=7.0) == 7.0
+    assert retry.RetryPolicy(base=0.1, cap=0.2).delay(5, retry_after=7.0) == 7.0
 
 
 @pytest.mark.parametrize(
@@ -84,20 +84,20 @@ async def test_a_servers_retry_after_is_clamped_to_zero_and_the_cap(header: str,
 async def test_a_retry_after_that_is_no_number_leaves_the_policys_own_backoff(header: str | None) -> None:
     flaky = Flaky(client._api_error(429, b"{}", header))
     assert await retry.call(
-        flaky, policy=retry.Policy(base=0.1, on=frozenset({"throttled"})), sleep=flaky.sleep
+        flaky, policy=retry.RetryPolicy(base=0.1, on=frozenset({"throttled"})), sleep=flaky.sleep
     )
     assert len(flaky.slept) == 1 and 0 <= flaky.slept[0] <= 0.1
 
 
 def test_a_policys_own_retry_after_cap() -> None:
-    policy = retry.Policy(retry_after_cap=5.0)
+    policy = retry.RetryPolicy(retry_after_cap=5.0)
     assert policy.delay(0, retry_after=math.inf) == 5.0
     assert policy.delay(0, retry_after=4.0) == 4.0
 
 
 def test_backoff_never_overflows_whatever_the_number_of_failures() -> None:
     """base * 2**1024 overflowed a float: about 8 h of a persistent 403 at a minute's cap ended the loop."""
-    policy = retry.Policy(base=0.5, cap=60.0)
+    policy = retry.RetryPolicy(base=0.5, cap=60.0)
     for attempt in (1023, 1024, 1025, 10**6, 10**18):
         assert 0 <= policy.delay(attempt) <= 60.0
     backoff = retry.Backoff(policy)
@@ -108,7 +108,7 @@ def test_backoff_never_overflows_whatever_the_number_of_failures() -> None:
 
 
 def test_backoff_counts_and_resets() -> None:
-    backoff = retry.Backoff(retry.Policy(base=1.0, cap=100.0))
+    backoff = retry.Backoff(retry.RetryPolicy(base=1.0, cap=100.0))
     assert all(backoff.next_delay() <= 2**n for n in range(5))
     assert backoff.attempt == 5
     backoff.reset()
@@ -137,7 +137,7 @@ async def test_call_retries_transient_failures_honouring_retry_after() -> None:
     flaky = Flaky(api_error(503), api_error(429, retry_after=2.0), aiohttp.ServerDisconnectedError())
     seen: list[str] = []
     result = await retry.call(
-        flaky, policy=retry.Policy(base=0.1), on_error=lambda r, _: seen.append(r), sleep=flaky.sleep
+        flaky, policy=retry.RetryPolicy(base=0.1), on_error=lambda r, _: seen.append(r), sleep=flaky.sleep
     )
     assert result == "ok" and flaky.calls == 4
     assert seen == ["server_error", "throttled", "connection"]
@@ -148,7 +148,7 @@ async def test_call_retries_transient_failures_honouring_retry_after() -> None:
 async def test_call_gives_up_after_the_attempts() -> None:
     flaky = Flaky(*(api_error(500) for _ in range(5)))
     with pytest.raises(retry.ApiError):
-        await retry.call(flaky, policy=retry.Policy(attempts=2), sleep=flaky.sleep)
+        await retry.call(flaky, policy=retry.RetryPolicy(attempts=2), sleep=flaky.sleep)
     assert flaky.calls == 3 and len(flaky.slept) == 2
 
 
@@ -156,7 +156,7 @@ async def test_call_gives_up_after_the_attempts() -> None:
 async def test_call_does_not_retry_what_another_try_cannot_fix(error: BaseException) -> None:
     flaky = Flaky(error)
     with pytest.raises(type(error)):
-        await retry.call(flaky, policy=retry.Policy(), sleep=flaky.sleep)
+        await retry.call(flaky, policy=retry.RetryPolicy(), sleep=flaky.sleep)
     assert flaky.calls == 1 and flaky.slept == []
 
 

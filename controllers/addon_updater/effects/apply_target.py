@@ -29,11 +29,11 @@ log = logging.getLogger(__name__)
 DRY_RUN_CONCURRENCY = 8
 # A just-Established CRD may take a moment until its REST endpoint answers (404) and server-side apply
 # knows its new schema (a 500 "field not declared in schema", classified invalid): tried again for a few s.
-NEW_KIND = retry.Policy(base=0.05, cap=0.5, attempts=20, on=frozenset({"not_found", "invalid"}))
+NEW_KIND = retry.RetryPolicy(base=0.05, cap=0.5, attempts=20, on=frozenset({"not_found", "invalid"}))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Settings:
+class ApplySettings:
     release: str
     field_manager: str
     default_namespace: str
@@ -70,9 +70,9 @@ async def dry_run(
     kube: Kube,
     items: Sequence[admission.Item],
     *,
-    settings: Settings,
+    settings: ApplySettings,
     deferrable: set[model.ObjectKey],
-    policy: retry.Policy = retry.ONCE,
+    policy: retry.RetryPolicy = retry.ONCE,
 ) -> list[admission.Item]:
     """Dry-run every item; returns those that failed only because the bundle's own Namespaces or CRDs do not
     exist yet (``deferrable``). A failure that may pass — the apiserver busy, a permission (403) or a resource
@@ -153,7 +153,7 @@ async def switch(
     kube: Kube,
     manifests: Sequence[model.Manifest],
     *,
-    settings: Settings,
+    settings: ApplySettings,
     minor: str,
     digest: str,
     inventory: Sequence[logic.Created],
@@ -270,7 +270,7 @@ async def prune(
     return pruned, kept, gone
 
 
-async def _apply(kube: Kube, item: admission.Item, *, settings: Settings) -> str:
+async def _apply(kube: Kube, item: admission.Item, *, settings: ApplySettings) -> str:
     """Apply one object; returns its UID."""
     try:
         applied = await retry.call(

@@ -137,7 +137,7 @@ class Migrator:
         self._announcing: set[asyncio.Task[None]] = set()
         self.metrics.observe_pacing(budget=self.latency_budget, limit=self.pacer.limit, latency=0.0, idle=0.0)
         self._limiter = RateLimiter(qps=self.qps)
-        self._policy = retry.Policy(base=0.2, cap=5.0, attempts=self.max_retries)
+        self._policy = retry.RetryPolicy(base=0.2, cap=5.0, attempts=self.max_retries)
 
     def _count(self, reason: retry.Reason, _: BaseException) -> None:
         if reason not in ("conflict", "not_found"):  # those are how a rewrite ends, not errors

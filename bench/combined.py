@@ -185,7 +185,7 @@ async def run(idle_seconds: float, workdir: pathlib.Path) -> dict[str, Any]:
                     (name, *stack.enter_context(
                         started([str(bin_dir / name), *common("apart")], env=env, log=workdir / f"{name}.log")
                     ))
-                    for name in registry.NAMES
+                    for name in registry.EVERY_CLUSTER  # what `run` without names combines
                 ]  # fmt: skip
                 separate = await measure(
                     kube, processes, namespace=namespace, release="apart", idle_seconds=idle_seconds

@@ -37,7 +37,7 @@ CHART = REPO / "charts" / "kube-upgrade-controllers"
 CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
 # The in-cluster reader of the controllers' secure /metrics and /status (e2e/kind/metrics_reader.py).
 READER_NAMESPACE, READER, READER_PORT = "kuc-e2e", "metrics-reader", 8080
-CONTROLLERS = registry.NAMES
+CONTROLLERS = registry.EVERY_CLUSTER  # what the chart runs in a workload cluster (not the verdict relay)
 
 T = TypeVar("T")
 _started = time.monotonic()

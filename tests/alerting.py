@@ -45,6 +45,26 @@ async def recording() -> AsyncIterator[tuple[str, Callable[[], list[tuple[float,
         await runner.cleanup()
 
 
+@contextlib.asynccontextmanager
+async def exporter(samples: dict[str, float]) -> AsyncIterator[int]:
+    """A scrape target on loopback serving ``samples`` (series → value, read at each scrape: a test adds and
+    removes series while it runs); yields its port."""
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(text="".join(f"{series} {value}\n" for series, value in samples.items()))
+
+    application = web.Application()
+    application.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(application)
+    await runner.setup()
+    port = controlplane.free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield port
+    finally:
+        await runner.cleanup()
+
+
 @contextlib.contextmanager
 def process(name: str, argv: list[str], directory: pathlib.Path) -> Iterator[None]:
     """``argv``, its output in ``directory/<name>.log``; terminated at the end."""

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import pathlib
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
 from controllers.agreement import masters as agreement_masters
 from controllers.kube import resources, retry, watch
-from controllers.leader_watchdog import checks, logic
+from controllers.leader_watchdog import checks, effects, logic
 from controllers.leader_watchdog import metrics as metrics_module
-from controllers.leader_watchdog.checks import interface
+from controllers.leader_watchdog.checks import blind_rules, interface
 from controllers.runtime import config, context, reconciler
-from controllers.structs import status
+from controllers.structs import refs, status
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,25 @@ APISERVER_IDENTITY_SELECTOR = "apiserver.kubernetes.io/identity=kube-apiserver"
 MIN_GAP = 0.2
 # When a finding cannot be confirmed by a fresh read (the API does not answer), try again this soon.
 CONFIRM_RETRY = 2.0
+
+
+def _prometheus_url(value: str) -> str | None:
+    """Empty (the check is off), or an http(s) URL with a host and no credentials, query or fragment (a token
+    goes in --prometheus-bearer-token-file, where /status and the logs never show it)."""
+    if not value:
+        return None
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http:// or https:// URL with a host"
+    if parts.username or parts.password or parts.query or parts.fragment:
+        return (
+            "must carry no user, password, query or fragment (a token goes in --prometheus-bearer-token-file)"
+        )
+    return None
+
+
+def _file(value: str) -> str | None:
+    return None if not value or pathlib.Path(value).is_file() else "is not a file"
 
 
 def _lease_keys(values: tuple[str, ...]) -> str | None:
@@ -85,6 +106,31 @@ class LeaderWatchdogConfig(config.BaseConfig):
     evaluate_interval_seconds: float = config.option(
         5.0, "Re-evaluate at least this often, even without watch events.", check=config.positive
     )
+    prometheus_url: str = config.option(
+        "",
+        "Prometheus (or a compatible query API with its path prefix: Thanos Querier, Mimir) whose alerting "
+        "rules the blind-alert-rules check reads after an upgrade; empty: that check is off.",
+        check=_prometheus_url,
+    )
+    prometheus_ca_file: str = config.option(
+        "", "CA certificates that verify an https Prometheus (empty: the system's).", check=_file
+    )
+    prometheus_bearer_token_file: str = config.option(
+        "", "File holding a bearer token for Prometheus (read at each round; empty: none).", check=_file
+    )
+    prometheus_timeout_seconds: float = config.option(
+        10.0, "Timeout of one request to Prometheus.", check=config.positive
+    )
+    blind_rules_interval_seconds: float = config.option(
+        300.0,
+        "After an upgrade, ask Prometheus about its alerting rules this often (one query per selector).",
+        check=config.positive,
+    )
+    blind_rules_window_seconds: float = config.option(
+        3600.0,
+        "A selector 'had series before the upgrade' when it had some within this long before it began.",
+        check=config.positive,
+    )
 
     @property
     def rules(self) -> interface.Thresholds:
@@ -123,6 +169,10 @@ class LeaderWatchdog(reconciler.Reconciler[LeaderWatchdogConfig]):
         self.published = status.Status(
             reason="starting", detail={"time": None, "critical": False, "findings": []}
         )
+        self.rules_probe: interface.RulesProbe | None = None  # the last round that read the rules
+        self.rules_error = ""
+        self.rules_round: reconciler.Work[interface.RulesProbe] | None = None
+        self.rules_asked: tuple[float, float] | None = None  # (upgrade began, asked at) of the last round
 
     def wakes(self) -> reconciler.Wakes:
         every = self.cfg.evaluate_interval_seconds
@@ -131,6 +181,7 @@ class LeaderWatchdog(reconciler.Reconciler[LeaderWatchdogConfig]):
     async def sync(self) -> reconciler.Synced:
         """Run every check now; update metrics, ``/status``, logs and (through the skeleton, unless ``--once``)
         Events."""
+        self._collect_rules_round()
         shot, evaluation = self._evaluate()
         if not self.cfg.once and logic.needs_confirmation(evaluation.findings, known=self.findings):
             # A watch served by an apiserver whose etcd is restarting (every control plane's, in a kubeadm
@@ -152,15 +203,71 @@ class LeaderWatchdog(reconciler.Reconciler[LeaderWatchdogConfig]):
         for each in news:
             if not each.warning:
                 log.info("%s on %s: %s", each.reason, each.ref, each.note)
+        self._start_rules_round(evaluation.history, now=now)
         return reconciler.Synced(ok=not evaluation.critical)
+
+    def _start_rules_round(self, history: logic.History, *, now: float) -> None:
+        """blind-alert-rules: ask Prometheus beside the loop (hundreds of queries must not hold the watchdog's
+        other checks) when :func:`blind_rules.due` says so."""
+        if not self.cfg.prometheus_url or "blind-alert-rules" not in self.cfg.checks:
+            return
+        if self.rules_round is not None or history.began is None:
+            return
+        phase = history.upgrade.phase if history.upgrade else None
+        interval = self.cfg.blind_rules_interval_seconds
+        if not blind_rules.due(
+            began=history.began, phase=phase, last=self.rules_asked, interval_seconds=interval, now=now
+        ):
+            return
+        self.rules_asked = (history.began, now)
+        self.rules_round = self.beside(self._ask_prometheus(began=history.began, now=now))
+
+    async def _ask_prometheus(self, *, began: float, now: float) -> interface.RulesProbe:
+        cfg = self.cfg
+        client = effects.Client(
+            url=cfg.prometheus_url,
+            ca_file=cfg.prometheus_ca_file,
+            bearer_token_file=cfg.prometheus_bearer_token_file,
+            timeout_seconds=cfg.prometheus_timeout_seconds,
+        )
+        async with client:
+            return await effects.probe(
+                client,
+                began=began,
+                window_seconds=cfg.blind_rules_window_seconds,
+                now=now,
+                ref=refs.ObjectRef(kind="Namespace", name=cfg.namespace),
+            )
+
+    def _collect_rules_round(self) -> None:
+        """The finished round becomes the one the check judges; one that could not read the rules leaves the
+        last one in place (a Prometheus restarting is no reason to forget blind rules) and says why."""
+        work = self.rules_round
+        if work is None or work.running:
+            return
+        self.rules_round = None
+        if work.abandoned:
+            return
+        try:
+            self.rules_probe, self.rules_error = work.result(), ""
+        except effects.UNANSWERED as error:
+            self.rules_error = f"cannot read the alerting rules from Prometheus: {effects.describe(error)}"
+            log.warning("%s", self.rules_error)
+            self.metrics.observe_rules_round(None)
+            return
+        self.metrics.observe_rules_round(self.rules_probe)
 
     def _evaluate(self) -> tuple[interface.Snapshot, logic.Evaluation]:
         agreement = self.ctx.agreements.current
-        shot = snapshot(
-            self.cfg,
-            self.stores,
-            observation=self.ctx.agreements.observation,
-            agreed_version=agreement.version.raw if agreement else None,
+        shot = dataclasses.replace(
+            snapshot(
+                self.cfg,
+                self.stores,
+                observation=self.ctx.agreements.observation,
+                agreed_version=agreement.version.raw if agreement else None,
+            ),
+            rules_probe=self.rules_probe,
+            rules_error=self.rules_error,
         )
         return shot, logic.evaluate(shot, now=self.clock(), rules=self.cfg.rules, history=self.history)
 

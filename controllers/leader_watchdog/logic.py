@@ -62,6 +62,7 @@ class History:
     holders: Mapping[str, str] = dataclasses.field(default_factory=dict)  # leader Lease → holder
     agreed: version.Version | None = None  # the version the masters last agreed on (None: none seen yet)
     upgrade: Upgrade | None = None  # the upgrade under way (None: none)
+    began: float | None = None  # when the last upgrade seen began: its first phase's start (None: none seen)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -224,6 +225,7 @@ def evaluate(
             pattern_since=pattern_since,
             agreed=agreed or history.agreed,
             upgrade=upgrade,
+            began=upgrade.started if upgrade is not None and history.upgrade is None else history.began,
         ),
         transitions=transitions(history.holders, snapshot.leaders),
         nodes=health,
@@ -294,6 +296,11 @@ def status_json(evaluation: Evaluation, snapshot: interface.Snapshot, *, now: fl
         ],
         "agreedVersion": snapshot.agreed_version,
         "upgrade": evaluation.upgrade.to_json() if evaluation.upgrade else None,
+        "upgradeBegan": times.iso(history.began),
+        "alertRules": {
+            "lastRound": snapshot.rules_probe.to_json() if snapshot.rules_probe else None,
+            "error": snapshot.rules_error or None,
+        },
         "masterSetChangedAt": times.iso(history.masters_changed_at),
         "leaders": [
             {

@@ -72,6 +72,21 @@ class Metrics:
             "When the upgrade phase under way began (Unix time); no series outside that phase.",
             "phase",
         )
+        self.rules_rounds = counter(
+            "alert_rules_rounds_total",
+            "Rounds of blind-alert-rules' questions to Prometheus, by outcome (ok: the rules were read; failed).",
+            "outcome",
+        )
+        for outcome in ("ok", "failed"):
+            self.rules_rounds.labels(outcome)
+        self.rules_asked = gauge(
+            "alert_rules_last_round_timestamp_seconds",
+            "When blind-alert-rules last read Prometheus's alerting rules (Unix time; 0: never).",
+        )
+        self.rules_unanswered = gauge(
+            "alert_rules_unevaluated",
+            "Problems of the last round: rules or selectors that could not be read or asked about.",
+        )
         self._upgrade: logic.Upgrade | None = None
 
     def observe_evaluation(
@@ -117,3 +132,10 @@ class Metrics:
         if upgrade is not None:
             self.upgrade.labels(upgrade.phase, upgrade.from_version, upgrade.to_version).set(1)
             self.upgrade_started.labels(upgrade.phase).set(upgrade.started)
+
+    def observe_rules_round(self, probe: interface.RulesProbe | None) -> None:
+        """A round of blind-alert-rules ended: with the rules read (``probe``), or not (None)."""
+        self.rules_rounds.labels("ok" if probe is not None else "failed").inc()
+        if probe is not None:
+            self.rules_asked.set(probe.at)
+            self.rules_unanswered.set(len(probe.problems))

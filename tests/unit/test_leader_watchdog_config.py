@@ -26,7 +26,8 @@ def load(*argv: str, environ: dict[str, str] | None = None) -> controller.Leader
 def test_defaults() -> None:
     cfg = load()
     assert cfg.leader_leases == ("kube-system/kube-controller-manager", "kube-system/kube-scheduler")
-    assert cfg.checks == ("leaders", "apiservers", "endpoints", "heartbeats")
+    assert cfg.checks == ("leaders", "apiservers", "endpoints", "heartbeats", "blind-alert-rules")
+    assert cfg.prometheus_url == ""  # blind-alert-rules asks nothing without one
     assert cfg.rules.heartbeat_stale_seconds == 40 and cfg.evaluate_interval_seconds == 5
 
 
@@ -51,6 +52,11 @@ def test_flags_and_environment() -> None:
         (["--heartbeat-stale-seconds", "0"], "must be > 0"),
         (["--notready-jump-fraction", "2"], "between 0 and 1"),
         (["--apiserver-selector", "a in (b"], "--apiserver-selector"),
+        (["--prometheus-url", "prometheus:9090"], "http:// or https:// URL"),
+        (["--prometheus-url", "https://user:secret@prometheus"], "no user, password"),
+        (["--prometheus-url", "http://prometheus/?token=x"], "no user, password, query"),
+        (["--prometheus-bearer-token-file", "/nonexistent/token"], "is not a file"),
+        (["--blind-rules-window-seconds", "0"], "must be > 0"),
     ],
 )
 def test_bad_values_are_config_errors(argv: list[str], message: str) -> None:

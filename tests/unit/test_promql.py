@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controllers.upgrade_readiness.checks import promql
+from controllers.structs import promql
 
 
 @pytest.mark.parametrize(
@@ -115,3 +115,16 @@ def test_every_selector_rebuilt_reads_back_as_itself(expr: str) -> None:
     for selector in promql.metric_names(expr).selectors:
         again = promql.metric_names(selector)
         assert again.selectors == {selector}, (expr, selector)
+
+
+@pytest.mark.parametrize(
+    ("expr", "absent"),
+    [
+        ('absent(up{job="kubelet"})', True),
+        ("ABSENT_OVER_TIME(a[5m]) or b", True),
+        ("absent_total > 0", False),
+        ('up{absent="x"} # absent(y)', False),
+    ],
+)
+def test_a_call_of_absent_is_told(expr: str, absent: bool) -> None:
+    assert promql.metric_names(expr).absent is absent

@@ -5,8 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from controllers.leader_watchdog.checks import apiservers, endpoints, heartbeats, interface, leaders
+from controllers.leader_watchdog.checks import (
+    apiservers,
+    blind_rules,
+    endpoints,
+    heartbeats,
+    interface,
+    leaders,
+)
 from controllers.structs import checking
 
-TABLE = checking.CheckTable((leaders.CHECK, apiservers.CHECK, endpoints.CHECK, heartbeats.CHECK))
+TABLE = checking.CheckTable(
+    (leaders.CHECK, apiservers.CHECK, endpoints.CHECK, heartbeats.CHECK, blind_rules.CHECK)
+)
 KINDS: Mapping[str, interface.Kind] = {kind.name: kind for check in TABLE.checks for kind in check.kinds}

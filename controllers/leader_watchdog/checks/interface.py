@@ -65,6 +65,51 @@ class NodeRecord:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class AlertRule:
+    """An alerting rule Prometheus evaluates: its group, its name, the vector selectors of its expression
+    (rebuilt from tokens by :mod:`controllers.structs.promql`, never its text as written), and whether it calls
+    ``absent`` (then missing series are what it watches for, not blindness)."""
+
+    group: str
+    name: str
+    selectors: tuple[str, ...]
+    absent: bool = False
+
+    @property
+    def subject(self) -> str:
+        return f"alert rule {self.group}/{self.name}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RulesProbe:
+    """One round of questions to Prometheus after an upgrade (blind-alert-rules): its alerting rules, how many
+    series each selector has now, and, for those with none now, how many it had within ``window_seconds``
+    before the upgrade began. A selector missing from ``now`` or ``before`` was not asked or not answered
+    (``problems`` says why)."""
+
+    began: float  # Unix time the upgrade began (as the watchdog saw it)
+    window_seconds: float
+    at: float  # Unix time of the round
+    rules: tuple[AlertRule, ...]
+    now: Mapping[str, int]
+    before: Mapping[str, int]
+    problems: tuple[str, ...]
+    ref: refs.ObjectRef  # where its Events go
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "asked": times.iso(self.at),
+            "upgradeBegan": times.iso(self.began),
+            "windowSeconds": self.window_seconds,
+            "alertingRules": len(self.rules),
+            "selectorsAsked": len(self.now),
+            "selectorsWithoutSeries": sum(1 for count in self.now.values() if count == 0),
+            "problems": list(self.problems[:NAMES_SHOWN]),
+            "moreProblems": max(0, len(self.problems) - NAMES_SHOWN),
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Snapshot:
     """What the watches show at one moment."""
 
@@ -75,6 +120,8 @@ class Snapshot:
     endpoint_ips: Sequence[str] | None  # the kubernetes Service's endpoints (None: no EndpointSlice)
     agreed_version: str | None = None  # the settled agreed version, when the masters agree
     checks: frozenset[str] | None = None  # the enabled checks (None: every one)
+    rules_probe: RulesProbe | None = None  # the last round of questions to Prometheus (None: none yet)
+    rules_error: str = ""  # why the last round could not read the rules ("": it could, or none yet)
 
     @property
     def masters(self) -> tuple[NodeRecord, ...]:

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from controllers.release_delta import model
-from controllers.structs import checking
-from controllers.upgrade_readiness.checks import interface, next_release, promql
+from controllers.structs import checking, promql
+from controllers.upgrade_readiness.checks import interface, next_release
 
 NAME = "alert-metrics"
 

@@ -9,8 +9,9 @@ regex is a plain alternation of names, and is reported as not understood otherwi
 never run). Never raises; inputs beyond :data:`MAX_EXPRESSION` characters are not read.
 
 It also gives the expression's vector selectors, rebuilt from their tokens (``name{label="value",...}``,
-``{matchers}``; ranges, offsets and ``@`` left out): what the blind-alerts check asks Prometheus about, one
-well-formed selector each, never a piece of the untrusted text as it was written.
+``{matchers}``; ranges, offsets and ``@`` left out): what the watchdog's blind-alert-rules check asks
+Prometheus about, one well-formed selector each, never a piece of the untrusted text as it was written; and
+whether it calls ``absent``/``absent_over_time`` (a rule written to fire when series are missing).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ AGGREGATIONS = frozenset(
 )
 LABEL_LISTS = frozenset(("by", "without", "on", "ignoring", "group_left", "group_right"))
 KEYWORDS = frozenset(("bool", "offset", "and", "or", "unless", "atan2", "inf", "nan"))
+ABSENT = frozenset(("absent", "absent_over_time"))
 _TOKEN = re.compile(
     r"""
     (?P<space>\s+|\#[^\n]*)
@@ -61,6 +63,7 @@ class Selection:
     names: frozenset[str]
     problem: str = ""
     selectors: frozenset[str] = frozenset()  # the vector selectors, rebuilt: 'up{job="kubelet"}'
+    absent: bool = False  # it calls absent() or absent_over_time()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -100,6 +103,7 @@ def metric_names(expr: object) -> Selection:
     names: set[str] = set()
     selectors: set[str] = set()
     problems = [problem] if problem else []
+    absent = False
     i = 0
     while i < len(tokens):
         token = tokens[i]
@@ -127,6 +131,7 @@ def metric_names(expr: object) -> Selection:
             i += 1
             continue
         if after is not None and after.text == "(":  # a function or an aggregation
+            absent = absent or lower in ABSENT
             i += 1
             continue
         names.add(word)
@@ -135,7 +140,7 @@ def metric_names(expr: object) -> Selection:
         if after is not None and after.text == "{":
             i, labels = _matchers(tokens, i + 1, names, problems)
         selectors.add(word + ("{" + ",".join(labels) + "}" if labels else ""))
-    return Selection(frozenset(names), "; ".join(problems), frozenset(selectors))
+    return Selection(frozenset(names), "; ".join(problems), frozenset(selectors), absent)
 
 
 def _closing(tokens: list[_Token], i: int, opening: str, closing: str) -> int:

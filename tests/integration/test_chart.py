@@ -179,6 +179,39 @@ def test_combined_is_one_deployment_bound_to_every_controllers_roles() -> None:
     assert not [o for o in ct.template() if "combined" in o["metadata"]["name"]]
 
 
+@pytest.mark.parametrize("combined", [False, True])
+def test_the_watchdogs_prometheus_secret_is_mounted_where_its_config_names_files(combined: bool) -> None:
+    """leaderWatchdog.prometheusSecret: in the pod that runs the watchdog only (its own, or the combined one),
+    read-only at the directory blind-alert-rules' token and CA files are in; no Kubernetes grant comes with it."""
+    directory = "/etc/kube-upgrade-controllers/prometheus"
+    extra = ["--set", "combined.enabled=true", "--set", "verdictRelay.enabled=false"] if combined else []
+    args: list[str | pathlib.Path] = ["-f", ct.ALL_ENABLED, *extra, "--set", "leaderWatchdog.config.prometheusUrl=https://prometheus:9090",
+            "--set", f"leaderWatchdog.config.prometheusBearerTokenFile={directory}/token"]  # fmt: skip
+    without = ct.template(*args)
+    with_secret = ct.template(*args, "--set", "leaderWatchdog.prometheusSecret=prometheus-credentials")
+    assert [o for o in with_secret if o["kind"].endswith("Role")] == [
+        o for o in without if o["kind"].endswith("Role")
+    ]
+    watchdog = "kuc-kube-upgrade-controllers-" + ("combined" if combined else "leader-watchdog")
+    for deployment in (o for o in with_secret if o["kind"] in ("Deployment", "DaemonSet")):
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        mounts = [m for m in container["volumeMounts"] if m["name"] == "prometheus"]
+        volumes = [v for v in pod["volumes"] if v["name"] == "prometheus"]
+        if deployment["metadata"]["name"] == watchdog:
+            assert mounts == [{"name": "prometheus", "mountPath": directory, "readOnly": True}]
+            assert volumes == [{"name": "prometheus", "secret": {"secretName": "prometheus-credentials"}}]
+        else:
+            assert mounts == volumes == [], deployment["metadata"]["name"]
+    assert not [
+        m
+        for o in pod_specs(without)
+        for c in o["containers"]
+        for m in c.get("volumeMounts", [])
+        if m["name"] == "prometheus"
+    ]
+
+
 def test_dashboard_has_a_panel_per_controller_and_the_sidecar_label() -> None:
     objects = ct.template("-f", ct.ALL_ENABLED, "--set", "grafanaDashboard.namespace=monitoring")
     cm = ct.find(objects, "ConfigMap", "kuc-kube-upgrade-controllers-dashboard")

@@ -165,6 +165,17 @@ fleet apart. Every alert links docs/runbooks/<alert>.md.
     description: >-
       Worker nodes went NotReady shortly after a master was added or removed: the pattern of nodes still
       talking to a removed master. Their pods will be evicted.
+- alert: KubeUpgradeAlertRulesBlind
+  expr: max by ({{ $c }}, namespace) (leader_watchdog_findings{check="blind-alert-rule"}) > 0
+  for: 15m
+  labels: {severity: {{ $warning }}}
+  annotations:
+    summary: '{{ "{{ $value }}" }} alerting rule(s) went blind with the upgrade.'
+    description: >-
+      leader-watchdog in {{ "{{ $labels.namespace }}" }} finds {{ "{{ $value }}" }} alerting rule(s) of its
+      Prometheus whose selectors had series before the last upgrade began and have none now: they can no
+      longer fire (a metric renamed or removed by the release, an exporter broken). Its /status lists each rule
+      and selector (alertRules, findings).
 - alert: KubeUpgradeNotReady
   expr: max by ({{ $c }}, namespace, check) (upgrade_readiness_blockers) > 0
   for: 30m

@@ -222,3 +222,21 @@ labels:
 {{- $config := mustMergeOverwrite (deepCopy .root.Values.config) (deepCopy .root.Values.upgradeReadiness.config) -}}
 {{- default (printf "%s-upgrade-readiness-acks" (include "kuc.fullname" .root)) $config.acknowledgementsConfigMap -}}
 {{- end -}}
+
+{{/* leaderWatchdog.prometheusSecret, mounted where its config names files (blind-alert-rules' bearer token, CA)
+     in the pod that runs the watchdog: .keys are the values keys of the controllers the pod runs. */}}
+{{- define "kuc.prometheusVolumeMount" -}}
+{{- if and (has "leaderWatchdog" .keys) .root.Values.leaderWatchdog.prometheusSecret -}}
+- name: prometheus
+  mountPath: /etc/kube-upgrade-controllers/prometheus
+  readOnly: true
+{{- end -}}
+{{- end -}}
+
+{{- define "kuc.prometheusVolume" -}}
+{{- if and (has "leaderWatchdog" .keys) .root.Values.leaderWatchdog.prometheusSecret -}}
+- name: prometheus
+  secret:
+    secretName: {{ .root.Values.leaderWatchdog.prometheusSecret }}
+{{- end -}}
+{{- end -}}

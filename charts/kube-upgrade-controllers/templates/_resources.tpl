@@ -250,6 +250,7 @@ spec:
         {{- end }}
         {{- with include "kuc.metricsVolumeMount" $root }}{{ . | nindent 8 }}{{ end }}
         {{- with include "kuc.extensionVolumeMount" . }}{{ . | nindent 8 }}{{ end }}
+        {{- with include "kuc.prometheusVolumeMount" (dict "root" $root "keys" (list .key)) }}{{ . | nindent 8 }}{{ end }}
   {{- if $directory }}
   nodeSelector:
     {{- toYaml $values.directory.nodeSelector | nindent 4 }}
@@ -290,4 +291,5 @@ spec:
     {{- end }}
     {{- with include "kuc.metricsVolume" $root }}{{ . | nindent 4 }}{{ end }}
     {{- with include "kuc.extensionVolume" . }}{{ . | nindent 4 }}{{ end }}
+    {{- with include "kuc.prometheusVolume" (dict "root" $root "keys" (list .key)) }}{{ . | nindent 4 }}{{ end }}
 {{- end -}}

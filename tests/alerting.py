@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import pathlib
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -46,12 +46,12 @@ async def recording() -> AsyncIterator[tuple[str, Callable[[], list[tuple[float,
 
 
 @contextlib.asynccontextmanager
-async def exporter(samples: dict[str, float]) -> AsyncIterator[int]:
-    """A scrape target on loopback serving ``samples`` (series → value, read at each scrape: a test adds and
-    removes series while it runs); yields its port."""
+async def exporter(lines: Callable[[], Iterable[str]]) -> AsyncIterator[int]:
+    """A scrape target on loopback serving ``lines()`` (``series value``, called at each scrape: a test adds
+    and removes series while it runs); yields its port."""
 
     async def metrics(_: web.Request) -> web.Response:
-        return web.Response(text="".join(f"{series} {value}\n" for series, value in samples.items()))
+        return web.Response(text="".join(f"{line}\n" for line in lines()))
 
     application = web.Application()
     application.router.add_get("/metrics", metrics)

@@ -25,13 +25,11 @@ import json
 import pathlib
 import sys
 import time
-from collections.abc import AsyncIterator
 
 import aiohttp
-from aiohttp import web
 
 from controllers.kube import client
-from e2e import cluster, controlplane
+from e2e import cluster
 from e2e.monitoring import stack
 from tests import alerting, chart_tools, harness
 from tests.integration import test_alertmanager
@@ -43,24 +41,12 @@ MISMATCH = ("KubeVersionMismatch", CLUSTER)
 UPGRADE = ("KubeUpgradeInProgress", CLUSTER)
 
 
-@contextlib.asynccontextmanager
-async def build_info(versions: dict[str, str]) -> AsyncIterator[int]:
-    """kubernetes_build_info{component, git_version} per entry of ``versions`` (read at each scrape)."""
-
-    async def metrics(_: web.Request) -> web.Response:
-        lines = [f'kubernetes_build_info{{component="{c}",git_version="{v}"}} 1' for c, v in versions.items()]
-        return web.Response(text="\n".join(lines) + "\n")
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = controlplane.free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield port
-    finally:
-        await runner.cleanup()
+def build_info(versions: dict[str, str]) -> contextlib.AbstractAsyncContextManager[int]:
+    """A target exporting kubernetes_build_info{component, git_version} per entry of ``versions`` (read at each
+    scrape); its port."""
+    return alerting.exporter(
+        lambda: (f'kubernetes_build_info{{component="{c}",git_version="{v}"}} 1' for c, v in versions.items())
+    )
 
 
 def prometheus_config(

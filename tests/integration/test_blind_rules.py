@@ -9,7 +9,7 @@ import contextlib
 import pathlib
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -52,7 +52,7 @@ async def test_a_rule_whose_series_vanished_with_the_upgrade_is_reported_blind(
     await nodes.create(master, version=OLD, master=True)
     await nodes.create(worker, version=OLD)
     async with (
-        alerting.exporter(samples) as port,
+        alerting.exporter(lambda: (f"{series} {value}" for series, value in samples.items())) as port,
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
     ):
         config = {
@@ -208,3 +208,80 @@ async def test_prometheus_behind_tls_and_a_bearer_token(tmp_path: pathlib.Path) 
                 assert reason in effects.describe(refused.value) and token not in effects.describe(
                     refused.value
                 )
+
+
+@contextlib.asynccontextmanager
+async def hostile(
+    answers: dict[str, Callable[[], web.StreamResponse]], asked: list[str]
+) -> AsyncIterator[str]:
+    """A server that answers ``/api/v1/rules`` and ``/api/v1/query`` as told (a misbehaving or hostile
+    Prometheus: a new response each time), recording every query it is sent; yields its URL."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        asked.append(
+            str((await request.post()).get("query", "")) if request.method == "POST" else request.path_qs
+        )
+        return answers[request.path]()
+
+    application = web.Application()
+    application.router.add_route("*", "/{path:.*}", answer)
+    runner = web.AppRunner(application)
+    await runner.setup()
+    port = controlplane.free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def rules_answer(expr: str) -> web.Response:
+    group = {"name": "g", "rules": [{"type": "alerting", "name": "A", "query": expr}]}
+    return web.json_response({"status": "success", "data": {"groups": [group]}})
+
+
+def count_answer(value: str) -> web.Response:
+    data = {"resultType": "vector", "result": [{"metric": {}, "value": [1, value]}]}
+    return web.json_response({"status": "success", "data": data})
+
+
+async def round_at(url: str) -> interface.RulesProbe:
+    client = effects.Client(url=url, timeout_seconds=5)
+    async with client:
+        return await effects.probe(client, began=time.time() - 60, window_seconds=60, now=time.time(),
+                                   ref=refs.ObjectRef(kind="Namespace", name="x"))  # fmt: skip
+
+
+async def test_only_rebuilt_selectors_are_sent_and_hostile_answers_are_refused() -> None:
+    asked: list[str] = []
+    text = 'sum(rate(old_total{job="x"} [5m])) > 1 # ") or vector(1) # a comment Prometheus would never send'
+    answers: dict[str, Callable[[], web.StreamResponse]] = {
+        "/api/v1/rules": lambda: rules_answer(text),
+        "/api/v1/query": lambda: count_answer("0"),
+    }
+    async with hostile(answers, asked) as url:
+        found = await round_at(url)
+        assert asked == ["/api/v1/rules?type=alert", 'count(old_total{job="x"})',
+                         'count(last_over_time(old_total{job="x"}[60s]))']  # fmt: skip
+        assert found.now == found.before == {'old_total{job="x"}': 0}
+
+        counts: list[tuple[str, Callable[[], web.StreamResponse], str]] = [
+            ("a count that is no whole number", lambda: count_answer("1.5"), "not a whole number"),
+            ("a count that is no number", lambda: count_answer("NaN"), "not a whole number"),
+        ]
+        for name, response, reason in counts:
+            answers["/api/v1/query"] = response
+            found = await round_at(url)
+            assert found.now == {} and reason in found.problems[0], name
+        rules: list[tuple[str, Callable[[], web.StreamResponse], str]] = [
+            ("a redirect (the token would follow it)",
+             lambda: web.Response(status=302, headers={"Location": "http://elsewhere.example/"}), "HTTP 302"),
+            ("an answer too large", lambda: web.Response(body=b" " * (effects.MAX_RULES_BYTES + 1)), "larger than"),
+            ("no JSON", lambda: web.Response(text="<html>"), "not a JSON object"),
+            ("an error", lambda: web.json_response({"status": "error", "error": "bad"}, status=422), "HTTP 422: bad"),
+        ]  # fmt: skip
+        for name, response, reason in rules:
+            answers["/api/v1/rules"] = response
+            with pytest.raises(effects.UNANSWERED) as refused:
+                await round_at(url)
+            assert reason in effects.describe(refused.value), name

@@ -209,7 +209,7 @@ class LeaderWatchdog(reconciler.Reconciler[LeaderWatchdogConfig]):
     def _start_rules_round(self, history: logic.History, *, now: float) -> None:
         """blind-alert-rules: ask Prometheus beside the loop (hundreds of queries must not hold the watchdog's
         other checks) when :func:`blind_rules.due` says so."""
-        if not self.cfg.prometheus_url or "blind-alert-rules" not in self.cfg.checks:
+        if not self.cfg.prometheus_url or blind_rules.CHECK.name not in self.cfg.checks:
             return
         if self.rules_round is not None or history.began is None:
             return

@@ -53,6 +53,7 @@ _TOKEN = re.compile(
 )
 _NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _QUOTED_NAME = re.compile(r"^[^\x00-\x1f]{1,512}$")
+NAME_REGEX = "a __name__ regex that is not a list of names"  # a problem for names only: its selector is whole
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -198,5 +199,5 @@ def _name_matcher(operator: str, value: str, names: set[str], problems: list[str
         if all(_NAME.match(a) for a in alternatives):
             names.update(alternatives)
         else:
-            problems.append(f"a __name__ regex that is not a list of names: {value[:80]!r}")
+            problems.append(f"{NAME_REGEX}: {value[:80]!r}")
     # != and !~ select every other metric: nothing to name

@@ -102,7 +102,7 @@ async def test_a_rule_whose_series_vanished_with_the_upgrade_is_reported_blind(
                 assert rounds["error"] is None
                 assert rounds["lastRound"]["alertingRules"] == 4
                 # absent()'s selector is not asked about; the other three are, and two have no series now
-                assert rounds["lastRound"]["selectorsAsked"] == 3
+                assert rounds["lastRound"]["selectorsAnswered"] == 3
                 assert rounds["lastRound"]["selectorsWithoutSeries"] == 2
                 finding = next(f for f in dog.status()["findings"] if f["check"] == "blind-alert-rule")
                 assert finding["evidence"].startswith(

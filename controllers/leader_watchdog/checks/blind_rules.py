@@ -37,15 +37,17 @@ def alert_rules(data: object) -> tuple[tuple[interface.AlertRule, ...], tuple[st
             if len(rules) == MAX_RULES:
                 problems.append(f"more than {MAX_RULES} alerting rules: the rest not read")
                 return tuple(rules), tuple(problems)
-            found = interface.AlertRule(_text(group.get("name")), _text(rule.get("name")), ())
             selection = promql.metric_names(rule.get("query"))
-            if selection.problem:
-                problems.append(f"{found.subject}: {selection.problem}")
-            rules.append(
-                interface.AlertRule(
-                    found.group, found.name, tuple(sorted(selection.selectors)), absent=selection.absent
-                )
+            found = interface.AlertRule(
+                _text(group.get("name")),
+                _text(rule.get("name")),
+                tuple(sorted(selection.selectors)),
+                absent=selection.absent,
             )
+            # A __name__ regex that names no list is a problem for reading names, not selectors: it is asked.
+            unread = [p for p in selection.problem.split("; ") if p and not p.startswith(promql.NAME_REGEX)]
+            problems.extend(f"{found.subject}: {problem}" for problem in unread)
+            rules.append(found)
     return tuple(rules), tuple(problems)
 
 
@@ -98,7 +100,7 @@ def blind(
 
 
 def _quoted(gone: tuple[str, ...]) -> str:
-    shown = ", ".join(s if len(s) <= MAX_NAME else s[: MAX_NAME - 1] + "…" for s in gone[:SHOWN])
+    shown = ", ".join(_text(selector) for selector in gone[:SHOWN])
     return shown + (f" and {len(gone) - SHOWN} more" if len(gone) > SHOWN else "")
 
 

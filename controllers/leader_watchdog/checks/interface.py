@@ -102,7 +102,7 @@ class RulesProbe:
             "upgradeBegan": times.iso(self.began),
             "windowSeconds": self.window_seconds,
             "alertingRules": len(self.rules),
-            "selectorsAsked": len(self.now),
+            "selectorsAnswered": len(self.now),
             "selectorsWithoutSeries": sum(1 for count in self.now.values() if count == 0),
             "problems": list(self.problems[:NAMES_SHOWN]),
             "moreProblems": max(0, len(self.problems) - NAMES_SHOWN),

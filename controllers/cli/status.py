@@ -30,7 +30,8 @@ class StatusRow:
 
 def status_rows(states: Iterable[state.State]) -> list[StatusRow]:
     """A row per state ConfigMap (the registry's controllers first, in their order), and a placeholder for each
-    of them that has none. Values are kept as written ("" when missing)."""
+    controller of a workload cluster that has none (a management cluster's, the verdict relay, shows only where
+    it runs). Values are kept as written ("" when missing)."""
     by_controller: dict[str, list[StatusRow]] = {name: [] for name in registry.NAMES}
     for item in states:
         controller = _controller_of(item.name)
@@ -48,7 +49,8 @@ def status_rows(states: Iterable[state.State]) -> list[StatusRow]:
         )
     rows: list[StatusRow] = []
     for controller, found in by_controller.items():
-        rows.extend(sorted(found, key=lambda row: (row.namespace, row.name)) or [StatusRow(controller)])
+        if found or controller in registry.EVERY_CLUSTER:
+            rows.extend(sorted(found, key=lambda row: (row.namespace, row.name)) or [StatusRow(controller)])
     return rows
 
 

@@ -81,12 +81,15 @@ setup_shim() {
 kind_config() {
   local minor=${release#v1.}
   minor=${minor%%.*}
-  local kubeadm_api=kubeadm.k8s.io/v1beta3 etcd_args
-  # kind writes kubeadm's v1beta3 API below 1.36 and v1beta4 from 1.36 (extraArgs became a list).
+  local kubeadm_api=kubeadm.k8s.io/v1beta3 etcd_args apiserver_args
+  # kind writes kubeadm's v1beta3 API below 1.36 and v1beta4 from 1.36 (extraArgs became a list; kind merges
+  # a patch's list into its own by name, so kind's runtime-config stays).
   etcd_args=$'          heartbeat-interval: "500"\n          election-timeout: "5000"'
+  apiserver_args="        feature-gates: \"$KIND_REMOVED_GATE=true\""
   if [ "$minor" -ge 36 ]; then
     kubeadm_api=kubeadm.k8s.io/v1beta4
     etcd_args=$'          - name: heartbeat-interval\n            value: "500"\n          - name: election-timeout\n            value: "5000"'
+    apiserver_args=$'        - name: feature-gates\n          value: "'"$KIND_REMOVED_GATE"$'=true"'
   fi
   # The group/version of KIND_REMOVED_API (versions.env) on: kind passes runtimeConfig to kubeadm as the
   # apiserver's --runtime-config, and kubeadm upgrade keeps it (the new release simply no longer serves it).
@@ -105,15 +108,23 @@ networking:
   podSubnet: "$pod_subnet"
   serviceSubnet: "$service_subnet"
 kubeadmConfigPatches:
-  # 1.35+ kubelets refuse cgroup v1 unless told otherwise (this engine's host is cgroup v1).
+  # 1.35+ kubelets refuse cgroup v1 unless told otherwise (this engine's host is cgroup v1). The feature gate
+  # KIND_REMOVED_GATE (versions.env), which the new minor removes, on the kubelets here and on the
+  # kube-apiservers below (kubeadm's extraArgs; not kind's featureGates, which set it on all five components):
+  # upgrade-readiness blocks on it, and the scenario removes it before the upgrade (e2e/kind/gates.py).
   - |
     apiVersion: kubelet.config.k8s.io/v1beta1
     kind: KubeletConfiguration
     failCgroupV1: false
+    featureGates:
+      $KIND_REMOVED_GATE: true
   # 2 shared cores: etcd's default 100 ms heartbeat / 1 s election flaps under load.
   - |
     apiVersion: $kubeadm_api
     kind: ClusterConfiguration
+    apiServer:
+      extraArgs:
+$apiserver_args
     etcd:
       local:
         extraArgs:

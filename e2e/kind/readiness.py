@@ -112,15 +112,23 @@ def blockers(samples: k8s.Samples, check: str) -> float:
     return k8s.sample(samples, "upgrade_readiness_blockers", check=check) or 0.0
 
 
-def finding_subjects(samples: k8s.Samples, check: str) -> set[str]:
-    """The subjects of the ``upgrade_readiness_finding_info`` series of ``check``."""
+def finding_subjects(samples: k8s.Samples, check: str, *, severity: str = "") -> set[str]:
+    """The subjects of the ``upgrade_readiness_finding_info`` series of ``check`` (of one ``severity``)."""
     found = set()
     for series, value in samples.items():
         if series.startswith("upgrade_readiness_finding_info{") and value == 1:
             labels = k8s.labels_of(series)
-            if labels.get("check") == check:
+            if labels.get("check") == check and (not severity or labels.get("severity") == severity):
                 found.add(labels["subject"])
     return found
+
+
+def status_subjects(document: dict[str, Any], check: str, *, severity: str) -> set[str]:
+    """The subjects of the findings of ``check`` of one ``severity`` in a ``/status`` document."""
+    for result in document.get("checks") or []:
+        if result["check"] == check:
+            return {f["subject"] for f in result["findings"] if f.get("severity") == severity}
+    return set()
 
 
 def state() -> dict[str, str]:
@@ -192,6 +200,41 @@ class View:
             and blockers(self.samples, check) == 0
         )
 
+    def blocked_by_exactly(self, check: str, subjects: set[str]) -> bool:
+        """``check`` is blocked by exactly these findings, in ``/status`` and in ``/metrics``
+        (``upgrade_readiness_blockers{check}`` and a finding series each)."""
+        return (
+            check_status(self.document, check) == "blocked"
+            and status_subjects(self.document, check, severity="blocker") == subjects
+            and blockers(self.samples, check) == len(subjects)
+            and finding_subjects(self.samples, check, severity="blocker") == subjects
+        )
+
+    def not_named(self, check: str, subject: str) -> bool:
+        """No finding of ``check`` names ``subject``, in ``/status`` or ``/metrics``."""
+        return all(not f.startswith(f"{subject}: ") for f in findings(self.document, check)) and (
+            subject not in finding_subjects(self.samples, check)
+        )
+
+    def warns(self, check: str, subject: str) -> bool:
+        """A finding of ``check`` names ``subject`` as a warning (``/status`` and ``/metrics``), and the check
+        blocks nothing."""
+        return (
+            subject in status_subjects(self.document, check, severity="warning")
+            and subject in finding_subjects(self.samples, check, severity="warning")
+            and (k8s.sample(self.samples, "upgrade_readiness_findings", check=check, severity="warning") or 0)
+            >= 1
+            and blockers(self.samples, check) == 0
+        )
+
+    def state_blocked_by(self, check: str, text: str) -> bool:
+        """The state ConfigMap says NotUpgradeable with a reason of ``check`` that contains ``text`` (a reason
+        names a check's first finding and counts the others)."""
+        reasons: list[str] = json.loads(self.state.get("reasons") or "[]")
+        return self.state.get("phase") == "NotUpgradeable" and any(
+            r.startswith(f"{check}: ") and text in r for r in reasons
+        )
+
     def passes(self, check: str) -> bool:
         return check_status(self.document, check) == "pass" and blockers(self.samples, check) == 0
 
@@ -221,18 +264,31 @@ def view(*, since: float) -> View:
     return View(document=status(pod), samples=k8s.pod_metrics(pod), state=state(), events=events(since=since))
 
 
-def deprecated_series(node: str) -> list[str]:
-    """The ``apiserver_requested_deprecated_apis`` series of one control plane's kube-apiserver (its
-    ``/metrics`` read directly, as the gate does), e.g. ``group="networking.k8s.io",removed_release="1.37",...``."""
+def apiserver_metrics(node: str) -> str:
+    """One control plane's kube-apiserver's ``/metrics``, read directly (as the gate does), as the admin."""
     address = next(
         a.address for a in k8s.api().core.read_node(node).status.addresses if a.type == "InternalIP"
     )
-    text = k8s.run(["kubectl", "get", "--raw", "/metrics", "--server", f"https://{address}:6443"], timeout=60)
+    return k8s.run(["kubectl", "get", "--raw", "/metrics", "--server", f"https://{address}:6443"], timeout=60)
+
+
+def deprecated_series(node: str) -> list[str]:
+    """The ``apiserver_requested_deprecated_apis`` series of one control plane's kube-apiserver, e.g.
+    ``group="networking.k8s.io",removed_release="1.37",...``."""
     return sorted(
         line.partition("{")[2].rpartition("}")[0]
-        for line in text.splitlines()
+        for line in apiserver_metrics(node).splitlines()
         if line.startswith("apiserver_requested_deprecated_apis{")
     )
+
+
+def metric_names(node: str) -> set[str]:
+    """The names of the series one control plane's kube-apiserver exports."""
+    return {
+        line.partition("{")[0].partition(" ")[0]
+        for line in apiserver_metrics(node).splitlines()
+        if line and not line.startswith("#")
+    }
 
 
 def service_account_can(
@@ -388,3 +444,54 @@ def stop_client() -> None:
 def client_gone() -> bool:
     pods = k8s.api().core.list_namespaced_pod(NAMESPACE, label_selector=f"app={CLIENT_APP}").items
     return not pods
+
+
+# ------------------------------------------------------------------- a rule on a metric the new minor hides
+
+RULE, RULE_GROUP, RULE_ALERT = "hidden-metric", "e2e-hidden-metric", "E2EStoredObjectsHigh"
+
+
+def hidden_metric() -> str:
+    return k8s.versions()["KIND_HIDDEN_METRIC"]
+
+
+def rules_served() -> bool:
+    """Whether the cluster serves PrometheusRules (the Prometheus stack's CRDs: not with MONITORING=0)."""
+    try:
+        k8s.api().custom.list_namespaced_custom_object(
+            "monitoring.coreos.com", "v1", NAMESPACE, "prometheusrules"
+        )
+    except client.ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
+
+
+def create_rule(metric: str) -> str:
+    """A PrometheusRule with one alert on ``metric`` (one that never fires: a billion objects of a resource);
+    the subject alert-metrics names it by."""
+    rule = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": RULE, "namespace": NAMESPACE},
+        "spec": {
+            "groups": [
+                {
+                    "name": RULE_GROUP,
+                    "rules": [
+                        {
+                            "alert": RULE_ALERT,
+                            "expr": f"max by (resource) ({metric}) > 1e9",
+                            "for": "1h",
+                            "labels": {"severity": "warning"},
+                        }
+                    ],
+                }
+            ]
+        },
+    }
+    k8s.api().custom.create_namespaced_custom_object(
+        "monitoring.coreos.com", "v1", NAMESPACE, "prometheusrules", rule
+    )
+    return f"PrometheusRule {NAMESPACE}/{RULE} group {RULE_GROUP!r} rule {RULE_ALERT!r}"

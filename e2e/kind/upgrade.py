@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 
+from e2e.kind import gates
 from e2e.kind import k8s as cluster
 
 TAG = "kind-upgrade"
@@ -181,6 +182,12 @@ def upgrade_worker(node: str, release: str) -> None:
 
 
 def control_planes(release: str) -> None:
+    """Every control plane in turn; first the feature gate the new minor removes, if the cluster still sets it
+    (the e2e suite removes it itself, after upgrade-readiness reported it)."""
+    gate = gates.removed_gate()
+    if gates.in_config_map(gates.KUBEADM_CONFIG, gates.KUBEADM_KEY, gate):
+        cluster.log(TAG, f"the cluster still sets {gate}, which {release} removes: removing it first")
+        gates.remove(gate, settled=wait_serving)
     stage(release)
     for index, node in enumerate(cluster.node_names(control_planes=True)):
         upgrade_control_plane(node, release, first=index == 0)

@@ -4,6 +4,11 @@ Stages, in order (each builds on the ones before; ``make e2e`` stops at the firs
 1. the suite runs and agrees on the old release (every pod Ready, ``helm test``, metrics, ``status``);
 2. before the upgrade: a CRD's objects stored at v1, then its storage switched to v2; a Deployment over the
    workers; an add-on look-alike without the bundle label;
+2a. the release checks: the old cluster sets a feature gate the new minor removes (KIND_REMOVED_GATE, on the
+   kube-apiservers and the kubelets): upgrade-readiness's feature-gates check blocks, naming each place; a
+   PrometheusRule on a metric the new minor hides (KIND_HIDDEN_METRIC) is an alert-metrics warning; the gate
+   removed as an operator does (kubeadm-config, static pod manifests, kubelet-config, each kubelet), each
+   finding gone with its edit, Upgradeable;
 2b. the upgrade-readiness gate: Upgradeable; then a PodDisruptionBudget allowing no disruption over a pod on a
    worker and a client of an API the new release removes, each reported (``/status``, ``/metrics``, state
    ConfigMap, Events); the drain blocker acknowledged by an admin for the target minor (acks ConfigMap):
@@ -12,6 +17,7 @@ Stages, in order (each builds on the ones before; ``make e2e`` stops at the firs
 4. the last one upgraded: every controller acts — storage migrated (its leader pod deleted mid-migration),
    bundle switched and pruned, old workers tainted — and how long each took is recorded;
 5. the workers upgraded one by one: each loses the taint; a new pod prefers the upgraded worker;
+5a. the new kube-apiservers no longer export the metric the rule of 2a selects (Prometheus: no series);
 6. no critical watchdog finding during all that; leader Leases on current masters;
 7. a master removed for good: the watchdog reports it, the others hold still;
 8. no controller container restarted during all that (a pod the test deleted is a deletion, not a restart);
@@ -56,7 +62,8 @@ import pytest
 import yaml
 from kubernetes import client
 
-from e2e.kind import deploy, k8s, monitoring, readiness, upgrade
+from controllers.release_delta import catalog
+from e2e.kind import deploy, gates, k8s, monitoring, readiness, upgrade
 from e2e.monitoring import stack
 from e2e.suite.conftest import Timeline
 
@@ -102,6 +109,7 @@ class Scenario:
     upgrade_started_monotonic: float = 0.0
     chart_alerts: set[str] = dataclasses.field(default_factory=set)
     agreed_at: float = 0.0  # unix time every control plane ran the new release
+    rule_subject: str = ""  # the PrometheusRule on KIND_HIDDEN_METRIC, as alert-metrics names it ("": none)
     left_behind_since: float = 0.0  # unix time the last worker was kept behind on purpose
 
 
@@ -529,6 +537,188 @@ def reported(
     return lambda view: where(view, check, subject)
 
 
+@pytest.mark.timeout(1800)
+def test_before_the_upgrade_the_release_checks_block_on_a_removed_gate_until_it_is_removed(
+    timeline: Timeline, scenario: Scenario
+) -> None:
+    """The old cluster was made with KIND_REMOVED_GATE on the kube-apiservers and the kubelets (cluster.sh):
+    feature-gates blocks, naming component, node and gate, where the gate shows (every kube-apiserver's mirror
+    pod, kubeadm's ClusterConfiguration, the kubelet-config ConfigMap); alert-metrics warns of a PrometheusRule
+    on a metric the target hides. The operator then removes the gate (kubeadm-config, each static pod
+    manifest, the kubelet-config ConfigMap, each node's kubelet file and a kubelet restart): each finding goes
+    with its own edit, timed, and the gate passes; the warning stays and blocks nothing."""
+    gate, metric = gates.removed_gate(), readiness.hidden_metric()
+    delta = catalog.delta(OLD_MINOR, GATE_TARGET)
+    removed = delta.removed_gate(gate)
+    assert removed is not None and {"kube-apiserver", "kubelet"} <= set(removed.components), removed
+    (hidden,) = [m for m in delta.metrics_removed if m.name == metric]
+    timeline.facts[f"the release delta {OLD_MINOR} -> {GATE_TARGET}"] = (
+        f"removes {gate} ({', '.join(removed.components)}); {hidden.change} {metric} "
+        f"({', '.join(hidden.components)}; instead: {hidden.replacement or '-'})"
+    )
+    control_planes = k8s.node_names(control_planes=True)
+    nodes = control_planes + k8s.node_names(control_planes=False)
+    # What the cluster runs with: the gate on every kube-apiserver's command line and in every kubelet's
+    # loaded configuration (its /configz: per node, which upgrade-readiness cannot read).
+    assert all(gates.apiserver_sets(node, gate) for node in control_planes)
+    assert all(gates.kubelet_gates(node).get(gate) is True for node in nodes)
+    exported = {node: metric in readiness.metric_names(node) for node in control_planes}
+    assert all(exported.values()), exported
+    timeline.mark(
+        f"the cluster sets {gate}=true on its {len(control_planes)} kube-apiservers and {len(nodes)} kubelets; "
+        f"every {OLD} kube-apiserver exports {metric}"
+    )
+    static_pod = {
+        node: f"kube-apiserver on {node} (static pod kube-system/kube-apiserver-{node}): {gate}"
+        for node in control_planes
+    }
+    kubeadm_config = f"kube-apiserver (ConfigMap kube-system/kubeadm-config ClusterConfiguration apiServer.extraArgs): {gate}"
+    kubelet_config = f"kubelet (ConfigMap kube-system/kubelet-config kubelet): {gate}"
+    expected = {*static_pod.values(), kubeadm_config, kubelet_config}
+    since = time.time() - 3600  # the gate blocks since the chart was installed: its Events are older
+    started = time.monotonic()
+    checks: dict[str, tuple[float, Callable[[readiness.View], bool]]] = {
+        f"upgrade-readiness: feature-gates blocked by the {len(expected)} places {gate} is set (/status, /metrics)": (
+            started,
+            lambda v: v.blocked_by_exactly("feature-gates", expected),
+        ),
+        "upgrade-readiness: feature-gates named in the state ConfigMap": (
+            started,
+            lambda v: v.state_blocked_by("feature-gates", f": {gate}: "),
+        ),
+        "upgrade-readiness: a CheckBlocked Event of feature-gates": (
+            started,
+            lambda v: any(
+                r == "CheckBlocked" and n.startswith("feature-gates is blocked: ") and f": {gate}: " in n
+                for r, n in v.events
+            ),
+        ),
+    }
+    if readiness.rules_served():
+        scenario.rule_subject = readiness.create_rule(metric)
+        created = timeline.mark(f"{scenario.rule_subject} created: its alert selects {metric}")
+        checks[f"upgrade-readiness: alert-metrics warns of the rule on {metric} (/status, /metrics)"] = (
+            created,
+            lambda v: v.warns("alert-metrics", scenario.rule_subject),
+        )
+        if MONITORING:  # what the rule selects today: the old kube-apiservers' series
+            series = k8s.eventually(
+                lambda: monitoring.query(f"count({metric})") or None,
+                timeout=120,
+                what=f"{metric} in Prometheus",
+            )
+            timeline.facts[f"{metric} series in Prometheus before the upgrade"] = str(series[0]["value"][1])
+    else:
+        timeline.facts["alert-metrics in the kind cluster"] = (
+            "not exercised: no PrometheusRule CRD (MONITORING=0)"
+        )
+    blocked = watch_gate(timeline, checks=checks, since=since, timeout=300)
+    assert not blocked.upgradeable
+    # What each release check found in this cluster, for the summary.
+    for check in (
+        "feature-gates",
+        "component-flags",
+        "kubeadm-config",
+        "alert-metrics",
+        "component-versions",
+    ):
+        result = next(r for r in blocked.document["checks"] if r["check"] == check)
+        timeline.facts[f"upgrade-readiness {check} before the upgrade"] = (
+            f"{result['status']}: {result['reason'] or 'nothing found'}"
+        )
+        for index, finding in enumerate(result["findings"]):
+            timeline.facts[f"  {check} finding #{index + 1} ({finding['severity']})"] = (
+                f"{finding['subject']}: {finding['message']}"
+            )
+    timeline.facts["upgrade-readiness while the gate was set"] = blocked.summary()
+
+    # The operator's removal, one place at a time; each finding goes with its own edit.
+    assert gates.edit_config_map(gates.KUBEADM_CONFIG, gates.KUBEADM_KEY, gate)
+    edited = timeline.mark(f"{gate} removed from kubeadm's ClusterConfiguration (ConfigMap kubeadm-config)")
+    watch_gate(
+        timeline,
+        checks={
+            "upgrade-readiness: the kubeadm-config finding gone": (
+                edited,
+                lambda v: v.not_named("feature-gates", kubeadm_config),
+            )
+        },
+        since=since,
+        timeout=120,
+    )
+
+    def restarted_without(node: str) -> Callable[[readiness.View], bool]:
+        return lambda _: gates.mirror_pod_without(node, gate)
+
+    def finding_gone(node: str) -> Callable[[readiness.View], bool]:
+        """Gone from the gate while the node's mirror pod is there (it is absent while the kubelet restarts
+        the static pod, and so is its finding)."""
+        return lambda v: (
+            v.not_named("feature-gates", static_pod[node]) and gates.mirror_pod_without(node, gate)
+        )
+
+    for node in control_planes:
+        assert gates.edit_manifests(node, gate) == ["kube-apiserver.yaml"]
+        edited = timeline.mark(f"{node}: {gate} removed from its static pod manifest kube-apiserver.yaml")
+        watch_gate(
+            timeline,
+            checks={
+                f"{node}: kube-apiserver mirror pod without {gate}": (edited, restarted_without(node)),
+                f"upgrade-readiness: the finding of {node}'s kube-apiserver gone": (
+                    edited,
+                    finding_gone(node),
+                ),
+            },
+            since=since,
+            timeout=300,
+        )
+        waited = upgrade.wait_serving(node)
+        timeline.mark(f"{node}: its kube-apiserver serves steadily again ({waited:.0f} s)")
+    assert gates.edit_config_map(gates.KUBELET_CONFIG, gates.KUBELET_KEY, gate)
+    edited = timeline.mark(f"{gate} removed from the KubeletConfiguration (ConfigMap kubelet-config)")
+    passed = watch_gate(
+        timeline,
+        checks={
+            "upgrade-readiness: feature-gates pass": (edited, lambda v: v.passes("feature-gates")),
+            "upgrade-readiness: Upgradeable (/status, state ConfigMap, metric)": (
+                edited,
+                lambda v: v.document.get("target") == GATE_TARGET and v.upgradeable,
+            ),
+            "upgrade-readiness: Upgradeable Event": (edited, readiness.View.upgradeable_again),
+        },
+        since=since,
+        timeout=180,
+    )
+    timeline.facts["upgrade-readiness once the gate was removed"] = passed.summary()
+    # The kubelets: each node's own file, which the check cannot see (it reads the ConfigMap only).
+    for node in nodes:
+        assert gates.edit_kubelet(node, gate)
+        restarted = time.monotonic()
+        k8s.eventually(
+            functools.partial(gates.kubelet_ready_without, node, gate),
+            timeout=300,
+            what=f"{node}'s kubelet Ready without {gate}",
+        )
+        timeline.reactions[f"{node}: kubelet restarted, Ready, its /configz without {gate}"] = (
+            timeline.mark(f"{node}: kubelet restarted without {gate}, Ready") - restarted
+        )
+    for node in control_planes:
+        upgrade.wait_serving(node, steady=4.0)
+    after = readiness.view(since=since)
+    assert after.passes("feature-gates") and after.upgradeable, after.summary()
+    if scenario.rule_subject:
+        assert after.warns("alert-metrics", scenario.rule_subject), after.summary()
+    timeline.mark(
+        f"{gate} gone from kubeadm-config, {len(control_planes)} static pods, kubelet-config and {len(nodes)} "
+        "kubelets; upgrade-readiness: feature-gates pass, Upgradeable"
+        + (
+            f" (alert-metrics still warns of {readiness.RULE_ALERT}: not a blocker)"
+            if scenario.rule_subject
+            else ""
+        )
+    )
+
+
 @pytest.mark.timeout(900)
 def test_before_the_upgrade_the_gate_reports_a_drain_blocker_and_a_removed_api_then_upgradeable(
     timeline: Timeline, scenario: Scenario
@@ -881,6 +1071,46 @@ def test_workers_upgraded_one_by_one_lose_the_taint(timeline: Timeline, scenario
 
     k8s.eventually(spread_available, timeout=180, what="the spread Deployment available again")
     timeline.mark("every node runs the new release; no taint left; the workload is available")
+
+
+@pytest.mark.timeout(600)
+def test_after_the_upgrade_the_new_apiservers_no_longer_export_the_rules_metric(
+    timeline: Timeline, scenario: Scenario
+) -> None:
+    """What alert-metrics warned of before the upgrade, seen after it: the new kube-apiservers' /metrics
+    lack KIND_HIDDEN_METRIC and have the metric the delta names instead; in Prometheus the rule's metric has no
+    series any more (the rule went blind) while the replacement has."""
+    metric = readiness.hidden_metric()
+    hidden = [m for m in catalog.delta(OLD_MINOR, NEW_MINOR).metrics_removed if m.name == metric]
+    if not hidden:
+        pytest.skip(f"{NEW} still exports {metric} (the delta hides it only later, in {GATE_TARGET})")
+    replacement = hidden[0].replacement
+    control_planes = k8s.node_names(control_planes=True)
+    names = {node: readiness.metric_names(node) for node in control_planes}
+    assert all(metric not in found for found in names.values()), f"{metric} still exported"
+    if replacement:
+        assert all(replacement in found for found in names.values()), f"{replacement} not exported"
+    timeline.mark(
+        f"the {NEW} kube-apiservers export no {metric}"
+        + (f" but {replacement}, as the delta says" if replacement else "")
+    )
+    if MONITORING and scenario.rule_subject:
+        k8s.eventually(
+            lambda: monitoring.query(f"count({metric})") == [], timeout=180, what=f"no {metric} in Prometheus"
+        )
+        if replacement:
+            assert monitoring.query(f"count({replacement})"), f"no {replacement} in Prometheus"
+        timeline.facts[f"{scenario.rule_subject} after the upgrade"] = (
+            f"blind: Prometheus has no {metric} series any more"
+            + (
+                f" ({replacement} has {monitoring.query(f'count({replacement})')[0]['value'][1]})"
+                if replacement
+                else ""
+            )
+        )
+        timeline.mark(
+            f"Prometheus: no {metric} series any more: {readiness.RULE_ALERT} went blind, as warned"
+        )
 
 
 def left_behind_worker_is_notified(timeline: Timeline, scenario: Scenario, *, node: str) -> None:

@@ -531,6 +531,11 @@ def watch_gate(
         time.sleep(1)
 
 
+def upgradeable_for_target(view: readiness.View) -> bool:
+    """The gate judges against the scenario's target minor and says Upgradeable everywhere."""
+    return view.document.get("target") == GATE_TARGET and view.upgradeable
+
+
 def reported(
     where: Callable[[readiness.View, str, str], bool], *, check: str, subject: str
 ) -> Callable[[readiness.View], bool]:
@@ -682,7 +687,7 @@ def test_before_the_upgrade_the_release_checks_block_on_a_removed_gate_until_it_
             "upgrade-readiness: feature-gates pass": (edited, lambda v: v.passes("feature-gates")),
             "upgrade-readiness: Upgradeable (/status, state ConfigMap, metric)": (
                 edited,
-                lambda v: v.document.get("target") == GATE_TARGET and v.upgradeable,
+                upgradeable_for_target,
             ),
             "upgrade-readiness: Upgradeable Event": (edited, readiness.View.upgradeable_again),
         },
@@ -740,15 +745,12 @@ def test_before_the_upgrade_the_gate_reports_a_drain_blocker_and_a_removed_api_t
         assert not readiness.service_account_can(verb, resource=resource, group=group, namespace=namespace)
     assert not readiness.service_account_can("create", resource="pods/eviction", namespace=NAMESPACE)
 
-    def ready_for(view: readiness.View) -> bool:
-        return view.document.get("target") == GATE_TARGET and view.upgradeable
-
     before = watch_gate(
         timeline,
         checks={
             f"upgrade-readiness: Upgradeable for {GATE_TARGET} before the stage": (
                 time.monotonic(),
-                ready_for,
+                upgradeable_for_target,
             )
         },
         since=since,
@@ -854,7 +856,7 @@ def test_before_the_upgrade_the_gate_reports_a_drain_blocker_and_a_removed_api_t
             ),
             "upgrade-readiness: Upgradeable (/status, state ConfigMap, metric)": (
                 client_stopped,
-                ready_for,
+                upgradeable_for_target,
             ),
             "upgrade-readiness: Upgradeable Event": (client_stopped, readiness.View.upgradeable_again),
         },

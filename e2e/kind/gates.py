@@ -230,8 +230,13 @@ def edit_kubelet(node: str, gate: str) -> bool:
 
 
 def kubelet_ready_without(node: str, gate: str) -> bool:
-    """The node's kubelet runs without the gate (its /configz) and the Node is Ready."""
-    return gate not in kubelet_gates(node) and k8s.ready(k8s.api().core.read_node(node))
+    """The node's kubelet runs without the gate (its /configz) and the Node is Ready (False while the kubelet
+    restarts: the node proxy cannot reach it)."""
+    try:
+        loaded = kubelet_gates(node)
+    except RuntimeError:
+        return False
+    return gate not in loaded and k8s.ready(k8s.api().core.read_node(node))
 
 
 def remove(gate: str, *, settled: Callable[[str], object]) -> None:

@@ -685,11 +685,14 @@ def test_before_the_upgrade_the_release_checks_block_on_a_removed_gate_until_it_
         timeline,
         checks={
             "upgrade-readiness: feature-gates pass": (edited, lambda v: v.passes("feature-gates")),
-            "upgrade-readiness: Upgradeable (/status, state ConfigMap, metric)": (
+            "upgrade-readiness: Upgradeable without the gate (/status, state ConfigMap, metric)": (
                 edited,
                 upgradeable_for_target,
             ),
-            "upgrade-readiness: Upgradeable Event": (edited, readiness.View.upgradeable_again),
+            "upgrade-readiness: Upgradeable Event without the gate": (
+                edited,
+                readiness.View.upgradeable_again,
+            ),
         },
         since=since,
         timeout=180,

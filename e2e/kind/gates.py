@@ -144,6 +144,7 @@ def in_config_map(name: str, key: str, gate: str) -> bool:
 
 
 def without(text: str, config_map: str, gate: str) -> str | None:
+    """The key's text of kubeadm-config or kubelet-config without the gate; None when it names none."""
     edit = {KUBEADM_CONFIG: cluster_configuration_without, KUBELET_CONFIG: kubelet_configuration_without}
     return edit[config_map](text, gate) if text else None
 

@@ -5,7 +5,8 @@ identifier can be in PromQL — function and aggregation names (followed by ``(`
 ``by``/``without``), keywords (``by``, ``on``, ``offset``, ``and``, ...), label names (inside ``{}`` and in
 the label lists of ``by (...)``, ``on (...)``, ``group_left (...)``), strings and numbers. Selectors by
 ``{__name__="x"}`` and the quoted names of ``{"x.y"}`` count too; ``{__name__=~"a|b"}`` counts when the
-regex is a plain alternation of names, and is reported as not understood otherwise (an untrusted regex is
+regex is a list of names (``a|b``, or ``(a|b)_total``: one group with a common prefix and suffix), and is
+reported as not understood otherwise (an untrusted regex is
 never run). Never raises; inputs beyond :data:`MAX_EXPRESSION` characters are not read.
 
 It also gives the expression's vector selectors, rebuilt from their tokens (``name{label="value",...}``,
@@ -191,13 +192,29 @@ def _quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
+_GROUPED = re.compile(r"^([a-zA-Z0-9_:]*)\(([a-zA-Z0-9_:|]+)\)([a-zA-Z0-9_:]*)$")
+
+
+def regex_names(value: str) -> list[str] | None:
+    """The names a ``__name__=~`` regex matches when it is a list of them: ``a|b`` or one group of name parts
+    with a common prefix and suffix, ``(addon_updater|uso_runner)_masters_agreed`` (PromQL anchors a regex at
+    both ends, so these are exactly the names it matches); None for any other regex (never run)."""
+    grouped = _GROUPED.match(value)
+    if grouped:
+        prefix, inner, suffix = grouped.groups()
+        listed = [prefix + part + suffix for part in inner.split("|")]
+    else:
+        listed = value.split("|")
+    return listed if all(_NAME.match(name) for name in listed) else None
+
+
 def _name_matcher(operator: str, value: str, names: set[str], problems: list[str]) -> None:
     if operator == "=":
         names.add(value)
     elif operator == "=~":
-        alternatives = value.split("|")
-        if all(_NAME.match(a) for a in alternatives):
-            names.update(alternatives)
-        else:
+        listed = regex_names(value)
+        if listed is None:
             problems.append(f"{NAME_REGEX}: {value[:80]!r}")
+        else:
+            names.update(listed)
     # != and !~ select every other metric: nothing to name

@@ -51,6 +51,36 @@ def test_a_regex_on_the_name_that_is_no_list_of_names_is_reported_not_run() -> N
     assert "not a list of names" in selection.problem
 
 
+@pytest.mark.parametrize(
+    ("regex", "names"),
+    [
+        ("a|b", ["a", "b"]),
+        (
+            "(addon_updater|uso_runner)_masters_agreed",
+            ["addon_updater_masters_agreed", "uso_runner_masters_agreed"],
+        ),
+        ("kube_(pod|node)", ["kube_pod", "kube_node"]),
+        ("(a|b)", ["a", "b"]),
+        ("(_x|:y)", ["_x", ":y"]),
+        ("a.*", None),
+        ("(a|b)(c|d)", None),
+        ("(1a|b)", None),  # 1a is no metric name
+        ("x(a||b)", ["xa", "x", "xb"]),
+        ("(|a)", None),  # "" is no metric name
+        ("(a+)+b", None),
+    ],
+)
+def test_a_name_regex_that_lists_names(regex: str, names: list[str] | None) -> None:
+    assert promql.regex_names(regex) == names
+
+
+def test_the_charts_own_rule_selects_by_a_grouped_list_of_names() -> None:
+    expr = 'max by (cluster, namespace) ({__name__=~"(addon_updater|uso_runner)_masters_agreed"}) == 0'
+    selection = promql.metric_names(expr)
+    assert selection.names == {"addon_updater_masters_agreed", "uso_runner_masters_agreed"}
+    assert selection.problem == ""
+
+
 def test_negative_name_matchers_select_nothing_by_name() -> None:
     assert promql.metric_names('{__name__!="a", job="x"}').names == frozenset()
 

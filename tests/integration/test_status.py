@@ -58,7 +58,10 @@ async def test_status_shows_each_controller_state(kube: client.Kube, kubeconfig:
     rows = {line.split()[0]: line for line in lines[1:]}
     assert list(rows) == list(registry.EVERY_CLUSTER)
     assert "no state" in rows["addon-updater"] and "fake" not in out
-    assert len(lines) == 1 + len(registry.EVERY_CLUSTER) and "kuc-kube-upgrade-controllers-node-tainter " not in out
+    assert (
+        len(lines) == 1 + len(registry.EVERY_CLUSTER)
+        and "kuc-kube-upgrade-controllers-node-tainter " not in out
+    )
     assert rows["node-tainter"].split()[1:6] == [
         namespace,
         "kuc-node-tainter-state",

@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, NamedTuple, TypeVar
 
-from controllers.kube import client
+from controllers.kube import client, resources
 from controllers.runtime import config, context, reconciler
 from e2e import controlplane
 
@@ -84,6 +84,14 @@ async def eventually(
             f"timed out after {timeout} s waiting for {what or check}"
         )
         await asyncio.sleep(interval)
+
+
+async def state_events(controller: reconciler.Reconciler[Any]) -> list[client.JSON]:
+    """The Events recorded so far on the controller's state ConfigMap. /status shows a new status before its
+    Events are written (they go out beside the loop): wait for the one a test needs with ``eventually``."""
+    ctx = controller.ctx
+    listed = await ctx.kube.list_items(resources.EVENTS.path(namespace=ctx.config.namespace))
+    return [e for e in listed if e["regarding"]["name"] == ctx.state_name]
 
 
 def scrape(

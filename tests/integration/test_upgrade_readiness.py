@@ -363,11 +363,13 @@ async def test_an_ack_for_the_target_minor_waives_its_check_until_it_expires(
         assert ack_states()["ack-1.38-kubelet-skew"] == "expired"
         assert gate.status()["upgradeable"] is False and blockers(gate, "kubelet-skew") == 1
         assert harness.metric(gate, "upgrade_readiness_acknowledgements", state="expired") == 1
-    events = await kube.list_items(resources.EVENTS.path(namespace=namespace))
-    reasons = {e["reason"] for e in events if e["regarding"]["name"] == gate.ctx.state_name}
-    wanted = {"AcknowledgementMalformed", "AcknowledgementActive", "AcknowledgementUnknown",
-              "AcknowledgementOtherTarget", "AcknowledgementExpired", "AcknowledgementRemoved"}  # fmt: skip
-    assert wanted <= reasons, reasons
+        wanted = {"AcknowledgementMalformed", "AcknowledgementActive", "AcknowledgementUnknown",
+                  "AcknowledgementOtherTarget", "AcknowledgementExpired", "AcknowledgementRemoved"}  # fmt: skip
+
+        async def recorded() -> bool:
+            return wanted <= {e["reason"] for e in await harness.state_events(gate)}
+
+        await harness.eventually(recorded, what=f"Events {sorted(wanted)}")
 
 
 def readiness(kubeconfig: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -115,10 +115,16 @@ async def test_a_gate_the_target_removes_blocks_naming_component_node_and_place_
         await harness.eventually(lambda: status_is(gate, "feature-gates", "pass"), what="gates cleared")
         assert blockers(gate, "feature-gates") == 0
         assert harness.metric(gate, "upgrade_readiness_upgradeable") == 1
-    events = await kube.list_items(resources.EVENTS.path(namespace=namespace))
-    notes = [e["note"] for e in events if e["regarding"]["name"] == gate.ctx.state_name]
-    assert any(n.startswith("feature-gates is blocked: ") and "SidecarContainers" in n for n in notes), notes
-    assert any(n.startswith("feature-gates is pass") for n in notes), notes
+
+        async def notes() -> list[str]:
+            return [e["note"] for e in await harness.state_events(gate)]
+
+        async def passed() -> bool:
+            return any(n.startswith("feature-gates is pass") for n in await notes())
+
+        await harness.eventually(passed, what="the CheckPass Event")
+        blocked = [n for n in await notes() if n.startswith("feature-gates is blocked: ")]
+        assert any("SidecarContainers" in n for n in blocked), blocked
 
 
 async def test_a_stored_kubeadm_configuration_the_target_cannot_read_blocks(

@@ -12,7 +12,9 @@ etcd is read to count the objects stored at the new version. The methods, on the
 - ``unpaced``: ``uso-runner --once --latency-budget=0`` (``--workers`` writes in flight);
 - ``paced-B``: ``uso-runner --once --latency-budget=B`` for each B of ``--budgets``;
 - ``apf``: unpaced with the chart's FlowSchema and priority level (its default size) applied;
-- ``paced-B+apf``: the default budget and the FlowSchema.
+- ``paced-B+apf``: the default budget and the FlowSchema;
+- ``qps-N`` for each N of ``--rates`` (none by default): ``uso-runner --once --latency-budget=0 --qps=N``, a
+  fixed write rate: the other client's p99 against the rate alone, whoever writes (the rate sweep).
 
 uso-runner runs as a ServiceAccount (the admin is in system:masters, which APF exempts). A steady other client
 (its own ServiceAccount; an open loop of GETs and PUTs of its own ConfigMaps at ``--rate``) runs throughout;
@@ -26,7 +28,7 @@ over the idle p99 (all idle windows pooled). Prints the table, writes ``bench/re
 
     python -m bench.pace [--objects 20000] [--repeats 3] [--rate 20] [--idle-seconds 15] [--settle-seconds 10]
                          [--workers 16]
-                         [--budgets 1.25,1.5,2] [--points intree,ksvm,...] [--pin]
+                         [--budgets 1.25,1.5,2] [--rates 50,100,200] [--points intree,ksvm,...] [--pin]
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from bench import apf, report, uso
@@ -58,12 +61,14 @@ DEFAULT_BUDGET = float(controller.UsoRunnerConfig.__dataclass_fields__["latency_
 
 @dataclasses.dataclass(frozen=True)
 class Point:
-    """One way to migrate: a Go migrator, or uso-runner at a budget (0: unpaced), with or without APF."""
+    """One way to migrate: a Go migrator, or uso-runner at a budget (0: unpaced) or a fixed rate (``qps``), with
+    or without APF."""
 
     name: str
     method: str  # intree, ksvm, uso-runner
     budget: float = 0.0
     apf: bool = False
+    qps: float = 0.0
 
     @property
     def label(self) -> str:
@@ -71,13 +76,16 @@ class Point:
             return "in-tree migrator (kube-controller-manager)"
         if self.method == "ksvm":
             return "kube-storage-version-migrator"
+        if self.qps:
+            return f"uso-runner at --qps {self.qps:g} (unpaced)"
         paced = f"paced {self.budget:g}" if self.budget else "unpaced"
         return f"uso-runner {paced}" + (" + APF" if self.apf else "")
 
 
-def points(budgets: list[float]) -> list[Point]:
+def points(budgets: Sequence[float], rates: Sequence[float] = ()) -> list[Point]:
     listed = [Point("intree", "intree"), Point("ksvm", "ksvm"), Point("unpaced", "uso-runner")]
     listed += [Point(f"paced-{b:g}", "uso-runner", budget=b) for b in budgets]
+    listed += [Point(f"qps-{r:g}", "uso-runner", qps=r) for r in rates]
     listed += [
         Point("apf", "uso-runner", apf=True),
         Point(f"paced-{DEFAULT_BUDGET:g}+apf", "uso-runner", budget=DEFAULT_BUDGET, apf=True),
@@ -156,7 +164,8 @@ class Bench:
             return {"seconds": seconds, "outcome": outcome, "objects": after - before}
         run = await asyncio.to_thread(
             apf.run_uso_as, self.uso_kubeconfig, release=release, workers=self.workers,
-            resources=f"widgets.{self.group}", extra=[f"--latency-budget={point.budget:g}"],
+            resources=f"widgets.{self.group}",
+            extra=[f"--latency-budget={point.budget:g}", *([f"--qps={point.qps:g}"] if point.qps else [])],
         )  # fmt: skip
         return {**run, "outcome": "Succeeded" if run["exit"] == 0 else "Failed"}
 
@@ -332,7 +341,7 @@ def plot(results: dict[str, Any], path: pathlib.Path) -> None:
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     budgets = [float(b) for b in args.budgets.split(",")]
-    listed = points(budgets)
+    listed = points(budgets, [float(r) for r in args.rates.split(",") if r])
     if args.points:
         wanted = set(args.points.split(","))
         listed = [p for p in listed if p.name in wanted]
@@ -423,6 +432,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workers", type=int, default=16, help="uso-runner's --workers")
     parser.add_argument("--budgets", default="1.25,1.5,2", help="uso-runner --latency-budget values")
+    parser.add_argument(
+        "--rates", default="", help="uso-runner unpaced at these fixed --qps values too (the rate sweep)"
+    )
     parser.add_argument(
         "--points", default="", help="only these points (names as in the table), comma-separated"
     )

@@ -179,7 +179,9 @@ def pace_table(data: dict[str, Any]) -> str:
         )
     goal = summary["goal"]
     lines.append("")
-    if goal.get("met") is None:
+    if goal.get("met") is None and f"paced-{data['defaultBudget']:g}" not in summary["points"]:
+        lines.append("(No goal: the default budget is not one of these points.)")
+    elif goal.get("met") is None:
         lines.append(f"Goal: not decided ({goal.get('why') or 'a point is missing'}).")
     else:
         checks = goal["checks"]
@@ -233,14 +235,23 @@ def render() -> str:
     for _, rows, _ in sections:
         lines += [f"| {' | '.join(row)} |" for row in rows]
     lines += ["", "Runs: " + "; ".join(context for _, _, context in sections) + "."]
-    pace = _load("pace")
-    if pace is not None:
+    for name, heading, picture in (
+        ("pace", "## How fast, at what cost to other clients (`make bench-pace`)", "each method"),
+        (
+            "pace-rates",
+            "### The rate sweep: the other client's p99 against the write rate alone",
+            "each rate",
+        ),
+    ):
+        pace = _load(name)
+        if pace is None:
+            continue
         machine = pace["machine"]
         lines += [
             "",
-            "## How fast, at what cost to other clients (`make bench-pace`)",
+            heading,
             "",
-            f"pace.json, {pace['when']}, kube-apiserver {pace['kubeVersion']}, {machine['cpus']} cores"
+            f"{name}.json, {pace['when']}, kube-apiserver {pace['kubeVersion']}, {machine['cpus']} cores"
             + (
                 " (kube-apiserver and etcd pinned to one core, the clients to the other)"
                 if pace.get("pinned")
@@ -250,7 +261,7 @@ def render() -> str:
             "",
             pace_table(pace),
             "",
-            "![migration rate against the other client's p99 / idle p99, each method](pace.png)",
+            f"![migration rate against the other client's p99 / idle p99, {picture}]({name}.png)",
         ]
     return "\n".join(lines) + "\n"
 

@@ -142,7 +142,7 @@ bench-uso: venv fixture ## Benchmark: uso-runner vs kubectl get|replace, kube-st
 	$(PY) -m bench.uso
 
 .PHONY: bench-pace
-bench-pace: venv fixture tools ## Benchmark (~1 h): every migration method on 20,000 real rewrites, its rate and a steady other client's p99 vs idle; the table and bench/pace.png
+bench-pace: venv fixture tools ## Benchmark (~35 min on a quiet machine): every migration method on 20,000 real rewrites, its rate and a steady other client's p99 vs idle; the table and bench/pace.png
 	e2e/build-tool.sh storage-version-migrator >/dev/null
 	$(PY) -m bench.pace
 

@@ -80,8 +80,9 @@ class UsoRunnerConfig(config.BaseConfig):
         "rewrite",
         "How resources are migrated: rewrite (every object PUT back by uso-runner), builtin (one "
         "StorageVersionMigration per resource for kube-controller-manager's migrator; rewrite when "
-        "storagemigration.k8s.io is not served), auto (StorageVersionMigrations when served, and any that "
-        "stalls is rewritten by uso-runner instead; rewrite when not served).",
+        "storagemigration.k8s.io is not served), auto (the paced rewrite where uso-runner paces itself and may "
+        "rewrite; otherwise StorageVersionMigrations when served, any that stalls rewritten by uso-runner "
+        "instead, and rewrite when not served).",
     )
     use_builtin: bool = config.option(
         False, "Deprecated (removed in the next release): the same as --method=builtin."
@@ -265,8 +266,13 @@ class UsoRunner(reconciler.Reconciler[UsoRunnerConfig]):
             all_resources=cfg.all_resources,
         )
         choice = logic.choose_method(
-            asked=cfg.migration_method, discovered=discovered, rewrite_fallback=cfg.rewrite_fallback
+            asked=cfg.migration_method,
+            discovered=discovered,
+            rewrite_fallback=cfg.rewrite_fallback,
+            paced=cfg.latency_budget > 0,
         )
+        if choice.preferred:
+            log.info("--method=%s: %s", cfg.migration_method, choice.preferred)
         report = RunReport(
             action=decision.action,
             reason=decision.reason,

@@ -264,6 +264,13 @@ def test_choose_method() -> None:
     assert choose(asked="auto", discovered=served) == logic.MethodChoice(
         "builtin", version="v1", fallback=True
     )
+    # Paced and allowed to rewrite, auto rewrites (and says why); unpaced, or without the grant, it hands over.
+    paced = choose(asked="auto", discovered=served, paced=True)
+    assert paced == logic.MethodChoice("rewrite", preferred=logic.AUTO_PACED)
+    assert choose(asked="auto", discovered=served, paced=True, rewrite_fallback=False) == logic.MethodChoice(
+        "builtin", version="v1", no_rewrite=logic.NO_REWRITE
+    )
+    assert choose(asked="builtin", discovered=served, paced=True).method == "builtin"  # asked for: kept
     # Not served: auto rewrites quietly; builtin rewrites and says why (the warning names the 1.37 GA).
     assert choose(asked="auto", discovered=not_served) == logic.MethodChoice("rewrite")
     builtin = choose(asked="builtin", discovered=not_served)

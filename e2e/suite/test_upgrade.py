@@ -313,6 +313,10 @@ def reports(release: str, check: str) -> bool:
     return (k8s.sample(samples, "leader_watchdog_findings", check=check) or 0) >= 1
 
 
+# What an API call or a read through the apiserver's proxy raises while a kube-apiserver restarts.
+RESTARTING = (client.ApiException, OSError, RuntimeError)
+
+
 def watch_reactions(
     timeline: Timeline,
     *,
@@ -321,19 +325,22 @@ def watch_reactions(
     timeout: float,
     each_round: Callable[[], None] = lambda: None,
 ) -> None:
-    """Polls every check once a second until all hold; records when each first held, after ``trigger``."""
+    """Polls every check once a second until all hold; records when each first held, after ``trigger``.
+    ``each_round`` runs after every round; like a check, one that meets an apiserver restarting (the last control
+    plane's, right after ``trigger``) is tried again in the next round."""
     pending = dict(checks)
     deadline = time.monotonic() + timeout
     while pending:
         for what, check in list(pending.items()):
             try:
                 held = check()
-            except (client.ApiException, OSError, RuntimeError):
+            except RESTARTING:
                 held = False  # an apiserver restarting; try again
             if held:
                 timeline.reactions[what] = timeline.mark(what) - trigger
                 del pending[what]
-        each_round()
+        with contextlib.suppress(*RESTARTING):
+            each_round()
         assert time.monotonic() < deadline, f"still waiting after {timeout:.0f} s for: {', '.join(pending)}"
         time.sleep(1)
 
@@ -514,7 +521,7 @@ def watch_gate(
     while True:
         try:
             last = readiness.view(since=since)
-        except (client.ApiException, OSError, RuntimeError):
+        except RESTARTING:
             pass  # the gate's pod or an apiserver not answering this once: read again
         else:
             for what, (trigger, check) in list(pending.items()):
